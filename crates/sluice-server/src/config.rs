@@ -1,0 +1,143 @@
+//! Server configuration: one typed struct, loaded from defaults → config file (TOML) →
+//! environment (`SLUICE_*`) → command-line flags, validated before anything starts.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the embedded default keeps its database, key files and default warehouse.
+    pub data_dir: PathBuf,
+    /// `sqlite://…`; defaults to `<data_dir>/sluice.db`.
+    pub database_url: Option<String>,
+    /// tracing filter, e.g. `info` or `sluice=debug,info`.
+    pub log_level: String,
+    /// Base64 of 32 bytes: encrypts stored secrets. Defaults to `<data_dir>/master.key`.
+    pub master_key: Option<String>,
+    /// Base64 of 32 bytes: signs Sluice JWTs. Defaults to `<data_dir>/jwt-signing.key`.
+    pub jwt_signing_key: Option<String>,
+    /// Lifetime of tokens from `/v1/oauth/tokens`.
+    pub token_ttl_seconds: i64,
+    /// Directories `file` warehouses may use; defaults to the data directory.
+    pub allowed_file_roots: Vec<PathBuf>,
+    /// Create the `default` file warehouse on first start.
+    pub create_default_warehouse: bool,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url)
+            .field("log_level", &self.log_level)
+            .field("master_key", &self.master_key.as_ref().map(|_| "***"))
+            .field("jwt_signing_key", &self.jwt_signing_key.as_ref().map(|_| "***"))
+            .field("token_ttl_seconds", &self.token_ttl_seconds)
+            .field("allowed_file_roots", &self.allowed_file_roots)
+            .finish()
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8181)),
+            data_dir: PathBuf::from("sluice-data"),
+            database_url: None,
+            log_level: "info".into(),
+            master_key: None,
+            jwt_signing_key: None,
+            token_ttl_seconds: 3600,
+            allowed_file_roots: vec![],
+            create_default_warehouse: true,
+        }
+    }
+}
+
+/// Values given on the command line; `None` means "not given".
+#[derive(Debug, Default, Serialize)]
+pub struct CliOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+}
+
+/// Environment keys read outside the figment env provider (lists and bootstrap secrets).
+const ENV_IGNORED: &[&str] = &[
+    "allowed_file_roots",
+    "bootstrap_access_key_id",
+    "bootstrap_secret_access_key",
+    "config",
+    "config_file",
+    "endpoint",
+    "access_key_id",
+    "secret_access_key",
+    "profile",
+];
+
+impl ServerConfig {
+    pub fn load(config_file: Option<&Path>, cli: &CliOverrides) -> Result<Self, String> {
+        let mut fig = Figment::from(Serialized::defaults(ServerConfig::default()));
+        if let Some(path) = config_file {
+            if !path.exists() {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("SLUICE_").ignore(ENV_IGNORED));
+        if let Ok(roots) = std::env::var("SLUICE_ALLOWED_FILE_ROOTS") {
+            let roots: Vec<PathBuf> = roots.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+            fig = fig.merge(Serialized::default("allowed_file_roots", roots));
+        }
+        fig = fig.merge(Serialized::defaults(cli));
+        let mut cfg: ServerConfig = fig.extract().map_err(|e| {
+            // figment names the key and the source (file or env var) that was wrong.
+            format!("invalid configuration: {e}")
+        })?;
+        cfg.validate()?;
+        cfg.data_dir = absolute(&cfg.data_dir)?;
+        if cfg.allowed_file_roots.is_empty() {
+            cfg.allowed_file_roots.push(cfg.data_dir.clone());
+        } else {
+            cfg.allowed_file_roots = cfg.allowed_file_roots.iter().map(|p| absolute(p)).collect::<Result<_, _>>()?;
+        }
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.token_ttl_seconds < 60 || self.token_ttl_seconds > 86_400 {
+            return Err("token_ttl_seconds must be between 60 and 86400".into());
+        }
+        if let Some(url) = &self.database_url {
+            if !url.starts_with("sqlite:") {
+                return Err(format!(
+                    "database_url: only sqlite: URLs are supported in this version (got scheme '{}')",
+                    url.split(':').next().unwrap_or("")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("sluice.db").display()))
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
+}

@@ -1,0 +1,109 @@
+//! Extractors whose rejections use the Iceberg error model instead of axum's plain text.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use sluice_core::Principal;
+use sluice_service::ServiceError;
+
+/// JSON body. Parsed whatever the Content-Type says, because several Iceberg clients omit
+/// it; errors name the field serde choked on.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("could not read request body: {e}")))?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request("request body is empty; expected JSON"));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de)
+            .map(ApiJson)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path.is_empty() || path == "." {
+                    ApiError::bad_request(format!("malformed request body: {inner}"))
+                } else {
+                    ApiError::bad_request(format!("malformed request body at '{path}': {inner}"))
+                }
+            })
+    }
+}
+
+/// Query string, with Iceberg-shaped rejections.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(q)
+            .map(ApiQuery)
+            .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+    }
+}
+
+/// Path parameters, percent-decoded, with Iceberg-shaped rejections.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| ApiError::bad_request(format!("invalid path: {e}")))
+    }
+}
+
+/// The authenticated caller: HTTP Basic with an access key, or a Sluice bearer token.
+pub struct Caller(pub Principal);
+
+pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<Result<(String, String), ()>> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = B64.decode(rest.trim()).ok().and_then(|b| String::from_utf8(b).ok());
+    Some(match decoded.as_deref().and_then(|s| s.split_once(':')) {
+        Some((id, secret)) => Ok((id.to_string(), secret.to_string())),
+        None => Err(()),
+    })
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let unauthorized = |m: &str| ApiError(ServiceError::Unauthorized(m.to_string()));
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(unauthorized("authentication required: use HTTP Basic with an access key or a bearer token"));
+        };
+        let value = value.to_str().map_err(|_| unauthorized("malformed Authorization header"))?;
+        let (scheme, rest) = value.split_once(' ').ok_or_else(|| unauthorized("malformed Authorization header"))?;
+        let principal = if scheme.eq_ignore_ascii_case("bearer") {
+            state.services.authenticate_token(rest.trim()).await?
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            match basic_credentials(&parts.headers) {
+                Some(Ok((id, secret))) => state.services.authenticate_key(&id, &secret).await?,
+                _ => return Err(unauthorized("malformed Basic credentials")),
+            }
+        } else {
+            return Err(unauthorized("unsupported authorization scheme"));
+        };
+        Ok(Caller(principal))
+    }
+}

@@ -1,0 +1,116 @@
+//! The HTTP edge of Sluice: routers, extractors, error mapping, configuration and startup.
+//! Handlers stay thin; every rule lives in `sluice-service`.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod state;
+
+pub use config::{CliOverrides, ServerConfig};
+
+use anyhow::Context;
+use sluice_auth::{KeyMaterial, SecretBox, TokenIssuer};
+use sluice_core::Secret;
+use sluice_service::auth::Bootstrap;
+use sluice_service::{ServiceConfig, Services};
+use sluice_store::SqliteStore;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Everything `serve` needs, opened and bootstrapped but not yet listening.
+pub struct Server {
+    pub services: Services,
+    pub config: ServerConfig,
+    pub bootstrap: Bootstrap,
+}
+
+fn key_material(configured: Option<&str>, file: &std::path::Path, what: &str) -> anyhow::Result<KeyMaterial> {
+    match configured {
+        Some(b64) => KeyMaterial::from_base64(b64).with_context(|| format!("{what} from configuration")),
+        None => KeyMaterial::load_or_create(file).with_context(|| format!("{what} file")),
+    }
+}
+
+impl Server {
+    /// Opens the data directory, database and key material and runs the first-start
+    /// bootstrap. `bootstrap_key` is the admin key from the environment, if any.
+    pub async fn open(config: ServerConfig, bootstrap_key: Option<(String, Secret)>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let master = key_material(config.master_key.as_deref(), &config.data_dir.join("master.key"), "master key")?;
+        let signing = key_material(
+            config.jwt_signing_key.as_deref(),
+            &config.data_dir.join("jwt-signing.key"),
+            "JWT signing key",
+        )?;
+        let store = SqliteStore::connect(&config.database_url())
+            .await
+            .with_context(|| format!("opening database {}", config.database_url()))?;
+        let services = Services::new(
+            Arc::new(store),
+            SecretBox::new(&master),
+            TokenIssuer::new(&signing, "sluice", config.token_ttl_seconds),
+            ServiceConfig { allowed_file_roots: config.allowed_file_roots.clone() },
+        );
+        let bootstrap = services.bootstrap(bootstrap_key).await.context("bootstrapping the admin user")?;
+        if config.create_default_warehouse {
+            services
+                .ensure_default_warehouse(&config.data_dir.join("warehouse"))
+                .await
+                .context("creating the default warehouse")?;
+        }
+        Ok(Server { services, config, bootstrap })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        app::build_router(state::AppState { services: self.services.clone() })
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = self.router();
+        axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP")
+    }
+}
+
+/// Bootstrap admin key from `SLUICE_BOOTSTRAP_ACCESS_KEY_ID` / `SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY`.
+pub fn bootstrap_key_from_env() -> anyhow::Result<Option<(String, Secret)>> {
+    let id = std::env::var("SLUICE_BOOTSTRAP_ACCESS_KEY_ID").ok().filter(|s| !s.is_empty());
+    let secret = std::env::var("SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY").ok().filter(|s| !s.is_empty());
+    match (id, secret) {
+        (None, None) => Ok(None),
+        (Some(id), Some(secret)) => Ok(Some((id, Secret::new(secret)))),
+        _ => anyhow::bail!(
+            "set both SLUICE_BOOTSTRAP_ACCESS_KEY_ID and SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY, or neither"
+        ),
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

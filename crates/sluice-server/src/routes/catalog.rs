@@ -1,0 +1,231 @@
+//! Iceberg REST catalog routes (`/v1/...`). Each handler parses, calls one service
+//! function, and maps the result.
+
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use sluice_service::rest::*;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/config", get(config))
+        .route("/v1/{prefix}/namespaces", get(list_namespaces).post(create_namespace))
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}",
+            get(load_namespace).head(namespace_exists).delete(drop_namespace),
+        )
+        .route("/v1/{prefix}/namespaces/{namespace}/properties", post(update_properties))
+        .route("/v1/{prefix}/namespaces/{namespace}/tables", get(list_tables).post(create_table))
+        .route("/v1/{prefix}/namespaces/{namespace}/register", post(register_table))
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/tables/{table}",
+            get(load_table).head(table_exists).post(commit_table).delete(drop_table),
+        )
+        .route("/v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics", post(report_metrics))
+        .route("/v1/{prefix}/tables/rename", post(rename_table))
+        .route("/v1/{prefix}/transactions/commit", post(commit_transaction))
+}
+
+#[derive(Deserialize)]
+struct ConfigQuery {
+    warehouse: Option<String>,
+}
+
+async fn config(State(s): State<AppState>, Caller(c): Caller, ApiQuery(q): ApiQuery<ConfigQuery>) -> Result<Json<CatalogConfig>> {
+    Ok(Json(s.services.catalog_config(&c, q.warehouse.as_deref()).await?))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    parent: Option<String>,
+    #[serde(rename = "pageToken")]
+    page_token: Option<String>,
+    #[serde(rename = "pageSize")]
+    page_size: Option<u32>,
+}
+
+async fn list_namespaces(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(prefix): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ListNamespacesResponse>> {
+    Ok(Json(
+        s.services
+            .list_namespaces(&c, &prefix, q.parent.as_deref(), q.page_token.as_deref(), q.page_size)
+            .await?,
+    ))
+}
+
+async fn create_namespace(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(prefix): ApiPath<String>,
+    ApiJson(req): ApiJson<CreateNamespaceRequest>,
+) -> Result<Json<NamespaceResponse>> {
+    Ok(Json(s.services.create_namespace(&c, &prefix, req).await?))
+}
+
+async fn load_namespace(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns)): ApiPath<(String, String)>,
+) -> Result<Json<NamespaceResponse>> {
+    Ok(Json(s.services.load_namespace(&c, &prefix, &ns).await?))
+}
+
+async fn namespace_exists(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns)): ApiPath<(String, String)>,
+) -> Result<StatusCode> {
+    s.services.load_namespace(&c, &prefix, &ns).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn drop_namespace(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns)): ApiPath<(String, String)>,
+) -> Result<StatusCode> {
+    s.services.drop_namespace(&c, &prefix, &ns).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn update_properties(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<UpdateNamespacePropertiesRequest>,
+) -> Result<Json<UpdateNamespacePropertiesResponse>> {
+    Ok(Json(s.services.update_namespace_properties(&c, &prefix, &ns, req).await?))
+}
+
+async fn list_tables(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ListTablesResponse>> {
+    Ok(Json(
+        s.services
+            .list_tables(&c, &prefix, &ns, q.page_token.as_deref(), q.page_size)
+            .await?,
+    ))
+}
+
+async fn create_table(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<CreateTableRequest>,
+) -> Result<Json<LoadTableResult>> {
+    Ok(Json(s.services.create_table(&c, &prefix, &ns, req).await?))
+}
+
+async fn register_table(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<RegisterTableRequest>,
+) -> Result<Json<LoadTableResult>> {
+    Ok(Json(s.services.register_table(&c, &prefix, &ns, req).await?))
+}
+
+#[derive(Deserialize)]
+struct LoadQuery {
+    snapshots: Option<String>,
+}
+
+async fn load_table(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns, table)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<LoadQuery>,
+) -> Result<Response> {
+    let mode = match q.snapshots.as_deref() {
+        None | Some("all") => SnapshotsMode::All,
+        Some("refs") => SnapshotsMode::Refs,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid snapshots mode '{other}': expected 'all' or 'refs'"
+            )))
+        }
+    };
+    let result = s.services.load_table(&c, &prefix, &ns, &table, mode).await?;
+    Ok(Json(result).into_response())
+}
+
+async fn table_exists(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns, table)): ApiPath<(String, String, String)>,
+) -> Result<StatusCode> {
+    s.services.table_exists(&c, &prefix, &ns, &table).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn commit_table(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns, table)): ApiPath<(String, String, String)>,
+    ApiJson(req): ApiJson<CommitTableRequest>,
+) -> Result<Json<CommitTableResponse>> {
+    Ok(Json(s.services.commit_table(&c, &prefix, &ns, &table, req).await?))
+}
+
+#[derive(Deserialize)]
+struct DropQuery {
+    #[serde(rename = "purgeRequested")]
+    purge_requested: Option<bool>,
+}
+
+async fn drop_table(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns, table)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<DropQuery>,
+) -> Result<StatusCode> {
+    s.services
+        .drop_table(&c, &prefix, &ns, &table, q.purge_requested.unwrap_or(false))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn report_metrics(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns, table)): ApiPath<(String, String, String)>,
+    ApiJson(_report): ApiJson<serde_json::Value>,
+) -> Result<StatusCode> {
+    s.services.report_metrics(&c, &prefix, &ns, &table).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rename_table(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(prefix): ApiPath<String>,
+    ApiJson(req): ApiJson<RenameTableRequest>,
+) -> Result<StatusCode> {
+    s.services.rename_table(&c, &prefix, req).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn commit_transaction(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(prefix): ApiPath<String>,
+    ApiJson(req): ApiJson<CommitTransactionRequest>,
+) -> Result<StatusCode> {
+    s.services.commit_transaction(&c, &prefix, req).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

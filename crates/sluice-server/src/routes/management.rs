@@ -1,0 +1,271 @@
+//! Management API (`/management/v1`): warehouses in Lakekeeper's request shape, whoami,
+//! and this API's own OpenAPI document.
+
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sluice_service::warehouse::WarehouseInfo;
+use sluice_storage::{DeleteProfile, StorageCredential, StorageProfile};
+use utoipa::{OpenApi, ToSchema};
+use uuid::Uuid;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/management/v1/openapi.json", get(openapi))
+        .route("/management/v1/whoami", get(whoami))
+        .route("/management/v1/warehouse", get(list_warehouses).post(create_warehouse))
+        .route("/management/v1/warehouse/{id}", get(get_warehouse).delete(delete_warehouse))
+        .route("/management/v1/warehouse/{id}/rename", post(rename_warehouse))
+        .route("/management/v1/warehouse/{id}/storage", post(update_storage))
+        .route("/management/v1/warehouse/{id}/storage-credential", post(update_credential))
+        .route("/management/v1/warehouse/{id}/delete-profile", post(update_delete_profile))
+        .route("/management/v1/warehouse/{id}/activate", post(activate))
+        .route("/management/v1/warehouse/{id}/deactivate", post(deactivate))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sluice management API", description = "Warehouses and identity management for the Sluice Iceberg REST catalog."),
+    paths(
+        whoami, list_warehouses, create_warehouse, get_warehouse, delete_warehouse,
+        rename_warehouse, update_storage, update_credential, update_delete_profile, activate, deactivate
+    ),
+    components(schemas(
+        CreateWarehouseRequest, WarehouseView, ListWarehousesResponse, RenameWarehouseRequest,
+        UpdateStorageRequest, UpdateCredentialRequest, UpdateDeleteProfileRequest, WhoAmI, ErrorModel, ErrorBody
+    )),
+    modifiers(&Security),
+    security(("basic" = []), ("bearer" = []))
+)]
+pub struct ManagementApi;
+
+struct Security;
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let c = openapi.components.get_or_insert_with(Default::default);
+        c.add_security_scheme("basic", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()));
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ManagementApi::openapi())
+}
+
+/// Error envelope shared with the Iceberg REST API.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorModel {
+    pub error: ErrorBody,
+}
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub code: u16,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CreateWarehouseRequest {
+    pub warehouse_name: String,
+    /// `{"type":"file","root":...}` or `{"type":"s3","bucket":...,"region":...,...}`.
+    #[schema(value_type = Object)]
+    pub storage_profile: StorageProfile,
+    /// `{"type":"s3","credential-type":"access-key","aws-access-key-id":...,"aws-secret-access-key":...}`.
+    #[schema(value_type = Option<Object>)]
+    #[serde(default)]
+    pub storage_credential: Option<StorageCredential>,
+    /// `{"type":"hard"}` (default) or `{"type":"soft","expiration-seconds":N}`.
+    #[schema(value_type = Option<Object>)]
+    #[serde(default)]
+    pub delete_profile: Option<DeleteProfile>,
+    /// Accepted for Lakekeeper compatibility; Sluice has no projects.
+    #[serde(default)]
+    pub project_id: Option<String>,
+}
+
+/// A warehouse. The storage credential is never returned.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct WarehouseView {
+    pub warehouse_id: Uuid,
+    pub id: Uuid,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub storage_profile: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub delete_profile: serde_json::Value,
+    /// `active` or `inactive`.
+    pub status: String,
+    pub location: String,
+    pub has_storage_credential: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<WarehouseInfo> for WarehouseView {
+    fn from(w: WarehouseInfo) -> Self {
+        WarehouseView {
+            warehouse_id: w.warehouse_id,
+            id: w.id,
+            name: w.name,
+            storage_profile: serde_json::to_value(&w.storage_profile).unwrap_or_default(),
+            delete_profile: serde_json::to_value(&w.delete_profile).unwrap_or_default(),
+            status: w.status.to_string(),
+            location: w.location,
+            has_storage_credential: w.has_storage_credential,
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ListWarehousesResponse {
+    pub warehouses: Vec<WarehouseView>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RenameWarehouseRequest {
+    pub new_name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UpdateStorageRequest {
+    #[schema(value_type = Object)]
+    pub storage_profile: StorageProfile,
+    /// Omit to keep the current credential.
+    #[schema(value_type = Option<Object>)]
+    #[serde(default)]
+    pub storage_credential: Option<StorageCredential>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UpdateCredentialRequest {
+    /// The new credential; `null` removes it (only valid for profiles that need none).
+    #[schema(value_type = Option<Object>)]
+    #[serde(default)]
+    pub new_storage_credential: Option<StorageCredential>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UpdateDeleteProfileRequest {
+    #[schema(value_type = Object)]
+    pub delete_profile: DeleteProfile,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct WhoAmI {
+    pub user_id: Uuid,
+    pub name: String,
+    pub access_key_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/management/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorModel)))]
+async fn whoami(Caller(c): Caller) -> Json<WhoAmI> {
+    Json(WhoAmI { user_id: c.user_id, name: c.user_name, access_key_id: c.access_key_id })
+}
+
+#[utoipa::path(get, path = "/management/v1/warehouse", responses((status = 200, body = ListWarehousesResponse)))]
+async fn list_warehouses(State(s): State<AppState>, Caller(c): Caller) -> Result<Json<ListWarehousesResponse>> {
+    let warehouses = s.services.list_warehouses(&c).await?.into_iter().map(Into::into).collect();
+    Ok(Json(ListWarehousesResponse { warehouses }))
+}
+
+#[utoipa::path(post, path = "/management/v1/warehouse", request_body = CreateWarehouseRequest,
+    responses((status = 201, body = WarehouseView), (status = 400, body = ErrorModel), (status = 409, body = ErrorModel)))]
+async fn create_warehouse(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiJson(req): ApiJson<CreateWarehouseRequest>,
+) -> Result<(StatusCode, Json<WarehouseView>)> {
+    let w = s
+        .services
+        .create_warehouse(&c, &req.warehouse_name, req.storage_profile, req.storage_credential, req.delete_profile)
+        .await?;
+    Ok((StatusCode::CREATED, Json(w.into())))
+}
+
+#[utoipa::path(get, path = "/management/v1/warehouse/{id}", params(("id" = Uuid, Path)),
+    responses((status = 200, body = WarehouseView), (status = 404, body = ErrorModel)))]
+async fn get_warehouse(State(s): State<AppState>, Caller(c): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<WarehouseView>> {
+    Ok(Json(s.services.get_warehouse(&c, id).await?.into()))
+}
+
+#[utoipa::path(delete, path = "/management/v1/warehouse/{id}", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = ErrorModel), (status = 409, body = ErrorModel)))]
+async fn delete_warehouse(State(s): State<AppState>, Caller(c): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<StatusCode> {
+    s.services.delete_warehouse(&c, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/management/v1/warehouse/{id}/rename", params(("id" = Uuid, Path)), request_body = RenameWarehouseRequest,
+    responses((status = 200, body = WarehouseView), (status = 409, body = ErrorModel)))]
+async fn rename_warehouse(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<RenameWarehouseRequest>,
+) -> Result<Json<WarehouseView>> {
+    Ok(Json(s.services.rename_warehouse(&c, id, &req.new_name).await?.into()))
+}
+
+#[utoipa::path(post, path = "/management/v1/warehouse/{id}/storage", params(("id" = Uuid, Path)), request_body = UpdateStorageRequest,
+    responses((status = 200, body = WarehouseView), (status = 400, body = ErrorModel)))]
+async fn update_storage(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<UpdateStorageRequest>,
+) -> Result<Json<WarehouseView>> {
+    Ok(Json(s.services.update_storage(&c, id, req.storage_profile, req.storage_credential).await?.into()))
+}
+
+#[utoipa::path(post, path = "/management/v1/warehouse/{id}/storage-credential", params(("id" = Uuid, Path)), request_body = UpdateCredentialRequest,
+    responses((status = 200, body = WarehouseView), (status = 400, body = ErrorModel)))]
+async fn update_credential(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<UpdateCredentialRequest>,
+) -> Result<Json<WarehouseView>> {
+    Ok(Json(s.services.update_credential(&c, id, req.new_storage_credential).await?.into()))
+}
+
+#[utoipa::path(post, path = "/management/v1/warehouse/{id}/delete-profile", params(("id" = Uuid, Path)), request_body = UpdateDeleteProfileRequest,
+    responses((status = 200, body = WarehouseView)))]
+async fn update_delete_profile(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<UpdateDeleteProfileRequest>,
+) -> Result<Json<WarehouseView>> {
+    Ok(Json(s.services.update_delete_profile(&c, id, req.delete_profile).await?.into()))
+}
+
+#[utoipa::path(post, path = "/management/v1/warehouse/{id}/activate", params(("id" = Uuid, Path)), responses((status = 200, body = WarehouseView)))]
+async fn activate(State(s): State<AppState>, Caller(c): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<WarehouseView>> {
+    Ok(Json(s.services.set_warehouse_active(&c, id, true).await?.into()))
+}
+
+#[utoipa::path(post, path = "/management/v1/warehouse/{id}/deactivate", params(("id" = Uuid, Path)), responses((status = 200, body = WarehouseView)))]
+async fn deactivate(State(s): State<AppState>, Caller(c): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<WarehouseView>> {
+    Ok(Json(s.services.set_warehouse_active(&c, id, false).await?.into()))
+}

@@ -1,0 +1,246 @@
+//! Authentication: access keys (HTTP Basic), Sluice JWTs (Bearer), the OAuth2
+//! client-credentials grant, and the first-start bootstrap of the admin user.
+
+use crate::{now, Result, ServiceError, Services};
+use sluice_core::{AccessKeyId, Principal, Secret, SecretAccessKey};
+use sluice_store::{AccessKeyRecord, UserRecord};
+use uuid::Uuid;
+
+/// OAuth2 error (RFC 6749 §5.2). Kept apart from `ServiceError` because the token endpoint
+/// answers in a different error shape than the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthError {
+    pub error: &'static str,
+    pub description: String,
+}
+
+impl OAuthError {
+    fn new(error: &'static str, description: impl Into<String>) -> Self {
+        OAuthError { error, description: description.into() }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    /// RFC 8693 field the Iceberg spec echoes; PyIceberg ignores it.
+    pub issued_token_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// A newly created access key; the only value that ever carries the plaintext secret.
+#[derive(Debug)]
+pub struct NewAccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub user_id: Uuid,
+}
+
+/// What the bootstrap did, for the startup banner.
+#[derive(Debug)]
+pub enum Bootstrap {
+    /// First start: an admin and a generated key were created (print the secret once).
+    Generated(NewAccessKey),
+    /// First start with the key taken from the environment (never print the secret).
+    FromEnvironment { access_key_id: String },
+    /// Not a first start.
+    AlreadyDone,
+}
+
+pub const ADMIN_USER: &str = "admin";
+const BOOTSTRAP_SETTING: &str = "bootstrap.admin-user-id";
+/// Skip `last_used_at` writes more often than this; per-request writes would contend with
+/// commits on SQLite for no operational value.
+const TOUCH_INTERVAL_SECS: i64 = 60;
+
+impl Services {
+    /// Creates the admin user and its first access key once per installation. An explicit
+    /// key from the environment must be well-formed, and is (re)attached to the admin on
+    /// later starts if it was deleted, like MinIO's root credentials.
+    pub async fn bootstrap(&self, env_key: Option<(String, Secret)>) -> Result<Bootstrap> {
+        if let Some((id, secret)) = &env_key {
+            AccessKeyId::parse(id).map_err(|e| {
+                ServiceError::BadRequest(format!("SLUICE_BOOTSTRAP_ACCESS_KEY_ID: {e}"))
+            })?;
+            SecretAccessKey::validate(secret.expose()).map_err(|e| {
+                ServiceError::BadRequest(format!("SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY: {e}"))
+            })?;
+        }
+        let store = self.store();
+        let admin_id = match store.get_setting(BOOTSTRAP_SETTING).await? {
+            Some(id) => {
+                let id = Uuid::parse_str(&id).map_err(ServiceError::internal)?;
+                if let Some((key_id, secret)) = env_key {
+                    match store.get_access_key(&key_id).await? {
+                        None => {
+                            self.insert_key(id, &key_id, &secret).await?;
+                        }
+                        Some(existing) => {
+                            let stored = self.decrypt_key_secret(&existing)?;
+                            if !stored.ct_eq(secret.expose()) {
+                                tracing::warn!(access_key_id = %key_id, "bootstrap access key exists with a different secret; keeping the stored one");
+                            }
+                        }
+                    }
+                }
+                let _ = id;
+                return Ok(Bootstrap::AlreadyDone);
+            }
+            None => match store.get_user_by_name(ADMIN_USER).await? {
+                Some(u) => u.id,
+                None => {
+                    let user = UserRecord {
+                        id: Uuid::new_v4(),
+                        name: ADMIN_USER.into(),
+                        email: None,
+                        friendly_name: Some("Bootstrap administrator".into()),
+                        source: "builtin".into(),
+                        created_at: now(),
+                    };
+                    store.create_user(&user).await?;
+                    user.id
+                }
+            },
+        };
+        let result = match env_key {
+            Some((key_id, secret)) => {
+                if store.get_access_key(&key_id).await?.is_none() {
+                    self.insert_key(admin_id, &key_id, &secret).await?;
+                }
+                Bootstrap::FromEnvironment { access_key_id: key_id }
+            }
+            None => Bootstrap::Generated(self.create_access_key(admin_id).await?),
+        };
+        store.set_setting(BOOTSTRAP_SETTING, &admin_id.to_string()).await?;
+        Ok(result)
+    }
+
+    pub async fn create_access_key(&self, user_id: Uuid) -> Result<NewAccessKey> {
+        let id = AccessKeyId::generate();
+        let secret = SecretAccessKey::generate();
+        self.insert_key(user_id, id.as_str(), &secret).await?;
+        Ok(NewAccessKey { access_key_id: id.to_string(), secret_access_key: secret, user_id })
+    }
+
+    async fn insert_key(&self, user_id: Uuid, key_id: &str, secret: &Secret) -> Result<()> {
+        let rec = AccessKeyRecord {
+            access_key_id: key_id.to_string(),
+            user_id,
+            secret_ciphertext: self.secrets().encrypt(secret.expose().as_bytes()),
+            created_at: now(),
+            last_used_at: None,
+        };
+        self.store().create_access_key(&rec).await?;
+        Ok(())
+    }
+
+    fn decrypt_key_secret(&self, rec: &AccessKeyRecord) -> Result<Secret> {
+        let plain = self
+            .secrets()
+            .decrypt(&rec.secret_ciphertext)
+            .map_err(|e| ServiceError::Internal(format!("access key {}: {e}", rec.access_key_id)))?;
+        String::from_utf8(plain.to_vec())
+            .map(Secret::new)
+            .map_err(|_| ServiceError::Internal("stored secret is not UTF-8".into()))
+    }
+
+    /// Verifies an access key pair. Unknown id and wrong secret give the same answer so the
+    /// response does not reveal which ids exist.
+    pub async fn authenticate_key(&self, key_id: &str, secret: &str) -> Result<Principal> {
+        let invalid = || ServiceError::Unauthorized("invalid access key id or secret".into());
+        if AccessKeyId::parse(key_id).is_err() {
+            return Err(invalid());
+        }
+        let Some(rec) = self.store().get_access_key(key_id).await? else {
+            return Err(invalid());
+        };
+        if !self.decrypt_key_secret(&rec)?.ct_eq(secret) {
+            return Err(invalid());
+        }
+        let user = self.store().get_user(rec.user_id).await?.ok_or_else(invalid)?;
+        let n = now();
+        if rec.last_used_at.is_none_or(|t| (n - t).num_seconds() >= TOUCH_INTERVAL_SECS) {
+            if let Err(e) = self.store().touch_access_key(key_id, n).await {
+                tracing::debug!(error = %e, "could not record key use");
+            }
+        }
+        Ok(Principal { user_id: user.id, user_name: user.name, access_key_id: Some(rec.access_key_id) })
+    }
+
+    /// Verifies a Sluice-issued bearer token. A token minted from an access key dies with
+    /// the key: deleting the key revokes its outstanding tokens.
+    pub async fn authenticate_token(&self, token: &str) -> Result<Principal> {
+        let claims = self.tokens().verify(token).map_err(|e| match e {
+            sluice_auth::AuthError::Expired => ServiceError::Unauthorized("token expired".into()),
+            _ => ServiceError::Unauthorized("invalid bearer token".into()),
+        })?;
+        let user_id = Uuid::parse_str(&claims.sub)
+            .map_err(|_| ServiceError::Unauthorized("invalid bearer token".into()))?;
+        if let Some(akid) = &claims.akid {
+            if self.store().get_access_key(akid).await?.is_none() {
+                return Err(ServiceError::Unauthorized("token was revoked".into()));
+            }
+        }
+        let user = self
+            .store()
+            .get_user(user_id)
+            .await?
+            .ok_or_else(|| ServiceError::Unauthorized("token subject no longer exists".into()))?;
+        Ok(Principal { user_id: user.id, user_name: user.name, access_key_id: claims.akid })
+    }
+
+    /// OAuth2 token endpoint (RFC 6749 §4.4): client credentials are an access key pair.
+    /// Any scope string is accepted and echoed; scopes do not widen what policies allow.
+    pub async fn token_grant(
+        &self,
+        grant_type: Option<&str>,
+        client_id: Option<&str>,
+        client_secret: Option<&str>,
+        scope: Option<&str>,
+    ) -> std::result::Result<TokenResponse, OAuthError> {
+        match grant_type {
+            None => return Err(OAuthError::new("invalid_request", "missing grant_type")),
+            Some("client_credentials") => {}
+            Some(other) => {
+                return Err(OAuthError::new(
+                    "unsupported_grant_type",
+                    format!("grant_type '{other}' is not supported; use client_credentials"),
+                ))
+            }
+        }
+        let (Some(id), Some(secret)) = (client_id, client_secret) else {
+            return Err(OAuthError::new(
+                "invalid_client",
+                "client authentication failed: client_id and client_secret are required",
+            ));
+        };
+        let principal = match self.authenticate_key(id, secret).await {
+            Ok(p) => p,
+            Err(ServiceError::Unauthorized(_)) => {
+                return Err(OAuthError::new("invalid_client", "client authentication failed"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "token endpoint failure");
+                return Err(OAuthError::new("server_error", "the server could not issue a token"));
+            }
+        };
+        let scope = scope.map(str::trim).filter(|s| !s.is_empty());
+        let token = self
+            .tokens()
+            .issue(principal.user_id, &principal.user_name, principal.access_key_id.as_deref(), scope, now().timestamp())
+            .map_err(|e| {
+                tracing::error!(error = %e, "token signing failed");
+                OAuthError::new("server_error", "the server could not issue a token")
+            })?;
+        Ok(TokenResponse {
+            access_token: token,
+            token_type: "bearer",
+            expires_in: self.tokens().ttl_seconds(),
+            issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
+            scope: scope.map(str::to_string),
+        })
+    }
+}

@@ -1,0 +1,878 @@
+//! The Iceberg REST catalog operations. Table metadata lives in two places by design: the
+//! metadata file in object storage (what engines read) and a copy in the database (so a
+//! load never touches storage). A commit writes the new file first, then swaps the database
+//! pointer with compare-and-swap; the loser of a race gets CommitFailed and its file is
+//! removed.
+
+use crate::rest::*;
+use crate::{now, Result, ServiceError, Services};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+use iceberg::spec::{
+    FormatVersion, SortOrder, TableMetadata, TableMetadataBuilder, UnboundPartitionSpec,
+};
+use iceberg::{TableCreation, TableRequirement, TableUpdate};
+use serde_json::value::RawValue;
+use sluice_core::{NamespaceName, Principal, TableName};
+use sluice_storage::{Storage, StorageProfile};
+use sluice_store::{CommitOp, NamespaceRecord, Page, StoreError, TableRecord, WarehouseRecord};
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+/// Page size used when a client asks for paging (sends `pageToken`) without a size.
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Endpoints this server implements, advertised in `GET /v1/config`.
+pub const ENDPOINTS: &[&str] = &[
+    "GET /v1/{prefix}/namespaces",
+    "POST /v1/{prefix}/namespaces",
+    "GET /v1/{prefix}/namespaces/{namespace}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}",
+    "POST /v1/{prefix}/namespaces/{namespace}/properties",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/register",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+    "POST /v1/{prefix}/tables/rename",
+    "POST /v1/{prefix}/transactions/commit",
+];
+
+/// A commit prepared for the store: the new metadata file is already written.
+struct Prepared {
+    op: CommitOp,
+    written: Option<String>,
+    metadata_location: String,
+    metadata_json: String,
+}
+
+fn bad(msg: impl Into<String>) -> ServiceError {
+    ServiceError::BadRequest(msg.into())
+}
+
+fn parse_namespace(raw: &str) -> Result<NamespaceName> {
+    NamespaceName::from_rest_path(raw).map_err(|e| bad(format!("invalid namespace: {e}")))
+}
+
+fn namespace_from_parts(parts: Vec<String>) -> Result<NamespaceName> {
+    NamespaceName::new(parts).map_err(|e| bad(format!("invalid namespace: {e}")))
+}
+
+fn parse_table_name(raw: &str) -> Result<TableName> {
+    TableName::parse(raw).map_err(|e| bad(format!("invalid table name: {e}")))
+}
+
+fn no_such_namespace(ns: &NamespaceName) -> ServiceError {
+    ServiceError::NoSuchNamespace(format!("Namespace does not exist: {ns}"))
+}
+
+fn no_such_table(ns: &NamespaceName, name: &str) -> ServiceError {
+    ServiceError::NoSuchTable(format!("Table does not exist: {ns}.{name}"))
+}
+
+fn encode_page_token(key: &str) -> String {
+    B64URL.encode(key.as_bytes())
+}
+
+fn decode_page_token(token: Option<&str>) -> Result<Option<String>> {
+    match token {
+        None | Some("") => Ok(None),
+        Some(t) => B64URL
+            .decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(Some)
+            .ok_or_else(|| bad("invalid pageToken")),
+    }
+}
+
+/// Paging per the spec: none unless the client sends `pageToken` or `pageSize`.
+fn page(token: Option<&str>, size: Option<u32>) -> Result<Page> {
+    if size == Some(0) {
+        return Err(bad("pageSize must be at least 1"));
+    }
+    let limit = match (token, size) {
+        (None, None) => None,
+        (_, Some(s)) => Some(s.min(MAX_PAGE_SIZE)),
+        (Some(_), None) => Some(DEFAULT_PAGE_SIZE),
+    };
+    Ok(Page { after: decode_page_token(token)?, limit })
+}
+
+fn next_token(len: usize, page: &Page, last_key: Option<String>) -> Option<String> {
+    match page.limit {
+        Some(l) if len as u32 == l => last_key.map(|k| encode_page_token(&k)),
+        _ => None,
+    }
+}
+
+fn parse_metadata(json: &str) -> Result<TableMetadata> {
+    serde_json::from_str(json).map_err(|e| ServiceError::Internal(format!("stored table metadata: {e}")))
+}
+
+fn to_raw(json: String) -> Result<Box<RawValue>> {
+    RawValue::from_string(json).map_err(ServiceError::internal)
+}
+
+/// `<location>/metadata/<version>-<uuid>.metadata.json`, the layout other catalogs use, so
+/// tools that infer versions from file names keep working.
+fn metadata_file(location: &str, version: u64) -> String {
+    format!(
+        "{}/metadata/{:05}-{}.metadata.json",
+        location.trim_end_matches('/'),
+        version,
+        Uuid::new_v4()
+    )
+}
+
+fn next_version(current: &str) -> u64 {
+    current
+        .rsplit('/')
+        .next()
+        .and_then(|f| f.split('-').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(1, |v| v + 1)
+}
+
+fn format_version_from(props: &mut HashMap<String, String>) -> Result<FormatVersion> {
+    // `format-version` is a reserved property: it picks the version and is not stored.
+    match props.remove("format-version").as_deref() {
+        None => Ok(FormatVersion::V2),
+        Some("1") => Ok(FormatVersion::V1),
+        Some("2") => Ok(FormatVersion::V2),
+        Some("3") => Ok(FormatVersion::V3),
+        Some(other) => Err(bad(format!("unsupported format-version '{other}'"))),
+    }
+}
+
+/// Keeps only snapshots that a branch or tag points at (`snapshots=refs`).
+fn only_ref_snapshots(json: &str) -> Result<String> {
+    let mut v: serde_json::Value = serde_json::from_str(json).map_err(ServiceError::internal)?;
+    let keep: HashSet<i64> = v
+        .get("refs")
+        .and_then(|r| r.as_object())
+        .map(|refs| refs.values().filter_map(|r| r.get("snapshot-id")?.as_i64()).collect())
+        .unwrap_or_default();
+    if let Some(snaps) = v.get_mut("snapshots").and_then(|s| s.as_array_mut()) {
+        snaps.retain(|s| s.get("snapshot-id").and_then(|i| i.as_i64()).is_some_and(|i| keep.contains(&i)));
+    }
+    serde_json::to_string(&v).map_err(ServiceError::internal)
+}
+
+impl Services {
+    fn storage_parts(&self, wh: &WarehouseRecord) -> Result<(StorageProfile, Storage)> {
+        Ok((Self::decode_profile(wh)?, self.storage_for(wh)?))
+    }
+
+    async fn namespace_record(&self, wh: &WarehouseRecord, ns: &NamespaceName) -> Result<NamespaceRecord> {
+        self.store().get_namespace(wh.id, ns).await?.ok_or_else(|| no_such_namespace(ns))
+    }
+
+    // ------------------------------------------------------------------ config
+
+    pub async fn catalog_config(&self, _caller: &Principal, warehouse: Option<&str>) -> Result<CatalogConfig> {
+        let name = warehouse.filter(|w| !w.is_empty()).unwrap_or(crate::warehouse::DEFAULT_WAREHOUSE);
+        let wh = self.resolve_warehouse(name).await?;
+        let mut overrides = HashMap::new();
+        overrides.insert("prefix".to_string(), wh.id.to_string());
+        Ok(CatalogConfig {
+            defaults: HashMap::new(),
+            overrides,
+            endpoints: ENDPOINTS.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    // ------------------------------------------------------------------ namespaces
+
+    pub async fn list_namespaces(
+        &self,
+        _caller: &Principal,
+        prefix: &str,
+        parent: Option<&str>,
+        page_token: Option<&str>,
+        page_size: Option<u32>,
+    ) -> Result<ListNamespacesResponse> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let parent = match parent.filter(|p| !p.is_empty()) {
+            Some(p) => {
+                let p = parse_namespace(p)?;
+                self.namespace_record(&wh, &p).await?;
+                Some(p)
+            }
+            None => None,
+        };
+        let page = page(page_token, page_size)?;
+        let rows = self.store().list_namespaces(wh.id, parent.as_ref(), &page).await?;
+        let next = next_token(rows.len(), &page, rows.last().map(|r| r.name.storage_key()));
+        Ok(ListNamespacesResponse {
+            namespaces: rows.into_iter().map(|r| r.name.into_parts()).collect(),
+            next_page_token: next,
+        })
+    }
+
+    pub async fn create_namespace(
+        &self,
+        _caller: &Principal,
+        prefix: &str,
+        req: CreateNamespaceRequest,
+    ) -> Result<NamespaceResponse> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let name = namespace_from_parts(req.namespace)?;
+        let n = now();
+        let rec = NamespaceRecord {
+            id: Uuid::now_v7(),
+            warehouse_id: wh.id,
+            name: name.clone(),
+            properties: req.properties.unwrap_or_default(),
+            created_at: n,
+            updated_at: n,
+        };
+        self.store().create_namespace(&rec).await.map_err(|e| match e {
+            StoreError::AlreadyExists(_) => {
+                ServiceError::AlreadyExists(format!("Namespace already exists: {name}"))
+            }
+            StoreError::NotFound(_) => ServiceError::NoSuchNamespace(format!(
+                "Parent namespace does not exist: {}",
+                name.parent().map(|p| p.to_string()).unwrap_or_default()
+            )),
+            other => other.into(),
+        })?;
+        Ok(NamespaceResponse { namespace: rec.name.into_parts(), properties: rec.properties })
+    }
+
+    pub async fn load_namespace(&self, _caller: &Principal, prefix: &str, ns: &str) -> Result<NamespaceResponse> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let ns = parse_namespace(ns)?;
+        let rec = self.namespace_record(&wh, &ns).await?;
+        Ok(NamespaceResponse { namespace: rec.name.into_parts(), properties: rec.properties })
+    }
+
+    pub async fn drop_namespace(&self, _caller: &Principal, prefix: &str, ns: &str) -> Result<()> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let ns = parse_namespace(ns)?;
+        self.store().drop_namespace(wh.id, &ns).await.map_err(|e| match e {
+            StoreError::NotFound(_) => no_such_namespace(&ns),
+            StoreError::NotEmpty(_) => ServiceError::NamespaceNotEmpty(format!(
+                "Namespace {ns} is not empty: it contains tables or namespaces"
+            )),
+            other => other.into(),
+        })
+    }
+
+    pub async fn update_namespace_properties(
+        &self,
+        _caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        req: UpdateNamespacePropertiesRequest,
+    ) -> Result<UpdateNamespacePropertiesResponse> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let ns = parse_namespace(ns)?;
+        let removals = req.removals.unwrap_or_default();
+        let updates = req.updates.unwrap_or_default();
+        let both: Vec<&String> = removals.iter().filter(|k| updates.contains_key(*k)).collect();
+        if !both.is_empty() {
+            return Err(ServiceError::Unprocessable(format!(
+                "properties are both removed and updated: {both:?}"
+            )));
+        }
+        let before = self.namespace_record(&wh, &ns).await?;
+        self.store()
+            .update_namespace_properties(wh.id, &ns, &removals, &updates)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => no_such_namespace(&ns),
+                other => other.into(),
+            })?;
+        let (removed, missing): (Vec<String>, Vec<String>) =
+            removals.into_iter().partition(|k| before.properties.contains_key(k));
+        let mut updated: Vec<String> = updates.into_keys().collect();
+        updated.sort();
+        Ok(UpdateNamespacePropertiesResponse {
+            updated,
+            removed,
+            missing: Some(missing),
+        })
+    }
+
+    // ------------------------------------------------------------------ tables
+
+    pub async fn list_tables(
+        &self,
+        _caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        page_token: Option<&str>,
+        page_size: Option<u32>,
+    ) -> Result<ListTablesResponse> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let ns = parse_namespace(ns)?;
+        let page = page(page_token, page_size)?;
+        let rows = self.store().list_tables(wh.id, &ns, &page).await.map_err(|e| match e {
+            StoreError::NotFound(_) => no_such_namespace(&ns),
+            other => other.into(),
+        })?;
+        let next = next_token(rows.len(), &page, rows.last().map(|r| r.name.clone()));
+        Ok(ListTablesResponse {
+            identifiers: rows
+                .into_iter()
+                .map(|r| TableIdentifier { namespace: r.namespace.into_parts(), name: r.name })
+                .collect(),
+            next_page_token: next,
+        })
+    }
+
+    /// A caller-supplied table location must be inside the warehouse and collide with no
+    /// other table; a default one is `<warehouse>/<namespace-id>/<table-id>`.
+    async fn table_location(
+        &self,
+        wh: &WarehouseRecord,
+        profile: &StorageProfile,
+        requested: Option<&str>,
+        ns_id: Uuid,
+        table_id: Uuid,
+        except: Option<Uuid>,
+    ) -> Result<String> {
+        let location = match requested {
+            Some(l) => profile.normalize_location(l)?,
+            None => format!("{}/{}/{}", wh.location.trim_end_matches('/'), ns_id, table_id),
+        };
+        if location.trim_end_matches('/') == wh.location.trim_end_matches('/') {
+            return Err(bad("a table location must not be the warehouse root"));
+        }
+        if let Some(other) = self.store().location_overlaps(wh.id, &location, except).await? {
+            return Err(bad(format!("table location {location} overlaps {other}")));
+        }
+        Ok(location)
+    }
+
+    pub async fn create_table(
+        &self,
+        _caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        req: CreateTableRequest,
+    ) -> Result<LoadTableResult> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let ns = parse_namespace(ns)?;
+        let name = parse_table_name(&req.name)?;
+        let ns_rec = self.namespace_record(&wh, &ns).await?;
+        if self.store().get_table(wh.id, &ns, name.as_str()).await?.is_some() {
+            return Err(ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}")));
+        }
+        let (profile, storage) = self.storage_parts(&wh)?;
+        let table_id = Uuid::now_v7();
+        let location = self
+            .table_location(&wh, &profile, req.location.as_deref(), ns_rec.id, table_id, None)
+            .await?;
+        let mut props = req.properties.unwrap_or_default();
+        let format_version = format_version_from(&mut props)?;
+        let creation = TableCreation::builder()
+            .name(name.to_string())
+            .location(location.clone())
+            .schema(req.schema)
+            .partition_spec_opt(req.partition_spec)
+            .sort_order_opt(req.write_order)
+            .properties(props)
+            .format_version(format_version)
+            .build();
+        let metadata = TableMetadataBuilder::from_table_creation(creation)?
+            .assign_uuid(table_id)
+            .build()?
+            .metadata;
+        let json = serde_json::to_string(&metadata).map_err(ServiceError::internal)?;
+        let config = profile.table_config();
+        if req.stage_create.unwrap_or(false) {
+            // Nothing is persisted: the client commits the staged metadata later with an
+            // assert-create requirement.
+            return Ok(LoadTableResult { metadata_location: None, metadata: to_raw(json)?, config });
+        }
+        let metadata_location = metadata_file(&location, 0);
+        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await?;
+        let n = now();
+        let rec = TableRecord {
+            id: table_id,
+            warehouse_id: wh.id,
+            namespace_id: ns_rec.id,
+            namespace: ns.clone(),
+            name: name.to_string(),
+            location,
+            metadata_location: metadata_location.clone(),
+            metadata_json: json.clone(),
+            created_at: n,
+            updated_at: n,
+        };
+        if let Err(e) = self.store().commit(&[CommitOp::Create(rec)]).await {
+            self.remove_quietly(&storage, &metadata_location).await;
+            return Err(match e {
+                StoreError::AlreadyExists(_) => {
+                    ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}"))
+                }
+                StoreError::NotFound(_) => no_such_namespace(&ns),
+                other => other.into(),
+            });
+        }
+        Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata: to_raw(json)?, config })
+    }
+
+    async fn remove_quietly(&self, storage: &Storage, location: &str) {
+        if let Err(e) = storage.delete(location).await {
+            tracing::warn!(%location, error = %e, "could not remove an unused metadata file");
+        }
+    }
+
+    pub async fn register_table(
+        &self,
+        _caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        req: RegisterTableRequest,
+    ) -> Result<LoadTableResult> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let ns = parse_namespace(ns)?;
+        let name = parse_table_name(&req.name)?;
+        let ns_rec = self.namespace_record(&wh, &ns).await?;
+        let (profile, storage) = self.storage_parts(&wh)?;
+        let existing = self.store().get_table(wh.id, &ns, name.as_str()).await?;
+        let overwrite = req.overwrite.unwrap_or(false);
+        if existing.is_some() && !overwrite {
+            return Err(ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}")));
+        }
+        let metadata_location = profile.normalize_location(&req.metadata_location)?;
+        let bytes = storage.read(&metadata_location).await.map_err(|e| match e {
+            sluice_storage::StorageError::NotFound(_) => {
+                bad(format!("metadata file {metadata_location} does not exist"))
+            }
+            other => other.into(),
+        })?;
+        let metadata: TableMetadata = serde_json::from_slice(&bytes)
+            .map_err(|e| bad(format!("{metadata_location} is not valid table metadata: {e}")))?;
+        let except = existing.as_ref().map(|t| t.id);
+        let location = self
+            .table_location(&wh, &profile, Some(metadata.location()), ns_rec.id, metadata.uuid(), except)
+            .await?;
+        let json = serde_json::to_string(&metadata).map_err(ServiceError::internal)?;
+        let op = match &existing {
+            Some(t) => CommitOp::Update {
+                table_id: t.id,
+                expected_metadata_location: t.metadata_location.clone(),
+                new_metadata_location: metadata_location.clone(),
+                new_metadata_json: json.clone(),
+                new_location: location,
+            },
+            None => {
+                if let Some(t) = self.store().get_table_by_id(metadata.uuid()).await? {
+                    return Err(ServiceError::AlreadyExists(format!(
+                        "table uuid {} is already registered as {}.{}",
+                        metadata.uuid(),
+                        t.namespace,
+                        t.name
+                    )));
+                }
+                let n = now();
+                CommitOp::Create(TableRecord {
+                    id: metadata.uuid(),
+                    warehouse_id: wh.id,
+                    namespace_id: ns_rec.id,
+                    namespace: ns.clone(),
+                    name: name.to_string(),
+                    location,
+                    metadata_location: metadata_location.clone(),
+                    metadata_json: json.clone(),
+                    created_at: n,
+                    updated_at: n,
+                })
+            }
+        };
+        self.store().commit(&[op]).await.map_err(|e| match e {
+            StoreError::AlreadyExists(_) => {
+                ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}"))
+            }
+            other => other.into(),
+        })?;
+        Ok(LoadTableResult {
+            metadata_location: Some(metadata_location),
+            metadata: to_raw(json)?,
+            config: profile.table_config(),
+        })
+    }
+
+    async fn table_record(&self, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<TableRecord> {
+        self.store().get_table(wh.id, ns, name).await?.ok_or_else(|| no_such_table(ns, name))
+    }
+
+    pub async fn load_table(
+        &self,
+        _caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        table: &str,
+        snapshots: SnapshotsMode,
+    ) -> Result<LoadTableResult> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let ns = parse_namespace(ns)?;
+        let rec = self.table_record(&wh, &ns, table).await?;
+        let profile = Self::decode_profile(&wh)?;
+        let json = match snapshots {
+            SnapshotsMode::All => rec.metadata_json,
+            SnapshotsMode::Refs => only_ref_snapshots(&rec.metadata_json)?,
+        };
+        Ok(LoadTableResult {
+            metadata_location: Some(rec.metadata_location),
+            metadata: to_raw(json)?,
+            config: profile.table_config(),
+        })
+    }
+
+    pub async fn table_exists(&self, _caller: &Principal, prefix: &str, ns: &str, table: &str) -> Result<()> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let ns = parse_namespace(ns)?;
+        self.table_record(&wh, &ns, table).await.map(|_| ())
+    }
+
+    pub async fn report_metrics(&self, caller: &Principal, prefix: &str, ns: &str, table: &str) -> Result<()> {
+        // Accepted and dropped: the spec only requires that reports are accepted.
+        self.table_exists(caller, prefix, ns, table).await
+    }
+
+    /// Checks requirements against the current metadata, applies the updates, and writes
+    /// the resulting metadata file. The database is not touched here.
+    async fn prepare_commit(
+        &self,
+        wh: &WarehouseRecord,
+        profile: &StorageProfile,
+        storage: &Storage,
+        ns: &NamespaceName,
+        name: &str,
+        requirements: Vec<TableRequirement>,
+        updates: Vec<TableUpdate>,
+    ) -> Result<Prepared> {
+        let current = self.store().get_table(wh.id, ns, name).await?;
+        let Some(current) = current else {
+            return self.prepare_create_commit(wh, profile, storage, ns, name, requirements, updates).await;
+        };
+        let metadata = parse_metadata(&current.metadata_json)?;
+        for r in &requirements {
+            r.check(Some(&metadata)).map_err(|e| ServiceError::CommitFailed(e.to_string()))?;
+        }
+        if updates.is_empty() {
+            return Ok(Prepared {
+                metadata_location: current.metadata_location.clone(),
+                metadata_json: current.metadata_json.clone(),
+                written: None,
+                op: CommitOp::Update {
+                    table_id: current.id,
+                    expected_metadata_location: current.metadata_location.clone(),
+                    new_metadata_location: current.metadata_location.clone(),
+                    new_metadata_json: current.metadata_json.clone(),
+                    new_location: current.location.clone(),
+                },
+            });
+        }
+        let mut builder = metadata.into_builder(Some(current.metadata_location.clone()));
+        for u in updates {
+            builder = u.apply(builder).map_err(|e| bad(format!("invalid update: {e}")))?;
+        }
+        let new_metadata = builder.build().map_err(|e| bad(format!("invalid update: {e}")))?.metadata;
+        let mut location = current.location.clone();
+        if new_metadata.location().trim_end_matches('/') != current.location.trim_end_matches('/') {
+            location = self
+                .table_location(wh, profile, Some(new_metadata.location()), current.namespace_id, current.id, Some(current.id))
+                .await?;
+        }
+        let json = serde_json::to_string(&new_metadata).map_err(ServiceError::internal)?;
+        let metadata_location = metadata_file(&location, next_version(&current.metadata_location));
+        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await?;
+        Ok(Prepared {
+            op: CommitOp::Update {
+                table_id: current.id,
+                expected_metadata_location: current.metadata_location,
+                new_metadata_location: metadata_location.clone(),
+                new_metadata_json: json.clone(),
+                new_location: location,
+            },
+            written: Some(metadata_location.clone()),
+            metadata_location,
+            metadata_json: json,
+        })
+    }
+
+    /// A commit against a table that does not exist creates it when the client asserts
+    /// creation (the second half of a staged create, or a create inside a transaction).
+    #[allow(clippy::too_many_arguments)]
+    async fn prepare_create_commit(
+        &self,
+        wh: &WarehouseRecord,
+        profile: &StorageProfile,
+        storage: &Storage,
+        ns: &NamespaceName,
+        name: &str,
+        requirements: Vec<TableRequirement>,
+        updates: Vec<TableUpdate>,
+    ) -> Result<Prepared> {
+        if !requirements.contains(&TableRequirement::NotExist) {
+            return Err(no_such_table(ns, name));
+        }
+        if let Some(r) = requirements.iter().find(|r| **r != TableRequirement::NotExist) {
+            return Err(ServiceError::CommitFailed(format!(
+                "requirement {r:?} cannot hold for a table that does not exist yet"
+            )));
+        }
+        let name = parse_table_name(name)?;
+        let ns_rec = self.namespace_record(wh, ns).await?;
+        // The base metadata comes from the first schema/spec/order/location/properties the
+        // client sends; then every update is applied in order on top of it, so ids the
+        // client assigned (e.g. in a staged create) stay as they were.
+        let mut schema = None;
+        let mut spec: Option<UnboundPartitionSpec> = None;
+        let mut order: Option<SortOrder> = None;
+        let mut location = None;
+        let mut format_version = FormatVersion::V2;
+        let mut uuid = None;
+        for u in &updates {
+            match u {
+                TableUpdate::AddSchema { schema: s } if schema.is_none() => schema = Some(s.clone()),
+                TableUpdate::AddSpec { spec: s } if spec.is_none() => spec = Some(s.clone()),
+                TableUpdate::AddSortOrder { sort_order } if order.is_none() => order = Some(sort_order.clone()),
+                TableUpdate::SetLocation { location: l } => location = Some(l.clone()),
+                TableUpdate::UpgradeFormatVersion { format_version: v } => format_version = *v,
+                TableUpdate::AssignUuid { uuid: u } => uuid = Some(*u),
+                _ => {}
+            }
+        }
+        let schema = schema.ok_or_else(|| bad("creating a table requires an add-schema update"))?;
+        let table_id = uuid.unwrap_or_else(Uuid::now_v7);
+        if self.store().get_table_by_id(table_id).await?.is_some() {
+            return Err(ServiceError::AlreadyExists(format!("a table with uuid {table_id} already exists")));
+        }
+        let location = self
+            .table_location(wh, profile, location.as_deref(), ns_rec.id, table_id, None)
+            .await?;
+        let mut builder = TableMetadataBuilder::new(
+            schema,
+            spec.unwrap_or_else(|| UnboundPartitionSpec::builder().build()),
+            order.unwrap_or_else(SortOrder::unsorted_order),
+            location.clone(),
+            format_version,
+            HashMap::new(),
+        )?
+        .assign_uuid(table_id);
+        for u in updates {
+            let u = match u {
+                // Normalized form (e.g. s3a:// → s3://) wins over what the client sent.
+                TableUpdate::SetLocation { .. } => TableUpdate::SetLocation { location: location.clone() },
+                other => other,
+            };
+            builder = u.apply(builder).map_err(|e| bad(format!("invalid update: {e}")))?;
+        }
+        let metadata = builder.build().map_err(|e| bad(format!("invalid update: {e}")))?.metadata;
+        let json = serde_json::to_string(&metadata).map_err(ServiceError::internal)?;
+        let metadata_location = metadata_file(&location, 0);
+        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await?;
+        let n = now();
+        Ok(Prepared {
+            op: CommitOp::Create(TableRecord {
+                id: table_id,
+                warehouse_id: wh.id,
+                namespace_id: ns_rec.id,
+                namespace: ns.clone(),
+                name: name.to_string(),
+                location,
+                metadata_location: metadata_location.clone(),
+                metadata_json: json.clone(),
+                created_at: n,
+                updated_at: n,
+            }),
+            written: Some(metadata_location.clone()),
+            metadata_location,
+            metadata_json: json,
+        })
+    }
+
+    fn commit_error(e: StoreError) -> ServiceError {
+        match e {
+            StoreError::Conflict(m) => ServiceError::CommitFailed(format!(
+                "Commit failed: the table was changed concurrently ({m}); refresh and retry"
+            )),
+            StoreError::AlreadyExists(m) => ServiceError::CommitFailed(format!(
+                "Commit failed: {m} was created concurrently"
+            )),
+            StoreError::NotFound(m) => ServiceError::CommitFailed(format!(
+                "Commit failed: {m} was dropped concurrently"
+            )),
+            other => other.into(),
+        }
+    }
+
+    pub async fn commit_table(
+        &self,
+        _caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        table: &str,
+        req: CommitTableRequest,
+    ) -> Result<CommitTableResponse> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let ns = parse_namespace(ns)?;
+        if let Some(id) = &req.identifier {
+            if id.namespace != ns.parts() || id.name != table {
+                return Err(bad("the identifier in the body does not match the path"));
+            }
+        }
+        let (profile, storage) = self.storage_parts(&wh)?;
+        let prepared = self
+            .prepare_commit(&wh, &profile, &storage, &ns, table, req.requirements, req.updates)
+            .await?;
+        if prepared.written.is_none() {
+            return Ok(CommitTableResponse {
+                metadata_location: prepared.metadata_location,
+                metadata: to_raw(prepared.metadata_json)?,
+            });
+        }
+        if let Err(e) = self.store().commit(std::slice::from_ref(&prepared.op)).await {
+            if let Some(w) = &prepared.written {
+                self.remove_quietly(&storage, w).await;
+            }
+            return Err(Self::commit_error(e));
+        }
+        Ok(CommitTableResponse {
+            metadata_location: prepared.metadata_location,
+            metadata: to_raw(prepared.metadata_json)?,
+        })
+    }
+
+    pub async fn commit_transaction(
+        &self,
+        _caller: &Principal,
+        prefix: &str,
+        req: CommitTransactionRequest,
+    ) -> Result<()> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        if req.table_changes.is_empty() {
+            return Err(bad("table-changes must not be empty"));
+        }
+        let (profile, storage) = self.storage_parts(&wh)?;
+        let mut seen = HashSet::new();
+        let mut targets = Vec::with_capacity(req.table_changes.len());
+        for change in req.table_changes {
+            let id = change
+                .identifier
+                .ok_or_else(|| bad("every table change in a transaction needs an identifier"))?;
+            let ns = namespace_from_parts(id.namespace.clone())?;
+            if !seen.insert((ns.clone(), id.name.clone())) {
+                return Err(bad(format!("table {ns}.{} appears twice in the transaction", id.name)));
+            }
+            targets.push((ns, id.name, change.requirements, change.updates));
+        }
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(targets.len());
+        let mut failure = None;
+        for (ns, name, reqs, updates) in targets {
+            match self.prepare_commit(&wh, &profile, &storage, &ns, &name, reqs, updates).await {
+                Ok(p) => prepared.push(p),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let result = match failure {
+            Some(e) => Err(e),
+            None => {
+                let ops: Vec<CommitOp> = prepared.iter().filter(|p| p.written.is_some()).map(|p| p.op.clone()).collect();
+                if ops.is_empty() {
+                    Ok(())
+                } else {
+                    self.store().commit(&ops).await.map_err(Self::commit_error)
+                }
+            }
+        };
+        if result.is_err() {
+            for w in prepared.iter().filter_map(|p| p.written.as_deref()) {
+                self.remove_quietly(&storage, w).await;
+            }
+        }
+        result
+    }
+
+    pub async fn drop_table(
+        &self,
+        _caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        table: &str,
+        purge: bool,
+    ) -> Result<()> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let ns = parse_namespace(ns)?;
+        let rec = self.store().drop_table(wh.id, &ns, table).await.map_err(|e| match e {
+            StoreError::NotFound(_) => no_such_table(&ns, table),
+            other => other.into(),
+        })?;
+        if purge {
+            let storage = self.storage_for(&wh)?;
+            // The table is already gone from the catalog; a purge failure leaves files
+            // behind but must not resurrect it, so it is logged rather than returned.
+            match storage.delete_prefix(&rec.location).await {
+                Ok(n) => tracing::info!(table = %format!("{ns}.{table}"), files = n, "purged table files"),
+                Err(e) => tracing::error!(table = %format!("{ns}.{table}"), location = %rec.location, error = %e, "purging table files failed"),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn rename_table(&self, _caller: &Principal, prefix: &str, req: RenameTableRequest) -> Result<()> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let from_ns = namespace_from_parts(req.source.namespace)?;
+        let to_ns = namespace_from_parts(req.destination.namespace)?;
+        let to_name = parse_table_name(&req.destination.name)?;
+        self.table_record(&wh, &from_ns, &req.source.name).await?;
+        self.namespace_record(&wh, &to_ns).await?;
+        if self.store().get_table(wh.id, &to_ns, to_name.as_str()).await?.is_some() {
+            return Err(ServiceError::AlreadyExists(format!("Table already exists: {to_ns}.{to_name}")));
+        }
+        self.store()
+            .rename_table(wh.id, &from_ns, &req.source.name, &to_ns, to_name.as_str())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => no_such_table(&from_ns, &req.source.name),
+                StoreError::AlreadyExists(_) => {
+                    ServiceError::AlreadyExists(format!("Table already exists: {to_ns}.{to_name}"))
+                }
+                other => other.into(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_file_names() {
+        assert_eq!(next_version("s3://b/t/metadata/00000-abc.metadata.json"), 1);
+        assert_eq!(next_version("s3://b/t/metadata/00041-abc.metadata.json"), 42);
+        assert_eq!(next_version("s3://b/t/metadata/v3.metadata.json"), 1);
+    }
+
+    #[test]
+    fn page_tokens_roundtrip_and_reject_garbage() {
+        let p = page(Some(&encode_page_token("a\u{1f}b")), Some(2)).unwrap();
+        assert_eq!(p.after.as_deref(), Some("a\u{1f}b"));
+        assert!(page(Some("!!!"), None).is_err());
+        assert!(page(None, Some(0)).is_err());
+        assert_eq!(page(None, None).unwrap().limit, None);
+        assert_eq!(page(Some(""), None).unwrap().limit, Some(DEFAULT_PAGE_SIZE));
+    }
+
+    #[test]
+    fn refs_filter_keeps_referenced_snapshots() {
+        let json = r#"{"refs":{"main":{"snapshot-id":2,"type":"branch"}},"snapshots":[{"snapshot-id":1},{"snapshot-id":2}]}"#;
+        let out: serde_json::Value = serde_json::from_str(&only_ref_snapshots(json).unwrap()).unwrap();
+        assert_eq!(out["snapshots"].as_array().unwrap().len(), 1);
+    }
+}

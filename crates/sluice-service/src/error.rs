@@ -1,0 +1,97 @@
+use sluice_storage::StorageError;
+use sluice_store::StoreError;
+
+/// One error enum for every service operation. The HTTP edge maps each variant to a status
+/// code and an Iceberg exception type; services never pick status codes themselves.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    BadRequest(String),
+    /// Syntactically fine but semantically unprocessable (e.g. a key both removed and set).
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NoSuchWarehouse(String),
+    #[error("{0}")]
+    NoSuchNamespace(String),
+    #[error("{0}")]
+    NoSuchTable(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    NamespaceNotEmpty(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    CommitFailed(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Details go to the log; callers see a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+impl ServiceError {
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        ServiceError::Internal(e.to_string())
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => ServiceError::NotFound(format!("{m} not found")),
+            StoreError::AlreadyExists(m) => ServiceError::AlreadyExists(format!("{m} already exists")),
+            StoreError::Conflict(m) => ServiceError::CommitFailed(format!("commit conflict: {m}")),
+            StoreError::NotEmpty(m) => ServiceError::NamespaceNotEmpty(format!("{m} is not empty")),
+            StoreError::LocationOverlap(m) => {
+                ServiceError::BadRequest(format!("table location overlaps {m}"))
+            }
+            StoreError::Database(sqlx_err) if is_busy(&sqlx_err) => {
+                ServiceError::Unavailable("database is busy, retry".into())
+            }
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+fn is_busy(e: &sluice_store::SqlxError) -> bool {
+    matches!(e, sluice_store::SqlxError::PoolTimedOut)
+        || e.as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "5" || c == "6" || c == "517")
+}
+
+impl From<StorageError> for ServiceError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Invalid(m) => ServiceError::BadRequest(m),
+            p @ StorageError::Probe { .. } => ServiceError::BadRequest(p.to_string()),
+            StorageError::NotInWarehouse(m) => ServiceError::BadRequest(m),
+            StorageError::NotFound(m) => ServiceError::NotFound(m),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<iceberg::Error> for ServiceError {
+    fn from(e: iceberg::Error) -> Self {
+        match e.kind() {
+            iceberg::ErrorKind::CatalogCommitConflicts => ServiceError::CommitFailed(e.to_string()),
+            iceberg::ErrorKind::DataInvalid
+            | iceberg::ErrorKind::FeatureUnsupported
+            | iceberg::ErrorKind::PreconditionFailed => ServiceError::BadRequest(e.to_string()),
+            _ => ServiceError::Internal(e.to_string()),
+        }
+    }
+}

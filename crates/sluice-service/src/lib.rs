@@ -1,0 +1,124 @@
+//! Typed operations over the store, the storage layer and key material. Handlers call one
+//! function here per request; nothing in this crate knows about HTTP.
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod rest;
+pub mod warehouse;
+
+pub use error::{Result, ServiceError};
+
+use sluice_auth::{SecretBox, TokenIssuer};
+use sluice_storage::{Storage, StorageCredential, StorageProfile};
+use sluice_store::{CatalogStore, WarehouseRecord};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Directories under which `file` warehouses may live.
+    pub allowed_file_roots: Vec<PathBuf>,
+}
+
+/// The service layer. Cheap to clone; every clone shares one state.
+#[derive(Clone)]
+pub struct Services {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn CatalogStore>,
+    secrets: SecretBox,
+    tokens: TokenIssuer,
+    config: ServiceConfig,
+    /// Opened object stores per warehouse, keyed on the row's `updated_at` so a profile or
+    /// credential change opens a fresh client.
+    storages: Mutex<HashMap<Uuid, (chrono::DateTime<chrono::Utc>, Storage)>>,
+}
+
+impl Services {
+    pub fn new(
+        store: Arc<dyn CatalogStore>,
+        secrets: SecretBox,
+        tokens: TokenIssuer,
+        config: ServiceConfig,
+    ) -> Self {
+        Services {
+            inner: Arc::new(Inner {
+                store,
+                secrets,
+                tokens,
+                config,
+                storages: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &dyn CatalogStore {
+        self.inner.store.as_ref()
+    }
+
+    pub(crate) fn secrets(&self) -> &SecretBox {
+        &self.inner.secrets
+    }
+
+    pub(crate) fn tokens(&self) -> &TokenIssuer {
+        &self.inner.tokens
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn decode_profile(w: &WarehouseRecord) -> Result<StorageProfile> {
+        serde_json::from_value(w.storage_profile.clone())
+            .map_err(|e| ServiceError::Internal(format!("stored storage profile of {}: {e}", w.name)))
+    }
+
+    pub(crate) fn decrypt_credential(&self, w: &WarehouseRecord) -> Result<Option<StorageCredential>> {
+        let Some(ct) = &w.storage_credential else { return Ok(None) };
+        let plain = self
+            .secrets()
+            .decrypt(ct)
+            .map_err(|e| ServiceError::Internal(format!("storage credential of {}: {e}", w.name)))?;
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|e| ServiceError::Internal(format!("stored credential of {}: {e}", w.name)))
+    }
+
+    pub(crate) fn encrypt_credential(&self, c: &StorageCredential) -> Result<Vec<u8>> {
+        let json = zeroize::Zeroizing::new(serde_json::to_vec(c).map_err(ServiceError::internal)?);
+        Ok(self.secrets().encrypt(&json))
+    }
+
+    /// The opened storage of a warehouse, reusing a cached client while the row is unchanged.
+    pub(crate) fn storage_for(&self, w: &WarehouseRecord) -> Result<Storage> {
+        if let Some((at, s)) = self.inner.storages.lock().unwrap_or_else(|p| p.into_inner()).get(&w.id) {
+            if *at == w.updated_at {
+                return Ok(s.clone());
+            }
+        }
+        let profile = Self::decode_profile(w)?;
+        let cred = self.decrypt_credential(w)?;
+        let storage = Storage::open(&profile, cred.as_ref())?;
+        self.inner
+            .storages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(w.id, (w.updated_at, storage.clone()));
+        Ok(storage)
+    }
+
+    pub(crate) fn forget_storage(&self, id: Uuid) {
+        self.inner.storages.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+}
+
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    // Millisecond precision: what the store round-trips.
+    let n = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_millis(n.timestamp_millis()).unwrap_or(n)
+}

@@ -1,0 +1,19 @@
+//! Sluice's storage layer: warehouse storage profiles, credentials and delete profiles in
+//! Lakekeeper's wire format, their validation, and object access through `object_store`.
+//! Knows nothing about catalog tables or HTTP.
+
+mod credential;
+mod delete_profile;
+mod error;
+mod profile;
+pub mod rules;
+mod storage;
+
+pub use credential::{S3Credential, StorageCredential};
+pub use delete_profile::{DeleteProfile, MAX_SOFT_DELETE_SECONDS};
+pub use error::{ProbeStep, Result, StorageError};
+pub use profile::{
+    FileProfile, RemoteSigningUrlStyle, S3Flavor, S3Profile, StorageProfile, ValidationContext,
+    DEFAULT_STS_TOKEN_VALIDITY_SECONDS, STS_TOKEN_VALIDITY_RANGE,
+};
+pub use storage::{Storage, PROBE_TIMEOUT};

@@ -1,0 +1,702 @@
+use std::fmt;
+use std::future::Future;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig,
+};
+use tokio::time::Instant;
+
+use crate::credential::{S3Credential, StorageCredential};
+use crate::error::{error_chain, ProbeStep, Result, StorageError};
+use crate::profile::{S3Profile, StorageProfile};
+
+/// Upper bound for a whole `probe()`, so a dead endpoint fails within seconds rather than
+/// after the client's retry budget.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An opened warehouse storage. Cheap to clone; every method takes full location URLs as
+/// stored in catalog metadata and refuses anything outside the warehouse's base location.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    profile: StorageProfile,
+    base: String,
+    store: Arc<dyn ObjectStore>,
+    backend: Backend,
+}
+
+enum Backend {
+    /// `LocalFileSystem` rooted at "/", so object paths are absolute paths minus the
+    /// leading '/'.
+    File,
+    S3 { bucket: String },
+}
+
+/// A location mapped into the store.
+struct Resolved {
+    /// Canonical location URL (`s3://…` / `file:///…`).
+    url: String,
+    path: Path,
+    /// The same location on the local filesystem, for file storage.
+    fs: Option<PathBuf>,
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The store is left out on purpose: it holds the credential.
+        f.debug_struct("Storage").field("base", &self.inner.base).finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    /// Opens the storage described by `profile`. Does not validate the profile against a
+    /// [`crate::ValidationContext`] (the caller does that when accepting a profile) and does not
+    /// contact the store (see [`Storage::probe`]). For file storage the root directory is
+    /// created if missing.
+    pub fn open(profile: &StorageProfile, cred: Option<&StorageCredential>) -> Result<Storage> {
+        profile.validate_credential(cred)?;
+        let (store, backend): (Arc<dyn ObjectStore>, Backend) = match profile {
+            StorageProfile::File(f) => {
+                let root = f.root_trimmed();
+                if !root.starts_with('/') || root == "/" {
+                    return Err(StorageError::Invalid(format!(
+                        "file root '{}' must be an absolute directory other than '/'",
+                        f.root
+                    )));
+                }
+                std::fs::create_dir_all(root).map_err(|e| {
+                    StorageError::Io(format!("cannot create file root '{root}': {e}"))
+                })?;
+                (Arc::new(LocalFileSystem::new()), Backend::File)
+            }
+            StorageProfile::S3(s) => {
+                let Some(StorageCredential::S3(cred)) = cred else {
+                    // validate_credential above already guarantees this.
+                    return Err(StorageError::Invalid("s3 storage requires an s3 credential".into()));
+                };
+                (Arc::new(build_s3(s, cred)?), Backend::S3 { bucket: s.bucket.clone() })
+            }
+        };
+        Ok(Storage {
+            inner: Arc::new(Inner {
+                base: profile.base_location(),
+                profile: profile.clone(),
+                store,
+                backend,
+            }),
+        })
+    }
+
+    pub fn profile(&self) -> &StorageProfile {
+        &self.inner.profile
+    }
+
+    /// Same as `profile().base_location()`.
+    pub fn base_location(&self) -> &str {
+        &self.inner.base
+    }
+
+    fn resolve(&self, location: &str) -> Result<Resolved> {
+        let url = self.inner.profile.normalize_location(location)?;
+        let (key, fs) = match &self.inner.backend {
+            // normalize_location returns exactly "s3://<bucket>" or "s3://<bucket>/<key>".
+            Backend::S3 { bucket } => {
+                let rest = url.get("s3://".len() + bucket.len()..).unwrap_or("");
+                (rest.strip_prefix('/').unwrap_or(rest).to_string(), None)
+            }
+            // … and "file:///abs/path" here.
+            Backend::File => {
+                let abs = url.get("file://".len()..).unwrap_or("");
+                (abs.trim_start_matches('/').to_string(), Some(PathBuf::from(abs)))
+            }
+        };
+        let path = Path::parse(&key)
+            .map_err(|e| StorageError::Invalid(format!("location '{location}': {e}")))?;
+        Ok(Resolved { url, path, fs })
+    }
+
+    /// Like `resolve`, but the location must name an object, not the warehouse root.
+    fn resolve_object(&self, location: &str) -> Result<Resolved> {
+        let r = self.resolve(location)?;
+        if r.url == self.inner.base || r.path.as_ref().is_empty() {
+            return Err(StorageError::Invalid(format!(
+                "location '{location}' is the warehouse root, not an object"
+            )));
+        }
+        Ok(r)
+    }
+
+    /// Writes (or overwrites) an object.
+    pub async fn write(&self, location: &str, bytes: Bytes) -> Result<()> {
+        let r = self.resolve_object(location)?;
+        self.inner
+            .store
+            .put_opts(&r.path, PutPayload::from(bytes), PutOptions::from(PutMode::Overwrite))
+            .await
+            .map(drop)
+            .map_err(|e| map_err("write", &r.url, e))
+    }
+
+    /// Writes an object only if none exists at `location` (`StorageError::AlreadyExists`
+    /// otherwise).
+    ///
+    /// Uses a conditional put (`If-None-Match: *` on S3, an atomic link on local disk). Stores
+    /// that reject conditional puts fall back to HEAD-then-PUT, which has a race: a
+    /// concurrent writer between the two requests is overwritten. Stores that silently
+    /// ignore the header cannot be detected and simply overwrite.
+    pub async fn write_new(&self, location: &str, bytes: Bytes) -> Result<()> {
+        let r = self.resolve_object(location)?;
+        let store = &self.inner.store;
+        let payload = PutPayload::from(bytes.clone());
+        match store.put_opts(&r.path, payload, PutOptions::from(PutMode::Create)).await {
+            Ok(_) => Ok(()),
+            Err(e) if conditional_put_unsupported(&e) => {
+                tracing::debug!(
+                    location = %r.url,
+                    error = %error_chain(&e),
+                    "conditional put not supported by the store; falling back to HEAD + PUT"
+                );
+                match store.head(&r.path).await {
+                    Ok(_) => return Err(StorageError::AlreadyExists(r.url)),
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(map_err("head", &r.url, e)),
+                }
+                store
+                    .put_opts(&r.path, PutPayload::from(bytes), PutOptions::from(PutMode::Overwrite))
+                    .await
+                    .map(drop)
+                    .map_err(|e| map_err("write", &r.url, e))
+            }
+            Err(e) => Err(map_err("write", &r.url, e)),
+        }
+    }
+
+    /// Reads a whole object (`StorageError::NotFound` when missing).
+    pub async fn read(&self, location: &str) -> Result<Bytes> {
+        let r = self.resolve_object(location)?;
+        let got = self.inner.store.get(&r.path).await.map_err(|e| map_err("read", &r.url, e))?;
+        got.bytes().await.map_err(|e| map_err("read", &r.url, e))
+    }
+
+    pub async fn exists(&self, location: &str) -> Result<bool> {
+        let r = self.resolve_object(location)?;
+        match self.inner.store.head(&r.path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(map_err("head", &r.url, e)),
+        }
+    }
+
+    /// Deletes one object; a missing object is not an error.
+    pub async fn delete(&self, location: &str) -> Result<()> {
+        let r = self.resolve_object(location)?;
+        match self.inner.store.delete(&r.path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_err("delete", &r.url, e)),
+        }
+    }
+
+    /// Deletes every object under `location/` and returns how many were deleted. An object
+    /// at exactly `location` is not "under" it and stays. On local disk the emptied
+    /// directories, including `location` itself, are removed too; symlinks are removed, never
+    /// followed, so a link cannot lead the deletion outside the warehouse.
+    pub async fn delete_prefix(&self, location: &str) -> Result<u64> {
+        let r = self.resolve(location)?;
+        match &self.inner.backend {
+            Backend::File => {
+                let dir = fs_path(&r)?;
+                let url = r.url.clone();
+                tokio::task::spawn_blocking(move || delete_tree(&dir))
+                    .await
+                    .map_err(|e| StorageError::Io(format!("delete {url}/: {e}")))?
+                    .map_err(|e| StorageError::Io(format!("delete {url}/: {e}")))
+            }
+            Backend::S3 { .. } => {
+                let store = &self.inner.store;
+                let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
+                let locations = store.list(prefix).map_ok(|meta| meta.location).boxed();
+                // S3's delete_stream batches 1000 keys per DeleteObjects call and keeps at
+                // most 20 calls in flight.
+                let mut results = store.delete_stream(locations);
+                let mut count = 0u64;
+                while let Some(res) = results.next().await {
+                    match res {
+                        Ok(_) => count += 1,
+                        Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => {
+                            return Err(StorageError::Io(format!(
+                                "delete {}/ (after deleting {count} objects): {}",
+                                r.url,
+                                error_chain(&e)
+                            )))
+                        }
+                    }
+                }
+                Ok(count)
+            }
+        }
+    }
+
+    /// Every object under `location/`, as sorted location URLs.
+    pub async fn list_prefix(&self, location: &str) -> Result<Vec<String>> {
+        let r = self.resolve(location)?;
+        let mut out = match &self.inner.backend {
+            Backend::File => {
+                let dir = fs_path(&r)?;
+                let url = r.url.clone();
+                tokio::task::spawn_blocking(move || list_tree(&dir))
+                    .await
+                    .map_err(|e| StorageError::Io(format!("list {url}/: {e}")))?
+                    .map_err(|e| StorageError::Io(format!("list {url}/: {e}")))?
+                    .into_iter()
+                    .map(|p| format!("file://{}", p.to_string_lossy()))
+                    .collect::<Vec<_>>()
+            }
+            Backend::S3 { bucket } => {
+                let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
+                self.inner
+                    .store
+                    .list(prefix)
+                    .map_ok(|meta| format!("s3://{bucket}/{}", meta.location))
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|e| map_err("list", &format!("{}/", r.url), e))?
+            }
+        };
+        out.sort();
+        Ok(out)
+    }
+
+    /// Names of the objects directly under the base location (not recursive), so the probe
+    /// does not walk a whole warehouse.
+    async fn list_base_children(&self) -> Result<Vec<String>> {
+        let r = self.resolve(&self.inner.base)?;
+        match &self.inner.backend {
+            Backend::File => {
+                let dir = fs_path(&r)?;
+                let mut names = Vec::new();
+                let mut rd = tokio::fs::read_dir(&dir)
+                    .await
+                    .map_err(|e| StorageError::Io(format!("list {}/: {e}", r.url)))?;
+                while let Some(entry) = rd
+                    .next_entry()
+                    .await
+                    .map_err(|e| StorageError::Io(format!("list {}/: {e}", r.url)))?
+                {
+                    names.push(entry.file_name().to_string_lossy().into_owned());
+                }
+                Ok(names)
+            }
+            Backend::S3 { .. } => {
+                let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
+                let listed = self
+                    .inner
+                    .store
+                    .list_with_delimiter(prefix)
+                    .await
+                    .map_err(|e| map_err("list", &format!("{}/", r.url), e))?;
+                Ok(listed
+                    .objects
+                    .into_iter()
+                    .filter_map(|m| m.location.filename().map(str::to_string))
+                    .collect())
+            }
+        }
+    }
+
+    /// Checks that the storage works end to end with the configured credential: write a
+    /// small object under the base location, read it back, find it in a listing, delete it
+    /// and check it is gone. The first failing step is reported with the store's own
+    /// message. Bounded by [`PROBE_TIMEOUT`].
+    pub async fn probe(&self) -> Result<()> {
+        let deadline = Instant::now() + PROBE_TIMEOUT;
+        let name = format!(".sluice-probe-{}", uuid::Uuid::new_v4());
+        let location = format!("{}/{name}", self.inner.base);
+        let payload = Bytes::from(format!("sluice storage probe {name}\n"));
+
+        step(deadline, ProbeStep::Write, &location, self.write(&location, payload.clone()))
+            .await?;
+
+        let checks = async {
+            let got = step(deadline, ProbeStep::Read, &location, self.read(&location)).await?;
+            if got != payload {
+                return Err(probe_error(
+                    ProbeStep::Read,
+                    &location,
+                    format!(
+                        "read back {} bytes that differ from the {} bytes written",
+                        got.len(),
+                        payload.len()
+                    ),
+                ));
+            }
+            let names =
+                step(deadline, ProbeStep::List, &location, self.list_base_children()).await?;
+            if !names.iter().any(|n| *n == name) {
+                return Err(probe_error(
+                    ProbeStep::List,
+                    &location,
+                    format!(
+                        "the probe object was not found when listing {}/ ({} entries listed)",
+                        self.inner.base,
+                        names.len()
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        if let Err(e) = checks.await {
+            // Best effort: do not leave probe objects behind when a later step failed.
+            let _ = tokio::time::timeout_at(deadline, self.delete(&location)).await;
+            return Err(e);
+        }
+
+        step(deadline, ProbeStep::Delete, &location, self.delete(&location)).await?;
+        let still_there =
+            step(deadline, ProbeStep::Delete, &location, self.exists(&location)).await?;
+        if still_there {
+            return Err(probe_error(
+                ProbeStep::Delete,
+                &location,
+                "the object still exists after a successful delete".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn probe_error(step: ProbeStep, location: &str, message: String) -> StorageError {
+    StorageError::Probe { step, location: location.to_string(), message }
+}
+
+/// Runs one probe step against the shared deadline and tags its failure with the step.
+async fn step<T>(
+    deadline: Instant,
+    step: ProbeStep,
+    location: &str,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout_at(deadline, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            let message = match e {
+                // The probe error names the location already; keep only what the store said.
+                StorageError::Io(m) => match m.split_once(&format!(" {location}: ")) {
+                    Some((_, rest)) => rest.to_string(),
+                    None => m,
+                },
+                other => other.to_string(),
+            };
+            Err(probe_error(step, location, message))
+        }
+        Err(_) => Err(probe_error(
+            step,
+            location,
+            format!(
+                "no answer from the object store within {}s (is the endpoint reachable?)",
+                PROBE_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+fn build_s3(s: &S3Profile, cred: &S3Credential) -> Result<object_store::aws::AmazonS3> {
+    let S3Credential::AccessKey { aws_access_key_id, aws_secret_access_key, .. } = cred;
+    let mut client = ClientOptions::new()
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_connect_timeout(CONNECT_TIMEOUT);
+    // Few, quick retries: a transient hiccup is absorbed, while a wrong endpoint or a dead
+    // server surfaces in about a second instead of the default three minutes.
+    let retry = RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(20),
+    };
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(&s.bucket)
+        .with_region(&s.region)
+        .with_access_key_id(aws_access_key_id)
+        .with_secret_access_key(aws_secret_access_key.expose())
+        .with_virtual_hosted_style_request(!s.path_style_access)
+        .with_retry(retry);
+    if let Some(ep) = s.endpoint_trimmed() {
+        let url = url::Url::parse(ep)
+            .map_err(|e| StorageError::Invalid(format!("endpoint '{ep}' is not a valid URL: {e}")))?;
+        client = client.with_allow_http(url.scheme() == "http");
+        let endpoint = if s.path_style_access {
+            ep.to_string()
+        } else {
+            // object_store uses a given endpoint verbatim in virtual-host mode, so the
+            // bucket has to be put into the host here.
+            virtual_host_endpoint(url, &s.bucket)?
+        };
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(kms) = &s.aws_kms_key_arn {
+        builder = builder.with_sse_kms_encryption(kms);
+    }
+    builder
+        .with_client_options(client)
+        .build()
+        .map_err(|e| StorageError::Invalid(format!("cannot configure s3 client: {}", error_chain(&e))))
+}
+
+fn virtual_host_endpoint(mut url: url::Url, bucket: &str) -> Result<String> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| StorageError::Invalid("endpoint has no host".into()))?
+        .to_string();
+    url.set_host(Some(&format!("{bucket}.{host}")))
+        .map_err(|e| StorageError::Invalid(format!("cannot build virtual-host endpoint: {e}")))?;
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// Whether a `PutMode::Create` failure means "this store cannot do conditional puts" rather
+/// than a real failure. S3-compatible stores answer 501 / `NotImplemented` for headers they
+/// do not support.
+fn conditional_put_unsupported(e: &object_store::Error) -> bool {
+    match e {
+        object_store::Error::NotImplemented | object_store::Error::NotSupported { .. } => true,
+        object_store::Error::Generic { .. } => {
+            let msg = error_chain(e);
+            msg.contains("NotImplemented") || msg.contains("501 Not Implemented")
+        }
+        _ => false,
+    }
+}
+
+fn map_err(op: &str, location: &str, e: object_store::Error) -> StorageError {
+    match e {
+        object_store::Error::NotFound { .. } => StorageError::NotFound(location.to_string()),
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            StorageError::AlreadyExists(location.to_string())
+        }
+        other => StorageError::Io(format!("{op} {location}: {}", error_chain(&other))),
+    }
+}
+
+fn fs_path(r: &Resolved) -> Result<PathBuf> {
+    r.fs.clone()
+        .ok_or_else(|| StorageError::Io(format!("{} has no local path", r.url)))
+}
+
+/// Files (and symlinks) below `dir`, without following symlinks. A missing `dir`, or one
+/// that is a file, has nothing below it.
+fn list_tree(dir: &FsPath) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if is_symlink(dir) {
+        return Ok(out);
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let rd = match std::fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if is_gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in rd {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes everything below `dir` and then `dir` itself, without following symlinks.
+/// Returns the number of non-directory entries removed. Concurrent writers may leave a
+/// directory non-empty; it is then kept rather than failing the whole deletion.
+fn delete_tree(dir: &FsPath) -> std::io::Result<u64> {
+    if is_symlink(dir) {
+        return Ok(0);
+    }
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if is_gone(&e) => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut count = 0;
+    for entry in rd {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            count += delete_tree(&entry.path())?;
+        } else {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => count += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(count),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+            ) =>
+        {
+            Ok(count)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A prefix that is itself a symlink is not descended into: its target may lie outside
+/// the warehouse.
+fn is_symlink(p: &FsPath) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// `read_dir` on a missing path or on a file: nothing is below it.
+fn is_gone(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::FileProfile;
+
+    fn open_file(root: &FsPath) -> Storage {
+        let profile = StorageProfile::File(FileProfile { root: root.to_string_lossy().into() });
+        Storage::open(&profile, None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn file_storage_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("wh");
+        let st = open_file(&root);
+        assert!(root.is_dir(), "open creates the root");
+        let base = st.base_location().to_string();
+        assert_eq!(base, format!("file://{}", root.display()));
+
+        let loc = format!("{base}/ns/t/metadata/00001.metadata.json");
+        assert!(!st.exists(&loc).await.unwrap());
+        assert!(matches!(st.read(&loc).await, Err(StorageError::NotFound(_))));
+        st.write_new(&loc, Bytes::from_static(b"one")).await.unwrap();
+        assert!(matches!(
+            st.write_new(&loc, Bytes::from_static(b"two")).await,
+            Err(StorageError::AlreadyExists(_))
+        ));
+        assert_eq!(st.read(&loc).await.unwrap(), Bytes::from_static(b"one"));
+        st.write(&loc, Bytes::from_static(b"three")).await.unwrap();
+        // A plain absolute path and the Hadoop "file:/" form address the same object.
+        let plain = format!("{}/ns/t/metadata/00001.metadata.json", root.display());
+        assert_eq!(st.read(&plain).await.unwrap(), Bytes::from_static(b"three"));
+        assert_eq!(st.read(&format!("file:{plain}")).await.unwrap(), Bytes::from_static(b"three"));
+        assert!(st.exists(&loc).await.unwrap());
+
+        st.write(&format!("{base}/ns/t/data/a%20b.parquet"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert!(root.join("ns/t/data/a%20b.parquet").is_file(), "names are taken verbatim");
+        st.write(&format!("{base}/ns/t10/data/x"), Bytes::from_static(b"x")).await.unwrap();
+
+        let listed = st.list_prefix(&format!("{base}/ns/t")).await.unwrap();
+        assert_eq!(
+            listed,
+            vec![
+                format!("{base}/ns/t/data/a%20b.parquet"),
+                format!("{base}/ns/t/metadata/00001.metadata.json"),
+            ]
+        );
+        assert_eq!(st.delete_prefix(&format!("{base}/ns/t")).await.unwrap(), 2);
+        assert!(!root.join("ns/t").exists(), "emptied directories are removed");
+        assert!(root.join("ns/t10/data/x").is_file(), "t10 is not under t");
+        assert_eq!(st.delete_prefix(&format!("{base}/ns/t")).await.unwrap(), 0);
+
+        st.delete(&format!("{base}/ns/t10/data/x")).await.unwrap();
+        st.delete(&format!("{base}/ns/t10/data/x")).await.unwrap();
+
+        assert!(matches!(
+            st.write(&format!("{base}2/x"), Bytes::new()).await,
+            Err(StorageError::NotInWarehouse(_))
+        ));
+        assert!(matches!(
+            st.read("/etc/passwd").await,
+            Err(StorageError::NotInWarehouse(_))
+        ));
+        assert!(matches!(
+            st.read(&format!("{base}/../x")).await,
+            Err(StorageError::Invalid(_))
+        ));
+        assert!(matches!(st.read(&base).await, Err(StorageError::Invalid(_))));
+
+        st.probe().await.unwrap();
+        let left: Vec<_> = std::fs::read_dir(&root).unwrap().collect();
+        assert!(
+            left.iter().all(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".sluice-probe")),
+            "probe cleans up"
+        );
+    }
+
+    #[tokio::test]
+    async fn delete_prefix_does_not_follow_symlinks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("wh");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("precious"), b"keep").unwrap();
+        let st = open_file(&root);
+        let base = st.base_location().to_string();
+        st.write(&format!("{base}/ns/t/f"), Bytes::from_static(b"x")).await.unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("ns/t/link")).unwrap();
+        assert_eq!(st.delete_prefix(&format!("{base}/ns/t")).await.unwrap(), 2);
+        assert!(outside.join("precious").is_file());
+        assert!(!root.join("ns/t").exists());
+        assert!(root.join("ns").is_dir(), "only the prefix and below are removed");
+    }
+
+    #[tokio::test]
+    async fn delete_whole_warehouse() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("wh");
+        let st = open_file(&root);
+        let base = st.base_location().to_string();
+        st.write(&format!("{base}/a/b/c"), Bytes::from_static(b"x")).await.unwrap();
+        st.write(&format!("{base}/d"), Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(st.delete_prefix(&base).await.unwrap(), 2);
+        assert!(!root.exists());
+        // Writing again recreates what is needed.
+        st.write(&format!("{base}/a"), Bytes::from_static(b"x")).await.unwrap();
+        assert!(root.join("a").is_file());
+    }
+
+    #[test]
+    fn virtual_host_endpoints() {
+        let u = url::Url::parse("https://minio.example.com:9000").unwrap();
+        assert_eq!(virtual_host_endpoint(u, "bkt").unwrap(), "https://bkt.minio.example.com:9000");
+        let u = url::Url::parse("https://s3.example.com/base/").unwrap();
+        assert_eq!(virtual_host_endpoint(u, "b").unwrap(), "https://b.s3.example.com/base");
+    }
+
+    #[test]
+    fn debug_hides_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = open_file(&tmp.path().join("wh"));
+        let d = format!("{st:?}");
+        assert!(d.starts_with("Storage") && d.contains("wh"), "{d}");
+    }
+}

@@ -1,0 +1,166 @@
+//! Catalog state behind one trait. The SQLite implementation is the embedded default; a
+//! PostgreSQL implementation will sit beside it. Stores know rows and transactions only:
+//! no HTTP, no policies, no Iceberg metadata semantics (metadata is opaque JSON here).
+
+mod model;
+mod sqlite;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+/// Re-exported so callers can classify database errors without depending on sqlx.
+pub use sqlx::Error as SqlxError;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sluice_core::NamespaceName;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// Compare-and-swap lost: the row changed since the caller read it.
+    #[error("commit conflict: {0}")]
+    Conflict(String),
+    #[error("{0} is not empty")]
+    NotEmpty(String),
+    /// A table location that equals, contains or lies inside another table's location.
+    #[error("location overlaps {0}")]
+    LocationOverlap(String),
+    #[error("invalid stored data: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Keyset paging: rows come back ordered by name; `after` is the last name the caller saw.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// One table's part of an atomic (possibly multi-table) commit.
+#[derive(Debug, Clone)]
+pub enum CommitOp {
+    /// Create a table (create-table, or a commit whose requirements assert the table is new).
+    /// Fails with AlreadyExists if the name is taken, LocationOverlap if the location
+    /// collides, NotFound if the namespace is gone.
+    Create(TableRecord),
+    /// Compare-and-swap on the metadata location: succeeds only if the table still has
+    /// `expected_metadata_location`, otherwise `StoreError::Conflict`.
+    Update {
+        table_id: Uuid,
+        expected_metadata_location: String,
+        new_metadata_location: String,
+        new_metadata_json: String,
+        /// The table's location may change through a `set-location` update.
+        new_location: String,
+    },
+}
+
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    // ---- server settings (small key/value facts such as "bootstrap done") ----
+    async fn get_setting(&self, key: &str) -> Result<Option<String>>;
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+
+    // ---- users and access keys ----
+    /// AlreadyExists if the name is taken.
+    async fn create_user(&self, user: &UserRecord) -> Result<()>;
+    async fn get_user(&self, id: Uuid) -> Result<Option<UserRecord>>;
+    async fn get_user_by_name(&self, name: &str) -> Result<Option<UserRecord>>;
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    /// The user must exist (NotFound otherwise); AlreadyExists on a duplicate key id.
+    async fn create_access_key(&self, key: &AccessKeyRecord) -> Result<()>;
+    async fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>>;
+    async fn list_access_keys(&self, user_id: Uuid) -> Result<Vec<AccessKeyRecord>>;
+    async fn touch_access_key(&self, access_key_id: &str, at: DateTime<Utc>) -> Result<()>;
+    /// NotFound if absent.
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<()>;
+
+    // ---- warehouses ----
+    /// AlreadyExists if the name is taken.
+    async fn create_warehouse(&self, w: &WarehouseRecord) -> Result<()>;
+    async fn get_warehouse(&self, id: Uuid) -> Result<Option<WarehouseRecord>>;
+    async fn get_warehouse_by_name(&self, name: &str) -> Result<Option<WarehouseRecord>>;
+    async fn list_warehouses(&self) -> Result<Vec<WarehouseRecord>>;
+    /// Replaces every mutable column of the row with `w` (matched by id). NotFound if
+    /// absent, AlreadyExists if a rename collides.
+    async fn update_warehouse(&self, w: &WarehouseRecord) -> Result<()>;
+    /// NotEmpty while the warehouse holds namespaces (checked in the same transaction).
+    async fn delete_warehouse(&self, id: Uuid) -> Result<()>;
+
+    // ---- namespaces ----
+    /// AlreadyExists if present; NotFound if the parent level does not exist.
+    async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()>;
+    async fn get_namespace(&self, warehouse_id: Uuid, name: &NamespaceName)
+        -> Result<Option<NamespaceRecord>>;
+    /// Direct children of `parent` (top-level namespaces when None), ordered by storage key.
+    async fn list_namespaces(
+        &self,
+        warehouse_id: Uuid,
+        parent: Option<&NamespaceName>,
+        page: &Page,
+    ) -> Result<Vec<NamespaceRecord>>;
+    /// Applies removals then updates in one transaction and returns the new row.
+    async fn update_namespace_properties(
+        &self,
+        warehouse_id: Uuid,
+        name: &NamespaceName,
+        removals: &[String],
+        updates: &HashMap<String, String>,
+    ) -> Result<NamespaceRecord>;
+    /// NotFound if absent; NotEmpty if it has child namespaces or tables.
+    async fn drop_namespace(&self, warehouse_id: Uuid, name: &NamespaceName) -> Result<()>;
+
+    // ---- tables ----
+    async fn get_table(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        name: &str,
+    ) -> Result<Option<TableRecord>>;
+    async fn get_table_by_id(&self, table_id: Uuid) -> Result<Option<TableRecord>>;
+    /// Tables directly in `namespace`, ordered by name. NotFound if the namespace is absent.
+    async fn list_tables(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        page: &Page,
+    ) -> Result<Vec<TableSummary>>;
+    /// Removes the row and returns it. NotFound if absent.
+    async fn drop_table(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        name: &str,
+    ) -> Result<TableRecord>;
+    /// NotFound if the source table or the destination namespace is absent; AlreadyExists
+    /// if the destination name is taken.
+    async fn rename_table(
+        &self,
+        warehouse_id: Uuid,
+        from_namespace: &NamespaceName,
+        from_name: &str,
+        to_namespace: &NamespaceName,
+        to_name: &str,
+    ) -> Result<()>;
+    /// All ops in one database transaction: every op applies or none does.
+    async fn commit(&self, ops: &[CommitOp]) -> Result<()>;
+    /// Does any table in the warehouse have a location equal to, containing, or inside
+    /// `location` (ignoring `except_table`)? Compared on '/'-separated prefixes.
+    async fn location_overlaps(
+        &self,
+        warehouse_id: Uuid,
+        location: &str,
+        except_table: Option<Uuid>,
+    ) -> Result<Option<String>>;
+}

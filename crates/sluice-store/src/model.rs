@@ -1,0 +1,118 @@
+use chrono::{DateTime, Utc};
+use sluice_core::NamespaceName;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub email: Option<String>,
+    pub friendly_name: Option<String>,
+    /// "builtin", "ldap", "oidc", "aws-iam", "web-identity".
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct AccessKeyRecord {
+    pub access_key_id: String,
+    pub user_id: Uuid,
+    /// AEAD ciphertext (nonce included) of the secret; the store never sees plaintext.
+    pub secret_ciphertext: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for AccessKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyRecord")
+            .field("access_key_id", &self.access_key_id)
+            .field("user_id", &self.user_id)
+            .field("created_at", &self.created_at)
+            .field("last_used_at", &self.last_used_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarehouseStatus {
+    Active,
+    Inactive,
+}
+
+impl WarehouseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarehouseStatus::Active => "active",
+            WarehouseStatus::Inactive => "inactive",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(WarehouseStatus::Active),
+            "inactive" => Some(WarehouseStatus::Inactive),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, PartialEq)]
+pub struct WarehouseRecord {
+    pub id: Uuid,
+    pub name: String,
+    /// Storage profile as JSON (opaque to the store).
+    pub storage_profile: serde_json::Value,
+    /// AEAD ciphertext of the storage credential JSON, if any.
+    pub storage_credential: Option<Vec<u8>>,
+    pub delete_profile: serde_json::Value,
+    pub status: WarehouseStatus,
+    /// Base location URL of the warehouse (e.g. `s3://bucket/prefix`), for overlap checks.
+    pub location: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for WarehouseRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WarehouseRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("storage_profile", &self.storage_profile)
+            .field("status", &self.status)
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamespaceRecord {
+    pub id: Uuid,
+    pub warehouse_id: Uuid,
+    pub name: NamespaceName,
+    pub properties: HashMap<String, String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRecord {
+    pub id: Uuid,
+    pub warehouse_id: Uuid,
+    pub namespace_id: Uuid,
+    pub namespace: NamespaceName,
+    pub name: String,
+    pub location: String,
+    pub metadata_location: String,
+    /// The current metadata JSON, so loading a table never re-reads object storage.
+    pub metadata_json: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSummary {
+    pub id: Uuid,
+    pub namespace: NamespaceName,
+    pub name: String,
+}

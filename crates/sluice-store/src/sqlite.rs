@@ -1,0 +1,986 @@
+//! SQLite implementation of [`CatalogStore`].
+//!
+//! Every multi-statement write runs under `BEGIN IMMEDIATE`: a deferred transaction that
+//! reads and then writes can fail with SQLITE_BUSY(_SNAPSHOT) without ever invoking the busy
+//! handler, whereas an immediate one takes the write lock up front and simply waits (up to
+//! the busy timeout) behind other writers. Single-statement writes take the write lock
+//! before reading, so they are safe in autocommit mode.
+
+use crate::{
+    AccessKeyRecord, CatalogStore, CommitOp, NamespaceRecord, Page, Result, StoreError,
+    TableRecord, TableSummary, UserRecord, WarehouseRecord, WarehouseStatus,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sluice_core::NamespaceName;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Long enough to ride out a burst of queued commits; a writer that waits longer than this
+/// surfaces SQLITE_BUSY, which the service reports as "unavailable, retry".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_CONNECTIONS: u32 = 8;
+
+/// Cheap to clone: clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and runs pending migrations.
+    /// Accepts `sqlite:///abs/path.db`, `sqlite://relative.db` and `sqlite::memory:`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .synchronous(SqliteSynchronous::Normal);
+        let pool = if in_memory {
+            // An in-memory database lives only as long as a connection to it, and several
+            // shared-cache connections would fail with SQLITE_LOCKED (which the busy timeout
+            // does not cover). So: exactly one connection, never recycled.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await?
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(MAX_CONNECTIONS)
+                .connect_with(options.journal_mode(SqliteJournalMode::Wal))
+                .await?
+        };
+        Self::from_pool(pool).await
+    }
+
+    /// Wraps an existing pool (whose connections must have `foreign_keys=ON`) and runs
+    /// pending migrations.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding helpers
+// ---------------------------------------------------------------------------------------
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_millis(v: i64, column: &str) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(v)
+        .ok_or_else(|| StoreError::Corrupt(format!("{column}: timestamp {v} out of range")))
+}
+
+/// Now, at the precision the store keeps, so values the store generates compare equal after
+/// a round trip.
+fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+fn get_uuid(row: &SqliteRow, column: &str) -> Result<Uuid> {
+    let s: String = row.try_get(column)?;
+    Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{column} {s:?}: {e}")))
+}
+
+fn get_time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>> {
+    from_millis(row.try_get(column)?, column)
+}
+
+fn get_opt_time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>> {
+    row.try_get::<Option<i64>, _>(column)?
+        .map(|v| from_millis(v, column))
+        .transpose()
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T> {
+    let s: String = row.try_get(column)?;
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    // Values and string maps always serialize; the error arm exists only to avoid a panic.
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("serialize: {e}")))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+fn is_fk_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_foreign_key_violation())
+}
+
+/// Maps constraint failures of an insert/update to the contract's errors; anything else
+/// stays a database error.
+fn map_constraint(
+    e: sqlx::Error,
+    duplicate: impl FnOnce() -> String,
+    missing: impl FnOnce() -> String,
+) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::AlreadyExists(duplicate())
+    } else if is_fk_violation(&e) {
+        StoreError::NotFound(missing())
+    } else {
+        StoreError::Database(e)
+    }
+}
+
+fn limit_of(page: &Page) -> i64 {
+    // SQLite treats a negative LIMIT as "no limit".
+    page.limit.map_or(-1, i64::from)
+}
+
+fn after_of(page: &Page) -> &str {
+    // Every stored name is non-empty, so "" sorts before all of them; this keeps the query a
+    // plain index range instead of an `? IS NULL OR` the planner cannot use.
+    page.after.as_deref().unwrap_or("")
+}
+
+fn table_label(namespace: &NamespaceName, name: &str) -> String {
+    format!("table {namespace}.{name}")
+}
+
+// ---------------------------------------------------------------------------------------
+// Row decoding
+// ---------------------------------------------------------------------------------------
+
+fn user_from_row(r: &SqliteRow) -> Result<UserRecord> {
+    Ok(UserRecord {
+        id: get_uuid(r, "id")?,
+        name: r.try_get("name")?,
+        email: r.try_get("email")?,
+        friendly_name: r.try_get("friendly_name")?,
+        source: r.try_get("source")?,
+        created_at: get_time(r, "created_at")?,
+    })
+}
+
+fn access_key_from_row(r: &SqliteRow) -> Result<AccessKeyRecord> {
+    Ok(AccessKeyRecord {
+        access_key_id: r.try_get("access_key_id")?,
+        user_id: get_uuid(r, "user_id")?,
+        secret_ciphertext: r.try_get("secret_ciphertext")?,
+        created_at: get_time(r, "created_at")?,
+        last_used_at: get_opt_time(r, "last_used_at")?,
+    })
+}
+
+fn warehouse_from_row(r: &SqliteRow) -> Result<WarehouseRecord> {
+    let status: String = r.try_get("status")?;
+    Ok(WarehouseRecord {
+        id: get_uuid(r, "id")?,
+        name: r.try_get("name")?,
+        storage_profile: get_json(r, "storage_profile")?,
+        storage_credential: r.try_get("storage_credential")?,
+        delete_profile: get_json(r, "delete_profile")?,
+        status: WarehouseStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("warehouse status {status:?}")))?,
+        location: r.try_get("location")?,
+        created_at: get_time(r, "created_at")?,
+        updated_at: get_time(r, "updated_at")?,
+    })
+}
+
+fn namespace_from_row(r: &SqliteRow) -> Result<NamespaceRecord> {
+    let key: String = r.try_get("name")?;
+    Ok(NamespaceRecord {
+        id: get_uuid(r, "id")?,
+        warehouse_id: get_uuid(r, "warehouse_id")?,
+        name: NamespaceName::from_storage_key(&key),
+        properties: get_json(r, "properties")?,
+        created_at: get_time(r, "created_at")?,
+        updated_at: get_time(r, "updated_at")?,
+    })
+}
+
+/// Table queries always join the namespace, because records carry its name.
+macro_rules! table_select {
+    () => {
+        "SELECT t.id, t.warehouse_id, t.namespace_id, n.name AS ns_name, t.name, t.location, \
+         t.metadata_location, t.metadata_json, t.created_at, t.updated_at \
+         FROM tables t JOIN namespaces n ON n.id = t.namespace_id "
+    };
+}
+
+fn table_from_row(r: &SqliteRow) -> Result<TableRecord> {
+    let ns: String = r.try_get("ns_name")?;
+    Ok(TableRecord {
+        id: get_uuid(r, "id")?,
+        warehouse_id: get_uuid(r, "warehouse_id")?,
+        namespace_id: get_uuid(r, "namespace_id")?,
+        namespace: NamespaceName::from_storage_key(&ns),
+        name: r.try_get("name")?,
+        location: r.try_get("location")?,
+        metadata_location: r.try_get("metadata_location")?,
+        metadata_json: r.try_get("metadata_json")?,
+        created_at: get_time(r, "created_at")?,
+        updated_at: get_time(r, "updated_at")?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Queries shared between transactional and plain paths
+// ---------------------------------------------------------------------------------------
+
+async fn fetch_namespace(
+    conn: &mut SqliteConnection,
+    warehouse_id: Uuid,
+    name: &NamespaceName,
+) -> Result<Option<NamespaceRecord>> {
+    let row = sqlx::query(
+        "SELECT id, warehouse_id, name, properties, created_at, updated_at \
+         FROM namespaces WHERE warehouse_id = ? AND name = ?",
+    )
+    .bind(warehouse_id.to_string())
+    .bind(name.storage_key())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(namespace_from_row).transpose()
+}
+
+/// Id of the namespace, or NotFound.
+async fn namespace_id(
+    conn: &mut SqliteConnection,
+    warehouse_id: Uuid,
+    name: &NamespaceName,
+) -> Result<String> {
+    sqlx::query_scalar("SELECT id FROM namespaces WHERE warehouse_id = ? AND name = ?")
+        .bind(warehouse_id.to_string())
+        .bind(name.storage_key())
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("namespace {name}")))
+}
+
+async fn fetch_table(
+    conn: &mut SqliteConnection,
+    warehouse_id: Uuid,
+    namespace: &NamespaceName,
+    name: &str,
+) -> Result<Option<TableRecord>> {
+    let row = sqlx::query(concat!(
+        table_select!(),
+        "WHERE n.warehouse_id = ? AND n.name = ? AND t.name = ?"
+    ))
+    .bind(warehouse_id.to_string())
+    .bind(namespace.storage_key())
+    .bind(name)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(table_from_row).transpose()
+}
+
+async fn fetch_table_by_id(
+    conn: &mut SqliteConnection,
+    table_id: Uuid,
+) -> Result<Option<TableRecord>> {
+    let row = sqlx::query(concat!(table_select!(), "WHERE t.id = ?"))
+        .bind(table_id.to_string())
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(table_from_row).transpose()
+}
+
+/// The overlap rule, phrased so both halves are index probes on
+/// `tables_by_location (warehouse_id, rtrim(location, '/'))`:
+/// - a stored location L equals or contains `loc` iff L is `loc` or one of its '/'-boundary
+///   prefixes, so we enumerate those and look them up with IN;
+/// - L lies inside `loc` iff L starts with `loc/`, i.e. `loc/` <= L < `loc0` ('0' is the
+///   byte after '/'; SQLite compares text bytewise).
+async fn find_overlap(
+    conn: &mut SqliteConnection,
+    warehouse_id: Uuid,
+    location: &str,
+    except_table: Option<Uuid>,
+) -> Result<Option<String>> {
+    let loc = location.trim_end_matches('/');
+    let mut candidates: Vec<&str> = loc
+        .match_indices('/')
+        .map(|(i, _)| &loc[..i])
+        .filter(|p| !p.is_empty())
+        .collect();
+    candidates.push(loc);
+
+    // Two index probes joined with UNION ALL: written as one WHERE with OR, SQLite falls
+    // back to scanning every table of the warehouse.
+    let placeholders = vec!["?"; candidates.len()].join(", ");
+    let sql = format!(
+        "SELECT n.name AS ns_name, o.name, o.location FROM ( \
+           SELECT id, namespace_id, name, location FROM tables \
+           WHERE warehouse_id = ? AND rtrim(location, '/') IN ({placeholders}) \
+           UNION ALL \
+           SELECT id, namespace_id, name, location FROM tables \
+           WHERE warehouse_id = ? AND rtrim(location, '/') >= ? AND rtrim(location, '/') < ? \
+         ) o JOIN namespaces n ON n.id = o.namespace_id \
+         WHERE o.id IS NOT ? LIMIT 1"
+    );
+
+    let wh = warehouse_id.to_string();
+    let mut q = sqlx::query(&sql).bind(&wh);
+    for c in &candidates {
+        q = q.bind(*c);
+    }
+    let row = q
+        .bind(&wh)
+        .bind(format!("{loc}/"))
+        .bind(format!("{loc}0"))
+        .bind(except_table.map(|id| id.to_string()))
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| -> Result<String> {
+        let ns: String = r.try_get("ns_name")?;
+        let name: String = r.try_get("name")?;
+        let other: String = r.try_get("location")?;
+        Ok(format!(
+            "{} at {other}",
+            table_label(&NamespaceName::from_storage_key(&ns), &name)
+        ))
+    })
+    .transpose()
+}
+
+async fn apply_create(conn: &mut SqliteConnection, t: &TableRecord) -> Result<()> {
+    let ns_name: Option<String> =
+        sqlx::query_scalar("SELECT name FROM namespaces WHERE id = ? AND warehouse_id = ?")
+            .bind(t.namespace_id.to_string())
+            .bind(t.warehouse_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(ns_name) = ns_name else {
+        return Err(StoreError::NotFound(format!("namespace {}", t.namespace)));
+    };
+    let namespace = NamespaceName::from_storage_key(&ns_name);
+    let label = table_label(&namespace, &t.name);
+
+    let taken: bool = sqlx::query_scalar(
+        "SELECT EXISTS(SELECT 1 FROM tables WHERE namespace_id = ? AND name = ?)",
+    )
+    .bind(t.namespace_id.to_string())
+    .bind(&t.name)
+    .fetch_one(&mut *conn)
+    .await?;
+    if taken {
+        return Err(StoreError::AlreadyExists(label));
+    }
+    if let Some(other) = find_overlap(conn, t.warehouse_id, &t.location, Some(t.id)).await? {
+        return Err(StoreError::LocationOverlap(other));
+    }
+
+    sqlx::query(
+        "INSERT INTO tables (id, warehouse_id, namespace_id, name, location, metadata_location, \
+         metadata_json, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(t.id.to_string())
+    .bind(t.warehouse_id.to_string())
+    .bind(t.namespace_id.to_string())
+    .bind(&t.name)
+    .bind(&t.location)
+    .bind(&t.metadata_location)
+    .bind(&t.metadata_json)
+    .bind(millis(t.created_at))
+    .bind(millis(t.updated_at))
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        // The name was checked above, so a unique violation here is the id.
+        map_constraint(
+            e,
+            || format!("table id {}", t.id),
+            || format!("namespace {namespace}"),
+        )
+    })?;
+    Ok(())
+}
+
+async fn apply_update(
+    conn: &mut SqliteConnection,
+    table_id: Uuid,
+    expected_metadata_location: &str,
+    new_metadata_location: &str,
+    new_metadata_json: &str,
+    new_location: &str,
+) -> Result<()> {
+    let Some(current) = fetch_table_by_id(conn, table_id).await? else {
+        return Err(StoreError::NotFound(format!("table id {table_id}")));
+    };
+    let label = table_label(&current.namespace, &current.name);
+    if current.metadata_location != expected_metadata_location {
+        return Err(StoreError::Conflict(format!(
+            "{label} has metadata {}, expected {expected_metadata_location}",
+            current.metadata_location
+        )));
+    }
+    // Only a moved table is checked, so tables that overlapped before this rule existed can
+    // still be committed to.
+    if new_location != current.location {
+        if let Some(other) =
+            find_overlap(conn, current.warehouse_id, new_location, Some(table_id)).await?
+        {
+            return Err(StoreError::LocationOverlap(other));
+        }
+    }
+    // The CAS condition is redundant under BEGIN IMMEDIATE but keeps the write correct even
+    // if this ever runs in a weaker transaction.
+    let done = sqlx::query(
+        "UPDATE tables SET metadata_location = ?, metadata_json = ?, location = ?, updated_at = ? \
+         WHERE id = ? AND metadata_location = ?",
+    )
+    .bind(new_metadata_location)
+    .bind(new_metadata_json)
+    .bind(new_location)
+    .bind(millis(now()))
+    .bind(table_id.to_string())
+    .bind(expected_metadata_location)
+    .execute(conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!(
+            "{label} changed concurrently"
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl CatalogStore for SqliteStore {
+    // ---- settings ----
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ---- users and access keys ----
+
+    async fn create_user(&self, user: &UserRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (id, name, email, friendly_name, source, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(user.id.to_string())
+        .bind(&user.name)
+        .bind(&user.email)
+        .bind(&user.friendly_name)
+        .bind(&user.source)
+        .bind(millis(user.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || format!("user {}", user.name),
+                || format!("user {}", user.name),
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn get_user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
+        let row = sqlx::query("SELECT * FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>> {
+        sqlx::query("SELECT * FROM users ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    async fn create_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, user_id, secret_ciphertext, created_at, \
+             last_used_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&key.access_key_id)
+        .bind(key.user_id.to_string())
+        .bind(&key.secret_ciphertext)
+        .bind(millis(key.created_at))
+        .bind(key.last_used_at.map(millis))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || format!("access key {}", key.access_key_id),
+                || format!("user {}", key.user_id),
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM access_keys WHERE access_key_id = ?")
+            .bind(access_key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(access_key_from_row).transpose()
+    }
+
+    async fn list_access_keys(&self, user_id: Uuid) -> Result<Vec<AccessKeyRecord>> {
+        sqlx::query(
+            "SELECT * FROM access_keys WHERE user_id = ? ORDER BY created_at, access_key_id",
+        )
+        .bind(user_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(access_key_from_row)
+        .collect()
+    }
+
+    async fn touch_access_key(&self, access_key_id: &str, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE access_keys SET last_used_at = ? WHERE access_key_id = ?")
+            .bind(millis(at))
+            .bind(access_key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?")
+            .bind(access_key_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("access key {access_key_id}")));
+        }
+        Ok(())
+    }
+
+    // ---- warehouses ----
+
+    async fn create_warehouse(&self, w: &WarehouseRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO warehouses (id, name, storage_profile, storage_credential, \
+             delete_profile, status, location, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(w.id.to_string())
+        .bind(&w.name)
+        .bind(to_json(&w.storage_profile)?)
+        .bind(&w.storage_credential)
+        .bind(to_json(&w.delete_profile)?)
+        .bind(w.status.as_str())
+        .bind(&w.location)
+        .bind(millis(w.created_at))
+        .bind(millis(w.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || format!("warehouse {}", w.name),
+                || format!("warehouse {}", w.name),
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn get_warehouse(&self, id: Uuid) -> Result<Option<WarehouseRecord>> {
+        let row = sqlx::query("SELECT * FROM warehouses WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(warehouse_from_row).transpose()
+    }
+
+    async fn get_warehouse_by_name(&self, name: &str) -> Result<Option<WarehouseRecord>> {
+        let row = sqlx::query("SELECT * FROM warehouses WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(warehouse_from_row).transpose()
+    }
+
+    async fn list_warehouses(&self) -> Result<Vec<WarehouseRecord>> {
+        sqlx::query("SELECT * FROM warehouses ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(warehouse_from_row)
+            .collect()
+    }
+
+    async fn update_warehouse(&self, w: &WarehouseRecord) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE warehouses SET name = ?, storage_profile = ?, storage_credential = ?, \
+             delete_profile = ?, status = ?, location = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&w.name)
+        .bind(to_json(&w.storage_profile)?)
+        .bind(&w.storage_credential)
+        .bind(to_json(&w.delete_profile)?)
+        .bind(w.status.as_str())
+        .bind(&w.location)
+        .bind(millis(w.updated_at))
+        .bind(w.id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || format!("warehouse {}", w.name),
+                || format!("warehouse {}", w.id),
+            )
+        })?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("warehouse {}", w.id)));
+        }
+        Ok(())
+    }
+
+    async fn delete_warehouse(&self, id: Uuid) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM warehouses WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(name) = name else {
+            return Err(StoreError::NotFound(format!("warehouse {id}")));
+        };
+        let has_namespaces: bool =
+            sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM namespaces WHERE warehouse_id = ?)")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        if has_namespaces {
+            return Err(StoreError::NotEmpty(format!("warehouse {name}")));
+        }
+        sqlx::query("DELETE FROM warehouses WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- namespaces ----
+
+    async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let parent_id = match ns.name.parent() {
+            Some(parent) => Some(
+                namespace_id(&mut tx, ns.warehouse_id, &parent)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::NotFound(_) => {
+                            StoreError::NotFound(format!("parent namespace {parent}"))
+                        }
+                        other => other,
+                    })?,
+            ),
+            None => None,
+        };
+        sqlx::query(
+            "INSERT INTO namespaces (id, warehouse_id, name, parent_id, properties, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(ns.id.to_string())
+        .bind(ns.warehouse_id.to_string())
+        .bind(ns.name.storage_key())
+        .bind(parent_id)
+        .bind(to_json(&ns.properties)?)
+        .bind(millis(ns.created_at))
+        .bind(millis(ns.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || format!("namespace {}", ns.name),
+                || format!("warehouse {}", ns.warehouse_id),
+            )
+        })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_namespace(
+        &self,
+        warehouse_id: Uuid,
+        name: &NamespaceName,
+    ) -> Result<Option<NamespaceRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_namespace(&mut conn, warehouse_id, name).await
+    }
+
+    async fn list_namespaces(
+        &self,
+        warehouse_id: Uuid,
+        parent: Option<&NamespaceName>,
+        page: &Page,
+    ) -> Result<Vec<NamespaceRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = match parent {
+            None => {
+                sqlx::query(
+                    "SELECT id, warehouse_id, name, properties, created_at, updated_at \
+                     FROM namespaces WHERE warehouse_id = ? AND parent_id IS NULL AND name > ? \
+                     ORDER BY name LIMIT ?",
+                )
+                .bind(warehouse_id.to_string())
+                .bind(after_of(page))
+                .bind(limit_of(page))
+                .fetch_all(&mut *conn)
+                .await?
+            }
+            Some(parent) => {
+                let parent_id = namespace_id(&mut conn, warehouse_id, parent).await?;
+                sqlx::query(
+                    "SELECT id, warehouse_id, name, properties, created_at, updated_at \
+                     FROM namespaces WHERE parent_id = ? AND name > ? ORDER BY name LIMIT ?",
+                )
+                .bind(parent_id)
+                .bind(after_of(page))
+                .bind(limit_of(page))
+                .fetch_all(&mut *conn)
+                .await?
+            }
+        };
+        rows.iter().map(namespace_from_row).collect()
+    }
+
+    async fn update_namespace_properties(
+        &self,
+        warehouse_id: Uuid,
+        name: &NamespaceName,
+        removals: &[String],
+        updates: &HashMap<String, String>,
+    ) -> Result<NamespaceRecord> {
+        let mut tx = self.write_tx().await?;
+        let Some(mut ns) = fetch_namespace(&mut tx, warehouse_id, name).await? else {
+            return Err(StoreError::NotFound(format!("namespace {name}")));
+        };
+        for k in removals {
+            ns.properties.remove(k);
+        }
+        ns.properties
+            .extend(updates.iter().map(|(k, v)| (k.clone(), v.clone())));
+        ns.updated_at = now();
+        sqlx::query("UPDATE namespaces SET properties = ?, updated_at = ? WHERE id = ?")
+            .bind(to_json(&ns.properties)?)
+            .bind(millis(ns.updated_at))
+            .bind(ns.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ns)
+    }
+
+    async fn drop_namespace(&self, warehouse_id: Uuid, name: &NamespaceName) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let id = namespace_id(&mut tx, warehouse_id, name).await?;
+        let busy: bool = sqlx::query_scalar(
+            "SELECT EXISTS(SELECT 1 FROM namespaces WHERE parent_id = ?1) \
+             OR EXISTS(SELECT 1 FROM tables WHERE namespace_id = ?1)",
+        )
+        .bind(&id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if busy {
+            return Err(StoreError::NotEmpty(format!("namespace {name}")));
+        }
+        sqlx::query("DELETE FROM namespaces WHERE id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- tables ----
+
+    async fn get_table(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        name: &str,
+    ) -> Result<Option<TableRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_table(&mut conn, warehouse_id, namespace, name).await
+    }
+
+    async fn get_table_by_id(&self, table_id: Uuid) -> Result<Option<TableRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_table_by_id(&mut conn, table_id).await
+    }
+
+    async fn list_tables(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        page: &Page,
+    ) -> Result<Vec<TableSummary>> {
+        let mut conn = self.pool.acquire().await?;
+        let ns_id = namespace_id(&mut conn, warehouse_id, namespace).await?;
+        let rows = sqlx::query(
+            "SELECT id, name FROM tables WHERE namespace_id = ? AND name > ? \
+             ORDER BY name LIMIT ?",
+        )
+        .bind(ns_id)
+        .bind(after_of(page))
+        .bind(limit_of(page))
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TableSummary {
+                    id: get_uuid(r, "id")?,
+                    namespace: namespace.clone(),
+                    name: r.try_get("name")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn drop_table(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        name: &str,
+    ) -> Result<TableRecord> {
+        let mut tx = self.write_tx().await?;
+        let Some(table) = fetch_table(&mut tx, warehouse_id, namespace, name).await? else {
+            return Err(StoreError::NotFound(table_label(namespace, name)));
+        };
+        sqlx::query("DELETE FROM tables WHERE id = ?")
+            .bind(table.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(table)
+    }
+
+    async fn rename_table(
+        &self,
+        warehouse_id: Uuid,
+        from_namespace: &NamespaceName,
+        from_name: &str,
+        to_namespace: &NamespaceName,
+        to_name: &str,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let Some(table) = fetch_table(&mut tx, warehouse_id, from_namespace, from_name).await?
+        else {
+            return Err(StoreError::NotFound(table_label(from_namespace, from_name)));
+        };
+        let to_ns_id = namespace_id(&mut tx, warehouse_id, to_namespace).await?;
+        sqlx::query("UPDATE tables SET namespace_id = ?, name = ?, updated_at = ? WHERE id = ?")
+            .bind(to_ns_id)
+            .bind(to_name)
+            .bind(millis(now()))
+            .bind(table.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                map_constraint(
+                    e,
+                    || table_label(to_namespace, to_name),
+                    || format!("namespace {to_namespace}"),
+                )
+            })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn commit(&self, ops: &[CommitOp]) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx().await?;
+        for op in ops {
+            // An early return drops `tx`, which rolls back everything applied so far.
+            match op {
+                CommitOp::Create(t) => apply_create(&mut tx, t).await?,
+                CommitOp::Update {
+                    table_id,
+                    expected_metadata_location,
+                    new_metadata_location,
+                    new_metadata_json,
+                    new_location,
+                } => {
+                    apply_update(
+                        &mut tx,
+                        *table_id,
+                        expected_metadata_location,
+                        new_metadata_location,
+                        new_metadata_json,
+                        new_location,
+                    )
+                    .await?
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn location_overlaps(
+        &self,
+        warehouse_id: Uuid,
+        location: &str,
+        except_table: Option<Uuid>,
+    ) -> Result<Option<String>> {
+        let mut conn = self.pool.acquire().await?;
+        find_overlap(&mut conn, warehouse_id, location, except_table).await
+    }
+}

@@ -1,0 +1,1149 @@
+//! Behavioural suite for `CatalogStore`. Every check takes the store as a trait object so
+//! another implementation (PostgreSQL) can run the same functions; the SQLite bindings are
+//! generated at the bottom by `sqlite_suite!`.
+
+use chrono::{DateTime, Duration, Utc};
+use sluice_core::NamespaceName;
+use sluice_store::{
+    AccessKeyRecord, CatalogStore, CommitOp, NamespaceRecord, Page, SqliteStore, StoreError,
+    TableRecord, UserRecord, WarehouseRecord, WarehouseStatus,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------
+
+/// Stores keep millisecond precision; fixtures use it so records compare equal after a
+/// round trip.
+fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap()
+}
+
+fn ns(dotted: &str) -> NamespaceName {
+    NamespaceName::new(dotted.split('.').map(str::to_string).collect()).unwrap()
+}
+
+fn page(after: Option<&str>, limit: Option<u32>) -> Page {
+    Page {
+        after: after.map(str::to_string),
+        limit,
+    }
+}
+
+fn user(name: &str) -> UserRecord {
+    UserRecord {
+        id: Uuid::new_v4(),
+        name: name.to_string(),
+        email: Some(format!("{name}@example.com")),
+        friendly_name: None,
+        source: "builtin".into(),
+        created_at: now(),
+    }
+}
+
+fn warehouse(name: &str) -> WarehouseRecord {
+    let t = now();
+    WarehouseRecord {
+        id: Uuid::new_v4(),
+        name: name.to_string(),
+        storage_profile: serde_json::json!({"type": "s3", "bucket": name, "region": "eu-1"}),
+        storage_credential: Some(vec![1, 2, 3, 0, 255]),
+        delete_profile: serde_json::json!({"type": "hard"}),
+        status: WarehouseStatus::Active,
+        location: format!("s3://{name}"),
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+async fn new_warehouse(store: &dyn CatalogStore, name: &str) -> WarehouseRecord {
+    let w = warehouse(name);
+    store.create_warehouse(&w).await.unwrap();
+    w
+}
+
+fn namespace(wh: Uuid, dotted: &str) -> NamespaceRecord {
+    let t = now();
+    NamespaceRecord {
+        id: Uuid::new_v4(),
+        warehouse_id: wh,
+        name: ns(dotted),
+        properties: HashMap::from([("owner".to_string(), "alice".to_string())]),
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+async fn new_namespace(store: &dyn CatalogStore, wh: Uuid, dotted: &str) -> NamespaceRecord {
+    let n = namespace(wh, dotted);
+    store.create_namespace(&n).await.unwrap();
+    n
+}
+
+fn table(n: &NamespaceRecord, name: &str, location: &str) -> TableRecord {
+    let t = now();
+    TableRecord {
+        id: Uuid::new_v4(),
+        warehouse_id: n.warehouse_id,
+        namespace_id: n.id,
+        namespace: n.name.clone(),
+        name: name.to_string(),
+        location: location.to_string(),
+        metadata_location: format!("{location}/metadata/00000-{}.metadata.json", Uuid::new_v4()),
+        metadata_json: format!(r#"{{"format-version":2,"location":"{location}"}}"#),
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+async fn new_table(
+    store: &dyn CatalogStore,
+    n: &NamespaceRecord,
+    name: &str,
+    location: &str,
+) -> TableRecord {
+    let t = table(n, name, location);
+    store.commit(&[CommitOp::Create(t.clone())]).await.unwrap();
+    t
+}
+
+fn update_op(t: &TableRecord, expected: &str, new: &str) -> CommitOp {
+    CommitOp::Update {
+        table_id: t.id,
+        expected_metadata_location: expected.to_string(),
+        new_metadata_location: new.to_string(),
+        new_metadata_json: format!(r#"{{"metadata":"{new}"}}"#),
+        new_location: t.location.clone(),
+    }
+}
+
+fn names(v: &[NamespaceRecord]) -> Vec<String> {
+    v.iter().map(|n| n.name.to_string()).collect()
+}
+
+macro_rules! assert_err {
+    ($e:expr, $pat:pat) => {
+        match $e {
+            Err($pat) => {}
+            other => panic!("expected {}, got {:?}", stringify!($pat), other),
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Suite
+// ---------------------------------------------------------------------------------------
+
+pub async fn settings(store: &dyn CatalogStore) {
+    assert_eq!(store.get_setting("bootstrap").await.unwrap(), None);
+    store.set_setting("bootstrap", "done").await.unwrap();
+    assert_eq!(
+        store.get_setting("bootstrap").await.unwrap().as_deref(),
+        Some("done")
+    );
+    store.set_setting("bootstrap", "again").await.unwrap();
+    assert_eq!(
+        store.get_setting("bootstrap").await.unwrap().as_deref(),
+        Some("again")
+    );
+    assert_eq!(store.get_setting("other").await.unwrap(), None);
+}
+
+pub async fn users(store: &dyn CatalogStore) {
+    let bob = user("bob");
+    let alice = UserRecord {
+        friendly_name: Some("Alice A.".into()),
+        email: None,
+        ..user("alice")
+    };
+    store.create_user(&bob).await.unwrap();
+    store.create_user(&alice).await.unwrap();
+
+    assert_eq!(store.get_user(bob.id).await.unwrap(), Some(bob.clone()));
+    assert_eq!(
+        store.get_user_by_name("alice").await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(store.get_user(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(store.get_user_by_name("carol").await.unwrap(), None);
+    assert_eq!(
+        store.list_users().await.unwrap(),
+        vec![alice.clone(), bob.clone()]
+    );
+
+    let dup = user("bob");
+    assert_err!(store.create_user(&dup).await, StoreError::AlreadyExists(_));
+    assert_eq!(store.list_users().await.unwrap().len(), 2);
+}
+
+pub async fn access_keys(store: &dyn CatalogStore) {
+    let u = user("keyholder");
+    store.create_user(&u).await.unwrap();
+    let k1 = AccessKeyRecord {
+        access_key_id: "AKIA0000000000000001".into(),
+        user_id: u.id,
+        secret_ciphertext: vec![9, 8, 7, 0, 1],
+        created_at: now() - Duration::seconds(5),
+        last_used_at: None,
+    };
+    let k2 = AccessKeyRecord {
+        access_key_id: "AKIA0000000000000002".into(),
+        created_at: now(),
+        ..k1.clone()
+    };
+    store.create_access_key(&k1).await.unwrap();
+    store.create_access_key(&k2).await.unwrap();
+    assert_err!(
+        store.create_access_key(&k1).await,
+        StoreError::AlreadyExists(_)
+    );
+    let orphan = AccessKeyRecord {
+        access_key_id: "AKIA0000000000000003".into(),
+        user_id: Uuid::new_v4(),
+        ..k1.clone()
+    };
+    assert_err!(
+        store.create_access_key(&orphan).await,
+        StoreError::NotFound(_)
+    );
+
+    assert_eq!(
+        store.get_access_key(&k1.access_key_id).await.unwrap(),
+        Some(k1.clone())
+    );
+    assert_eq!(store.get_access_key("nope").await.unwrap(), None);
+    assert_eq!(
+        store.list_access_keys(u.id).await.unwrap(),
+        vec![k1.clone(), k2.clone()]
+    );
+    assert_eq!(
+        store.list_access_keys(Uuid::new_v4()).await.unwrap(),
+        vec![]
+    );
+
+    let used = now() + Duration::milliseconds(1234);
+    store
+        .touch_access_key(&k1.access_key_id, used)
+        .await
+        .unwrap();
+    let got = store
+        .get_access_key(&k1.access_key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.last_used_at, Some(used));
+    // Touching an unknown key is not an error: the caller already authenticated it.
+    store.touch_access_key("nope", used).await.unwrap();
+
+    store.delete_access_key(&k1.access_key_id).await.unwrap();
+    assert_eq!(store.get_access_key(&k1.access_key_id).await.unwrap(), None);
+    assert_err!(
+        store.delete_access_key(&k1.access_key_id).await,
+        StoreError::NotFound(_)
+    );
+    assert_eq!(store.list_access_keys(u.id).await.unwrap(), vec![k2]);
+}
+
+pub async fn warehouses(store: &dyn CatalogStore) {
+    let b = new_warehouse(store, "wh-b").await;
+    let a = WarehouseRecord {
+        storage_credential: None,
+        ..warehouse("wh-a")
+    };
+    store.create_warehouse(&a).await.unwrap();
+    assert_err!(
+        store.create_warehouse(&warehouse("wh-a")).await,
+        StoreError::AlreadyExists(_)
+    );
+
+    assert_eq!(store.get_warehouse(b.id).await.unwrap(), Some(b.clone()));
+    assert_eq!(
+        store.get_warehouse_by_name("wh-a").await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(store.get_warehouse(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(store.get_warehouse_by_name("zzz").await.unwrap(), None);
+    assert_eq!(
+        store.list_warehouses().await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+
+    let renamed = WarehouseRecord {
+        name: "wh-c".into(),
+        storage_profile: serde_json::json!({"type": "s3", "bucket": "other"}),
+        storage_credential: Some(vec![42]),
+        delete_profile: serde_json::json!({"type": "soft", "seconds": 3600}),
+        status: WarehouseStatus::Inactive,
+        location: "s3://other/prefix".into(),
+        updated_at: now() + Duration::seconds(1),
+        // created_at is immutable; a different value here must not be written.
+        created_at: now() + Duration::days(1),
+        ..b.clone()
+    };
+    store.update_warehouse(&renamed).await.unwrap();
+    let got = store.get_warehouse(b.id).await.unwrap().unwrap();
+    assert_eq!(
+        got,
+        WarehouseRecord {
+            created_at: b.created_at,
+            ..renamed.clone()
+        }
+    );
+    assert_eq!(store.get_warehouse_by_name("wh-b").await.unwrap(), None);
+
+    let collide = WarehouseRecord {
+        name: "wh-a".into(),
+        ..renamed.clone()
+    };
+    assert_err!(
+        store.update_warehouse(&collide).await,
+        StoreError::AlreadyExists(_)
+    );
+    let ghost = warehouse("ghost");
+    assert_err!(
+        store.update_warehouse(&ghost).await,
+        StoreError::NotFound(_)
+    );
+
+    // Not empty while a namespace exists.
+    let n = new_namespace(store, a.id, "ns").await;
+    assert_err!(store.delete_warehouse(a.id).await, StoreError::NotEmpty(_));
+    store.drop_namespace(a.id, &n.name).await.unwrap();
+    store.delete_warehouse(a.id).await.unwrap();
+    assert_eq!(store.get_warehouse(a.id).await.unwrap(), None);
+    assert_err!(store.delete_warehouse(a.id).await, StoreError::NotFound(_));
+    assert_eq!(store.list_warehouses().await.unwrap().len(), 1);
+}
+
+pub async fn namespaces(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let other = new_warehouse(store, "other").await;
+    let a = new_namespace(store, w.id, "a").await;
+    let ab = new_namespace(store, w.id, "a.b").await;
+    let abc = new_namespace(store, w.id, "a.b.c").await;
+    new_namespace(store, w.id, "a.b2").await;
+    new_namespace(store, w.id, "z").await;
+    // The same name in another warehouse is a different namespace.
+    new_namespace(store, other.id, "a").await;
+
+    assert_eq!(
+        store.get_namespace(w.id, &ns("a.b")).await.unwrap(),
+        Some(ab.clone())
+    );
+    assert_eq!(
+        store.get_namespace(w.id, &ns("a.b.c")).await.unwrap(),
+        Some(abc)
+    );
+    assert_eq!(store.get_namespace(w.id, &ns("b")).await.unwrap(), None);
+    assert_eq!(
+        store.get_namespace(Uuid::new_v4(), &ns("a")).await.unwrap(),
+        None
+    );
+
+    assert_err!(
+        store.create_namespace(&namespace(w.id, "a")).await,
+        StoreError::AlreadyExists(_)
+    );
+    assert_err!(
+        store.create_namespace(&namespace(w.id, "a.b")).await,
+        StoreError::AlreadyExists(_)
+    );
+    match store.create_namespace(&namespace(w.id, "x.y")).await {
+        Err(StoreError::NotFound(m)) => assert!(m.contains("parent"), "{m}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert_err!(
+        store.create_namespace(&namespace(w.id, "a.x.y")).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store
+            .create_namespace(&namespace(Uuid::new_v4(), "a"))
+            .await,
+        StoreError::NotFound(_)
+    );
+
+    // Direct children only.
+    let top = store
+        .list_namespaces(w.id, None, &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(names(&top), ["a", "z"]);
+    assert_eq!(top[0], a);
+    let kids = store
+        .list_namespaces(w.id, Some(&ns("a")), &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(names(&kids), ["a.b", "a.b2"]);
+    let grandkids = store
+        .list_namespaces(w.id, Some(&ns("a.b")), &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(names(&grandkids), ["a.b.c"]);
+    assert!(store
+        .list_namespaces(w.id, Some(&ns("z")), &Page::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_err!(
+        store
+            .list_namespaces(w.id, Some(&ns("nope")), &Page::default())
+            .await,
+        StoreError::NotFound(_)
+    );
+    assert_eq!(
+        names(
+            &store
+                .list_namespaces(other.id, None, &Page::default())
+                .await
+                .unwrap()
+        ),
+        ["a"]
+    );
+}
+
+pub async fn namespace_paging(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    new_namespace(store, w.id, "p").await;
+    let all: Vec<String> = (0..7).map(|i| format!("n{i}")).collect();
+    // Insert out of order: results must come back sorted regardless.
+    for n in all.iter().rev() {
+        new_namespace(store, w.id, n).await;
+        new_namespace(store, w.id, &format!("p.{n}")).await;
+    }
+    // A grandchild must not leak into its grandparent's listing.
+    new_namespace(store, w.id, "p.n0.deep").await;
+
+    for parent in [None, Some(ns("p"))] {
+        let prefix = parent.as_ref().map(|p| format!("{p}.")).unwrap_or_default();
+        let expected: Vec<String> = all.iter().map(|n| format!("{prefix}{n}")).collect();
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let got = store
+                .list_namespaces(
+                    w.id,
+                    parent.as_ref(),
+                    &Page {
+                        after: after.clone(),
+                        limit: Some(3),
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(got.len() <= 3);
+            if got.is_empty() {
+                break;
+            }
+            after = Some(got.last().unwrap().name.storage_key());
+            seen.extend(names(&got));
+        }
+        let mut expected_all = expected.clone();
+        if parent.is_none() {
+            expected_all.push("p".into());
+        }
+        assert_eq!(seen, expected_all);
+
+        let unlimited = store
+            .list_namespaces(w.id, parent.as_ref(), &page(None, None))
+            .await
+            .unwrap();
+        assert_eq!(names(&unlimited), expected_all);
+        let zero = store
+            .list_namespaces(w.id, parent.as_ref(), &page(None, Some(0)))
+            .await
+            .unwrap();
+        assert!(zero.is_empty());
+    }
+
+    // Paging on a nested parent uses the child's full storage key as the cursor.
+    let after = ns("p.n4").storage_key();
+    let got = store
+        .list_namespaces(w.id, Some(&ns("p")), &page(Some(&after), None))
+        .await
+        .unwrap();
+    assert_eq!(names(&got), ["p.n5", "p.n6"]);
+}
+
+pub async fn namespace_properties(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let mut n = namespace(w.id, "props");
+    n.properties = HashMap::from([
+        ("a".to_string(), "1".to_string()),
+        ("b".to_string(), "2".to_string()),
+        ("c".to_string(), "3".to_string()),
+    ]);
+    store.create_namespace(&n).await.unwrap();
+
+    let updated = store
+        .update_namespace_properties(
+            w.id,
+            &n.name,
+            &["a".to_string(), "missing".to_string(), "c".to_string()],
+            &HashMap::from([
+                ("c".to_string(), "30".to_string()),
+                ("d".to_string(), "4".to_string()),
+            ]),
+        )
+        .await
+        .unwrap();
+    let expected = HashMap::from([
+        ("b".to_string(), "2".to_string()),
+        ("c".to_string(), "30".to_string()),
+        ("d".to_string(), "4".to_string()),
+    ]);
+    assert_eq!(updated.properties, expected);
+    assert_eq!(updated.id, n.id);
+    assert_eq!(updated.created_at, n.created_at);
+    assert!(updated.updated_at >= n.updated_at);
+    assert_eq!(
+        store.get_namespace(w.id, &n.name).await.unwrap(),
+        Some(updated)
+    );
+
+    assert_err!(
+        store
+            .update_namespace_properties(w.id, &ns("ghost"), &[], &HashMap::new())
+            .await,
+        StoreError::NotFound(_)
+    );
+}
+
+pub async fn drop_namespace(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    new_namespace(store, w.id, "a").await;
+    let ab = new_namespace(store, w.id, "a.b").await;
+    let t = new_table(store, &ab, "t", "s3://wh/a/b/t").await;
+
+    assert_err!(
+        store.drop_namespace(w.id, &ns("a")).await,
+        StoreError::NotEmpty(_)
+    );
+    assert_err!(
+        store.drop_namespace(w.id, &ns("a.b")).await,
+        StoreError::NotEmpty(_)
+    );
+    assert_err!(
+        store.drop_namespace(w.id, &ns("nope")).await,
+        StoreError::NotFound(_)
+    );
+
+    store.drop_table(w.id, &ab.name, &t.name).await.unwrap();
+    store.drop_namespace(w.id, &ns("a.b")).await.unwrap();
+    assert_eq!(store.get_namespace(w.id, &ns("a.b")).await.unwrap(), None);
+    store.drop_namespace(w.id, &ns("a")).await.unwrap();
+    assert_err!(
+        store.drop_namespace(w.id, &ns("a")).await,
+        StoreError::NotFound(_)
+    );
+    assert!(store
+        .list_namespaces(w.id, None, &Page::default())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn tables(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let nested = new_namespace(store, w.id, "db.inner").await;
+    let t = new_table(store, &n, "events", "s3://wh/db/events").await;
+    let inner = new_table(store, &nested, "events", "s3://wh/db/inner/events").await;
+
+    assert_eq!(
+        store.get_table(w.id, &n.name, "events").await.unwrap(),
+        Some(t.clone())
+    );
+    assert_eq!(
+        store.get_table(w.id, &nested.name, "events").await.unwrap(),
+        Some(inner.clone())
+    );
+    assert_eq!(store.get_table_by_id(t.id).await.unwrap(), Some(t.clone()));
+    assert_eq!(store.get_table_by_id(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(store.get_table(w.id, &n.name, "nope").await.unwrap(), None);
+    assert_eq!(
+        store.get_table(w.id, &ns("ghost"), "events").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_table(Uuid::new_v4(), &n.name, "events")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Tables directly in the namespace only.
+    let listed = store
+        .list_tables(w.id, &n.name, &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].id, &listed[0].name, &listed[0].namespace),
+        (t.id, &t.name, &n.name)
+    );
+    assert_err!(
+        store
+            .list_tables(w.id, &ns("ghost"), &Page::default())
+            .await,
+        StoreError::NotFound(_)
+    );
+
+    let dropped = store.drop_table(w.id, &n.name, "events").await.unwrap();
+    assert_eq!(dropped, t);
+    assert_eq!(store.get_table_by_id(t.id).await.unwrap(), None);
+    assert_err!(
+        store.drop_table(w.id, &n.name, "events").await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.drop_table(w.id, &ns("ghost"), "events").await,
+        StoreError::NotFound(_)
+    );
+    // The location is free again once the table is gone.
+    new_table(store, &n, "events2", "s3://wh/db/events").await;
+}
+
+pub async fn table_paging(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let mut expected: Vec<String> = (0..10).map(|i| format!("t{i:02}")).collect();
+    for name in expected.iter().rev() {
+        new_table(store, &n, name, &format!("s3://wh/db/{name}")).await;
+    }
+    expected.sort();
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let got = store
+            .list_tables(
+                w.id,
+                &n.name,
+                &Page {
+                    after: after.clone(),
+                    limit: Some(4),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(got.len() <= 4);
+        match got.last() {
+            None => break,
+            Some(last) => after = Some(last.name.clone()),
+        }
+        seen.extend(got.into_iter().map(|s| s.name));
+    }
+    assert_eq!(seen, expected);
+    let tail = store
+        .list_tables(w.id, &n.name, &page(Some("t07"), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        tail.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["t08", "t09"]
+    );
+    let empty = new_namespace(store, w.id, "empty").await;
+    assert!(store
+        .list_tables(w.id, &empty.name, &Page::default())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn rename_table(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let src = new_namespace(store, w.id, "src").await;
+    let dst = new_namespace(store, w.id, "dst").await;
+    let t = new_table(store, &src, "t", "s3://wh/src/t").await;
+    let other = new_table(store, &dst, "taken", "s3://wh/dst/taken").await;
+
+    store
+        .rename_table(w.id, &src.name, "t", &src.name, "t2")
+        .await
+        .unwrap();
+    assert_eq!(store.get_table(w.id, &src.name, "t").await.unwrap(), None);
+    let got = store
+        .get_table(w.id, &src.name, "t2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.id, got.location.as_str()), (t.id, t.location.as_str()));
+
+    // Across namespaces.
+    store
+        .rename_table(w.id, &src.name, "t2", &dst.name, "moved")
+        .await
+        .unwrap();
+    let got = store
+        .get_table(w.id, &dst.name, "moved")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.id, got.namespace_id, &got.namespace),
+        (t.id, dst.id, &dst.name)
+    );
+    assert_eq!(got.metadata_location, t.metadata_location);
+    assert!(store
+        .list_tables(w.id, &src.name, &Page::default())
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert_err!(
+        store
+            .rename_table(w.id, &dst.name, "moved", &dst.name, "taken")
+            .await,
+        StoreError::AlreadyExists(_)
+    );
+    assert_err!(
+        store
+            .rename_table(w.id, &dst.name, "ghost", &dst.name, "x")
+            .await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store
+            .rename_table(w.id, &dst.name, "moved", &ns("ghost"), "x")
+            .await,
+        StoreError::NotFound(_)
+    );
+    // Failed renames leave both tables untouched.
+    assert_eq!(
+        store.get_table(w.id, &dst.name, "taken").await.unwrap(),
+        Some(other)
+    );
+    assert!(store
+        .get_table(w.id, &dst.name, "moved")
+        .await
+        .unwrap()
+        .is_some());
+}
+
+pub async fn location_overlap(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let w2 = new_warehouse(store, "wh2").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let t1 = new_table(store, &n, "t1", "s3://b/data/t1").await;
+
+    let overlaps = |loc: &'static str| {
+        let w = w.id;
+        async move { store.location_overlaps(w, loc, None).await.unwrap() }
+    };
+    // Equal (either side may carry a trailing slash).
+    let hit = overlaps("s3://b/data/t1")
+        .await
+        .expect("equal must overlap");
+    assert!(
+        hit.contains("db.t1") && hit.contains("s3://b/data/t1"),
+        "{hit}"
+    );
+    assert!(overlaps("s3://b/data/t1/").await.is_some());
+    // Inside the table, and containing it.
+    assert!(overlaps("s3://b/data/t1/sub").await.is_some());
+    assert!(overlaps("s3://b/data/t1/sub/deeper/").await.is_some());
+    assert!(overlaps("s3://b/data").await.is_some());
+    assert!(overlaps("s3://b/data/").await.is_some());
+    assert!(overlaps("s3://b").await.is_some());
+    // Shared string prefix without a '/' boundary is a sibling, not an overlap.
+    assert!(overlaps("s3://b/data/t10").await.is_none());
+    assert!(overlaps("s3://b/data/t").await.is_none());
+    assert!(overlaps("s3://b/dat").await.is_none());
+    assert!(overlaps("s3://b/data/t2").await.is_none());
+    assert!(overlaps("s3://b/data/t1.backup").await.is_none());
+    assert!(overlaps("s3://c/data/t1").await.is_none());
+    // Scoped to the warehouse, and the table itself can be excluded.
+    assert!(store
+        .location_overlaps(w2.id, "s3://b/data/t1", None)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .location_overlaps(w.id, "s3://b/data/t1", Some(t1.id))
+        .await
+        .unwrap()
+        .is_none());
+
+    // A stored location with a trailing slash is normalized too.
+    new_table(store, &n, "t10", "s3://b/data/t10/").await;
+    assert!(overlaps("s3://b/data/t10").await.is_some());
+    assert!(overlaps("s3://b/data/t10/x").await.is_some());
+    assert!(overlaps("s3://b/data/t100").await.is_none());
+
+    // Create enforces it.
+    let clash = table(&n, "inside", "s3://b/data/t1/inner");
+    assert_err!(
+        store.commit(&[CommitOp::Create(clash)]).await,
+        StoreError::LocationOverlap(_)
+    );
+    let clash = table(&n, "outer", "s3://b/data");
+    assert_err!(
+        store.commit(&[CommitOp::Create(clash)]).await,
+        StoreError::LocationOverlap(_)
+    );
+    new_table(store, &n, "t11", "s3://b/data/t11").await;
+}
+
+pub async fn commit_create(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let t = new_table(store, &n, "t", "s3://wh/db/t").await;
+    assert_eq!(store.get_table_by_id(t.id).await.unwrap(), Some(t.clone()));
+
+    let dup = table(&n, "t", "s3://wh/db/elsewhere");
+    assert_err!(
+        store.commit(&[CommitOp::Create(dup)]).await,
+        StoreError::AlreadyExists(_)
+    );
+
+    let mut gone = table(&n, "x", "s3://wh/gone/x");
+    gone.namespace_id = Uuid::new_v4();
+    assert_err!(
+        store.commit(&[CommitOp::Create(gone)]).await,
+        StoreError::NotFound(_)
+    );
+    // A namespace of another warehouse does not count.
+    let w2 = new_warehouse(store, "wh2").await;
+    let mut cross = table(&n, "x", "s3://wh2/x");
+    cross.warehouse_id = w2.id;
+    assert_err!(
+        store.commit(&[CommitOp::Create(cross)]).await,
+        StoreError::NotFound(_)
+    );
+
+    // Two creates in one commit see each other.
+    let a = table(&n, "a", "s3://wh/db/pair");
+    let b = table(&n, "b", "s3://wh/db/pair/b");
+    assert_err!(
+        store
+            .commit(&[CommitOp::Create(a.clone()), CommitOp::Create(b)])
+            .await,
+        StoreError::LocationOverlap(_)
+    );
+    assert_eq!(store.get_table_by_id(a.id).await.unwrap(), None);
+    store.commit(&[]).await.unwrap();
+}
+
+pub async fn commit_update(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let t = new_table(store, &n, "t", "s3://wh/db/t").await;
+    let neighbour = new_table(store, &n, "n", "s3://wh/db/n").await;
+
+    let v1 = "s3://wh/db/t/metadata/00001.metadata.json";
+    store
+        .commit(&[update_op(&t, &t.metadata_location, v1)])
+        .await
+        .unwrap();
+    let got = store.get_table_by_id(t.id).await.unwrap().unwrap();
+    assert_eq!(got.metadata_location, v1);
+    assert_eq!(got.metadata_json, format!(r#"{{"metadata":"{v1}"}}"#));
+    assert_eq!(got.created_at, t.created_at);
+    assert!(got.updated_at >= t.updated_at);
+
+    // Stale expectation.
+    assert_err!(
+        store
+            .commit(&[update_op(&t, &t.metadata_location, "s3://wh/db/t/m2")])
+            .await,
+        StoreError::Conflict(_)
+    );
+    assert_eq!(
+        store
+            .get_table_by_id(t.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata_location,
+        v1
+    );
+
+    // Unknown table.
+    let ghost = TableRecord {
+        id: Uuid::new_v4(),
+        ..t.clone()
+    };
+    assert_err!(
+        store.commit(&[update_op(&ghost, v1, "x")]).await,
+        StoreError::NotFound(_)
+    );
+
+    // set-location: moving the table is allowed, onto a neighbour is not.
+    let v2 = "s3://wh/db/t-moved/metadata/00002.metadata.json";
+    let moved = CommitOp::Update {
+        table_id: t.id,
+        expected_metadata_location: v1.into(),
+        new_metadata_location: v2.into(),
+        new_metadata_json: "{}".into(),
+        new_location: "s3://wh/db/t-moved".into(),
+    };
+    store.commit(&[moved]).await.unwrap();
+    let got = store.get_table_by_id(t.id).await.unwrap().unwrap();
+    assert_eq!(got.location, "s3://wh/db/t-moved");
+    let onto = CommitOp::Update {
+        table_id: t.id,
+        expected_metadata_location: v2.into(),
+        new_metadata_location: "s3://wh/db/n/x.json".into(),
+        new_metadata_json: "{}".into(),
+        new_location: format!("{}/sub", neighbour.location),
+    };
+    assert_err!(store.commit(&[onto]).await, StoreError::LocationOverlap(_));
+    assert_eq!(
+        store
+            .get_table_by_id(t.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata_location,
+        v2
+    );
+}
+
+pub async fn commit_atomicity(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let a = new_table(store, &n, "a", "s3://wh/db/a").await;
+    let b = new_table(store, &n, "b", "s3://wh/db/b").await;
+
+    // Second op conflicts: the first must not be applied.
+    let ok = update_op(&a, &a.metadata_location, "s3://wh/db/a/m1");
+    let stale = update_op(&b, "s3://wh/db/b/not-current", "s3://wh/db/b/m1");
+    assert_err!(
+        store.commit(&[ok.clone(), stale]).await,
+        StoreError::Conflict(_)
+    );
+    assert_eq!(store.get_table_by_id(a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.get_table_by_id(b.id).await.unwrap(), Some(b.clone()));
+
+    // A create followed by a failing op is rolled back as well.
+    let c = table(&n, "c", "s3://wh/db/c");
+    let dup = table(&n, "a", "s3://wh/db/a2");
+    assert_err!(
+        store
+            .commit(&[
+                CommitOp::Create(c.clone()),
+                ok.clone(),
+                CommitOp::Create(dup)
+            ])
+            .await,
+        StoreError::AlreadyExists(_)
+    );
+    assert_eq!(store.get_table_by_id(c.id).await.unwrap(), None);
+    assert_eq!(store.get_table_by_id(a.id).await.unwrap(), Some(a.clone()));
+
+    // Multi-table success applies everything.
+    let ok_b = update_op(&b, &b.metadata_location, "s3://wh/db/b/m1");
+    store
+        .commit(&[CommitOp::Create(c.clone()), ok, ok_b])
+        .await
+        .unwrap();
+    assert_eq!(store.get_table_by_id(c.id).await.unwrap(), Some(c));
+    assert_eq!(
+        store
+            .get_table_by_id(a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata_location,
+        "s3://wh/db/a/m1"
+    );
+    assert_eq!(
+        store
+            .get_table_by_id(b.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata_location,
+        "s3://wh/db/b/m1"
+    );
+}
+
+/// 16 writers per round read the same metadata location and race a CAS from it: exactly
+/// one wins, the rest see Conflict (never a leaked SQLITE_BUSY).
+pub async fn concurrent_cas(store: Arc<dyn CatalogStore>) {
+    const WRITERS: usize = 16;
+    const ROUNDS: usize = 5;
+    let w = new_warehouse(&*store, "wh").await;
+    let n = new_namespace(&*store, w.id, "db").await;
+    let t = new_table(&*store, &n, "hot", "s3://wh/db/hot").await;
+
+    for round in 0..ROUNDS {
+        let barrier = Arc::new(tokio::sync::Barrier::new(WRITERS));
+        let mut tasks = tokio::task::JoinSet::new();
+        for writer in 0..WRITERS {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            let id = t.id;
+            tasks.spawn(async move {
+                let current = store.get_table_by_id(id).await.unwrap().unwrap();
+                // Everyone holds the same snapshot before anyone commits.
+                barrier.wait().await;
+                let new = format!("s3://wh/db/hot/metadata/{round}-{writer}.json");
+                let op = CommitOp::Update {
+                    table_id: id,
+                    expected_metadata_location: current.metadata_location.clone(),
+                    new_metadata_location: new.clone(),
+                    new_metadata_json: "{}".into(),
+                    new_location: current.location.clone(),
+                };
+                (store.commit(&[op]).await, new)
+            });
+        }
+        let mut winners = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined.unwrap() {
+                (Ok(()), new) => winners.push(new),
+                (Err(StoreError::Conflict(_)), _) => {}
+                (Err(e), _) => panic!("round {round}: unexpected error {e:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let now = store.get_table_by_id(t.id).await.unwrap().unwrap();
+        assert_eq!(now.metadata_location, winners[0]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite bindings
+// ---------------------------------------------------------------------------------------
+
+async fn sqlite_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sluice.db").display());
+    let store = SqliteStore::connect(&url).await.unwrap();
+    (dir, store)
+}
+
+macro_rules! sqlite_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (_dir, store) = super::sqlite_store().await;
+                    super::$name(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+sqlite_suite!(
+    settings,
+    users,
+    access_keys,
+    warehouses,
+    namespaces,
+    namespace_paging,
+    namespace_properties,
+    drop_namespace,
+    tables,
+    table_paging,
+    rename_table,
+    location_overlap,
+    commit_create,
+    commit_update,
+    commit_atomicity,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_cas() {
+    let (_dir, store) = sqlite_store().await;
+    concurrent_cas(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn sqlite_in_memory() {
+    let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    // Every pooled call must see the same database.
+    let w = new_warehouse(&store, "mem").await;
+    let n = new_namespace(&store, w.id, "db").await;
+    new_table(&store, &n, "t", "s3://mem/db/t").await;
+    assert_eq!(
+        store
+            .list_tables(w.id, &n.name, &Page::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Separate `:memory:` stores are separate databases.
+    let other = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    assert!(other.list_warehouses().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_reopen_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested-missing-file.db");
+    let url = format!("sqlite://{}", path.display());
+    let w = {
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let w = new_warehouse(&store, "persist").await;
+        store.set_setting("k", "v").await.unwrap();
+        store.pool().close().await;
+        w
+    };
+    assert!(path.exists());
+    // Migrations are already applied; reconnecting must not re-run or fail them.
+    let store = SqliteStore::connect(&url).await.unwrap();
+    assert_eq!(store.get_warehouse(w.id).await.unwrap(), Some(w));
+    assert_eq!(store.get_setting("k").await.unwrap().as_deref(), Some("v"));
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(fk, 1);
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_rows_are_errors_not_panics() {
+    let (_dir, store) = sqlite_store().await;
+    let w = new_warehouse(&store, "wh").await;
+    let n = new_namespace(&store, w.id, "db").await;
+    let t = new_table(&store, &n, "t", "s3://wh/db/t").await;
+
+    sqlx::query("UPDATE namespaces SET properties = 'not json' WHERE id = ?")
+        .bind(n.id.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_err!(
+        store.get_namespace(w.id, &n.name).await,
+        StoreError::Corrupt(_)
+    );
+    assert_err!(
+        store.list_namespaces(w.id, None, &Page::default()).await,
+        StoreError::Corrupt(_)
+    );
+
+    sqlx::query("UPDATE warehouses SET status = 'melting', storage_profile = '[' WHERE id = ?")
+        .bind(w.id.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_err!(store.get_warehouse(w.id).await, StoreError::Corrupt(_));
+
+    sqlx::query("UPDATE tables SET created_at = 9223372036854775807 WHERE id = ?")
+        .bind(t.id.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_err!(store.get_table_by_id(t.id).await, StoreError::Corrupt(_));
+}
+
+#[test]
+fn sqlite_store_is_shareable() {
+    fn assert_traits<T: Clone + Send + Sync + 'static>() {}
+    assert_traits::<SqliteStore>();
+}

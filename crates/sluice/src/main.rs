@@ -1,0 +1,87 @@
+//! `sluice`: the server (`sluice serve`) and, later, client commands.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sluice_server::{CliOverrides, Server, ServerConfig};
+use sluice_service::auth::Bootstrap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Sluice: an Iceberg REST catalog and front door for a data lake")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the catalog server. With no flags: 127.0.0.1:8181, SQLite and a local-file
+    /// warehouse under ./sluice-data.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on [env: SLUICE_LISTEN] [default: 127.0.0.1:8181]
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory [env: SLUICE_DATA_DIR] [default: ./sluice-data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Database URL, e.g. sqlite:///var/lib/sluice/sluice.db [env: SLUICE_DATABASE_URL]
+    #[arg(long)]
+    database_url: Option<String>,
+    /// TOML configuration file [env: SLUICE_CONFIG]
+    #[arg(long, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log filter, e.g. info or debug [env: SLUICE_LOG_LEVEL]
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(serve(args))
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cli = CliOverrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+        log_level: args.log_level,
+    };
+    let config = ServerConfig::load(args.config.as_deref(), &cli).map_err(anyhow::Error::msg)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("invalid log level '{}'", config.log_level))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let bootstrap_key = sluice_server::bootstrap_key_from_env()?;
+    let server = Server::open(config, bootstrap_key).await?;
+    match &server.bootstrap {
+        Bootstrap::Generated(key) => {
+            // Printed once, to stdout and not through the logger, so it does not end up in
+            // log aggregation by default.
+            println!("================================================================");
+            println!(" Sluice bootstrap admin credentials (shown ONCE; store them now)");
+            println!("   access_key_id:     {}", key.access_key_id);
+            println!("   secret_access_key: {}", key.secret_access_key.expose());
+            println!("================================================================");
+        }
+        Bootstrap::FromEnvironment { access_key_id } => {
+            tracing::info!(%access_key_id, "bootstrap admin key taken from the environment");
+        }
+        Bootstrap::AlreadyDone => {}
+    }
+    let listener = tokio::net::TcpListener::bind(server.config.listen)
+        .await
+        .with_context(|| format!("binding {}", server.config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(data_dir = %server.config.data_dir.display(), "Sluice listening on http://{addr}");
+    server.serve(listener, sluice_server::shutdown_signal()).await
+}

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# The test command: bash scripts/test.sh
+#
+# 1. installs what the tests need (idempotent, fast when already done):
+#      - .venv/ with tests/e2e/requirements.txt (PyIceberg 0.12, pytest, ...); pip is skipped
+#        while .venv/.requirements.stamp matches the requirements file and the Python version
+#      - s3s-fs 0.14.1 (S3 peer) via `cargo install` when it is not on PATH
+# 2. builds the workspace once (cargo build --workspace --all-targets, default target dir)
+# 3. runs, in parallel, the Rust tests (cargo nextest if available, else cargo test) and the
+#    PyIceberg end-to-end suite (tests/e2e) against the freshly built `sluice` binary
+# 4. prints both logs and exits non-zero if anything failed
+#
+# Knobs: TEST_ONLY=rust|e2e runs one half; PYTEST_ADDOPTS="-k rename" narrows the e2e suite;
+#        CARGO_TARGET_DIR is honoured.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+LOG_DIR=$TARGET_DIR/test-logs
+mkdir -p "$LOG_DIR"
+TEST_ONLY=${TEST_ONLY:-all}
+case $TEST_ONLY in all | rust | e2e) ;; *) echo "TEST_ONLY must be all, rust or e2e" >&2; exit 2 ;; esac
+
+PYTHON=${PYTHON:-python3}
+VENV=$ROOT/.venv
+REQS=$ROOT/tests/e2e/requirements.txt
+STAMP=$VENV/.requirements.stamp
+S3S_FS_VERSION=0.14.1
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Background jobs get their own process group (set -m) so that an interrupted run can stop
+# exactly the jobs it started, by group id.
+BG_PIDS=()
+cleanup() {
+  local pid
+  for pid in "${BG_PIDS[@]}"; do
+    # SIGINT lets pytest run its teardown (which stops sluice and s3s-fs).
+    kill -INT -- "-$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+command -v cargo >/dev/null || { echo "cargo not found (install Rust: https://rustup.rs)" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Python venv (runs in the background while cargo works; pip is mostly network and disk)
+# ---------------------------------------------------------------------------------------------
+python_setup() {
+  local want
+  want="$(sha256sum "$REQS" | cut -d' ' -f1) $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+  if [[ -x $VENV/bin/python && -f $STAMP && "$(cat "$STAMP")" == "$want" ]] && "$VENV/bin/python" -c 'import pyiceberg, pytest' 2>/dev/null; then
+    echo "venv up to date ($VENV)"
+    return 0
+  fi
+  if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+    rm -rf "$VENV"
+    if ! "$PYTHON" -m venv "$VENV"; then
+      # Debian's python3 without ensurepip: install python3-venv, then retry.
+      if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        rm -rf "$VENV"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+        "$PYTHON" -m venv "$VENV"
+      else
+        echo "cannot create a venv with $PYTHON (install python3-venv)" >&2
+        return 1
+      fi
+    fi
+  fi
+  rm -f "$STAMP"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q --upgrade pip
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$REQS"
+  echo "$want" >"$STAMP"
+  echo "venv ready ($VENV)"
+}
+
+PY_SETUP_PID=
+if [[ $TEST_ONLY != rust ]]; then
+  step "Python venv (background, log: $LOG_DIR/python-setup.log)"
+  set -m
+  python_setup >"$LOG_DIR/python-setup.log" 2>&1 &
+  PY_SETUP_PID=$!
+  set +m
+  BG_PIDS+=("$PY_SETUP_PID")
+fi
+
+# ---------------------------------------------------------------------------------------------
+# s3s-fs (S3 peer for the e2e suite)
+# ---------------------------------------------------------------------------------------------
+if [[ $TEST_ONLY != rust ]]; then
+  if ! command -v s3s-fs >/dev/null; then
+    step "Installing s3s-fs $S3S_FS_VERSION (cargo install, ~2 min)"
+    cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked
+  fi
+  S3S_FS_BIN=$(command -v s3s-fs)
+  export S3S_FS_BIN
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Build once
+# ---------------------------------------------------------------------------------------------
+step "cargo build --workspace --all-targets"
+cargo build --workspace --all-targets
+
+if [[ -n $PY_SETUP_PID ]]; then
+  py_rc=0
+  wait "$PY_SETUP_PID" || py_rc=$?
+  BG_PIDS=()
+  cat "$LOG_DIR/python-setup.log"
+  if [[ $py_rc != 0 ]]; then
+    echo "Python venv setup failed (exit $py_rc)" >&2
+    exit "$py_rc"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Run the Rust tests and the e2e suite in parallel
+# ---------------------------------------------------------------------------------------------
+rust_tests() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    local no_tests=()
+    if cargo nextest run --help 2>/dev/null | grep -q -- '--no-tests'; then
+      no_tests=(--no-tests=warn)
+    fi
+    echo "+ cargo nextest run --workspace ${no_tests[*]}"
+    cargo nextest run --workspace "${no_tests[@]}"
+    # nextest does not run doctests
+    echo "+ cargo test --workspace --doc"
+    cargo test --workspace --doc
+  else
+    echo "+ cargo test --workspace"
+    cargo test --workspace
+  fi
+}
+
+e2e_tests() {
+  export SLUICE_BIN=${SLUICE_BIN:-$TARGET_DIR/debug/sluice}
+  echo "+ SLUICE_BIN=$SLUICE_BIN .venv/bin/python -m pytest tests/e2e -v"
+  "$VENV/bin/python" -m pytest tests/e2e -v
+}
+
+RUST_LOG_FILE=$LOG_DIR/rust-tests.log
+E2E_LOG_FILE=$LOG_DIR/e2e-tests.log
+rust_pid=
+e2e_pid=
+set -m
+if [[ $TEST_ONLY != e2e ]]; then
+  rust_tests >"$RUST_LOG_FILE" 2>&1 </dev/null &
+  rust_pid=$!
+  BG_PIDS+=("$rust_pid")
+fi
+if [[ $TEST_ONLY != rust ]]; then
+  e2e_tests >"$E2E_LOG_FILE" 2>&1 </dev/null &
+  e2e_pid=$!
+  BG_PIDS+=("$e2e_pid")
+fi
+set +m
+step "Running tests in parallel (logs: $LOG_DIR/{rust,e2e}-tests.log)"
+
+rust_rc=skipped
+e2e_rc=skipped
+if [[ -n $rust_pid ]]; then rust_rc=0; wait "$rust_pid" || rust_rc=$?; fi
+if [[ -n $e2e_pid ]]; then e2e_rc=0; wait "$e2e_pid" || e2e_rc=$?; fi
+BG_PIDS=()
+
+if [[ -n $rust_pid ]]; then
+  step "Rust tests (exit $rust_rc) — $RUST_LOG_FILE"
+  cat "$RUST_LOG_FILE"
+fi
+if [[ -n $e2e_pid ]]; then
+  step "PyIceberg e2e suite (exit $e2e_rc) — $E2E_LOG_FILE"
+  cat "$E2E_LOG_FILE"
+fi
+
+status() { case $1 in 0) echo PASS ;; skipped) echo skipped ;; *) echo "FAIL (exit $1)" ;; esac; }
+step "Summary"
+echo "Rust tests:         $(status "$rust_rc")"
+echo "PyIceberg e2e:      $(status "$e2e_rc")"
+[[ $rust_rc == 0 || $rust_rc == skipped ]] && [[ $e2e_rc == 0 || $e2e_rc == skipped ]]

@@ -1,0 +1,458 @@
+"""Fixtures for the PyIceberg end-to-end suite.
+
+Real peers only: one `sluice serve` process and one `s3s-fs` process per test session, both on
+127.0.0.1 with ephemeral ports, both stopped at the end (also when something fails).
+
+Environment:
+  SLUICE_BIN     path to the sluice binary (default: <repo>/target/debug/sluice)
+  S3S_FS_BIN     path to s3s-fs (default: `s3s-fs` on PATH, then ~/.cargo/bin/s3s-fs)
+  E2E_KEEP_TMP   set to 1 to print where the data dirs are (pytest keeps the last 3 runs anyway)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Bootstrap admin key. The secret deliberately contains '/' and '+' so that form encoding
+# (token endpoint) and Basic auth are exercised with the characters AWS-style secrets carry.
+ADMIN_KEY_ID = "AKIATESTADMIN0000001"
+ADMIN_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+assert len(ADMIN_KEY_ID) == 20 and len(ADMIN_SECRET) == 40
+
+S3_ACCESS_KEY = "S3TESTACCESSKEY"
+S3_SECRET_KEY = "s3test-secret-key-0123456789"
+S3_BUCKET = "sluice-test"
+S3_KEY_PREFIX = "wh1"
+S3_REGION = "us-east-1"
+
+HEALTH_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+LOG_TAIL_LINES = 80
+
+# Logs of every peer started in this session, shown next to any failing test.
+_PEER_LOGS: dict[str, Path] = {}
+
+
+# --------------------------------------------------------------------------------------------
+# process helpers
+# --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: have the kernel SIGTERM the child if pytest itself dies (Linux only)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except Exception:  # pragma: no cover - best effort
+        pass
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Peer:
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+    _log_file: Any = field(repr=False, default=None)
+
+    def tail(self) -> str:
+        return log_tail(self.log_path)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def start_peer(name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> Peer:
+    log_file = open(log_path, "ab", buffering=0)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=env,
+        preexec_fn=_die_with_parent,
+    )
+    _PEER_LOGS[name] = log_path
+    return Peer(name=name, proc=proc, log_path=log_path, _log_file=log_file)
+
+
+def wait_until(peer: Peer, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if peer.proc.poll() is not None:
+            peer.stop()
+            pytest.fail(
+                f"{peer.name} exited with code {peer.proc.returncode} before {what}.\n"
+                f"--- {peer.name} log tail ({peer.log_path}) ---\n{peer.tail()}",
+                pytrace=False,
+            )
+        try:
+            if ready():
+                return
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(0.1)
+    peer.stop()
+    pytest.fail(
+        f"{peer.name}: timed out after {timeout:.0f}s waiting for {what}.\n"
+        f"--- {peer.name} log tail ({peer.log_path}) ---\n{peer.tail()}",
+        pytrace=False,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# show peer logs next to failing tests
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and rep.when in ("setup", "call", "teardown"):
+        for name, path in _PEER_LOGS.items():
+            rep.sections.append((f"{name} log tail ({path})", log_tail(path)))
+
+
+# --------------------------------------------------------------------------------------------
+# peers
+# --------------------------------------------------------------------------------------------
+
+
+def _find_s3s_fs() -> str:
+    if env := os.environ.get("S3S_FS_BIN"):
+        return env
+    if found := shutil.which("s3s-fs"):
+        return found
+    cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
+    candidate = cargo_home / "bin" / "s3s-fs"
+    if candidate.exists():
+        return str(candidate)
+    pytest.fail(
+        "s3s-fs not found (set S3S_FS_BIN or run `cargo install s3s-fs --version 0.14.1 --features binary --locked`)",
+        pytrace=False,
+    )
+
+
+@dataclass
+class S3Peer:
+    endpoint: str
+    data_dir: Path  # s3s-fs root; bucket = data_dir / bucket
+    bucket: str
+    access_key: str
+    secret_key: str
+    region: str
+
+    def fs(self):
+        """An fsspec S3 filesystem speaking to s3s-fs with the test key (SigV4 is verified)."""
+        import s3fs
+
+        return s3fs.S3FileSystem(
+            key=self.access_key,
+            secret=self.secret_key,
+            client_kwargs={"endpoint_url": self.endpoint, "region_name": self.region},
+            config_kwargs={"s3": {"addressing_style": "path"}},
+            use_listings_cache=False,
+            skip_instance_cache=True,
+        )
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix` per ListObjectsV2 (s3fs' own find() is confused by s3s-fs'
+        directory-backed listing, so page through the raw API)."""
+        fs = self.fs()
+        keys: list[str] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            page = fs.call_s3("list_objects_v2", **kwargs)
+            keys += [obj["Key"] for obj in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return sorted(keys)
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Peer]:
+    root = tmp_path_factory.mktemp("s3s")
+    data_dir = root / "data"
+    (data_dir / S3_BUCKET).mkdir(parents=True)
+    port = free_port()
+    peer = start_peer(
+        "s3s-fs",
+        [
+            _find_s3s_fs(),
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--access-key", S3_ACCESS_KEY,
+            "--secret-key", S3_SECRET_KEY,
+            str(data_dir),
+        ],
+        root / "s3s-fs.log",
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        # Any HTTP answer (even 403 for the unsigned request) means it is listening.
+        wait_until(peer, lambda: requests.get(endpoint + "/", timeout=1) is not None, 15, "s3s-fs to listen")
+        yield S3Peer(endpoint, data_dir, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION)
+    finally:
+        peer.stop()
+
+
+@dataclass
+class Server:
+    base_url: str
+    port: int
+    data_dir: Path
+    key_id: str
+    secret: str
+    peer: Peer
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.key_id, self.secret)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        kw.setdefault("auth", self.auth)
+        kw.setdefault("timeout", 30)
+        return requests.get(self.url(path), **kw)
+
+    def post(self, path: str, **kw: Any) -> requests.Response:
+        kw.setdefault("auth", self.auth)
+        kw.setdefault("timeout", 60)
+        return requests.post(self.url(path), **kw)
+
+    def delete(self, path: str, **kw: Any) -> requests.Response:
+        kw.setdefault("auth", self.auth)
+        kw.setdefault("timeout", 60)
+        return requests.delete(self.url(path), **kw)
+
+    def prefix(self, warehouse: str) -> str:
+        r = self.get("/v1/config", params={"warehouse": warehouse})
+        assert r.status_code == 200, r.text
+        return r.json()["overrides"]["prefix"]
+
+
+def _sluice_bin() -> str:
+    path = os.environ.get("SLUICE_BIN") or str(REPO_ROOT / "target" / "debug" / "sluice")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"sluice binary not found or not executable: {path} (build it, or set SLUICE_BIN)", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("sluice")
+    data_dir = root / "data"
+    data_dir.mkdir()
+    port = free_port()
+    env = {
+        **os.environ,
+        "SLUICE_BOOTSTRAP_ACCESS_KEY_ID": ADMIN_KEY_ID,
+        "SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY": ADMIN_SECRET,
+        "SLUICE_LOG_LEVEL": "info",
+    }
+    # Never let ambient AWS settings leak into the server under test.
+    for k in list(env):
+        if k.startswith("AWS_"):
+            del env[k]
+    peer = start_peer(
+        "sluice",
+        [_sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        root / "sluice.log",
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    if os.environ.get("E2E_KEEP_TMP"):
+        print(f"sluice data dir: {data_dir}, log: {peer.log_path}")
+    try:
+        wait_until(
+            peer,
+            lambda: requests.get(base + "/health", timeout=2).status_code == 200,
+            HEALTH_TIMEOUT_S,
+            "GET /health == 200",
+        )
+        yield Server(base, port, data_dir, ADMIN_KEY_ID, ADMIN_SECRET, peer)
+    finally:
+        peer.stop()
+        if peer.proc.returncode not in (0, -signal.SIGTERM, None):
+            print(f"sluice exited with code {peer.proc.returncode}; log tail:\n{peer.tail()}")
+
+
+# --------------------------------------------------------------------------------------------
+# warehouses and catalogs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Warehouse:
+    kind: str  # "file" | "s3"
+    name: str
+    server: Server
+    client_props: dict[str, str]  # extra catalog properties the client needs for data access
+    s3: S3Peer | None = None
+    warehouse_id: str | None = None
+
+    def catalog_props(self, **extra: str) -> dict[str, str]:
+        return {
+            "type": "rest",
+            "uri": self.server.base_url,
+            "credential": f"{self.server.key_id}:{self.server.secret}",
+            "warehouse": self.name,
+            **self.client_props,
+            **extra,
+        }
+
+    def list_files(self, location: str) -> list[str]:
+        """All objects/files stored under a table or namespace location (recursive)."""
+        if self.kind == "file":
+            from urllib.parse import unquote, urlparse
+
+            parsed = urlparse(location)
+            assert parsed.scheme == "file", location
+            root = Path(unquote(parsed.path))
+            if not root.exists():
+                return []
+            return sorted(str(p) for p in root.rglob("*") if p.is_file())
+        assert self.s3 is not None
+        assert location.startswith(f"s3://{self.s3.bucket}/"), location
+        key_prefix = location[len(f"s3://{self.s3.bucket}/"):].rstrip("/") + "/"
+        return self.s3.list_keys(key_prefix)
+
+    def list_files_on_disk(self, location: str) -> list[str]:
+        """For S3: the regular files s3s-fs keeps under the location's directory."""
+        assert self.kind == "s3" and self.s3 is not None
+        key = location[len(f"s3://{self.s3.bucket}/"):].rstrip("/")
+        root = self.s3.data_dir / self.s3.bucket / key
+        if not root.exists():
+            return []
+        return sorted(str(p) for p in root.rglob("*") if p.is_file())
+
+
+def s3_storage_profile(s3: S3Peer, key_prefix: str = S3_KEY_PREFIX, **overrides: Any) -> dict[str, Any]:
+    profile = {
+        "type": "s3",
+        "bucket": s3.bucket,
+        "key-prefix": key_prefix,
+        "region": s3.region,
+        "endpoint": s3.endpoint,
+        "path-style-access": True,
+        "flavor": "s3-compat",
+        "sts-enabled": False,
+    }
+    profile.update(overrides)
+    return profile
+
+
+def s3_storage_credential(access_key: str, secret_key: str) -> dict[str, Any]:
+    return {
+        "type": "s3",
+        "credential-type": "access-key",
+        "aws-access-key-id": access_key,
+        "aws-secret-access-key": secret_key,
+    }
+
+
+def create_warehouse(server: Server, body: dict[str, Any]) -> requests.Response:
+    return server.post("/management/v1/warehouse", json=body)
+
+
+@pytest.fixture(scope="session")
+def file_warehouse(server: Server) -> Warehouse:
+    return Warehouse(kind="file", name="default", server=server, client_props={})
+
+
+@pytest.fixture(scope="session")
+def s3_warehouse(server: Server, s3: S3Peer) -> Warehouse:
+    name = "s3wh"
+    r = create_warehouse(
+        server,
+        {
+            "warehouse-name": name,
+            "storage-profile": s3_storage_profile(s3),
+            "storage-credential": s3_storage_credential(s3.access_key, s3.secret_key),
+            "delete-profile": {"type": "hard"},
+        },
+    )
+    assert r.status_code == 201, f"creating S3 warehouse: HTTP {r.status_code}: {r.text}"
+    warehouse_id = r.json()["warehouse-id"]
+    client_props = {
+        # No vended credentials yet: the client brings its own S3 key.
+        "s3.endpoint": s3.endpoint,
+        "s3.access-key-id": s3.access_key,
+        "s3.secret-access-key": s3.secret_key,
+        "s3.region": s3.region,
+        "s3.path-style-access": "true",
+    }
+    return Warehouse(kind="s3", name=name, server=server, client_props=client_props, s3=s3, warehouse_id=warehouse_id)
+
+
+@pytest.fixture(scope="session", params=["file", "s3"])
+def warehouse(request: pytest.FixtureRequest) -> Warehouse:
+    return request.getfixturevalue(f"{request.param}_warehouse")
+
+
+@pytest.fixture(scope="session")
+def catalog(warehouse: Warehouse):
+    from pyiceberg.catalog import load_catalog
+
+    return load_catalog("sluice", **warehouse.catalog_props())
+
+
+@pytest.fixture
+def new_catalog(warehouse: Warehouse) -> Callable[[], Any]:
+    """A factory for extra, independent catalog clients (own HTTP session and token)."""
+    from pyiceberg.catalog import load_catalog
+
+    return lambda: load_catalog("sluice", **warehouse.catalog_props())
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def ns(catalog) -> str:
+    """A fresh, empty namespace for one test."""
+    name = unique("ns")
+    catalog.create_namespace(name)
+    return name
