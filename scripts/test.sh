@@ -38,8 +38,8 @@ BG_PIDS=()
 cleanup() {
   local pid
   for pid in "${BG_PIDS[@]}"; do
-    # SIGINT lets pytest run its teardown (which stops sluice and s3s-fs).
-    kill -INT -- "-$pid" 2>/dev/null || true
+    # The e2e conftest turns SIGTERM into a normal interrupt, so pytest still stops its peers.
+    kill -TERM -- "-$pid" 2>/dev/null || true
   done
 }
 trap cleanup EXIT

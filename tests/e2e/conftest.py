@@ -115,27 +115,38 @@ def start_peer(name: str, argv: list[str], log_path: Path, env: dict[str, str] |
 
 
 def wait_until(peer: Peer, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait for a peer to become ready. If it never does, stop the whole session: every test
+    needs the peers, so one clear message beats a hundred identical setup errors."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    problem = None
+    while problem is None:
         if peer.proc.poll() is not None:
-            peer.stop()
-            pytest.fail(
-                f"{peer.name} exited with code {peer.proc.returncode} before {what}.\n"
-                f"--- {peer.name} log tail ({peer.log_path}) ---\n{peer.tail()}",
-                pytrace=False,
-            )
+            problem = f"{peer.name} exited with code {peer.proc.returncode} before {what}"
+            break
         try:
             if ready():
                 return
         except (requests.RequestException, OSError):
             pass
+        if time.monotonic() >= deadline:
+            problem = f"{peer.name}: timed out after {timeout:.0f}s waiting for {what}"
+            break
         time.sleep(0.1)
     peer.stop()
-    pytest.fail(
-        f"{peer.name}: timed out after {timeout:.0f}s waiting for {what}.\n"
-        f"--- {peer.name} log tail ({peer.log_path}) ---\n{peer.tail()}",
-        pytrace=False,
+    pytest.exit(
+        f"{problem}.\n--- {peer.name} log tail ({peer.log_path}) ---\n{peer.tail()}\n--- end of log ---",
+        returncode=1,
     )
+
+
+def _interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"received signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # CI and scripts/test.sh stop runs with SIGTERM; make that behave like Ctrl-C so the session
+    # fixtures still stop sluice and s3s-fs (PR_SET_PDEATHSIG is only the last line of defence).
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
 
 
 # --------------------------------------------------------------------------------------------

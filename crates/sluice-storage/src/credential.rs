@@ -16,7 +16,11 @@ pub enum StorageCredential {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "credential-type", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(
+    tag = "credential-type",
+    rename_all = "kebab-case",
+    deny_unknown_fields
+)]
 pub enum S3Credential {
     #[serde(rename_all = "kebab-case")]
     AccessKey {
@@ -50,7 +54,8 @@ impl StorageCredential {
                     ));
                 }
                 let secret = aws_secret_access_key.expose();
-                if secret.is_empty() || secret.len() > 1024 || secret.chars().any(char::is_control) {
+                if secret.is_empty() || secret.len() > 1024 || secret.chars().any(char::is_control)
+                {
                     // The message deliberately says nothing about the secret's content.
                     return Err(StorageError::Invalid(
                         "aws-secret-access-key must be non-empty, at most 1024 bytes, without control characters".into(),
@@ -92,7 +97,10 @@ mod tests {
         assert!(dbg.contains("AKIA1"));
         cred.validate().unwrap();
         let back = serde_json::to_value(&cred).unwrap();
-        assert_eq!(back, serde_json::from_str::<serde_json::Value>(json).unwrap());
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(json).unwrap()
+        );
 
         let min = r#"{"type":"s3","credential-type":"access-key","aws-access-key-id":"A","aws-secret-access-key":"S"}"#;
         let cred: StorageCredential = serde_json::from_str(min).unwrap();
@@ -113,7 +121,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("unknown variant") && e.contains("aws-system-identity"), "{e}");
+        assert!(
+            e.contains("unknown variant") && e.contains("aws-system-identity"),
+            "{e}"
+        );
 
         let e = serde_json::from_str::<StorageCredential>(
             r#"{"type":"s3","credential-type":"access-key","aws-access-key-id":"A","aws-secret-access-key":"S","bogus":1}"#,
@@ -132,10 +143,18 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert!(StorageCredential::s3_access_key("", Secret::new("s")).validate().is_err());
-        assert!(StorageCredential::s3_access_key("a b", Secret::new("s")).validate().is_err());
-        let e = StorageCredential::s3_access_key("A", Secret::new("")).validate().unwrap_err();
+        assert!(StorageCredential::s3_access_key("", Secret::new("s"))
+            .validate()
+            .is_err());
+        assert!(StorageCredential::s3_access_key("a b", Secret::new("s"))
+            .validate()
+            .is_err());
+        let e = StorageCredential::s3_access_key("A", Secret::new(""))
+            .validate()
+            .unwrap_err();
         assert!(matches!(e, StorageError::Invalid(_)));
-        assert!(StorageCredential::s3_access_key("A", Secret::new("s")).validate().is_ok());
+        assert!(StorageCredential::s3_access_key("A", Secret::new("s"))
+            .validate()
+            .is_ok());
     }
 }

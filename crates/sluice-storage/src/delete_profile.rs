@@ -40,8 +40,13 @@ mod tests {
 
     #[test]
     fn wire_format() {
-        assert_eq!(serde_json::to_string(&DeleteProfile::Hard).unwrap(), r#"{"type":"hard"}"#);
-        let soft = DeleteProfile::Soft { expiration_seconds: 3600 };
+        assert_eq!(
+            serde_json::to_string(&DeleteProfile::Hard).unwrap(),
+            r#"{"type":"hard"}"#
+        );
+        let soft = DeleteProfile::Soft {
+            expiration_seconds: 3600,
+        };
         let json = serde_json::to_string(&soft).unwrap();
         assert_eq!(json, r#"{"type":"soft","expiration-seconds":3600}"#);
         assert_eq!(serde_json::from_str::<DeleteProfile>(&json).unwrap(), soft);
@@ -56,7 +61,11 @@ mod tests {
             r#"{"type":"soft","expiration-seconds":1,"x":2}"#
         )
         .is_err());
-        assert!(DeleteProfile::Soft { expiration_seconds: 0 }.validate().is_err());
+        assert!(DeleteProfile::Soft {
+            expiration_seconds: 0
+        }
+        .validate()
+        .is_err());
         assert!(soft.validate().is_ok());
     }
 }

@@ -51,10 +51,18 @@ pub enum RemoteSigningUrlStyle {
 pub struct S3Profile {
     pub bucket: String,
     /// Normalized on input: no leading/trailing '/'; `None` for the bucket root.
-    #[serde(default, deserialize_with = "de_key_prefix", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "de_key_prefix",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_prefix: Option<String>,
     pub region: String,
-    #[serde(default, deserialize_with = "de_opt_string", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "de_opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub endpoint: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub path_style_access: bool,
@@ -62,9 +70,17 @@ pub struct S3Profile {
     pub flavor: S3Flavor,
     #[serde(default, deserialize_with = "null_as_default")]
     pub sts_enabled: bool,
-    #[serde(default, deserialize_with = "de_opt_string", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "de_opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub assume_role_arn: Option<String>,
-    #[serde(default, deserialize_with = "de_opt_string", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "de_opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sts_role_arn: Option<String>,
     #[serde(default = "default_sts_validity", deserialize_with = "de_sts_validity")]
     pub sts_token_validity_seconds: u64,
@@ -74,7 +90,11 @@ pub struct S3Profile {
     pub remote_signing_url_style: RemoteSigningUrlStyle,
     #[serde(default = "default_true", deserialize_with = "de_bool_default_true")]
     pub push_s3_delete_disabled: bool,
-    #[serde(default, deserialize_with = "de_opt_string", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "de_opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub aws_kms_key_arn: Option<String>,
 }
 
@@ -178,7 +198,10 @@ impl S3Profile {
         rules::check_region(&self.region).map_err(inv)?;
         if let Some(ep) = &self.endpoint {
             let url = rules::check_endpoint(ep).map_err(inv)?;
-            let ip_host = matches!(url.host(), Some(url::Host::Ipv4(_)) | Some(url::Host::Ipv6(_)));
+            let ip_host = matches!(
+                url.host(),
+                Some(url::Host::Ipv4(_)) | Some(url::Host::Ipv6(_))
+            );
             if ip_host && !self.path_style_access {
                 return Err(inv(format!(
                     "endpoint '{ep}' is an IP address, so virtual-host style requests cannot work; set path-style-access to true"
@@ -333,7 +356,8 @@ fn resolve_existing_prefix(path: &Path) -> Result<PathBuf, StorageError> {
 /// `s` with a case-insensitive `prefix` removed.
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// Segment-aware containment: `s3://b/t1/x` is within `s3://b/t1`, `s3://b/t10` is not.
@@ -365,7 +389,10 @@ impl StorageProfile {
 
     /// Checks that `cred` fits this profile. S3 always needs an S3 credential (the server's
     /// own identity is not offered for storage access); file storage takes none.
-    pub fn validate_credential(&self, cred: Option<&StorageCredential>) -> Result<(), StorageError> {
+    pub fn validate_credential(
+        &self,
+        cred: Option<&StorageCredential>,
+    ) -> Result<(), StorageError> {
         match (self, cred) {
             (StorageProfile::File(_), None) => Ok(()),
             (StorageProfile::File(_), Some(_)) => Err(StorageError::Invalid(
@@ -421,7 +448,10 @@ impl StorageProfile {
             if let Some(ep) = s.endpoint_trimmed() {
                 cfg.insert("s3.endpoint".into(), ep.to_string());
             }
-            cfg.insert("s3.path-style-access".into(), s.path_style_access.to_string());
+            cfg.insert(
+                "s3.path-style-access".into(),
+                s.path_style_access.to_string(),
+            );
         }
         cfg
     }
@@ -601,13 +631,18 @@ mod tests {
             json!({"type": "s3", "bucket": "b", "region": "r", "flavor": "minio"})
         )
         .is_err());
-        let e = serde_json::from_value::<StorageProfile>(json!({"type": "file", "root": "/x", "y": 1}))
-            .unwrap_err()
-            .to_string();
+        let e =
+            serde_json::from_value::<StorageProfile>(json!({"type": "file", "root": "/x", "y": 1}))
+                .unwrap_err()
+                .to_string();
         assert!(e.contains('y'), "{e}");
-        let f: StorageProfile = serde_json::from_value(json!({"type": "file", "root": "/x/y/"})).unwrap();
+        let f: StorageProfile =
+            serde_json::from_value(json!({"type": "file", "root": "/x/y/"})).unwrap();
         assert_eq!(f, file("/x/y"));
-        assert_eq!(serde_json::to_value(&f).unwrap(), json!({"type": "file", "root": "/x/y"}));
+        assert_eq!(
+            serde_json::to_value(&f).unwrap(),
+            json!({"type": "file", "root": "/x/y"})
+        );
     }
 
     #[test]
@@ -640,7 +675,10 @@ mod tests {
         assert!(check(&|p| p.sts_role_arn = Some("nope".into())).is_err());
         assert!(check(&|p| p.aws_kms_key_arn = Some("nope".into())).is_err());
         let e = check(&|p| p.sts_enabled = true).unwrap_err();
-        assert!(matches!(&e, StorageError::Invalid(m) if m.contains("sts-role-arn")), "{e}");
+        assert!(
+            matches!(&e, StorageError::Invalid(m) if m.contains("sts-role-arn")),
+            "{e}"
+        );
         assert!(check(&|p| {
             p.sts_enabled = true;
             p.sts_role_arn = Some("arn:aws:iam::123456789012:role/x".into());
@@ -667,7 +705,9 @@ mod tests {
         assert!(aws.validate_credential(None).is_err());
         let mut compat = S3Profile::new("bkt", "r");
         compat.flavor = S3Flavor::S3Compat;
-        assert!(StorageProfile::S3(compat).validate_credential(None).is_err());
+        assert!(StorageProfile::S3(compat)
+            .validate_credential(None)
+            .is_err());
         assert!(file("/x").validate_credential(None).is_ok());
         assert!(file("/x").validate_credential(Some(&cred)).is_err());
         let empty = StorageCredential::s3_access_key("AK", Secret::new(""));
@@ -681,15 +721,26 @@ mod tests {
         let outside = tmp.path().join("outside");
         std::fs::create_dir_all(&allowed).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
-        let ctx = ValidationContext { allowed_file_roots: vec![allowed.clone()] };
+        let ctx = ValidationContext {
+            allowed_file_roots: vec![allowed.clone()],
+        };
         let a = allowed.to_str().unwrap();
 
         assert!(file(a).validate(&ctx).is_ok(), "equal to the allowed root");
-        assert!(file(&format!("{a}/wh1")).validate(&ctx).is_ok(), "missing dir below");
-        assert!(file(&format!("{a}/x/y/z")).validate(&ctx).is_ok(), "missing dirs below");
+        assert!(
+            file(&format!("{a}/wh1")).validate(&ctx).is_ok(),
+            "missing dir below"
+        );
+        assert!(
+            file(&format!("{a}/x/y/z")).validate(&ctx).is_ok(),
+            "missing dirs below"
+        );
         assert!(file("relative/path").validate(&ctx).is_err());
         assert!(file("/").validate(&ctx).is_err());
-        assert!(file(&format!("{a}/../outside")).validate(&ctx).is_err(), "escape via ..");
+        assert!(
+            file(&format!("{a}/../outside")).validate(&ctx).is_err(),
+            "escape via .."
+        );
         assert!(file(&format!("{a}/./x")).validate(&ctx).is_err());
         assert!(file(&format!("{a}//x")).validate(&ctx).is_err());
         assert!(file(&format!("{a}/a b")).validate(&ctx).is_err());
@@ -699,14 +750,20 @@ mod tests {
         let sibling = format!("{a}-evil");
         std::fs::create_dir_all(&sibling).unwrap();
         assert!(file(&sibling).validate(&ctx).is_err());
-        assert!(file(&format!("{a}/wh"))
-            .validate(&ValidationContext::default())
-            .is_err(), "no allowed roots");
+        assert!(
+            file(&format!("{a}/wh"))
+                .validate(&ValidationContext::default())
+                .is_err(),
+            "no allowed roots"
+        );
 
         // Escape via a symlink inside the allowed root, existing and not-yet-existing tails.
         std::os::unix::fs::symlink(&outside, allowed.join("link")).unwrap();
         let e = file(&format!("{a}/link")).validate(&ctx).unwrap_err();
-        assert!(matches!(&e, StorageError::Invalid(m) if m.contains("not under")), "{e}");
+        assert!(
+            matches!(&e, StorageError::Invalid(m) if m.contains("not under")),
+            "{e}"
+        );
         assert!(file(&format!("{a}/link/new/dir")).validate(&ctx).is_err());
         // A symlink that stays inside is fine.
         std::fs::create_dir_all(allowed.join("real")).unwrap();
@@ -722,7 +779,9 @@ mod tests {
         // The allowed root itself reached through a symlink is accepted after resolution.
         let via_link = tmp.path().join("alias");
         std::os::unix::fs::symlink(&allowed, &via_link).unwrap();
-        assert!(file(&format!("{}/wh", via_link.display())).validate(&ctx).is_ok());
+        assert!(file(&format!("{}/wh", via_link.display()))
+            .validate(&ctx)
+            .is_ok());
     }
 
     #[test]
@@ -768,14 +827,26 @@ mod tests {
         let mut p = S3Profile::new("b", "eu-west-1");
         let cfg = StorageProfile::S3(p.clone()).table_config();
         assert_eq!(cfg.get("s3.region").map(String::as_str), Some("eu-west-1"));
-        assert_eq!(cfg.get("client.region").map(String::as_str), Some("eu-west-1"));
-        assert_eq!(cfg.get("s3.path-style-access").map(String::as_str), Some("false"));
+        assert_eq!(
+            cfg.get("client.region").map(String::as_str),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            cfg.get("s3.path-style-access").map(String::as_str),
+            Some("false")
+        );
         assert!(!cfg.contains_key("s3.endpoint"));
         p.endpoint = Some("http://127.0.0.1:9000/".into());
         p.path_style_access = true;
         let cfg = StorageProfile::S3(p).table_config();
-        assert_eq!(cfg.get("s3.endpoint").map(String::as_str), Some("http://127.0.0.1:9000"));
-        assert_eq!(cfg.get("s3.path-style-access").map(String::as_str), Some("true"));
+        assert_eq!(
+            cfg.get("s3.endpoint").map(String::as_str),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(
+            cfg.get("s3.path-style-access").map(String::as_str),
+            Some("true")
+        );
         assert_eq!(cfg.len(), 4);
     }
 
@@ -787,7 +858,12 @@ mod tests {
         assert_eq!(ok("s3://bkt/wh/"), "s3://bkt/wh");
         assert_eq!(ok("s3://bkt/wh/ns/t/"), "s3://bkt/wh/ns/t");
         assert_eq!(ok("S3://bkt/wh/ns/t"), "s3://bkt/wh/ns/t");
-        let nw = |l: &str| matches!(p.normalize_location(l), Err(StorageError::NotInWarehouse(_)));
+        let nw = |l: &str| {
+            matches!(
+                p.normalize_location(l),
+                Err(StorageError::NotInWarehouse(_))
+            )
+        };
         assert!(nw("s3://bkt/wh2/t"), "segment-aware prefix");
         assert!(nw("s3://bkt/w"));
         assert!(nw("s3://bkt"));
@@ -805,8 +881,14 @@ mod tests {
         alt.key_prefix = Some("wh".into());
         alt.allow_alternative_protocols = true;
         let alt = StorageProfile::S3(alt);
-        assert_eq!(alt.normalize_location("s3a://bkt/wh/t").unwrap(), "s3://bkt/wh/t");
-        assert_eq!(alt.normalize_location("s3n://bkt/wh/t/").unwrap(), "s3://bkt/wh/t");
+        assert_eq!(
+            alt.normalize_location("s3a://bkt/wh/t").unwrap(),
+            "s3://bkt/wh/t"
+        );
+        assert_eq!(
+            alt.normalize_location("s3n://bkt/wh/t/").unwrap(),
+            "s3://bkt/wh/t"
+        );
 
         let root = s3("bkt", None);
         assert_eq!(root.normalize_location("s3://bkt").unwrap(), "s3://bkt");
@@ -824,7 +906,12 @@ mod tests {
         assert_eq!(ok("file://localhost/data/wh/t"), "file:///data/wh/t");
         assert_eq!(ok("/data/wh/ns"), "file:///data/wh/ns");
         assert_eq!(ok("/data/wh"), "file:///data/wh");
-        let nw = |l: &str| matches!(p.normalize_location(l), Err(StorageError::NotInWarehouse(_)));
+        let nw = |l: &str| {
+            matches!(
+                p.normalize_location(l),
+                Err(StorageError::NotInWarehouse(_))
+            )
+        };
         assert!(nw("/data/wh2/x"));
         assert!(nw("file:///data"));
         assert!(nw("file://host/data/wh/x"));

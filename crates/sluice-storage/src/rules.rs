@@ -95,12 +95,17 @@ pub fn check_role_arn(field: &str, arn: &str) -> Result<(), String> {
             !rest.is_empty()
                 && !rest.ends_with('/')
                 && rest.len() <= 512
-                && rest.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b)
-                })
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
         })
         .unwrap_or(false);
-    if *prefix == "arn" && partition_ok && *service == "iam" && region.is_empty() && account_ok && role_ok
+    if *prefix == "arn"
+        && partition_ok
+        && *service == "iam"
+        && region.is_empty()
+        && account_ok
+        && role_ok
     {
         Ok(())
     } else {
@@ -120,7 +125,9 @@ pub fn check_kms_key_arn(arn: &str) -> Result<(), String> {
                 && account.len() == 12
                 && account.bytes().all(|b| b.is_ascii_digit())
                 && (resource.strip_prefix("key/").is_some_and(|r| !r.is_empty())
-                    || resource.strip_prefix("alias/").is_some_and(|r| !r.is_empty()))
+                    || resource
+                        .strip_prefix("alias/")
+                        .is_some_and(|r| !r.is_empty()))
                 && !arn.chars().any(|c| c.is_whitespace() || c.is_control())
         }
         _ => false,
@@ -166,7 +173,9 @@ pub fn check_endpoint(endpoint: &str) -> Result<url::Url, String> {
         return Err("endpoint must not contain user credentials".into());
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("endpoint '{endpoint}' must not have a query or fragment"));
+        return Err(format!(
+            "endpoint '{endpoint}' must not have a query or fragment"
+        ));
     }
     Ok(url)
 }
@@ -216,10 +225,28 @@ mod tests {
         assert_eq!(normalize_key_prefix("/").unwrap(), None);
         assert_eq!(normalize_key_prefix("//").unwrap(), None);
         assert_eq!(normalize_key_prefix("a").unwrap().as_deref(), Some("a"));
-        assert_eq!(normalize_key_prefix("/a/b/").unwrap().as_deref(), Some("a/b"));
-        assert_eq!(normalize_key_prefix("a/b c/d").unwrap().as_deref(), Some("a/b c/d"));
-        assert_eq!(normalize_key_prefix("..a/b.").unwrap().as_deref(), Some("..a/b."));
-        for bad in ["a//b", "a/./b", "a/../b", "..", ".", "/../x", "a/\nb", &"x".repeat(897)] {
+        assert_eq!(
+            normalize_key_prefix("/a/b/").unwrap().as_deref(),
+            Some("a/b")
+        );
+        assert_eq!(
+            normalize_key_prefix("a/b c/d").unwrap().as_deref(),
+            Some("a/b c/d")
+        );
+        assert_eq!(
+            normalize_key_prefix("..a/b.").unwrap().as_deref(),
+            Some("..a/b.")
+        );
+        for bad in [
+            "a//b",
+            "a/./b",
+            "a/../b",
+            "..",
+            ".",
+            "/../x",
+            "a/\nb",
+            &"x".repeat(897),
+        ] {
             assert!(normalize_key_prefix(bad).is_err(), "prefix {bad:?}");
         }
     }

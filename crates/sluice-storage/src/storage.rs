@@ -42,7 +42,9 @@ enum Backend {
     /// `LocalFileSystem` rooted at "/", so object paths are absolute paths minus the
     /// leading '/'.
     File,
-    S3 { bucket: String },
+    S3 {
+        bucket: String,
+    },
 }
 
 /// A location mapped into the store.
@@ -57,7 +59,9 @@ struct Resolved {
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The store is left out on purpose: it holds the credential.
-        f.debug_struct("Storage").field("base", &self.inner.base).finish_non_exhaustive()
+        f.debug_struct("Storage")
+            .field("base", &self.inner.base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,9 +89,16 @@ impl Storage {
             StorageProfile::S3(s) => {
                 let Some(StorageCredential::S3(cred)) = cred else {
                     // validate_credential above already guarantees this.
-                    return Err(StorageError::Invalid("s3 storage requires an s3 credential".into()));
+                    return Err(StorageError::Invalid(
+                        "s3 storage requires an s3 credential".into(),
+                    ));
                 };
-                (Arc::new(build_s3(s, cred)?), Backend::S3 { bucket: s.bucket.clone() })
+                (
+                    Arc::new(build_s3(s, cred)?),
+                    Backend::S3 {
+                        bucket: s.bucket.clone(),
+                    },
+                )
             }
         };
         Ok(Storage {
@@ -120,7 +131,10 @@ impl Storage {
             // … and "file:///abs/path" here.
             Backend::File => {
                 let abs = url.get("file://".len()..).unwrap_or("");
-                (abs.trim_start_matches('/').to_string(), Some(PathBuf::from(abs)))
+                (
+                    abs.trim_start_matches('/').to_string(),
+                    Some(PathBuf::from(abs)),
+                )
             }
         };
         let path = Path::parse(&key)
@@ -144,7 +158,11 @@ impl Storage {
         let r = self.resolve_object(location)?;
         self.inner
             .store
-            .put_opts(&r.path, PutPayload::from(bytes), PutOptions::from(PutMode::Overwrite))
+            .put_opts(
+                &r.path,
+                PutPayload::from(bytes),
+                PutOptions::from(PutMode::Overwrite),
+            )
             .await
             .map(drop)
             .map_err(|e| map_err("write", &r.url, e))
@@ -161,7 +179,10 @@ impl Storage {
         let r = self.resolve_object(location)?;
         let store = &self.inner.store;
         let payload = PutPayload::from(bytes.clone());
-        match store.put_opts(&r.path, payload, PutOptions::from(PutMode::Create)).await {
+        match store
+            .put_opts(&r.path, payload, PutOptions::from(PutMode::Create))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if conditional_put_unsupported(&e) => {
                 tracing::debug!(
@@ -175,7 +196,11 @@ impl Storage {
                     Err(e) => return Err(map_err("head", &r.url, e)),
                 }
                 store
-                    .put_opts(&r.path, PutPayload::from(bytes), PutOptions::from(PutMode::Overwrite))
+                    .put_opts(
+                        &r.path,
+                        PutPayload::from(bytes),
+                        PutOptions::from(PutMode::Overwrite),
+                    )
                     .await
                     .map(drop)
                     .map_err(|e| map_err("write", &r.url, e))
@@ -187,7 +212,12 @@ impl Storage {
     /// Reads a whole object (`StorageError::NotFound` when missing).
     pub async fn read(&self, location: &str) -> Result<Bytes> {
         let r = self.resolve_object(location)?;
-        let got = self.inner.store.get(&r.path).await.map_err(|e| map_err("read", &r.url, e))?;
+        let got = self
+            .inner
+            .store
+            .get(&r.path)
+            .await
+            .map_err(|e| map_err("read", &r.url, e))?;
         got.bytes().await.map_err(|e| map_err("read", &r.url, e))
     }
 
@@ -322,16 +352,34 @@ impl Storage {
     /// and check it is gone. The first failing step is reported with the store's own
     /// message. Bounded by [`PROBE_TIMEOUT`].
     pub async fn probe(&self) -> Result<()> {
-        let deadline = Instant::now() + PROBE_TIMEOUT;
+        self.probe_with_timeout(PROBE_TIMEOUT).await
+    }
+
+    /// [`Storage::probe`] with a caller-chosen bound for the whole probe.
+    pub async fn probe_with_timeout(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
         let name = format!(".sluice-probe-{}", uuid::Uuid::new_v4());
         let location = format!("{}/{name}", self.inner.base);
         let payload = Bytes::from(format!("sluice storage probe {name}\n"));
 
-        step(deadline, ProbeStep::Write, &location, self.write(&location, payload.clone()))
-            .await?;
+        step(
+            deadline,
+            timeout,
+            ProbeStep::Write,
+            &location,
+            self.write(&location, payload.clone()),
+        )
+        .await?;
 
         let checks = async {
-            let got = step(deadline, ProbeStep::Read, &location, self.read(&location)).await?;
+            let got = step(
+                deadline,
+                timeout,
+                ProbeStep::Read,
+                &location,
+                self.read(&location),
+            )
+            .await?;
             if got != payload {
                 return Err(probe_error(
                     ProbeStep::Read,
@@ -343,9 +391,15 @@ impl Storage {
                     ),
                 ));
             }
-            let names =
-                step(deadline, ProbeStep::List, &location, self.list_base_children()).await?;
-            if !names.iter().any(|n| *n == name) {
+            let names = step(
+                deadline,
+                timeout,
+                ProbeStep::List,
+                &location,
+                self.list_base_children(),
+            )
+            .await?;
+            if !names.contains(&name) {
                 return Err(probe_error(
                     ProbeStep::List,
                     &location,
@@ -364,9 +418,22 @@ impl Storage {
             return Err(e);
         }
 
-        step(deadline, ProbeStep::Delete, &location, self.delete(&location)).await?;
-        let still_there =
-            step(deadline, ProbeStep::Delete, &location, self.exists(&location)).await?;
+        step(
+            deadline,
+            timeout,
+            ProbeStep::Delete,
+            &location,
+            self.delete(&location),
+        )
+        .await?;
+        let still_there = step(
+            deadline,
+            timeout,
+            ProbeStep::Delete,
+            &location,
+            self.exists(&location),
+        )
+        .await?;
         if still_there {
             return Err(probe_error(
                 ProbeStep::Delete,
@@ -379,12 +446,17 @@ impl Storage {
 }
 
 fn probe_error(step: ProbeStep, location: &str, message: String) -> StorageError {
-    StorageError::Probe { step, location: location.to_string(), message }
+    StorageError::Probe {
+        step,
+        location: location.to_string(),
+        message,
+    }
 }
 
 /// Runs one probe step against the shared deadline and tags its failure with the step.
 async fn step<T>(
     deadline: Instant,
+    timeout: Duration,
     step: ProbeStep,
     location: &str,
     fut: impl Future<Output = Result<T>>,
@@ -406,15 +478,18 @@ async fn step<T>(
             step,
             location,
             format!(
-                "no answer from the object store within {}s (is the endpoint reachable?)",
-                PROBE_TIMEOUT.as_secs()
+                "no answer from the object store within {timeout:?} (is the endpoint reachable?)"
             ),
         )),
     }
 }
 
 fn build_s3(s: &S3Profile, cred: &S3Credential) -> Result<object_store::aws::AmazonS3> {
-    let S3Credential::AccessKey { aws_access_key_id, aws_secret_access_key, .. } = cred;
+    let S3Credential::AccessKey {
+        aws_access_key_id,
+        aws_secret_access_key,
+        ..
+    } = cred;
     let mut client = ClientOptions::new()
         .with_timeout(REQUEST_TIMEOUT)
         .with_connect_timeout(CONNECT_TIMEOUT);
@@ -437,8 +512,9 @@ fn build_s3(s: &S3Profile, cred: &S3Credential) -> Result<object_store::aws::Ama
         .with_virtual_hosted_style_request(!s.path_style_access)
         .with_retry(retry);
     if let Some(ep) = s.endpoint_trimmed() {
-        let url = url::Url::parse(ep)
-            .map_err(|e| StorageError::Invalid(format!("endpoint '{ep}' is not a valid URL: {e}")))?;
+        let url = url::Url::parse(ep).map_err(|e| {
+            StorageError::Invalid(format!("endpoint '{ep}' is not a valid URL: {e}"))
+        })?;
         client = client.with_allow_http(url.scheme() == "http");
         let endpoint = if s.path_style_access {
             ep.to_string()
@@ -452,10 +528,9 @@ fn build_s3(s: &S3Profile, cred: &S3Credential) -> Result<object_store::aws::Ama
     if let Some(kms) = &s.aws_kms_key_arn {
         builder = builder.with_sse_kms_encryption(kms);
     }
-    builder
-        .with_client_options(client)
-        .build()
-        .map_err(|e| StorageError::Invalid(format!("cannot configure s3 client: {}", error_chain(&e))))
+    builder.with_client_options(client).build().map_err(|e| {
+        StorageError::Invalid(format!("cannot configure s3 client: {}", error_chain(&e)))
+    })
 }
 
 fn virtual_host_endpoint(mut url: url::Url, bucket: &str) -> Result<String> {
@@ -570,7 +645,10 @@ fn is_symlink(p: &FsPath) -> bool {
 
 /// `read_dir` on a missing path or on a file: nothing is below it.
 fn is_gone(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory)
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
 }
 
 #[cfg(test)]
@@ -579,7 +657,9 @@ mod tests {
     use crate::profile::FileProfile;
 
     fn open_file(root: &FsPath) -> Storage {
-        let profile = StorageProfile::File(FileProfile { root: root.to_string_lossy().into() });
+        let profile = StorageProfile::File(FileProfile {
+            root: root.to_string_lossy().into(),
+        });
         Storage::open(&profile, None).unwrap()
     }
 
@@ -594,8 +674,13 @@ mod tests {
 
         let loc = format!("{base}/ns/t/metadata/00001.metadata.json");
         assert!(!st.exists(&loc).await.unwrap());
-        assert!(matches!(st.read(&loc).await, Err(StorageError::NotFound(_))));
-        st.write_new(&loc, Bytes::from_static(b"one")).await.unwrap();
+        assert!(matches!(
+            st.read(&loc).await,
+            Err(StorageError::NotFound(_))
+        ));
+        st.write_new(&loc, Bytes::from_static(b"one"))
+            .await
+            .unwrap();
         assert!(matches!(
             st.write_new(&loc, Bytes::from_static(b"two")).await,
             Err(StorageError::AlreadyExists(_))
@@ -605,14 +690,25 @@ mod tests {
         // A plain absolute path and the Hadoop "file:/" form address the same object.
         let plain = format!("{}/ns/t/metadata/00001.metadata.json", root.display());
         assert_eq!(st.read(&plain).await.unwrap(), Bytes::from_static(b"three"));
-        assert_eq!(st.read(&format!("file:{plain}")).await.unwrap(), Bytes::from_static(b"three"));
+        assert_eq!(
+            st.read(&format!("file:{plain}")).await.unwrap(),
+            Bytes::from_static(b"three")
+        );
         assert!(st.exists(&loc).await.unwrap());
 
-        st.write(&format!("{base}/ns/t/data/a%20b.parquet"), Bytes::from_static(b"x"))
+        st.write(
+            &format!("{base}/ns/t/data/a%20b.parquet"),
+            Bytes::from_static(b"x"),
+        )
+        .await
+        .unwrap();
+        assert!(
+            root.join("ns/t/data/a%20b.parquet").is_file(),
+            "names are taken verbatim"
+        );
+        st.write(&format!("{base}/ns/t10/data/x"), Bytes::from_static(b"x"))
             .await
             .unwrap();
-        assert!(root.join("ns/t/data/a%20b.parquet").is_file(), "names are taken verbatim");
-        st.write(&format!("{base}/ns/t10/data/x"), Bytes::from_static(b"x")).await.unwrap();
 
         let listed = st.list_prefix(&format!("{base}/ns/t")).await.unwrap();
         assert_eq!(
@@ -623,7 +719,10 @@ mod tests {
             ]
         );
         assert_eq!(st.delete_prefix(&format!("{base}/ns/t")).await.unwrap(), 2);
-        assert!(!root.join("ns/t").exists(), "emptied directories are removed");
+        assert!(
+            !root.join("ns/t").exists(),
+            "emptied directories are removed"
+        );
         assert!(root.join("ns/t10/data/x").is_file(), "t10 is not under t");
         assert_eq!(st.delete_prefix(&format!("{base}/ns/t")).await.unwrap(), 0);
 
@@ -642,12 +741,20 @@ mod tests {
             st.read(&format!("{base}/../x")).await,
             Err(StorageError::Invalid(_))
         ));
-        assert!(matches!(st.read(&base).await, Err(StorageError::Invalid(_))));
+        assert!(matches!(
+            st.read(&base).await,
+            Err(StorageError::Invalid(_))
+        ));
 
         st.probe().await.unwrap();
         let left: Vec<_> = std::fs::read_dir(&root).unwrap().collect();
         assert!(
-            left.iter().all(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".sluice-probe")),
+            left.iter().all(|e| !e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".sluice-probe")),
             "probe cleans up"
         );
     }
@@ -661,12 +768,17 @@ mod tests {
         std::fs::write(outside.join("precious"), b"keep").unwrap();
         let st = open_file(&root);
         let base = st.base_location().to_string();
-        st.write(&format!("{base}/ns/t/f"), Bytes::from_static(b"x")).await.unwrap();
+        st.write(&format!("{base}/ns/t/f"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
         std::os::unix::fs::symlink(&outside, root.join("ns/t/link")).unwrap();
         assert_eq!(st.delete_prefix(&format!("{base}/ns/t")).await.unwrap(), 2);
         assert!(outside.join("precious").is_file());
         assert!(!root.join("ns/t").exists());
-        assert!(root.join("ns").is_dir(), "only the prefix and below are removed");
+        assert!(
+            root.join("ns").is_dir(),
+            "only the prefix and below are removed"
+        );
     }
 
     #[tokio::test]
@@ -675,21 +787,70 @@ mod tests {
         let root = tmp.path().join("wh");
         let st = open_file(&root);
         let base = st.base_location().to_string();
-        st.write(&format!("{base}/a/b/c"), Bytes::from_static(b"x")).await.unwrap();
-        st.write(&format!("{base}/d"), Bytes::from_static(b"x")).await.unwrap();
+        st.write(&format!("{base}/a/b/c"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        st.write(&format!("{base}/d"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
         assert_eq!(st.delete_prefix(&base).await.unwrap(), 2);
         assert!(!root.exists());
         // Writing again recreates what is needed.
-        st.write(&format!("{base}/a"), Bytes::from_static(b"x")).await.unwrap();
+        st.write(&format!("{base}/a"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
         assert!(root.join("a").is_file());
     }
 
     #[test]
     fn virtual_host_endpoints() {
         let u = url::Url::parse("https://minio.example.com:9000").unwrap();
-        assert_eq!(virtual_host_endpoint(u, "bkt").unwrap(), "https://bkt.minio.example.com:9000");
+        assert_eq!(
+            virtual_host_endpoint(u, "bkt").unwrap(),
+            "https://bkt.minio.example.com:9000"
+        );
         let u = url::Url::parse("https://s3.example.com/base/").unwrap();
-        assert_eq!(virtual_host_endpoint(u, "b").unwrap(), "https://b.s3.example.com/base");
+        assert_eq!(
+            virtual_host_endpoint(u, "b").unwrap(),
+            "https://b.s3.example.com/base"
+        );
+    }
+
+    #[test]
+    fn conditional_put_support_detection() {
+        assert!(conditional_put_unsupported(
+            &object_store::Error::NotImplemented
+        ));
+        let generic = |m: &str| object_store::Error::Generic {
+            store: "S3",
+            source: m.to_string().into(),
+        };
+        assert!(conditional_put_unsupported(&generic(
+            "Server returned non-2xx status code: 501 Not Implemented: <Code>NotImplemented</Code>"
+        )));
+        assert!(!conditional_put_unsupported(&generic("403 Forbidden")));
+        assert!(!conditional_put_unsupported(
+            &object_store::Error::AlreadyExists {
+                path: "x".into(),
+                source: "exists".into()
+            }
+        ));
+    }
+
+    /// Handlers spawn these futures, so they must stay `Send`.
+    #[allow(dead_code)]
+    fn futures_are_send(st: &Storage) {
+        fn send<T: Send>(_: T) {}
+        send(st.probe());
+        send(st.write("", Bytes::new()));
+        send(st.write_new("", Bytes::new()));
+        send(st.read(""));
+        send(st.exists(""));
+        send(st.delete(""));
+        send(st.delete_prefix(""));
+        send(st.list_prefix(""));
+        fn sync<T: Send + Sync + Clone + 'static>() {}
+        sync::<Storage>();
     }
 
     #[test]

@@ -45,20 +45,43 @@ async fn probe_and_object_operations() {
 
     let meta = "s3://warehouse/wh1/ns/t/metadata/00001-abc.metadata.json";
     assert!(!st.exists(meta).await.unwrap());
-    assert!(matches!(st.read(meta).await, Err(StorageError::NotFound(_))));
-    st.write_new(meta, Bytes::from_static(b"{\"v\":1}")).await.unwrap();
-    let again = st.write_new(meta, Bytes::from_static(b"{\"v\":2}")).await;
-    assert!(matches!(again, Err(StorageError::AlreadyExists(_))), "{again:?}");
-    assert_eq!(st.read(meta).await.unwrap(), Bytes::from_static(b"{\"v\":1}"));
-    assert!(st.exists(meta).await.unwrap());
-    st.write(meta, Bytes::from_static(b"{\"v\":3}")).await.unwrap();
-    assert_eq!(st.read(meta).await.unwrap(), Bytes::from_static(b"{\"v\":3}"));
-    assert!(bucket_dir.join("wh1/ns/t/metadata/00001-abc.metadata.json").is_file());
-
-    st.write("s3://warehouse/wh1/ns/t/data/part-0.parquet", Bytes::from_static(b"PAR1"))
+    assert!(matches!(
+        st.read(meta).await,
+        Err(StorageError::NotFound(_))
+    ));
+    st.write_new(meta, Bytes::from_static(b"{\"v\":1}"))
         .await
         .unwrap();
-    st.write("s3://warehouse/wh1/ns/t10/data/x", Bytes::from_static(b"x")).await.unwrap();
+    let again = st.write_new(meta, Bytes::from_static(b"{\"v\":2}")).await;
+    assert!(
+        matches!(again, Err(StorageError::AlreadyExists(_))),
+        "{again:?}"
+    );
+    assert_eq!(
+        st.read(meta).await.unwrap(),
+        Bytes::from_static(b"{\"v\":1}")
+    );
+    assert!(st.exists(meta).await.unwrap());
+    st.write(meta, Bytes::from_static(b"{\"v\":3}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        st.read(meta).await.unwrap(),
+        Bytes::from_static(b"{\"v\":3}")
+    );
+    assert!(bucket_dir
+        .join("wh1/ns/t/metadata/00001-abc.metadata.json")
+        .is_file());
+
+    st.write(
+        "s3://warehouse/wh1/ns/t/data/part-0.parquet",
+        Bytes::from_static(b"PAR1"),
+    )
+    .await
+    .unwrap();
+    st.write("s3://warehouse/wh1/ns/t10/data/x", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
     assert_eq!(
         st.list_prefix("s3://warehouse/wh1/ns/t/").await.unwrap(),
         vec![
@@ -76,14 +99,28 @@ async fn probe_and_object_operations() {
         Err(StorageError::NotInWarehouse(_))
     ));
     assert!(matches!(
-        st.read("s3a://warehouse/wh1/ns/t/data/part-0.parquet").await,
+        st.read("s3a://warehouse/wh1/ns/t/data/part-0.parquet")
+            .await,
         Err(StorageError::NotInWarehouse(_))
     ));
 
-    assert_eq!(st.delete_prefix("s3://warehouse/wh1/ns/t").await.unwrap(), 2);
-    assert!(st.list_prefix("s3://warehouse/wh1/ns/t").await.unwrap().is_empty());
-    assert!(st.exists("s3://warehouse/wh1/ns/t10/data/x").await.unwrap(), "t10 is not under t");
-    assert_eq!(st.delete_prefix("s3://warehouse/wh1/ns/t").await.unwrap(), 0);
+    assert_eq!(
+        st.delete_prefix("s3://warehouse/wh1/ns/t").await.unwrap(),
+        2
+    );
+    assert!(st
+        .list_prefix("s3://warehouse/wh1/ns/t")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        st.exists("s3://warehouse/wh1/ns/t10/data/x").await.unwrap(),
+        "t10 is not under t"
+    );
+    assert_eq!(
+        st.delete_prefix("s3://warehouse/wh1/ns/t").await.unwrap(),
+        0
+    );
 
     st.delete("s3://warehouse/wh1/ns/t10/data/x").await.unwrap();
     st.delete("s3://warehouse/wh1/ns/t10/data/x").await.unwrap();
@@ -101,9 +138,17 @@ async fn alternative_protocols_and_bucket_root() {
     let st = Storage::open(&p, Some(&cred(s3s_fs::SECRET_KEY))).unwrap();
     assert_eq!(st.base_location(), "s3://warehouse");
     st.probe().await.unwrap();
-    st.write("s3a://warehouse/ns/t/f", Bytes::from_static(b"a")).await.unwrap();
-    assert_eq!(st.read("s3n://warehouse/ns/t/f").await.unwrap(), Bytes::from_static(b"a"));
-    assert_eq!(st.list_prefix("s3://warehouse").await.unwrap(), vec!["s3://warehouse/ns/t/f"]);
+    st.write("s3a://warehouse/ns/t/f", Bytes::from_static(b"a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        st.read("s3n://warehouse/ns/t/f").await.unwrap(),
+        Bytes::from_static(b"a")
+    );
+    assert_eq!(
+        st.list_prefix("s3://warehouse").await.unwrap(),
+        vec!["s3://warehouse/ns/t/f"]
+    );
     assert_eq!(st.delete_prefix("s3://warehouse").await.unwrap(), 1);
 }
 
@@ -118,17 +163,31 @@ async fn delete_prefix_in_batches() {
         .map(|i| {
             let st = st.clone();
             async move {
-                st.write(&format!("s3://warehouse/wh/ns/t/data/{i:05}"), Bytes::from_static(b"x"))
-                    .await
+                st.write(
+                    &format!("s3://warehouse/wh/ns/t/data/{i:05}"),
+                    Bytes::from_static(b"x"),
+                )
+                .await
             }
         })
         .buffer_unordered(16)
         .try_collect::<Vec<_>>()
         .await
         .unwrap();
-    st.write("s3://warehouse/wh/ns/keep", Bytes::from_static(b"k")).await.unwrap();
-    assert_eq!(st.list_prefix("s3://warehouse/wh/ns/t").await.unwrap().len(), n);
-    assert_eq!(st.delete_prefix("s3://warehouse/wh/ns/t").await.unwrap(), n as u64);
+    st.write("s3://warehouse/wh/ns/keep", Bytes::from_static(b"k"))
+        .await
+        .unwrap();
+    assert_eq!(
+        st.list_prefix("s3://warehouse/wh/ns/t")
+            .await
+            .unwrap()
+            .len(),
+        n
+    );
+    assert_eq!(
+        st.delete_prefix("s3://warehouse/wh/ns/t").await.unwrap(),
+        n as u64
+    );
     assert_eq!(
         st.list_prefix("s3://warehouse/wh").await.unwrap(),
         vec!["s3://warehouse/wh/ns/keep"]
@@ -142,14 +201,28 @@ async fn probe_with_wrong_secret_fails_at_write() {
     let wrong = "definitely-not-the-secret-key";
     let st = Storage::open(&p, Some(&cred(wrong))).unwrap();
     let err = st.probe().await.unwrap_err();
-    let StorageError::Probe { step, location, message } = &err else {
+    let StorageError::Probe {
+        step,
+        location,
+        message,
+    } = &err
+    else {
         panic!("expected a probe error, got {err:?}");
     };
     assert_eq!(*step, ProbeStep::Write);
-    assert!(location.starts_with("s3://warehouse/wh/.sluice-probe-"), "{location}");
-    assert!(message.contains("SignatureDoesNotMatch") || message.contains("403"), "{message}");
+    assert!(
+        location.starts_with("s3://warehouse/wh/.sluice-probe-"),
+        "{location}"
+    );
+    assert!(
+        message.contains("SignatureDoesNotMatch") || message.contains("403"),
+        "{message}"
+    );
     let shown = format!("{err} {err:?}");
-    assert!(!shown.contains(wrong) && !shown.contains(s3s_fs::SECRET_KEY), "{shown}");
+    assert!(
+        !shown.contains(wrong) && !shown.contains(s3s_fs::SECRET_KEY),
+        "{shown}"
+    );
     assert!(walk(&s3.data_dir.join(BUCKET)).is_empty());
     eprintln!("wrong secret: {err}");
 }
@@ -159,7 +232,11 @@ async fn probe_with_unknown_access_key_fails_at_write() {
     let s3 = S3sFs::start(&[BUCKET]);
     let p = profile(&s3.endpoint, Some("wh"));
     let c = StorageCredential::s3_access_key("unknown-key", Secret::new(s3s_fs::SECRET_KEY));
-    let err = Storage::open(&p, Some(&c)).unwrap().probe().await.unwrap_err();
+    let err = Storage::open(&p, Some(&c))
+        .unwrap()
+        .probe()
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, StorageError::Probe { step: ProbeStep::Write, message, .. } if message.contains("403")),
         "{err}"
@@ -183,11 +260,43 @@ async fn probe_against_closed_port_fails_fast() {
     eprintln!("closed port: {err} (after {took:?})");
 }
 
+#[tokio::test]
+async fn probe_against_silent_server_times_out() {
+    // Accepts connections but never answers: only the probe's own deadline ends this.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let p = profile(&format!("http://127.0.0.1:{port}"), Some("wh"));
+    let st = Storage::open(&p, Some(&cred("whatever"))).unwrap();
+    let started = Instant::now();
+    let err = st
+        .probe_with_timeout(Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(&err, StorageError::Probe { step: ProbeStep::Write, message, .. } if message.contains("no answer")),
+        "{err}"
+    );
+    holder.abort();
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             if e.path().is_dir() {
                 stack.push(e.path());

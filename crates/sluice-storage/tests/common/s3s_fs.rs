@@ -68,7 +68,10 @@ impl S3sFs {
             .arg(&data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(tmp.path().join("stderr.log")).map_or(Stdio::null(), Stdio::from))
+            .stderr(
+                std::fs::File::create(tmp.path().join("stderr.log"))
+                    .map_or(Stdio::null(), Stdio::from),
+            )
             .spawn()
             .expect("spawn s3s-fs");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -78,7 +81,8 @@ impl S3sFs {
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(tmp.path().join("stderr.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(tmp.path().join("stderr.log")).unwrap_or_default();
                 panic!("s3s-fs exited during startup: {status}\n{log}");
             }
             if Instant::now() > deadline {

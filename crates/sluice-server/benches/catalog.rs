@@ -1,0 +1,214 @@
+//! Load-table latency and commit throughput on the embedded default (SQLite + file
+//! warehouse), over real HTTP on loopback. Baselines measured in the same run:
+//! - `baseline/health`: the cheapest authenticated-stack round trip (no auth, no store
+//!   work) — the floor every request pays;
+//! - `baseline/read_metadata_from_storage`: reading and parsing the table's metadata file
+//!   from the warehouse — what a catalog that re-reads storage on every load would pay
+//!   on top of its own request handling.
+//! `scripts/bench.sh` turns the results into BENCHMARKS.md.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::{json, Value};
+use sluice_core::Secret;
+use sluice_server::{Server, ServerConfig};
+use std::time::{Duration, Instant};
+
+const KEY_ID: &str = "AKIABENCHADMIN000001";
+const SECRET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123";
+
+struct Env {
+    base: String,
+    client: reqwest::Client,
+    prefix: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        allowed_file_roots: vec![dir.path().to_path_buf()],
+        log_level: "warn".into(),
+        ..ServerConfig::default()
+    };
+    let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET)))).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    let client = reqwest::Client::new();
+    // Bearer tokens, as PyIceberg uses them.
+    let tok: Value = client
+        .post(format!("{base}/v1/oauth/tokens"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", KEY_ID), ("client_secret", SECRET)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = tok["access_token"].as_str().unwrap().to_string();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let client = reqwest::Client::builder().default_headers(headers).build().unwrap();
+    let cfg: Value = client.get(format!("{base}/v1/config?warehouse=default")).send().await.unwrap().json().await.unwrap();
+    let prefix = cfg["overrides"]["prefix"].as_str().unwrap().to_string();
+    let env = Env { base, client, prefix, _dir: dir };
+    env.post(&format!("/v1/{}/namespaces", env.prefix), json!({"namespace": ["bench"]})).await;
+    env
+}
+
+impl Env {
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self.client.post(format!("{}{}", self.base, path)).json(&body).send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn create_table(&self, name: &str) -> Value {
+        let schema = json!({"type": "struct", "schema-id": 0, "fields": [
+            {"id": 1, "name": "id", "required": true, "type": "long"},
+            {"id": 2, "name": "ts", "required": false, "type": "timestamptz"},
+            {"id": 3, "name": "data", "required": false, "type": "string"}]});
+        self.post(&format!("/v1/{}/namespaces/bench/tables", self.prefix), json!({"name": name, "schema": schema})).await
+    }
+
+    async fn commit_property(&self, table: &str, i: u64) -> reqwest::StatusCode {
+        let body = json!({"requirements": [], "updates": [{"action": "set-properties", "updates": {"i": i.to_string()}}]});
+        self.client
+            .post(format!("{}/v1/{}/namespaces/bench/tables/{table}", self.base, self.prefix))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let env = rt.block_on(start());
+    let loaded = rt.block_on(async {
+        env.create_table("t").await;
+        // A table with history: 100 commits make a metadata log of 100 entries.
+        for i in 0..100 {
+            env.commit_property("t", i).await;
+        }
+        for i in 0..8 {
+            env.create_table(&format!("c{i}")).await;
+        }
+        env.client
+            .get(format!("{}/v1/{}/namespaces/bench/tables/t", env.base, env.prefix))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    let metadata_location = loaded["metadata-location"].as_str().unwrap().to_string();
+    let storage = sluice_storage::Storage::open(
+        &sluice_storage::StorageProfile::File(sluice_storage::FileProfile {
+            root: env._dir.path().join("warehouse").to_string_lossy().into_owned(),
+        }),
+        None,
+    )
+    .unwrap();
+
+    let mut g = c.benchmark_group("baseline");
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("health", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let r = env.client.get(format!("{}/health", env.base)).send().await.unwrap();
+                    r.bytes().await.unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("read_metadata_from_storage", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let bytes = storage.read(&metadata_location).await.unwrap();
+                    let v: iceberg::spec::TableMetadata = serde_json::from_slice(&bytes).unwrap();
+                    std::hint::black_box(v);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("load_table");
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("100_commit_history", |b| {
+        let url = format!("{}/v1/{}/namespaces/bench/tables/t", env.base, env.prefix);
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let r = env.client.get(&url).send().await.unwrap();
+                    assert!(r.status().is_success());
+                    r.bytes().await.unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("commit");
+    g.measurement_time(Duration::from_secs(8));
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(1));
+    let counter = std::sync::atomic::AtomicU64::new(1000);
+    g.bench_function("sequential_one_table", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    assert!(env.commit_property("c0", i).await.is_success());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.throughput(Throughput::Elements(8));
+    g.bench_function("concurrent_8_tables", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let futs = (0..8).map(|t| {
+                        let name = format!("c{t}");
+                        let env = &env;
+                        async move { env.commit_property(&name, i).await }
+                    });
+                    for st in futures_join_all(futs).await {
+                        assert!(st.is_success());
+                    }
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futs.collect();
+    let mut out = Vec::with_capacity(handles.len());
+    let joined = futures::future::join_all(handles).await;
+    out.extend(joined);
+    out
+}
+
+criterion_group!(catalog, benches);
+criterion_main!(catalog);
