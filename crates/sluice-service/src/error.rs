@@ -79,6 +79,7 @@ impl From<StorageError> for ServiceError {
             p @ StorageError::Probe { .. } => ServiceError::BadRequest(p.to_string()),
             StorageError::NotInWarehouse(m) => ServiceError::BadRequest(m),
             StorageError::NotFound(m) => ServiceError::NotFound(m),
+            StorageError::AlreadyExists(m) => ServiceError::Conflict(m),
             other => ServiceError::Internal(other.to_string()),
         }
     }

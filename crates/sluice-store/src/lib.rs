@@ -86,6 +86,64 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// NotFound if absent.
     async fn delete_access_key(&self, access_key_id: &str) -> Result<()>;
 
+    // ---- users (beyond creation) ----
+    /// Replaces email, friendly_name and source of the user with `user.id`. NotFound if absent.
+    async fn update_user(&self, user: &UserRecord) -> Result<()>;
+    /// Deletes the user with its access keys, memberships and policy attachments (one
+    /// transaction). NotFound if absent.
+    async fn delete_user(&self, id: Uuid) -> Result<()>;
+
+    // ---- groups ----
+    /// AlreadyExists if the name is taken.
+    async fn create_group(&self, group: &GroupRecord) -> Result<()>;
+    async fn get_group_by_name(&self, name: &str) -> Result<Option<GroupRecord>>;
+    /// Ordered by name.
+    async fn list_groups(&self) -> Result<Vec<GroupRecord>>;
+    /// Deletes the group with its memberships and attachments. NotFound if absent.
+    async fn delete_group(&self, id: Uuid) -> Result<()>;
+    /// Idempotent. NotFound if the group or user is absent.
+    async fn add_group_member(&self, group_id: Uuid, user_id: Uuid) -> Result<()>;
+    /// NotFound if the user is not a member.
+    async fn remove_group_member(&self, group_id: Uuid, user_id: Uuid) -> Result<()>;
+    /// Ordered by user name.
+    async fn list_group_members(&self, group_id: Uuid) -> Result<Vec<UserRecord>>;
+    /// Ordered by group name.
+    async fn list_user_groups(&self, user_id: Uuid) -> Result<Vec<GroupRecord>>;
+
+    // ---- policies ----
+    /// AlreadyExists if the name is taken.
+    async fn create_policy(&self, policy: &PolicyRecord) -> Result<()>;
+    async fn get_policy_by_name(&self, name: &str) -> Result<Option<PolicyRecord>>;
+    /// Ordered by name.
+    async fn list_policies(&self) -> Result<Vec<PolicyRecord>>;
+    /// Replaces description, statements_json and updated_at of the policy with `policy.id`.
+    /// NotFound if absent.
+    async fn update_policy(&self, policy: &PolicyRecord) -> Result<()>;
+    /// Deletes the policy and every attachment of it. NotFound if absent.
+    async fn delete_policy(&self, id: Uuid) -> Result<()>;
+    /// Idempotent. NotFound if the user or policy is absent.
+    async fn attach_user_policy(&self, user_id: Uuid, policy_id: Uuid) -> Result<()>;
+    /// NotFound if not attached.
+    async fn detach_user_policy(&self, user_id: Uuid, policy_id: Uuid) -> Result<()>;
+    /// Idempotent. NotFound if the group or policy is absent.
+    async fn attach_group_policy(&self, group_id: Uuid, policy_id: Uuid) -> Result<()>;
+    /// NotFound if not attached.
+    async fn detach_group_policy(&self, group_id: Uuid, policy_id: Uuid) -> Result<()>;
+    /// Policies attached directly to the user, ordered by name.
+    async fn list_user_policies(&self, user_id: Uuid) -> Result<Vec<PolicyRecord>>;
+    /// Policies attached to the group, ordered by name.
+    async fn list_group_policies(&self, group_id: Uuid) -> Result<Vec<PolicyRecord>>;
+    /// Every policy that applies to the user (direct, then via each group), in ONE query.
+    /// A policy reachable several ways appears once per way. Ordered by (policy name,
+    /// via_group with direct first).
+    async fn effective_policies(&self, user_id: Uuid) -> Result<Vec<EffectivePolicy>>;
+
+    // ---- audit log ----
+    /// Appends and returns the assigned id (monotonically increasing).
+    async fn append_audit(&self, record: &AuditRecord) -> Result<i64>;
+    /// Newest first; `before` is an exclusive upper bound on id for paging.
+    async fn list_audit(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>>;
+
     // ---- warehouses ----
     /// AlreadyExists if the name is taken.
     async fn create_warehouse(&self, w: &WarehouseRecord) -> Result<()>;

@@ -116,3 +116,49 @@ pub struct TableSummary {
     pub namespace: NamespaceName,
     pub name: String,
 }
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    /// The statements as JSON (opaque here; validated and parsed by the auth layer).
+    pub statements_json: String,
+    /// Built-in policies (the default groups' policies) cannot be changed or deleted.
+    pub builtin: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A policy that applies to a user, and how: attached directly (`via_group` None) or
+/// through membership of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectivePolicy {
+    pub policy: PolicyRecord,
+    pub via_group: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// Assigned by the store on append (ignored on input).
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor_id: Option<Uuid>,
+    pub actor_name: String,
+    /// The action attempted, e.g. `auth:CreateUser`.
+    pub action: String,
+    /// The resource it targeted, e.g. `sluice:auth:::user/alice`.
+    pub target: String,
+    /// `success` or `failure`.
+    pub result: String,
+    /// Free-form detail (e.g. the error message of a failure). Never contains secrets.
+    pub detail: Option<String>,
+}
