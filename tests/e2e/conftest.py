@@ -37,6 +37,8 @@ assert len(ADMIN_KEY_ID) == 20 and len(ADMIN_SECRET) == 40
 S3_ACCESS_KEY = "S3TESTACCESSKEY"
 S3_SECRET_KEY = "s3test-secret-key-0123456789"
 S3_BUCKET = "sluice-test"
+# Keep bucket name and key prefixes short: s3s-fs stores a bookkeeping file per object whose name
+# embeds base64(bucket) + base64(key), and file names are limited to 255 bytes.
 S3_KEY_PREFIX = "wh1"
 S3_REGION = "us-east-1"
 
@@ -59,6 +61,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _can_connect(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _die_with_parent() -> None:
     """preexec_fn: have the kernel SIGTERM the child if pytest itself dies (Linux only)."""
     try:
@@ -69,12 +77,16 @@ def _die_with_parent() -> None:
         pass
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, head: int = 0) -> str:
+    """The last `lines` lines of a log (plus its first `head` lines when it is longer)."""
     try:
-        text = path.read_text(errors="replace")
+        all_lines = path.read_text(errors="replace").splitlines()
     except OSError as e:
         return f"<cannot read {path}: {e}>"
-    return "\n".join(text.splitlines()[-lines:])
+    if len(all_lines) <= head + lines:
+        return "\n".join(all_lines)
+    skipped = len(all_lines) - head - lines
+    return "\n".join(all_lines[:head] + [f"[... {skipped} lines ...]"] + all_lines[-lines:])
 
 
 @dataclass
@@ -84,8 +96,8 @@ class Peer:
     log_path: Path
     _log_file: Any = field(repr=False, default=None)
 
-    def tail(self) -> str:
-        return log_tail(self.log_path)
+    def tail(self, head: int = 0) -> str:
+        return log_tail(self.log_path, head=head)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -134,7 +146,7 @@ def wait_until(peer: Peer, ready: Callable[[], bool], timeout: float, what: str)
         time.sleep(0.1)
     peer.stop()
     pytest.exit(
-        f"{problem}.\n--- {peer.name} log tail ({peer.log_path}) ---\n{peer.tail()}\n--- end of log ---",
+        f"{problem}.\n--- {peer.name} log ({peer.log_path}) ---\n{peer.tail(head=60)}\n--- end of log ---",
         returncode=1,
     )
 
@@ -239,8 +251,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Peer]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        # Any HTTP answer (even 403 for the unsigned request) means it is listening.
-        wait_until(peer, lambda: requests.get(endpoint + "/", timeout=1) is not None, 15, "s3s-fs to listen")
+        # A TCP connect is enough (an unsigned HTTP probe would only add errors to its log).
+        wait_until(peer, lambda: _can_connect(port), 15, "s3s-fs to listen")
         yield S3Peer(endpoint, data_dir, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION)
     finally:
         peer.stop()
@@ -296,8 +308,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = root / "data"
     data_dir.mkdir()
     port = free_port()
+    # The server reads its configuration from SLUICE_* variables, so pass none of the ambient
+    # ones (e.g. SLUICE_BIN, set for this harness) - only what this fixture decides.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     env = {
-        **os.environ,
+        **env,
         "SLUICE_BOOTSTRAP_ACCESS_KEY_ID": ADMIN_KEY_ID,
         "SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY": ADMIN_SECRET,
         "SLUICE_LOG_LEVEL": "info",
@@ -403,6 +418,24 @@ def s3_storage_credential(access_key: str, secret_key: str) -> dict[str, Any]:
     }
 
 
+def s3_client_props(s3: S3Peer) -> dict[str, str]:
+    """Catalog properties PyIceberg needs to reach data in an S3 warehouse on s3s-fs."""
+    return {
+        # No vended credentials yet: the client brings its own S3 key.
+        "s3.endpoint": s3.endpoint,
+        "s3.access-key-id": s3.access_key,
+        "s3.secret-access-key": s3.secret_key,
+        "s3.region": s3.region,
+        "s3.path-style-access": "true",
+        # s3s-fs keeps per-object bookkeeping in files named after base64(bucket) + base64(key);
+        # for a multipart upload the name also carries the upload id, which overflows the 255-byte
+        # file-name limit once keys pass ~120 characters (and sluice's uuid-based table paths do).
+        # PyArrow's S3 writer always starts a multipart upload; s3fs (fsspec) sends small files
+        # with one PutObject, so use FsspecFileIO against this peer.
+        "py-io-impl": "pyiceberg.io.fsspec.FsspecFileIO",
+    }
+
+
 def create_warehouse(server: Server, body: dict[str, Any]) -> requests.Response:
     return server.post("/management/v1/warehouse", json=body)
 
@@ -426,15 +459,7 @@ def s3_warehouse(server: Server, s3: S3Peer) -> Warehouse:
     )
     assert r.status_code == 201, f"creating S3 warehouse: HTTP {r.status_code}: {r.text}"
     warehouse_id = r.json()["warehouse-id"]
-    client_props = {
-        # No vended credentials yet: the client brings its own S3 key.
-        "s3.endpoint": s3.endpoint,
-        "s3.access-key-id": s3.access_key,
-        "s3.secret-access-key": s3.secret_key,
-        "s3.region": s3.region,
-        "s3.path-style-access": "true",
-    }
-    return Warehouse(kind="s3", name=name, server=server, client_props=client_props, s3=s3, warehouse_id=warehouse_id)
+    return Warehouse(kind="s3", name=name, server=server, client_props=s3_client_props(s3), s3=s3, warehouse_id=warehouse_id)
 
 
 @pytest.fixture(scope="session", params=["file", "s3"])

@@ -12,6 +12,7 @@ from pyiceberg.exceptions import RESTError
 from conftest import (
     S3_KEY_PREFIX,
     create_warehouse,
+    s3_client_props,
     s3_storage_credential,
     s3_storage_profile,
     unique,
@@ -308,11 +309,12 @@ def test_file_warehouse_lifecycle(server):
 def test_s3_warehouse_lifecycle_through_pyiceberg(server, s3):
     """A second S3 warehouse on another key prefix: usable, isolated, deletable once empty."""
     name = unique("s3wh2")
+    key_prefix = "wh2"  # short on purpose, see S3_KEY_PREFIX
     r = create_warehouse(
         server,
         {
             "warehouse-name": name,
-            "storage-profile": s3_storage_profile(s3, key_prefix=name),
+            "storage-profile": s3_storage_profile(s3, key_prefix=key_prefix),
             "storage-credential": s3_storage_credential(s3.access_key, s3.secret_key),
             "delete-profile": {"type": "hard"},
         },
@@ -320,7 +322,7 @@ def test_s3_warehouse_lifecycle_through_pyiceberg(server, s3):
     assert r.status_code == 201, r.text
     wid = r.json()["warehouse-id"]
     # The probe object must not be left behind.
-    assert s3.list_keys(f"{name}/") == [], "validation probe left objects behind"
+    assert s3.list_keys(f"{key_prefix}/") == [], "validation probe left objects behind"
 
     cat = load_catalog(
         "sluice",
@@ -329,18 +331,14 @@ def test_s3_warehouse_lifecycle_through_pyiceberg(server, s3):
             "uri": server.base_url,
             "credential": f"{server.key_id}:{server.secret}",
             "warehouse": name,
-            "s3.endpoint": s3.endpoint,
-            "s3.access-key-id": s3.access_key,
-            "s3.secret-access-key": s3.secret_key,
-            "s3.region": s3.region,
-            "s3.path-style-access": "true",
+            **s3_client_props(s3),
         },
     )
     from util import SCHEMA, rows
 
     cat.create_namespace("only_here")
     table = cat.create_table(("only_here", "t"), schema=SCHEMA)
-    assert table.location().startswith(f"s3://{s3.bucket}/{name}/"), table.location()
+    assert table.location().startswith(f"s3://{s3.bucket}/{key_prefix}/"), table.location()
     table.append(rows(0, 2))
     assert cat.load_table(("only_here", "t")).scan().to_arrow().num_rows == 2
 

@@ -1,11 +1,18 @@
-//! Key material and tokens: encryption of stored secrets (AEAD) and Sluice-issued JWTs.
+//! Key material and tokens: encryption of stored secrets (AEAD) and Sluice-issued JWTs;
+//! plus the pure policy evaluator ([`policy`]).
 //! Knows nothing about HTTP or storage; callers hand it bytes and claims.
 
 pub mod crypto;
 pub mod jwt;
+pub mod policy;
 
 pub use crypto::{KeyMaterial, SecretBox};
 pub use jwt::{Claims, TokenIssuer};
+pub use policy::{
+    actions, builtin_self_service, default_group_policies, glob_match, is_known_action,
+    parse_statements, resource, validate_statements, Decision, Effect, Policy, PolicyError,
+    PolicySet, Statement, StatementRef, ACTIONS, MAX_STATEMENTS, SELF_SERVICE_POLICY,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

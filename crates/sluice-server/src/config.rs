@@ -74,17 +74,19 @@ pub struct CliOverrides {
     pub log_level: Option<String>,
 }
 
-/// Environment keys read outside the figment env provider (lists and bootstrap secrets).
-const ENV_IGNORED: &[&str] = &[
-    "allowed_file_roots",
-    "bootstrap_access_key_id",
-    "bootstrap_secret_access_key",
-    "config",
-    "config_file",
-    "endpoint",
-    "access_key_id",
-    "secret_access_key",
-    "profile",
+/// The `SLUICE_*` variables that map onto config keys. Only these are read, so client-side
+/// variables (`SLUICE_ENDPOINT`, `SLUICE_PROFILE`, ...) and unrelated ones such as a test
+/// harness's `SLUICE_BIN` never stop the server; lists and bootstrap secrets are read
+/// separately.
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "log_level",
+    "master_key",
+    "jwt_signing_key",
+    "token_ttl_seconds",
+    "create_default_warehouse",
 ];
 
 impl ServerConfig {
@@ -96,7 +98,7 @@ impl ServerConfig {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("SLUICE_").ignore(ENV_IGNORED));
+        fig = fig.merge(Env::prefixed("SLUICE_").only(ENV_KEYS));
         if let Ok(roots) = std::env::var("SLUICE_ALLOWED_FILE_ROOTS") {
             let roots: Vec<PathBuf> = roots.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
             fig = fig.merge(Serialized::default("allowed_file_roots", roots));

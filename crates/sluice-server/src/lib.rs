@@ -55,6 +55,7 @@ impl Server {
             ServiceConfig { allowed_file_roots: config.allowed_file_roots.clone() },
         );
         let bootstrap = services.bootstrap(bootstrap_key).await.context("bootstrapping the admin user")?;
+        services.ensure_default_groups().await.context("creating the default groups and policies")?;
         if config.create_default_warehouse {
             services
                 .ensure_default_warehouse(&config.data_dir.join("warehouse"))

@@ -13,6 +13,7 @@ use iceberg::spec::{
 };
 use iceberg::{TableCreation, TableRequirement, TableUpdate};
 use serde_json::value::RawValue;
+use sluice_auth::policy::{actions, resource};
 use sluice_core::{NamespaceName, Principal, TableName};
 use sluice_storage::{Storage, StorageProfile};
 use sluice_store::{CommitOp, NamespaceRecord, Page, StoreError, TableRecord, WarehouseRecord};
@@ -169,15 +170,65 @@ impl Services {
         Ok((Self::decode_profile(wh)?, self.storage_for(wh)?))
     }
 
+
+    fn ns_res(wh: &WarehouseRecord, ns: &NamespaceName) -> String {
+        resource::namespace(&wh.name, ns.parts())
+    }
+
+    fn table_res(wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> String {
+        resource::table(&wh.name, ns.parts(), name)
+    }
+
+    /// A namespace the caller may not read is reported exactly like a missing one.
+    async fn require_namespace_visible(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName) -> Result<()> {
+        if self.is_allowed(caller, actions::READ_NAMESPACE, &Self::ns_res(wh, ns)).await? {
+            Ok(())
+        } else {
+            Err(no_such_namespace(ns))
+        }
+    }
+
+    /// A table the caller may not read is reported exactly like a missing one.
+    async fn require_table_visible(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<()> {
+        if self.is_allowed(caller, actions::READ_TABLE, &Self::table_res(wh, ns, name)).await? {
+            Ok(())
+        } else {
+            Err(no_such_table(ns, name))
+        }
+    }
+
+    /// Creating needs `catalog:CreateTable` on the new table; a caller who cannot even see
+    /// the namespace is told it does not exist.
+    async fn require_create_table(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<()> {
+        if self.is_allowed(caller, actions::CREATE_TABLE, &Self::table_res(wh, ns, name)).await? {
+            return Ok(());
+        }
+        self.require_namespace_visible(caller, wh, ns).await?;
+        self.authorize(caller, actions::CREATE_TABLE, &Self::table_res(wh, ns, name)).await
+    }
+
+    /// The checks for one table change of a commit: create rights when the change asserts
+    /// creation, otherwise visibility plus `catalog:WriteTable`.
+    async fn require_commit(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName, name: &str, requirements: &[TableRequirement]) -> Result<()> {
+        if requirements.contains(&TableRequirement::NotExist) {
+            return self.require_create_table(caller, wh, ns, name).await;
+        }
+        self.require_table_visible(caller, wh, ns, name).await?;
+        self.authorize(caller, actions::WRITE_TABLE, &Self::table_res(wh, ns, name)).await
+    }
+
     async fn namespace_record(&self, wh: &WarehouseRecord, ns: &NamespaceName) -> Result<NamespaceRecord> {
         self.store().get_namespace(wh.id, ns).await?.ok_or_else(|| no_such_namespace(ns))
     }
 
     // ------------------------------------------------------------------ config
 
-    pub async fn catalog_config(&self, _caller: &Principal, warehouse: Option<&str>) -> Result<CatalogConfig> {
+    pub async fn catalog_config(&self, caller: &Principal, warehouse: Option<&str>) -> Result<CatalogConfig> {
         let name = warehouse.filter(|w| !w.is_empty()).unwrap_or(crate::warehouse::DEFAULT_WAREHOUSE);
         let wh = self.resolve_warehouse(name).await?;
+        if !self.is_allowed(caller, actions::READ_WAREHOUSE, &resource::warehouse(&wh.name)).await? {
+            return Err(ServiceError::NoSuchWarehouse(format!("warehouse '{name}' does not exist")));
+        }
         let mut overrides = HashMap::new();
         overrides.insert("prefix".to_string(), wh.id.to_string());
         Ok(CatalogConfig {
@@ -191,7 +242,7 @@ impl Services {
 
     pub async fn list_namespaces(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         prefix: &str,
         parent: Option<&str>,
         page_token: Option<&str>,
@@ -201,28 +252,40 @@ impl Services {
         let parent = match parent.filter(|p| !p.is_empty()) {
             Some(p) => {
                 let p = parse_namespace(p)?;
+                self.require_namespace_visible(caller, &wh, &p).await?;
+                self.authorize(caller, actions::LIST_NAMESPACES, &Self::ns_res(&wh, &p)).await?;
                 self.namespace_record(&wh, &p).await?;
                 Some(p)
             }
-            None => None,
+            None => {
+                self.authorize(caller, actions::LIST_NAMESPACES, &resource::warehouse(&wh.name)).await?;
+                None
+            }
         };
         let page = page(page_token, page_size)?;
         let rows = self.store().list_namespaces(wh.id, parent.as_ref(), &page).await?;
         let next = next_token(rows.len(), &page, rows.last().map(|r| r.name.storage_key()));
+        // One policy set for the whole listing: filtering is in memory, per item.
+        let policies = self.policy_set(caller).await?;
         Ok(ListNamespacesResponse {
-            namespaces: rows.into_iter().map(|r| r.name.into_parts()).collect(),
+            namespaces: rows
+                .into_iter()
+                .filter(|r| policies.is_allowed(actions::READ_NAMESPACE, &Self::ns_res(&wh, &r.name)))
+                .map(|r| r.name.into_parts())
+                .collect(),
             next_page_token: next,
         })
     }
 
     pub async fn create_namespace(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         prefix: &str,
         req: CreateNamespaceRequest,
     ) -> Result<NamespaceResponse> {
         let wh = self.resolve_warehouse(prefix).await?;
         let name = namespace_from_parts(req.namespace)?;
+        self.authorize(caller, actions::CREATE_NAMESPACE, &Self::ns_res(&wh, &name)).await?;
         let n = now();
         let rec = NamespaceRecord {
             id: Uuid::now_v7(),
@@ -245,16 +308,19 @@ impl Services {
         Ok(NamespaceResponse { namespace: rec.name.into_parts(), properties: rec.properties })
     }
 
-    pub async fn load_namespace(&self, _caller: &Principal, prefix: &str, ns: &str) -> Result<NamespaceResponse> {
+    pub async fn load_namespace(&self, caller: &Principal, prefix: &str, ns: &str) -> Result<NamespaceResponse> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
+        self.require_namespace_visible(caller, &wh, &ns).await?;
         let rec = self.namespace_record(&wh, &ns).await?;
         Ok(NamespaceResponse { namespace: rec.name.into_parts(), properties: rec.properties })
     }
 
-    pub async fn drop_namespace(&self, _caller: &Principal, prefix: &str, ns: &str) -> Result<()> {
+    pub async fn drop_namespace(&self, caller: &Principal, prefix: &str, ns: &str) -> Result<()> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
+        self.require_namespace_visible(caller, &wh, &ns).await?;
+        self.authorize(caller, actions::DROP_NAMESPACE, &Self::ns_res(&wh, &ns)).await?;
         self.store().drop_namespace(wh.id, &ns).await.map_err(|e| match e {
             StoreError::NotFound(_) => no_such_namespace(&ns),
             StoreError::NotEmpty(_) => ServiceError::NamespaceNotEmpty(format!(
@@ -266,13 +332,15 @@ impl Services {
 
     pub async fn update_namespace_properties(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         prefix: &str,
         ns: &str,
         req: UpdateNamespacePropertiesRequest,
     ) -> Result<UpdateNamespacePropertiesResponse> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
+        self.require_namespace_visible(caller, &wh, &ns).await?;
+        self.authorize(caller, actions::UPDATE_NAMESPACE, &Self::ns_res(&wh, &ns)).await?;
         let removals = req.removals.unwrap_or_default();
         let updates = req.updates.unwrap_or_default();
         let both: Vec<&String> = removals.iter().filter(|k| updates.contains_key(*k)).collect();
@@ -304,7 +372,7 @@ impl Services {
 
     pub async fn list_tables(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         prefix: &str,
         ns: &str,
         page_token: Option<&str>,
@@ -312,15 +380,19 @@ impl Services {
     ) -> Result<ListTablesResponse> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
+        self.require_namespace_visible(caller, &wh, &ns).await?;
+        self.authorize(caller, actions::LIST_TABLES, &Self::ns_res(&wh, &ns)).await?;
         let page = page(page_token, page_size)?;
         let rows = self.store().list_tables(wh.id, &ns, &page).await.map_err(|e| match e {
             StoreError::NotFound(_) => no_such_namespace(&ns),
             other => other.into(),
         })?;
         let next = next_token(rows.len(), &page, rows.last().map(|r| r.name.clone()));
+        let policies = self.policy_set(caller).await?;
         Ok(ListTablesResponse {
             identifiers: rows
                 .into_iter()
+                .filter(|r| policies.is_allowed(actions::READ_TABLE, &Self::table_res(&wh, &r.namespace, &r.name)))
                 .map(|r| TableIdentifier { namespace: r.namespace.into_parts(), name: r.name })
                 .collect(),
             next_page_token: next,
@@ -353,7 +425,7 @@ impl Services {
 
     pub async fn create_table(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         prefix: &str,
         ns: &str,
         req: CreateTableRequest,
@@ -361,6 +433,7 @@ impl Services {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         let name = parse_table_name(&req.name)?;
+        self.require_create_table(caller, &wh, &ns, name.as_str()).await?;
         let ns_rec = self.namespace_record(&wh, &ns).await?;
         if self.store().get_table(wh.id, &ns, name.as_str()).await?.is_some() {
             return Err(ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}")));
@@ -428,7 +501,7 @@ impl Services {
 
     pub async fn register_table(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         prefix: &str,
         ns: &str,
         req: RegisterTableRequest,
@@ -436,6 +509,7 @@ impl Services {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         let name = parse_table_name(&req.name)?;
+        self.require_create_table(caller, &wh, &ns, name.as_str()).await?;
         let ns_rec = self.namespace_record(&wh, &ns).await?;
         let (profile, storage) = self.storage_parts(&wh)?;
         let existing = self.store().get_table(wh.id, &ns, name.as_str()).await?;
@@ -508,7 +582,7 @@ impl Services {
 
     pub async fn load_table(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         prefix: &str,
         ns: &str,
         table: &str,
@@ -516,6 +590,7 @@ impl Services {
     ) -> Result<LoadTableResult> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
+        self.require_table_visible(caller, &wh, &ns, table).await?;
         let rec = self.table_record(&wh, &ns, table).await?;
         let profile = Self::decode_profile(&wh)?;
         let json = match snapshots {
@@ -529,9 +604,10 @@ impl Services {
         })
     }
 
-    pub async fn table_exists(&self, _caller: &Principal, prefix: &str, ns: &str, table: &str) -> Result<()> {
+    pub async fn table_exists(&self, caller: &Principal, prefix: &str, ns: &str, table: &str) -> Result<()> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
+        self.require_table_visible(caller, &wh, &ns, table).await?;
         self.table_record(&wh, &ns, table).await.map(|_| ())
     }
 
@@ -711,7 +787,7 @@ impl Services {
 
     pub async fn commit_table(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         prefix: &str,
         ns: &str,
         table: &str,
@@ -724,6 +800,7 @@ impl Services {
                 return Err(bad("the identifier in the body does not match the path"));
             }
         }
+        self.require_commit(caller, &wh, &ns, table, &req.requirements).await?;
         let (profile, storage) = self.storage_parts(&wh)?;
         let prepared = self
             .prepare_commit(&wh, &profile, &storage, &ns, table, req.requirements, req.updates)
@@ -748,7 +825,7 @@ impl Services {
 
     pub async fn commit_transaction(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         prefix: &str,
         req: CommitTransactionRequest,
     ) -> Result<()> {
@@ -767,6 +844,7 @@ impl Services {
             if !seen.insert((ns.clone(), id.name.clone())) {
                 return Err(bad(format!("table {ns}.{} appears twice in the transaction", id.name)));
             }
+            self.require_commit(caller, &wh, &ns, &id.name, &change.requirements).await?;
             targets.push((ns, id.name, change.requirements, change.updates));
         }
         let mut prepared: Vec<Prepared> = Vec::with_capacity(targets.len());
@@ -801,7 +879,7 @@ impl Services {
 
     pub async fn drop_table(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         prefix: &str,
         ns: &str,
         table: &str,
@@ -809,6 +887,8 @@ impl Services {
     ) -> Result<()> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
+        self.require_table_visible(caller, &wh, &ns, table).await?;
+        self.authorize(caller, actions::DROP_TABLE, &Self::table_res(&wh, &ns, table)).await?;
         let rec = self.store().drop_table(wh.id, &ns, table).await.map_err(|e| match e {
             StoreError::NotFound(_) => no_such_table(&ns, table),
             other => other.into(),
@@ -825,11 +905,14 @@ impl Services {
         Ok(())
     }
 
-    pub async fn rename_table(&self, _caller: &Principal, prefix: &str, req: RenameTableRequest) -> Result<()> {
+    pub async fn rename_table(&self, caller: &Principal, prefix: &str, req: RenameTableRequest) -> Result<()> {
         let wh = self.resolve_warehouse(prefix).await?;
         let from_ns = namespace_from_parts(req.source.namespace)?;
         let to_ns = namespace_from_parts(req.destination.namespace)?;
         let to_name = parse_table_name(&req.destination.name)?;
+        self.require_table_visible(caller, &wh, &from_ns, &req.source.name).await?;
+        self.authorize(caller, actions::RENAME_TABLE, &Self::table_res(&wh, &from_ns, &req.source.name)).await?;
+        self.require_create_table(caller, &wh, &to_ns, to_name.as_str()).await?;
         self.table_record(&wh, &from_ns, &req.source.name).await?;
         self.namespace_record(&wh, &to_ns).await?;
         if self.store().get_table(wh.id, &to_ns, to_name.as_str()).await?.is_some() {

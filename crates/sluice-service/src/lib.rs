@@ -2,6 +2,8 @@
 //! function here per request; nothing in this crate knows about HTTP.
 
 pub mod auth;
+pub mod authz;
+pub mod identity;
 pub mod catalog;
 pub mod error;
 pub mod rest;
@@ -37,6 +39,7 @@ struct Inner {
     /// Opened object stores per warehouse, keyed on the row's `updated_at` so a profile or
     /// credential change opens a fresh client.
     storages: Mutex<HashMap<Uuid, (chrono::DateTime<chrono::Utc>, Storage)>>,
+    policies: authz::PolicyCache,
 }
 
 impl Services {
@@ -53,6 +56,7 @@ impl Services {
                 tokens,
                 config,
                 storages: Mutex::new(HashMap::new()),
+                policies: authz::PolicyCache::default(),
             }),
         }
     }
@@ -67,6 +71,10 @@ impl Services {
 
     pub(crate) fn tokens(&self) -> &TokenIssuer {
         &self.inner.tokens
+    }
+
+    pub(crate) fn policy_cache(&self) -> &authz::PolicyCache {
+        &self.inner.policies
     }
 
     pub fn config(&self) -> &ServiceConfig {

@@ -3,6 +3,7 @@
 
 use crate::{now, Result, ServiceError, Services};
 use serde::Serialize;
+use sluice_auth::policy::{actions, resource};
 use sluice_core::{Principal, WarehouseName};
 use sluice_storage::{DeleteProfile, Storage, StorageCredential, StorageProfile, ValidationContext};
 use sluice_store::{Page, WarehouseRecord, WarehouseStatus};
@@ -26,6 +27,8 @@ pub struct WarehouseInfo {
 }
 
 pub const DEFAULT_WAREHOUSE: &str = "default";
+/// Listing warehouses needs `warehouse:List` over all of them.
+pub const LIST_WAREHOUSES_RESOURCE: &str = "sluice:catalog:::warehouse/*";
 
 impl Services {
     pub(crate) fn warehouse_info(w: &WarehouseRecord) -> Result<WarehouseInfo> {
@@ -79,7 +82,18 @@ impl Services {
 
     pub async fn create_warehouse(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
+        name: &str,
+        profile: StorageProfile,
+        credential: Option<StorageCredential>,
+        delete_profile: Option<DeleteProfile>,
+    ) -> Result<WarehouseInfo> {
+        self.authorize(caller, actions::CREATE_WAREHOUSE, &resource::warehouse(name)).await?;
+        self.create_warehouse_unchecked(name, profile, credential, delete_profile).await
+    }
+
+    async fn create_warehouse_unchecked(
+        &self,
         name: &str,
         profile: StorageProfile,
         credential: Option<StorageCredential>,
@@ -88,6 +102,9 @@ impl Services {
         let name = WarehouseName::parse(name).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         if self.store().get_warehouse_by_name(name.as_str()).await?.is_some() {
             return Err(ServiceError::AlreadyExists(format!("warehouse '{name}' already exists")));
+        }
+        if let Some(d) = &delete_profile {
+            d.validate()?;
         }
         self.validate_storage(&profile, credential.as_ref(), None).await?;
         let n = now();
@@ -112,8 +129,32 @@ impl Services {
         Self::warehouse_info(&rec)
     }
 
-    pub async fn list_warehouses(&self, _caller: &Principal) -> Result<Vec<WarehouseInfo>> {
-        self.store().list_warehouses().await?.iter().map(Self::warehouse_info).collect()
+    pub async fn list_warehouses(&self, caller: &Principal) -> Result<Vec<WarehouseInfo>> {
+        self.authorize(caller, actions::LIST_WAREHOUSES, LIST_WAREHOUSES_RESOURCE).await?;
+        let policies = self.policy_set(caller).await?;
+        self.store()
+            .list_warehouses()
+            .await?
+            .iter()
+            .filter(|w| policies.is_allowed(actions::READ_WAREHOUSE, &resource::warehouse(&w.name)))
+            .map(Self::warehouse_info)
+            .collect()
+    }
+
+    /// The warehouse, if the caller may see it; otherwise the same error as a missing one.
+    async fn visible_warehouse(&self, caller: &Principal, id: Uuid) -> Result<WarehouseRecord> {
+        let rec = self.warehouse_record(id).await?;
+        if !self.is_allowed(caller, actions::READ_WAREHOUSE, &resource::warehouse(&rec.name)).await? {
+            return Err(ServiceError::NoSuchWarehouse(format!("warehouse {id} does not exist")));
+        }
+        Ok(rec)
+    }
+
+    /// Visible and `action` allowed.
+    async fn warehouse_for(&self, caller: &Principal, id: Uuid, action: &str) -> Result<WarehouseRecord> {
+        let rec = self.visible_warehouse(caller, id).await?;
+        self.authorize(caller, action, &resource::warehouse(&rec.name)).await?;
+        Ok(rec)
     }
 
     async fn warehouse_record(&self, id: Uuid) -> Result<WarehouseRecord> {
@@ -123,8 +164,8 @@ impl Services {
             .ok_or_else(|| ServiceError::NoSuchWarehouse(format!("warehouse {id} does not exist")))
     }
 
-    pub async fn get_warehouse(&self, _caller: &Principal, id: Uuid) -> Result<WarehouseInfo> {
-        Self::warehouse_info(&self.warehouse_record(id).await?)
+    pub async fn get_warehouse(&self, caller: &Principal, id: Uuid) -> Result<WarehouseInfo> {
+        Self::warehouse_info(&self.visible_warehouse(caller, id).await?)
     }
 
     async fn save(&self, mut rec: WarehouseRecord) -> Result<WarehouseInfo> {
@@ -134,9 +175,11 @@ impl Services {
         Self::warehouse_info(&rec)
     }
 
-    pub async fn rename_warehouse(&self, _caller: &Principal, id: Uuid, new_name: &str) -> Result<WarehouseInfo> {
+    pub async fn rename_warehouse(&self, caller: &Principal, id: Uuid, new_name: &str) -> Result<WarehouseInfo> {
         let name = WarehouseName::parse(new_name).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-        let mut rec = self.warehouse_record(id).await?;
+        let mut rec = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
+        // Renaming also needs the right to create a warehouse of the new name.
+        self.authorize(caller, actions::CREATE_WAREHOUSE, &resource::warehouse(name.as_str())).await?;
         rec.name = name.to_string();
         self.save(rec).await.map_err(|e| match e {
             ServiceError::AlreadyExists(_) => {
@@ -155,12 +198,12 @@ impl Services {
     /// a warehouse that holds tables would orphan them, so that is refused.
     pub async fn update_storage(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         id: Uuid,
         profile: StorageProfile,
         credential: Option<StorageCredential>,
     ) -> Result<WarehouseInfo> {
-        let mut rec = self.warehouse_record(id).await?;
+        let mut rec = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
         let credential = match credential {
             Some(c) => Some(c),
             None => self.decrypt_credential(&rec)?,
@@ -182,11 +225,11 @@ impl Services {
 
     pub async fn update_credential(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         id: Uuid,
         credential: Option<StorageCredential>,
     ) -> Result<WarehouseInfo> {
-        let mut rec = self.warehouse_record(id).await?;
+        let mut rec = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
         let profile = Self::decode_profile(&rec)?;
         self.validate_storage(&profile, credential.as_ref(), Some(id)).await?;
         rec.storage_credential = credential.as_ref().map(|c| self.encrypt_credential(c)).transpose()?;
@@ -195,23 +238,24 @@ impl Services {
 
     pub async fn update_delete_profile(
         &self,
-        _caller: &Principal,
+        caller: &Principal,
         id: Uuid,
         delete_profile: DeleteProfile,
     ) -> Result<WarehouseInfo> {
-        let mut rec = self.warehouse_record(id).await?;
+        let mut rec = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
+        delete_profile.validate()?;
         rec.delete_profile = serde_json::to_value(delete_profile).map_err(ServiceError::internal)?;
         self.save(rec).await
     }
 
-    pub async fn set_warehouse_active(&self, _caller: &Principal, id: Uuid, active: bool) -> Result<WarehouseInfo> {
-        let mut rec = self.warehouse_record(id).await?;
+    pub async fn set_warehouse_active(&self, caller: &Principal, id: Uuid, active: bool) -> Result<WarehouseInfo> {
+        let mut rec = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
         rec.status = if active { WarehouseStatus::Active } else { WarehouseStatus::Inactive };
         self.save(rec).await
     }
 
-    pub async fn delete_warehouse(&self, _caller: &Principal, id: Uuid) -> Result<()> {
-        let rec = self.warehouse_record(id).await?;
+    pub async fn delete_warehouse(&self, caller: &Principal, id: Uuid) -> Result<()> {
+        let rec = self.warehouse_for(caller, id, actions::DELETE_WAREHOUSE).await?;
         self.store().delete_warehouse(id).await.map_err(|e| match e {
             sluice_store::StoreError::NotEmpty(_) => ServiceError::Conflict(format!(
                 "warehouse '{}' still holds namespaces; drop them first",
@@ -234,8 +278,7 @@ impl Services {
         let profile = StorageProfile::File(sluice_storage::FileProfile {
             root: root.to_string_lossy().into_owned(),
         });
-        let system = Principal { user_id: Uuid::nil(), user_name: "system".into(), access_key_id: None };
-        self.create_warehouse(&system, DEFAULT_WAREHOUSE, profile, None, None).await?;
+        self.create_warehouse_unchecked(DEFAULT_WAREHOUSE, profile, None, None).await?;
         // Remembered so an operator who deletes or renames it does not get it back.
         self.store().set_setting("bootstrap.default-warehouse", "created").await?;
         Ok(())

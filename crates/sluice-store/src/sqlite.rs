@@ -7,8 +7,9 @@
 //! before reading, so they are safe in autocommit mode.
 
 use crate::{
-    AccessKeyRecord, CatalogStore, CommitOp, NamespaceRecord, Page, Result, StoreError,
-    TableRecord, TableSummary, UserRecord, WarehouseRecord, WarehouseStatus,
+    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, EffectivePolicy, GroupRecord,
+    NamespaceRecord, Page, PolicyRecord, Result, StoreError, TableRecord, TableSummary, UserRecord,
+    WarehouseRecord, WarehouseStatus,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -107,6 +108,14 @@ fn get_uuid(row: &SqliteRow, column: &str) -> Result<Uuid> {
     Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{column} {s:?}: {e}")))
 }
 
+fn get_opt_uuid(row: &SqliteRow, column: &str) -> Result<Option<Uuid>> {
+    row.try_get::<Option<String>, _>(column)?
+        .map(|s| {
+            Uuid::parse_str(&s).map_err(|e| StoreError::Corrupt(format!("{column} {s:?}: {e}")))
+        })
+        .transpose()
+}
+
 fn get_time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>> {
     from_millis(row.try_get(column)?, column)
 }
@@ -190,6 +199,55 @@ fn access_key_from_row(r: &SqliteRow) -> Result<AccessKeyRecord> {
         secret_ciphertext: r.try_get("secret_ciphertext")?,
         created_at: get_time(r, "created_at")?,
         last_used_at: get_opt_time(r, "last_used_at")?,
+    })
+}
+
+fn group_from_row(r: &SqliteRow) -> Result<GroupRecord> {
+    Ok(GroupRecord {
+        id: get_uuid(r, "id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        created_at: get_time(r, "created_at")?,
+    })
+}
+
+/// Policy columns of the table aliased `p`, named explicitly so joins and compound
+/// SELECTs (whose ORDER BY matches result-column names) see plain names.
+macro_rules! policy_columns {
+    () => {
+        "p.id AS id, p.name AS name, p.description AS description, \
+         p.statements_json AS statements_json, p.builtin AS builtin, \
+         p.created_at AS created_at, p.updated_at AS updated_at"
+    };
+}
+
+fn policy_from_row(r: &SqliteRow) -> Result<PolicyRecord> {
+    let builtin: i64 = r.try_get("builtin")?;
+    Ok(PolicyRecord {
+        id: get_uuid(r, "id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
+        statements_json: r.try_get("statements_json")?,
+        builtin: match builtin {
+            0 => false,
+            1 => true,
+            other => return Err(StoreError::Corrupt(format!("policy builtin flag {other}"))),
+        },
+        created_at: get_time(r, "created_at")?,
+        updated_at: get_time(r, "updated_at")?,
+    })
+}
+
+fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: r.try_get("id")?,
+        at: get_time(r, "at")?,
+        actor_id: get_opt_uuid(r, "actor_id")?,
+        actor_name: r.try_get("actor_name")?,
+        action: r.try_get("action")?,
+        target: r.try_get("target")?,
+        result: r.try_get("result")?,
+        detail: r.try_get("detail")?,
     })
 }
 
@@ -469,6 +527,120 @@ async fn apply_update(
     Ok(())
 }
 
+/// One end of a membership or attachment: the parent table and how errors name the row.
+struct LinkEnd {
+    table: &'static str,
+    label: &'static str,
+    id: Uuid,
+}
+
+impl LinkEnd {
+    fn user(id: Uuid) -> Self {
+        LinkEnd {
+            table: "users",
+            label: "user",
+            id,
+        }
+    }
+    fn group(id: Uuid) -> Self {
+        LinkEnd {
+            table: "groups",
+            label: "group",
+            id,
+        }
+    }
+    fn policy(id: Uuid) -> Self {
+        LinkEnd {
+            table: "policies",
+            label: "policy",
+            id,
+        }
+    }
+    fn subject(&self) -> String {
+        format!("{} {}", self.label, self.id)
+    }
+}
+
+impl SqliteStore {
+    /// Idempotently inserts the link row (`a`, `b`) into `link_table`. Both ends are checked
+    /// under the write lock first, so the NotFound names the missing end (a foreign-key
+    /// failure would not say which end it was; INSERT OR IGNORE does not ignore those).
+    async fn link(
+        &self,
+        link_table: &'static str,
+        columns: (&'static str, &'static str),
+        a: LinkEnd,
+        b: LinkEnd,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        for end in [&a, &b] {
+            let exists: bool = sqlx::query_scalar(&format!(
+                "SELECT EXISTS(SELECT 1 FROM {} WHERE id = ?)",
+                end.table
+            ))
+            .bind(end.id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            if !exists {
+                return Err(StoreError::NotFound(end.subject()));
+            }
+        }
+        sqlx::query(&format!(
+            "INSERT OR IGNORE INTO {link_table} ({}, {}) VALUES (?, ?)",
+            columns.0, columns.1
+        ))
+        .bind(a.id.to_string())
+        .bind(b.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || format!("{} in {}", b.subject(), a.subject()),
+                || format!("{} or {}", a.subject(), b.subject()),
+            )
+        })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes the link row (`a`, `b`); NotFound naming `missing` if there was none.
+    async fn unlink(
+        &self,
+        link_table: &'static str,
+        columns: (&'static str, &'static str),
+        a: Uuid,
+        b: Uuid,
+        missing: impl FnOnce() -> String,
+    ) -> Result<()> {
+        let done = sqlx::query(&format!(
+            "DELETE FROM {link_table} WHERE {} = ? AND {} = ?",
+            columns.0, columns.1
+        ))
+        .bind(a.to_string())
+        .bind(b.to_string())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(missing()));
+        }
+        Ok(())
+    }
+
+    /// Deletes the row `id` of `table`; its dependents go with it through ON DELETE CASCADE,
+    /// in the same (single-statement) transaction. `changes()` counts only the row itself.
+    async fn delete_by_id(&self, table: &'static str, label: &'static str, id: Uuid) -> Result<()> {
+        let done = sqlx::query(&format!("DELETE FROM {table} WHERE id = ?"))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("{label} {id}")));
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl CatalogStore for SqliteStore {
     // ---- settings ----
@@ -604,6 +776,334 @@ impl CatalogStore for SqliteStore {
             return Err(StoreError::NotFound(format!("access key {access_key_id}")));
         }
         Ok(())
+    }
+
+    // ---- users (beyond creation) ----
+
+    async fn update_user(&self, user: &UserRecord) -> Result<()> {
+        let done =
+            sqlx::query("UPDATE users SET email = ?, friendly_name = ?, source = ? WHERE id = ?")
+                .bind(&user.email)
+                .bind(&user.friendly_name)
+                .bind(&user.source)
+                .bind(user.id.to_string())
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user {}", user.id)));
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, id: Uuid) -> Result<()> {
+        // Cascades to access_keys, group_members and user_policies.
+        self.delete_by_id("users", "user", id).await
+    }
+
+    // ---- groups ----
+
+    async fn create_group(&self, group: &GroupRecord) -> Result<()> {
+        sqlx::query("INSERT INTO groups (id, name, description, created_at) VALUES (?, ?, ?, ?)")
+            .bind(group.id.to_string())
+            .bind(&group.name)
+            .bind(&group.description)
+            .bind(millis(group.created_at))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                map_constraint(
+                    e,
+                    || format!("group {}", group.name),
+                    || format!("group {}", group.name),
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn get_group_by_name(&self, name: &str) -> Result<Option<GroupRecord>> {
+        let row =
+            sqlx::query("SELECT id, name, description, created_at FROM groups WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(group_from_row).transpose()
+    }
+
+    async fn list_groups(&self) -> Result<Vec<GroupRecord>> {
+        sqlx::query("SELECT id, name, description, created_at FROM groups ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(group_from_row)
+            .collect()
+    }
+
+    async fn delete_group(&self, id: Uuid) -> Result<()> {
+        // Cascades to group_members and group_policies.
+        self.delete_by_id("groups", "group", id).await
+    }
+
+    async fn add_group_member(&self, group_id: Uuid, user_id: Uuid) -> Result<()> {
+        self.link(
+            "group_members",
+            ("group_id", "user_id"),
+            LinkEnd::group(group_id),
+            LinkEnd::user(user_id),
+        )
+        .await
+    }
+
+    async fn remove_group_member(&self, group_id: Uuid, user_id: Uuid) -> Result<()> {
+        self.unlink(
+            "group_members",
+            ("group_id", "user_id"),
+            group_id,
+            user_id,
+            || format!("membership of user {user_id} in group {group_id}"),
+        )
+        .await
+    }
+
+    async fn list_group_members(&self, group_id: Uuid) -> Result<Vec<UserRecord>> {
+        sqlx::query(
+            "SELECT u.id, u.name, u.email, u.friendly_name, u.source, u.created_at \
+             FROM group_members m JOIN users u ON u.id = m.user_id \
+             WHERE m.group_id = ? ORDER BY u.name",
+        )
+        .bind(group_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(user_from_row)
+        .collect()
+    }
+
+    async fn list_user_groups(&self, user_id: Uuid) -> Result<Vec<GroupRecord>> {
+        sqlx::query(
+            "SELECT g.id, g.name, g.description, g.created_at \
+             FROM group_members m JOIN groups g ON g.id = m.group_id \
+             WHERE m.user_id = ? ORDER BY g.name",
+        )
+        .bind(user_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(group_from_row)
+        .collect()
+    }
+
+    // ---- policies ----
+
+    async fn create_policy(&self, policy: &PolicyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO policies (id, name, description, statements_json, builtin, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(policy.id.to_string())
+        .bind(&policy.name)
+        .bind(&policy.description)
+        .bind(&policy.statements_json)
+        .bind(i64::from(policy.builtin))
+        .bind(millis(policy.created_at))
+        .bind(millis(policy.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || format!("policy {}", policy.name),
+                || format!("policy {}", policy.name),
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn get_policy_by_name(&self, name: &str) -> Result<Option<PolicyRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            policy_columns!(),
+            " FROM policies p WHERE p.name = ?"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(policy_from_row).transpose()
+    }
+
+    async fn list_policies(&self) -> Result<Vec<PolicyRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            policy_columns!(),
+            " FROM policies p ORDER BY p.name"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(policy_from_row)
+        .collect()
+    }
+
+    async fn update_policy(&self, policy: &PolicyRecord) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE policies SET description = ?, statements_json = ?, updated_at = ? \
+             WHERE id = ?",
+        )
+        .bind(&policy.description)
+        .bind(&policy.statements_json)
+        .bind(millis(policy.updated_at))
+        .bind(policy.id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("policy {}", policy.id)));
+        }
+        Ok(())
+    }
+
+    async fn delete_policy(&self, id: Uuid) -> Result<()> {
+        // Cascades to user_policies and group_policies.
+        self.delete_by_id("policies", "policy", id).await
+    }
+
+    async fn attach_user_policy(&self, user_id: Uuid, policy_id: Uuid) -> Result<()> {
+        self.link(
+            "user_policies",
+            ("user_id", "policy_id"),
+            LinkEnd::user(user_id),
+            LinkEnd::policy(policy_id),
+        )
+        .await
+    }
+
+    async fn detach_user_policy(&self, user_id: Uuid, policy_id: Uuid) -> Result<()> {
+        self.unlink(
+            "user_policies",
+            ("user_id", "policy_id"),
+            user_id,
+            policy_id,
+            || format!("attachment of policy {policy_id} to user {user_id}"),
+        )
+        .await
+    }
+
+    async fn attach_group_policy(&self, group_id: Uuid, policy_id: Uuid) -> Result<()> {
+        self.link(
+            "group_policies",
+            ("group_id", "policy_id"),
+            LinkEnd::group(group_id),
+            LinkEnd::policy(policy_id),
+        )
+        .await
+    }
+
+    async fn detach_group_policy(&self, group_id: Uuid, policy_id: Uuid) -> Result<()> {
+        self.unlink(
+            "group_policies",
+            ("group_id", "policy_id"),
+            group_id,
+            policy_id,
+            || format!("attachment of policy {policy_id} to group {group_id}"),
+        )
+        .await
+    }
+
+    async fn list_user_policies(&self, user_id: Uuid) -> Result<Vec<PolicyRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            policy_columns!(),
+            " FROM user_policies a JOIN policies p ON p.id = a.policy_id \
+             WHERE a.user_id = ? ORDER BY p.name"
+        ))
+        .bind(user_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(policy_from_row)
+        .collect()
+    }
+
+    async fn list_group_policies(&self, group_id: Uuid) -> Result<Vec<PolicyRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            policy_columns!(),
+            " FROM group_policies a JOIN policies p ON p.id = a.policy_id \
+             WHERE a.group_id = ? ORDER BY p.name"
+        ))
+        .bind(group_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(policy_from_row)
+        .collect()
+    }
+
+    async fn effective_policies(&self, user_id: Uuid) -> Result<Vec<EffectivePolicy>> {
+        // One statement, so both halves read the same snapshot. Each (policy, way) pair is
+        // unique by the link tables' primary keys, so the order is total. A compound
+        // SELECT's ORDER BY may only name result columns, hence NULLS FIRST rather than an
+        // `IS NULL` expression (SQLite sorts NULL first anyway; PostgreSQL needs it spelled).
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            policy_columns!(),
+            ", NULL AS via_group \
+             FROM user_policies up JOIN policies p ON p.id = up.policy_id \
+             WHERE up.user_id = ?1 \
+             UNION ALL \
+             SELECT ",
+            policy_columns!(),
+            ", g.name AS via_group \
+             FROM group_members m \
+             JOIN groups g ON g.id = m.group_id \
+             JOIN group_policies gp ON gp.group_id = m.group_id \
+             JOIN policies p ON p.id = gp.policy_id \
+             WHERE m.user_id = ?1 \
+             ORDER BY name, via_group NULLS FIRST"
+        ))
+        .bind(user_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EffectivePolicy {
+                    policy: policy_from_row(r)?,
+                    via_group: r.try_get("via_group")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- audit log ----
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO audit_log (at, actor_id, actor_name, action, target, result, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(millis(record.at))
+        .bind(record.actor_id.map(|id| id.to_string()))
+        .bind(&record.actor_name)
+        .bind(&record.action)
+        .bind(&record.target)
+        .bind(&record.result)
+        .bind(&record.detail)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn list_audit(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>> {
+        // Like `after_of`: a sentinel instead of `? IS NULL OR`, so the query stays a plain
+        // backwards range scan of the rowid b-tree.
+        sqlx::query(
+            "SELECT id, at, actor_id, actor_name, action, target, result, detail \
+             FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(audit_from_row)
+        .collect()
     }
 
     // ---- warehouses ----

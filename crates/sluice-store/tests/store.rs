@@ -5,8 +5,9 @@
 use chrono::{DateTime, Duration, Utc};
 use sluice_core::NamespaceName;
 use sluice_store::{
-    AccessKeyRecord, CatalogStore, CommitOp, NamespaceRecord, Page, SqliteStore, StoreError,
-    TableRecord, UserRecord, WarehouseRecord, WarehouseStatus,
+    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, EffectivePolicy, GroupRecord,
+    NamespaceRecord, Page, PolicyRecord, SqliteStore, StoreError, TableRecord, UserRecord,
+    WarehouseRecord, WarehouseStatus,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -122,6 +123,92 @@ fn update_op(t: &TableRecord, expected: &str, new: &str) -> CommitOp {
 
 fn names(v: &[NamespaceRecord]) -> Vec<String> {
     v.iter().map(|n| n.name.to_string()).collect()
+}
+
+async fn new_user(store: &dyn CatalogStore, name: &str) -> UserRecord {
+    let u = user(name);
+    store.create_user(&u).await.unwrap();
+    u
+}
+
+fn group(name: &str) -> GroupRecord {
+    GroupRecord {
+        id: Uuid::new_v4(),
+        name: name.to_string(),
+        description: Some(format!("the {name} group")),
+        created_at: now(),
+    }
+}
+
+async fn new_group(store: &dyn CatalogStore, name: &str) -> GroupRecord {
+    let g = group(name);
+    store.create_group(&g).await.unwrap();
+    g
+}
+
+fn policy(name: &str) -> PolicyRecord {
+    let t = now();
+    PolicyRecord {
+        id: Uuid::new_v4(),
+        name: name.to_string(),
+        description: None,
+        statements_json: format!(
+            r#"[{{"effect":"allow","actions":["catalog:*"],"resources":["{name}"]}}]"#
+        ),
+        builtin: false,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+async fn new_policy(store: &dyn CatalogStore, name: &str) -> PolicyRecord {
+    let p = policy(name);
+    store.create_policy(&p).await.unwrap();
+    p
+}
+
+fn user_names(v: &[UserRecord]) -> Vec<&str> {
+    v.iter().map(|u| u.name.as_str()).collect()
+}
+
+fn group_names(v: &[GroupRecord]) -> Vec<&str> {
+    v.iter().map(|g| g.name.as_str()).collect()
+}
+
+fn policy_names(v: &[PolicyRecord]) -> Vec<&str> {
+    v.iter().map(|p| p.name.as_str()).collect()
+}
+
+/// (policy name, via_group) pairs, in the order returned.
+fn ways(v: &[EffectivePolicy]) -> Vec<(&str, Option<&str>)> {
+    v.iter()
+        .map(|e| (e.policy.name.as_str(), e.via_group.as_deref()))
+        .collect()
+}
+
+async fn effective(store: &dyn CatalogStore, user: Uuid) -> Vec<(String, Option<String>)> {
+    ways(&store.effective_policies(user).await.unwrap())
+        .into_iter()
+        .map(|(p, g)| (p.to_string(), g.map(str::to_string)))
+        .collect()
+}
+
+fn audit(action: &str, actor: Option<Uuid>, detail: Option<&str>) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        at: now(),
+        actor_id: actor,
+        actor_name: actor.map_or("anonymous".to_string(), |_| "alice".to_string()),
+        action: action.to_string(),
+        target: format!("sluice:auth:::user/{action}"),
+        result: if detail.is_some() {
+            "failure"
+        } else {
+            "success"
+        }
+        .to_string(),
+        detail: detail.map(str::to_string),
+    }
 }
 
 macro_rules! assert_err {
@@ -1008,6 +1095,624 @@ pub async fn concurrent_cas(store: Arc<dyn CatalogStore>) {
     }
 }
 
+pub async fn update_user(store: &dyn CatalogStore) {
+    let u = new_user(store, "upd").await;
+    let changed = UserRecord {
+        email: None,
+        friendly_name: Some("Up D.".into()),
+        source: "ldap".into(),
+        // Name and creation time are not updatable; different values must not be written.
+        name: "renamed".into(),
+        created_at: now() + Duration::days(1),
+        ..u.clone()
+    };
+    store.update_user(&changed).await.unwrap();
+    assert_eq!(
+        store.get_user(u.id).await.unwrap(),
+        Some(UserRecord {
+            name: u.name.clone(),
+            created_at: u.created_at,
+            ..changed
+        })
+    );
+    assert_eq!(store.get_user_by_name("renamed").await.unwrap(), None);
+    match store.update_user(&user("ghost")).await {
+        Err(StoreError::NotFound(m)) => assert!(m.starts_with("user "), "{m}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+pub async fn delete_user(store: &dyn CatalogStore) {
+    let doomed = new_user(store, "doomed").await;
+    let keeper = new_user(store, "keeper").await;
+    let g = new_group(store, "team").await;
+    let p = new_policy(store, "p").await;
+    for u in [&doomed, &keeper] {
+        store.add_group_member(g.id, u.id).await.unwrap();
+        store.attach_user_policy(u.id, p.id).await.unwrap();
+    }
+    store.attach_group_policy(g.id, p.id).await.unwrap();
+    let key = |id: &str, user_id| AccessKeyRecord {
+        access_key_id: id.into(),
+        user_id,
+        secret_ciphertext: vec![1],
+        created_at: now(),
+        last_used_at: None,
+    };
+    store
+        .create_access_key(&key("AKDOOMED", doomed.id))
+        .await
+        .unwrap();
+    store
+        .create_access_key(&key("AKKEEPER", keeper.id))
+        .await
+        .unwrap();
+
+    store.delete_user(doomed.id).await.unwrap();
+    assert_eq!(store.get_user(doomed.id).await.unwrap(), None);
+    assert_eq!(store.get_access_key("AKDOOMED").await.unwrap(), None);
+    assert!(store.list_access_keys(doomed.id).await.unwrap().is_empty());
+    assert!(store.list_user_groups(doomed.id).await.unwrap().is_empty());
+    assert!(store
+        .list_user_policies(doomed.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .effective_policies(doomed.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        user_names(&store.list_group_members(g.id).await.unwrap()),
+        ["keeper"]
+    );
+    // The link rows are gone, not merely hidden by the joins.
+    assert_err!(
+        store.remove_group_member(g.id, doomed.id).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.detach_user_policy(doomed.id, p.id).await,
+        StoreError::NotFound(_)
+    );
+
+    // Everything else is untouched.
+    assert!(store.get_access_key("AKKEEPER").await.unwrap().is_some());
+    assert_eq!(
+        store.get_group_by_name("team").await.unwrap(),
+        Some(g.clone())
+    );
+    assert_eq!(
+        store.get_policy_by_name("p").await.unwrap(),
+        Some(p.clone())
+    );
+    assert_eq!(
+        effective(store, keeper.id).await,
+        [("p".into(), None), ("p".into(), Some("team".into()))]
+    );
+
+    assert_err!(store.delete_user(doomed.id).await, StoreError::NotFound(_));
+    // The name is free again, and the new user inherits nothing.
+    let again = new_user(store, "doomed").await;
+    assert!(store.effective_policies(again.id).await.unwrap().is_empty());
+    assert!(store.list_access_keys(again.id).await.unwrap().is_empty());
+}
+
+pub async fn groups(store: &dyn CatalogStore) {
+    let b = new_group(store, "g-b").await;
+    let a = GroupRecord {
+        description: None,
+        ..group("g-a")
+    };
+    store.create_group(&a).await.unwrap();
+    match store.create_group(&group("g-b")).await {
+        Err(StoreError::AlreadyExists(m)) => assert!(m.contains("g-b"), "{m}"),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        store.get_group_by_name("g-a").await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store.get_group_by_name("g-b").await.unwrap(),
+        Some(b.clone())
+    );
+    assert_eq!(store.get_group_by_name("g-c").await.unwrap(), None);
+    assert_eq!(
+        store.list_groups().await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+
+    store.delete_group(b.id).await.unwrap();
+    assert_eq!(store.get_group_by_name("g-b").await.unwrap(), None);
+    assert_eq!(store.list_groups().await.unwrap(), vec![a]);
+    assert_err!(store.delete_group(b.id).await, StoreError::NotFound(_));
+    assert_err!(
+        store.delete_group(Uuid::new_v4()).await,
+        StoreError::NotFound(_)
+    );
+}
+
+pub async fn group_members(store: &dyn CatalogStore) {
+    let g = new_group(store, "devs").await;
+    let other = new_group(store, "admins").await;
+    let zed = new_user(store, "zed").await;
+    let amy = new_user(store, "amy").await;
+    let loner = new_user(store, "loner").await;
+
+    store.add_group_member(g.id, zed.id).await.unwrap();
+    store.add_group_member(g.id, amy.id).await.unwrap();
+    // Idempotent.
+    store.add_group_member(g.id, amy.id).await.unwrap();
+    store.add_group_member(other.id, amy.id).await.unwrap();
+
+    assert_eq!(
+        store.list_group_members(g.id).await.unwrap(),
+        vec![amy.clone(), zed.clone()]
+    );
+    assert_eq!(
+        store.list_user_groups(amy.id).await.unwrap(),
+        vec![other.clone(), g.clone()]
+    );
+    assert_eq!(
+        group_names(&store.list_user_groups(zed.id).await.unwrap()),
+        ["devs"]
+    );
+    assert!(store.list_user_groups(loner.id).await.unwrap().is_empty());
+    assert!(store
+        .list_group_members(Uuid::new_v4())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_user_groups(Uuid::new_v4())
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Either side missing is NotFound, naming that side.
+    let ghost = Uuid::new_v4();
+    match store.add_group_member(ghost, amy.id).await {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, format!("group {ghost}")),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    match store.add_group_member(g.id, ghost).await {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, format!("user {ghost}")),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+
+    store.remove_group_member(g.id, amy.id).await.unwrap();
+    assert_eq!(
+        user_names(&store.list_group_members(g.id).await.unwrap()),
+        ["zed"]
+    );
+    assert_eq!(
+        group_names(&store.list_user_groups(amy.id).await.unwrap()),
+        ["admins"]
+    );
+    assert_err!(
+        store.remove_group_member(g.id, amy.id).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.remove_group_member(g.id, loner.id).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.remove_group_member(ghost, zed.id).await,
+        StoreError::NotFound(_)
+    );
+    // Re-adding after removal works.
+    store.add_group_member(g.id, amy.id).await.unwrap();
+    assert_eq!(
+        user_names(&store.list_group_members(g.id).await.unwrap()),
+        ["amy", "zed"]
+    );
+}
+
+pub async fn policies(store: &dyn CatalogStore) {
+    let b = new_policy(store, "read-b").await;
+    let a = PolicyRecord {
+        description: Some("admin access".into()),
+        builtin: true,
+        ..policy("admin-a")
+    };
+    store.create_policy(&a).await.unwrap();
+    match store.create_policy(&policy("read-b")).await {
+        Err(StoreError::AlreadyExists(m)) => assert!(m.contains("read-b"), "{m}"),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        store.get_policy_by_name("admin-a").await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store.get_policy_by_name("read-b").await.unwrap(),
+        Some(b.clone())
+    );
+    assert_eq!(store.get_policy_by_name("nope").await.unwrap(), None);
+    assert_eq!(
+        store.list_policies().await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+
+    let changed = PolicyRecord {
+        description: Some("now described".into()),
+        statements_json: r#"[{"effect":"deny","actions":["*"],"resources":["*"]}]"#.into(),
+        updated_at: now() + Duration::seconds(3),
+        // Only description, statements and updated_at are replaced.
+        name: "renamed".into(),
+        builtin: true,
+        created_at: now() + Duration::days(1),
+        ..b.clone()
+    };
+    store.update_policy(&changed).await.unwrap();
+    assert_eq!(
+        store.get_policy_by_name("read-b").await.unwrap(),
+        Some(PolicyRecord {
+            name: b.name.clone(),
+            builtin: false,
+            created_at: b.created_at,
+            ..changed
+        })
+    );
+    assert_eq!(store.get_policy_by_name("renamed").await.unwrap(), None);
+    assert_err!(
+        store.update_policy(&policy("ghost")).await,
+        StoreError::NotFound(_)
+    );
+
+    store.delete_policy(b.id).await.unwrap();
+    assert_eq!(store.get_policy_by_name("read-b").await.unwrap(), None);
+    assert_eq!(store.list_policies().await.unwrap(), vec![a]);
+    assert_err!(store.delete_policy(b.id).await, StoreError::NotFound(_));
+}
+
+pub async fn policy_attachments(store: &dyn CatalogStore) {
+    let u = new_user(store, "u").await;
+    let g = new_group(store, "g").await;
+    let p2 = new_policy(store, "p2").await;
+    let p1 = new_policy(store, "p1").await;
+    let unused = new_policy(store, "unused").await;
+
+    store.attach_user_policy(u.id, p2.id).await.unwrap();
+    store.attach_user_policy(u.id, p1.id).await.unwrap();
+    store.attach_user_policy(u.id, p1.id).await.unwrap();
+    store.attach_group_policy(g.id, p2.id).await.unwrap();
+    store.attach_group_policy(g.id, p2.id).await.unwrap();
+
+    assert_eq!(
+        store.list_user_policies(u.id).await.unwrap(),
+        vec![p1.clone(), p2.clone()]
+    );
+    assert_eq!(
+        store.list_group_policies(g.id).await.unwrap(),
+        vec![p2.clone()]
+    );
+    assert!(store
+        .list_user_policies(Uuid::new_v4())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_group_policies(Uuid::new_v4())
+        .await
+        .unwrap()
+        .is_empty());
+
+    let ghost = Uuid::new_v4();
+    match store.attach_user_policy(ghost, p1.id).await {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, format!("user {ghost}")),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    match store.attach_user_policy(u.id, ghost).await {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, format!("policy {ghost}")),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    match store.attach_group_policy(ghost, p1.id).await {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, format!("group {ghost}")),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    match store.attach_group_policy(g.id, ghost).await {
+        Err(StoreError::NotFound(m)) => assert_eq!(m, format!("policy {ghost}")),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    // A user id is not a group id (and vice versa).
+    assert_err!(
+        store.attach_group_policy(u.id, p1.id).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.attach_user_policy(g.id, p1.id).await,
+        StoreError::NotFound(_)
+    );
+
+    store.detach_user_policy(u.id, p1.id).await.unwrap();
+    assert_eq!(
+        policy_names(&store.list_user_policies(u.id).await.unwrap()),
+        ["p2"]
+    );
+    assert_err!(
+        store.detach_user_policy(u.id, p1.id).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.detach_user_policy(u.id, unused.id).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.detach_user_policy(ghost, p2.id).await,
+        StoreError::NotFound(_)
+    );
+    // A group attachment is not a user attachment.
+    store.detach_group_policy(g.id, p2.id).await.unwrap();
+    assert!(store.list_group_policies(g.id).await.unwrap().is_empty());
+    assert_err!(
+        store.detach_group_policy(g.id, p2.id).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.detach_group_policy(g.id, p1.id).await,
+        StoreError::NotFound(_)
+    );
+    assert_eq!(
+        policy_names(&store.list_user_policies(u.id).await.unwrap()),
+        ["p2"]
+    );
+}
+
+pub async fn effective_policies(store: &dyn CatalogStore) {
+    let u = new_user(store, "u").await;
+    let other = new_user(store, "other").await;
+    // Created in non-sorted order, so the result order comes from the query.
+    let gb = new_group(store, "g-b").await;
+    let ga = new_group(store, "g-a").await;
+    let outsider = new_group(store, "g-outsider").await;
+    let gamma = new_policy(store, "gamma").await;
+    let alpha = new_policy(store, "alpha").await;
+    let beta = new_policy(store, "beta").await;
+    let foreign = new_policy(store, "foreign").await;
+
+    assert!(store.effective_policies(u.id).await.unwrap().is_empty());
+    assert!(store
+        .effective_policies(Uuid::new_v4())
+        .await
+        .unwrap()
+        .is_empty());
+
+    store.add_group_member(gb.id, u.id).await.unwrap();
+    store.add_group_member(ga.id, u.id).await.unwrap();
+    store.add_group_member(outsider.id, other.id).await.unwrap();
+    // alpha: via g-b, directly and via g-a (attached in that order).
+    store.attach_group_policy(gb.id, alpha.id).await.unwrap();
+    store.attach_user_policy(u.id, alpha.id).await.unwrap();
+    store.attach_group_policy(ga.id, alpha.id).await.unwrap();
+    // beta: only via g-b. gamma: only directly.
+    store.attach_group_policy(gb.id, beta.id).await.unwrap();
+    store.attach_user_policy(u.id, gamma.id).await.unwrap();
+    // Not reachable by u.
+    store
+        .attach_user_policy(other.id, foreign.id)
+        .await
+        .unwrap();
+    store
+        .attach_group_policy(outsider.id, foreign.id)
+        .await
+        .unwrap();
+
+    let got = store.effective_policies(u.id).await.unwrap();
+    assert_eq!(
+        ways(&got),
+        [
+            ("alpha", None),
+            ("alpha", Some("g-a")),
+            ("alpha", Some("g-b")),
+            ("beta", Some("g-b")),
+            ("gamma", None),
+        ]
+    );
+    // Whole records come back.
+    assert_eq!(got[0].policy, alpha);
+    assert_eq!(got[3].policy, beta);
+    assert_eq!(got[4].policy, gamma);
+    assert_eq!(
+        effective(store, other.id).await,
+        [
+            ("foreign".into(), None),
+            ("foreign".into(), Some("g-outsider".into()))
+        ]
+    );
+
+    // Leaving a group drops exactly that way.
+    store.remove_group_member(gb.id, u.id).await.unwrap();
+    assert_eq!(
+        effective(store, u.id).await,
+        [
+            ("alpha".into(), None),
+            ("alpha".into(), Some("g-a".into())),
+            ("gamma".into(), None)
+        ]
+    );
+    // An edited policy is seen through every way.
+    let edited = PolicyRecord {
+        statements_json: "[]".into(),
+        updated_at: now() + Duration::seconds(1),
+        ..alpha.clone()
+    };
+    store.update_policy(&edited).await.unwrap();
+    let got = store.effective_policies(u.id).await.unwrap();
+    assert_eq!(got[0].policy, edited);
+    assert_eq!(got[1].policy, edited);
+}
+
+pub async fn delete_group(store: &dyn CatalogStore) {
+    let u = new_user(store, "u").await;
+    let doomed = new_group(store, "doomed").await;
+    let kept = new_group(store, "kept").await;
+    let via_doomed = new_policy(store, "via-doomed").await;
+    let via_kept = new_policy(store, "via-kept").await;
+    for g in [&doomed, &kept] {
+        store.add_group_member(g.id, u.id).await.unwrap();
+    }
+    store
+        .attach_group_policy(doomed.id, via_doomed.id)
+        .await
+        .unwrap();
+    store
+        .attach_group_policy(doomed.id, via_kept.id)
+        .await
+        .unwrap();
+    store
+        .attach_group_policy(kept.id, via_kept.id)
+        .await
+        .unwrap();
+    assert_eq!(store.effective_policies(u.id).await.unwrap().len(), 3);
+
+    store.delete_group(doomed.id).await.unwrap();
+    assert_eq!(
+        effective(store, u.id).await,
+        [("via-kept".into(), Some("kept".into()))]
+    );
+    assert_eq!(
+        group_names(&store.list_user_groups(u.id).await.unwrap()),
+        ["kept"]
+    );
+    assert!(store
+        .list_group_members(doomed.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_group_policies(doomed.id)
+        .await
+        .unwrap()
+        .is_empty());
+    // Users and policies survive.
+    assert!(store.get_user(u.id).await.unwrap().is_some());
+    assert_eq!(store.list_policies().await.unwrap().len(), 2);
+    assert_err!(
+        store.add_group_member(doomed.id, u.id).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.attach_group_policy(doomed.id, via_doomed.id).await,
+        StoreError::NotFound(_)
+    );
+
+    // A new group under the old name starts empty.
+    let reborn = new_group(store, "doomed").await;
+    assert!(store
+        .list_group_members(reborn.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_group_policies(reborn.id)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn delete_policy(store: &dyn CatalogStore) {
+    let u = new_user(store, "u").await;
+    let g = new_group(store, "g").await;
+    let doomed = new_policy(store, "doomed").await;
+    let kept = new_policy(store, "kept").await;
+    store.add_group_member(g.id, u.id).await.unwrap();
+    for p in [&doomed, &kept] {
+        store.attach_user_policy(u.id, p.id).await.unwrap();
+        store.attach_group_policy(g.id, p.id).await.unwrap();
+    }
+
+    store.delete_policy(doomed.id).await.unwrap();
+    assert_eq!(
+        policy_names(&store.list_user_policies(u.id).await.unwrap()),
+        ["kept"]
+    );
+    assert_eq!(
+        policy_names(&store.list_group_policies(g.id).await.unwrap()),
+        ["kept"]
+    );
+    assert_eq!(
+        effective(store, u.id).await,
+        [("kept".into(), None), ("kept".into(), Some("g".into()))]
+    );
+    assert_err!(
+        store.detach_user_policy(u.id, doomed.id).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.detach_group_policy(g.id, doomed.id).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.attach_user_policy(u.id, doomed.id).await,
+        StoreError::NotFound(_)
+    );
+    // Members and groups survive.
+    assert_eq!(
+        user_names(&store.list_group_members(g.id).await.unwrap()),
+        ["u"]
+    );
+}
+
+pub async fn audit_log(store: &dyn CatalogStore) {
+    assert!(store.list_audit(None, 10).await.unwrap().is_empty());
+
+    let actor = Uuid::new_v4();
+    let mut appended = Vec::new();
+    for i in 0..7 {
+        let mut r = match i % 3 {
+            0 => audit(&format!("auth:Action{i}"), Some(actor), None),
+            1 => audit(&format!("auth:Action{i}"), None, Some("denied: no policy")),
+            _ => audit(&format!("auth:Action{i}"), Some(actor), Some("")),
+        };
+        // The input id is ignored.
+        r.id = 999;
+        r.at = now() + Duration::milliseconds(i);
+        let id = store.append_audit(&r).await.unwrap();
+        if let Some(prev) = appended.last().map(|p: &AuditRecord| p.id) {
+            assert!(id > prev, "{id} after {prev}");
+        }
+        r.id = id;
+        appended.push(r);
+    }
+    let newest_first: Vec<AuditRecord> = appended.iter().rev().cloned().collect();
+
+    assert_eq!(store.list_audit(None, 100).await.unwrap(), newest_first);
+    assert_eq!(store.list_audit(None, 3).await.unwrap(), newest_first[..3]);
+    assert!(store.list_audit(None, 0).await.unwrap().is_empty());
+
+    // Page through with `before` = the last id seen.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let got = store.list_audit(before, 3).await.unwrap();
+        assert!(got.len() <= 3);
+        let Some(last) = got.last() else { break };
+        before = Some(last.id);
+        seen.extend(got);
+    }
+    assert_eq!(seen, newest_first);
+
+    // `before` is exclusive.
+    let third = newest_first[2].id;
+    assert_eq!(
+        store.list_audit(Some(third), 100).await.unwrap(),
+        newest_first[3..]
+    );
+    assert!(store
+        .list_audit(Some(appended[0].id), 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.list_audit(Some(i64::MAX), 1).await.unwrap(),
+        newest_first[..1]
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // SQLite bindings
 // ---------------------------------------------------------------------------------------
@@ -1049,6 +1754,16 @@ sqlite_suite!(
     commit_create,
     commit_update,
     commit_atomicity,
+    update_user,
+    delete_user,
+    groups,
+    group_members,
+    policies,
+    policy_attachments,
+    effective_policies,
+    delete_group,
+    delete_policy,
+    audit_log,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1140,6 +1855,57 @@ async fn sqlite_corrupt_rows_are_errors_not_panics() {
         .await
         .unwrap();
     assert_err!(store.get_table_by_id(t.id).await, StoreError::Corrupt(_));
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_auth_rows_are_errors_not_panics() {
+    let (_dir, store) = sqlite_store().await;
+    let u = new_user(&store, "u").await;
+    let g = new_group(&store, "g").await;
+    let p = new_policy(&store, "p").await;
+    store.add_group_member(g.id, u.id).await.unwrap();
+    store.attach_group_policy(g.id, p.id).await.unwrap();
+    store
+        .append_audit(&audit("auth:X", Some(u.id), None))
+        .await
+        .unwrap();
+
+    // The CHECK constraint keeps the flag 0/1; bypass it (on one connection) to prove the
+    // decoder does not trust it either.
+    let mut conn = store.pool().acquire().await.unwrap();
+    for sql in [
+        "PRAGMA ignore_check_constraints = ON",
+        "UPDATE policies SET builtin = 7",
+        "PRAGMA ignore_check_constraints = OFF",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await.unwrap();
+    }
+    drop(conn);
+    assert_err!(store.get_policy_by_name("p").await, StoreError::Corrupt(_));
+    assert_err!(store.effective_policies(u.id).await, StoreError::Corrupt(_));
+
+    sqlx::query("UPDATE policies SET builtin = 1, updated_at = 9223372036854775807")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_err!(store.list_policies().await, StoreError::Corrupt(_));
+    assert_err!(
+        store.list_group_policies(g.id).await,
+        StoreError::Corrupt(_)
+    );
+
+    sqlx::query("UPDATE groups SET created_at = -9223372036854775807")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_err!(store.get_group_by_name("g").await, StoreError::Corrupt(_));
+    assert_err!(store.list_user_groups(u.id).await, StoreError::Corrupt(_));
+
+    sqlx::query("UPDATE audit_log SET actor_id = 'not-a-uuid'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_err!(store.list_audit(None, 10).await, StoreError::Corrupt(_));
 }
 
 #[test]

@@ -184,8 +184,17 @@ async fn commit_table(
 
 #[derive(Deserialize)]
 struct DropQuery {
+    /// A string, because clients send `true`, `True` and `TRUE` alike.
     #[serde(rename = "purgeRequested")]
-    purge_requested: Option<bool>,
+    purge_requested: Option<String>,
+}
+
+fn parse_bool(name: &str, v: Option<&str>) -> Result<bool> {
+    match v.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!("{name} must be true or false, got '{other}'"))),
+    }
 }
 
 async fn drop_table(
@@ -194,9 +203,8 @@ async fn drop_table(
     ApiPath((prefix, ns, table)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<DropQuery>,
 ) -> Result<StatusCode> {
-    s.services
-        .drop_table(&c, &prefix, &ns, &table, q.purge_requested.unwrap_or(false))
-        .await?;
+    let purge = parse_bool("purgeRequested", q.purge_requested.as_deref())?;
+    s.services.drop_table(&c, &prefix, &ns, &table, purge).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

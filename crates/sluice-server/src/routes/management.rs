@@ -19,7 +19,6 @@ type Result<T> = std::result::Result<T, ApiError>;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/management/v1/openapi.json", get(openapi))
-        .route("/management/v1/whoami", get(whoami))
         .route("/management/v1/warehouse", get(list_warehouses).post(create_warehouse))
         .route("/management/v1/warehouse/{id}", get(get_warehouse).delete(delete_warehouse))
         .route("/management/v1/warehouse/{id}/rename", post(rename_warehouse))
@@ -34,12 +33,12 @@ pub fn router() -> Router<AppState> {
 #[openapi(
     info(title = "Sluice management API", description = "Warehouses and identity management for the Sluice Iceberg REST catalog."),
     paths(
-        whoami, list_warehouses, create_warehouse, get_warehouse, delete_warehouse,
+        list_warehouses, create_warehouse, get_warehouse, delete_warehouse,
         rename_warehouse, update_storage, update_credential, update_delete_profile, activate, deactivate
     ),
     components(schemas(
         CreateWarehouseRequest, WarehouseView, ListWarehousesResponse, RenameWarehouseRequest,
-        UpdateStorageRequest, UpdateCredentialRequest, UpdateDeleteProfileRequest, WhoAmI, ErrorModel, ErrorBody
+        UpdateStorageRequest, UpdateCredentialRequest, UpdateDeleteProfileRequest, ErrorModel, ErrorBody
     )),
     modifiers(&Security),
     security(("basic" = []), ("bearer" = []))
@@ -60,7 +59,9 @@ impl utoipa::Modify for Security {
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ManagementApi::openapi())
+    let mut doc = ManagementApi::openapi();
+    doc.merge(super::identity::IdentityApi::openapi());
+    Json(doc)
 }
 
 /// Error envelope shared with the Iceberg REST API.
@@ -168,19 +169,6 @@ pub struct UpdateCredentialRequest {
 pub struct UpdateDeleteProfileRequest {
     #[schema(value_type = Object)]
     pub delete_profile: DeleteProfile,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub struct WhoAmI {
-    pub user_id: Uuid,
-    pub name: String,
-    pub access_key_id: Option<String>,
-}
-
-#[utoipa::path(get, path = "/management/v1/whoami", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorModel)))]
-async fn whoami(Caller(c): Caller) -> Json<WhoAmI> {
-    Json(WhoAmI { user_id: c.user_id, name: c.user_name, access_key_id: c.access_key_id })
 }
 
 #[utoipa::path(get, path = "/management/v1/warehouse", responses((status = 200, body = ListWarehousesResponse)))]

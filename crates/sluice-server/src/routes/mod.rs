@@ -1,3 +1,4 @@
 pub mod catalog;
+pub mod identity;
 pub mod management;
 pub mod oauth;
