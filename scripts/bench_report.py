@@ -1,7 +1,7 @@
 """Turns criterion's estimates (target/criterion) into BENCHMARKS.md."""
 import json, os, platform, subprocess, datetime
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "target", "criterion")
+ROOT = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(os.path.dirname(__file__), "..", "target"), "criterion")
 
 def est(group, name):
     with open(os.path.join(ROOT, group, name, "new", "estimates.json")) as f:

@@ -4,10 +4,15 @@
 # 1. installs what the tests need (idempotent, fast when already done):
 #      - .venv/ with tests/e2e/requirements.txt (PyIceberg 0.12, pytest, ...); pip is skipped
 #        while .venv/.requirements.stamp matches the requirements file and the Python version
+#      - .venv-moto/ with moto[server] 5.x (S3 + IAM + STS peer for both suites), in a venv of its
+#        own because moto wants a newer botocore than PyIceberg's s3fs pins; pip is skipped while
+#        .venv-moto/.moto.stamp matches the moto spec and the Python version
 #      - s3s-fs 0.14.1 (S3 peer) via `cargo install` when it is not on PATH
 # 2. builds the workspace once (cargo build --workspace --all-targets, default target dir)
+#    (the two venvs are set up in the background while cargo builds)
 # 3. runs, in parallel, the Rust tests (cargo nextest if available, else cargo test) and the
-#    PyIceberg end-to-end suite (tests/e2e) against the freshly built `sluice` binary
+#    PyIceberg end-to-end suite (tests/e2e) against the freshly built `sluice` binary, both with
+#    MOTO_SERVER_BIN=$ROOT/.venv-moto/bin/moto_server exported
 # 4. prints both logs and exits non-zero if anything failed
 #
 # Knobs: TEST_ONLY=rust|e2e runs one half; PYTEST_ADDOPTS="-k rename" narrows the e2e suite;
@@ -28,6 +33,9 @@ PYTHON=${PYTHON:-python3}
 VENV=$ROOT/.venv
 REQS=$ROOT/tests/e2e/requirements.txt
 STAMP=$VENV/.requirements.stamp
+MOTO_VENV=$ROOT/.venv-moto
+MOTO_SPEC='moto[server]==5.*'
+MOTO_STAMP=$MOTO_VENV/.moto.stamp
 S3S_FS_VERSION=0.14.1
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -49,7 +57,7 @@ trap 'exit 143' TERM
 command -v cargo >/dev/null || { echo "cargo not found (install Rust: https://rustup.rs)" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
-# Python venv (runs in the background while cargo works; pip is mostly network and disk)
+# Python venvs (run in the background while cargo works; pip is mostly network and disk)
 # ---------------------------------------------------------------------------------------------
 python_setup() {
   local want
@@ -58,25 +66,50 @@ python_setup() {
     echo "venv up to date ($VENV)"
     return 0
   fi
-  if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
-    rm -rf "$VENV"
-    if ! "$PYTHON" -m venv "$VENV"; then
-      # Debian's python3 without ensurepip: install python3-venv, then retry.
-      if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-        rm -rf "$VENV"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
-        "$PYTHON" -m venv "$VENV"
-      else
-        echo "cannot create a venv with $PYTHON (install python3-venv)" >&2
-        return 1
-      fi
-    fi
-  fi
+  make_venv "$VENV"
   rm -f "$STAMP"
   "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q --upgrade pip
   "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$REQS"
   echo "$want" >"$STAMP"
   echo "venv ready ($VENV)"
+}
+
+# Creates a venv with `$PYTHON -m venv`, installing python3-venv first where Debian's python3
+# lacks ensurepip (and we may).
+make_venv() {
+  local dir=$1
+  if [[ -x $dir/bin/python ]] && "$dir/bin/python" -c 'import sys' 2>/dev/null; then
+    return 0
+  fi
+  rm -rf "$dir"
+  if ! "$PYTHON" -m venv "$dir"; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      rm -rf "$dir"
+      # Both venvs are set up at once: serialize apt (flock) instead of failing on its lock.
+      local lock=(); command -v flock >/dev/null && lock=(flock "$LOG_DIR/.apt.lock")
+      "${lock[@]}" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv'
+      "$PYTHON" -m venv "$dir"
+    else
+      echo "cannot create a venv with $PYTHON (install python3-venv)" >&2
+      return 1
+    fi
+  fi
+}
+
+moto_setup() {
+  local want
+  want="$MOTO_SPEC $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+  if [[ -x $MOTO_VENV/bin/moto_server && -f $MOTO_STAMP && "$(cat "$MOTO_STAMP")" == "$want" ]] \
+    && "$MOTO_VENV/bin/python" -c 'import moto, flask' 2>/dev/null; then
+    echo "moto venv up to date ($MOTO_VENV)"
+    return 0
+  fi
+  make_venv "$MOTO_VENV"
+  rm -f "$MOTO_STAMP"
+  "$MOTO_VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q --upgrade pip
+  "$MOTO_VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q "$MOTO_SPEC"
+  echo "$want" >"$MOTO_STAMP"
+  echo "moto venv ready ($MOTO_VENV)"
 }
 
 PY_SETUP_PID=
@@ -88,6 +121,15 @@ if [[ $TEST_ONLY != rust ]]; then
   set +m
   BG_PIDS+=("$PY_SETUP_PID")
 fi
+
+# moto (S3 + IAM + STS peer) is used by both suites: the Rust storage tests and tests/e2e.
+step "moto venv (background, log: $LOG_DIR/moto-setup.log)"
+set -m
+moto_setup >"$LOG_DIR/moto-setup.log" 2>&1 &
+MOTO_SETUP_PID=$!
+set +m
+BG_PIDS+=("$MOTO_SETUP_PID")
+export MOTO_SERVER_BIN=$MOTO_VENV/bin/moto_server
 
 # ---------------------------------------------------------------------------------------------
 # s3s-fs (S3 peer for the e2e suite)
@@ -107,16 +149,21 @@ fi
 step "cargo build --workspace --all-targets"
 cargo build --workspace --all-targets
 
-if [[ -n $PY_SETUP_PID ]]; then
-  py_rc=0
-  wait "$PY_SETUP_PID" || py_rc=$?
-  BG_PIDS=()
-  cat "$LOG_DIR/python-setup.log"
-  if [[ $py_rc != 0 ]]; then
-    echo "Python venv setup failed (exit $py_rc)" >&2
-    exit "$py_rc"
+# Waits for a background setup job, shows its log, and stops the run if it failed.
+finish_setup() {
+  local pid=$1 log=$2 what=$3 rc=0
+  wait "$pid" || rc=$?
+  cat "$log"
+  if [[ $rc != 0 ]]; then
+    echo "$what setup failed (exit $rc)" >&2
+    exit "$rc"
   fi
+}
+if [[ -n $PY_SETUP_PID ]]; then
+  finish_setup "$PY_SETUP_PID" "$LOG_DIR/python-setup.log" "Python venv"
 fi
+finish_setup "$MOTO_SETUP_PID" "$LOG_DIR/moto-setup.log" "moto venv"
+BG_PIDS=()
 
 # ---------------------------------------------------------------------------------------------
 # Run the Rust tests and the e2e suite in parallel
@@ -140,7 +187,7 @@ rust_tests() {
 
 e2e_tests() {
   export SLUICE_BIN=${SLUICE_BIN:-$TARGET_DIR/debug/sluice}
-  echo "+ SLUICE_BIN=$SLUICE_BIN .venv/bin/python -m pytest tests/e2e -v"
+  echo "+ SLUICE_BIN=$SLUICE_BIN MOTO_SERVER_BIN=$MOTO_SERVER_BIN .venv/bin/python -m pytest tests/e2e -v"
   "$VENV/bin/python" -m pytest tests/e2e -v
 }
 

@@ -1,17 +1,21 @@
 """Fixtures for the PyIceberg end-to-end suite.
 
-Real peers only: one `sluice serve` process and one `s3s-fs` process per test session, both on
-127.0.0.1 with ephemeral ports, both stopped at the end (also when something fails).
+Real peers only: one `sluice serve` process, one `s3s-fs` process and (for the delegation
+tests) one `moto_server` process per test session, all on 127.0.0.1 with ephemeral ports, all
+stopped at the end (also when something fails). Peers start lazily: a run that needs no moto
+starts none.
 
 Environment:
-  SLUICE_BIN     path to the sluice binary (default: <repo>/target/debug/sluice)
-  S3S_FS_BIN     path to s3s-fs (default: `s3s-fs` on PATH, then ~/.cargo/bin/s3s-fs)
+  SLUICE_BIN       path to the sluice binary (default: <repo>/target/debug/sluice)
+  S3S_FS_BIN       path to s3s-fs (default: `s3s-fs` on PATH, then ~/.cargo/bin/s3s-fs)
+  MOTO_SERVER_BIN  path to moto_server (default: <repo>/.venv-moto/bin/moto_server, then PATH)
   E2E_KEEP_TMP   set to 1 to print where the data dirs are (pytest keeps the last 3 runs anyway)
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -46,8 +50,11 @@ HEALTH_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 80
 
-# Logs of every peer started in this session, shown next to any failing test.
+# Logs of every peer started in this session, shown next to a failing test that uses the peer.
 _PEER_LOGS: dict[str, Path] = {}
+# Peer name -> the fixture that provides it (a test "uses" a peer when that fixture is among its
+# fixtures, directly or through other fixtures).
+_PEER_FIXTURES = {"sluice": "server", "s3s-fs": "s3", "moto": "moto"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,8 +178,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     outcome = yield
     rep = outcome.get_result()
     if rep.failed and rep.when in ("setup", "call", "teardown"):
+        used = set(getattr(item, "fixturenames", ()))
         for name, path in _PEER_LOGS.items():
-            rep.sections.append((f"{name} log tail ({path})", log_tail(path)))
+            if _PEER_FIXTURES.get(name, "server") in used:
+                rep.sections.append((f"{name} log tail ({path})", log_tail(path)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,6 +263,165 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Peer]:
         # A TCP connect is enough (an unsigned HTTP probe would only add errors to its log).
         wait_until(peer, lambda: _can_connect(port), 15, "s3s-fs to listen")
         yield S3Peer(endpoint, data_dir, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION)
+    finally:
+        peer.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# moto (S3 + IAM + STS) for vended credentials
+# --------------------------------------------------------------------------------------------
+
+MOTO_BUCKET = "sluice-vend"
+MOTO_ACCOUNT = "123456789012"  # moto's default account
+MOTO_USER = "sluice-catalog"
+MOTO_ROLE = "sluice-vended"
+# moto's own root-ish default key: accepted only while auth checks are off (set-up).
+MOTO_SETUP_KEY = ("testing", "testing")
+
+
+def _find_moto_server() -> str:
+    if env := os.environ.get("MOTO_SERVER_BIN"):
+        return env
+    candidate = REPO_ROOT / ".venv-moto" / "bin" / "moto_server"
+    if candidate.exists():
+        return str(candidate)
+    if found := shutil.which("moto_server"):
+        return found
+    pytest.fail(
+        "moto_server not found (run scripts/test.sh, which installs it into .venv-moto, or set MOTO_SERVER_BIN)",
+        pytrace=False,
+    )
+
+
+@dataclass
+class MotoPeer:
+    """moto_server with an IAM user (the warehouse's storage credential) allowed to do anything,
+    and a role whose trust policy names that user's exact ARN (what sluice assumes to vend).
+    Auth checks are ON once the fixture hands it out: every request must be SigV4-signed with a
+    key moto issued (wrong secret, unknown key -> 403; bogus session token -> 400)."""
+
+    endpoint: str
+    bucket: str
+    region: str
+    user_arn: str
+    access_key: str  # the IAM user's key (AKIA...)
+    secret_key: str
+    role_arn: str
+
+    def client(self, service: str, key: str | None = None, secret: str | None = None, token: str | None = None):
+        """A botocore client (botocore ships with PyIceberg's s3fs in the main venv; boto3 is not
+        needed). Defaults to the IAM user's key."""
+        import botocore.session
+        from botocore.config import Config
+
+        return botocore.session.get_session().create_client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=key if key is not None else self.access_key,
+            aws_secret_access_key=secret if secret is not None else self.secret_key,
+            aws_session_token=token,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+
+    def list_keys(self, prefix: str) -> list[str]:
+        s3 = self.client("s3")
+        keys: list[str] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            page = s3.list_objects_v2(**kwargs)
+            keys += [obj["Key"] for obj in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return sorted(keys)
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+
+def _moto_setup(endpoint: str, region: str) -> MotoPeer:
+    """Bucket, IAM user + key, role; then auth checks on. Runs while moto accepts any key."""
+    import botocore.session
+    from botocore.config import Config
+
+    def client(service: str):
+        return botocore.session.get_session().create_client(
+            service,
+            endpoint_url=endpoint,
+            region_name=region,
+            aws_access_key_id=MOTO_SETUP_KEY[0],
+            aws_secret_access_key=MOTO_SETUP_KEY[1],
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+
+    client("s3").create_bucket(Bucket=MOTO_BUCKET)
+    iam = client("iam")
+    user_arn = iam.create_user(UserName=MOTO_USER)["User"]["Arn"]
+    iam.put_user_policy(
+        UserName=MOTO_USER,
+        PolicyName="everything",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        ),
+    )
+    key = iam.create_access_key(UserName=MOTO_USER)["AccessKey"]
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": user_arn}, "Action": "sts:AssumeRole"}],
+    }
+    role_arn = iam.create_role(RoleName=MOTO_ROLE, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(
+        RoleName=MOTO_ROLE,
+        PolicyName="bucket",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "s3:*",
+                        "Resource": [f"arn:aws:s3:::{MOTO_BUCKET}", f"arn:aws:s3:::{MOTO_BUCKET}/*"],
+                    }
+                ],
+            }
+        ),
+    )
+    # The body is how many more requests pass unchecked ("inf" = checks off); text/plain matters.
+    r = requests.post(
+        endpoint + "/moto-api/reset-auth", data="0", headers={"Content-Type": "text/plain"}, timeout=10
+    )
+    assert r.status_code == 200, f"moto reset-auth: HTTP {r.status_code}: {r.text}"
+    peer = MotoPeer(endpoint, MOTO_BUCKET, S3_REGION, user_arn, key["AccessKeyId"], key["SecretAccessKey"], role_arn)
+    # Checks really are on: moto's set-up key no longer works, the user's key does.
+    from botocore.exceptions import ClientError
+
+    try:
+        peer.client("s3", *MOTO_SETUP_KEY).list_objects_v2(Bucket=MOTO_BUCKET)
+    except ClientError:
+        pass
+    else:
+        raise AssertionError("moto auth checks did not turn on (the set-up key still works)")
+    peer.list_keys("")
+    return peer
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoPeer]:
+    root = tmp_path_factory.mktemp("moto")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and not k.startswith("MOTO_")}
+    peer = start_peer(
+        "moto",
+        [_find_moto_server(), "-H", "127.0.0.1", "-p", str(port)],
+        root / "moto.log",
+        env=env,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            peer,
+            lambda: requests.get(endpoint + "/moto-api/", timeout=2).status_code == 200,
+            30,
+            "GET /moto-api/ == 200",
+        )
+        yield _moto_setup(endpoint, S3_REGION)
     finally:
         peer.stop()
 
@@ -394,6 +562,10 @@ class Warehouse:
         return sorted(str(p) for p in root.rglob("*") if p.is_file())
 
 
+# Catalog property that sets PyIceberg's X-Iceberg-Access-Delegation header.
+NO_DELEGATION_PROP = "header.X-Iceberg-Access-Delegation"
+
+
 def s3_storage_profile(s3: S3Peer, key_prefix: str = S3_KEY_PREFIX, **overrides: Any) -> dict[str, Any]:
     profile = {
         "type": "s3",
@@ -421,7 +593,10 @@ def s3_storage_credential(access_key: str, secret_key: str) -> dict[str, Any]:
 def s3_client_props(s3: S3Peer) -> dict[str, str]:
     """Catalog properties PyIceberg needs to reach data in an S3 warehouse on s3s-fs."""
     return {
-        # No vended credentials yet: the client brings its own S3 key.
+        # The client brings its own S3 key, so it asks for no access delegation. PyIceberg sends
+        # `X-Iceberg-Access-Delegation: vended-credentials` unless told otherwise, and sluice
+        # answers that with 400 for a warehouse without STS; an empty value means "none".
+        NO_DELEGATION_PROP: "",
         "s3.endpoint": s3.endpoint,
         "s3.access-key-id": s3.access_key,
         "s3.secret-access-key": s3.secret_key,

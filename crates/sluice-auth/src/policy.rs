@@ -672,6 +672,9 @@ pub fn default_group_policies() -> Vec<(&'static str, &'static str, Vec<Statemen
                     "catalog:Read*",
                     LIST_WAREHOUSES,
                     READ_WAREHOUSE,
+                    // Reading data needs vended credentials or signatures; both are
+                    // capped at read-only for a caller without catalog:WriteTable.
+                    "storage:*",
                 ],
                 "*",
             )],
@@ -1546,12 +1549,14 @@ mod tests {
                 false,
                 None,
             ),
+            // Viewers get read-only storage access to what they can read (the access
+            // level is capped by catalog:WriteTable, not by this action).
             (
                 vec![default_policy("Viewers")],
                 VEND_CREDENTIALS,
                 tbl(&["a"], "t"),
-                false,
-                None,
+                true,
+                Some(("CatalogReadOnly", 0, Effect::Allow)),
             ),
             (
                 vec![default_policy("Viewers")],

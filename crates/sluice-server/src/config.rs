@@ -28,6 +28,11 @@ pub struct ServerConfig {
     pub allowed_file_roots: Vec<PathBuf>,
     /// Create the `default` file warehouse on first start.
     pub create_default_warehouse: bool,
+    /// The URL clients reach this server at (e.g. behind a proxy); used for the remote
+    /// signer endpoint. Derived from each request's Host header when unset.
+    pub public_url: Option<String>,
+    /// How often expired soft-deleted tables are purged.
+    pub purge_interval_seconds: u64,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -57,6 +62,8 @@ impl Default for ServerConfig {
             token_ttl_seconds: 3600,
             allowed_file_roots: vec![],
             create_default_warehouse: true,
+            public_url: None,
+            purge_interval_seconds: 60,
         }
     }
 }
@@ -87,6 +94,8 @@ const ENV_KEYS: &[&str] = &[
     "jwt_signing_key",
     "token_ttl_seconds",
     "create_default_warehouse",
+    "public_url",
+    "purge_interval_seconds",
 ];
 
 impl ServerConfig {

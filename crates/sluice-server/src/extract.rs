@@ -107,3 +107,30 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller(principal))
     }
 }
+
+/// What the client accepts for storage access (`X-Iceberg-Access-Delegation`), with the
+/// base URL it reached us at (for the signer endpoint it is told to call).
+pub struct Delegation(pub sluice_service::delegation::AccessDelegation);
+
+pub fn base_url(parts: &Parts, configured: Option<&str>) -> String {
+    if let Some(u) = configured {
+        return u.trim_end_matches('/').to_string();
+    }
+    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim().to_string());
+    let proto = header("x-forwarded-proto").filter(|p| p == "http" || p == "https").unwrap_or_else(|| "http".into());
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".into());
+    format!("{proto}://{host}")
+}
+
+impl FromRequestParts<AppState> for Delegation {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let value = parts.headers.get("x-iceberg-access-delegation").and_then(|v| v.to_str().ok());
+        let base = base_url(parts, state.public_url.as_deref());
+        Ok(Delegation(sluice_service::delegation::AccessDelegation::from_header(value, base)))
+    }
+}

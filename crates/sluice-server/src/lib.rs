@@ -66,7 +66,7 @@ impl Server {
     }
 
     pub fn router(&self) -> axum::Router {
-        app::build_router(state::AppState { services: self.services.clone() })
+        app::build_router(state::AppState { services: self.services.clone(), public_url: self.config.public_url.clone() })
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
@@ -76,7 +76,10 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP")
+        let purger = spawn_purger(self.services.clone(), self.config.purge_interval_seconds);
+        let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP");
+        purger.abort();
+        result
     }
 }
 
@@ -114,4 +117,21 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+/// Background purge of expired soft-deleted tables. Every replica may run it: rows are
+/// claimed with a lease, so each table is purged once.
+fn spawn_purger(services: sluice_service::Services, interval_seconds: u64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval_seconds.max(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match services.purge_expired_tables().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(tables = n, "purged expired soft-deleted tables"),
+                Err(e) => tracing::warn!(error = %e, "purge of soft-deleted tables failed; retrying next interval"),
+            }
+        }
+    })
 }

@@ -4,6 +4,7 @@
 //! pointer with compare-and-swap; the loser of a race gets CommitFailed and its file is
 //! removed.
 
+use crate::delegation::AccessDelegation;
 use crate::rest::*;
 use crate::{now, Result, ServiceError, Services};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -429,6 +430,7 @@ impl Services {
         prefix: &str,
         ns: &str,
         req: CreateTableRequest,
+        delegation: &AccessDelegation,
     ) -> Result<LoadTableResult> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
@@ -459,14 +461,7 @@ impl Services {
             .build()?
             .metadata;
         let json = serde_json::to_string(&metadata).map_err(ServiceError::internal)?;
-        let config = profile.table_config();
-        if req.stage_create.unwrap_or(false) {
-            // Nothing is persisted: the client commits the staged metadata later with an
-            // assert-create requirement.
-            return Ok(LoadTableResult { metadata_location: None, metadata: to_raw(json)?, config });
-        }
         let metadata_location = metadata_file(&location, 0);
-        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await?;
         let n = now();
         let rec = TableRecord {
             id: table_id,
@@ -480,7 +475,16 @@ impl Services {
             created_at: n,
             updated_at: n,
         };
-        if let Err(e) = self.store().commit(&[CommitOp::Create(rec)]).await {
+        // Before anything is written, so a delegation failure leaves no table behind. A
+        // staged table gets access too: clients write data files before the create commit.
+        let (config, storage_credentials) = self.delegate_access(caller, &wh, &profile, &rec, delegation).await?;
+        if req.stage_create.unwrap_or(false) {
+            // Nothing is persisted: the client commits the staged metadata later with an
+            // assert-create requirement.
+            return Ok(LoadTableResult { metadata_location: None, metadata: to_raw(json)?, config, storage_credentials });
+        }
+        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await?;
+        if let Err(e) = self.store().commit(&[CommitOp::Create(rec.clone())]).await {
             self.remove_quietly(&storage, &metadata_location).await;
             return Err(match e {
                 StoreError::AlreadyExists(_) => {
@@ -490,7 +494,7 @@ impl Services {
                 other => other.into(),
             });
         }
-        Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata: to_raw(json)?, config })
+        Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata: to_raw(json)?, config, storage_credentials })
     }
 
     async fn remove_quietly(&self, storage: &Storage, location: &str) {
@@ -505,6 +509,7 @@ impl Services {
         prefix: &str,
         ns: &str,
         req: RegisterTableRequest,
+        delegation: &AccessDelegation,
     ) -> Result<LoadTableResult> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
@@ -563,17 +568,15 @@ impl Services {
                 })
             }
         };
-        self.store().commit(&[op]).await.map_err(|e| match e {
+        self.store().commit(std::slice::from_ref(&op)).await.map_err(|e| match e {
             StoreError::AlreadyExists(_) => {
                 ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}"))
             }
             other => other.into(),
         })?;
-        Ok(LoadTableResult {
-            metadata_location: Some(metadata_location),
-            metadata: to_raw(json)?,
-            config: profile.table_config(),
-        })
+        let rec = self.table_record(&wh, &ns, name.as_str()).await?;
+        let (config, storage_credentials) = self.delegate_access(caller, &wh, &profile, &rec, delegation).await?;
+        Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata: to_raw(json)?, config, storage_credentials })
     }
 
     async fn table_record(&self, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<TableRecord> {
@@ -587,21 +590,19 @@ impl Services {
         ns: &str,
         table: &str,
         snapshots: SnapshotsMode,
+        delegation: &AccessDelegation,
     ) -> Result<LoadTableResult> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         self.require_table_visible(caller, &wh, &ns, table).await?;
         let rec = self.table_record(&wh, &ns, table).await?;
         let profile = Self::decode_profile(&wh)?;
+        let (config, storage_credentials) = self.delegate_access(caller, &wh, &profile, &rec, delegation).await?;
         let json = match snapshots {
             SnapshotsMode::All => rec.metadata_json,
             SnapshotsMode::Refs => only_ref_snapshots(&rec.metadata_json)?,
         };
-        Ok(LoadTableResult {
-            metadata_location: Some(rec.metadata_location),
-            metadata: to_raw(json)?,
-            config: profile.table_config(),
-        })
+        Ok(LoadTableResult { metadata_location: Some(rec.metadata_location), metadata: to_raw(json)?, config, storage_credentials })
     }
 
     pub async fn table_exists(&self, caller: &Principal, prefix: &str, ns: &str, table: &str) -> Result<()> {
@@ -889,6 +890,22 @@ impl Services {
         let ns = parse_namespace(ns)?;
         self.require_table_visible(caller, &wh, &ns, table).await?;
         self.authorize(caller, actions::DROP_TABLE, &Self::table_res(&wh, &ns, table)).await?;
+        let delete_profile: sluice_storage::DeleteProfile = serde_json::from_value(wh.delete_profile.clone())
+            .map_err(|e| ServiceError::Internal(format!("stored delete profile of {}: {e}", wh.name)))?;
+        if let sluice_storage::DeleteProfile::Soft { expiration_seconds } = delete_profile {
+            // Hidden at once, files kept; undroppable until it expires, then the purge task
+            // removes it (and its files, if the client asked for a purge).
+            let n = now();
+            let expires = n + chrono::Duration::seconds(i64::try_from(expiration_seconds).unwrap_or(i64::MAX / 1000).min(100 * 365 * 86_400));
+            self.store()
+                .soft_drop_table(wh.id, &ns, table, n, expires, Some(&caller.user_name), purge)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound(_) => no_such_table(&ns, table),
+                    other => other.into(),
+                })?;
+            return Ok(());
+        }
         let rec = self.store().drop_table(wh.id, &ns, table).await.map_err(|e| match e {
             StoreError::NotFound(_) => no_such_table(&ns, table),
             other => other.into(),

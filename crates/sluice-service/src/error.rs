@@ -80,6 +80,9 @@ impl From<StorageError> for ServiceError {
             StorageError::NotInWarehouse(m) => ServiceError::BadRequest(m),
             StorageError::NotFound(m) => ServiceError::NotFound(m),
             StorageError::AlreadyExists(m) => ServiceError::Conflict(m),
+            // Almost always the warehouse's role, trust policy or endpoint: the operator's
+            // problem, reported without secrets.
+            StorageError::Sts(m) => ServiceError::Unavailable(format!("the storage credential service failed: {m}")),
             other => ServiceError::Internal(other.to_string()),
         }
     }

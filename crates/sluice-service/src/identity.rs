@@ -213,14 +213,22 @@ impl Services {
     pub async fn ensure_default_groups(&self) -> Result<()> {
         for (group, policy_name, statements) in policy::default_group_policies() {
             let n = now();
+            let statements_json = serde_json::to_string(&statements).map_err(ServiceError::internal)?;
             let pol = match self.store().get_policy_by_name(policy_name).await? {
+                // Built-in policies follow the release: an upgrade brings their new text.
+                Some(mut p) if p.builtin && p.statements_json != statements_json => {
+                    p.statements_json = statements_json;
+                    p.updated_at = n;
+                    self.store().update_policy(&p).await?;
+                    p
+                }
                 Some(p) => p,
                 None => {
                     let rec = PolicyRecord {
                         id: Uuid::new_v4(),
                         name: policy_name.to_string(),
                         description: Some(format!("Built-in policy of the {group} group")),
-                        statements_json: serde_json::to_string(&statements).map_err(ServiceError::internal)?,
+                        statements_json,
                         builtin: true,
                         created_at: n,
                         updated_at: n,

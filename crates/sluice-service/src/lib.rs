@@ -5,8 +5,10 @@ pub mod auth;
 pub mod authz;
 pub mod identity;
 pub mod catalog;
+pub mod delegation;
 pub mod error;
 pub mod rest;
+pub mod soft_delete;
 pub mod warehouse;
 
 pub use error::{Result, ServiceError};
@@ -40,6 +42,7 @@ struct Inner {
     /// credential change opens a fresh client.
     storages: Mutex<HashMap<Uuid, (chrono::DateTime<chrono::Utc>, Storage)>>,
     policies: authz::PolicyCache,
+    credentials: delegation::CredentialCache,
 }
 
 impl Services {
@@ -57,6 +60,7 @@ impl Services {
                 config,
                 storages: Mutex::new(HashMap::new()),
                 policies: authz::PolicyCache::default(),
+                credentials: delegation::CredentialCache::new(Arc::new(delegation::SystemClock)),
             }),
         }
     }
@@ -71,6 +75,10 @@ impl Services {
 
     pub(crate) fn tokens(&self) -> &TokenIssuer {
         &self.inner.tokens
+    }
+
+    pub(crate) fn credential_cache(&self) -> &delegation::CredentialCache {
+        &self.inner.credentials
     }
 
     pub(crate) fn policy_cache(&self) -> &authz::PolicyCache {

@@ -100,6 +100,8 @@ pub struct LoadTableResult {
     pub metadata_location: Option<String>,
     pub metadata: Box<serde_json::value::RawValue>,
     pub config: HashMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub storage_credentials: Vec<crate::delegation::StorageCredentialEntry>,
 }
 
 #[derive(Debug, Serialize)]

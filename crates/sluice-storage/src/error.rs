@@ -47,6 +47,11 @@ pub enum StorageError {
     /// Any other failure talking to the object store.
     #[error("storage i/o error: {0}")]
     Io(String),
+    /// STS refused or failed to issue credentials (its error code and message, or the
+    /// transport failure). Usually a server-side misconfiguration (role, trust policy,
+    /// endpoint), not the client's fault.
+    #[error("STS error: {0}")]
+    Sts(String),
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -7,6 +7,7 @@ mod delete_profile;
 mod error;
 mod profile;
 pub mod rules;
+pub mod s3;
 mod storage;
 
 pub use credential::{S3Credential, StorageCredential};

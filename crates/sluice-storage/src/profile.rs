@@ -84,6 +84,13 @@ pub struct S3Profile {
     pub sts_role_arn: Option<String>,
     #[serde(default = "default_sts_validity", deserialize_with = "de_sts_validity")]
     pub sts_token_validity_seconds: u64,
+    /// STS endpoint for credential vending; see [`S3Profile::sts_endpoint`] for the default.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_string",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sts_endpoint: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub allow_alternative_protocols: bool,
     #[serde(default, deserialize_with = "null_as_default")]
@@ -171,6 +178,7 @@ impl S3Profile {
             assume_role_arn: None,
             sts_role_arn: None,
             sts_token_validity_seconds: DEFAULT_STS_TOKEN_VALIDITY_SECONDS,
+            sts_endpoint: None,
             allow_alternative_protocols: false,
             remote_signing_url_style: RemoteSigningUrlStyle::Auto,
             push_s3_delete_disabled: true,
@@ -187,6 +195,25 @@ impl S3Profile {
     /// Endpoint without trailing '/'.
     pub fn endpoint_trimmed(&self) -> Option<&str> {
         self.endpoint.as_deref().map(|e| e.trim_end_matches('/'))
+    }
+
+    /// The STS endpoint credential vending talks to: `sts-endpoint` if set, otherwise the
+    /// S3 `endpoint` for `s3-compat` stores (MinIO and friends serve STS on the same port)
+    /// and the regional AWS endpoint for `aws`. `None` for `s3-compat` without either.
+    pub fn sts_endpoint(&self) -> Option<String> {
+        if let Some(ep) = &self.sts_endpoint {
+            return Some(ep.trim_end_matches('/').to_string());
+        }
+        match self.flavor {
+            S3Flavor::S3Compat => self.endpoint_trimmed().map(str::to_string),
+            S3Flavor::Aws => Some(aws_sts_endpoint(&self.region)),
+        }
+    }
+
+    /// Whether clients may delete objects themselves (the inverse of
+    /// `push-s3-delete-disabled`).
+    pub fn delete_enabled(&self) -> bool {
+        !self.push_s3_delete_disabled
     }
 
     fn validate(&self) -> Result<(), StorageError> {
@@ -207,6 +234,14 @@ impl S3Profile {
                     "endpoint '{ep}' is an IP address, so virtual-host style requests cannot work; set path-style-access to true"
                 )));
             }
+        }
+        if let Some(ep) = &self.sts_endpoint {
+            rules::check_endpoint(ep).map_err(|e| inv(format!("sts-endpoint: {e}")))?;
+        }
+        if self.sts_enabled && self.sts_endpoint().is_none() {
+            return Err(inv(
+                "sts-enabled with flavor 's3-compat' requires endpoint or sts-endpoint".into(),
+            ));
         }
         if let Some(arn) = &self.assume_role_arn {
             rules::check_role_arn("assume-role-arn", arn).map_err(inv)?;
@@ -351,6 +386,16 @@ fn resolve_existing_prefix(path: &Path) -> Result<PathBuf, StorageError> {
         resolved.push(name);
     }
     Ok(resolved)
+}
+
+/// The regional STS endpoint. Regional rather than global because the global endpoint
+/// issues tokens that opt-in regions reject, and it adds a cross-region hop.
+fn aws_sts_endpoint(region: &str) -> String {
+    if region.starts_with("cn-") {
+        format!("https://sts.{region}.amazonaws.com.cn")
+    } else {
+        format!("https://sts.{region}.amazonaws.com")
+    }
 }
 
 /// `s` with a case-insensitive `prefix` removed.
@@ -583,7 +628,8 @@ mod tests {
             "flavor": "s3-compat", "sts-enabled": true,
             "assume-role-arn": "arn:aws:iam::123456789012:role/a",
             "sts-role-arn": "arn:aws:iam::123456789012:role/b",
-            "sts-token-validity-seconds": 900, "allow-alternative-protocols": true,
+            "sts-token-validity-seconds": 900, "sts-endpoint": "http://127.0.0.1:9001",
+            "allow-alternative-protocols": true,
             "remote-signing-url-style": "virtual-host", "push-s3-delete-disabled": false,
             "aws-kms-key-arn": "arn:aws:kms:us-east-1:123456789012:key/k"
         });
@@ -689,11 +735,59 @@ mod tests {
             p.assume_role_arn = Some("arn:aws:iam::123456789012:role/x".into());
         })
         .is_ok());
-        assert!(check(&|p| {
+        let e = check(&|p| {
             p.sts_enabled = true;
             p.flavor = S3Flavor::S3Compat;
         })
+        .unwrap_err();
+        assert!(
+            matches!(&e, StorageError::Invalid(m) if m.contains("sts-endpoint")),
+            "{e}"
+        );
+        assert!(check(&|p| {
+            p.sts_enabled = true;
+            p.flavor = S3Flavor::S3Compat;
+            p.endpoint = Some("https://minio.example.com".into());
+        })
         .is_ok());
+        assert!(check(&|p| {
+            p.sts_enabled = true;
+            p.flavor = S3Flavor::S3Compat;
+            p.sts_endpoint = Some("https://sts.example.com".into());
+        })
+        .is_ok());
+        assert!(check(&|p| p.sts_endpoint = Some("ftp://x".into())).is_err());
+        assert!(check(&|p| p.sts_endpoint = Some("https://u:p@x".into())).is_err());
+    }
+
+    #[test]
+    fn sts_endpoint_defaults() {
+        let mut p = S3Profile::new("b", "eu-west-1");
+        assert_eq!(
+            p.sts_endpoint().as_deref(),
+            Some("https://sts.eu-west-1.amazonaws.com")
+        );
+        p.region = "cn-north-1".into();
+        assert_eq!(
+            p.sts_endpoint().as_deref(),
+            Some("https://sts.cn-north-1.amazonaws.com.cn")
+        );
+        p.endpoint = Some("http://minio:9000/".into());
+        assert!(
+            p.sts_endpoint().unwrap().contains("amazonaws"),
+            "aws ignores endpoint"
+        );
+        p.flavor = S3Flavor::S3Compat;
+        assert_eq!(p.sts_endpoint().as_deref(), Some("http://minio:9000"));
+        p.sts_endpoint = Some("http://sts:9001/".into());
+        assert_eq!(p.sts_endpoint().as_deref(), Some("http://sts:9001"));
+        p.endpoint = None;
+        p.sts_endpoint = None;
+        assert_eq!(p.sts_endpoint(), None);
+
+        assert!(!p.delete_enabled(), "delete is disabled by default");
+        p.push_s3_delete_disabled = false;
+        assert!(p.delete_enabled());
     }
 
     #[test]

@@ -44,6 +44,10 @@ enum Backend {
     File,
     S3 {
         bucket: String,
+        /// Kept for remote signing and STS, which work outside `object_store`.
+        cred: S3Credential,
+        /// Built on first use: most warehouses never vend credentials.
+        sts: std::sync::OnceLock<aws_sdk_sts::Client>,
     },
 }
 
@@ -97,6 +101,8 @@ impl Storage {
                     Arc::new(build_s3(s, cred)?),
                     Backend::S3 {
                         bucket: s.bucket.clone(),
+                        cred: cred.clone(),
+                        sts: std::sync::OnceLock::new(),
                     },
                 )
             }
@@ -115,6 +121,24 @@ impl Storage {
         &self.inner.profile
     }
 
+    /// The S3 profile, credential and STS client slot, or `Invalid` for other storage.
+    pub(crate) fn s3_parts(
+        &self,
+        what: &str,
+    ) -> Result<(
+        &S3Profile,
+        &S3Credential,
+        &std::sync::OnceLock<aws_sdk_sts::Client>,
+    )> {
+        match (&self.inner.profile, &self.inner.backend) {
+            (StorageProfile::S3(p), Backend::S3 { cred, sts, .. }) => Ok((p, cred, sts)),
+            _ => Err(StorageError::Invalid(format!(
+                "{what} is only available for s3 storage, not '{}'",
+                self.inner.profile.storage_type()
+            ))),
+        }
+    }
+
     /// Same as `profile().base_location()`.
     pub fn base_location(&self) -> &str {
         &self.inner.base
@@ -124,7 +148,7 @@ impl Storage {
         let url = self.inner.profile.normalize_location(location)?;
         let (key, fs) = match &self.inner.backend {
             // normalize_location returns exactly "s3://<bucket>" or "s3://<bucket>/<key>".
-            Backend::S3 { bucket } => {
+            Backend::S3 { bucket, .. } => {
                 let rest = url.get("s3://".len() + bucket.len()..).unwrap_or("");
                 (rest.strip_prefix('/').unwrap_or(rest).to_string(), None)
             }
@@ -295,7 +319,7 @@ impl Storage {
                     .map(|p| format!("file://{}", p.to_string_lossy()))
                     .collect::<Vec<_>>()
             }
-            Backend::S3 { bucket } => {
+            Backend::S3 { bucket, .. } => {
                 let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
                 self.inner
                     .store
@@ -849,6 +873,7 @@ mod tests {
         send(st.delete(""));
         send(st.delete_prefix(""));
         send(st.list_prefix(""));
+        send(st.vend_credentials("", crate::s3::AccessLevel::Read, ""));
         fn sync<T: Send + Sync + Clone + 'static>() {}
         sync::<Storage>();
     }

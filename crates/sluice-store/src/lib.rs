@@ -153,14 +153,18 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// Replaces every mutable column of the row with `w` (matched by id). NotFound if
     /// absent, AlreadyExists if a rename collides.
     async fn update_warehouse(&self, w: &WarehouseRecord) -> Result<()>;
-    /// NotEmpty while the warehouse holds namespaces (checked in the same transaction).
+    /// NotEmpty while the warehouse holds namespaces or deleted tables not yet forgotten
+    /// (checked in the same transaction).
     async fn delete_warehouse(&self, id: Uuid) -> Result<()>;
 
     // ---- namespaces ----
     /// AlreadyExists if present; NotFound if the parent level does not exist.
     async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()>;
-    async fn get_namespace(&self, warehouse_id: Uuid, name: &NamespaceName)
-        -> Result<Option<NamespaceRecord>>;
+    async fn get_namespace(
+        &self,
+        warehouse_id: Uuid,
+        name: &NamespaceName,
+    ) -> Result<Option<NamespaceRecord>>;
     /// Direct children of `parent` (top-level namespaces when None), ordered by storage key.
     async fn list_namespaces(
         &self,
@@ -176,8 +180,55 @@ pub trait CatalogStore: Send + Sync + 'static {
         removals: &[String],
         updates: &HashMap<String, String>,
     ) -> Result<NamespaceRecord>;
-    /// NotFound if absent; NotEmpty if it has child namespaces or tables.
+    /// NotFound if absent; NotEmpty if it has child namespaces or tables. Soft-deleted tables
+    /// of the namespace do not count (undropping them later fails while it is gone).
     async fn drop_namespace(&self, warehouse_id: Uuid, name: &NamespaceName) -> Result<()>;
+
+    // ---- soft deletion ----
+    /// Moves the table out of the live catalog into the deleted-tables list in one
+    /// transaction (its name becomes free at once; its location stays reserved, so
+    /// `location_overlaps` keeps reporting it). NotFound if absent.
+    async fn soft_drop_table(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        name: &str,
+        deleted_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        deleted_by: Option<&str>,
+        purge_requested: bool,
+    ) -> Result<DeletedTableRecord>;
+    /// Deleted tables of a warehouse, newest deletion first (ordered by deleted_at, then id,
+    /// both descending). Paging: `page.after` is the [`DeletedTableRecord::page_key`] of the
+    /// last row seen; a malformed key is NotFound (a stale or forged page token).
+    async fn list_deleted_tables(
+        &self,
+        warehouse_id: Uuid,
+        page: &Page,
+    ) -> Result<Vec<DeletedTableRecord>>;
+    async fn get_deleted_table(&self, table_id: Uuid) -> Result<Option<DeletedTableRecord>>;
+    /// Puts a deleted table back under its old namespace and name (or `new_name`). NotFound
+    /// if it is not in the deleted list, is leased by a purge in progress, or its namespace
+    /// is gone (a namespace dropped and recreated under the same name counts as present);
+    /// AlreadyExists if the name is taken again.
+    async fn undrop_table(&self, table_id: Uuid, new_name: Option<&str>) -> Result<TableRecord>;
+    /// Claims up to `limit` deleted tables whose expiry has passed and that no other worker
+    /// holds, leasing them until `lease_until` (a crashed worker's lease simply runs out).
+    /// Eligible: `expires_at <= now` and no lease or `lease_until <= now`. Atomic: concurrent
+    /// claimers never receive the same row. Returned oldest expiry first.
+    async fn claim_expired_deleted_tables(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DeletedTableRecord>>;
+    /// Removes a deleted table for good (after its files were purged). NotFound if absent.
+    async fn forget_deleted_table(&self, table_id: Uuid) -> Result<()>;
+
+    /// The live table whose location equals or contains `location` (any warehouse), for
+    /// mapping an object URL back to its table. Compared on '/'-separated prefixes, ignoring
+    /// trailing slashes; if legacy overlapping tables both match, the innermost wins.
+    async fn table_containing_location(&self, location: &str) -> Result<Option<TableRecord>>;
 
     // ---- tables ----
     async fn get_table(
@@ -214,7 +265,8 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// All ops in one database transaction: every op applies or none does.
     async fn commit(&self, ops: &[CommitOp]) -> Result<()>;
     /// Does any table in the warehouse have a location equal to, containing, or inside
-    /// `location` (ignoring `except_table`)? Compared on '/'-separated prefixes.
+    /// `location` (ignoring `except_table`)? Compared on '/'-separated prefixes. Deleted
+    /// tables not yet forgotten count too (their files still exist).
     async fn location_overlaps(
         &self,
         warehouse_id: Uuid,

@@ -162,3 +162,26 @@ pub struct AuditRecord {
     /// Free-form detail (e.g. the error message of a failure). Never contains secrets.
     pub detail: Option<String>,
 }
+
+/// A soft-deleted table: hidden from the catalog, files kept until `expires_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletedTableRecord {
+    /// The table as it was when dropped (same id).
+    pub table: TableRecord,
+    pub deleted_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub deleted_by: Option<String>,
+    /// The drop asked for a purge: the files go when the entry expires. Otherwise only the
+    /// catalog entry goes and the files stay (as with a hard drop without purge).
+    pub purge_requested: bool,
+}
+
+impl DeletedTableRecord {
+    /// The paging key of this row for `CatalogStore::list_deleted_tables`: pass the key of
+    /// the last row seen as `Page::after` to continue after it. It encodes the row's
+    /// position (`<deleted_at unix millis>/<id>`), not just its id, so paging stays correct
+    /// even when that row is undropped or purged between pages.
+    pub fn page_key(&self) -> String {
+        format!("{}/{}", self.deleted_at.timestamp_millis(), self.table.id)
+    }
+}

@@ -7,9 +7,9 @@
 //! before reading, so they are safe in autocommit mode.
 
 use crate::{
-    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, EffectivePolicy, GroupRecord,
-    NamespaceRecord, Page, PolicyRecord, Result, StoreError, TableRecord, TableSummary, UserRecord,
-    WarehouseRecord, WarehouseStatus,
+    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy,
+    GroupRecord, NamespaceRecord, Page, PolicyRecord, Result, StoreError, TableRecord,
+    TableSummary, UserRecord, WarehouseRecord, WarehouseStatus,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -96,11 +96,15 @@ fn from_millis(v: i64, column: &str) -> Result<DateTime<Utc>> {
         .ok_or_else(|| StoreError::Corrupt(format!("{column}: timestamp {v} out of range")))
 }
 
+/// `t` at the precision the store keeps, so returned records equal what a later read yields.
+fn truncate_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
 /// Now, at the precision the store keeps, so values the store generates compare equal after
 /// a round trip.
 fn now() -> DateTime<Utc> {
-    let t = Utc::now();
-    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+    truncate_millis(Utc::now())
 }
 
 fn get_uuid(row: &SqliteRow, column: &str) -> Result<Uuid> {
@@ -304,6 +308,37 @@ fn table_from_row(r: &SqliteRow) -> Result<TableRecord> {
     })
 }
 
+/// Columns of `deleted_tables` that decode with [`deleted_table_from_row`] (the namespace key
+/// aliased like `table_select!`'s, so the table part decodes with [`table_from_row`]).
+macro_rules! deleted_columns {
+    () => {
+        "id, warehouse_id, namespace_id, namespace_name AS ns_name, name, location, \
+         metadata_location, metadata_json, created_at, updated_at, deleted_at, expires_at, \
+         deleted_by, purge_requested"
+    };
+}
+
+fn deleted_table_from_row(r: &SqliteRow) -> Result<DeletedTableRecord> {
+    Ok(DeletedTableRecord {
+        table: table_from_row(r)?,
+        deleted_at: get_time(r, "deleted_at")?,
+        expires_at: get_time(r, "expires_at")?,
+        deleted_by: r.try_get("deleted_by")?,
+        purge_requested: match r.try_get::<i64, _>("purge_requested")? {
+            0 => false,
+            1 => true,
+            other => return Err(StoreError::Corrupt(format!("purge_requested = {other}"))),
+        },
+    })
+}
+
+/// Parses a [`DeletedTableRecord::page_key`] into (deleted_at millis, id text).
+fn parse_deleted_page_key(key: &str) -> Result<(i64, String)> {
+    key.split_once('/')
+        .and_then(|(at, id)| Some((at.parse().ok()?, Uuid::parse_str(id).ok()?.to_string())))
+        .ok_or_else(|| StoreError::NotFound(format!("deleted-table page position {key:?}")))
+}
+
 // ---------------------------------------------------------------------------------------
 // Queries shared between transactional and plain paths
 // ---------------------------------------------------------------------------------------
@@ -367,12 +402,34 @@ async fn fetch_table_by_id(
     row.as_ref().map(table_from_row).transpose()
 }
 
-/// The overlap rule, phrased so both halves are index probes on
-/// `tables_by_location (warehouse_id, rtrim(location, '/'))`:
+/// Every '/'-boundary prefix of `loc` (which has no trailing slash) and `loc` itself: the
+/// stored locations (rtrimmed) that equal or contain `loc`.
+fn containing_candidates(loc: &str) -> Vec<&str> {
+    let mut candidates: Vec<&str> = loc
+        .match_indices('/')
+        .map(|(i, _)| &loc[..i])
+        .filter(|p| !p.is_empty())
+        .collect();
+    candidates.push(loc);
+    candidates
+}
+
+/// `?first, ?first+1, ...` for `n` numbered parameters.
+fn numbered_placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The overlap rule, phrased so every branch is an index probe on
+/// `tables_by_location` / `deleted_tables_by_location` (warehouse_id, rtrim(location, '/')):
 /// - a stored location L equals or contains `loc` iff L is `loc` or one of its '/'-boundary
 ///   prefixes, so we enumerate those and look them up with IN;
 /// - L lies inside `loc` iff L starts with `loc/`, i.e. `loc/` <= L < `loc0` ('0' is the
 ///   byte after '/'; SQLite compares text bytewise).
+///
+/// Deleted tables (not yet forgotten) count as well: their files are still there.
 async fn find_overlap(
     conn: &mut SqliteConnection,
     warehouse_id: Uuid,
@@ -380,47 +437,53 @@ async fn find_overlap(
     except_table: Option<Uuid>,
 ) -> Result<Option<String>> {
     let loc = location.trim_end_matches('/');
-    let mut candidates: Vec<&str> = loc
-        .match_indices('/')
-        .map(|(i, _)| &loc[..i])
-        .filter(|p| !p.is_empty())
-        .collect();
-    candidates.push(loc);
+    let candidates = containing_candidates(loc);
 
-    // Two index probes joined with UNION ALL: written as one WHERE with OR, SQLite falls
-    // back to scanning every table of the warehouse.
-    let placeholders = vec!["?"; candidates.len()].join(", ");
+    // Index probes joined with UNION ALL: written as one WHERE with OR, SQLite falls back to
+    // scanning every table of the warehouse. ?1 warehouse, ?2/?3 the range, ?4 the excepted
+    // table, ?5... the candidates.
+    let in_list = numbered_placeholders(5, candidates.len());
     let sql = format!(
-        "SELECT n.name AS ns_name, o.name, o.location FROM ( \
-           SELECT id, namespace_id, name, location FROM tables \
-           WHERE warehouse_id = ? AND rtrim(location, '/') IN ({placeholders}) \
+        "SELECT kind, ns_name, name, location FROM ( \
+           SELECT 'table' AS kind, n.name AS ns_name, o.name AS name, o.location AS location \
+           FROM ( \
+             SELECT id, namespace_id, name, location FROM tables \
+             WHERE warehouse_id = ?1 AND rtrim(location, '/') IN ({in_list}) \
+             UNION ALL \
+             SELECT id, namespace_id, name, location FROM tables \
+             WHERE warehouse_id = ?1 AND rtrim(location, '/') >= ?2 \
+               AND rtrim(location, '/') < ?3 \
+           ) o JOIN namespaces n ON n.id = o.namespace_id \
+           WHERE o.id IS NOT ?4 \
            UNION ALL \
-           SELECT id, namespace_id, name, location FROM tables \
-           WHERE warehouse_id = ? AND rtrim(location, '/') >= ? AND rtrim(location, '/') < ? \
-         ) o JOIN namespaces n ON n.id = o.namespace_id \
-         WHERE o.id IS NOT ? LIMIT 1"
+           SELECT 'deleted table', namespace_name, name, location FROM deleted_tables \
+           WHERE warehouse_id = ?1 AND rtrim(location, '/') IN ({in_list}) AND id IS NOT ?4 \
+           UNION ALL \
+           SELECT 'deleted table', namespace_name, name, location FROM deleted_tables \
+           WHERE warehouse_id = ?1 AND rtrim(location, '/') >= ?2 \
+             AND rtrim(location, '/') < ?3 AND id IS NOT ?4 \
+         ) LIMIT 1"
     );
 
-    let wh = warehouse_id.to_string();
-    let mut q = sqlx::query(&sql).bind(&wh);
+    let mut q = sqlx::query(&sql)
+        .bind(warehouse_id.to_string())
+        .bind(format!("{loc}/"))
+        .bind(format!("{loc}0"))
+        .bind(except_table.map(|id| id.to_string()));
     for c in &candidates {
         q = q.bind(*c);
     }
-    let row = q
-        .bind(&wh)
-        .bind(format!("{loc}/"))
-        .bind(format!("{loc}0"))
-        .bind(except_table.map(|id| id.to_string()))
-        .fetch_optional(conn)
-        .await?;
+    let row = q.fetch_optional(conn).await?;
     row.map(|r| -> Result<String> {
+        let kind: String = r.try_get("kind")?;
         let ns: String = r.try_get("ns_name")?;
         let name: String = r.try_get("name")?;
         let other: String = r.try_get("location")?;
-        Ok(format!(
-            "{} at {other}",
-            table_label(&NamespaceName::from_storage_key(&ns), &name)
-        ))
+        let label = table_label(&NamespaceName::from_storage_key(&ns), &name);
+        Ok(match kind.as_str() {
+            "table" => format!("{label} at {other}"),
+            _ => format!("deleted {label} at {other}"),
+        })
     })
     .transpose()
 }
@@ -451,7 +514,24 @@ async fn apply_create(conn: &mut SqliteConnection, t: &TableRecord) -> Result<()
     if let Some(other) = find_overlap(conn, t.warehouse_id, &t.location, Some(t.id)).await? {
         return Err(StoreError::LocationOverlap(other));
     }
+    // Ids are unique across live and deleted tables, or the deleted one could not come back.
+    let id_taken: bool =
+        sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM deleted_tables WHERE id = ?)")
+            .bind(t.id.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+    if id_taken {
+        return Err(StoreError::AlreadyExists(format!("table id {}", t.id)));
+    }
+    insert_table(conn, t, &namespace).await
+}
 
+/// Inserts the row; the caller has checked the namespace and the name.
+async fn insert_table(
+    conn: &mut SqliteConnection,
+    t: &TableRecord,
+    namespace: &NamespaceName,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO tables (id, warehouse_id, namespace_id, name, location, metadata_location, \
          metadata_json, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -468,7 +548,7 @@ async fn apply_create(conn: &mut SqliteConnection, t: &TableRecord) -> Result<()
     .execute(conn)
     .await
     .map_err(|e| {
-        // The name was checked above, so a unique violation here is the id.
+        // The caller checked the name, so a unique violation here is the id.
         map_constraint(
             e,
             || format!("table id {}", t.id),
@@ -1197,12 +1277,15 @@ impl CatalogStore for SqliteStore {
         let Some(name) = name else {
             return Err(StoreError::NotFound(format!("warehouse {id}")));
         };
-        let has_namespaces: bool =
-            sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM namespaces WHERE warehouse_id = ?)")
-                .bind(id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-        if has_namespaces {
+        // Deleted tables count: their files still live under the warehouse until purged.
+        let busy: bool = sqlx::query_scalar(
+            "SELECT EXISTS(SELECT 1 FROM namespaces WHERE warehouse_id = ?1) \
+             OR EXISTS(SELECT 1 FROM deleted_tables WHERE warehouse_id = ?1)",
+        )
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        if busy {
             return Err(StoreError::NotEmpty(format!("warehouse {name}")));
         }
         sqlx::query("DELETE FROM warehouses WHERE id = ?")
@@ -1345,6 +1428,233 @@ impl CatalogStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    // ---- soft deletion ----
+
+    async fn soft_drop_table(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        name: &str,
+        deleted_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        deleted_by: Option<&str>,
+        purge_requested: bool,
+    ) -> Result<DeletedTableRecord> {
+        let mut tx = self.write_tx().await?;
+        let Some(table) = fetch_table(&mut tx, warehouse_id, namespace, name).await? else {
+            return Err(StoreError::NotFound(table_label(namespace, name)));
+        };
+        let record = DeletedTableRecord {
+            table,
+            deleted_at: truncate_millis(deleted_at),
+            expires_at: truncate_millis(expires_at),
+            deleted_by: deleted_by.map(str::to_string),
+            purge_requested,
+        };
+        let t = &record.table;
+        sqlx::query(
+            "INSERT INTO deleted_tables (id, warehouse_id, namespace_id, namespace_name, name, \
+             location, metadata_location, metadata_json, created_at, updated_at, deleted_at, \
+             expires_at, deleted_by, purge_requested, lease_until) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(t.id.to_string())
+        .bind(t.warehouse_id.to_string())
+        .bind(t.namespace_id.to_string())
+        .bind(t.namespace.storage_key())
+        .bind(&t.name)
+        .bind(&t.location)
+        .bind(&t.metadata_location)
+        .bind(&t.metadata_json)
+        .bind(millis(t.created_at))
+        .bind(millis(t.updated_at))
+        .bind(millis(record.deleted_at))
+        .bind(millis(record.expires_at))
+        .bind(&record.deleted_by)
+        .bind(i64::from(record.purge_requested))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            map_constraint(
+                e,
+                || format!("deleted table id {}", t.id),
+                || format!("warehouse {warehouse_id}"),
+            )
+        })?;
+        sqlx::query("DELETE FROM tables WHERE id = ?")
+            .bind(t.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn list_deleted_tables(
+        &self,
+        warehouse_id: Uuid,
+        page: &Page,
+    ) -> Result<Vec<DeletedTableRecord>> {
+        // Keyset paging on (deleted_at, id), both descending: a backwards range scan of
+        // deleted_tables_by_deletion. The row-value comparison keeps it a single range.
+        let rows = match page.after.as_deref() {
+            None => {
+                sqlx::query(concat!(
+                    "SELECT ",
+                    deleted_columns!(),
+                    " FROM deleted_tables WHERE warehouse_id = ? \
+                     ORDER BY deleted_at DESC, id DESC LIMIT ?"
+                ))
+                .bind(warehouse_id.to_string())
+                .bind(limit_of(page))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some(after) => {
+                let (at, id) = parse_deleted_page_key(after)?;
+                sqlx::query(concat!(
+                    "SELECT ",
+                    deleted_columns!(),
+                    " FROM deleted_tables WHERE warehouse_id = ? AND (deleted_at, id) < (?, ?) \
+                     ORDER BY deleted_at DESC, id DESC LIMIT ?"
+                ))
+                .bind(warehouse_id.to_string())
+                .bind(at)
+                .bind(id)
+                .bind(limit_of(page))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(deleted_table_from_row).collect()
+    }
+
+    async fn get_deleted_table(&self, table_id: Uuid) -> Result<Option<DeletedTableRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            deleted_columns!(),
+            " FROM deleted_tables WHERE id = ?"
+        ))
+        .bind(table_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(deleted_table_from_row).transpose()
+    }
+
+    async fn undrop_table(&self, table_id: Uuid, new_name: Option<&str>) -> Result<TableRecord> {
+        let mut tx = self.write_tx().await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            deleted_columns!(),
+            ", lease_until FROM deleted_tables WHERE id = ?"
+        ))
+        .bind(table_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(format!("deleted table {table_id}")));
+        };
+        let deleted = deleted_table_from_row(&row)?;
+        let old = &deleted.table;
+        // A purge worker holds the row and may already be deleting its files.
+        let lease_until: Option<i64> = row.try_get("lease_until")?;
+        if lease_until.is_some_and(|l| l > millis(now())) {
+            return Err(StoreError::NotFound(format!(
+                "deleted {} (a purge is in progress)",
+                table_label(&old.namespace, &old.name)
+            )));
+        }
+        // By name, not by the stored id: the namespace may have been dropped and recreated.
+        let Some(ns) = fetch_namespace(&mut tx, old.warehouse_id, &old.namespace).await? else {
+            return Err(StoreError::NotFound(format!("namespace {}", old.namespace)));
+        };
+        let name = new_name.unwrap_or(&old.name);
+        let taken: bool = sqlx::query_scalar(
+            "SELECT EXISTS(SELECT 1 FROM tables WHERE namespace_id = ? AND name = ?)",
+        )
+        .bind(ns.id.to_string())
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        if taken {
+            return Err(StoreError::AlreadyExists(table_label(&ns.name, name)));
+        }
+        // No overlap check: the location stayed reserved while the table was deleted, so
+        // nothing can have been created over it since (like `apply_update`, which only checks
+        // a moved table). The rest of the row comes back exactly as it was dropped.
+        let table = TableRecord {
+            namespace_id: ns.id,
+            namespace: ns.name,
+            name: name.to_string(),
+            ..deleted.table
+        };
+        insert_table(&mut tx, &table, &table.namespace).await?;
+        sqlx::query("DELETE FROM deleted_tables WHERE id = ?")
+            .bind(table_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(table)
+    }
+
+    async fn claim_expired_deleted_tables(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DeletedTableRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // One statement, so one write transaction: it takes the write lock before reading,
+        // and a concurrent claimer's UPDATE runs entirely before or after this one, so it
+        // sees these leases and skips the rows.
+        let rows = sqlx::query(concat!(
+            "UPDATE deleted_tables SET lease_until = ?1 WHERE id IN ( \
+               SELECT id FROM deleted_tables \
+               WHERE expires_at <= ?2 AND (lease_until IS NULL OR lease_until <= ?2) \
+               ORDER BY expires_at, id LIMIT ?3 \
+             ) RETURNING ",
+            deleted_columns!()
+        ))
+        .bind(millis(lease_until))
+        .bind(millis(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = rows
+            .iter()
+            .map(deleted_table_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING has no defined order.
+        claimed.sort_by_key(|d| (d.expires_at, d.table.id));
+        Ok(claimed)
+    }
+
+    async fn forget_deleted_table(&self, table_id: Uuid) -> Result<()> {
+        self.delete_by_id("deleted_tables", "deleted table", table_id)
+            .await
+    }
+
+    async fn table_containing_location(&self, location: &str) -> Result<Option<TableRecord>> {
+        // Equality probes on tables_by_location_any, one per '/'-prefix of the location. The
+        // catalog keeps locations from overlapping, so at most one matches; should tables
+        // from before that rule overlap, the innermost (longest location) wins.
+        let loc = location.trim_end_matches('/');
+        let candidates = containing_candidates(loc);
+        let sql = format!(
+            "{}WHERE rtrim(t.location, '/') IN ({}) \
+             ORDER BY length(rtrim(t.location, '/')) DESC, t.id LIMIT 1",
+            table_select!(),
+            numbered_placeholders(1, candidates.len()),
+        );
+        let mut q = sqlx::query(&sql);
+        for c in &candidates {
+            q = q.bind(*c);
+        }
+        let row = q.fetch_optional(&self.pool).await?;
+        row.as_ref().map(table_from_row).transpose()
     }
 
     // ---- tables ----

@@ -5,9 +5,9 @@
 use chrono::{DateTime, Duration, Utc};
 use sluice_core::NamespaceName;
 use sluice_store::{
-    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, EffectivePolicy, GroupRecord,
-    NamespaceRecord, Page, PolicyRecord, SqliteStore, StoreError, TableRecord, UserRecord,
-    WarehouseRecord, WarehouseStatus,
+    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy,
+    GroupRecord, NamespaceRecord, Page, PolicyRecord, SqliteStore, StoreError, TableRecord,
+    UserRecord, WarehouseRecord, WarehouseStatus,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -1713,6 +1713,674 @@ pub async fn audit_log(store: &dyn CatalogStore) {
     );
 }
 
+/// Soft-drops `t` (by "alice") and returns the record.
+async fn soft_drop(
+    store: &dyn CatalogStore,
+    t: &TableRecord,
+    deleted_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> DeletedTableRecord {
+    store
+        .soft_drop_table(
+            t.warehouse_id,
+            &t.namespace,
+            &t.name,
+            deleted_at,
+            expires_at,
+            Some("alice"),
+            false,
+        )
+        .await
+        .unwrap()
+}
+
+fn deleted_ids(v: &[DeletedTableRecord]) -> Vec<Uuid> {
+    v.iter().map(|d| d.table.id).collect()
+}
+
+pub async fn soft_drop_table(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let w2 = new_warehouse(store, "wh2").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let t = new_table(store, &n, "t", "s3://wh/db/t").await;
+    let keep = new_table(store, &n, "keep", "s3://wh/db/keep").await;
+
+    let deleted_at = now();
+    let expires_at = deleted_at + Duration::days(7);
+    let d = store
+        .soft_drop_table(w.id, &n.name, "t", deleted_at, expires_at, Some("alice"), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        d,
+        DeletedTableRecord {
+            table: t.clone(),
+            deleted_at,
+            expires_at,
+            deleted_by: Some("alice".into()),
+            purge_requested: true,
+        }
+    );
+    assert_eq!(
+        store.get_deleted_table(t.id).await.unwrap(),
+        Some(d.clone())
+    );
+    assert_eq!(store.get_deleted_table(keep.id).await.unwrap(), None);
+    assert_eq!(store.get_deleted_table(Uuid::new_v4()).await.unwrap(), None);
+
+    // Gone from the live catalog.
+    assert_eq!(store.get_table(w.id, &n.name, "t").await.unwrap(), None);
+    assert_eq!(store.get_table_by_id(t.id).await.unwrap(), None);
+    let listed = store
+        .list_tables(w.id, &n.name, &Page::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![keep.id]
+    );
+    assert_err!(
+        store
+            .soft_drop_table(w.id, &n.name, "t", deleted_at, expires_at, None, false)
+            .await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store
+            .soft_drop_table(w.id, &ns("ghost"), "keep", deleted_at, expires_at, None, false)
+            .await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store
+            .soft_drop_table(w2.id, &n.name, "keep", deleted_at, expires_at, None, false)
+            .await,
+        StoreError::NotFound(_)
+    );
+
+    // The location stays reserved: equal, inside and containing all overlap.
+    let hit = store
+        .location_overlaps(w.id, "s3://wh/db/t/", None)
+        .await
+        .unwrap()
+        .expect("a deleted table's location stays reserved");
+    assert_eq!(hit, "deleted table db.t at s3://wh/db/t");
+    let inside = store
+        .location_overlaps(w.id, "s3://wh/db/t/sub", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(inside.starts_with("deleted table db.t"), "{inside}");
+    assert!(store
+        .location_overlaps(w.id, "s3://wh/db", Some(keep.id))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .location_overlaps(w.id, "s3://wh/db/t2", None)
+        .await
+        .unwrap()
+        .is_none());
+    // except_table applies to deleted tables too; other warehouses are unaffected.
+    assert!(store
+        .location_overlaps(w.id, "s3://wh/db/t", Some(t.id))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .location_overlaps(w2.id, "s3://wh/db/t", None)
+        .await
+        .unwrap()
+        .is_none());
+    // Create and set-location enforce it.
+    assert_err!(
+        store
+            .commit(&[CommitOp::Create(table(&n, "inner", "s3://wh/db/t/inner"))])
+            .await,
+        StoreError::LocationOverlap(_)
+    );
+    let onto = CommitOp::Update {
+        table_id: keep.id,
+        expected_metadata_location: keep.metadata_location.clone(),
+        new_metadata_location: "s3://wh/db/t/m.json".into(),
+        new_metadata_json: "{}".into(),
+        new_location: "s3://wh/db/t".into(),
+    };
+    assert_err!(store.commit(&[onto]).await, StoreError::LocationOverlap(_));
+    // A live table cannot take the deleted table's id either (it could never come back).
+    let same_id = TableRecord {
+        id: t.id,
+        ..table(&n, "clone", "s3://wh/db/clone")
+    };
+    assert_err!(
+        store.commit(&[CommitOp::Create(same_id)]).await,
+        StoreError::AlreadyExists(_)
+    );
+
+    // The name is free at once.
+    let reborn = new_table(store, &n, "t", "s3://wh/db/t-reborn").await;
+    assert_eq!(
+        store.get_table(w.id, &n.name, "t").await.unwrap(),
+        Some(reborn.clone())
+    );
+    // ...so undropping under the old name collides, and a new name works.
+    assert_err!(
+        store.undrop_table(t.id, None).await,
+        StoreError::AlreadyExists(_)
+    );
+    assert_err!(
+        store.undrop_table(t.id, Some("keep")).await,
+        StoreError::AlreadyExists(_)
+    );
+    assert_eq!(store.get_deleted_table(t.id).await.unwrap(), Some(d));
+    let restored = store.undrop_table(t.id, Some("t_restored")).await.unwrap();
+    assert_eq!(
+        restored,
+        TableRecord {
+            name: "t_restored".into(),
+            ..t.clone()
+        }
+    );
+    assert_eq!(
+        store.get_table(w.id, &n.name, "t_restored").await.unwrap(),
+        Some(restored.clone())
+    );
+    assert_eq!(store.get_deleted_table(t.id).await.unwrap(), None);
+    assert_err!(
+        store.undrop_table(t.id, None).await,
+        StoreError::NotFound(_)
+    );
+    // Live again: overlaps are now reported as the live table.
+    let hit = store
+        .location_overlaps(w.id, "s3://wh/db/t", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hit, "table db.t_restored at s3://wh/db/t");
+    assert_eq!(
+        store.get_table(w.id, &n.name, "t").await.unwrap(),
+        Some(reborn)
+    );
+}
+
+pub async fn undrop_table(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let t = new_table(store, &n, "t", "s3://wh/db/t").await;
+    let d = soft_drop(store, &t, now(), now() + Duration::days(1)).await;
+
+    // Round trip: the table comes back exactly as it was.
+    assert_eq!(store.undrop_table(t.id, None).await.unwrap(), t);
+    assert_eq!(store.get_table_by_id(t.id).await.unwrap(), Some(t.clone()));
+    assert!(store
+        .list_deleted_tables(w.id, &Page::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_err!(
+        store.undrop_table(Uuid::new_v4(), None).await,
+        StoreError::NotFound(_)
+    );
+    // Dropped again later: a fresh deleted record.
+    let d2 = soft_drop(
+        store,
+        &t,
+        now() + Duration::seconds(1),
+        now() + Duration::days(2),
+    )
+    .await;
+    assert_ne!(d2, d);
+
+    // Soft-deleted tables do not block dropping their namespace (nested one included).
+    new_namespace(store, w.id, "a").await;
+    let ab = new_namespace(store, w.id, "a.b").await;
+    let g = new_table(store, &ab, "g", "s3://wh/a/b/g").await;
+    soft_drop(store, &g, now(), now() + Duration::days(1)).await;
+    store.drop_namespace(w.id, &ns("a.b")).await.unwrap();
+    store.drop_namespace(w.id, &ns("a")).await.unwrap();
+    // Undrop then fails while the namespace is gone, and keeps the record.
+    assert_err!(
+        store.undrop_table(g.id, None).await,
+        StoreError::NotFound(_)
+    );
+    assert!(store.get_deleted_table(g.id).await.unwrap().is_some());
+    // A namespace recreated under the same name (new id) takes it back.
+    new_namespace(store, w.id, "a").await;
+    let ab2 = new_namespace(store, w.id, "a.b").await;
+    assert_ne!(ab2.id, ab.id);
+    let back = store.undrop_table(g.id, None).await.unwrap();
+    assert_eq!(
+        back,
+        TableRecord {
+            namespace_id: ab2.id,
+            ..g.clone()
+        }
+    );
+    assert_eq!(
+        store.get_table(w.id, &ns("a.b"), "g").await.unwrap(),
+        Some(back)
+    );
+
+    // Not while a purge holds the row.
+    let base = now();
+    let x = new_table(store, &n, "x", "s3://wh/db/x").await;
+    soft_drop(
+        store,
+        &x,
+        base - Duration::hours(2),
+        base - Duration::hours(1),
+    )
+    .await;
+    let claimed = store
+        .claim_expired_deleted_tables(base, base + Duration::hours(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(deleted_ids(&claimed), vec![x.id]);
+    assert_err!(
+        store.undrop_table(x.id, None).await,
+        StoreError::NotFound(_)
+    );
+    assert!(store.get_deleted_table(x.id).await.unwrap().is_some());
+    // Once a (crashed) worker's lease has run out, it can be undropped again.
+    let y = new_table(store, &n, "y", "s3://wh/db/y").await;
+    soft_drop(
+        store,
+        &y,
+        base - Duration::hours(2),
+        base - Duration::hours(1),
+    )
+    .await;
+    let claimed = store
+        .claim_expired_deleted_tables(
+            base - Duration::minutes(30),
+            base - Duration::minutes(1),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted_ids(&claimed), vec![y.id]);
+    assert_eq!(store.undrop_table(y.id, None).await.unwrap(), y);
+}
+
+pub async fn deleted_table_listing(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let w2 = new_warehouse(store, "wh2").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let other_ns = new_namespace(store, w.id, "other").await;
+    let n2 = new_namespace(store, w2.id, "db").await;
+    assert!(store
+        .list_deleted_tables(w.id, &Page::default())
+        .await
+        .unwrap()
+        .is_empty());
+
+    let base = now();
+    let mut dropped = Vec::new();
+    for i in 0..7i64 {
+        let home = if i % 2 == 0 { &n } else { &other_ns };
+        let t = new_table(store, home, &format!("t{i}"), &format!("s3://wh/t{i}")).await;
+        // Pairs share a deletion time, so the id tie-break matters.
+        let at = base + Duration::seconds(i / 2);
+        dropped.push(soft_drop(store, &t, at, at + Duration::days(1)).await);
+    }
+    let elsewhere = new_table(store, &n2, "t0", "s3://wh2/t0").await;
+    soft_drop(store, &elsewhere, base, base + Duration::days(1)).await;
+
+    // Newest deletion first; ties by id, descending.
+    let mut expected = dropped.clone();
+    expected.sort_by_key(|d| std::cmp::Reverse((d.deleted_at, d.table.id)));
+    assert_eq!(
+        store
+            .list_deleted_tables(w.id, &Page::default())
+            .await
+            .unwrap(),
+        expected
+    );
+    assert_eq!(
+        store
+            .list_deleted_tables(w2.id, &Page::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .list_deleted_tables(w.id, &page(None, Some(3)))
+            .await
+            .unwrap(),
+        expected[..3]
+    );
+
+    // Page through with `after` = the page key of the last row seen.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let got = store
+            .list_deleted_tables(
+                w.id,
+                &Page {
+                    after: after.clone(),
+                    limit: Some(2),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(got.len() <= 2);
+        let Some(last) = got.last() else { break };
+        after = Some(last.page_key());
+        seen.extend(got);
+    }
+    assert_eq!(seen, expected);
+
+    // The key stays valid after its row leaves the list (undropped or purged).
+    let first = store
+        .list_deleted_tables(w.id, &page(None, Some(3)))
+        .await
+        .unwrap();
+    let key = first[2].page_key();
+    store.undrop_table(first[2].table.id, None).await.unwrap();
+    store.forget_deleted_table(first[1].table.id).await.unwrap();
+    assert_eq!(
+        store
+            .list_deleted_tables(w.id, &page(Some(&key), None))
+            .await
+            .unwrap(),
+        expected[3..]
+    );
+    assert!(store
+        .list_deleted_tables(w.id, &page(Some(&expected[6].page_key()), None))
+        .await
+        .unwrap()
+        .is_empty());
+    for bad in ["garbage", "12", "x/y", &format!("abc/{}", Uuid::new_v4())] {
+        assert_err!(
+            store
+                .list_deleted_tables(w.id, &page(Some(bad), None))
+                .await,
+            StoreError::NotFound(_)
+        );
+    }
+}
+
+pub async fn claim_expired_deleted_tables(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let w2 = new_warehouse(store, "wh2").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let n2 = new_namespace(store, w2.id, "db").await;
+    let base = now();
+    let lease = |d: Duration| base + d;
+
+    let a = new_table(store, &n, "a", "s3://wh/db/a").await;
+    let b = new_table(store, &n2, "b", "s3://wh2/db/b").await;
+    let c = new_table(store, &n, "c", "s3://wh/db/c").await;
+    let da = soft_drop(
+        store,
+        &a,
+        base - Duration::days(1),
+        base - Duration::seconds(10),
+    )
+    .await;
+    let db = soft_drop(
+        store,
+        &b,
+        base - Duration::days(1),
+        base - Duration::seconds(5),
+    )
+    .await;
+    let dc = soft_drop(store, &c, base, base + Duration::hours(1)).await;
+
+    assert!(store
+        .claim_expired_deleted_tables(base, lease(Duration::minutes(1)), 0)
+        .await
+        .unwrap()
+        .is_empty());
+    // Only expired rows (any warehouse), oldest expiry first, returned as stored.
+    let claimed = store
+        .claim_expired_deleted_tables(base, lease(Duration::minutes(1)), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed, vec![da.clone(), db.clone()]);
+    // Leased rows are not claimed again until the lease has passed.
+    assert!(store
+        .claim_expired_deleted_tables(base, lease(Duration::minutes(5)), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .claim_expired_deleted_tables(
+            base + Duration::seconds(59),
+            lease(Duration::minutes(5)),
+            10
+        )
+        .await
+        .unwrap()
+        .is_empty());
+    // Held while now < lease_until: at lease_until it is free. `limit` caps the batch.
+    let at = base + Duration::minutes(1);
+    assert_eq!(
+        store
+            .claim_expired_deleted_tables(at, lease(Duration::minutes(3)), 1)
+            .await
+            .unwrap(),
+        vec![da.clone()]
+    );
+    assert_eq!(
+        store
+            .claim_expired_deleted_tables(at, lease(Duration::minutes(3)), 1)
+            .await
+            .unwrap(),
+        vec![db.clone()]
+    );
+    assert!(store
+        .claim_expired_deleted_tables(at, lease(Duration::minutes(3)), 1)
+        .await
+        .unwrap()
+        .is_empty());
+    // Later, everything has expired and every lease has run out.
+    let later = base + Duration::hours(2);
+    assert_eq!(
+        store
+            .claim_expired_deleted_tables(later, later + Duration::minutes(1), 10)
+            .await
+            .unwrap(),
+        vec![da, db, dc.clone()]
+    );
+    // Claiming leaves the records listed.
+    assert_eq!(
+        store
+            .list_deleted_tables(w.id, &Page::default())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Forget removes for good.
+    store.forget_deleted_table(a.id).await.unwrap();
+    assert_eq!(store.get_deleted_table(a.id).await.unwrap(), None);
+    assert_err!(
+        store.forget_deleted_table(a.id).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.forget_deleted_table(Uuid::new_v4()).await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.undrop_table(a.id, None).await,
+        StoreError::NotFound(_)
+    );
+    assert_eq!(
+        deleted_ids(
+            &store
+                .list_deleted_tables(w.id, &Page::default())
+                .await
+                .unwrap()
+        ),
+        vec![c.id]
+    );
+    // ...and frees the location.
+    assert!(store
+        .location_overlaps(w.id, "s3://wh/db/a", None)
+        .await
+        .unwrap()
+        .is_none());
+    new_table(store, &n, "a2", "s3://wh/db/a").await;
+    let much_later = base + Duration::days(1);
+    assert_eq!(
+        deleted_ids(
+            &store
+                .claim_expired_deleted_tables(much_later, much_later, 10)
+                .await
+                .unwrap()
+        ),
+        vec![b.id, c.id]
+    );
+}
+
+pub async fn deleted_tables_block_warehouse_delete(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let t = new_table(store, &n, "t", "s3://wh/db/t").await;
+    soft_drop(store, &t, now(), now() + Duration::days(1)).await;
+    store.drop_namespace(w.id, &n.name).await.unwrap();
+    assert_err!(store.delete_warehouse(w.id).await, StoreError::NotEmpty(_));
+    assert!(store.get_warehouse(w.id).await.unwrap().is_some());
+    store.forget_deleted_table(t.id).await.unwrap();
+    store.delete_warehouse(w.id).await.unwrap();
+    assert_eq!(store.get_warehouse(w.id).await.unwrap(), None);
+}
+
+pub async fn table_containing_location(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let w2 = new_warehouse(store, "wh2").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let n2 = new_namespace(store, w2.id, "db").await;
+    let t1 = new_table(store, &n, "t1", "s3://b/data/t1").await;
+    let t10 = new_table(store, &n, "t10", "s3://b/data/t10/").await;
+    let other = new_table(store, &n2, "x", "s3://c/x").await;
+
+    let find = |loc: &'static str| async move {
+        store
+            .table_containing_location(loc)
+            .await
+            .unwrap()
+            .map(|t| t.id)
+    };
+    // Exact, with or without trailing slashes on either side.
+    assert_eq!(
+        store
+            .table_containing_location("s3://b/data/t1")
+            .await
+            .unwrap(),
+        Some(t1.clone())
+    );
+    assert_eq!(find("s3://b/data/t1/").await, Some(t1.id));
+    assert_eq!(find("s3://b/data/t10").await, Some(t10.id));
+    assert_eq!(find("s3://b/data/t10//").await, Some(t10.id));
+    // Nested files.
+    assert_eq!(
+        find("s3://b/data/t1/data/00000-0-abc.parquet").await,
+        Some(t1.id)
+    );
+    assert_eq!(find("s3://b/data/t10/metadata/v1.json").await, Some(t10.id));
+    // Any warehouse.
+    assert_eq!(find("s3://c/x/data/f.parquet").await, Some(other.id));
+    // Sibling string prefixes, containing locations and strangers do not match.
+    assert_eq!(find("s3://b/data/t100/f").await, None);
+    assert_eq!(find("s3://b/data/t").await, None);
+    assert_eq!(find("s3://b/data/t1.backup/f").await, None);
+    assert_eq!(find("s3://b/data").await, None);
+    assert_eq!(find("s3://b").await, None);
+    assert_eq!(find("s3://z/data/t1").await, None);
+    assert_eq!(find("").await, None);
+    assert_eq!(find("/").await, None);
+
+    // Follows renames and moves; soft-deleted tables are not live.
+    store
+        .rename_table(w.id, &n.name, "t1", &n.name, "renamed")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .table_containing_location("s3://b/data/t1/f")
+            .await
+            .unwrap()
+            .map(|t| t.name),
+        Some("renamed".to_string())
+    );
+    let moved = CommitOp::Update {
+        table_id: t10.id,
+        expected_metadata_location: t10.metadata_location.clone(),
+        new_metadata_location: "s3://b/moved/t10/m.json".into(),
+        new_metadata_json: "{}".into(),
+        new_location: "s3://b/moved/t10".into(),
+    };
+    store.commit(&[moved]).await.unwrap();
+    assert_eq!(find("s3://b/data/t10/f").await, None);
+    assert_eq!(find("s3://b/moved/t10/f").await, Some(t10.id));
+    store
+        .soft_drop_table(w.id, &n.name, "renamed", now(), now(), None, false)
+        .await
+        .unwrap();
+    assert_eq!(find("s3://b/data/t1/f").await, None);
+    store.undrop_table(t1.id, None).await.unwrap();
+    assert_eq!(find("s3://b/data/t1/f").await, Some(t1.id));
+}
+
+/// Purge workers racing for the same expired rows: every row is claimed exactly once, and
+/// no claimer sees a database error.
+pub async fn concurrent_claims(store: Arc<dyn CatalogStore>) {
+    const ROWS: usize = 60;
+    const WORKERS: usize = 8;
+    let w = new_warehouse(&*store, "wh").await;
+    let n = new_namespace(&*store, w.id, "db").await;
+    let base = now();
+    let mut all = Vec::new();
+    for i in 0..ROWS {
+        let t = new_table(&*store, &n, &format!("t{i}"), &format!("s3://wh/db/t{i}")).await;
+        soft_drop(
+            &*store,
+            &t,
+            base - Duration::hours(2),
+            base - Duration::hours(1),
+        )
+        .await;
+        all.push(t.id);
+    }
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(WORKERS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..WORKERS {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        tasks.spawn(async move {
+            barrier.wait().await;
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim_expired_deleted_tables(base, base + Duration::hours(1), 3)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    break mine;
+                }
+                assert!(got.len() <= 3);
+                mine.extend(deleted_ids(&got));
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    let mut claimed = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        claimed.extend(joined.unwrap());
+    }
+    claimed.sort();
+    all.sort();
+    assert_eq!(claimed, all, "each row claimed exactly once");
+}
+
 // ---------------------------------------------------------------------------------------
 // SQLite bindings
 // ---------------------------------------------------------------------------------------
@@ -1764,12 +2432,24 @@ sqlite_suite!(
     delete_group,
     delete_policy,
     audit_log,
+    soft_drop_table,
+    undrop_table,
+    deleted_table_listing,
+    claim_expired_deleted_tables,
+    deleted_tables_block_warehouse_delete,
+    table_containing_location,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_concurrent_cas() {
     let (_dir, store) = sqlite_store().await;
     concurrent_cas(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_claims() {
+    let (_dir, store) = sqlite_store().await;
+    concurrent_claims(Arc::new(store)).await;
 }
 
 #[tokio::test]
@@ -1855,6 +2535,41 @@ async fn sqlite_corrupt_rows_are_errors_not_panics() {
         .await
         .unwrap();
     assert_err!(store.get_table_by_id(t.id).await, StoreError::Corrupt(_));
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_deleted_rows_are_errors_not_panics() {
+    let (_dir, store) = sqlite_store().await;
+    let w = new_warehouse(&store, "wh").await;
+    let n = new_namespace(&store, w.id, "db").await;
+    let t = new_table(&store, &n, "t", "s3://wh/db/t").await;
+    let base = now();
+    soft_drop(&store, &t, base, base).await;
+
+    sqlx::query("UPDATE deleted_tables SET deleted_at = 9223372036854775807")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_err!(store.get_deleted_table(t.id).await, StoreError::Corrupt(_));
+    assert_err!(
+        store.list_deleted_tables(w.id, &Page::default()).await,
+        StoreError::Corrupt(_)
+    );
+    assert_err!(
+        store.claim_expired_deleted_tables(base, base, 10).await,
+        StoreError::Corrupt(_)
+    );
+    // The warehouse reference is enforced; the namespace one deliberately is not.
+    sqlx::query("UPDATE deleted_tables SET deleted_at = 0, warehouse_id = 'nope'")
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    sqlx::query("UPDATE deleted_tables SET deleted_at = 0, namespace_id = 'nope'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_err!(store.undrop_table(t.id, None).await, StoreError::Corrupt(_));
+    assert!(store.get_table_by_id(t.id).await.unwrap().is_none());
 }
 
 #[tokio::test]

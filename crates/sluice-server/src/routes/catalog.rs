@@ -2,7 +2,7 @@
 //! function, and maps the result.
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, Delegation};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -30,6 +30,9 @@ pub fn router() -> Router<AppState> {
             get(load_table).head(table_exists).post(commit_table).delete(drop_table),
         )
         .route("/v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics", post(report_metrics))
+        .route("/v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials", get(load_credentials))
+        .route("/v1/{prefix}/tables/{table_id}/sign", post(sign_scoped))
+        .route("/v1/aws/s3/sign", post(sign_unscoped))
         .route("/v1/{prefix}/tables/rename", post(rename_table))
         .route("/v1/{prefix}/transactions/commit", post(commit_transaction))
 }
@@ -125,19 +128,21 @@ async fn list_tables(
 async fn create_table(
     State(s): State<AppState>,
     Caller(c): Caller,
+    Delegation(d): Delegation,
     ApiPath((prefix, ns)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<CreateTableRequest>,
 ) -> Result<Json<LoadTableResult>> {
-    Ok(Json(s.services.create_table(&c, &prefix, &ns, req).await?))
+    Ok(Json(s.services.create_table(&c, &prefix, &ns, req, &d).await?))
 }
 
 async fn register_table(
     State(s): State<AppState>,
     Caller(c): Caller,
+    Delegation(d): Delegation,
     ApiPath((prefix, ns)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<RegisterTableRequest>,
 ) -> Result<Json<LoadTableResult>> {
-    Ok(Json(s.services.register_table(&c, &prefix, &ns, req).await?))
+    Ok(Json(s.services.register_table(&c, &prefix, &ns, req, &d).await?))
 }
 
 #[derive(Deserialize)]
@@ -148,6 +153,7 @@ struct LoadQuery {
 async fn load_table(
     State(s): State<AppState>,
     Caller(c): Caller,
+    Delegation(d): Delegation,
     ApiPath((prefix, ns, table)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<LoadQuery>,
 ) -> Result<Response> {
@@ -160,7 +166,7 @@ async fn load_table(
             )))
         }
     };
-    let result = s.services.load_table(&c, &prefix, &ns, &table, mode).await?;
+    let result = s.services.load_table(&c, &prefix, &ns, &table, mode, &d).await?;
     Ok(Json(result).into_response())
 }
 
@@ -236,4 +242,37 @@ async fn commit_transaction(
 ) -> Result<StatusCode> {
     s.services.commit_transaction(&c, &prefix, req).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn load_credentials(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, ns, table)): ApiPath<(String, String, String)>,
+) -> Result<Json<sluice_service::delegation::LoadCredentialsResponse>> {
+    Ok(Json(s.services.load_credentials(&c, &prefix, &ns, &table).await?))
+}
+
+/// Signed headers are only good for this caller and a few minutes: clients may reuse them
+/// privately but no shared cache may.
+fn signed_response(signed: sluice_storage::s3::SignedRequest) -> Response {
+    let mut resp = Json(signed).into_response();
+    resp.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("private, max-age=60"));
+    resp
+}
+
+async fn sign_scoped(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, table_id)): ApiPath<(String, uuid::Uuid)>,
+    ApiJson(req): ApiJson<sluice_storage::s3::SignRequest>,
+) -> Result<Response> {
+    Ok(signed_response(s.services.sign_s3_request(&c, Some((&prefix, table_id)), req).await?))
+}
+
+async fn sign_unscoped(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiJson(req): ApiJson<sluice_storage::s3::SignRequest>,
+) -> Result<Response> {
+    Ok(signed_response(s.services.sign_s3_request(&c, None, req).await?))
 }

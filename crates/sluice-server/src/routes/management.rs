@@ -2,7 +2,7 @@
 //! and this API's own OpenAPI document.
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, Caller};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -27,6 +27,8 @@ pub fn router() -> Router<AppState> {
         .route("/management/v1/warehouse/{id}/delete-profile", post(update_delete_profile))
         .route("/management/v1/warehouse/{id}/activate", post(activate))
         .route("/management/v1/warehouse/{id}/deactivate", post(deactivate))
+        .route("/management/v1/warehouse/{id}/deleted-tables", get(list_deleted_tables))
+        .route("/management/v1/warehouse/{id}/deleted-tables/{table_id}/undrop", post(undrop_table))
 }
 
 #[derive(OpenApi)]
@@ -34,11 +36,13 @@ pub fn router() -> Router<AppState> {
     info(title = "Sluice management API", description = "Warehouses and identity management for the Sluice Iceberg REST catalog."),
     paths(
         list_warehouses, create_warehouse, get_warehouse, delete_warehouse,
-        rename_warehouse, update_storage, update_credential, update_delete_profile, activate, deactivate
+        rename_warehouse, update_storage, update_credential, update_delete_profile, activate, deactivate,
+        list_deleted_tables, undrop_table
     ),
     components(schemas(
         CreateWarehouseRequest, WarehouseView, ListWarehousesResponse, RenameWarehouseRequest,
-        UpdateStorageRequest, UpdateCredentialRequest, UpdateDeleteProfileRequest, ErrorModel, ErrorBody
+        UpdateStorageRequest, UpdateCredentialRequest, UpdateDeleteProfileRequest, ErrorModel, ErrorBody,
+        DeletedTablesResponse, UndropRequest
     )),
     modifiers(&Security),
     security(("basic" = []), ("bearer" = []))
@@ -256,4 +260,56 @@ async fn activate(State(s): State<AppState>, Caller(c): Caller, ApiPath(id): Api
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/deactivate", params(("id" = Uuid, Path)), responses((status = 200, body = WarehouseView)))]
 async fn deactivate(State(s): State<AppState>, Caller(c): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<WarehouseView>> {
     Ok(Json(s.services.set_warehouse_active(&c, id, false).await?.into()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeletedTablesResponse {
+    #[schema(value_type = Vec<Object>)]
+    pub tables: Vec<sluice_service::soft_delete::DeletedTableInfo>,
+}
+
+#[derive(Deserialize)]
+struct DeletedQuery {
+    #[serde(rename = "pageToken")]
+    page_token: Option<String>,
+    #[serde(rename = "pageSize")]
+    page_size: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/management/v1/warehouse/{id}/deleted-tables", params(("id" = Uuid, Path)),
+    responses((status = 200, body = DeletedTablesResponse)))]
+async fn list_deleted_tables(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<DeletedQuery>,
+) -> Result<Json<DeletedTablesResponse>> {
+    let tables = s.services.list_deleted_tables(&c, id, q.page_token.as_deref(), q.page_size).await?;
+    Ok(Json(DeletedTablesResponse { tables }))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UndropRequest {
+    /// Restore under this name instead of the original one.
+    #[serde(default)]
+    pub new_name: Option<String>,
+}
+
+#[utoipa::path(post, path = "/management/v1/warehouse/{id}/deleted-tables/{table_id}/undrop",
+    params(("id" = Uuid, Path), ("table_id" = Uuid, Path)), request_body = Option<UndropRequest>,
+    responses((status = 200, body = Object), (status = 404, body = ErrorModel), (status = 409, body = ErrorModel)))]
+async fn undrop_table(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((id, table_id)): ApiPath<(Uuid, Uuid)>,
+    body: axum::body::Bytes,
+) -> Result<Json<sluice_service::soft_delete::UndroppedTable>> {
+    // The body is optional: an empty POST restores under the original name.
+    let req: UndropRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        UndropRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed request body: {e}")))?
+    };
+    Ok(Json(s.services.undrop_table(&c, id, table_id, req.new_name.as_deref()).await?))
 }

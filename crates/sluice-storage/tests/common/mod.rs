@@ -1,1 +1,2 @@
+pub mod moto;
 pub mod s3s_fs;

@@ -1,0 +1,417 @@
+//! Storage access delegation: vended short-lived credentials scoped to one table, and
+//! remote signing of S3 requests for one table. Query engines never see the warehouse's
+//! own keys.
+
+use crate::{Result, ServiceError, Services};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sluice_auth::policy::{actions, resource};
+use sluice_core::{NamespaceName, Principal};
+use sluice_storage::s3::{AccessLevel, S3Operation, SignRequest, SignedRequest, VendedCredentials};
+use sluice_storage::{Storage, StorageProfile};
+use sluice_store::{TableRecord, WarehouseRecord};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// What the client accepts (`X-Iceberg-Access-Delegation`) and where it reached us.
+#[derive(Debug, Clone, Default)]
+pub struct AccessDelegation {
+    pub vended_credentials: bool,
+    pub remote_signing: bool,
+    /// The externally visible base URL of this server, for `s3.signer.uri`.
+    pub base_url: String,
+}
+
+impl AccessDelegation {
+    /// Parses the header value: a comma-separated list; unknown entries are ignored, as
+    /// the spec allows servers to.
+    pub fn from_header(value: Option<&str>, base_url: String) -> Self {
+        let mut d = AccessDelegation { base_url, ..Default::default() };
+        for part in value.unwrap_or("").split(',').map(str::trim) {
+            match part.to_ascii_lowercase().as_str() {
+                "vended-credentials" => d.vended_credentials = true,
+                "remote-signing" => d.remote_signing = true,
+                _ => {}
+            }
+        }
+        d
+    }
+
+    pub fn requested(&self) -> bool {
+        self.vended_credentials || self.remote_signing
+    }
+}
+
+/// One entry of `storage-credentials` in the Iceberg REST spec.
+#[derive(Debug, Clone, Serialize)]
+pub struct StorageCredentialEntry {
+    pub prefix: String,
+    pub config: HashMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LoadCredentialsResponse {
+    pub storage_credentials: Vec<StorageCredentialEntry>,
+}
+
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Credentials are reused until this long before they expire, so a client never receives
+/// credentials that die mid-query.
+pub const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+const MAX_SLOTS: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct CacheKey {
+    pub warehouse: Uuid,
+    /// A changed profile or credential must not serve credentials minted under the old one.
+    pub warehouse_version: i64,
+    pub table: Uuid,
+    pub level: AccessLevel,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<VendedCredentials>>>;
+
+/// Per-(warehouse, table, access level) cache. Callers asking for the same key at once
+/// queue on one slot, so only the first calls STS (single flight).
+pub(crate) struct CredentialCache {
+    clock: Arc<dyn Clock>,
+    slots: Mutex<HashMap<CacheKey, Slot>>,
+}
+
+impl CredentialCache {
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+        CredentialCache { clock, slots: Mutex::new(HashMap::new()) }
+    }
+
+    fn fresh(&self, c: &VendedCredentials) -> bool {
+        c.expiration - self.clock.now() > REFRESH_MARGIN
+    }
+
+    pub(crate) async fn get_or_fetch<F, Fut>(&self, key: CacheKey, fetch: F) -> Result<VendedCredentials>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<VendedCredentials>>,
+    {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            if slots.len() >= MAX_SLOTS {
+                self.prune(&mut slots);
+            }
+            slots.entry(key).or_default().clone()
+        };
+        let mut guard = slot.lock().await;
+        if let Some(c) = guard.as_ref() {
+            if self.fresh(c) {
+                return Ok(c.clone());
+            }
+        }
+        // Failures are not cached: the next caller tries again.
+        let c = fetch().await?;
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    fn prune(&self, slots: &mut HashMap<CacheKey, Slot>) {
+        let now = self.clock.now();
+        slots.retain(|_, slot| match slot.try_lock() {
+            Ok(g) => g.as_ref().is_some_and(|c| c.expiration - now > REFRESH_MARGIN),
+            // In use right now: keep.
+            Err(_) => true,
+        });
+    }
+}
+
+fn s3_profile(profile: &StorageProfile) -> Option<&sluice_storage::S3Profile> {
+    match profile {
+        StorageProfile::S3(p) => Some(p),
+        _ => None,
+    }
+}
+
+impl Services {
+    /// The access a caller gets to a table's files: read-write with `catalog:WriteTable`,
+    /// otherwise read-only.
+    async fn access_level(&self, caller: &Principal, wh: &WarehouseRecord, table: &TableRecord) -> Result<AccessLevel> {
+        let res = resource::table(&wh.name, table.namespace.parts(), &table.name);
+        Ok(if self.is_allowed(caller, actions::WRITE_TABLE, &res).await? {
+            AccessLevel::ReadWrite
+        } else {
+            AccessLevel::Read
+        })
+    }
+
+    async fn vend(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        storage: &Storage,
+        table: &TableRecord,
+        level: AccessLevel,
+    ) -> Result<VendedCredentials> {
+        let key = CacheKey {
+            warehouse: wh.id,
+            warehouse_version: wh.updated_at.timestamp_millis(),
+            table: table.id,
+            level,
+        };
+        let session = format!("sluice-{}", caller.user_name);
+        self.credential_cache()
+            .get_or_fetch(key, || async {
+                storage.vend_credentials(&table.location, level, &session).await.map_err(Into::into)
+            })
+            .await
+    }
+
+    /// Extra `config` and `storage-credentials` for a load/create/register response,
+    /// according to what the client accepts and what the warehouse can do.
+    pub(crate) async fn delegate_access(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        profile: &StorageProfile,
+        table: &TableRecord,
+        delegation: &AccessDelegation,
+    ) -> Result<(HashMap<String, String>, Vec<StorageCredentialEntry>)> {
+        let mut config = profile.table_config();
+        let Some(s3) = s3_profile(profile) else {
+            // Local files need no credentials.
+            return Ok((config, vec![]));
+        };
+        if !s3.delete_enabled() {
+            config.insert("s3.delete-enabled".into(), "false".into());
+        }
+        if !delegation.requested() {
+            return Ok((config, vec![]));
+        }
+        let res = resource::table(&wh.name, table.namespace.parts(), &table.name);
+        if delegation.vended_credentials && s3.sts_enabled {
+            self.authorize(caller, actions::VEND_CREDENTIALS, &res).await?;
+            let level = self.access_level(caller, wh, table).await?;
+            let storage = self.storage_for(wh)?;
+            let creds = self.vend(caller, wh, &storage, table, level).await?;
+            let vended = sluice_storage::s3::vended_config(s3, &creds);
+            config.extend(vended.clone());
+            return Ok((config, vec![StorageCredentialEntry { prefix: table.location.clone(), config: vended }]));
+        }
+        if delegation.remote_signing {
+            self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
+            config.insert("s3.remote-signing-enabled".into(), "true".into());
+            config.insert("s3.signer".into(), "S3V4RestSigner".into());
+            config.insert("s3.signer.uri".into(), delegation.base_url.trim_end_matches('/').to_string());
+            config.insert("s3.signer.endpoint".into(), format!("v1/{}/tables/{}/sign", wh.id, table.id));
+            // PyIceberg's PyArrow file IO ignores the signer; its fsspec file IO uses it.
+            config.insert("py-io-impl".into(), "pyiceberg.io.fsspec.FsspecFileIO".into());
+            return Ok((config, vec![]));
+        }
+        Err(ServiceError::BadRequest(format!(
+            "the client asked for vended credentials, but warehouse '{}' has sts-enabled=false; \
+             enable STS on the warehouse, ask for remote signing (X-Iceberg-Access-Delegation: remote-signing), \
+             or send no X-Iceberg-Access-Delegation header and use your own storage credentials",
+            wh.name
+        )))
+    }
+
+    /// `GET …/tables/{table}/credentials`: fresh (or cached) vended credentials.
+    pub async fn load_credentials(&self, caller: &Principal, prefix: &str, ns: &str, table: &str) -> Result<LoadCredentialsResponse> {
+        let wh = self.resolve_warehouse(prefix).await?;
+        let ns = NamespaceName::from_rest_path(ns).map_err(|e| ServiceError::BadRequest(format!("invalid namespace: {e}")))?;
+        let res = resource::table(&wh.name, ns.parts(), table);
+        if !self.is_allowed(caller, actions::READ_TABLE, &res).await? {
+            return Err(ServiceError::NoSuchTable(format!("Table does not exist: {ns}.{table}")));
+        }
+        self.authorize(caller, actions::VEND_CREDENTIALS, &res).await?;
+        let rec = self
+            .store()
+            .get_table(wh.id, &ns, table)
+            .await?
+            .ok_or_else(|| ServiceError::NoSuchTable(format!("Table does not exist: {ns}.{table}")))?;
+        let profile = Self::decode_profile(&wh)?;
+        let Some(s3) = s3_profile(&profile) else {
+            return Ok(LoadCredentialsResponse { storage_credentials: vec![] });
+        };
+        if !s3.sts_enabled {
+            return Err(ServiceError::BadRequest(format!(
+                "warehouse '{}' does not vend credentials (sts-enabled=false)",
+                wh.name
+            )));
+        }
+        let level = self.access_level(caller, &wh, &rec).await?;
+        let storage = self.storage_for(&wh)?;
+        let creds = self.vend(caller, &wh, &storage, &rec, level).await?;
+        Ok(LoadCredentialsResponse {
+            storage_credentials: vec![StorageCredentialEntry {
+                prefix: rec.location.clone(),
+                config: sluice_storage::s3::vended_config(s3, &creds),
+            }],
+        })
+    }
+
+    /// Signs one S3 request for a caller. With `scope` (warehouse prefix, table id) the
+    /// request must target that table; without it, the table is found from the URI.
+    pub async fn sign_s3_request(
+        &self,
+        caller: &Principal,
+        scope: Option<(&str, Uuid)>,
+        req: SignRequest,
+    ) -> Result<SignedRequest> {
+        let (wh, table) = match scope {
+            Some((prefix, table_id)) => {
+                let wh = self.resolve_warehouse(prefix).await?;
+                let t = self.store().get_table_by_id(table_id).await?.filter(|t| t.warehouse_id == wh.id);
+                (wh, t)
+            }
+            None => {
+                // Resolve the table from the first location the request touches.
+                let mut found = None;
+                for w in self.store().list_warehouses().await? {
+                    let profile = Self::decode_profile(&w)?;
+                    let Some(s3) = s3_profile(&profile) else { continue };
+                    if let Ok(target) = s3.resolve_sign_target(&req) {
+                        if let Some(first) = target.locations.first() {
+                            if let Some(t) = self.store().table_containing_location(first).await? {
+                                found = Some((w, Some(t)));
+                                break;
+                            }
+                        }
+                    }
+                }
+                let (w, t) = found.ok_or_else(|| ServiceError::Forbidden("the request does not target a table this server manages".into()))?;
+                if w.status != sluice_store::WarehouseStatus::Active {
+                    return Err(ServiceError::Forbidden(format!("warehouse '{}' is inactive", w.name)));
+                }
+                (w, t)
+            }
+        };
+        let table = table.ok_or_else(|| ServiceError::NoSuchTable("table does not exist".into()))?;
+        let res = resource::table(&wh.name, table.namespace.parts(), &table.name);
+        if !self.is_allowed(caller, actions::READ_TABLE, &res).await? {
+            return Err(ServiceError::NoSuchTable(format!("Table does not exist: {}.{}", table.namespace, table.name)));
+        }
+        self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
+        let profile = Self::decode_profile(&wh)?;
+        let s3 = s3_profile(&profile)
+            .ok_or_else(|| ServiceError::BadRequest(format!("warehouse '{}' is not on S3", wh.name)))?;
+        let target = s3.resolve_sign_target(&req)?;
+        // Strictly below the table's directory: a list prefix equal to the bare location
+        // would also return a sibling table's keys (`t1` → `t10`).
+        let inside = |loc: &str| loc.starts_with(&format!("{}/", table.location.trim_end_matches('/')));
+        if let Some(outside) = target.locations.iter().find(|l| !inside(l)) {
+            return Err(ServiceError::Forbidden(format!(
+                "{outside} is outside the location of table {}.{}",
+                table.namespace, table.name
+            )));
+        }
+        match target.operation {
+            S3Operation::Read => {}
+            S3Operation::Write => self.authorize(caller, actions::WRITE_TABLE, &res).await?,
+            S3Operation::Delete => {
+                if !s3.delete_enabled() {
+                    return Err(ServiceError::Forbidden(format!(
+                        "warehouse '{}' does not allow clients to delete objects (push-s3-delete-disabled)",
+                        wh.name
+                    )));
+                }
+                self.authorize(caller, actions::WRITE_TABLE, &res).await?;
+            }
+        }
+        Ok(self.storage_for(&wh)?.sign(&req)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::Secret;
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+    struct FakeClock(AtomicI64);
+    impl Clock for FakeClock {
+        fn now(&self) -> DateTime<Utc> {
+            DateTime::from_timestamp(self.0.load(Ordering::SeqCst), 0).unwrap()
+        }
+    }
+
+    fn creds(exp: DateTime<Utc>, n: usize) -> VendedCredentials {
+        VendedCredentials {
+            access_key_id: format!("ASIA{n}"),
+            secret_access_key: Secret::new("s"),
+            session_token: Secret::new("t"),
+            expiration: exp,
+        }
+    }
+
+    fn key() -> CacheKey {
+        CacheKey { warehouse: Uuid::nil(), warehouse_version: 0, table: Uuid::nil(), level: AccessLevel::Read }
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_fetch_and_expired_entries_renew() {
+        let clock = Arc::new(FakeClock(AtomicI64::new(1_000_000)));
+        let cache = Arc::new(CredentialCache::new(clock.clone()));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = vec![];
+        for _ in 0..20 {
+            let (cache, calls, clock) = (cache.clone(), calls.clone(), clock.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_fetch(key(), || async move {
+                        let n = calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        Ok(creds(clock.now() + chrono::Duration::hours(1), n))
+                    })
+                    .await
+                    .unwrap()
+                    .access_key_id
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), "ASIA0");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        // Still fresh 50 minutes later (10 minutes left > 5 minute margin).
+        clock.0.fetch_add(50 * 60, Ordering::SeqCst);
+        let c = cache.get_or_fetch(key(), || async { Ok(creds(Utc::now(), 99)) }).await.unwrap();
+        assert_eq!(c.access_key_id, "ASIA0");
+        // Inside the margin: renewed.
+        clock.0.fetch_add(6 * 60, Ordering::SeqCst);
+        let now = clock.now();
+        let c = cache.get_or_fetch(key(), || async move { Ok(creds(now + chrono::Duration::hours(1), 1)) }).await.unwrap();
+        assert_eq!(c.access_key_id, "ASIA1");
+    }
+
+    #[tokio::test]
+    async fn failures_are_not_cached() {
+        let clock = Arc::new(FakeClock(AtomicI64::new(0)));
+        let cache = CredentialCache::new(clock.clone());
+        let r = cache.get_or_fetch(key(), || async { Err(ServiceError::Unavailable("sts down".into())) }).await;
+        assert!(r.is_err());
+        let now = clock.now();
+        let c = cache.get_or_fetch(key(), || async move { Ok(creds(now + chrono::Duration::hours(1), 7)) }).await.unwrap();
+        assert_eq!(c.access_key_id, "ASIA7");
+    }
+
+    #[test]
+    fn header_parsing() {
+        let d = AccessDelegation::from_header(Some("vended-credentials, remote-signing"), String::new());
+        assert!(d.vended_credentials && d.remote_signing);
+        let d = AccessDelegation::from_header(Some(""), String::new());
+        assert!(!d.requested());
+        let d = AccessDelegation::from_header(Some("something-else"), String::new());
+        assert!(!d.requested());
+    }
+}

@@ -1,0 +1,11 @@
+//! S3 access delegation: remote signing of client requests and STS credentials scoped to
+//! one table, so query engines never hold the warehouse's long-lived keys. Knows nothing
+//! about tables or callers: the service layer authorizes the targets these functions name.
+
+mod sign;
+mod vend;
+
+pub use sign::{S3Operation, SignRequest, SignedRequest, TargetObject};
+pub use vend::{
+    session_policy, vended_config, AccessLevel, VendedCredentials, PLACEHOLDER_ROLE_ARN,
+};
