@@ -35,6 +35,11 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Serializes this process's write transactions. SQLite allows one writer at a time;
+    /// without this, concurrent writers wait in SQLite's busy handler, which sleeps in
+    /// growing steps (up to tens of ms) instead of handing over as soon as the lock frees.
+    /// Other processes on the same file still fall back to the busy timeout.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -71,15 +76,17 @@ impl SqliteStore {
     /// pending migrations.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer: Default::default() })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
-    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// A write transaction plus this process's writer lock; hold both until commit.
+    async fn write_tx(&self) -> Result<(tokio::sync::OwnedMutexGuard<()>, Transaction<'static, Sqlite>)> {
+        let guard = self.writer.clone().lock_owned().await;
+        Ok((guard, self.pool.begin_with("BEGIN IMMEDIATE").await?))
     }
 }
 
@@ -652,7 +659,7 @@ impl SqliteStore {
         a: LinkEnd,
         b: LinkEnd,
     ) -> Result<()> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         for end in [&a, &b] {
             let exists: bool = sqlx::query_scalar(&format!(
                 "SELECT EXISTS(SELECT 1 FROM {} WHERE id = ?)",
@@ -1269,7 +1276,7 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn delete_warehouse(&self, id: Uuid) -> Result<()> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let name: Option<String> = sqlx::query_scalar("SELECT name FROM warehouses WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -1299,7 +1306,7 @@ impl CatalogStore for SqliteStore {
     // ---- namespaces ----
 
     async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let parent_id = match ns.name.parent() {
             Some(parent) => Some(
                 namespace_id(&mut tx, ns.warehouse_id, &parent)
@@ -1389,7 +1396,7 @@ impl CatalogStore for SqliteStore {
         removals: &[String],
         updates: &HashMap<String, String>,
     ) -> Result<NamespaceRecord> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let Some(mut ns) = fetch_namespace(&mut tx, warehouse_id, name).await? else {
             return Err(StoreError::NotFound(format!("namespace {name}")));
         };
@@ -1410,7 +1417,7 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn drop_namespace(&self, warehouse_id: Uuid, name: &NamespaceName) -> Result<()> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let id = namespace_id(&mut tx, warehouse_id, name).await?;
         let busy: bool = sqlx::query_scalar(
             "SELECT EXISTS(SELECT 1 FROM namespaces WHERE parent_id = ?1) \
@@ -1442,7 +1449,7 @@ impl CatalogStore for SqliteStore {
         deleted_by: Option<&str>,
         purge_requested: bool,
     ) -> Result<DeletedTableRecord> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let Some(table) = fetch_table(&mut tx, warehouse_id, namespace, name).await? else {
             return Err(StoreError::NotFound(table_label(namespace, name)));
         };
@@ -1543,7 +1550,7 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn undrop_table(&self, table_id: Uuid, new_name: Option<&str>) -> Result<TableRecord> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let row = sqlx::query(concat!(
             "SELECT ",
             deleted_columns!(),
@@ -1708,7 +1715,7 @@ impl CatalogStore for SqliteStore {
         namespace: &NamespaceName,
         name: &str,
     ) -> Result<TableRecord> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let Some(table) = fetch_table(&mut tx, warehouse_id, namespace, name).await? else {
             return Err(StoreError::NotFound(table_label(namespace, name)));
         };
@@ -1728,7 +1735,7 @@ impl CatalogStore for SqliteStore {
         to_namespace: &NamespaceName,
         to_name: &str,
     ) -> Result<()> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let Some(table) = fetch_table(&mut tx, warehouse_id, from_namespace, from_name).await?
         else {
             return Err(StoreError::NotFound(table_label(from_namespace, from_name)));
@@ -1756,7 +1763,7 @@ impl CatalogStore for SqliteStore {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         for op in ops {
             // An early return drops `tx`, which rolls back everything applied so far.
             match op {
