@@ -275,7 +275,9 @@ impl Services {
                 (wh, t)
             }
             None => {
-                // Resolve the table from the first location the request touches.
+                // Resolve the table from the first location the request touches; the table
+                // must belong to the warehouse whose profile understood the URI (two
+                // warehouses may share a bucket under different prefixes).
                 let mut found = None;
                 for w in self.store().list_warehouses().await? {
                     let profile = Self::decode_profile(&w)?;
@@ -283,8 +285,10 @@ impl Services {
                     if let Ok(target) = s3.resolve_sign_target(&req) {
                         if let Some(first) = target.locations.first() {
                             if let Some(t) = self.store().table_containing_location(first).await? {
-                                found = Some((w, Some(t)));
-                                break;
+                                if t.warehouse_id == w.id {
+                                    found = Some((w, Some(t)));
+                                    break;
+                                }
                             }
                         }
                     }
