@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Runs the catalog benchmarks (criterion, release profile) and writes BENCHMARKS.md with
-# each figure as a ratio against the baselines measured in the same run.
+# Runs the benchmarks (criterion, release profile) and writes BENCHMARKS.md with each figure
+# as a ratio against the baselines measured in the same run:
+#   - catalog:    load-table latency and commit throughput on the embedded default
+#   - delegation: remote signing on s3s-fs and load-table with vended credentials on moto;
+#                 needs s3s-fs (PATH or ~/.cargo/bin) and moto (.venv-moto/ or MOTO_SERVER_BIN),
+#                 which `bash scripts/test.sh` installs
+# Extra arguments go to both benches (e.g. `--measurement-time 3`). CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo bench -p sluice-server --bench catalog -- "$@"
-python3 scripts/bench_report.py > BENCHMARKS.md
+cargo bench -p sluice-server --bench delegation -- "$@"
+python3 scripts/bench_report.py > BENCHMARKS.md.tmp
+mv BENCHMARKS.md.tmp BENCHMARKS.md
 cat BENCHMARKS.md

@@ -132,16 +132,22 @@ BG_PIDS+=("$MOTO_SETUP_PID")
 export MOTO_SERVER_BIN=$MOTO_VENV/bin/moto_server
 
 # ---------------------------------------------------------------------------------------------
-# s3s-fs (S3 peer for the e2e suite)
+# s3s-fs (S3 peer for the storage tests and the e2e suite)
 # ---------------------------------------------------------------------------------------------
-if [[ $TEST_ONLY != rust ]]; then
-  if ! command -v s3s-fs >/dev/null; then
-    step "Installing s3s-fs $S3S_FS_VERSION (cargo install, ~2 min)"
-    cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked
-  fi
-  S3S_FS_BIN=$(command -v s3s-fs)
-  export S3S_FS_BIN
+if ! command -v s3s-fs >/dev/null; then
+  step "Installing s3s-fs $S3S_FS_VERSION (cargo install, ~2 min)"
+  cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked
 fi
+S3S_FS_BIN=$(command -v s3s-fs)
+export S3S_FS_BIN
+
+# ---------------------------------------------------------------------------------------------
+# Identity peers: OpenLDAP slapd (apt) and node oidc-provider (npm, from ../shared/peers)
+# ---------------------------------------------------------------------------------------------
+step "Identity peers (slapd, oidc-provider)"
+bash scripts/peers/slapd.sh install
+bash scripts/peers/oidc.sh install "$ROOT/.peers/oidc"
+export SLUICE_OIDC_PEER_DIR=$ROOT/.peers/oidc
 
 # ---------------------------------------------------------------------------------------------
 # Build once

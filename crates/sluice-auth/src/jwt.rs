@@ -58,12 +58,25 @@ impl TokenIssuer {
         scope: Option<&str>,
         now: i64,
     ) -> Result<String, AuthError> {
+        self.issue_with_ttl(user_id, user_name, access_key_id, scope, now, self.ttl_seconds)
+    }
+
+    /// As `issue`, with a caller-chosen lifetime (callers cap it).
+    pub fn issue_with_ttl(
+        &self,
+        user_id: Uuid,
+        user_name: &str,
+        access_key_id: Option<&str>,
+        scope: Option<&str>,
+        now: i64,
+        ttl_seconds: i64,
+    ) -> Result<String, AuthError> {
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: user_id.to_string(),
             aud: self.audience.clone(),
             iat: now,
-            exp: now + self.ttl_seconds,
+            exp: now + ttl_seconds,
             jti: Uuid::new_v4().to_string(),
             name: user_name.to_string(),
             akid: access_key_id.map(str::to_string),

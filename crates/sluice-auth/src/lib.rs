@@ -1,9 +1,13 @@
 //! Key material and tokens: encryption of stored secrets (AEAD) and Sluice-issued JWTs;
-//! plus the pure policy evaluator ([`policy`]).
-//! Knows nothing about HTTP or storage; callers hand it bytes and claims.
+//! the pure policy evaluator ([`policy`]); and the clients of external identity providers
+//! (OIDC, LDAP, AWS IAM), which talk to those providers but never serve HTTP, never touch
+//! the store, and know nothing of Sluice users.
 
+pub mod aws_iam;
 pub mod crypto;
 pub mod jwt;
+pub mod ldap;
+pub mod oidc;
 pub mod policy;
 
 pub use crypto::{KeyMaterial, SecretBox};

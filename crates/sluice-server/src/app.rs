@@ -27,6 +27,7 @@ pub fn build_router(state: AppState) -> Router {
         .merge(routes::catalog::router())
         .merge(routes::management::router())
         .merge(routes::identity::router())
+        .merge(routes::login::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -33,6 +33,22 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// How often expired soft-deleted tables are purged.
     pub purge_interval_seconds: u64,
+    /// Allow `aws-system-identity` S3 credentials (the server's own AWS credential chain).
+    pub enable_aws_system_credentials: bool,
+    /// Require `external-id` (and `assume-role-arn`) with system credentials. Also read from
+    /// `SLUICE__S3_REQUIRE_EXTERNAL_ID_FOR_SYSTEM_CREDENTIALS`.
+    pub require_external_id_for_system_credentials: bool,
+    /// Cloudflare API base URL for R2 temporary credentials.
+    pub cloudflare_api_base: Option<String>,
+    /// OpenID Connect: bearer tokens, browser SSO and web-identity login (off when unset).
+    #[serde(default, skip_serializing)]
+    pub oidc: Option<sluice_auth::oidc::OidcConfig>,
+    /// LDAP login (off when unset).
+    #[serde(default, skip_serializing)]
+    pub ldap: Option<sluice_auth::ldap::LdapConfig>,
+    /// AWS IAM principal login (off when unset).
+    #[serde(default, skip_serializing)]
+    pub aws_iam: Option<sluice_auth::aws_iam::AwsIamConfig>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -46,6 +62,9 @@ impl std::fmt::Debug for ServerConfig {
             .field("jwt_signing_key", &self.jwt_signing_key.as_ref().map(|_| "***"))
             .field("token_ttl_seconds", &self.token_ttl_seconds)
             .field("allowed_file_roots", &self.allowed_file_roots)
+            .field("oidc", &self.oidc.as_ref().map(|o| o.url.clone()))
+            .field("ldap", &self.ldap.as_ref().map(|l| l.server_endpoint.clone()))
+            .field("aws_iam", &self.aws_iam.as_ref().map(|a| a.server_id.clone()))
             .finish()
     }
 }
@@ -64,6 +83,12 @@ impl Default for ServerConfig {
             create_default_warehouse: true,
             public_url: None,
             purge_interval_seconds: 60,
+            enable_aws_system_credentials: false,
+            require_external_id_for_system_credentials: true,
+            cloudflare_api_base: None,
+            oidc: None,
+            ldap: None,
+            aws_iam: None,
         }
     }
 }
@@ -81,6 +106,9 @@ pub struct CliOverrides {
     pub log_level: Option<String>,
 }
 
+/// Config sections settable from the environment with `__` as the nesting separator.
+const ENV_SECTIONS: &[&str] = &["oidc", "ldap", "aws_iam"];
+
 /// The `SLUICE_*` variables that map onto config keys. Only these are read, so client-side
 /// variables (`SLUICE_ENDPOINT`, `SLUICE_PROFILE`, ...) and unrelated ones such as a test
 /// harness's `SLUICE_BIN` never stop the server; lists and bootstrap secrets are read
@@ -96,6 +124,9 @@ const ENV_KEYS: &[&str] = &[
     "create_default_warehouse",
     "public_url",
     "purge_interval_seconds",
+    "enable_aws_system_credentials",
+    "require_external_id_for_system_credentials",
+    "cloudflare_api_base",
 ];
 
 impl ServerConfig {
@@ -107,10 +138,27 @@ impl ServerConfig {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("SLUICE_").only(ENV_KEYS));
+        // Flat keys by name; provider sections as SLUICE_OIDC__URL, SLUICE_LDAP__BIND_DN, ...
+        fig = fig.merge(
+            Env::prefixed("SLUICE_")
+                .filter(|k| {
+                    let k = k.as_str();
+                    ENV_KEYS.contains(&k) || ENV_SECTIONS.iter().any(|s| k.starts_with(&format!("{s}__")))
+                })
+                .split("__"),
+        );
         if let Ok(roots) = std::env::var("SLUICE_ALLOWED_FILE_ROOTS") {
             let roots: Vec<PathBuf> = roots.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
             fig = fig.merge(Serialized::default("allowed_file_roots", roots));
+        }
+        // The name the storage-delegation issue documents (Lakekeeper's double-underscore style).
+        if let Ok(v) = std::env::var("SLUICE__S3_REQUIRE_EXTERNAL_ID_FOR_SYSTEM_CREDENTIALS") {
+            let b = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                other => return Err(format!("SLUICE__S3_REQUIRE_EXTERNAL_ID_FOR_SYSTEM_CREDENTIALS: expected true or false, got '{other}'")),
+            };
+            fig = fig.merge(Serialized::default("require_external_id_for_system_credentials", b));
         }
         fig = fig.merge(Serialized::defaults(cli));
         let mut cfg: ServerConfig = fig.extract().map_err(|e| {

@@ -90,15 +90,38 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let unauthorized = |m: &str| ApiError(ServiceError::Unauthorized(m.to_string()));
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            // The browser session cookie from SSO, for safe methods only: a cookie rides
+            // along on cross-site requests, so it must never authorize a change.
+            if parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD {
+                if let Some(token) = session_cookie(parts) {
+                    return Ok(Caller(state.services.authenticate_token(&token).await?));
+                }
+            }
             return Err(unauthorized("authentication required: use HTTP Basic with an access key or a bearer token"));
         };
         let value = value.to_str().map_err(|_| unauthorized("malformed Authorization header"))?;
         let (scheme, rest) = value.split_once(' ').ok_or_else(|| unauthorized("malformed Authorization header"))?;
         let principal = if scheme.eq_ignore_ascii_case("bearer") {
-            state.services.authenticate_token(rest.trim()).await?
+            let token = rest.trim();
+            match &state.providers.oidc {
+                // Tokens from the configured IdP are routed by their (unverified) issuer;
+                // the signature and claims are verified next.
+                Some(oidc) if oidc.is_candidate(token) => {
+                    let identity = oidc.verify_bearer(token).await.map_err(crate::login::oidc_error)?;
+                    crate::login::oidc_principal(state, "oidc", identity).await?
+                }
+                _ => state.services.authenticate_token(token).await?,
+            }
         } else if scheme.eq_ignore_ascii_case("basic") {
             match basic_credentials(&parts.headers) {
-                Some(Ok((id, secret))) => state.services.authenticate_key(&id, &secret).await?,
+                Some(Ok((id, secret))) => {
+                    let ldap_basic = state.providers.ldap.as_ref().is_some_and(|l| l.config().allow_basic_auth);
+                    if ldap_basic && sluice_core::AccessKeyId::parse(&id).is_err() {
+                        crate::login::ldap_basic(state, &id, &secret).await?
+                    } else {
+                        state.services.authenticate_key(&id, &secret).await?
+                    }
+                }
                 _ => return Err(unauthorized("malformed Basic credentials")),
             }
         } else {
@@ -133,4 +156,26 @@ impl FromRequestParts<AppState> for Delegation {
         let base = base_url(parts, state.public_url.as_deref());
         Ok(Delegation(sluice_service::delegation::AccessDelegation::from_header(value, base)))
     }
+}
+
+pub const SESSION_COOKIE: &str = "sluice_session";
+
+fn cookie(parts: &Parts, name: &str) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+pub fn session_cookie(parts: &Parts) -> Option<String> {
+    cookie(parts, SESSION_COOKIE)
+}
+
+pub fn named_cookie(parts: &Parts, name: &str) -> Option<String> {
+    cookie(parts, name)
 }

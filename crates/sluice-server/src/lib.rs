@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod login;
 pub mod routes;
 pub mod state;
 
@@ -24,6 +25,7 @@ pub struct Server {
     pub services: Services,
     pub config: ServerConfig,
     pub bootstrap: Bootstrap,
+    pub providers: Arc<state::Providers>,
 }
 
 fn key_material(configured: Option<&str>, file: &std::path::Path, what: &str) -> anyhow::Result<KeyMaterial> {
@@ -52,7 +54,12 @@ impl Server {
             Arc::new(store),
             SecretBox::new(&master),
             TokenIssuer::new(&signing, "sluice", config.token_ttl_seconds),
-            ServiceConfig { allowed_file_roots: config.allowed_file_roots.clone() },
+            ServiceConfig {
+                enable_aws_system_credentials: config.enable_aws_system_credentials,
+                require_external_id_for_system_credentials: config.require_external_id_for_system_credentials,
+                cloudflare_api_base: config.cloudflare_api_base.clone(),
+                ..ServiceConfig::new(config.allowed_file_roots.clone())
+            },
         );
         let bootstrap = services.bootstrap(bootstrap_key).await.context("bootstrapping the admin user")?;
         services.ensure_default_groups().await.context("creating the default groups and policies")?;
@@ -62,11 +69,16 @@ impl Server {
                 .await
                 .context("creating the default warehouse")?;
         }
-        Ok(Server { services, config, bootstrap })
+        let providers = Arc::new(build_providers(&config)?);
+        Ok(Server { services, config, bootstrap, providers })
     }
 
     pub fn router(&self) -> axum::Router {
-        app::build_router(state::AppState { services: self.services.clone(), public_url: self.config.public_url.clone() })
+        app::build_router(state::AppState {
+            services: self.services.clone(),
+            public_url: self.config.public_url.clone(),
+            providers: self.providers.clone(),
+        })
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
@@ -134,4 +146,30 @@ fn spawn_purger(services: sluice_service::Services, interval_seconds: u64) -> to
             }
         }
     })
+}
+
+/// Constructs the configured identity-provider clients. None of them touches the network
+/// here: an identity provider that is down must not stop the catalog from starting.
+fn build_providers(config: &ServerConfig) -> anyhow::Result<state::Providers> {
+    // No redirects: identity-provider answers must come from the endpoint asked.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client for identity providers")?;
+    let mut p = state::Providers::default();
+    if let Some(c) = &config.oidc {
+        p.oidc = Some(Arc::new(
+            sluice_auth::oidc::OidcProvider::new(c.clone(), http.clone()).map_err(|e| anyhow::anyhow!("oidc: {e}"))?,
+        ));
+    }
+    if let Some(c) = &config.ldap {
+        p.ldap = Some(Arc::new(sluice_auth::ldap::LdapAuthenticator::new(c.clone()).map_err(|e| anyhow::anyhow!("ldap: {e}"))?));
+    }
+    if let Some(c) = &config.aws_iam {
+        c.validate().map_err(anyhow::Error::msg)?;
+        p.aws_iam = Some(Arc::new(sluice_auth::aws_iam::AwsIamVerifier::new(c.clone(), http)));
+    }
+    Ok(p)
 }

@@ -332,7 +332,7 @@ impl Services {
                 self.authorize(caller, actions::WRITE_TABLE, &res).await?;
             }
         }
-        Ok(self.storage_for(&wh)?.sign(&req)?)
+        Ok(self.storage_for(&wh)?.sign(&req).await?)
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod authz;
 pub mod identity;
+pub mod login;
 pub mod catalog;
 pub mod delegation;
 pub mod error;
@@ -25,6 +26,31 @@ use uuid::Uuid;
 pub struct ServiceConfig {
     /// Directories under which `file` warehouses may live.
     pub allowed_file_roots: Vec<PathBuf>,
+    /// Let S3 warehouses use the server's own AWS credential chain (`aws-system-identity`).
+    pub enable_aws_system_credentials: bool,
+    /// With system credentials, require an external id (and a role to assume), so one
+    /// tenant cannot point a warehouse at another tenant's role.
+    pub require_external_id_for_system_credentials: bool,
+    /// Cloudflare API base for R2 temporary credentials (tests point it at a stub).
+    pub cloudflare_api_base: Option<String>,
+}
+
+impl ServiceConfig {
+    pub fn new(allowed_file_roots: Vec<PathBuf>) -> Self {
+        ServiceConfig {
+            allowed_file_roots,
+            enable_aws_system_credentials: false,
+            require_external_id_for_system_credentials: true,
+            cloudflare_api_base: None,
+        }
+    }
+
+    pub(crate) fn storage_settings(&self) -> sluice_storage::StorageSettings {
+        sluice_storage::StorageSettings {
+            enable_aws_system_credentials: self.enable_aws_system_credentials,
+            cloudflare_api_base: self.cloudflare_api_base.clone(),
+        }
+    }
 }
 
 /// The service layer. Cheap to clone; every clone shares one state.
@@ -73,6 +99,16 @@ impl Services {
         &self.inner.secrets
     }
 
+    /// Encrypts a small value for a round trip through the client (e.g. the OIDC login
+    /// state cookie); only this deployment's master key can open it.
+    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        self.secrets().encrypt(plaintext)
+    }
+
+    pub fn unseal(&self, data: &[u8]) -> Option<Vec<u8>> {
+        self.secrets().decrypt(data).ok().map(|z| z.to_vec())
+    }
+
     pub(crate) fn tokens(&self) -> &TokenIssuer {
         &self.inner.tokens
     }
@@ -119,7 +155,7 @@ impl Services {
         }
         let profile = Self::decode_profile(w)?;
         let cred = self.decrypt_credential(w)?;
-        let storage = Storage::open(&profile, cred.as_ref())?;
+        let storage = Storage::open_with(&profile, cred.as_ref(), &self.config().storage_settings())?;
         self.inner
             .storages
             .lock()

@@ -48,7 +48,11 @@ impl Services {
     }
 
     fn validation_context(&self) -> ValidationContext {
-        ValidationContext { allowed_file_roots: self.config().allowed_file_roots.clone() }
+        ValidationContext {
+            allowed_file_roots: self.config().allowed_file_roots.clone(),
+            enable_aws_system_credentials: self.config().enable_aws_system_credentials,
+            require_external_id_for_system_credentials: self.config().require_external_id_for_system_credentials,
+        }
     }
 
     /// Static checks, overlap with other warehouses, then a real write/read/list/delete
@@ -60,7 +64,7 @@ impl Services {
         except: Option<Uuid>,
     ) -> Result<()> {
         profile.validate(&self.validation_context())?;
-        profile.validate_credential(cred)?;
+        profile.validate_credential(cred, &self.validation_context())?;
         for other in self.store().list_warehouses().await? {
             if Some(other.id) == except {
                 continue;
@@ -75,7 +79,7 @@ impl Services {
                 )));
             }
         }
-        let storage = Storage::open(profile, cred)?;
+        let storage = Storage::open_with(profile, cred, &self.config().storage_settings())?;
         storage.probe().await?;
         Ok(())
     }

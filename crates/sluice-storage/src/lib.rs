@@ -17,4 +17,4 @@ pub use profile::{
     FileProfile, RemoteSigningUrlStyle, S3Flavor, S3Profile, StorageProfile, ValidationContext,
     DEFAULT_STS_TOKEN_VALIDITY_SECONDS, STS_TOKEN_VALIDITY_RANGE,
 };
-pub use storage::{Storage, PROBE_TIMEOUT};
+pub use storage::{Storage, StorageSettings, PROBE_TIMEOUT};

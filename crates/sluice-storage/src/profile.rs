@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::credential::StorageCredential;
+use crate::credential::{S3Credential, StorageCredential};
 use crate::error::StorageError;
 use crate::rules;
 
@@ -157,11 +157,29 @@ fn trim_root(root: &str) -> &str {
     }
 }
 
-/// Server-side limits that profile validation enforces.
-#[derive(Debug, Clone, Default)]
+/// Server-side limits that profile and credential validation enforce.
+#[derive(Debug, Clone)]
 pub struct ValidationContext {
     /// Directories under which `file` profiles may live. Empty disables file storage.
     pub allowed_file_roots: Vec<PathBuf>,
+    /// Whether warehouses may use the server's own AWS identity
+    /// (`credential-type: aws-system-identity`). Off by default: with it, anybody who may
+    /// create a warehouse can act with the server's cloud permissions.
+    pub enable_aws_system_credentials: bool,
+    /// With system identity, require an `external-id` and an `assume-role-arn`, so a
+    /// warehouse can only reach roles whose trust policy names that external id (AWS's
+    /// defence against the confused-deputy problem). On by default.
+    pub require_external_id_for_system_credentials: bool,
+}
+
+impl Default for ValidationContext {
+    fn default() -> Self {
+        ValidationContext {
+            allowed_file_roots: Vec::new(),
+            enable_aws_system_credentials: false,
+            require_external_id_for_system_credentials: true,
+        }
+    }
 }
 
 impl S3Profile {
@@ -432,26 +450,82 @@ impl StorageProfile {
         }
     }
 
-    /// Checks that `cred` fits this profile. S3 always needs an S3 credential (the server's
-    /// own identity is not offered for storage access); file storage takes none.
+    /// Checks that `cred` fits this profile and the server's settings in `ctx`: S3 needs an
+    /// S3 credential, file storage takes none. `aws-system-identity` only when the server
+    /// enables it (and, if required, with `external-id` and the profile's
+    /// `assume-role-arn`); `cloudflare-r2` only on an `s3-compat` profile with an endpoint
+    /// and without AWS-only settings.
     pub fn validate_credential(
         &self,
         cred: Option<&StorageCredential>,
+        ctx: &ValidationContext,
     ) -> Result<(), StorageError> {
+        let inv = |m: &str| Err(StorageError::Invalid(m.into()));
         match (self, cred) {
             (StorageProfile::File(_), None) => Ok(()),
-            (StorageProfile::File(_), Some(_)) => Err(StorageError::Invalid(
-                "file storage does not take a storage credential".into(),
-            )),
-            (StorageProfile::S3(s), None) => Err(StorageError::Invalid(match s.flavor {
-                S3Flavor::S3Compat => {
-                    "s3-compat storage requires an access-key storage credential".into()
+            (StorageProfile::File(_), Some(_)) => {
+                inv("file storage does not take a storage credential")
+            }
+            (StorageProfile::S3(s), None) => {
+                let kinds = if ctx.enable_aws_system_credentials {
+                    "an access-key, aws-system-identity or cloudflare-r2"
+                } else {
+                    "an access-key or cloudflare-r2"
+                };
+                let flavor = match s.flavor {
+                    S3Flavor::S3Compat => "s3-compat",
+                    S3Flavor::Aws => "s3",
+                };
+                Err(StorageError::Invalid(format!(
+                    "{flavor} storage requires {kinds} storage credential"
+                )))
+            }
+            (StorageProfile::S3(s), Some(c @ StorageCredential::S3(s3c))) => {
+                c.validate()?;
+                match s3c {
+                    S3Credential::AccessKey { .. } => Ok(()),
+                    S3Credential::AwsSystemIdentity { external_id } => {
+                        if !ctx.enable_aws_system_credentials {
+                            return inv(
+                                "aws-system-identity credentials are disabled on this server; \
+                                 set enable_aws_system_credentials",
+                            );
+                        }
+                        if ctx.require_external_id_for_system_credentials
+                            && (external_id.is_none() || s.assume_role_arn.is_none())
+                        {
+                            return inv(
+                                "aws-system-identity credentials require an external-id on the \
+                                 credential and an assume-role-arn on the storage profile (this \
+                                 server sets require_external_id_for_system_credentials)",
+                            );
+                        }
+                        Ok(())
+                    }
+                    S3Credential::CloudflareR2 { .. } => {
+                        // R2 is reached through its S3 endpoint and vends through Cloudflare's
+                        // API, never AWS STS or IAM: AWS-only settings would be silently
+                        // ignored, so they are refused instead.
+                        if s.flavor != S3Flavor::S3Compat || s.endpoint.is_none() {
+                            return inv(
+                                "cloudflare-r2 credentials need flavor 's3-compat' and endpoint \
+                                 https://<account-id>.r2.cloudflarestorage.com (region 'auto')",
+                            );
+                        }
+                        if s.assume_role_arn.is_some()
+                            || s.sts_role_arn.is_some()
+                            || s.sts_endpoint.is_some()
+                            || s.aws_kms_key_arn.is_some()
+                        {
+                            return inv(
+                                "assume-role-arn, sts-role-arn, sts-endpoint and aws-kms-key-arn \
+                                 are AWS settings and cannot be used with cloudflare-r2 credentials",
+                            );
+                        }
+                        Ok(())
+                    }
                 }
-                S3Flavor::Aws => {
-                    "s3 storage requires an access-key storage credential (system identity is not enabled)".into()
-                }
-            })),
-            (StorageProfile::S3(_), Some(c @ StorageCredential::S3(_))) => c.validate(),
+            }
         }
     }
 
@@ -793,19 +867,139 @@ mod tests {
     #[test]
     fn credential_compatibility() {
         use sluice_core::Secret;
+        let ctx = ValidationContext::default();
         let cred = StorageCredential::s3_access_key("AK", Secret::new("sk"));
         let aws = s3("bkt", None);
-        assert!(aws.validate_credential(Some(&cred)).is_ok());
-        assert!(aws.validate_credential(None).is_err());
+        assert!(aws.validate_credential(Some(&cred), &ctx).is_ok());
+        assert!(aws.validate_credential(None, &ctx).is_err());
         let mut compat = S3Profile::new("bkt", "r");
         compat.flavor = S3Flavor::S3Compat;
         assert!(StorageProfile::S3(compat)
-            .validate_credential(None)
+            .validate_credential(None, &ctx)
             .is_err());
-        assert!(file("/x").validate_credential(None).is_ok());
-        assert!(file("/x").validate_credential(Some(&cred)).is_err());
+        assert!(file("/x").validate_credential(None, &ctx).is_ok());
+        assert!(file("/x").validate_credential(Some(&cred), &ctx).is_err());
         let empty = StorageCredential::s3_access_key("AK", Secret::new(""));
-        assert!(aws.validate_credential(Some(&empty)).is_err());
+        assert!(aws.validate_credential(Some(&empty), &ctx).is_err());
+        let sys = StorageCredential::aws_system_identity(None);
+        assert!(file("/x").validate_credential(Some(&sys), &ctx).is_err());
+    }
+
+    fn invalid_msg(r: Result<(), StorageError>) -> String {
+        match r {
+            Err(StorageError::Invalid(m)) => m,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn system_identity_rules() {
+        let role = "arn:aws:iam::123456789012:role/lake";
+        let with_role = {
+            let mut p = S3Profile::new("bkt", "us-east-1");
+            p.assume_role_arn = Some(role.into());
+            StorageProfile::S3(p)
+        };
+        let no_role = s3("bkt", None);
+        let ext = StorageCredential::aws_system_identity(Some("tenant-1".into()));
+        let no_ext = StorageCredential::aws_system_identity(None);
+
+        // Disabled (the default): refused whatever else is set.
+        let off = ValidationContext::default();
+        assert!(!off.enable_aws_system_credentials);
+        assert!(off.require_external_id_for_system_credentials);
+        let m = invalid_msg(with_role.validate_credential(Some(&ext), &off));
+        assert!(
+            m.contains("aws-system-identity credentials are disabled on this server")
+                && m.contains("enable_aws_system_credentials"),
+            "{m}"
+        );
+
+        // Enabled, external id required: both external-id and assume-role-arn.
+        let on = ValidationContext {
+            enable_aws_system_credentials: true,
+            ..ValidationContext::default()
+        };
+        assert!(with_role.validate_credential(Some(&ext), &on).is_ok());
+        let m = invalid_msg(with_role.validate_credential(Some(&no_ext), &on));
+        assert!(
+            m.contains("external-id") && m.contains("assume-role-arn"),
+            "{m}"
+        );
+        let m = invalid_msg(no_role.validate_credential(Some(&ext), &on));
+        assert!(m.contains("assume-role-arn"), "{m}");
+        // The message for a missing credential now names system identity.
+        let m = invalid_msg(no_role.validate_credential(None, &on));
+        assert!(m.contains("aws-system-identity"), "{m}");
+        let m = invalid_msg(no_role.validate_credential(None, &off));
+        assert!(!m.contains("aws-system-identity"), "{m}");
+
+        // Enabled, not required: the plain server identity is fine.
+        let lax = ValidationContext {
+            enable_aws_system_credentials: true,
+            require_external_id_for_system_credentials: false,
+            ..ValidationContext::default()
+        };
+        assert!(no_role.validate_credential(Some(&no_ext), &lax).is_ok());
+        assert!(with_role.validate_credential(Some(&no_ext), &lax).is_ok());
+        // The credential's own checks still apply.
+        let bad = StorageCredential::aws_system_identity(Some(String::new()));
+        assert!(with_role.validate_credential(Some(&bad), &lax).is_err());
+    }
+
+    #[test]
+    fn cloudflare_r2_rules() {
+        use crate::credential::S3Credential;
+        use sluice_core::Secret;
+        let cred = StorageCredential::S3(S3Credential::CloudflareR2 {
+            account_id: "0123456789abcdef0123456789abcdef".into(),
+            token: Secret::new("tok"),
+            access_key_id: "k".into(),
+            secret_access_key: Secret::new("s"),
+        });
+        let ctx = ValidationContext::default();
+        let r2 = || {
+            let mut p = S3Profile::new("bkt", "auto");
+            p.flavor = S3Flavor::S3Compat;
+            p.endpoint =
+                Some("https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com".into());
+            p.sts_enabled = true;
+            p
+        };
+        let check = |f: &dyn Fn(&mut S3Profile)| {
+            let mut p = r2();
+            f(&mut p);
+            let p = StorageProfile::S3(p);
+            p.validate(&ctx)
+                .and_then(|_| p.validate_credential(Some(&cred), &ctx))
+        };
+        // Region "auto" is what R2 wants.
+        assert!(check(&|_| {}).is_ok());
+        assert!(check(&|p| p.sts_enabled = false).is_ok());
+        // (With sts-enabled, profile validation already asks an aws profile for a role.)
+        let m = invalid_msg(check(&|p| {
+            p.flavor = S3Flavor::Aws;
+            p.sts_enabled = false;
+        }));
+        assert!(m.contains("s3-compat"), "{m}");
+        let m = invalid_msg(check(&|p| {
+            p.endpoint = None;
+            p.sts_enabled = false;
+        }));
+        assert!(m.contains("endpoint"), "{m}");
+        for f in [
+            &(|p: &mut S3Profile| {
+                p.assume_role_arn = Some("arn:aws:iam::123456789012:role/x".into())
+            }) as &dyn Fn(&mut S3Profile),
+            &|p| p.sts_role_arn = Some("arn:aws:iam::123456789012:role/x".into()),
+            &|p| p.sts_endpoint = Some("https://sts.example.com".into()),
+            &|p| p.aws_kms_key_arn = Some("arn:aws:kms:us-east-1:123456789012:key/k".into()),
+        ] {
+            let m = invalid_msg(check(f));
+            assert!(m.contains("cloudflare-r2"), "{m}");
+        }
+        // The server's system-identity switch does not concern R2.
+        assert!(!ctx.enable_aws_system_credentials);
     }
 
     #[test]
@@ -817,6 +1011,7 @@ mod tests {
         std::fs::create_dir_all(&outside).unwrap();
         let ctx = ValidationContext {
             allowed_file_roots: vec![allowed.clone()],
+            ..ValidationContext::default()
         };
         let a = allowed.to_str().unwrap();
 

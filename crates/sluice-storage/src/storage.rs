@@ -14,9 +14,10 @@ use object_store::{
 };
 use tokio::time::Instant;
 
-use crate::credential::{S3Credential, StorageCredential};
+use crate::credential::StorageCredential;
 use crate::error::{error_chain, ProbeStep, Result, StorageError};
-use crate::profile::{S3Profile, StorageProfile};
+use crate::profile::{S3Profile, StorageProfile, ValidationContext};
+use crate::s3::access::{CredentialSource, ObjectStoreCredentials, S3Access};
 
 /// Upper bound for a whole `probe()`, so a dead endpoint fails within seconds rather than
 /// after the client's retry budget.
@@ -44,11 +45,24 @@ enum Backend {
     File,
     S3 {
         bucket: String,
-        /// Kept for remote signing and STS, which work outside `object_store`.
-        cred: S3Credential,
-        /// Built on first use: most warehouses never vend credentials.
-        sts: std::sync::OnceLock<aws_sdk_sts::Client>,
+        /// The identity `object_store` also uses; kept for remote signing and vending,
+        /// which work outside `object_store`.
+        access: Arc<S3Access>,
     },
+}
+
+/// Process-wide settings for opening storages, from the server's configuration (not from
+/// warehouses: a tenant must not be able to change them).
+#[derive(Debug, Clone, Default)]
+pub struct StorageSettings {
+    /// Whether `aws-system-identity` credentials may be used. Checked when opening, not only
+    /// when a warehouse is created, so switching it off also stops existing warehouses from
+    /// acting with the server's identity. Mirror
+    /// [`ValidationContext::enable_aws_system_credentials`].
+    pub enable_aws_system_credentials: bool,
+    /// Base URL of Cloudflare's API for R2 credential vending, for proxies and tests;
+    /// `None` means [`crate::s3::DEFAULT_CLOUDFLARE_API_BASE`].
+    pub cloudflare_api_base: Option<String>,
 }
 
 /// A location mapped into the store.
@@ -70,12 +84,30 @@ impl fmt::Debug for Storage {
 }
 
 impl Storage {
-    /// Opens the storage described by `profile`. Does not validate the profile against a
-    /// [`crate::ValidationContext`] (the caller does that when accepting a profile) and does not
-    /// contact the store (see [`Storage::probe`]). For file storage the root directory is
-    /// created if missing.
+    /// Opens the storage described by `profile` with default [`StorageSettings`] (which
+    /// refuse `aws-system-identity`). See [`Storage::open_with`].
     pub fn open(profile: &StorageProfile, cred: Option<&StorageCredential>) -> Result<Storage> {
-        profile.validate_credential(cred)?;
+        Storage::open_with(profile, cred, &StorageSettings::default())
+    }
+
+    /// Opens the storage described by `profile`. Does not validate the profile against a
+    /// [`ValidationContext`] (the caller does that when accepting a profile; only the
+    /// credential's fit and `settings` are checked here) and does not contact the store
+    /// (see [`Storage::probe`]); the server's own AWS credentials are fetched on first use.
+    /// For file storage the root directory is created if missing.
+    pub fn open_with(
+        profile: &StorageProfile,
+        cred: Option<&StorageCredential>,
+        settings: &StorageSettings,
+    ) -> Result<Storage> {
+        // The external-id requirement is a rule for accepting new warehouses, not for
+        // opening existing ones; the on/off switch applies to both.
+        let ctx = ValidationContext {
+            enable_aws_system_credentials: settings.enable_aws_system_credentials,
+            require_external_id_for_system_credentials: false,
+            ..ValidationContext::default()
+        };
+        profile.validate_credential(cred, &ctx)?;
         let (store, backend): (Arc<dyn ObjectStore>, Backend) = match profile {
             StorageProfile::File(f) => {
                 let root = f.root_trimmed();
@@ -97,12 +129,12 @@ impl Storage {
                         "s3 storage requires an s3 credential".into(),
                     ));
                 };
+                let access = Arc::new(S3Access::new(s, cred, settings)?);
                 (
-                    Arc::new(build_s3(s, cred)?),
+                    Arc::new(build_s3(s, access.source())?),
                     Backend::S3 {
                         bucket: s.bucket.clone(),
-                        cred: cred.clone(),
-                        sts: std::sync::OnceLock::new(),
+                        access,
                     },
                 )
             }
@@ -121,17 +153,10 @@ impl Storage {
         &self.inner.profile
     }
 
-    /// The S3 profile, credential and STS client slot, or `Invalid` for other storage.
-    pub(crate) fn s3_parts(
-        &self,
-        what: &str,
-    ) -> Result<(
-        &S3Profile,
-        &S3Credential,
-        &std::sync::OnceLock<aws_sdk_sts::Client>,
-    )> {
+    /// The S3 profile and identity, or `Invalid` for other storage.
+    pub(crate) fn s3_parts(&self, what: &str) -> Result<(&S3Profile, &S3Access)> {
         match (&self.inner.profile, &self.inner.backend) {
-            (StorageProfile::S3(p), Backend::S3 { cred, sts, .. }) => Ok((p, cred, sts)),
+            (StorageProfile::S3(p), Backend::S3 { access, .. }) => Ok((p, access)),
             _ => Err(StorageError::Invalid(format!(
                 "{what} is only available for s3 storage, not '{}'",
                 self.inner.profile.storage_type()
@@ -508,12 +533,7 @@ async fn step<T>(
     }
 }
 
-fn build_s3(s: &S3Profile, cred: &S3Credential) -> Result<object_store::aws::AmazonS3> {
-    let S3Credential::AccessKey {
-        aws_access_key_id,
-        aws_secret_access_key,
-        ..
-    } = cred;
+fn build_s3(s: &S3Profile, source: &CredentialSource) -> Result<object_store::aws::AmazonS3> {
     let mut client = ClientOptions::new()
         .with_timeout(REQUEST_TIMEOUT)
         .with_connect_timeout(CONNECT_TIMEOUT);
@@ -531,10 +551,22 @@ fn build_s3(s: &S3Profile, cred: &S3Credential) -> Result<object_store::aws::Ama
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&s.bucket)
         .with_region(&s.region)
-        .with_access_key_id(aws_access_key_id)
-        .with_secret_access_key(aws_secret_access_key.expose())
         .with_virtual_hosted_style_request(!s.path_style_access)
         .with_retry(retry);
+    builder = match source {
+        CredentialSource::Static(c) => {
+            builder = builder
+                .with_access_key_id(c.access_key_id())
+                .with_secret_access_key(c.secret_access_key());
+            match c.session_token() {
+                Some(t) => builder.with_token(t),
+                None => builder,
+            }
+        }
+        CredentialSource::System(id) => {
+            builder.with_credentials(Arc::new(ObjectStoreCredentials(id.clone())))
+        }
+    };
     if let Some(ep) = s.endpoint_trimmed() {
         let url = url::Url::parse(ep).map_err(|e| {
             StorageError::Invalid(format!("endpoint '{ep}' is not a valid URL: {e}"))
@@ -874,6 +906,11 @@ mod tests {
         send(st.delete_prefix(""));
         send(st.list_prefix(""));
         send(st.vend_credentials("", crate::s3::AccessLevel::Read, ""));
+        let req: crate::s3::SignRequest = serde_json::from_value(serde_json::json!({
+            "method": "GET", "region": "r", "uri": "http://h/b/k"
+        }))
+        .unwrap();
+        send(st.sign(&req));
         fn sync<T: Send + Sync + Clone + 'static>() {}
         sync::<Storage>();
     }

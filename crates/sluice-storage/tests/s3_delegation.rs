@@ -105,7 +105,7 @@ async fn signed_requests_are_accepted_by_a_verifying_s3() {
         target.locations,
         vec![format!("s3://{BUCKET}/wh/ns/t/data/part 0.parquet")]
     );
-    let signed = st.sign(&put).unwrap();
+    let signed = st.sign(&put).await.unwrap();
     assert_eq!(signed.uri, obj_uri);
     assert_eq!(
         signed.headers["x-amz-content-sha256"],
@@ -131,19 +131,26 @@ async fn signed_requests_are_accepted_by_a_verifying_s3() {
         &[("x-amz-checksum-crc32", &crc32_b64(b"other"))],
         None,
     );
-    let (status, _) = execute("PUT", &st.sign(&bad_crc).unwrap(), Some(data.clone())).await;
+    let (status, _) = execute("PUT", &st.sign(&bad_crc).await.unwrap(), Some(data.clone())).await;
     assert_eq!(status, 400, "checksum mismatch");
 
     // GET, whole and ranged.
-    let get = st.sign(&sign_req("GET", &obj_uri, &[], None)).unwrap();
+    let get = st
+        .sign(&sign_req("GET", &obj_uri, &[], None))
+        .await
+        .unwrap();
     let (status, body) = execute("GET", &get, None).await;
     assert_eq!((status, body), (200, data.clone()));
     let ranged = st
         .sign(&sign_req("GET", &obj_uri, &[("Range", "bytes=0-3")], None))
+        .await
         .unwrap();
     let (status, body) = execute("GET", &ranged, None).await;
     assert_eq!((status, body.as_slice()), (206, &b"PAR1"[..]));
-    let head = st.sign(&sign_req("HEAD", &obj_uri, &[], None)).unwrap();
+    let head = st
+        .sign(&sign_req("HEAD", &obj_uri, &[], None))
+        .await
+        .unwrap();
     assert_eq!(execute("HEAD", &head, None).await.0, 200);
 
     // Listing a prefix.
@@ -153,7 +160,7 @@ async fn signed_requests_are_accepted_by_a_verifying_s3() {
         s3p(&st).resolve_sign_target(&list).unwrap().locations,
         vec![format!("s3://{BUCKET}/wh/ns/t/")]
     );
-    let (status, body) = execute("GET", &st.sign(&list).unwrap(), None).await;
+    let (status, body) = execute("GET", &st.sign(&list).await.unwrap(), None).await;
     let body = String::from_utf8_lossy(&body);
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -189,7 +196,7 @@ async fn signed_requests_are_accepted_by_a_verifying_s3() {
         s3p(&st).resolve_sign_target(&del).unwrap().operation,
         S3Operation::Delete
     );
-    let (status, _) = execute("DELETE", &st.sign(&del).unwrap(), None).await;
+    let (status, _) = execute("DELETE", &st.sign(&del).await.unwrap(), None).await;
     assert!((200..300).contains(&status), "DELETE {status}");
     assert!(!on_disk.exists());
 
@@ -198,7 +205,7 @@ async fn signed_requests_are_accepted_by_a_verifying_s3() {
         let u = format!("{ep}/{BUCKET}/wh/ns/t/data/{k}");
         let (status, _) = execute(
             "PUT",
-            &st.sign(&sign_req("PUT", &u, &[], None)).unwrap(),
+            &st.sign(&sign_req("PUT", &u, &[], None)).await.unwrap(),
             Some(b"x".to_vec()),
         )
         .await;
@@ -223,7 +230,7 @@ async fn signed_requests_are_accepted_by_a_verifying_s3() {
             format!("s3://{BUCKET}/wh/ns/t/data/b")
         ]
     );
-    let signed_bulk = st.sign(&bulk).unwrap();
+    let signed_bulk = st.sign(&bulk).await.unwrap();
     let other = xml.replace("data/b", "data/c");
     let (status, _) = execute("POST", &signed_bulk, Some(other.into_bytes())).await;
     assert!(
@@ -244,6 +251,7 @@ async fn signed_multipart_upload() {
     let (status, body) = execute(
         "POST",
         &st.sign(&sign_req("POST", &format!("{uri}?uploads"), &[], None))
+            .await
             .unwrap(),
         None,
     )
@@ -261,7 +269,7 @@ async fn signed_multipart_upload() {
         S3Operation::Write
     );
     let resp = {
-        let signed = st.sign(&put).unwrap();
+        let signed = st.sign(&put).await.unwrap();
         let mut req = reqwest::Client::new().put(&signed.uri);
         for (k, v) in &signed.headers {
             req = req.header(k, &v[0]);
@@ -277,7 +285,7 @@ async fn signed_multipart_upload() {
     let done = sign_req("POST", &format!("{uri}?uploadId={enc_id}"), &[], None);
     let (status, body) = execute(
         "POST",
-        &st.sign(&done).unwrap(),
+        &st.sign(&done).await.unwrap(),
         Some(complete.into_bytes()),
     )
     .await;
@@ -297,7 +305,7 @@ async fn signing_with_a_wrong_secret_is_rejected_by_the_store() {
     let uri = format!("{}/{BUCKET}/wh/x", s3.endpoint);
     let (status, _) = execute(
         "PUT",
-        &bad.sign(&sign_req("PUT", &uri, &[], None)).unwrap(),
+        &bad.sign(&sign_req("PUT", &uri, &[], None)).await.unwrap(),
         Some(b"x".to_vec()),
     )
     .await;

@@ -34,7 +34,8 @@ async fn probe_and_object_operations() {
     let p = profile(&s3.endpoint, Some("wh1"));
     p.validate(&ValidationContext::default()).unwrap();
     let c = cred(s3s_fs::SECRET_KEY);
-    p.validate_credential(Some(&c)).unwrap();
+    p.validate_credential(Some(&c), &ValidationContext::default())
+        .unwrap();
     let st = Storage::open(&p, Some(&c)).unwrap();
     assert_eq!(st.base_location(), "s3://warehouse/wh1");
 

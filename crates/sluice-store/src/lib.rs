@@ -93,6 +93,25 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// transaction). NotFound if absent.
     async fn delete_user(&self, id: Uuid) -> Result<()>;
 
+    // ---- external identities ----
+    async fn get_external_identity(&self, source: &str, subject: &str) -> Result<Option<ExternalIdentityRecord>>;
+    /// AlreadyExists if (source, subject) is linked already; NotFound if the user is absent.
+    async fn create_external_identity(&self, rec: &ExternalIdentityRecord) -> Result<()>;
+    /// Links of one user, ordered by (source, subject).
+    async fn list_external_identities(&self, user_id: Uuid) -> Result<Vec<ExternalIdentityRecord>>;
+    /// NotFound if absent.
+    async fn delete_external_identity(&self, source: &str, subject: &str) -> Result<()>;
+    /// Creates the user and links the identity in ONE transaction, so two first logins of
+    /// the same identity at once end with one user: AlreadyExists (nothing written) if the
+    /// identity is linked meanwhile or the user name is taken. Also adds the user to the
+    /// given groups (ids), which must exist (NotFound otherwise).
+    async fn create_user_with_identity(
+        &self,
+        user: &UserRecord,
+        identity: &ExternalIdentityRecord,
+        group_ids: &[Uuid],
+    ) -> Result<()>;
+
     // ---- groups ----
     /// AlreadyExists if the name is taken.
     async fn create_group(&self, group: &GroupRecord) -> Result<()>;

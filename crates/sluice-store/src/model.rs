@@ -185,3 +185,15 @@ impl DeletedTableRecord {
         format!("{}/{}", self.deleted_at.timestamp_millis(), self.table.id)
     }
 }
+
+/// Link from an identity in an external system (OIDC subject, LDAP DN, AWS principal ARN,
+/// web-identity subject) to a Sluice user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalIdentityRecord {
+    /// `oidc`, `ldap`, `aws-iam`, `web-identity`.
+    pub source: String,
+    /// The stable identifier in that system: `<issuer>#<sub>`, the LDAP DN, the ARN, ...
+    pub subject: String,
+    pub user_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}

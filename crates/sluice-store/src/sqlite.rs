@@ -8,8 +8,8 @@
 
 use crate::{
     AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy,
-    GroupRecord, NamespaceRecord, Page, PolicyRecord, Result, StoreError, TableRecord,
-    TableSummary, UserRecord, WarehouseRecord, WarehouseStatus,
+    ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, Result, StoreError,
+    TableRecord, TableSummary, UserRecord, WarehouseRecord, WarehouseStatus,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -211,6 +211,19 @@ fn access_key_from_row(r: &SqliteRow) -> Result<AccessKeyRecord> {
         created_at: get_time(r, "created_at")?,
         last_used_at: get_opt_time(r, "last_used_at")?,
     })
+}
+
+fn external_identity_from_row(r: &SqliteRow) -> Result<ExternalIdentityRecord> {
+    Ok(ExternalIdentityRecord {
+        source: r.try_get("source")?,
+        subject: r.try_get("subject")?,
+        user_id: get_uuid(r, "user_id")?,
+        created_at: get_time(r, "created_at")?,
+    })
+}
+
+fn identity_label(source: &str, subject: &str) -> String {
+    format!("external identity {source} {subject}")
 }
 
 fn group_from_row(r: &SqliteRow) -> Result<GroupRecord> {
@@ -614,6 +627,59 @@ async fn apply_update(
     Ok(())
 }
 
+async fn insert_user<'c>(
+    conn: impl sqlx::Executor<'c, Database = Sqlite>,
+    user: &UserRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO users (id, name, email, friendly_name, source, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(user.id.to_string())
+    .bind(&user.name)
+    .bind(&user.email)
+    .bind(&user.friendly_name)
+    .bind(&user.source)
+    .bind(millis(user.created_at))
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        map_constraint(
+            e,
+            || format!("user {}", user.name),
+            || format!("user {}", user.name),
+        )
+    })?;
+    Ok(())
+}
+
+/// Inserts the link of `rec`'s (source, subject) to `user_id`: AlreadyExists if the identity
+/// is linked already, NotFound if the user is absent.
+async fn insert_external_identity<'c>(
+    conn: impl sqlx::Executor<'c, Database = Sqlite>,
+    rec: &ExternalIdentityRecord,
+    user_id: Uuid,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO external_identities (source, subject, user_id, created_at) \
+         VALUES (?, ?, ?, ?)",
+    )
+    .bind(&rec.source)
+    .bind(&rec.subject)
+    .bind(user_id.to_string())
+    .bind(millis(rec.created_at))
+    .execute(conn)
+    .await
+    .map_err(|e| {
+        map_constraint(
+            e,
+            || identity_label(&rec.source, &rec.subject),
+            || format!("user {user_id}"),
+        )
+    })?;
+    Ok(())
+}
+
 /// One end of a membership or attachment: the parent table and how errors name the row.
 struct LinkEnd {
     table: &'static str,
@@ -756,26 +822,7 @@ impl CatalogStore for SqliteStore {
     // ---- users and access keys ----
 
     async fn create_user(&self, user: &UserRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO users (id, name, email, friendly_name, source, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(user.id.to_string())
-        .bind(&user.name)
-        .bind(&user.email)
-        .bind(&user.friendly_name)
-        .bind(&user.source)
-        .bind(millis(user.created_at))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
-            map_constraint(
-                e,
-                || format!("user {}", user.name),
-                || format!("user {}", user.name),
-            )
-        })?;
-        Ok(())
+        insert_user(&self.pool, user).await
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRecord>> {
@@ -883,8 +930,96 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn delete_user(&self, id: Uuid) -> Result<()> {
-        // Cascades to access_keys, group_members and user_policies.
+        // Cascades to access_keys, group_members, user_policies and external_identities.
         self.delete_by_id("users", "user", id).await
+    }
+
+    // ---- external identities ----
+
+    async fn get_external_identity(
+        &self,
+        source: &str,
+        subject: &str,
+    ) -> Result<Option<ExternalIdentityRecord>> {
+        let row = sqlx::query(
+            "SELECT source, subject, user_id, created_at FROM external_identities \
+             WHERE source = ? AND subject = ?",
+        )
+        .bind(source)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(external_identity_from_row).transpose()
+    }
+
+    async fn create_external_identity(&self, rec: &ExternalIdentityRecord) -> Result<()> {
+        // One statement: the foreign key checks the user under the same write lock.
+        insert_external_identity(&self.pool, rec, rec.user_id).await
+    }
+
+    async fn list_external_identities(&self, user_id: Uuid) -> Result<Vec<ExternalIdentityRecord>> {
+        sqlx::query(
+            "SELECT source, subject, user_id, created_at FROM external_identities \
+             WHERE user_id = ? ORDER BY source, subject",
+        )
+        .bind(user_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(external_identity_from_row)
+        .collect()
+    }
+
+    async fn delete_external_identity(&self, source: &str, subject: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM external_identities WHERE source = ? AND subject = ?")
+            .bind(source)
+            .bind(subject)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(identity_label(source, subject)));
+        }
+        Ok(())
+    }
+
+    async fn create_user_with_identity(
+        &self,
+        user: &UserRecord,
+        identity: &ExternalIdentityRecord,
+        group_ids: &[Uuid],
+    ) -> Result<()> {
+        // BEGIN IMMEDIATE plus the writer lock serialize racing first logins; the loser's
+        // identity insert hits the primary key and the dropped transaction rolls back its
+        // user row too.
+        let (_writer, mut tx) = self.write_tx().await?;
+        insert_user(&mut *tx, user).await?;
+        // The identity is linked to the user created here, whatever `identity.user_id` says.
+        insert_external_identity(&mut *tx, identity, user.id).await?;
+        for group_id in group_ids {
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM groups WHERE id = ?)")
+                    .bind(group_id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if !exists {
+                return Err(StoreError::NotFound(format!("group {group_id}")));
+            }
+            // OR IGNORE: a group listed twice is one membership.
+            sqlx::query("INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?, ?)")
+                .bind(group_id.to_string())
+                .bind(user.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    map_constraint(
+                        e,
+                        || format!("user {} in group {group_id}", user.id),
+                        || format!("group {group_id}"),
+                    )
+                })?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     // ---- groups ----

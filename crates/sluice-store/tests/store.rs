@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use sluice_core::NamespaceName;
 use sluice_store::{
     AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy,
-    GroupRecord, NamespaceRecord, Page, PolicyRecord, SqliteStore, StoreError, TableRecord,
-    UserRecord, WarehouseRecord, WarehouseStatus,
+    ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, SqliteStore,
+    StoreError, TableRecord, UserRecord, WarehouseRecord, WarehouseStatus,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -2381,6 +2381,368 @@ pub async fn concurrent_claims(store: Arc<dyn CatalogStore>) {
     assert_eq!(claimed, all, "each row claimed exactly once");
 }
 
+// ---- external identities ----
+
+fn identity(source: &str, subject: &str, user_id: Uuid) -> ExternalIdentityRecord {
+    ExternalIdentityRecord {
+        source: source.to_string(),
+        subject: subject.to_string(),
+        user_id,
+        created_at: now(),
+    }
+}
+
+/// (source, subject) pairs, in the order returned.
+fn identity_keys(v: &[ExternalIdentityRecord]) -> Vec<(&str, &str)> {
+    v.iter()
+        .map(|i| (i.source.as_str(), i.subject.as_str()))
+        .collect()
+}
+
+pub async fn external_identities(store: &dyn CatalogStore) {
+    let alice = new_user(store, "alice").await;
+    let bob = new_user(store, "bob").await;
+    let oidc = identity("oidc", "https://idp.example.com#alice", alice.id);
+    let ldap = identity("ldap", "uid=alice,ou=people,dc=example,dc=com", alice.id);
+    let web = identity("web-identity", "alice-web", alice.id);
+    let bob_arn = identity("aws-iam", "arn:aws:iam::123456789012:user/bob", bob.id);
+    for rec in [&web, &oidc, &ldap, &bob_arn] {
+        store.create_external_identity(rec).await.unwrap();
+    }
+
+    assert_eq!(
+        store
+            .get_external_identity("oidc", "https://idp.example.com#alice")
+            .await
+            .unwrap(),
+        Some(oidc.clone())
+    );
+    // Both parts of the key matter.
+    assert_eq!(
+        store
+            .get_external_identity("ldap", "https://idp.example.com#alice")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.get_external_identity("oidc", "nobody").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.list_external_identities(alice.id).await.unwrap(),
+        vec![ldap.clone(), oidc.clone(), web.clone()]
+    );
+    assert_eq!(
+        store.list_external_identities(bob.id).await.unwrap(),
+        vec![bob_arn.clone()]
+    );
+    assert!(store
+        .list_external_identities(Uuid::new_v4())
+        .await
+        .unwrap()
+        .is_empty());
+
+    // An identity links to one user only: a duplicate for anyone is AlreadyExists, and the
+    // existing link is unchanged.
+    assert_err!(
+        store.create_external_identity(&oidc).await,
+        StoreError::AlreadyExists(_)
+    );
+    let stolen = identity("oidc", "https://idp.example.com#alice", bob.id);
+    match store.create_external_identity(&stolen).await {
+        Err(StoreError::AlreadyExists(what)) => {
+            assert!(what.contains("https://idp.example.com#alice"), "{what}")
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .get_external_identity("oidc", "https://idp.example.com#alice")
+            .await
+            .unwrap()
+            .map(|i| i.user_id),
+        Some(alice.id)
+    );
+    // The same subject under another source is a different identity.
+    let other_source = identity("web-identity", "https://idp.example.com#alice", bob.id);
+    store.create_external_identity(&other_source).await.unwrap();
+
+    // The user must exist.
+    let ghost = Uuid::new_v4();
+    match store
+        .create_external_identity(&identity("oidc", "ghost", ghost))
+        .await
+    {
+        Err(StoreError::NotFound(what)) => assert!(what.contains(&ghost.to_string()), "{what}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert_eq!(
+        store.get_external_identity("oidc", "ghost").await.unwrap(),
+        None
+    );
+
+    store
+        .delete_external_identity("ldap", "uid=alice,ou=people,dc=example,dc=com")
+        .await
+        .unwrap();
+    assert_eq!(
+        identity_keys(&store.list_external_identities(alice.id).await.unwrap()),
+        [
+            ("oidc", "https://idp.example.com#alice"),
+            ("web-identity", "alice-web")
+        ]
+    );
+    assert_err!(
+        store
+            .delete_external_identity("ldap", "uid=alice,ou=people,dc=example,dc=com")
+            .await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store.delete_external_identity("oidc", "nobody").await,
+        StoreError::NotFound(_)
+    );
+    // Deleting a link leaves the user, and the identity can be linked again.
+    assert!(store.get_user(alice.id).await.unwrap().is_some());
+    store.create_external_identity(&ldap).await.unwrap();
+    assert_eq!(
+        store
+            .list_external_identities(alice.id)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+pub async fn delete_user_removes_identities(store: &dyn CatalogStore) {
+    let doomed = new_user(store, "doomed").await;
+    let keeper = new_user(store, "keeper").await;
+    store
+        .create_external_identity(&identity("oidc", "doomed", doomed.id))
+        .await
+        .unwrap();
+    store
+        .create_external_identity(&identity("ldap", "cn=doomed", doomed.id))
+        .await
+        .unwrap();
+    let kept = identity("oidc", "keeper", keeper.id);
+    store.create_external_identity(&kept).await.unwrap();
+
+    store.delete_user(doomed.id).await.unwrap();
+    assert_eq!(
+        store.get_external_identity("oidc", "doomed").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .get_external_identity("ldap", "cn=doomed")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store
+        .list_external_identities(doomed.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.list_external_identities(keeper.id).await.unwrap(),
+        vec![kept]
+    );
+    // The rows are gone, not merely orphaned: the identity is free for a new user.
+    assert_err!(
+        store.delete_external_identity("oidc", "doomed").await,
+        StoreError::NotFound(_)
+    );
+    let successor = new_user(store, "successor").await;
+    store
+        .create_external_identity(&identity("oidc", "doomed", successor.id))
+        .await
+        .unwrap();
+}
+
+pub async fn create_user_with_identity(store: &dyn CatalogStore) {
+    let readers = new_group(store, "readers").await;
+    let writers = new_group(store, "writers").await;
+    let other = new_group(store, "other").await;
+
+    // Success: user, link and memberships all written. A group listed twice is one
+    // membership.
+    let carol = UserRecord {
+        source: "oidc".into(),
+        ..user("carol")
+    };
+    let carol_id = identity("oidc", "idp#carol", carol.id);
+    store
+        .create_user_with_identity(&carol, &carol_id, &[writers.id, readers.id, writers.id])
+        .await
+        .unwrap();
+    assert_eq!(store.get_user(carol.id).await.unwrap(), Some(carol.clone()));
+    assert_eq!(
+        store
+            .get_external_identity("oidc", "idp#carol")
+            .await
+            .unwrap(),
+        Some(carol_id.clone())
+    );
+    assert_eq!(
+        group_names(&store.list_user_groups(carol.id).await.unwrap()),
+        ["readers", "writers"]
+    );
+    assert!(store.list_group_members(other.id).await.unwrap().is_empty());
+
+    // No groups at all.
+    let dave = user("dave");
+    store
+        .create_user_with_identity(&dave, &identity("ldap", "cn=dave", dave.id), &[])
+        .await
+        .unwrap();
+    assert!(store.list_user_groups(dave.id).await.unwrap().is_empty());
+    assert_eq!(
+        identity_keys(&store.list_external_identities(dave.id).await.unwrap()),
+        [("ldap", "cn=dave")]
+    );
+
+    let users_before = store.list_users().await.unwrap();
+
+    // Name taken: nothing written, in particular no link and no membership.
+    let impostor = user("carol");
+    match store
+        .create_user_with_identity(
+            &impostor,
+            &identity("oidc", "idp#carol-2", impostor.id),
+            &[other.id],
+        )
+        .await
+    {
+        Err(StoreError::AlreadyExists(what)) => assert_eq!(what, "user carol"),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .get_external_identity("oidc", "idp#carol-2")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.get_user(impostor.id).await.unwrap(), None);
+    assert!(store.list_group_members(other.id).await.unwrap().is_empty());
+
+    // Identity linked already: no user created, the link still points at carol.
+    let erin = user("erin");
+    match store
+        .create_user_with_identity(&erin, &identity("oidc", "idp#carol", erin.id), &[other.id])
+        .await
+    {
+        Err(StoreError::AlreadyExists(what)) => {
+            assert_eq!(what, "external identity oidc idp#carol")
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(store.get_user(erin.id).await.unwrap(), None);
+    assert_eq!(store.get_user_by_name("erin").await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_external_identity("oidc", "idp#carol")
+            .await
+            .unwrap(),
+        Some(carol_id.clone())
+    );
+    assert!(store.list_group_members(other.id).await.unwrap().is_empty());
+
+    // A missing group (after an existing one): nothing written at all.
+    let frank = user("frank");
+    let missing = Uuid::new_v4();
+    match store
+        .create_user_with_identity(
+            &frank,
+            &identity("oidc", "idp#frank", frank.id),
+            &[other.id, missing],
+        )
+        .await
+    {
+        Err(StoreError::NotFound(what)) => assert_eq!(what, format!("group {missing}")),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert_eq!(store.get_user(frank.id).await.unwrap(), None);
+    assert_eq!(store.get_user_by_name("frank").await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_external_identity("oidc", "idp#frank")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.list_group_members(other.id).await.unwrap().is_empty());
+
+    assert_eq!(store.list_users().await.unwrap(), users_before);
+
+    // Every failure left the names and identities free: retrying correctly succeeds.
+    store
+        .create_user_with_identity(
+            &frank,
+            &identity("oidc", "idp#frank", frank.id),
+            &[other.id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        user_names(&store.list_group_members(other.id).await.unwrap()),
+        ["frank"]
+    );
+}
+
+/// Racing first logins of the same identity under different user names: exactly one
+/// creates its user, the rest see AlreadyExists (never a leaked SQLITE_BUSY), and no
+/// stray user is left behind.
+pub async fn concurrent_user_with_identity(store: Arc<dyn CatalogStore>) {
+    const LOGINS: usize = 8;
+    let g = new_group(&*store, "everyone").await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(LOGINS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..LOGINS {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        let group_id = g.id;
+        tasks.spawn(async move {
+            let u = user(&format!("login-{i}"));
+            let link = identity("oidc", "https://idp.example.com#same", u.id);
+            barrier.wait().await;
+            (
+                store
+                    .create_user_with_identity(&u, &link, &[group_id])
+                    .await,
+                u,
+            )
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.unwrap() {
+            (Ok(()), u) => winners.push(u),
+            (Err(StoreError::AlreadyExists(_)), _) => {}
+            (Err(e), u) => panic!("{}: unexpected error {e:?}", u.name),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners {:?}", user_names(&winners));
+    let winner = &winners[0];
+    assert_eq!(store.list_users().await.unwrap(), vec![winner.clone()]);
+    assert_eq!(
+        store
+            .get_external_identity("oidc", "https://idp.example.com#same")
+            .await
+            .unwrap()
+            .map(|i| i.user_id),
+        Some(winner.id)
+    );
+    assert_eq!(
+        user_names(&store.list_group_members(g.id).await.unwrap()),
+        [winner.name.as_str()]
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // SQLite bindings
 // ---------------------------------------------------------------------------------------
@@ -2438,6 +2800,9 @@ sqlite_suite!(
     claim_expired_deleted_tables,
     deleted_tables_block_warehouse_delete,
     table_containing_location,
+    external_identities,
+    delete_user_removes_identities,
+    create_user_with_identity,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -2450,6 +2815,12 @@ async fn sqlite_concurrent_cas() {
 async fn sqlite_concurrent_claims() {
     let (_dir, store) = sqlite_store().await;
     concurrent_claims(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_user_with_identity() {
+    let (_dir, store) = sqlite_store().await;
+    concurrent_user_with_identity(Arc::new(store)).await;
 }
 
 #[tokio::test]
@@ -2621,6 +2992,42 @@ async fn sqlite_corrupt_auth_rows_are_errors_not_panics() {
         .await
         .unwrap();
     assert_err!(store.list_audit(None, 10).await, StoreError::Corrupt(_));
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_identity_rows_are_errors_not_panics() {
+    let (_dir, store) = sqlite_store().await;
+    let u = new_user(&store, "u").await;
+    store
+        .create_external_identity(&identity("oidc", "s", u.id))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE external_identities SET created_at = 9223372036854775807")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_err!(
+        store.get_external_identity("oidc", "s").await,
+        StoreError::Corrupt(_)
+    );
+    assert_err!(
+        store.list_external_identities(u.id).await,
+        StoreError::Corrupt(_)
+    );
+    // A user id that is not a UUID (bypassing the foreign key on one connection).
+    let mut conn = store.pool().acquire().await.unwrap();
+    for sql in [
+        "PRAGMA foreign_keys = OFF",
+        "UPDATE external_identities SET created_at = 0, user_id = 'not-a-uuid'",
+        "PRAGMA foreign_keys = ON",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await.unwrap();
+    }
+    drop(conn);
+    assert_err!(
+        store.get_external_identity("oidc", "s").await,
+        StoreError::Corrupt(_)
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
 pub mod catalog;
 pub mod identity;
+pub mod login;
 pub mod management;
 pub mod oauth;

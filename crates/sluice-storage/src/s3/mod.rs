@@ -2,9 +2,12 @@
 //! one table, so query engines never hold the warehouse's long-lived keys. Knows nothing
 //! about tables or callers: the service layer authorizes the targets these functions name.
 
+pub(crate) mod access;
+pub(crate) mod r2;
 mod sign;
-mod vend;
+pub(crate) mod vend;
 
+pub use r2::DEFAULT_CLOUDFLARE_API_BASE;
 pub use sign::{S3Operation, SignRequest, SignedRequest, TargetObject};
 pub use vend::{
     session_policy, vended_config, AccessLevel, VendedCredentials, PLACEHOLDER_ROLE_ARN,

@@ -17,7 +17,6 @@ use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::credential::S3Credential;
 use crate::error::{Result, StorageError};
 use crate::profile::{RemoteSigningUrlStyle, S3Flavor, S3Profile};
 use crate::rules;
@@ -511,7 +510,7 @@ const REPLACED_HEADERS: &[&str] = &[
 ];
 
 impl Storage {
-    /// Signs a client's S3 request with the warehouse's credential (SigV4, service `s3`, the
+    /// Signs a client's S3 request with the warehouse's identity (SigV4, service `s3`, the
     /// profile's region, header signing).
     ///
     /// Refuses anything [`S3Profile::resolve_sign_target`] refuses, so a request outside the
@@ -524,8 +523,11 @@ impl Storage {
     /// without `authorization`, `x-amz-date`, `x-amz-security-token` and `host`, plus
     /// `authorization`, `x-amz-date`, `x-amz-content-sha256` and, with a session credential,
     /// `x-amz-security-token`.
-    pub fn sign(&self, req: &SignRequest) -> Result<SignedRequest> {
-        let (profile, cred, _) = self.s3_parts("remote signing")?;
+    ///
+    /// Async because the storage's identity may have to be fetched or refreshed first
+    /// (`aws-system-identity`); with stored keys it never waits.
+    pub async fn sign(&self, req: &SignRequest) -> Result<SignedRequest> {
+        let (profile, access) = self.s3_parts("remote signing")?;
         let analysed = profile.analyse(req)?;
         let method = req.method.trim().to_ascii_uppercase();
 
@@ -588,19 +590,9 @@ impl Storage {
             }
         };
 
-        let S3Credential::AccessKey {
-            aws_access_key_id,
-            aws_secret_access_key,
-            ..
-        } = cred;
-        let identity = aws_credential_types::Credentials::new(
-            aws_access_key_id,
-            aws_secret_access_key.expose(),
-            None,
-            None,
-            "sluice-warehouse",
-        )
-        .into();
+        // Session credentials add a signed `x-amz-security-token` header (the signer's
+        // default session-token mode), which the client then sends along.
+        let identity = access.credentials().await?.into();
         let mut settings = SigningSettings::default();
         // S3 signs the path as sent (no double encoding, no dot-segment normalization).
         settings.percent_encoding_mode = PercentEncodingMode::Single;
@@ -881,8 +873,8 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn signing_output() {
+    #[tokio::test]
+    async fn signing_output() {
         let st = storage(compat("http://127.0.0.1:9000", PathStyle));
         let mut r = req("put", "http://127.0.0.1:9000/bkt/wh/t/a%20b.parquet");
         r.region = "somewhere-else".into();
@@ -905,7 +897,7 @@ mod tests {
         r.headers.insert("Host".into(), vec!["elsewhere".into()]);
         r.headers
             .insert("x-custom".into(), vec!["a".into(), "b".into()]);
-        let s = st.sign(&r).unwrap();
+        let s = st.sign(&r).await.unwrap();
         assert_eq!(s.uri, r.uri);
         let h = &s.headers;
         assert!(!h.contains_key("host") && !h.contains_key("x-amz-security-token"));
@@ -945,7 +937,7 @@ mod tests {
         r2.headers
             .insert("X-Amz-Content-Sha256".into(), vec![hash.clone()]);
         assert_eq!(
-            st.sign(&r2).unwrap().headers["x-amz-content-sha256"],
+            st.sign(&r2).await.unwrap().headers["x-amz-content-sha256"],
             vec![hash]
         );
         r2.headers.insert(
@@ -953,36 +945,36 @@ mod tests {
             vec![STREAMING_UNSIGNED_TRAILER.into()],
         );
         assert_eq!(
-            st.sign(&r2).unwrap().headers["x-amz-content-sha256"],
+            st.sign(&r2).await.unwrap().headers["x-amz-content-sha256"],
             vec![STREAMING_UNSIGNED_TRAILER]
         );
         r2.headers.insert(
             "X-Amz-Content-Sha256".into(),
             vec!["STREAMING-AWS4-HMAC-SHA256-PAYLOAD".into()],
         );
-        assert!(matches!(st.sign(&r2), Err(StorageError::Invalid(_))));
+        assert!(matches!(st.sign(&r2).await, Err(StorageError::Invalid(_))));
 
         // Outside the bucket: never signed.
         assert!(matches!(
-            st.sign(&req("GET", "http://127.0.0.1:9000/other/k")),
+            st.sign(&req("GET", "http://127.0.0.1:9000/other/k")).await,
             Err(StorageError::NotInWarehouse(_))
         ));
         // Header injection.
         let mut r3 = req("GET", "http://127.0.0.1:9000/bkt/k");
         r3.headers.insert("x-a".into(), vec!["v\r\nx-b: w".into()]);
-        assert!(matches!(st.sign(&r3), Err(StorageError::Invalid(_))));
+        assert!(matches!(st.sign(&r3).await, Err(StorageError::Invalid(_))));
         let mut r4 = req("GET", "http://127.0.0.1:9000/bkt/k");
         r4.headers.insert("bad header".into(), vec!["v".into()]);
-        assert!(matches!(st.sign(&r4), Err(StorageError::Invalid(_))));
+        assert!(matches!(st.sign(&r4).await, Err(StorageError::Invalid(_))));
     }
 
-    #[test]
-    fn delete_objects_signs_the_body_hash() {
+    #[tokio::test]
+    async fn delete_objects_signs_the_body_hash() {
         let st = storage(compat("http://127.0.0.1:9000", PathStyle));
         let body = "<Delete><Object><Key>wh/t/a</Key></Object></Delete>";
         let mut r = req("POST", "http://127.0.0.1:9000/bkt?delete");
         r.body = Some(body.into());
-        let s = st.sign(&r).unwrap();
+        let s = st.sign(&r).await.unwrap();
         assert_eq!(
             s.headers["x-amz-content-sha256"],
             vec![sha256_hex(body.as_bytes())]
@@ -990,12 +982,12 @@ mod tests {
         r.headers
             .insert("x-amz-content-sha256".into(), vec![sha256_hex(b"other")]);
         assert!(
-            matches!(st.sign(&r), Err(StorageError::Invalid(m)) if m.contains("does not match"))
+            matches!(st.sign(&r).await, Err(StorageError::Invalid(m)) if m.contains("does not match"))
         );
     }
 
-    #[test]
-    fn file_storage_cannot_sign() {
+    #[tokio::test]
+    async fn file_storage_cannot_sign() {
         let tmp = tempfile::tempdir().unwrap();
         let st = Storage::open(
             &StorageProfile::File(crate::profile::FileProfile {
@@ -1005,7 +997,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            matches!(st.sign(&req("GET", "http://x/b/k")), Err(StorageError::Invalid(m)) if m.contains("only available for s3"))
+            matches!(st.sign(&req("GET", "http://x/b/k")).await, Err(StorageError::Invalid(m)) if m.contains("only available for s3"))
         );
     }
 

@@ -1,17 +1,19 @@
-//! Short-lived S3 credentials scoped to one table (STS AssumeRole with a session policy).
+//! Short-lived S3 credentials scoped to one table (STS AssumeRole with a session policy, or
+//! Cloudflare's API for R2).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region, SharedHttpClient};
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sdk_sts::config::{BehaviorVersion, IdentityCache, Region, SharedHttpClient};
 use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use serde_json::{json, Value};
 use sluice_core::Secret;
 
-use crate::credential::S3Credential;
 use crate::error::{Result, StorageError};
 use crate::profile::S3Profile;
+use crate::s3::access::Vendor;
 use crate::storage::Storage;
 
 const STS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -169,7 +171,7 @@ fn role_session_name(name: &str) -> String {
 /// pooled connections belong to the tokio runtime that opened them, and the service keeps
 /// one `Storage` per warehouse anyway. ring rather than aws-lc keeps the build free of a C
 /// toolchain requirement; root certificates are loaded once per process by the connector.
-fn http_client() -> SharedHttpClient {
+pub(crate) fn http_client() -> SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -177,36 +179,80 @@ fn http_client() -> SharedHttpClient {
         .build_https()
 }
 
-fn sts_client(profile: &S3Profile, cred: &S3Credential) -> Result<aws_sdk_sts::Client> {
-    let endpoint = profile.sts_endpoint().ok_or_else(|| {
+/// An STS client for `endpoint` (see [`S3Profile::sts_endpoint`]) that signs with
+/// `credentials`. The SDK's identity cache is off: static keys need none, and the server's
+/// own identity is cached (and refreshed ahead of expiry) by its provider.
+pub(crate) fn sts_client(
+    region: &str,
+    endpoint: Option<String>,
+    credentials: impl ProvideCredentials + 'static,
+) -> Result<aws_sdk_sts::Client> {
+    let endpoint = endpoint.ok_or_else(|| {
         StorageError::Invalid(
             "no STS endpoint: set sts-endpoint (or endpoint for s3-compat storage)".into(),
         )
     })?;
-    let S3Credential::AccessKey {
-        aws_access_key_id,
-        aws_secret_access_key,
-        ..
-    } = cred;
     let timeouts = aws_sdk_sts::config::timeout::TimeoutConfig::builder()
         .connect_timeout(STS_CONNECT_TIMEOUT)
         .operation_timeout(STS_OPERATION_TIMEOUT)
         .build();
     let config = aws_sdk_sts::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(profile.region.clone()))
+        .region(Region::new(region.to_string()))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            aws_access_key_id,
-            aws_secret_access_key.expose(),
-            None,
-            None,
-            "sluice-warehouse",
-        ))
+        .credentials_provider(credentials)
+        .identity_cache(IdentityCache::no_cache())
         .http_client(http_client())
         .timeout_config(timeouts)
         .build();
     Ok(aws_sdk_sts::Client::from_conf(config))
+}
+
+/// One AssumeRole call.
+pub(crate) struct RoleRequest<'a> {
+    pub role_arn: &'a str,
+    /// Made STS-safe here.
+    pub session_name: &'a str,
+    /// STS's default (one hour) when `None`.
+    pub duration_seconds: Option<i32>,
+    pub policy: Option<String>,
+    pub external_id: Option<&'a str>,
+}
+
+/// Calls AssumeRole; failures become `StorageError::Sts` with STS's code and message.
+pub(crate) async fn assume_role(
+    client: &aws_sdk_sts::Client,
+    req: RoleRequest<'_>,
+) -> Result<VendedCredentials> {
+    let out = client
+        .assume_role()
+        .role_arn(req.role_arn)
+        .role_session_name(role_session_name(req.session_name))
+        .set_duration_seconds(req.duration_seconds)
+        .set_policy(req.policy)
+        .set_external_id(req.external_id.map(str::to_string))
+        .send()
+        .await
+        .map_err(|err| {
+            let raw = err.raw_response();
+            let status = raw.map(|r| r.status().as_u16());
+            let body = raw
+                .and_then(|r| r.body().bytes())
+                .map(|b| String::from_utf8_lossy(b).into_owned());
+            sts_error(err, status, body)
+        })?;
+    let creds = out
+        .credentials()
+        .ok_or_else(|| StorageError::Sts("AssumeRole returned no credentials".into()))?;
+    let exp = creds.expiration();
+    let expiration = chrono::DateTime::from_timestamp(exp.secs(), exp.subsec_nanos())
+        .ok_or_else(|| StorageError::Sts("AssumeRole returned an invalid expiration".into()))?;
+    Ok(VendedCredentials {
+        access_key_id: creds.access_key_id().to_string(),
+        secret_access_key: Secret::new(creds.secret_access_key()),
+        session_token: Secret::new(creds.session_token()),
+        expiration,
+    })
 }
 
 /// STS's error code and message, or the transport failure. Never contains the request
@@ -257,21 +303,30 @@ fn xml_element(xml: &str, tag: &str) -> Option<String> {
 }
 
 impl Storage {
-    /// Assumes the profile's role with a session policy limited to `table_location`
-    /// ([`session_policy`]) and returns the temporary credentials.
+    /// Temporary credentials limited to `table_location` and `level`.
     ///
-    /// Needs `sts-enabled` (else `Invalid`). The role is `sts-role-arn`, else
-    /// `assume-role-arn`, else (s3-compat only) [`PLACEHOLDER_ROLE_ARN`]; the duration is
-    /// `sts-token-validity-seconds`; the credential's `external-id` is passed when set.
+    /// Needs `sts-enabled` (else `Invalid`) and a location below the warehouse (never the
+    /// bucket root). Valid for `sts-token-validity-seconds`.
+    ///
+    /// - AWS and S3-compatible stores: assumes the profile's role with a session policy
+    ///   limited to the table ([`session_policy`]). The role is `sts-role-arn`, else
+    ///   `assume-role-arn`, else (s3-compat only) [`PLACEHOLDER_ROLE_ARN`]; the credential's
+    ///   `external-id` is passed when set. STS is called with the storage's own identity:
+    ///   the stored keys, or for `aws-system-identity` the server's credentials (after
+    ///   assuming `assume-role-arn`, so vending from that same role is role chaining,
+    ///   which AWS caps at one hour).
+    /// - `cloudflare-r2`: Cloudflare's temp-access-credentials API, limited to the bucket
+    ///   and the table's key prefix.
+    ///
     /// `session_name` is made STS-safe (shows up in CloudTrail; use the user name).
-    /// STS failures become `StorageError::Sts` with STS's code and message.
+    /// STS and Cloudflare failures become `StorageError::Sts` with their code and message.
     pub async fn vend_credentials(
         &self,
         table_location: &str,
         level: AccessLevel,
         session_name: &str,
     ) -> Result<VendedCredentials> {
-        let (profile, cred, client) = self.s3_parts("credential vending")?;
+        let (profile, access) = self.s3_parts("credential vending")?;
         if !profile.sts_enabled {
             return Err(StorageError::Invalid(
                 "sts-enabled is false for this warehouse's storage profile, so it cannot vend \
@@ -280,10 +335,20 @@ impl Storage {
             ));
         }
         let location = self.profile().normalize_location(table_location)?;
-        if table_key(profile, &location).is_none() {
+        let Some(key) = table_key(profile, &location) else {
             return Err(StorageError::Invalid(format!(
                 "cannot vend credentials for the bucket root ({location})"
             )));
+        };
+        if let Vendor::CloudflareR2(r2) = access.vendor() {
+            return r2
+                .temp_credentials(
+                    &profile.bucket,
+                    key,
+                    level,
+                    profile.sts_token_validity_seconds,
+                )
+                .await;
         }
         let policy = session_policy(profile, &location, level).to_string();
         let role = profile
@@ -294,44 +359,17 @@ impl Storage {
         let duration = i32::try_from(profile.sts_token_validity_seconds).map_err(|_| {
             StorageError::Invalid("sts-token-validity-seconds is out of range".into())
         })?;
-        let S3Credential::AccessKey { external_id, .. } = cred;
-
-        let client = match client.get() {
-            Some(c) => c,
-            None => {
-                let built = sts_client(profile, cred)?;
-                client.get_or_init(|| built)
-            }
-        };
-        let out = client
-            .assume_role()
-            .role_arn(role)
-            .role_session_name(role_session_name(session_name))
-            .duration_seconds(duration)
-            .policy(policy)
-            .set_external_id(external_id.clone())
-            .send()
-            .await
-            .map_err(|err| {
-                let raw = err.raw_response();
-                let status = raw.map(|r| r.status().as_u16());
-                let body = raw
-                    .and_then(|r| r.body().bytes())
-                    .map(|b| String::from_utf8_lossy(b).into_owned());
-                sts_error(err, status, body)
-            })?;
-        let creds = out
-            .credentials()
-            .ok_or_else(|| StorageError::Sts("AssumeRole returned no credentials".into()))?;
-        let exp = creds.expiration();
-        let expiration = chrono::DateTime::from_timestamp(exp.secs(), exp.subsec_nanos())
-            .ok_or_else(|| StorageError::Sts("AssumeRole returned an invalid expiration".into()))?;
-        Ok(VendedCredentials {
-            access_key_id: creds.access_key_id().to_string(),
-            secret_access_key: Secret::new(creds.secret_access_key()),
-            session_token: Secret::new(creds.session_token()),
-            expiration,
-        })
+        assume_role(
+            access.sts_client(profile)?,
+            RoleRequest {
+                role_arn: role,
+                session_name,
+                duration_seconds: Some(duration),
+                policy: Some(policy),
+                external_id: access.external_id(),
+            },
+        )
+        .await
     }
 }
 

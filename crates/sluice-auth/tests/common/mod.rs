@@ -1,0 +1,2 @@
+pub mod slapd;
+pub mod sts_stub;
