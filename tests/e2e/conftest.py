@@ -667,3 +667,116 @@ def ns(catalog) -> str:
     name = unique("ns")
     catalog.create_namespace(name)
     return name
+
+
+# --------------------------------------------------------------------------------------------
+# OIDC: the node oidc-provider peer and a second sluice configured for it
+# (test_oidc_bearer.py). Both start only when a test asks for them.
+# --------------------------------------------------------------------------------------------
+
+OIDC_API_AUDIENCE = "urn:lakehouse:api"
+OIDC_CLIENT = ("lake-client", "lake-secret")  # confidential client of the peer's server.mjs
+_PEER_FIXTURES["oidc-provider"] = "oidc_provider"
+_PEER_FIXTURES["sluice-oidc"] = "oidc_server"
+
+
+def _oidc_peer_dir() -> Path:
+    d = Path(os.environ.get("SLUICE_OIDC_PEER_DIR") or REPO_ROOT / ".peers" / "oidc")
+    if not (d / "server.mjs").is_file() or not (d / "node_modules" / "oidc-provider").is_dir():
+        pytest.fail(
+            f"the node oidc-provider peer is not installed in {d} "
+            f"(run `scripts/peers/oidc.sh install {d}`, or set SLUICE_OIDC_PEER_DIR)",
+            pytrace=False,
+        )
+    if not shutil.which("node"):
+        pytest.fail("node not found (the OIDC peer needs Node.js >= 18)", pytrace=False)
+    return d
+
+
+@dataclass
+class OidcProvider:
+    issuer: str
+    client_id: str
+    client_secret: str
+
+    def client_credentials_token(self, scope: str = "lakehouse") -> str:
+        """An RS256 JWT access token (aud urn:lakehouse:api) for the confidential client."""
+        r = requests.post(
+            self.issuer + "/token",
+            auth=(self.client_id, self.client_secret),
+            data={"grant_type": "client_credentials", "scope": scope},
+            timeout=30,
+        )
+        assert r.status_code == 200, f"client_credentials at the provider: HTTP {r.status_code}: {r.text}"
+        return r.json()["access_token"]
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    peer_dir = _oidc_peer_dir()
+    root = tmp_path_factory.mktemp("oidc")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "JWKS_FILE"}
+    env["PORT"] = str(port)
+    peer = start_peer("oidc-provider", ["node", str(peer_dir / "server.mjs")], root / "oidc.log", env=env)
+    issuer = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            peer,
+            lambda: requests.get(issuer + "/.well-known/openid-configuration", timeout=2).status_code == 200,
+            30,
+            "GET /.well-known/openid-configuration == 200",
+        )
+        yield OidcProvider(issuer, *OIDC_CLIENT)
+    finally:
+        peer.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_server(tmp_path_factory: pytest.TempPathFactory, oidc_provider: OidcProvider) -> Iterator[Server]:
+    """A second `sluice serve` whose [oidc] section (TOML --config) trusts the provider's access
+    tokens; users it has not seen are provisioned into Developers."""
+    root = tmp_path_factory.mktemp("sluice-oidc")
+    data_dir = root / "data"
+    data_dir.mkdir()
+    config = root / "sluice.toml"
+    config.write_text(
+        "[oidc]\n"
+        f"url = {json.dumps(oidc_provider.issuer)}\n"
+        f"client_id = {json.dumps(oidc_provider.client_id)}\n"
+        f"client_secret = {json.dumps(oidc_provider.client_secret)}\n"
+        f"allowed_audiences = [{json.dumps(OIDC_API_AUDIENCE)}]\n"
+        'default_initial_groups = ["Developers"]\n'
+    )
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_") and not k.startswith("AWS_")}
+    env.update(
+        {
+            "SLUICE_BOOTSTRAP_ACCESS_KEY_ID": ADMIN_KEY_ID,
+            "SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY": ADMIN_SECRET,
+            "SLUICE_LOG_LEVEL": "info",
+        }
+    )
+    peer = start_peer(
+        "sluice-oidc",
+        [
+            _sluice_bin(),
+            "serve",
+            "--config", str(config),
+            "--listen", f"127.0.0.1:{port}",
+            "--data-dir", str(data_dir),
+        ],
+        root / "sluice.log",
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            peer,
+            lambda: requests.get(base + "/health", timeout=2).status_code == 200,
+            HEALTH_TIMEOUT_S,
+            "GET /health == 200",
+        )
+        yield Server(base, port, data_dir, ADMIN_KEY_ID, ADMIN_SECRET, peer)
+    finally:
+        peer.stop()

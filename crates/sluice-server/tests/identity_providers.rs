@@ -207,7 +207,17 @@ fn sso_capable_peer() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let src = oidc_peer::peer_dir();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("oidc-peer-sso-{}", std::process::id()));
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        // Copies left by earlier runs whose process is gone.
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if let Some(pid) = name.strip_prefix("oidc-peer-sso-") {
+                if !PathBuf::from(format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = tmp.join(format!("oidc-peer-sso-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let script = std::fs::read_to_string(src.join("server.mjs")).unwrap();
@@ -383,7 +393,15 @@ async fn oidc_bearer_tokens_provision_users_and_map_groups() {
     assert_eq!(who2["source"], "oidc");
     assert_eq!(sorted_groups(&who2), vec!["Viewers"], "{who2}");
 
-    // Groups only matter on first login: adding carol's token's groups later changes nothing.
+    // The claim is present but names no existing group: the user gets no groups (the
+    // defaults apply only when the claim is absent or empty; unknown groups are skipped,
+    // as in lakeFS). Without any grant the default warehouse is invisible (404).
+    let s3 = Srv::start(|c| c.oidc = Some(oidc_config(&peer.issuer(), json!({})))).await;
+    let who3 = s3.whoami(&Auth::Bearer(&at)).await;
+    assert_eq!(sorted_groups(&who3), Vec::<String>::new(), "{who3}");
+    assert_eq!(s3.get(&Auth::Bearer(&at), "/v1/config?warehouse=default").await.status, 404);
+
+    // Later requests keep the groups of the first login.
     let again = s.whoami(&Auth::Bearer(&at)).await;
     assert_eq!(sorted_groups(&again), vec!["analysts"]);
 }
@@ -555,6 +573,7 @@ async fn oidc_web_identity_login() {
     sso_capable_peer();
     let peer = OidcPeer::start().await;
     let s = Srv::start(|c| c.oidc = Some(oidc_config(&peer.issuer(), json!({})))).await;
+    s.group_with_policy("analysts", "CatalogReadOnly").await;
 
     let (code, state, redirect_uri, verifier) = browser_code(&peer, "frank").await;
     let login = json!({"code": code, "state": state, "redirect_uri": redirect_uri, "code_verifier": verifier, "ttl_seconds": 600});
@@ -571,6 +590,7 @@ async fn oidc_web_identity_login() {
     let who = s.whoami(&Auth::Bearer(&token)).await;
     assert_eq!(who["name"], "frank", "{who}");
     assert_eq!(who["source"], "web-identity", "{who}");
+    assert_eq!(sorted_groups(&who), vec!["analysts"], "{who}");
     assert_eq!(s.user("frank").await["source"], "web-identity");
     let r = s.get(&Auth::Bearer(&token), "/v1/config?warehouse=default").await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -659,6 +679,18 @@ async fn auth_metadata_lists_configured_providers() {
     assert_eq!(bare.post(&Auth::Anon, "/auth/sts/login", json!({"code": "x", "redirect_uri": "y"})).await.status, 404);
     assert_eq!(bare.post(&Auth::Anon, "/auth/ldap/login", json!({"username": "alice", "password": "alicepass"})).await.status, 404);
     assert_eq!(bare.post(&Auth::Anon, "/auth/external/principal/login", json!({"identity_token": "x"})).await.status, 404);
+
+    // A provider that is down (never reached): the server starts and serves; what needs the
+    // provider answers 503, not 500 or 401.
+    let dead = format!("http://127.0.0.1:{}", oidc_peer::free_port());
+    let s3 = Srv::start(|c| c.oidc = Some(oidc_config(&dead, json!({})))).await;
+    assert_eq!(s3.get(&Auth::Admin, "/v1/config?warehouse=default").await.status, 200);
+    assert_eq!(s3.get(&Auth::Anon, "/auth/oidc/login").await.status, 503);
+    let claims = URL_SAFE_NO_PAD.encode(json!({"iss": dead, "sub": "x", "aud": API_AUDIENCE, "exp": now_secs() + 600}).to_string());
+    let unverifiable = format!("eyJhbGciOiJSUzI1NiIsImtpZCI6ImsifQ.{claims}.c2ln");
+    let r = s3.get(&Auth::Bearer(&unverifiable), "/management/v1/whoami").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["error"]["type"], "ServiceUnavailableException");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -817,6 +849,8 @@ async fn aws_iam_principal_login() {
 
     // The admin attaches alice's ARN to a user.
     s.create_user("alice-aws").await;
+    let r = s.call(&Auth::Admin, Method::PUT, "/management/v1/groups/Viewers/members/alice-aws", None).await;
+    assert_eq!(r.status, 204, "{}", r.body);
     let path = "/management/v1/users/alice-aws/external-principals";
     let r = s.post(&Auth::Admin, path, json!({"arn": alice.arn})).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -939,4 +973,19 @@ async fn aws_iam_auto_provision_and_sts_outage() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(s2.get(&Auth::Anon, "/health").await.status, 200);
     assert_eq!(s2.user_names().await, vec!["admin"]);
+}
+
+/// `return_to` must stay on this server after browser normalisation. Browsers drop ASCII tab
+/// and newline characters from URLs (WHATWG URL parser), so `/<TAB>/evil.example` becomes
+/// `//evil.example` — another host. CR/LF cannot be sent in a Location header at all.
+#[tokio::test]
+async fn oidc_sso_return_to_with_control_characters_is_refused() {
+    sso_capable_peer();
+    let peer = OidcPeer::start().await;
+    let s = Srv::start(|c| c.oidc = Some(oidc_config(&peer.issuer(), json!({})))).await;
+    for bad in ["/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example", "/\u{0}x"] {
+        let r = s.get(&Auth::Anon, &format!("/auth/oidc/login?return_to={}", enc(bad))).await;
+        assert_eq!(r.status, 400, "return_to={bad:?}: {} {:?}", r.body, r.location());
+        assert!(r.set_cookies().is_empty(), "return_to={bad:?}");
+    }
 }

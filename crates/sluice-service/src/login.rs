@@ -170,11 +170,13 @@ impl Services {
         self.audited_external(caller, actions::UPDATE_USER, &target, async {
             self.authorize(caller, actions::UPDATE_USER, &resource::user(user)).await?;
             let u = self.store().get_user_by_name(user).await?.ok_or_else(|| ServiceError::NotFound(format!("user '{user}' does not exist")))?;
-            match self.store().get_external_identity("aws-iam", arn).await? {
+            // The same normalization as attach: a session ARN names its role.
+            let arn = sluice_auth::aws_iam::principal_arn(arn.trim()).unwrap_or_else(|| arn.trim().to_string());
+            match self.store().get_external_identity("aws-iam", &arn).await? {
                 Some(r) if r.user_id == u.id => {}
                 _ => return Err(ServiceError::NotFound(format!("principal {arn} is not attached to user '{user}'"))),
             }
-            self.store().delete_external_identity("aws-iam", arn).await?;
+            self.store().delete_external_identity("aws-iam", &arn).await?;
             Ok(())
         })
         .await

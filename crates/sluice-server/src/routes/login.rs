@@ -54,7 +54,15 @@ async fn metadata(State(s): State<AppState>, parts: Parts) -> Result<Json<serde_
     });
     if let Some(oidc) = &s.providers.oidc {
         let cfg = oidc.config();
-        let md = oidc.metadata().await.map_err(oidc_error)?;
+        // An unreachable identity provider must not hide Sluice's own endpoints.
+        let md = match oidc.metadata().await {
+            Ok(md) => md,
+            Err(e) => {
+                tracing::warn!(error = %e, "identity provider metadata unavailable");
+                doc["oidc"] = json!({"available": false, "issuer": cfg.url});
+                return Ok(Json(finish_metadata(doc, &s, &base)));
+            }
+        };
         let audience = cfg.allowed_audiences.first().cloned().unwrap_or_else(|| cfg.client_id.clone());
         doc["oidc"] = json!({
             "issuer": md.issuer,
@@ -65,10 +73,15 @@ async fn metadata(State(s): State<AppState>, parts: Parts) -> Result<Json<serde_
             "client_id": cfg.public_client_id.clone().unwrap_or_else(|| cfg.client_id.clone()),
             "scopes": cfg.scopes,
             "audience": audience,
+            "available": true,
             "sso_login_endpoint": format!("{base}/auth/oidc/login"),
             "web_identity_login_endpoint": format!("{base}/auth/sts/login"),
         });
     }
+    Ok(Json(finish_metadata(doc, &s, &base)))
+}
+
+fn finish_metadata(mut doc: serde_json::Value, s: &AppState, base: &str) -> serde_json::Value {
     if s.providers.ldap.is_some() {
         doc["ldap"] = json!({"login_endpoint": format!("{base}/auth/ldap/login")});
     }
@@ -79,7 +92,7 @@ async fn metadata(State(s): State<AppState>, parts: Parts) -> Result<Json<serde_
             "server_id_header": "X-Sluice-Server-ID",
         });
     }
-    Ok(Json(doc))
+    doc
 }
 
 /// The token JSON every login returns (OAuth2 shape plus lakeFS's `token`/`token_expiration`).
@@ -135,7 +148,12 @@ async fn oidc_login(State(s): State<AppState>, parts: Parts) -> Result<Response>
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
     // Only local paths: an absolute URL here would make the login an open redirect.
     if let Some(r) = &q.return_to {
-        if !r.starts_with('/') || r.starts_with("//") || r.contains('\\') {
+        // Browsers drop tabs and newlines from URLs, so "/\t/evil" would become "//evil".
+        if !r.starts_with('/')
+            || r.starts_with("//")
+            || r.contains('\\')
+            || r.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
             return Err(ApiError::bad_request("return_to must be a path on this server"));
         }
     }
