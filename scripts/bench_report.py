@@ -29,8 +29,11 @@ empty8, _ = est("remote_signing", "empty_handler_concurrent_8")
 sign8, _ = est("remote_signing", "sign_table_scoped_concurrent_8")
 plain_load, _ = est("vended_credentials", "load_without_delegation")
 vend_load, _ = est("vended_credentials", "load_warm_cache")
-with open(os.path.join(ROOT, "delegation_cold_vend.json")) as f:
-    cold = json.load(f)["cold_first_load_ns"]
+with open(os.path.join(ROOT, "delegation_extra.json")) as f:
+    extra = json.load(f)
+cold = extra["cold_first_load_ns"]
+sign_p = extra["sign_vs_empty_paired"]
+vend_p = extra["vend_vs_plain_load_paired"]
 
 cpu = "unknown"
 try:
@@ -95,6 +98,10 @@ with the same client, bearer header and body.
 | empty handler, 8 requests in flight (per request) | {us(empty8 / 8)} | {8e9 / empty8:.0f} | 1.00× |
 | table-scoped sign, 8 requests in flight (per request) | {us(sign8 / 8)} | {8e9 / sign8:.0f} | {sign8 / empty8:.2f}× |
 
+Paired check ({sign_p["rounds"]} alternating rounds of {sign_p["requests_per_round"]} sequential requests, so load that
+drifts during the run hits both sides alike): empty handler {us(sign_p["a_ns"])}, table-scoped
+sign {us(sign_p["b_ns"])}, median ratio **{sign_p["ratio"]:.2f}×**.
+
 Signing makes no call to the object store: per request the server looks up the warehouse and
 table in the catalog database, authorizes the caller, checks that every location the request
 touches is inside the table's location, and computes the SigV4 signature with the
@@ -113,6 +120,9 @@ loading the same table without `X-Iceberg-Access-Delegation`.
 | `GET …/tables/t` without the delegation header (baseline) | {us(plain_load)} | 1.00× |
 | `GET …/tables/t` with `X-Iceberg-Access-Delegation: vended-credentials`, cached credentials | {us(vend_load)} | {vend_load / plain_load:.2f}× |
 | cold: the first load with the header (STS `AssumeRole` on moto), one sample | {ms(cold)} | {cold / plain_load:.0f}× |
+
+Paired check ({vend_p["rounds"]} alternating rounds of {vend_p["requests_per_round"]} sequential loads): without the header
+{us(vend_p["a_ns"])}, with it (warm cache) {us(vend_p["b_ns"])}, median ratio **{vend_p["ratio"]:.2f}×**.
 
 Credentials are cached per (warehouse and its version, table, access level) until 5 minutes
 before they expire; concurrent misses share one STS call. The cold figure is a single

@@ -15,6 +15,13 @@ Environment:
 from __future__ import annotations
 
 import ctypes
+import os as _os
+
+# PyIceberg 0.12's FsspecFileIO installs the remote signer by unregister-then-register on an
+# event emitter that fsspec shares across its worker threads; a request serialised in that
+# gap goes out unsigned (apache/iceberg-python#3896). One worker avoids the client-side race;
+# the server's signing is exercised the same way either way.
+_os.environ.setdefault("PYICEBERG_MAX_WORKERS", "1")
 import json
 import os
 import shutil

@@ -6,8 +6,11 @@
 //!   `GET /health` (its HTTP stack floor);
 //! - load table with vended credentials from a warm cache, on an STS-enabled warehouse on
 //!   moto; baseline in the same run: loading the same table without the delegation header.
-//!   The cold first load (the one that calls STS) is timed once and written to
-//!   `<criterion dir>/delegation_cold_vend.json` for the report.
+//!   The cold first load (the one that calls STS) is timed once.
+//!
+//! Each comparison is also measured as alternating rounds (A, B, B, A, …) so that load
+//! drifting on a shared machine hits both sides alike; those ratios and the cold load go
+//! to `<criterion dir>/delegation_extra.json` for the report.
 //!
 //! Needs s3s-fs (PATH or ~/.cargo/bin) and moto (`.venv-moto/bin/moto_server` or
 //! `MOTO_SERVER_BIN`); panics with install instructions when one is missing.
@@ -136,6 +139,44 @@ async fn concurrently(n: usize, req: impl Fn() -> reqwest::RequestBuilder) {
         }
     });
     futures::future::join_all(futs).await;
+}
+
+/// Alternating rounds of `n` sequential requests built by `a` and by `b` (order flipped every
+/// round, so a load trend cancels out). Returns the median per-request time of each side
+/// and the median of the per-round ratios b/a.
+async fn paired(
+    rounds: usize,
+    n: usize,
+    a: impl Fn() -> reqwest::RequestBuilder,
+    b: impl Fn() -> reqwest::RequestBuilder,
+) -> Value {
+    async fn round(n: usize, req: &impl Fn() -> reqwest::RequestBuilder) -> f64 {
+        let start = Instant::now();
+        for _ in 0..n {
+            let r = req().send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            r.bytes().await.unwrap();
+        }
+        start.elapsed().as_nanos() as f64 / n as f64
+    }
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    let (mut ta, mut tb, mut ratios) = (vec![], vec![], vec![]);
+    for i in 0..rounds {
+        let (x, y) = if i % 2 == 0 {
+            let x = round(n, &a).await;
+            (x, round(n, &b).await)
+        } else {
+            let y = round(n, &b).await;
+            (round(n, &a).await, y)
+        };
+        ta.push(x);
+        tb.push(y);
+        ratios.push(y / x);
+    }
+    json!({"a_ns": median(ta), "b_ns": median(tb), "ratio": median(ratios), "rounds": rounds, "requests_per_round": n})
 }
 
 /// Criterion's output directory, the way criterion finds it: `CRITERION_HOME`, else
@@ -298,6 +339,8 @@ fn benches(c: &mut Criterion) {
         });
     }
     g.finish();
+    let sign_paired = rt.block_on(paired(21, 200, || post(&empty_url), || post(&sign_scoped_url)));
+    println!("remote_signing paired (empty handler vs table-scoped sign): {sign_paired}");
 
     // --- vended credentials on moto -----------------------------------------------------
     let (table, cold) = rt.block_on(async {
@@ -323,13 +366,6 @@ fn benches(c: &mut Criterion) {
         (format!("{}{table}", env.base), cold)
     });
     println!("vended_credentials/cold_first_load: {:.1} ms (one sample)", cold.as_secs_f64() * 1e3);
-    let dir = criterion_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("delegation_cold_vend.json"),
-        serde_json::to_vec_pretty(&json!({"cold_first_load_ns": cold.as_nanos() as u64})).unwrap(),
-    )
-    .unwrap();
 
     let mut g = c.benchmark_group("vended_credentials");
     g.measurement_time(Duration::from_secs(4));
@@ -353,6 +389,22 @@ fn benches(c: &mut Criterion) {
         });
     }
     g.finish();
+    let load_paired = rt.block_on(paired(
+        21,
+        200,
+        || env.client.get(&table),
+        || env.client.get(&table).header(DELEGATION, "vended-credentials"),
+    ));
+    println!("vended_credentials paired (load without delegation vs warm cache): {load_paired}");
+
+    let dir = criterion_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let extra = json!({
+        "cold_first_load_ns": cold.as_nanos() as u64,
+        "sign_vs_empty_paired": sign_paired,
+        "vend_vs_plain_load_paired": load_paired,
+    });
+    std::fs::write(dir.join("delegation_extra.json"), serde_json::to_vec_pretty(&extra).unwrap()).unwrap();
     drop(env);
     drop(moto);
     drop(s3);

@@ -1,4 +1,7 @@
-//! `sluice`: the server (`sluice serve`) and, later, client commands.
+//! `sluice`: the server (`sluice serve`) and the client commands (`sluice login`,
+//! `sluice warehouse list`, ...; see `cli/`).
+
+mod cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -10,6 +13,8 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "sluice", version, about = "Sluice: an Iceberg REST catalog and front door for a data lake")]
 struct Cli {
+    #[command(flatten)]
+    global: cli::args::GlobalOpts,
     #[command(subcommand)]
     command: Command,
 }
@@ -19,6 +24,8 @@ enum Command {
     /// Run the catalog server. With no flags: 127.0.0.1:8181, SQLite and a local-file
     /// warehouse under ./sluice-data.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(cli::args::ClientCommand),
 }
 
 #[derive(clap::Args)]
@@ -41,12 +48,13 @@ struct ServeArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
+    let parsed = Cli::parse();
+    match parsed.command {
         Command::Serve(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(serve(args))
         }
+        Command::Client(command) => std::process::exit(cli::run(parsed.global, command)),
     }
 }
 

@@ -1,0 +1,854 @@
+//! One function per command: arguments → SDK call (through `api::Api`) → output.
+
+use super::api::Api;
+use super::args::*;
+use super::error::{CliError, CliResult};
+use super::input::{json_object_arg, namespace_levels, properties, statements_arg};
+use super::output::{cell, col, print_str, render_fields, render_table, Col};
+use super::Ctx;
+use serde_json::{json, Value};
+use sluice_client::config::ProfileFile;
+use sluice_client::{AuthMethod, ConfigOverrides};
+use sluice_core::Secret;
+
+pub async fn dispatch(ctx: &Ctx, command: ClientCommand) -> CliResult {
+    match command {
+        ClientCommand::Login(a) => login(ctx, *a).await,
+        ClientCommand::Logout => logout(ctx).await,
+        ClientCommand::Whoami => whoami(ctx).await,
+        ClientCommand::Config(c) => config(ctx, c),
+        ClientCommand::Warehouse(c) => warehouse(ctx, c).await,
+        ClientCommand::Namespace(c) => namespace(ctx, c).await,
+        ClientCommand::Table(c) => table(ctx, c).await,
+        ClientCommand::User(c) => user(ctx, c).await,
+        ClientCommand::Group(c) => group(ctx, c).await,
+        ClientCommand::Policy(c) => policy(ctx, c).await,
+        ClientCommand::Key(c) => key(ctx, c).await,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// login, logout, whoami
+// ---------------------------------------------------------------------------------------
+
+fn auth_method(m: Method) -> AuthMethod {
+    match m {
+        Method::AccessKey => AuthMethod::AccessKey,
+        Method::StaticToken => AuthMethod::StaticToken,
+        Method::ClientCredentials => AuthMethod::ClientCredentials,
+        Method::Pkce => AuthMethod::Pkce,
+        Method::Device => AuthMethod::Device,
+        Method::ExternalCommand => AuthMethod::ExternalCommand,
+        Method::ApiKey => AuthMethod::ApiKey,
+        Method::AwsRole => AuthMethod::AwsRole,
+        Method::WebIdentity => AuthMethod::WebIdentity,
+        Method::Ldap => AuthMethod::Ldap,
+    }
+}
+
+/// Reads one secret from standard input (`--secret-stdin`): the first line, trimmed.
+fn read_stdin_secret() -> CliResult<String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_line(&mut s)
+        .map_err(|e| CliError::usage(format!("--secret-stdin: reading standard input: {e}")))?;
+    let s = s.trim().to_string();
+    if s.is_empty() {
+        return Err(CliError::usage("--secret-stdin: standard input is empty"));
+    }
+    Ok(s)
+}
+
+fn login_overrides(ctx: &Ctx, a: &LoginArgs) -> CliResult<ConfigOverrides> {
+    let mut o = ctx.overrides();
+    o.auth_method = a.method.map(auth_method);
+    o.access_key_id = a.access_key_id.clone();
+    o.secret_access_key = a.secret_access_key.clone().map(Secret::new);
+    o.exchange_access_key = a.exchange_access_key;
+    o.token = a.token.clone().map(Secret::new);
+    o.client_id = a.client_id.clone();
+    o.client_secret = a.client_secret.clone().map(Secret::new);
+    o.token_url = a.token_url.clone();
+    o.audience = a.audience.clone();
+    o.scopes = a.scopes.clone();
+    o.redirect_port = a.redirect_port;
+    o.login_timeout = a.login_timeout.map(std::time::Duration::from_secs);
+    o.token_command = a.token_command.clone();
+    o.api_key = a.api_key.clone().map(Secret::new);
+    o.username = a.username.clone();
+    o.password = a.password.clone().map(Secret::new);
+    o.aws_region = a.aws_region.clone();
+    if a.secret_stdin {
+        // Which secret depends on the method, so resolve once without it to learn the method.
+        let method = match &o.auth_method {
+            Some(m) => Some(m.clone()),
+            None => ctx.resolve(o.clone())?.effective_auth_method(),
+        };
+        let secret = Secret::new(read_stdin_secret()?);
+        match method {
+            Some(AuthMethod::AccessKey) => o.secret_access_key = Some(secret),
+            Some(AuthMethod::StaticToken) => o.token = Some(secret),
+            Some(AuthMethod::ClientCredentials) => o.client_secret = Some(secret),
+            Some(AuthMethod::ApiKey) => o.api_key = Some(secret),
+            Some(AuthMethod::Ldap) => o.password = Some(secret),
+            Some(m) => {
+                return Err(CliError::usage(format!("--secret-stdin: the {m} method takes no secret")));
+            }
+            None => return Err(CliError::usage("--secret-stdin: choose a login method with --method")),
+        }
+    }
+    Ok(o)
+}
+
+/// The profile `--profile` or `SLUICE_PROFILE` selects, if any.
+fn selected_profile(ctx: &Ctx) -> Option<String> {
+    ctx.global
+        .profile
+        .clone()
+        .or_else(|| std::env::var("SLUICE_PROFILE").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
+}
+
+/// The configuration for a login. `login --save --profile NEW` creates profile NEW, so a
+/// selected profile that is not in the file yet is not an error there: the settings then
+/// come from the flags and the environment alone.
+fn login_config(ctx: &Ctx, overrides: ConfigOverrides, save: bool) -> CliResult<(sluice_client::ClientConfig, String)> {
+    let selected = selected_profile(ctx);
+    if save {
+        if let Some(name) = &selected {
+            let file = ProfileFile::load_default()?;
+            if file.profile(name).is_none() {
+                let absent = std::env::temp_dir().join(format!("sluice-no-profile-{}.yaml", uuid::Uuid::new_v4()));
+                let code = ConfigOverrides { profile: None, config_file: Some(absent), ..overrides };
+                let env = |k: &str| if k == "SLUICE_PROFILE" { None } else { std::env::var(k).ok() };
+                let mut config = sluice_client::ClientConfig::resolve_with_env(code, &env)?;
+                config.config_file = Some(file.path().to_path_buf());
+                return Ok((config, name.clone()));
+            }
+        }
+    }
+    let config = ctx.resolve(overrides)?;
+    let name = config.profile.clone().or(selected).unwrap_or_else(|| "default".to_string());
+    Ok((config, name))
+}
+
+async fn login(ctx: &Ctx, a: LoginArgs) -> CliResult {
+    login_inner(ctx, a).await.map_err(|e| {
+        if e.code == super::error::exit::FAILURE && e.message.starts_with("configuration:") {
+            e.with_hint("`sluice login --help` lists each method's options; `sluice config show` shows what is set")
+        } else {
+            e
+        }
+    })
+}
+
+async fn login_inner(ctx: &Ctx, a: LoginArgs) -> CliResult {
+    let overrides = login_overrides(ctx, &a)?;
+    let (config, profile_name) = login_config(ctx, overrides, a.save)?;
+    let method = config.effective_auth_method();
+    let api = Api::new(config.clone())?;
+    api.login().await?;
+    let me = api.whoami().await?;
+    if a.save {
+        save_login_profile(&config, &profile_name, method.as_ref())?;
+    }
+    if ctx.out.is_json() {
+        super::output::print_json(&me);
+    } else {
+        let how = method.map(|m| format!(" with {m}")).unwrap_or_default();
+        let endpoint = config.endpoint.as_deref().unwrap_or("?");
+        eprintln!("Logged in to {endpoint}{how}.");
+        print_whoami(&me);
+    }
+    Ok(())
+}
+
+/// `login --save`: endpoint and method (and whether the key is exchanged) into profile
+/// `name`, created if needed. Secrets are left out on purpose: the profile file holds
+/// settings, the token cache holds credentials.
+fn save_login_profile(config: &sluice_client::ClientConfig, name: &str, method: Option<&AuthMethod>) -> CliResult {
+    let mut file = match &config.config_file {
+        Some(p) => ProfileFile::load(p.clone())?,
+        None => ProfileFile::load_default()?,
+    };
+    let mut profile = file.profile(name).cloned().unwrap_or_default();
+    profile.endpoint = config.endpoint.clone();
+    if let Some(m) = method {
+        profile.auth_method = Some(m.clone());
+    }
+    if config.exchange_access_key {
+        profile.exchange_access_key = Some(true);
+    }
+    file.set_profile(name.to_string(), profile);
+    file.save()?;
+    eprintln!("Saved endpoint and method to profile '{name}' in {}.", file.path().display());
+    Ok(())
+}
+
+async fn logout(ctx: &Ctx) -> CliResult {
+    let api = ctx.api()?;
+    if api.logout().await? {
+        ctx.out.done("Logged out: the cached token was removed.", json!({"status": "logged-out"}));
+    } else {
+        ctx.out.done(
+            "Nothing to log out: the access key is sent with every request and no token is cached \
+             (remove the key from the environment or the profile to stop using it).",
+            json!({"status": "no-token"}),
+        );
+    }
+    Ok(())
+}
+
+async fn whoami(ctx: &Ctx) -> CliResult {
+    let api = ctx.api()?;
+    let me = api.whoami().await?;
+    if ctx.out.is_json() {
+        super::output::print_json(&me);
+    } else {
+        print_whoami(&me);
+    }
+    Ok(())
+}
+
+fn print_whoami(me: &Value) {
+    let policies: Vec<String> = me
+        .get("policies")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let name = cell(p.get("policy"));
+                    match p.get("via-group").or_else(|| p.get("via_group")).and_then(Value::as_str) {
+                        Some(g) => format!("{name} (via {})", cell(Some(&json!(g)))),
+                        None => name,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let field = |k: &str| cell(me.get(k).or_else(|| me.get(k.replace('-', "_").as_str())));
+    let rows = vec![
+        ("user".to_string(), field("name")),
+        ("user id".to_string(), field("user-id")),
+        ("email".to_string(), field("email")),
+        ("source".to_string(), field("source")),
+        ("access key".to_string(), field("access-key-id")),
+        ("groups".to_string(), field("groups")),
+        ("policies".to_string(), if policies.is_empty() { "-".into() } else { policies.join(", ") }),
+    ];
+    print_str(&render_fields(&rows));
+}
+
+// ---------------------------------------------------------------------------------------
+// config
+// ---------------------------------------------------------------------------------------
+
+fn config(ctx: &Ctx, c: ConfigCommand) -> CliResult {
+    match c {
+        ConfigCommand::Profiles => config_profiles(ctx),
+        ConfigCommand::Show => config_show(ctx),
+    }
+}
+
+fn config_profiles(ctx: &Ctx) -> CliResult {
+    let file = ProfileFile::load_default()?;
+    // Same order as the SDK's resolution: --profile > SLUICE_PROFILE > default-profile > default.
+    let active = selected_profile(ctx)
+        .or_else(|| file.default_profile().map(str::to_string))
+        .unwrap_or_else(|| "default".to_string());
+    let rows: Vec<Value> = file
+        .profile_names()
+        .into_iter()
+        .map(|name| {
+            let p = file.profile(&name);
+            json!({
+                "name": name,
+                "active": name == active,
+                "endpoint": p.and_then(|p| p.endpoint.clone()),
+                "auth-method": p.and_then(|p| p.auth_method.as_ref().map(|m| m.to_string())),
+            })
+        })
+        .collect();
+    if ctx.out.is_json() {
+        super::output::print_json(&json!({
+            "file": file.path().display().to_string(),
+            "exists": file.exists(),
+            "active": active,
+            "profiles": rows,
+        }));
+        return Ok(());
+    }
+    if !file.exists() {
+        eprintln!("No profile file at {} (`sluice login --save` creates one).", file.path().display());
+        return Ok(());
+    }
+    if rows.is_empty() {
+        eprintln!("{} defines no profiles.", file.path().display());
+        return Ok(());
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                if r["active"] == json!(true) { "*".to_string() } else { String::new() },
+                cell(r.get("name")),
+                cell(r.get("endpoint")),
+                cell(r.get("auth-method")),
+            ]
+        })
+        .collect();
+    print_str(&render_table(&["", "PROFILE", "ENDPOINT", "AUTH METHOD"], &table));
+    if !rows.iter().any(|r| r["active"] == json!(true)) {
+        eprintln!("(the selected profile '{active}' is not in {})", file.path().display());
+    }
+    Ok(())
+}
+
+/// Every resolved setting with its value (secrets masked) and where it came from.
+fn config_show(ctx: &Ctx) -> CliResult {
+    let c = ctx.resolve(ctx.overrides())?;
+    let masked = |s: &Option<Secret>| s.as_ref().map(|_| "********".to_string());
+    let secs = |d: &Option<std::time::Duration>| d.map(|d| d.as_secs().to_string());
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let flag = |b: bool| b.then(|| "true".to_string());
+    let settings: Vec<(&str, Option<String>)> = vec![
+        ("endpoint", c.endpoint.clone()),
+        ("auth-method", c.auth_method.as_ref().map(|m| m.to_string())),
+        ("access-key-id", c.access_key_id.clone()),
+        ("secret-access-key", masked(&c.secret_access_key)),
+        ("exchange-access-key", flag(c.exchange_access_key)),
+        ("token", masked(&c.token)),
+        ("client-id", c.client_id.clone()),
+        ("client-secret", masked(&c.client_secret)),
+        ("token-url", c.token_url.clone()),
+        ("audience", c.audience.clone()),
+        ("scopes", (!c.scopes.is_empty()).then(|| c.scopes.join(" "))),
+        ("redirect-port", c.redirect_port.map(|p| p.to_string())),
+        ("login-timeout-seconds", secs(&c.login_timeout)),
+        ("token-command", c.token_command.clone()),
+        ("api-key", masked(&c.api_key)),
+        ("username", c.username.clone()),
+        ("password", masked(&c.password)),
+        ("aws-region", c.aws_region.clone()),
+        ("auth-header", c.auth_header.clone()),
+        ("insecure", flag(c.insecure)),
+        ("ca-bundle", path(&c.ca_bundle)),
+        ("proxy", c.proxy.clone()),
+        ("timeout-seconds", secs(&c.timeout)),
+        ("connect-timeout-seconds", secs(&c.connect_timeout)),
+        ("no-keyring", flag(c.no_keyring)),
+        ("token-cache-dir", path(&c.token_cache_dir)),
+    ];
+    let profile = c.profile.clone();
+    let file = path(&c.config_file);
+    if ctx.out.is_json() {
+        let mut map = serde_json::Map::new();
+        for (k, v) in &settings {
+            if let Some(v) = v {
+                map.insert(k.to_string(), json!({"value": v, "source": c.source_of(k)}));
+            }
+        }
+        super::output::print_json(&json!({"profile": profile, "config-file": file, "settings": map}));
+        return Ok(());
+    }
+    print_str(&format!("profile:      {}\n", profile.as_deref().unwrap_or("(none)")));
+    print_str(&format!("profile file: {}\n", file.as_deref().unwrap_or("(none)")));
+    print_str("\n");
+    let rows: Vec<Vec<String>> = settings
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| vec![k.to_string(), cell(Some(&json!(v))), c.source_of(k)]))
+        .collect();
+    if rows.is_empty() {
+        print_str("(nothing configured)\n");
+    } else {
+        print_str(&render_table(&["SETTING", "VALUE", "SOURCE"], &rows));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// warehouses
+// ---------------------------------------------------------------------------------------
+
+const WAREHOUSE_COLS: &[Col] = &[
+    col("NAME", "name"),
+    col("ID", "id"),
+    col("STATUS", "status"),
+    col("STORAGE", "storage-profile.type"),
+    col("LOCATION", "location"),
+];
+
+const WAREHOUSE_FIELDS: &[Col] = &[
+    col("name", "name"),
+    col("id", "id"),
+    col("status", "status"),
+    col("location", "location"),
+    col("storage profile", "storage-profile"),
+    col("storage credential", "has-storage-credential"),
+    col("delete profile", "delete-profile"),
+    col("created", "created-at"),
+    col("updated", "updated-at"),
+];
+
+async fn warehouse(ctx: &Ctx, c: WarehouseCommand) -> CliResult {
+    // Arguments are checked before the configuration is: a typo in a flag is reported as
+    // such even where no server is configured.
+    let out = &ctx.out;
+    match c {
+        WarehouseCommand::Create { name, storage_profile, storage_credential, delete_profile } => {
+            let mut body = json!({
+                "warehouse-name": name,
+                "storage-profile": json_object_arg("storage-profile", &storage_profile)?,
+            });
+            if let Some(c) = storage_credential {
+                body["storage-credential"] = json_object_arg("storage-credential", &c)?;
+            }
+            if let Some(d) = delete_profile {
+                body["delete-profile"] = json_object_arg("delete-profile", &d)?;
+            }
+            let api = ctx.api()?;
+            let w = api.create_warehouse(body).await?;
+            out.object(&w, WAREHOUSE_FIELDS);
+        }
+        WarehouseCommand::List => {
+            let api = ctx.api()?;
+            let raw = api.list_warehouses().await?;
+            out.list(&raw, &rows(&raw, "warehouses"), WAREHOUSE_COLS);
+        }
+        WarehouseCommand::Get(r) => {
+            let api = ctx.api()?;
+            let w = api.find_warehouse(&r.warehouse).await?;
+            out.object(&w, WAREHOUSE_FIELDS);
+        }
+        WarehouseCommand::Delete(r) => {
+            let api = ctx.api()?;
+            let id = api.warehouse_id(&r.warehouse).await?;
+            api.delete_warehouse(&id).await?;
+            out.done(&format!("Deleted warehouse {}.", r.warehouse), json!({"deleted": "warehouse", "id": id.to_string()}));
+        }
+        WarehouseCommand::Rename { warehouse, new_name } => {
+            let api = ctx.api()?;
+            let id = api.warehouse_id(&warehouse.warehouse).await?;
+            let w = api.rename_warehouse(&id, &new_name).await?;
+            out.object(&w, WAREHOUSE_FIELDS);
+        }
+        WarehouseCommand::Activate(r) => {
+            let api = ctx.api()?;
+            let id = api.warehouse_id(&r.warehouse).await?;
+            let w = api.set_warehouse_active(&id, true).await?;
+            out.object(&w, WAREHOUSE_FIELDS);
+        }
+        WarehouseCommand::Deactivate(r) => {
+            let api = ctx.api()?;
+            let id = api.warehouse_id(&r.warehouse).await?;
+            let w = api.set_warehouse_active(&id, false).await?;
+            out.object(&w, WAREHOUSE_FIELDS);
+        }
+    }
+    Ok(())
+}
+
+/// The array under `key` of a list response (empty if absent).
+fn rows(raw: &Value, key: &str) -> Vec<Value> {
+    raw.get(key).and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------
+// namespaces and tables
+// ---------------------------------------------------------------------------------------
+
+fn dotted(levels: &Value) -> Value {
+    match levels.as_array() {
+        Some(a) => json!(a.iter().map(|l| l.as_str().unwrap_or_default().to_string()).collect::<Vec<_>>().join(".")),
+        None => levels.clone(),
+    }
+}
+
+fn ns_levels(sel: &NamespaceSel) -> CliResult<Vec<String>> {
+    namespace_levels("namespace", &sel.namespace)
+}
+
+async fn namespace(ctx: &Ctx, c: NamespaceCommand) -> CliResult {
+    // Arguments are checked before the configuration is: a typo in a flag is reported as
+    // such even where no server is configured.
+    let out = &ctx.out;
+    match c {
+        NamespaceCommand::List { warehouse, parent } => {
+            let parent = namespace_levels("parent", &parent)?;
+            let api = ctx.api()?;
+            let raw = api.list_namespaces(&warehouse, &parent).await?;
+            let rows: Vec<Value> =
+                rows(&raw, "namespaces").iter().map(|n| json!({"namespace": dotted(n)})).collect();
+            out.list(&raw, &rows, &[col("NAMESPACE", "namespace")]);
+        }
+        NamespaceCommand::Create { ns, properties: props } => {
+            let levels = ns_levels(&ns)?;
+            let props = properties(&props)?;
+            let api = ctx.api()?;
+            let raw = api.create_namespace(&ns.warehouse, &levels, props).await?;
+            print_namespace(ctx, &raw);
+        }
+        NamespaceCommand::Get { ns } => {
+            let levels = ns_levels(&ns)?;
+            let api = ctx.api()?;
+            let raw = api.load_namespace(&ns.warehouse, &levels).await?;
+            print_namespace(ctx, &raw);
+        }
+        NamespaceCommand::Drop { ns } => {
+            let levels = ns_levels(&ns)?;
+            let api = ctx.api()?;
+            api.drop_namespace(&ns.warehouse, &levels).await?;
+            out.done(
+                &format!("Dropped namespace {}.", levels.join(".")),
+                json!({"dropped": "namespace", "warehouse": ns.warehouse, "namespace": levels}),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_namespace(ctx: &Ctx, raw: &Value) {
+    if ctx.out.is_json() {
+        super::output::print_json(raw);
+        return;
+    }
+    let mut rows = vec![("namespace".to_string(), cell(Some(&dotted(&raw["namespace"]))))];
+    if let Some(props) = raw.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            rows.push((format!("  {}", cell(Some(&json!(k)))), cell(Some(v))));
+        }
+    }
+    print_str(&render_fields(&rows));
+}
+
+async fn table(ctx: &Ctx, c: TableCommand) -> CliResult {
+    // Arguments are checked before the configuration is: a typo in a flag is reported as
+    // such even where no server is configured.
+    let out = &ctx.out;
+    match c {
+        TableCommand::List { ns } => {
+            let levels = ns_levels(&ns)?;
+            let api = ctx.api()?;
+            let raw = api.list_tables(&ns.warehouse, &levels).await?;
+            let rows: Vec<Value> = rows(&raw, "identifiers")
+                .iter()
+                .map(|i| json!({"namespace": dotted(&i["namespace"]), "name": i["name"]}))
+                .collect();
+            out.list(&raw, &rows, &[col("NAMESPACE", "namespace"), col("TABLE", "name")]);
+        }
+        TableCommand::Get { ns, table } => {
+            let levels = ns_levels(&ns)?;
+            let api = ctx.api()?;
+            let raw = api.load_table(&ns.warehouse, &levels, &table).await?;
+            if out.is_json() {
+                super::output::print_json(&raw);
+            } else {
+                print_table(&levels, &table, &raw);
+            }
+        }
+        TableCommand::Drop { ns, table, purge } => {
+            let levels = ns_levels(&ns)?;
+            let api = ctx.api()?;
+            api.drop_table(&ns.warehouse, &levels, &table, purge).await?;
+            let what = if purge { "Dropped and purged" } else { "Dropped" };
+            out.done(
+                &format!("{what} table {}.{table}.", levels.join(".")),
+                json!({"dropped": "table", "warehouse": ns.warehouse, "namespace": levels, "name": table, "purge": purge}),
+            );
+        }
+        TableCommand::Rename { ns, table, new_name, to_namespace } => {
+            let levels = ns_levels(&ns)?;
+            let to = if to_namespace.is_empty() { levels.clone() } else { namespace_levels("to-namespace", &to_namespace)? };
+            let api = ctx.api()?;
+            api.rename_table(&ns.warehouse, &levels, &table, &to, &new_name).await?;
+            out.done(
+                &format!("Renamed table {}.{table} to {}.{new_name}.", levels.join("."), to.join(".")),
+                json!({
+                    "renamed": "table",
+                    "warehouse": ns.warehouse,
+                    "source": {"namespace": levels, "name": table},
+                    "destination": {"namespace": to, "name": new_name},
+                }),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A loaded table for people: identity, location, current snapshot and the current schema.
+fn print_table(levels: &[String], name: &str, raw: &Value) {
+    let m = &raw["metadata"];
+    let snapshots = m.get("snapshots").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+    let current_schema_id = m.get("current-schema-id").cloned().unwrap_or(Value::Null);
+    let schema = m
+        .get("schemas")
+        .and_then(Value::as_array)
+        .and_then(|s| s.iter().find(|s| s.get("schema-id") == Some(&current_schema_id)))
+        .or_else(|| m.get("schema"));
+    let rows = vec![
+        ("table".to_string(), format!("{}.{}", levels.join("."), cell(Some(&json!(name))))),
+        ("uuid".to_string(), cell(m.get("table-uuid"))),
+        ("location".to_string(), cell(m.get("location"))),
+        ("format version".to_string(), cell(m.get("format-version"))),
+        ("metadata location".to_string(), cell(raw.get("metadata-location"))),
+        ("current snapshot".to_string(), cell(m.get("current-snapshot-id"))),
+        ("snapshots".to_string(), snapshots.to_string()),
+        ("last updated (ms)".to_string(), cell(m.get("last-updated-ms"))),
+    ];
+    print_str(&render_fields(&rows));
+    if let Some(fields) = schema.and_then(|s| s.get("fields")).and_then(Value::as_array) {
+        let table: Vec<Vec<String>> = fields
+            .iter()
+            .map(|f| {
+                vec![
+                    cell(f.get("id")),
+                    cell(f.get("name")),
+                    cell(f.get("type")),
+                    cell(f.get("required")),
+                ]
+            })
+            .collect();
+        print_str("\n");
+        print_str("schema:\n");
+        print_str(&render_table(&["ID", "NAME", "TYPE", "REQUIRED"], &table));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// identity: users, groups, policies, keys
+// ---------------------------------------------------------------------------------------
+
+const USER_COLS: &[Col] = &[
+    col("NAME", "name"),
+    col("ID", "id"),
+    col("EMAIL", "email"),
+    col("SOURCE", "source"),
+    col("CREATED", "created-at"),
+];
+const USER_FIELDS: &[Col] = &[
+    col("name", "name"),
+    col("id", "id"),
+    col("email", "email"),
+    col("friendly name", "friendly-name"),
+    col("source", "source"),
+    col("created", "created-at"),
+];
+
+async fn user(ctx: &Ctx, c: UserCommand) -> CliResult {
+    let api = ctx.api()?;
+    let out = &ctx.out;
+    match c {
+        UserCommand::Create { name, email, friendly_name } => {
+            let u = api.create_user(&name, email.as_deref(), friendly_name.as_deref()).await?;
+            out.object(&u, USER_FIELDS);
+        }
+        UserCommand::List => {
+            let raw = api.list_users().await?;
+            out.list(&raw, &rows(&raw, "users"), USER_COLS);
+        }
+        UserCommand::Get { name } => {
+            let u = api.get_user(&name).await?;
+            out.object(&u, USER_FIELDS);
+        }
+        UserCommand::Delete { name } => {
+            api.delete_user(&name).await?;
+            out.done(&format!("Deleted user {name}."), json!({"deleted": "user", "name": name}));
+        }
+    }
+    Ok(())
+}
+
+const GROUP_COLS: &[Col] = &[col("NAME", "name"), col("ID", "id"), col("DESCRIPTION", "description"), col("CREATED", "created-at")];
+const GROUP_FIELDS: &[Col] =
+    &[col("name", "name"), col("id", "id"), col("description", "description"), col("created", "created-at")];
+
+async fn group(ctx: &Ctx, c: GroupCommand) -> CliResult {
+    let api = ctx.api()?;
+    let out = &ctx.out;
+    match c {
+        GroupCommand::Create { name, description } => {
+            let g = api.create_group(&name, description.as_deref()).await?;
+            out.object(&g, GROUP_FIELDS);
+        }
+        GroupCommand::List => {
+            let raw = api.list_groups().await?;
+            out.list(&raw, &rows(&raw, "groups"), GROUP_COLS);
+        }
+        GroupCommand::Get { name } => {
+            let g = api.get_group(&name).await?;
+            out.object(&g, GROUP_FIELDS);
+        }
+        GroupCommand::Delete { name } => {
+            api.delete_group(&name).await?;
+            out.done(&format!("Deleted group {name}."), json!({"deleted": "group", "name": name}));
+        }
+        GroupCommand::AddMember { group, user } => {
+            api.add_group_member(&group, &user).await?;
+            out.done(&format!("Added {user} to {group}."), json!({"added": user, "group": group}));
+        }
+        GroupCommand::RemoveMember { group, user } => {
+            api.remove_group_member(&group, &user).await?;
+            out.done(&format!("Removed {user} from {group}."), json!({"removed": user, "group": group}));
+        }
+        GroupCommand::Members { group } => {
+            let raw = api.group_members(&group).await?;
+            out.list(&raw, &rows(&raw, "users"), USER_COLS);
+        }
+    }
+    Ok(())
+}
+
+const POLICY_COLS: &[Col] = &[
+    col("NAME", "name"),
+    col("BUILTIN", "builtin"),
+    col("STATEMENTS", "statement-count"),
+    col("DESCRIPTION", "description"),
+];
+
+async fn policy(ctx: &Ctx, c: PolicyCommand) -> CliResult {
+    // Arguments are checked before the configuration is: a typo in a flag is reported as
+    // such even where no server is configured.
+    let out = &ctx.out;
+    match c {
+        PolicyCommand::Create { name, statements, description } => {
+            let statements = super::api::parse_statements(statements_arg(&statements)?)?;
+            let api = ctx.api()?;
+            let p = api.create_policy(&name, description.as_deref(), statements).await?;
+            print_policy(ctx, &p);
+        }
+        PolicyCommand::List => {
+            let api = ctx.api()?;
+            let raw = api.list_policies().await?;
+            let rows: Vec<Value> = rows(&raw, "policies")
+                .into_iter()
+                .map(|mut p| {
+                    let n = p.get("statements").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+                    p["statement-count"] = json!(n);
+                    p
+                })
+                .collect();
+            out.list(&raw, &rows, POLICY_COLS);
+        }
+        PolicyCommand::Get { name } => {
+            let api = ctx.api()?;
+            let p = api.get_policy(&name).await?;
+            print_policy(ctx, &p);
+        }
+        PolicyCommand::Update { name, statements, description } => {
+            let statements = super::api::parse_statements(statements_arg(&statements)?)?;
+            let api = ctx.api()?;
+            let p = api.update_policy(&name, description.as_deref(), statements).await?;
+            print_policy(ctx, &p);
+        }
+        PolicyCommand::Delete { name } => {
+            let api = ctx.api()?;
+            api.delete_policy(&name).await?;
+            out.done(&format!("Deleted policy {name}."), json!({"deleted": "policy", "name": name}));
+        }
+        PolicyCommand::Attach { name, target } => {
+            let (kind, who) = target_of(&target);
+            let api = ctx.api()?;
+            api.attach_policy(&name, kind, &who, true).await?;
+            out.done(
+                &format!("Attached policy {name} to {kind} {who}."),
+                json!({"attached": name, kind: who}),
+            );
+        }
+        PolicyCommand::Detach { name, target } => {
+            let (kind, who) = target_of(&target);
+            let api = ctx.api()?;
+            api.attach_policy(&name, kind, &who, false).await?;
+            out.done(
+                &format!("Detached policy {name} from {kind} {who}."),
+                json!({"detached": name, kind: who}),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `("user"|"group", name)`; clap guarantees exactly one is set.
+fn target_of(t: &AttachTarget) -> (&'static str, String) {
+    match (&t.user, &t.group) {
+        (Some(u), _) => ("user", u.clone()),
+        (None, Some(g)) => ("group", g.clone()),
+        (None, None) => ("user", String::new()),
+    }
+}
+
+fn print_policy(ctx: &Ctx, p: &Value) {
+    if ctx.out.is_json() {
+        super::output::print_json(p);
+        return;
+    }
+    let rows = vec![
+        ("name".to_string(), cell(p.get("name"))),
+        ("id".to_string(), cell(p.get("id"))),
+        ("description".to_string(), cell(p.get("description"))),
+        ("builtin".to_string(), cell(p.get("builtin"))),
+        ("created".to_string(), cell(p.get("created-at"))),
+        ("updated".to_string(), cell(p.get("updated-at"))),
+    ];
+    print_str(&render_fields(&rows));
+    let statements = p.get("statements").and_then(Value::as_array).cloned().unwrap_or_default();
+    let table: Vec<Vec<String>> = statements
+        .iter()
+        .map(|s| vec![cell(s.get("effect")), cell(s.get("action")), cell(s.get("resource"))])
+        .collect();
+    print_str("\n");
+    print_str("statements:\n");
+    print_str(&render_table(&["EFFECT", "ACTIONS", "RESOURCE"], &table));
+}
+
+const KEY_COLS: &[Col] = &[col("ACCESS KEY ID", "access-key-id"), col("CREATED", "created-at"), col("LAST USED", "last-used-at")];
+
+async fn key(ctx: &Ctx, c: KeyCommand) -> CliResult {
+    let api = ctx.api()?;
+    let out = &ctx.out;
+    match c {
+        KeyCommand::Create { user } => {
+            let user = owner(&api, user).await?;
+            let k = api.create_key(&user).await?;
+            eprintln!(
+                "WARNING: the secret access key is shown ONCE, now. Store it somewhere safe: it cannot be retrieved again \
+                 (if lost, delete this key and create a new one)."
+            );
+            if out.is_json() {
+                super::output::print_json(&k);
+            } else {
+                let rows = vec![
+                    ("user".to_string(), cell(k.get("user").or(Some(&json!(user))))),
+                    ("access key id".to_string(), cell(k.get("access-key-id"))),
+                    // Printed verbatim (no cell() escaping) so it can be copied exactly.
+                    (
+                        "secret access key".to_string(),
+                        k.get("secret-access-key").and_then(Value::as_str).unwrap_or("-").to_string(),
+                    ),
+                ];
+                print_str(&render_fields(&rows));
+            }
+        }
+        KeyCommand::List { user } => {
+            let user = owner(&api, user).await?;
+            let raw = api.list_keys(&user).await?;
+            out.list(&raw, &rows(&raw, "access-keys"), KEY_COLS);
+        }
+        KeyCommand::Delete { key, user } => {
+            let user = owner(&api, user).await?;
+            api.delete_key(&user, &key).await?;
+            out.done(&format!("Deleted access key {key} of {user}."), json!({"deleted": "access-key", "access-key-id": key, "user": user}));
+        }
+    }
+    Ok(())
+}
+
+/// `--user`, else the caller (whoami).
+async fn owner(api: &Api, user: Option<String>) -> CliResult<String> {
+    if let Some(u) = user {
+        return Ok(u);
+    }
+    let me = api.whoami().await?;
+    me.get("name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| CliError::new(super::error::exit::FAILURE, "the server's whoami answer has no user name"))
+}

@@ -1,0 +1,192 @@
+//! Output: human-readable aligned tables (default) or the raw JSON (`--output json`).
+//!
+//! Every command hands its result over as JSON (the server's own response, or a small
+//! status object for calls that answer 204) plus a description of the columns a person
+//! wants to see; this module renders one or the other. Results go to stdout, everything
+//! else (warnings, hints, prompts) to stderr.
+
+use serde_json::Value;
+use std::io::Write;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// One column: its header and where its value is in each row object (a dotted path;
+/// `*` as the whole value, for lists of plain strings).
+#[derive(Clone, Copy, Debug)]
+pub struct Col {
+    pub header: &'static str,
+    pub path: &'static str,
+}
+
+pub const fn col(header: &'static str, path: &'static str) -> Col {
+    Col { header, path }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Output {
+    pub format: OutputFormat,
+}
+
+impl Output {
+    pub fn new(format: OutputFormat) -> Self {
+        Output { format }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.format == OutputFormat::Json
+    }
+
+    /// A list: `rows` is the array (already taken out of its envelope); in JSON mode the
+    /// whole `raw` response is printed instead.
+    pub fn list(&self, raw: &Value, rows: &[Value], cols: &[Col]) {
+        if self.is_json() {
+            print_json(raw);
+            return;
+        }
+        if rows.is_empty() {
+            print_str("(none)\n");
+            return;
+        }
+        let table: Vec<Vec<String>> =
+            rows.iter().map(|r| cols.iter().map(|c| cell(lookup(r, c.path))).collect()).collect();
+        let headers: Vec<&str> = cols.iter().map(|c| c.header).collect();
+        print_str(&render_table(&headers, &table));
+    }
+
+    /// One object as `field: value` lines.
+    pub fn object(&self, raw: &Value, fields: &[Col]) {
+        if self.is_json() {
+            print_json(raw);
+            return;
+        }
+        let rows: Vec<(String, String)> =
+            fields.iter().map(|f| (f.header.to_string(), cell(lookup(raw, f.path)))).collect();
+        print_str(&render_fields(&rows));
+    }
+
+    /// A confirmation for calls without a response body: `text` for people, `json` for scripts.
+    pub fn done(&self, text: &str, json: Value) {
+        if self.is_json() {
+            print_json(&json);
+        } else {
+            print_str(&format!("{text}\n"));
+        }
+    }
+}
+
+pub fn print_json(v: &Value) {
+    let s = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    print_str(&format!("{s}\n"));
+}
+
+/// Writes to stdout, ignoring a closed pipe (`sluice user list | head -1` must not panic).
+pub fn print_str(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(s.as_bytes());
+    let _ = out.flush();
+}
+
+/// `a.b.c` into nested objects; `*` is the value itself.
+pub fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    if path == "*" {
+        return Some(v);
+    }
+    let mut cur = v;
+    for part in path.split('.') {
+        cur = cur.get(part)?;
+    }
+    Some(cur)
+}
+
+/// How one JSON value reads in a table cell.
+pub fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "-".to_string(),
+        Some(Value::String(s)) => one_line(s),
+        Some(Value::Bool(b)) => if *b { "yes" } else { "no" }.to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Array(a)) if a.is_empty() => "-".to_string(),
+        Some(Value::Array(a)) if a.iter().all(|x| x.is_string()) => {
+            a.iter().filter_map(|x| x.as_str()).map(one_line).collect::<Vec<_>>().join(", ")
+        }
+        Some(Value::Object(o)) if o.is_empty() => "-".to_string(),
+        Some(other) => one_line(&other.to_string()),
+    }
+}
+
+/// Control characters (newlines, escape sequences from a hostile name) never reach the
+/// terminal raw.
+fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+fn width(s: &str) -> usize {
+    s.chars().count()
+}
+
+pub fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(width(c));
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let n = cells.len();
+        for (i, c) in cells.into_iter().enumerate() {
+            out.push_str(c);
+            if i + 1 < n {
+                out.push_str(&" ".repeat(widths[i] - width(c) + 2));
+            }
+        }
+        out.push('\n');
+    };
+    line(headers.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+pub fn render_fields(rows: &[(String, String)]) -> String {
+    let w = rows.iter().map(|(k, _)| width(k)).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in rows {
+        out.push_str(&format!("{k}:{}{v}\n", " ".repeat(w - width(k) + 1)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn aligns_columns() {
+        let t = render_table(&["NAME", "ID"], &[vec!["a".into(), "1".into()], vec!["long-name".into(), "22".into()]]);
+        assert_eq!(t, "NAME       ID\na          1\nlong-name  22\n");
+    }
+
+    #[test]
+    fn cells() {
+        assert_eq!(cell(None), "-");
+        assert_eq!(cell(Some(&json!(null))), "-");
+        assert_eq!(cell(Some(&json!(true))), "yes");
+        assert_eq!(cell(Some(&json!(["a", "b"]))), "a, b");
+        assert_eq!(cell(Some(&json!("x\ny\u{1b}[31m"))), "x?y?[31m");
+        assert_eq!(cell(Some(&json!({"k": 1}))), r#"{"k":1}"#);
+        assert_eq!(cell(lookup(&json!({"a": {"b": "c"}}), "a.b")), "c");
+    }
+
+    #[test]
+    fn fields() {
+        let f = render_fields(&[("name".into(), "x".into()), ("created".into(), "y".into())]);
+        assert_eq!(f, "name:    x\ncreated: y\n");
+    }
+}
