@@ -144,6 +144,18 @@ export S3S_FS_BIN
 # ---------------------------------------------------------------------------------------------
 # Identity peers: OpenLDAP slapd (apt) and node oidc-provider (npm, from ../shared/peers)
 # ---------------------------------------------------------------------------------------------
+# PostgreSQL 15 for the store suite's second backend and the replica tests (the machine image
+# ships it; install from apt where missing).
+if ! command -v initdb >/dev/null || ! command -v pg_ctl >/dev/null; then
+  if [[ -x /usr/lib/postgresql/15/bin/initdb ]]; then
+    export PATH="/usr/lib/postgresql/15/bin:$PATH"
+  else
+    step "Installing PostgreSQL 15 (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15
+    export PATH="/usr/lib/postgresql/15/bin:$PATH"
+  fi
+fi
+
 step "Identity peers (slapd, oidc-provider)"
 bash scripts/peers/slapd.sh install
 bash scripts/peers/oidc.sh install "$ROOT/.peers/oidc"

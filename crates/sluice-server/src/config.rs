@@ -180,9 +180,9 @@ impl ServerConfig {
             return Err("token_ttl_seconds must be between 60 and 86400".into());
         }
         if let Some(url) = &self.database_url {
-            if !url.starts_with("sqlite:") {
+            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return Err(format!(
-                    "database_url: only sqlite: URLs are supported in this version (got scheme '{}')",
+                    "database_url: expected a sqlite: or postgres:// URL (got scheme '{}')",
                     url.split(':').next().unwrap_or("")
                 ));
             }

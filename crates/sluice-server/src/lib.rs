@@ -47,11 +47,9 @@ impl Server {
             &config.data_dir.join("jwt-signing.key"),
             "JWT signing key",
         )?;
-        let store = SqliteStore::connect(&config.database_url())
-            .await
-            .with_context(|| format!("opening database {}", config.database_url()))?;
+        let store = open_store(&config.database_url()).await?;
         let services = Services::new(
-            Arc::new(store),
+            store,
             SecretBox::new(&master),
             TokenIssuer::new(&signing, "sluice", config.token_ttl_seconds),
             ServiceConfig {
@@ -172,4 +170,29 @@ fn build_providers(config: &ServerConfig) -> anyhow::Result<state::Providers> {
         p.aws_iam = Some(Arc::new(sluice_auth::aws_iam::AwsIamVerifier::new(c.clone(), http)));
     }
     Ok(p)
+}
+
+/// Opens the catalog store named by the URL (running pending migrations). The password of
+/// a PostgreSQL URL never appears in errors.
+pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn sluice_store::CatalogStore>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let shown = redact_url(url);
+        let store = sluice_store::PostgresStore::connect(url)
+            .await
+            .with_context(|| format!("opening PostgreSQL database {shown}"))?;
+        Ok(Arc::new(store))
+    } else {
+        let store = SqliteStore::connect(url).await.with_context(|| format!("opening database {url}"))?;
+        Ok(Arc::new(store))
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
 }

@@ -1,11 +1,13 @@
-//! Catalog state behind one trait. The SQLite implementation is the embedded default; a
-//! PostgreSQL implementation will sit beside it. Stores know rows and transactions only:
+//! Catalog state behind one trait. The SQLite implementation is the embedded default; the
+//! PostgreSQL implementation ([`PostgresStore`]) serves scale-out deployments. Stores know rows and transactions only:
 //! no HTTP, no policies, no Iceberg metadata semantics (metadata is opaque JSON here).
 
 mod model;
+mod postgres;
 mod sqlite;
 
 pub use model::*;
+pub use postgres::{PgOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 /// Re-exported so callers can classify database errors without depending on sqlx.
 pub use sqlx::Error as SqlxError;

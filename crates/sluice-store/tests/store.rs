@@ -1,12 +1,13 @@
 //! Behavioural suite for `CatalogStore`. Every check takes the store as a trait object so
-//! another implementation (PostgreSQL) can run the same functions; the SQLite bindings are
-//! generated at the bottom by `sqlite_suite!`.
+//! every implementation runs the same functions; the bindings are generated at the bottom by
+//! `sqlite_suite!` and `postgres_suite!` (a real PostgreSQL 15 cluster started by this test
+//! binary, one fresh database per test).
 
 use chrono::{DateTime, Duration, Utc};
 use sluice_core::NamespaceName;
 use sluice_store::{
     AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy,
-    ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, SqliteStore,
+    ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, PostgresStore, SqliteStore,
     StoreError, TableRecord, UserRecord, WarehouseRecord, WarehouseStatus,
 };
 use std::collections::HashMap;
@@ -2768,42 +2769,50 @@ macro_rules! sqlite_suite {
     };
 }
 
-sqlite_suite!(
-    settings,
-    users,
-    access_keys,
-    warehouses,
-    namespaces,
-    namespace_paging,
-    namespace_properties,
-    drop_namespace,
-    tables,
-    table_paging,
-    rename_table,
-    location_overlap,
-    commit_create,
-    commit_update,
-    commit_atomicity,
-    update_user,
-    delete_user,
-    groups,
-    group_members,
-    policies,
-    policy_attachments,
-    effective_policies,
-    delete_group,
-    delete_policy,
-    audit_log,
-    soft_drop_table,
-    undrop_table,
-    deleted_table_listing,
-    claim_expired_deleted_tables,
-    deleted_tables_block_warehouse_delete,
-    table_containing_location,
-    external_identities,
-    delete_user_removes_identities,
-    create_user_with_identity,
-);
+/// Every backend-agnostic suite function, handed to a backend's binding macro.
+macro_rules! with_suite_functions {
+    ($bind:ident) => {
+        $bind!(
+            settings,
+            users,
+            access_keys,
+            warehouses,
+            namespaces,
+            namespace_paging,
+            namespace_properties,
+            drop_namespace,
+            tables,
+            table_paging,
+            rename_table,
+            location_overlap,
+            commit_create,
+            commit_update,
+            commit_atomicity,
+            update_user,
+            delete_user,
+            groups,
+            group_members,
+            policies,
+            policy_attachments,
+            effective_policies,
+            delete_group,
+            delete_policy,
+            audit_log,
+            soft_drop_table,
+            undrop_table,
+            deleted_table_listing,
+            claim_expired_deleted_tables,
+            deleted_tables_block_warehouse_delete,
+            table_containing_location,
+            external_identities,
+            delete_user_removes_identities,
+            create_user_with_identity,
+        );
+    };
+}
+
+with_suite_functions!(sqlite_suite);
+
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_concurrent_cas() {
@@ -3034,4 +3043,120 @@ async fn sqlite_corrupt_identity_rows_are_errors_not_panics() {
 fn sqlite_store_is_shareable() {
     fn assert_traits<T: Clone + Send + Sync + 'static>() {}
     assert_traits::<SqliteStore>();
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL bindings: one throwaway cluster per test binary, one database per test
+// ---------------------------------------------------------------------------------------
+
+#[path = "common/pg_cluster.rs"]
+mod pg_cluster;
+
+async fn postgres_store() -> PostgresStore {
+    let url = pg_cluster::fresh_database().await;
+    PostgresStore::connect(&url).await.unwrap()
+}
+
+macro_rules! postgres_suite {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let store = super::postgres_store().await;
+                    super::$name(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+with_suite_functions!(postgres_suite);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_cas() {
+    concurrent_cas(Arc::new(postgres_store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_claims() {
+    concurrent_claims(Arc::new(postgres_store().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_user_with_identity() {
+    concurrent_user_with_identity(Arc::new(postgres_store().await)).await;
+}
+
+/// Two stores (as two replicas would) claiming from the same database never share a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_claims_across_stores() {
+    let url = pg_cluster::fresh_database().await;
+    let a = PostgresStore::connect(&url).await.unwrap();
+    let b = PostgresStore::connect(&url).await.unwrap();
+    let w = new_warehouse(&a, "wh").await;
+    let n = namespace(w.id, "db");
+    a.create_namespace(&n).await.unwrap();
+    let past = now() - Duration::hours(1);
+    for i in 0..20 {
+        new_table(&a, &n, &format!("t{i}"), &format!("s3://wh/db/t{i}")).await;
+        a.soft_drop_table(w.id, &ns("db"), &format!("t{i}"), past, past, None, true)
+            .await
+            .unwrap();
+    }
+    let lease = now() + Duration::minutes(5);
+    let mut seen = std::collections::HashSet::new();
+    let (ra, rb) = tokio::join!(
+        async {
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                got.extend(a.claim_expired_deleted_tables(now(), lease, 2).await.unwrap());
+            }
+            got
+        },
+        async {
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                got.extend(b.claim_expired_deleted_tables(now(), lease, 2).await.unwrap());
+            }
+            got
+        }
+    );
+    for d in ra.iter().chain(rb.iter()) {
+        assert!(seen.insert(d.table.id), "row {} claimed twice", d.table.id);
+    }
+    assert_eq!(seen.len(), 20);
+}
+
+#[tokio::test]
+async fn postgres_migrations_are_idempotent() {
+    let url = pg_cluster::fresh_database().await;
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let w = new_warehouse(&store, "wh").await;
+    drop(store);
+    let again = PostgresStore::connect(&url).await.unwrap();
+    assert_eq!(again.get_warehouse(w.id).await.unwrap().unwrap().name, "wh");
+}
+
+#[tokio::test]
+async fn postgres_refuses_newer_schema() {
+    let url = pg_cluster::fresh_database().await;
+    let store = PostgresStore::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101, 'from the future', TRUE, '\\x00'::bytea, 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    drop(store);
+    let err = PostgresStore::connect(&url).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("99990101") && msg.contains("newer"), "{msg}");
+}
+
+#[test]
+fn postgres_store_is_shareable() {
+    fn assert_traits<T: Clone + Send + Sync + 'static>() {}
+    assert_traits::<PostgresStore>();
 }

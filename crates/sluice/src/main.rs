@@ -24,6 +24,9 @@ enum Command {
     /// Run the catalog server. With no flags: 127.0.0.1:8181, SQLite and a local-file
     /// warehouse under ./sluice-data.
     Serve(ServeArgs),
+    /// Create or upgrade the catalog database schema (SQLite or PostgreSQL) and exit; run
+    /// it once before starting new replicas on an upgraded version.
+    Migrate(MigrateArgs),
     #[command(flatten)]
     Client(cli::args::ClientCommand),
 }
@@ -47,12 +50,27 @@ struct ServeArgs {
     log_level: Option<String>,
 }
 
+#[derive(clap::Args)]
+struct MigrateArgs {
+    /// Database URL (sqlite:… or postgres://…) [env: SLUICE_DATABASE_URL]
+    #[arg(long, env = "SLUICE_DATABASE_URL")]
+    database_url: String,
+}
+
 fn main() -> anyhow::Result<()> {
     let parsed = Cli::parse();
     match parsed.command {
         Command::Serve(args) => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(serve(args))
+        }
+        Command::Migrate(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(async {
+                sluice_server::open_store(&args.database_url).await?;
+                println!("database schema is up to date");
+                anyhow::Ok(())
+            })
         }
         Command::Client(command) => std::process::exit(cli::run(parsed.global, command)),
     }

@@ -1,0 +1,140 @@
+//! Several Sluice replicas on one PostgreSQL database: commits are compare-and-swap across
+//! replicas (no lost update), a token from one replica is accepted by another, and a policy
+//! change on one replica applies on the others within the policy-cache bound.
+
+#[path = "../../sluice-store/tests/common/pg_cluster.rs"]
+mod pg_cluster;
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use sluice_core::Secret;
+use sluice_server::{Server, ServerConfig};
+use std::time::Duration;
+
+const KEY: &str = "AKIATESTADMIN0000001";
+const SECRET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123";
+
+struct Replica {
+    base: String,
+}
+
+/// Replicas share the database, the warehouse directory and the key material (shared
+/// configuration), as a deployment behind a load balancer would.
+async fn replica(db_url: &str, data: &std::path::Path, keys: &(String, String)) -> Replica {
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.to_path_buf(),
+        database_url: Some(db_url.to_string()),
+        allowed_file_roots: vec![data.to_path_buf()],
+        master_key: Some(keys.0.clone()),
+        jwt_signing_key: Some(keys.1.clone()),
+        ..ServerConfig::default()
+    };
+    let server = Server::open(config, Some((KEY.into(), Secret::new(SECRET)))).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    Replica { base }
+}
+
+async fn call(base: &str, auth: (&str, &str), method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut rb = Client::new().request(method, format!("{base}{path}")).basic_auth(auth.0, Some(auth.1));
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let st = r.status();
+    (st, serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null))
+}
+
+fn schema() -> Value {
+    json!({"type": "struct", "schema-id": 0, "fields": [{"id": 1, "name": "id", "required": true, "type": "long"}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_one_postgres_catalog() {
+    let db = pg_cluster::fresh_database().await;
+    let data = tempfile::tempdir().unwrap();
+    let keys = (sluice_auth::KeyMaterial::random().to_base64(), sluice_auth::KeyMaterial::random().to_base64());
+    // Sequential first start: one replica bootstraps, the others find it done.
+    let a = replica(&db, data.path(), &keys).await;
+    let b = replica(&db, data.path(), &keys).await;
+    let c = replica(&db, data.path(), &keys).await;
+    let admin = (KEY, SECRET);
+
+    let (_, v) = call(&a.base, admin, Method::GET, "/v1/config?warehouse=default", None).await;
+    let p = v["overrides"]["prefix"].as_str().unwrap().to_string();
+    let (st, _) = call(&a.base, admin, Method::POST, &format!("/v1/{p}/namespaces"), Some(json!({"namespace": ["r"]}))).await;
+    assert_eq!(st, 200);
+    let (st, _) = call(&b.base, admin, Method::POST, &format!("/v1/{p}/namespaces/r/tables"), Some(json!({"name": "t", "schema": schema()}))).await;
+    assert_eq!(st, 200);
+
+    // 30 concurrent commits spread over three replicas, all asserting the same starting
+    // state: exactly one wins, the rest get 409, nothing is lost.
+    let (_, v) = call(&c.base, admin, Method::GET, &format!("/v1/{p}/namespaces/r/tables/t"), None).await;
+    let uuid = v["metadata"]["table-uuid"].as_str().unwrap().to_string();
+    let mut tasks = vec![];
+    for i in 0..30 {
+        let base = [&a.base, &b.base, &c.base][i % 3].clone();
+        let p = p.clone();
+        let body = json!({"requirements": [{"type": "assert-table-uuid", "uuid": uuid},
+                                           {"type": "assert-last-assigned-field-id", "last-assigned-field-id": 1}],
+            "updates": [{"action": "add-schema", "schema": {"type": "struct", "schema-id": 1, "fields": [
+                {"id": 1, "name": "id", "required": true, "type": "long"},
+                {"id": 2, "name": format!("c{i}"), "required": false, "type": "int"}]}},
+                {"action": "set-current-schema", "schema-id": -1}]});
+        tasks.push(tokio::spawn(async move { call(&base, admin, Method::POST, &format!("/v1/{p}/namespaces/r/tables/t"), Some(body)).await.0 }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap().as_u16() {
+            200 => wins += 1,
+            409 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    for r in [&a, &b, &c] {
+        let (_, v) = call(&r.base, admin, Method::GET, &format!("/v1/{p}/namespaces/r/tables/t"), None).await;
+        assert_eq!(v["metadata"]["schemas"].as_array().unwrap().len(), 2);
+    }
+
+    // A token minted by one replica works on another (shared signing key).
+    let tok: Value = Client::new()
+        .post(format!("{}/v1/oauth/tokens", a.base))
+        .form(&[("grant_type", "client_credentials"), ("client_id", KEY), ("client_secret", SECRET)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = Client::new()
+        .get(format!("{}/management/v1/whoami", c.base))
+        .bearer_auth(tok["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A policy change made through replica A applies on replica B within the cache bound.
+    let (st, v) = call(&a.base, admin, Method::POST, "/management/v1/users", Some(json!({"name": "ron"}))).await;
+    assert_eq!(st, 201, "{v}");
+    let (_, v) = call(&a.base, admin, Method::POST, "/management/v1/users/ron/access-keys", None).await;
+    let (rid, rsec) = (v["access-key-id"].as_str().unwrap().to_string(), v["secret-access-key"].as_str().unwrap().to_string());
+    let ron = (rid.as_str(), rsec.as_str());
+    let (st, _) = call(&b.base, ron, Method::GET, &format!("/v1/{p}/namespaces/r"), None).await;
+    assert_eq!(st, 404, "no rights yet");
+    let (st, _) = call(&a.base, admin, Method::PUT, "/management/v1/groups/Viewers/members/ron", None).await;
+    assert_eq!(st, 204);
+    let bound = sluice_service::authz::POLICY_CACHE_TTL + Duration::from_secs(2);
+    let start = std::time::Instant::now();
+    loop {
+        let (st, _) = call(&b.base, ron, Method::GET, &format!("/v1/{p}/namespaces/r"), None).await;
+        if st == 200 {
+            break;
+        }
+        assert!(start.elapsed() < bound, "policy change not visible on replica B within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
