@@ -16,6 +16,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// `sqlite://…`; defaults to `<data_dir>/sluice.db`.
     pub database_url: Option<String>,
+    /// PostgreSQL pool size per replica.
+    pub database_max_connections: u32,
+    /// PostgreSQL `statement_timeout` in seconds (0 = the server's default).
+    pub database_statement_timeout_seconds: u64,
     /// tracing filter, e.g. `info` or `sluice=debug,info`.
     pub log_level: String,
     /// Base64 of 32 bytes: encrypts stored secrets. Defaults to `<data_dir>/master.key`.
@@ -75,6 +79,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8181)),
             data_dir: PathBuf::from("sluice-data"),
             database_url: None,
+            database_max_connections: 10,
+            database_statement_timeout_seconds: 0,
             log_level: "info".into(),
             master_key: None,
             jwt_signing_key: None,
@@ -118,6 +124,8 @@ const ENV_KEYS: &[&str] = &[
     "data_dir",
     "database_url",
     "log_level",
+    "database_max_connections",
+    "database_statement_timeout_seconds",
     "master_key",
     "jwt_signing_key",
     "token_ttl_seconds",
@@ -178,6 +186,9 @@ impl ServerConfig {
     fn validate(&self) -> Result<(), String> {
         if self.token_ttl_seconds < 60 || self.token_ttl_seconds > 86_400 {
             return Err("token_ttl_seconds must be between 60 and 86400".into());
+        }
+        if self.database_max_connections == 0 {
+            return Err("database_max_connections must be at least 1".into());
         }
         if let Some(url) = &self.database_url {
             if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {

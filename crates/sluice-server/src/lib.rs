@@ -47,7 +47,7 @@ impl Server {
             &config.data_dir.join("jwt-signing.key"),
             "JWT signing key",
         )?;
-        let store = open_store(&config.database_url()).await?;
+        let store = open_store_with(&config.database_url(), &config).await?;
         let services = Services::new(
             store,
             SecretBox::new(&master),
@@ -175,9 +175,20 @@ fn build_providers(config: &ServerConfig) -> anyhow::Result<state::Providers> {
 /// Opens the catalog store named by the URL (running pending migrations). The password of
 /// a PostgreSQL URL never appears in errors.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn sluice_store::CatalogStore>> {
+    open_store_with(url, &ServerConfig::default()).await
+}
+
+/// As `open_store`, with the pool settings of `config`.
+pub async fn open_store_with(url: &str, config: &ServerConfig) -> anyhow::Result<Arc<dyn sluice_store::CatalogStore>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let shown = redact_url(url);
-        let store = sluice_store::PostgresStore::connect(url)
+        let opts = sluice_store::PgOptions {
+            max_connections: config.database_max_connections,
+            statement_timeout: (config.database_statement_timeout_seconds > 0)
+                .then(|| std::time::Duration::from_secs(config.database_statement_timeout_seconds)),
+            ..Default::default()
+        };
+        let store = sluice_store::PostgresStore::connect_with(url, opts)
             .await
             .with_context(|| format!("opening PostgreSQL database {shown}"))?;
         Ok(Arc::new(store))
