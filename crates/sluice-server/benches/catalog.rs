@@ -7,14 +7,11 @@
 //!   on top of its own request handling.
 //! `scripts/bench.sh` turns the results into BENCHMARKS.md.
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::{json, Value};
-use sluice_core::Secret;
-use sluice_server::{Server, ServerConfig};
 use std::time::{Duration, Instant};
-
-const KEY_ID: &str = "AKIABENCHADMIN000001";
-const SECRET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123";
 
 struct Env {
     base: String,
@@ -24,33 +21,7 @@ struct Env {
 }
 
 async fn start() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        allowed_file_roots: vec![dir.path().to_path_buf()],
-        log_level: "warn".into(),
-        ..ServerConfig::default()
-    };
-    let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET)))).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    let client = reqwest::Client::new();
-    // Bearer tokens, as PyIceberg uses them.
-    let tok: Value = client
-        .post(format!("{base}/v1/oauth/tokens"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", KEY_ID), ("client_secret", SECRET)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = tok["access_token"].as_str().unwrap().to_string();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let client = reqwest::Client::builder().default_headers(headers).build().unwrap();
+    let common::BenchServer { base, client, dir } = common::start_server().await;
     let cfg: Value = client.get(format!("{base}/v1/config?warehouse=default")).send().await.unwrap().json().await.unwrap();
     let prefix = cfg["overrides"]["prefix"].as_str().unwrap().to_string();
     let env = Env { base, client, prefix, _dir: dir };

@@ -1,0 +1,44 @@
+//! The in-process server both benches measure: embedded default in a temp dir, with a
+//! client that sends a Sluice bearer token the way PyIceberg does.
+
+use serde_json::Value;
+use sluice_core::Secret;
+use sluice_server::{Server, ServerConfig};
+
+pub const KEY_ID: &str = "AKIABENCHADMIN000001";
+pub const SECRET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123";
+
+pub struct BenchServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn start_server() -> BenchServer {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        allowed_file_roots: vec![dir.path().to_path_buf()],
+        log_level: "warn".into(),
+        ..ServerConfig::default()
+    };
+    let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET)))).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    let tok: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/oauth/tokens"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", KEY_ID), ("client_secret", SECRET)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = tok["access_token"].as_str().unwrap().to_string();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let client = reqwest::Client::builder().default_headers(headers).build().unwrap();
+    BenchServer { base, client, dir }
+}
