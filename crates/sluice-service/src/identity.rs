@@ -157,15 +157,8 @@ const BOOTSTRAP_ADMINS: &str = "bootstrap.admins-membership";
 pub const ADMINS_GROUP: &str = "Admins";
 
 impl Services {
-    pub(crate) async fn audited_external<T, F>(&self, caller: &Principal, action: &str, target: &str, op: F) -> Result<T>
-    where
-        F: Future<Output = Result<T>>,
-    {
-        self.audited(caller, action, target, op).await
-    }
-
     /// Runs a write, then records who tried what on which target and how it ended.
-    async fn audited<T, F>(&self, caller: &Principal, action: &str, target: &str, op: F) -> Result<T>
+    pub(crate) async fn audited<T, F>(&self, caller: &Principal, action: &str, target: &str, op: F) -> Result<T>
     where
         F: Future<Output = Result<T>>,
     {

@@ -146,7 +146,7 @@ impl Services {
     pub async fn attach_external_principal(&self, caller: &Principal, user: &str, arn: &str) -> Result<ExternalPrincipalInfo> {
         use sluice_auth::policy::{actions, resource};
         let target = format!("{}/external-principal/{arn}", resource::user(user));
-        self.audited_external(caller, actions::UPDATE_USER, &target, async {
+        self.audited(caller, actions::UPDATE_USER, &target, async {
             self.authorize(caller, actions::UPDATE_USER, &resource::user(user)).await?;
             let arn = arn.trim();
             if !(arn.starts_with("arn:aws") && arn.split(':').count() >= 6) {
@@ -167,7 +167,7 @@ impl Services {
     pub async fn detach_external_principal(&self, caller: &Principal, user: &str, arn: &str) -> Result<()> {
         use sluice_auth::policy::{actions, resource};
         let target = format!("{}/external-principal/{arn}", resource::user(user));
-        self.audited_external(caller, actions::UPDATE_USER, &target, async {
+        self.audited(caller, actions::UPDATE_USER, &target, async {
             self.authorize(caller, actions::UPDATE_USER, &resource::user(user)).await?;
             let u = self.store().get_user_by_name(user).await?.ok_or_else(|| ServiceError::NotFound(format!("user '{user}' does not exist")))?;
             // The same normalization as attach: a session ARN names its role.
