@@ -609,9 +609,18 @@ async fn warehouse_management() {
 #[tokio::test]
 async fn secrets_are_encrypted_at_rest_and_keys_are_private() {
     let s = TestServer::start().await;
-    let db = std::fs::read(s.data_dir.join("sluice.db")).unwrap();
+    // WAL mode: fresh writes sit in sluice.db-wal, so every database file is searched.
     let needle = SECRET.as_bytes();
-    assert!(!db.windows(needle.len()).any(|w| w == needle), "plaintext secret in the database");
+    let mut searched = 0;
+    for entry in std::fs::read_dir(&s.data_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("sluice.db") {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "plaintext secret in {}", path.display());
+            searched += 1;
+        }
+    }
+    assert!(searched >= 2, "expected the database and its WAL, found {searched} files");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
