@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sluice_auth::policy::{actions, resource};
 use sluice_core::{NamespaceName, Principal};
-use sluice_storage::s3::{AccessLevel, S3Operation, SignRequest, SignedRequest, VendedCredentials};
-use sluice_storage::{Storage, StorageProfile};
+use sluice_storage::s3::{S3Operation, SignRequest, SignedRequest};
+use sluice_storage::{AccessLevel, SignerEndpoint, Storage, StorageProfile, TableCredentials};
 use sluice_store::{TableRecord, WarehouseRecord};
 use std::collections::HashMap;
 use std::future::Future;
@@ -83,7 +83,7 @@ pub(crate) struct CacheKey {
     pub level: AccessLevel,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<VendedCredentials>>>;
+type Slot = Arc<tokio::sync::Mutex<Option<TableCredentials>>>;
 
 /// Per-(warehouse, table, access level) cache. Callers asking for the same key at once
 /// queue on one slot, so only the first calls STS (single flight).
@@ -97,14 +97,14 @@ impl CredentialCache {
         CredentialCache { clock, slots: Mutex::new(HashMap::new()) }
     }
 
-    fn fresh(&self, c: &VendedCredentials) -> bool {
+    fn fresh(&self, c: &TableCredentials) -> bool {
         c.expiration - self.clock.now() > REFRESH_MARGIN
     }
 
-    pub(crate) async fn get_or_fetch<F, Fut>(&self, key: CacheKey, fetch: F) -> Result<VendedCredentials>
+    pub(crate) async fn get_or_fetch<F, Fut>(&self, key: CacheKey, fetch: F) -> Result<TableCredentials>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<VendedCredentials>>,
+        Fut: Future<Output = Result<TableCredentials>>,
     {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -135,13 +135,6 @@ impl CredentialCache {
     }
 }
 
-fn s3_profile(profile: &StorageProfile) -> Option<&sluice_storage::S3Profile> {
-    match profile {
-        StorageProfile::S3(p) => Some(p),
-        _ => None,
-    }
-}
-
 impl Services {
     /// The access a caller gets to a table's files: read-write with `catalog:WriteTable`,
     /// otherwise read-only.
@@ -161,7 +154,7 @@ impl Services {
         storage: &Storage,
         table: &TableRecord,
         level: AccessLevel,
-    ) -> Result<VendedCredentials> {
+    ) -> Result<TableCredentials> {
         let key = CacheKey {
             warehouse: wh.id,
             warehouse_version: wh.updated_at.timestamp_millis(),
@@ -171,7 +164,7 @@ impl Services {
         let session = format!("sluice-{}", caller.user_name);
         self.credential_cache()
             .get_or_fetch(key, || async {
-                storage.vend_credentials(&table.location, level, &session).await.map_err(Into::into)
+                storage.vend(&table.location, level, &session).await.map_err(Into::into)
             })
             .await
     }
@@ -187,41 +180,33 @@ impl Services {
         delegation: &AccessDelegation,
     ) -> Result<(HashMap<String, String>, Vec<StorageCredentialEntry>)> {
         let mut config = profile.table_config();
-        let Some(s3) = s3_profile(profile) else {
-            // Local files need no credentials.
-            return Ok((config, vec![]));
-        };
-        if !s3.delete_enabled() {
-            config.insert("s3.delete-enabled".into(), "false".into());
-        }
-        if !delegation.requested() {
+        if !delegation.requested() || profile.needs_no_credentials() {
             return Ok((config, vec![]));
         }
         let res = resource::table(&wh.name, table.namespace.parts(), &table.name);
-        if delegation.vended_credentials && s3.sts_enabled {
+        if delegation.vended_credentials && profile.vends_credentials() {
             self.authorize(caller, actions::VEND_CREDENTIALS, &res).await?;
             let level = self.access_level(caller, wh, table).await?;
             let storage = self.storage_for(wh)?;
             let creds = self.vend(caller, wh, &storage, table, level).await?;
-            let vended = sluice_storage::s3::vended_config(s3, &creds);
-            config.extend(vended.clone());
-            return Ok((config, vec![StorageCredentialEntry { prefix: table.location.clone(), config: vended }]));
+            config.extend(creds.config.clone());
+            return Ok((config, vec![StorageCredentialEntry { prefix: table.location.clone(), config: creds.config }]));
         }
         if delegation.remote_signing {
-            self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
-            config.insert("s3.remote-signing-enabled".into(), "true".into());
-            config.insert("s3.signer".into(), "S3V4RestSigner".into());
-            config.insert("s3.signer.uri".into(), delegation.base_url.trim_end_matches('/').to_string());
-            config.insert("s3.signer.endpoint".into(), format!("v1/{}/tables/{}/sign", wh.id, table.id));
-            // PyIceberg's PyArrow file IO ignores the signer; its fsspec file IO uses it.
-            config.insert("py-io-impl".into(), "pyiceberg.io.fsspec.FsspecFileIO".into());
-            return Ok((config, vec![]));
+            let endpoint = format!("v1/{}/tables/{}/sign", wh.id, table.id);
+            if let Some(signing) = profile.remote_signing_config(SignerEndpoint { uri: &delegation.base_url, endpoint: &endpoint }) {
+                self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
+                config.extend(signing);
+                return Ok((config, vec![]));
+            }
         }
         Err(ServiceError::BadRequest(format!(
-            "the client asked for vended credentials, but warehouse '{}' has sts-enabled=false; \
-             enable STS on the warehouse, ask for remote signing (X-Iceberg-Access-Delegation: remote-signing), \
-             or send no X-Iceberg-Access-Delegation header and use your own storage credentials",
-            wh.name
+            "the client asked for {}, but warehouse '{}' cannot provide it ({}); {}",
+            if delegation.vended_credentials { "vended credentials" } else { "remote signing" },
+            wh.name,
+            if delegation.vended_credentials { profile.vending_unavailable_reason() } else { "its storage has no remote-signing protocol".into() },
+            "send no X-Iceberg-Access-Delegation header and use your own storage credentials, \
+             or ask for what the warehouse offers (for S3: enable STS on the warehouse, or ask for remote signing)"
         )))
     }
 
@@ -240,23 +225,21 @@ impl Services {
             .await?
             .ok_or_else(|| ServiceError::NoSuchTable(format!("Table does not exist: {ns}.{table}")))?;
         let profile = Self::decode_profile(&wh)?;
-        let Some(s3) = s3_profile(&profile) else {
+        if profile.needs_no_credentials() {
             return Ok(LoadCredentialsResponse { storage_credentials: vec![] });
-        };
-        if !s3.sts_enabled {
+        }
+        if !profile.vends_credentials() {
             return Err(ServiceError::BadRequest(format!(
-                "warehouse '{}' does not vend credentials (sts-enabled=false)",
-                wh.name
+                "warehouse '{}' does not vend credentials: {}",
+                wh.name,
+                profile.vending_unavailable_reason()
             )));
         }
         let level = self.access_level(caller, &wh, &rec).await?;
         let storage = self.storage_for(&wh)?;
         let creds = self.vend(caller, &wh, &storage, &rec, level).await?;
         Ok(LoadCredentialsResponse {
-            storage_credentials: vec![StorageCredentialEntry {
-                prefix: rec.location.clone(),
-                config: sluice_storage::s3::vended_config(s3, &creds),
-            }],
+            storage_credentials: vec![StorageCredentialEntry { prefix: rec.location.clone(), config: creds.config }],
         })
     }
 
@@ -281,8 +264,7 @@ impl Services {
                 let mut found = None;
                 for w in self.store().list_warehouses().await? {
                     let profile = Self::decode_profile(&w)?;
-                    let Some(s3) = s3_profile(&profile) else { continue };
-                    if let Ok(target) = s3.resolve_sign_target(&req) {
+                    if let Ok(target) = profile.resolve_sign_target(&req) {
                         if let Some(first) = target.locations.first() {
                             if let Some(t) = self.store().table_containing_location(first).await? {
                                 if t.warehouse_id == w.id {
@@ -307,9 +289,7 @@ impl Services {
         }
         self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
         let profile = Self::decode_profile(&wh)?;
-        let s3 = s3_profile(&profile)
-            .ok_or_else(|| ServiceError::BadRequest(format!("warehouse '{}' is not on S3", wh.name)))?;
-        let target = s3.resolve_sign_target(&req)?;
+        let target = profile.resolve_sign_target(&req)?;
         // Strictly below the table's directory: a list prefix equal to the bare location
         // would also return a sibling table's keys (`t1` → `t10`).
         let inside = |loc: &str| loc.starts_with(&format!("{}/", table.location.trim_end_matches('/')));
@@ -323,7 +303,7 @@ impl Services {
             S3Operation::Read => {}
             S3Operation::Write => self.authorize(caller, actions::WRITE_TABLE, &res).await?,
             S3Operation::Delete => {
-                if !s3.delete_enabled() {
+                if !profile.client_deletes_allowed() {
                     return Err(ServiceError::Forbidden(format!(
                         "warehouse '{}' does not allow clients to delete objects (push-s3-delete-disabled)",
                         wh.name
@@ -339,7 +319,6 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::Secret;
     use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
     struct FakeClock(AtomicI64);
@@ -349,13 +328,8 @@ mod tests {
         }
     }
 
-    fn creds(exp: DateTime<Utc>, n: usize) -> VendedCredentials {
-        VendedCredentials {
-            access_key_id: format!("ASIA{n}"),
-            secret_access_key: Secret::new("s"),
-            session_token: Secret::new("t"),
-            expiration: exp,
-        }
+    fn creds(exp: DateTime<Utc>, n: usize) -> TableCredentials {
+        TableCredentials { config: HashMap::from([("id".to_string(), format!("ASIA{n}"))]), expiration: exp }
     }
 
     fn key() -> CacheKey {
@@ -379,7 +353,7 @@ mod tests {
                     })
                     .await
                     .unwrap()
-                    .access_key_id
+                    .config["id"].clone()
             }));
         }
         for t in tasks {
@@ -390,12 +364,12 @@ mod tests {
         // Still fresh 50 minutes later (10 minutes left > 5 minute margin).
         clock.0.fetch_add(50 * 60, Ordering::SeqCst);
         let c = cache.get_or_fetch(key(), || async { Ok(creds(Utc::now(), 99)) }).await.unwrap();
-        assert_eq!(c.access_key_id, "ASIA0");
+        assert_eq!(c.config["id"].clone(), "ASIA0");
         // Inside the margin: renewed.
         clock.0.fetch_add(6 * 60, Ordering::SeqCst);
         let now = clock.now();
         let c = cache.get_or_fetch(key(), || async move { Ok(creds(now + chrono::Duration::hours(1), 1)) }).await.unwrap();
-        assert_eq!(c.access_key_id, "ASIA1");
+        assert_eq!(c.config["id"].clone(), "ASIA1");
     }
 
     #[tokio::test]
@@ -406,7 +380,7 @@ mod tests {
         assert!(r.is_err());
         let now = clock.now();
         let c = cache.get_or_fetch(key(), || async move { Ok(creds(now + chrono::Duration::hours(1), 7)) }).await.unwrap();
-        assert_eq!(c.access_key_id, "ASIA7");
+        assert_eq!(c.config["id"].clone(), "ASIA7");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Knows nothing about catalog tables or HTTP.
 
 mod credential;
+mod delegation;
 mod delete_profile;
 mod error;
 mod profile;
@@ -11,6 +12,7 @@ pub mod s3;
 mod storage;
 
 pub use credential::{S3Credential, StorageCredential};
+pub use delegation::{AccessLevel, SignerEndpoint, TableCredentials};
 pub use delete_profile::{DeleteProfile, MAX_SOFT_DELETE_SECONDS};
 pub use error::{ProbeStep, Result, StorageError};
 pub use profile::{

@@ -571,6 +571,9 @@ impl StorageProfile {
                 "s3.path-style-access".into(),
                 s.path_style_access.to_string(),
             );
+            if !s.delete_enabled() {
+                cfg.insert("s3.delete-enabled".into(), "false".into());
+            }
         }
         cfg
     }
@@ -1114,6 +1117,7 @@ mod tests {
     fn table_config() {
         assert!(file("/x").table_config().is_empty());
         let mut p = S3Profile::new("b", "eu-west-1");
+        p.push_s3_delete_disabled = false;
         let cfg = StorageProfile::S3(p.clone()).table_config();
         assert_eq!(cfg.get("s3.region").map(String::as_str), Some("eu-west-1"));
         assert_eq!(

@@ -24,11 +24,7 @@ const STS_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// policy), but the AWS SDK and other stores insist on a syntactically valid ARN.
 pub const PLACEHOLDER_ROLE_ARN: &str = "arn:minio:iam:::role/sluice";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AccessLevel {
-    Read,
-    ReadWrite,
-}
+pub use crate::delegation::AccessLevel;
 
 /// Temporary credentials from STS. `Debug` shows only the access key id.
 #[derive(Clone)]
