@@ -266,6 +266,17 @@ async fn refuses_non_empty_target_and_bad_dumps_without_writing() {
     assert!(err.to_string().contains("settings"), "{err}");
     assert!(p.get_user_by_name("alice").await.unwrap().is_none());
     p.pool().close().await;
+    // Someone else's database: refused before the schema is created in it.
+    let other = pg_cluster::fresh_database().await;
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&other).await.unwrap();
+        sqlx::query("CREATE TABLE invoices (id int)").execute(&mut c).await.unwrap();
+        c.close().await.unwrap();
+    }
+    let err = transfer::import(&other, &dump).await.unwrap_err();
+    assert!(matches!(err, TransferError::TargetNotEmpty(_)) && err.to_string().contains("invoices"), "{err}");
+    assert_eq!(transfer::database_tables(&other).await.unwrap().len(), 1, "schema created in a foreign database");
 
     let text = std::fs::read_to_string(&dump).unwrap();
     let lines: Vec<&str> = text.lines().collect();
