@@ -726,13 +726,13 @@ fn validate(path: &Path) -> Result<Validated> {
     }
 }
 
-fn insert_sql(t: &TableSpec, postgres: bool) -> String {
+/// `INSERT INTO t (columns)`, to which the batch's VALUES lists are appended.
+fn insert_prefix(t: &TableSpec, postgres: bool) -> String {
     let cols: Vec<&str> = t.columns.iter().map(|c| c.0).collect();
-    let params: Vec<String> = (1..=cols.len()).map(|i| if postgres { format!("${i}") } else { "?".into() }).collect();
     // The audit log's id is an identity column in PostgreSQL; the dump's ids must be kept
     // (they are paging cursors).
     let overriding = if postgres && t.name == AUDIT_TABLE { " OVERRIDING SYSTEM VALUE" } else { "" };
-    format!("INSERT INTO {} ({}){overriding} VALUES ({})", t.name, cols.join(", "), params.join(", "))
+    format!("INSERT INTO {} ({}){overriding} ", t.name, cols.join(", "))
 }
 
 /// Refuses a target holding any row of any catalog table (a server that has started on it
@@ -802,19 +802,20 @@ async fn import_into(db: &Db, path: &Path, validated: &Validated) -> Result<Tran
             let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
             // Re-checked under the write lock: nothing can have slipped in since.
             check_empty_tx_sqlite(&mut tx).await?;
-            let sql: Vec<String> = TABLES.iter().map(|t| insert_sql(t, false)).collect();
             let mut rows = RowReader::open(path)?;
-            while let Some((t, values)) = rows.next_row()? {
-                let mut q = sqlx::query(&sql[table_index(t.name).unwrap_or_default()]);
-                for v in values {
-                    q = match v {
-                        Bound::Text(v) => q.bind(v),
-                        Bound::Int(v) => q.bind(v),
-                        Bound::Blob(v) => q.bind(v),
-                        Bound::Bool(v) => q.bind(v.map(i64::from)),
-                    };
-                }
-                q.execute(&mut *tx).await?;
+            while let Some((t, batch)) = rows.next_batch()? {
+                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(insert_prefix(t, false));
+                q.push_values(batch, |mut b, row| {
+                    for v in row {
+                        match v {
+                            Bound::Text(v) => b.push_bind(v),
+                            Bound::Int(v) => b.push_bind(v),
+                            Bound::Blob(v) => b.push_bind(v),
+                            Bound::Bool(v) => b.push_bind(v.map(i64::from)),
+                        };
+                    }
+                });
+                q.build().execute(&mut *tx).await?;
             }
             for t in TABLES {
                 let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", t.name))
@@ -849,19 +850,20 @@ async fn import_into(db: &Db, path: &Path, validated: &Validated) -> Result<Tran
                     .await?;
             }
             check_empty_tx_pg(&mut tx).await?;
-            let sql: Vec<String> = TABLES.iter().map(|t| insert_sql(t, true)).collect();
             let mut rows = RowReader::open(path)?;
-            while let Some((t, values)) = rows.next_row()? {
-                let mut q = sqlx::query(&sql[table_index(t.name).unwrap_or_default()]);
-                for v in values {
-                    q = match v {
-                        Bound::Text(v) => q.bind(v),
-                        Bound::Int(v) => q.bind(v),
-                        Bound::Blob(v) => q.bind(v),
-                        Bound::Bool(v) => q.bind(v),
-                    };
-                }
-                q.execute(&mut *tx).await?;
+            while let Some((t, batch)) = rows.next_batch()? {
+                let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(insert_prefix(t, true));
+                q.push_values(batch, |mut b, row| {
+                    for v in row {
+                        match v {
+                            Bound::Text(v) => b.push_bind(v),
+                            Bound::Int(v) => b.push_bind(v),
+                            Bound::Blob(v) => b.push_bind(v),
+                            Bound::Bool(v) => b.push_bind(v),
+                        };
+                    }
+                });
+                q.build().execute(&mut *tx).await?;
             }
             for t in TABLES {
                 let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", t.name))
@@ -919,19 +921,28 @@ async fn check_empty_tx_pg(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) 
     Ok(())
 }
 
-/// Second pass over the (already validated) dump, one row at a time. The file is re-read
-/// rather than held in memory: dumps with a long audit log can be large.
+/// Rows per INSERT: few round trips for a long audit log, and at most 500 × 15 bound
+/// parameters, far below both backends' limits (PostgreSQL 65535, SQLite 32766).
+const BATCH_ROWS: usize = 500;
+
+/// Second pass over the (already validated) dump, in batches of rows of one table. The file
+/// is re-read rather than held in memory: dumps with a long audit log can be large.
 struct RowReader {
     lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
     n: usize,
+    /// A row read past the end of the previous batch (it belongs to the next table).
+    pending: Option<(&'static TableSpec, Vec<Bound>)>,
 }
 
 impl RowReader {
     fn open(path: &Path) -> Result<Self> {
-        Ok(RowReader { lines: std::io::BufReader::new(std::fs::File::open(path)?).lines(), n: 0 })
+        Ok(RowReader { lines: std::io::BufReader::new(std::fs::File::open(path)?).lines(), n: 0, pending: None })
     }
 
     fn next_row(&mut self) -> Result<Option<(&'static TableSpec, Vec<Bound>)>> {
+        if let Some(row) = self.pending.take() {
+            return Ok(Some(row));
+        }
         for line in self.lines.by_ref() {
             let line = line?;
             self.n += 1;
@@ -946,6 +957,23 @@ impl RowReader {
             }
         }
         Ok(None)
+    }
+
+    /// Up to BATCH_ROWS consecutive rows of one table.
+    fn next_batch(&mut self) -> Result<Option<(&'static TableSpec, Vec<Vec<Bound>>)>> {
+        let Some((table, first)) = self.next_row()? else { return Ok(None) };
+        let mut batch = vec![first];
+        while batch.len() < BATCH_ROWS {
+            match self.next_row()? {
+                Some((t, row)) if t.name == table.name => batch.push(row),
+                Some(other) => {
+                    self.pending = Some(other);
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(Some((table, batch)))
     }
 }
 

@@ -335,3 +335,30 @@ async fn export_refuses_unknown_tables_and_missing_schema() {
     assert!(matches!(err, TransferError::Database(_)), "{err}");
     assert!(!dir.path().join("missing.db").exists());
 }
+
+/// More rows than one INSERT batch carries, with the table boundary inside a batch.
+#[tokio::test]
+async fn long_audit_log_moves_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = sqlite_url(dir.path(), "big.db");
+    let store = SqliteStore::connect(&src).await.unwrap();
+    populate(&store).await;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1234) \
+         INSERT INTO audit_log (at, actor_name, action, target, result, detail) \
+         SELECT i, 'bulk', 'auth:Test', 'sluice:auth:::user/u' || i, 'success', NULL FROM n",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.pool().close().await;
+    let dump = dir.path().join("big.jsonl");
+    let summary = export_to(&src, &dump).await;
+    assert_eq!(summary.rows["audit_log"], 1237);
+
+    let pg = pg_cluster::fresh_database().await;
+    assert_eq!(transfer::import(&pg, &dump).await.unwrap().rows, summary.rows);
+    let again = dir.path().join("again.jsonl");
+    export_to(&pg, &again).await;
+    assert_eq!(row_lines(&dump), row_lines(&again));
+}
