@@ -925,13 +925,18 @@ async fn check_empty_tx_pg(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) 
 /// parameters, far below both backends' limits (PostgreSQL 65535, SQLite 32766).
 const BATCH_ROWS: usize = 500;
 
+/// One row ready to bind, with its table.
+type TableRow = (&'static TableSpec, Vec<Bound>);
+/// Consecutive rows of one table.
+type Batch = (&'static TableSpec, Vec<Vec<Bound>>);
+
 /// Second pass over the (already validated) dump, in batches of rows of one table. The file
 /// is re-read rather than held in memory: dumps with a long audit log can be large.
 struct RowReader {
     lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
     n: usize,
     /// A row read past the end of the previous batch (it belongs to the next table).
-    pending: Option<(&'static TableSpec, Vec<Bound>)>,
+    pending: Option<TableRow>,
 }
 
 impl RowReader {
@@ -939,7 +944,7 @@ impl RowReader {
         Ok(RowReader { lines: std::io::BufReader::new(std::fs::File::open(path)?).lines(), n: 0, pending: None })
     }
 
-    fn next_row(&mut self) -> Result<Option<(&'static TableSpec, Vec<Bound>)>> {
+    fn next_row(&mut self) -> Result<Option<TableRow>> {
         if let Some(row) = self.pending.take() {
             return Ok(Some(row));
         }
@@ -960,7 +965,7 @@ impl RowReader {
     }
 
     /// Up to BATCH_ROWS consecutive rows of one table.
-    fn next_batch(&mut self) -> Result<Option<(&'static TableSpec, Vec<Vec<Bound>>)>> {
+    fn next_batch(&mut self) -> Result<Option<Batch>> {
         let Some((table, first)) = self.next_row()? else { return Ok(None) };
         let mut batch = vec![first];
         while batch.len() < BATCH_ROWS {
