@@ -328,6 +328,24 @@ async fn export_refuses_unknown_tables_and_missing_schema() {
     let err = transfer::export(&url, std::io::sink()).await.unwrap_err();
     assert!(matches!(err, TransferError::SchemaMismatch(_)) && err.to_string().contains("surprise"), "{err}");
 
+    // A source at another schema version says what to do.
+    let url = sqlite_url(dir.path(), "old.db");
+    let store = SqliteStore::connect(&url).await.unwrap();
+    let newest = transfer::schema_version();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?").bind(newest).execute(store.pool()).await.unwrap();
+    let err = transfer::export(&url, std::io::sink()).await.unwrap_err();
+    assert!(matches!(err, TransferError::SchemaMismatch(_)) && err.to_string().contains("sluice migrate"), "{err}");
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'future', 1, x'00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.pool().close().await;
+    let err = transfer::export(&url, std::io::sink()).await.unwrap_err();
+    assert!(matches!(err, TransferError::SchemaMismatch(_)) && err.to_string().contains("newer"), "{err}");
+
     let pg = pg_cluster::fresh_database().await;
     let err = transfer::export(&pg, std::io::sink()).await.unwrap_err();
     assert!(matches!(err, TransferError::SchemaMismatch(_)), "{err}");
