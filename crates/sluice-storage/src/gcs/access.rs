@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 use crate::error::{error_chain, Result, StorageError};
+use crate::gcs::store::GcsStore;
 use crate::gcs::token::{TokenProvider, TokenSource};
 use crate::gcs::{GcsCredential, GcsProfile, DEFAULT_GCS_BASE_URL, DEFAULT_GCS_STS_ENDPOINT};
 use crate::storage::StorageSettings;
@@ -39,8 +40,8 @@ impl GcsAccess {
         })
     }
 
-    /// object_store's GCS client, authenticating with this warehouse's cached token.
-    pub(crate) fn build_store(&self, profile: &GcsProfile) -> Result<GoogleCloudStorage> {
+    /// The object store for the bucket, authenticating with this warehouse's cached token.
+    pub(crate) fn build_store(&self, profile: &GcsProfile) -> Result<GcsStore> {
         let base = self.emulator.as_deref().unwrap_or(DEFAULT_GCS_BASE_URL);
         let client = ClientOptions::new()
             .with_timeout(REQUEST_TIMEOUT)
@@ -62,13 +63,14 @@ impl GcsAccess {
             "private_key": "", "private_key_id": "", "client_email": "",
             "gcs_base_url": base, "disable_oauth": true,
         });
-        GoogleCloudStorageBuilder::new()
+        let inner = GoogleCloudStorageBuilder::new()
             .with_bucket_name(&profile.bucket)
             .with_service_account_key(base_doc.to_string())
             .with_credentials(self.tokens.clone())
             .with_retry(retry)
             .with_client_options(client)
             .build()
-            .map_err(|e| StorageError::Invalid(format!("cannot configure gcs client: {}", error_chain(&e))))
+            .map_err(|e| StorageError::Invalid(format!("cannot configure gcs client: {}", error_chain(&e))))?;
+        Ok(GcsStore::new(inner, self.tokens.http().clone(), self.tokens.clone(), base, &profile.bucket))
     }
 }

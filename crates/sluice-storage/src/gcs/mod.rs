@@ -3,6 +3,7 @@
 //! from Google's STS token exchange with a Credential Access Boundary.
 
 pub(crate) mod access;
+mod store;
 pub(crate) mod token;
 pub(crate) mod vend;
 
