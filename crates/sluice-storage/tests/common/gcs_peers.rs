@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde_json::{json, Value};
 
@@ -170,6 +171,8 @@ pub struct Seen {
     pub boundaries: Vec<Value>,
     /// Subject tokens presented to STS.
     pub subject_tokens: Vec<String>,
+    /// Metadata-server token requests.
+    pub metadata_requests: u32,
     /// Problems the stand-in found (a test asserts this stays empty).
     pub errors: Vec<String>,
 }
@@ -244,6 +247,19 @@ async fn token(
     )
 }
 
+/// The GCE metadata server's token endpoint (what `GCE_METADATA_HOST` points at).
+async fn metadata_token(State(st): State<Arc<StandInState>>, headers: HeaderMap) -> (StatusCode, String) {
+    if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
+        st.seen.lock().unwrap().errors.push("metadata request without Metadata-Flavor".into());
+        return (StatusCode::FORBIDDEN, "missing Metadata-Flavor: Google".into());
+    }
+    st.seen.lock().unwrap().metadata_requests += 1;
+    (
+        StatusCode::OK,
+        json!({"access_token": "ya29.source-metadata", "expires_in": 3599, "token_type": "Bearer"}).to_string(),
+    )
+}
+
 async fn sts(
     State(st): State<Arc<StandInState>>,
     Form(form): Form<std::collections::HashMap<String, String>>,
@@ -303,6 +319,10 @@ impl GoogleStandIn {
         let app = Router::new()
             .route("/token", post(token))
             .route("/v1/token", post(sts))
+            .route(
+                "/computeMetadata/v1/instance/service-accounts/default/token",
+                get(metadata_token),
+            )
             .with_state(state);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
