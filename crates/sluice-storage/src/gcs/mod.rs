@@ -98,7 +98,10 @@ pub fn check_bucket_name(bucket: &str) -> Result<(), String> {
 #[serde(tag = "credential-type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum GcsCredential {
     /// A service account's JSON key as downloaded from Google Cloud.
-    ServiceAccountKey { key: ServiceAccountKey },
+    ServiceAccountKey {
+        #[serde(deserialize_with = "de_service_account_key")]
+        key: ServiceAccountKey,
+    },
     /// The server's application-default credentials (`GOOGLE_APPLICATION_CREDENTIALS`,
     /// gcloud's well-known file, or the metadata server). Nothing secret is stored; allowed
     /// only when the server sets `enable_gcp_system_credentials`, because it lets anybody who
@@ -132,6 +135,19 @@ pub struct ServiceAccountKey {
     pub client_x509_cert_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub universe_domain: Option<String>,
+}
+
+/// The key as a JSON object, or as the key file's text in a string (what a form upload
+/// gives). Errors name the `key` field, which serde's tagged enums would otherwise lose.
+fn de_service_account_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ServiceAccountKey, D::Error> {
+    use serde::de::Error;
+    let v = serde_json::Value::deserialize(d)?;
+    let v = match v {
+        serde_json::Value::String(s) => serde_json::from_str(&s)
+            .map_err(|e| D::Error::custom(format!("key: not a service-account JSON key: {e}")))?,
+        other => other,
+    };
+    serde_json::from_value(v).map_err(|e| D::Error::custom(format!("key: {e}")))
 }
 
 fn serialize_secret<S: Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
