@@ -163,9 +163,10 @@ impl ServerConfig {
         // Flat keys by name; provider sections as SLUICE_OIDC__URL, SLUICE_LDAP__BIND_DN, ...
         fig = fig.merge(
             Env::prefixed("SLUICE_")
+                // The filter sees the variable's own case (figment lowercases later).
                 .filter(|k| {
-                    let k = k.as_str();
-                    ENV_KEYS.contains(&k) || ENV_SECTIONS.iter().any(|s| k.starts_with(&format!("{s}__")))
+                    let k = k.as_str().to_ascii_lowercase();
+                    ENV_KEYS.contains(&k.as_str()) || ENV_SECTIONS.iter().any(|s| k.starts_with(&format!("{s}__")))
                 })
                 .split("__"),
         );
