@@ -127,25 +127,26 @@ async fn vending_sends_a_table_scoped_boundary() {
         assert!(!format!("{c:?}").contains("ya29"), "Debug hides the token");
     }
 
-    let seen = google.seen.lock().unwrap();
-    assert!(seen.errors.is_empty(), "{:?}", seen.errors);
-    assert_eq!(seen.boundaries.len(), 2);
-    // Both exchanges used the one cached source token.
-    assert_eq!(seen.subject_tokens, vec!["ya29.source-1", "ya29.source-1"]);
-    let expected_expr = format!(
-        "resource.name.startsWith('projects/_/buckets/{BUCKET}/objects/wh/ns/orders/') || \
-         api.getAttribute('storage.googleapis.com/objectListPrefix', '').startsWith('wh/ns/orders/')"
-    );
-    for (boundary, role) in seen.boundaries.iter().zip([
-        "inRole:roles/storage.objectViewer",
-        "inRole:roles/storage.objectAdmin",
-    ]) {
-        let r = rule(boundary);
-        assert_eq!(r["availableResource"], format!("//storage.googleapis.com/projects/_/buckets/{BUCKET}"));
-        assert_eq!(r["availablePermissions"], json!([role]));
-        assert_eq!(r["availabilityCondition"]["expression"], expected_expr.as_str());
+    {
+        let seen = google.seen.lock().unwrap();
+        assert!(seen.errors.is_empty(), "{:?}", seen.errors);
+        assert_eq!(seen.boundaries.len(), 2);
+        // Both exchanges used the one cached source token.
+        assert_eq!(seen.subject_tokens, vec!["ya29.source-1", "ya29.source-1"]);
+        let expected_expr = format!(
+            "resource.name.startsWith('projects/_/buckets/{BUCKET}/objects/wh/ns/orders/') || \
+             api.getAttribute('storage.googleapis.com/objectListPrefix', '').startsWith('wh/ns/orders/')"
+        );
+        for (boundary, role) in seen.boundaries.iter().zip([
+            "inRole:roles/storage.objectViewer",
+            "inRole:roles/storage.objectAdmin",
+        ]) {
+            let r = rule(boundary);
+            assert_eq!(r["availableResource"], format!("//storage.googleapis.com/projects/_/buckets/{BUCKET}"));
+            assert_eq!(r["availablePermissions"], json!([role]));
+            assert_eq!(r["availabilityCondition"]["expression"], expected_expr.as_str());
+        }
     }
-    drop(seen);
 
     // Nothing is asked of STS for a location that is not a table in this bucket.
     for bad in [format!("gs://{BUCKET}"), "gs://other-bucket/wh/t".into(), format!("s3://{BUCKET}/wh/t")] {

@@ -26,7 +26,7 @@ pub(crate) struct GcsAccess {
 impl GcsAccess {
     pub(crate) fn new(cred: &GcsCredential, settings: &StorageSettings) -> Result<Self> {
         let source = match cred {
-            GcsCredential::ServiceAccountKey { key } => TokenSource::ServiceAccount(Box::new(key.clone())),
+            GcsCredential::ServiceAccountKey { key } => TokenSource::ServiceAccount(key.clone()),
             GcsCredential::GcpSystemIdentity {} => TokenSource::System,
         };
         Ok(GcsAccess {

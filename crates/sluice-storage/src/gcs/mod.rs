@@ -100,7 +100,7 @@ pub enum GcsCredential {
     /// A service account's JSON key as downloaded from Google Cloud.
     ServiceAccountKey {
         #[serde(deserialize_with = "de_service_account_key")]
-        key: ServiceAccountKey,
+        key: Box<ServiceAccountKey>,
     },
     /// The server's application-default credentials (`GOOGLE_APPLICATION_CREDENTIALS`,
     /// gcloud's well-known file, or the metadata server). Nothing secret is stored; allowed
@@ -139,7 +139,7 @@ pub struct ServiceAccountKey {
 
 /// The key as a JSON object, or as the key file's text in a string (what a form upload
 /// gives). Errors name the `key` field, which serde's tagged enums would otherwise lose.
-fn de_service_account_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ServiceAccountKey, D::Error> {
+fn de_service_account_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<ServiceAccountKey>, D::Error> {
     use serde::de::Error;
     let v = serde_json::Value::deserialize(d)?;
     let v = match v {
@@ -148,6 +148,7 @@ fn de_service_account_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Serv
         other => other,
     };
     serde_json::from_value(v).map_err(|e| D::Error::custom(format!("key: {e}")))
+        .map(Box::new)
 }
 
 fn serialize_secret<S: Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
