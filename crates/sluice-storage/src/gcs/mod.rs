@@ -250,6 +250,41 @@ mod tests {
         assert!(check_bucket_name(&format!("{}.{}", "a".repeat(63), "b".repeat(63))).is_ok());
     }
 
+    fn gcs(bucket: &str, prefix: Option<&str>) -> crate::StorageProfile {
+        crate::StorageProfile::Gcs(GcsProfile::new(bucket, prefix))
+    }
+
+    #[test]
+    fn profile_serde_locations_and_overlap() {
+        let p: crate::StorageProfile =
+            serde_json::from_value(serde_json::json!({"type": "gcs", "bucket": "bkt", "key-prefix": "/wh/a/"})).unwrap();
+        assert_eq!(p, gcs("bkt", Some("wh/a")));
+        assert_eq!(serde_json::to_value(&p).unwrap(), serde_json::json!({"type": "gcs", "bucket": "bkt", "key-prefix": "wh/a"}));
+        let e = serde_json::from_value::<crate::StorageProfile>(serde_json::json!({"type": "gcs", "bucket": "b", "region": "x"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("region"), "{e}");
+        assert_eq!(p.base_location(), "gs://bkt/wh/a");
+        assert_eq!(gcs("bkt", None).base_location(), "gs://bkt");
+
+        let ok = |l: &str| p.normalize_location(l).unwrap();
+        assert_eq!(ok("gs://bkt/wh/a/ns/t/"), "gs://bkt/wh/a/ns/t");
+        assert_eq!(ok("GS://bkt/wh/a"), "gs://bkt/wh/a");
+        for outside in ["gs://bkt/wh/ab", "gs://other/wh/a/t", "s3://bkt/wh/a/t", "gcs://bkt/wh/a/t", "/bkt/wh/a"] {
+            assert!(matches!(p.normalize_location(outside), Err(StorageError::NotInWarehouse(_))), "{outside}");
+        }
+        assert!(matches!(p.normalize_location("gs://bkt/wh/a/../b"), Err(StorageError::Invalid(_))));
+
+        assert!(gcs("b", Some("x")).overlaps(&gcs("b", Some("x/y"))));
+        assert!(gcs("b", None).overlaps(&gcs("b", Some("x"))));
+        assert!(!gcs("b", Some("x")).overlaps(&gcs("b", Some("xy"))));
+        assert!(!gcs("b", None).overlaps(&gcs("c", None)));
+        let s3 = crate::StorageProfile::S3(crate::S3Profile::new("b", "r"));
+        assert!(!gcs("b", None).overlaps(&s3) && !s3.overlaps(&gcs("b", None)));
+        assert!(gcs("b", None).vends_credentials() && !gcs("b", None).needs_no_credentials());
+        assert!(gcs("b", None).table_config().is_empty());
+    }
+
     #[test]
     fn token_uris() {
         check_token_uri("f", "https://oauth2.googleapis.com/token").unwrap();
