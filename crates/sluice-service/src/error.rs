@@ -77,7 +77,10 @@ impl From<StorageError> for ServiceError {
         match e {
             StorageError::Invalid(m) => ServiceError::BadRequest(m),
             p @ StorageError::Probe { .. } => ServiceError::BadRequest(p.to_string()),
-            StorageError::NotInWarehouse(m) => ServiceError::BadRequest(m),
+            // The storage message is only the location; say which field is wrong.
+            StorageError::NotInWarehouse(m) => {
+                ServiceError::BadRequest(format!("location {m} is not within the warehouse storage"))
+            }
             StorageError::NotFound(m) => ServiceError::NotFound(m),
             StorageError::AlreadyExists(m) => ServiceError::Conflict(m),
             // Almost always the warehouse's role, trust policy or endpoint: the operator's

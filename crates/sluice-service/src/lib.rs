@@ -33,6 +33,13 @@ pub struct ServiceConfig {
     pub require_external_id_for_system_credentials: bool,
     /// Cloudflare API base for R2 temporary credentials (tests point it at a stub).
     pub cloudflare_api_base: Option<String>,
+    /// Let GCS warehouses use the server's application-default credentials
+    /// (`gcp-system-identity`).
+    pub enable_gcp_system_credentials: bool,
+    /// Google STS URL for GCS vending (tests point it at a stand-in).
+    pub gcs_sts_endpoint: Option<String>,
+    /// GCS API base URL of an emulator.
+    pub gcs_endpoint: Option<String>,
 }
 
 impl ServiceConfig {
@@ -42,6 +49,9 @@ impl ServiceConfig {
             enable_aws_system_credentials: false,
             require_external_id_for_system_credentials: true,
             cloudflare_api_base: None,
+            enable_gcp_system_credentials: false,
+            gcs_sts_endpoint: None,
+            gcs_endpoint: None,
         }
     }
 
@@ -49,6 +59,9 @@ impl ServiceConfig {
         sluice_storage::StorageSettings {
             enable_aws_system_credentials: self.enable_aws_system_credentials,
             cloudflare_api_base: self.cloudflare_api_base.clone(),
+            enable_gcp_system_credentials: self.enable_gcp_system_credentials,
+            gcs_sts_endpoint: self.gcs_sts_endpoint.clone(),
+            gcs_endpoint: self.gcs_endpoint.clone(),
         }
     }
 }

@@ -2,6 +2,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use sluice_core::Secret;
 
 use crate::error::StorageError;
+use crate::gcs::GcsCredential;
 
 /// Credentials for a warehouse's storage, in Lakekeeper's wire format:
 /// `{"type":"s3","credential-type":"access-key","aws-access-key-id":…,"aws-secret-access-key":…}`.
@@ -13,6 +14,7 @@ use crate::error::StorageError;
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum StorageCredential {
     S3(S3Credential),
+    Gcs(GcsCredential),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +138,7 @@ impl StorageCredential {
                 check_key_id("access-key-id", access_key_id)?;
                 check_secret("secret-access-key", secret_access_key)
             }
+            StorageCredential::Gcs(g) => g.validate(),
         }
     }
 
@@ -153,12 +156,21 @@ impl StorageCredential {
         StorageCredential::S3(S3Credential::AwsSystemIdentity { external_id })
     }
 
+    /// The `type` as on the wire ("s3", "gcs"), for messages.
+    pub fn storage_type(&self) -> &'static str {
+        match self {
+            StorageCredential::S3(_) => "s3",
+            StorageCredential::Gcs(_) => "gcs",
+        }
+    }
+
     /// The `credential-type` as on the wire, for messages.
     pub fn credential_type(&self) -> &'static str {
         match self {
             StorageCredential::S3(S3Credential::AccessKey { .. }) => "access-key",
             StorageCredential::S3(S3Credential::AwsSystemIdentity { .. }) => "aws-system-identity",
             StorageCredential::S3(S3Credential::CloudflareR2 { .. }) => "cloudflare-r2",
+            StorageCredential::Gcs(g) => g.credential_type(),
         }
     }
 }
@@ -189,11 +201,11 @@ mod tests {
     #[test]
     fn unknown_types_and_fields_are_rejected() {
         let e = serde_json::from_str::<StorageCredential>(
-            r#"{"type":"gcs","credential-type":"service-account-key"}"#,
+            r#"{"type":"hdfs","credential-type":"service-account-key"}"#,
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("unknown variant") && e.contains("gcs"), "{e}");
+        assert!(e.contains("unknown variant") && e.contains("hdfs"), "{e}");
 
         let e = serde_json::from_str::<StorageCredential>(
             r#"{"type":"s3","credential-type":"sts-web-identity"}"#,

@@ -57,6 +57,7 @@ impl StorageProfile {
         match self {
             StorageProfile::File(_) => false,
             StorageProfile::S3(s) => s.sts_enabled,
+            StorageProfile::Gcs(_) => true,
         }
     }
 
@@ -67,6 +68,7 @@ impl StorageProfile {
                 "local file storage needs no credentials, so none are vended".into()
             }
             StorageProfile::S3(_) => "the storage profile has sts-enabled=false".into(),
+            StorageProfile::Gcs(_) => "gcs storage always vends downscoped tokens".into(),
         }
     }
 
@@ -94,7 +96,7 @@ impl StorageProfile {
                     "pyiceberg.io.fsspec.FsspecFileIO".to_string(),
                 ),
             ])),
-            StorageProfile::File(_) => None,
+            StorageProfile::File(_) | StorageProfile::Gcs(_) => None,
         }
     }
 
@@ -114,7 +116,7 @@ impl StorageProfile {
     pub fn client_deletes_allowed(&self) -> bool {
         match self {
             StorageProfile::S3(s) => s.delete_enabled(),
-            StorageProfile::File(_) => true,
+            StorageProfile::File(_) | StorageProfile::Gcs(_) => true,
         }
     }
 }
@@ -136,6 +138,10 @@ impl Storage {
                     config: crate::s3::vended_config(p, &creds),
                     expiration: creds.expiration,
                 })
+            }
+            StorageProfile::Gcs(p) => {
+                let (_, access) = self.gcs_parts()?;
+                crate::gcs::vend::vend(p, access, table_location, level).await
             }
             other => Err(StorageError::Invalid(format!(
                 "cannot vend credentials: {}",

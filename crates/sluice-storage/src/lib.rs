@@ -6,6 +6,7 @@ mod credential;
 mod delegation;
 mod delete_profile;
 mod error;
+pub mod gcs;
 mod profile;
 pub mod rules;
 pub mod s3;
@@ -14,6 +15,7 @@ mod storage;
 pub use credential::{S3Credential, StorageCredential};
 pub use delegation::{AccessLevel, SignerEndpoint, TableCredentials};
 pub use delete_profile::{DeleteProfile, MAX_SOFT_DELETE_SECONDS};
+pub use gcs::{GcsCredential, GcsProfile, ServiceAccountKey};
 pub use error::{ProbeStep, Result, StorageError};
 pub use profile::{
     FileProfile, RemoteSigningUrlStyle, S3Flavor, S3Profile, StorageProfile, ValidationContext,

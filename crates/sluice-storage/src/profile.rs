@@ -5,6 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::credential::{S3Credential, StorageCredential};
 use crate::error::StorageError;
+use crate::gcs::{GcsCredential, GcsProfile};
 use crate::rules;
 
 /// Where a warehouse keeps its data, in Lakekeeper's wire format (`{"type":"s3",…}`).
@@ -13,6 +14,7 @@ use crate::rules;
 pub enum StorageProfile {
     File(FileProfile),
     S3(S3Profile),
+    Gcs(GcsProfile),
 }
 
 /// A directory on the server's local filesystem. Only usable under the roots the server
@@ -137,7 +139,7 @@ fn de_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
     Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
 }
 
-fn de_key_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn de_key_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(Option::<String>::deserialize(d)?
         .map(|s| s.trim_matches('/').to_string())
         .filter(|s| !s.is_empty()))
@@ -170,6 +172,10 @@ pub struct ValidationContext {
     /// warehouse can only reach roles whose trust policy names that external id (AWS's
     /// defence against the confused-deputy problem). On by default.
     pub require_external_id_for_system_credentials: bool,
+    /// Whether GCS warehouses may use the server's application-default credentials
+    /// (`credential-type: gcp-system-identity`). Off by default, for the same reason as
+    /// `enable_aws_system_credentials`.
+    pub enable_gcp_system_credentials: bool,
 }
 
 impl Default for ValidationContext {
@@ -178,6 +184,7 @@ impl Default for ValidationContext {
             allowed_file_roots: Vec::new(),
             enable_aws_system_credentials: false,
             require_external_id_for_system_credentials: true,
+            enable_gcp_system_credentials: false,
         }
     }
 }
@@ -438,6 +445,7 @@ impl StorageProfile {
         match self {
             StorageProfile::File(_) => "file",
             StorageProfile::S3(_) => "s3",
+            StorageProfile::Gcs(_) => "gcs",
         }
     }
 
@@ -447,6 +455,7 @@ impl StorageProfile {
         match self {
             StorageProfile::File(f) => f.validate(ctx),
             StorageProfile::S3(s) => s.validate(),
+            StorageProfile::Gcs(g) => g.validate(),
         }
     }
 
@@ -526,6 +535,34 @@ impl StorageProfile {
                     }
                 }
             }
+            (StorageProfile::Gcs(_), None) => {
+                let kinds = if ctx.enable_gcp_system_credentials {
+                    "a service-account-key or gcp-system-identity"
+                } else {
+                    "a service-account-key"
+                };
+                Err(StorageError::Invalid(format!(
+                    "gcs storage requires {kinds} storage credential"
+                )))
+            }
+            (StorageProfile::Gcs(_), Some(c @ StorageCredential::Gcs(g))) => {
+                c.validate()?;
+                if matches!(g, GcsCredential::GcpSystemIdentity {})
+                    && !ctx.enable_gcp_system_credentials
+                {
+                    return inv(
+                        "gcp-system-identity credentials are disabled on this server; \
+                         set enable_gcp_system_credentials",
+                    );
+                }
+                Ok(())
+            }
+            (p, Some(c)) => Err(StorageError::Invalid(format!(
+                "{} storage cannot use a '{}' storage credential of type '{}'",
+                p.storage_type(),
+                c.credential_type(),
+                c.storage_type()
+            ))),
         }
     }
 
@@ -536,6 +573,10 @@ impl StorageProfile {
             StorageProfile::S3(s) => match s.prefix() {
                 "" => format!("s3://{}", s.bucket),
                 p => format!("s3://{}/{p}", s.bucket),
+            },
+            StorageProfile::Gcs(g) => match g.prefix() {
+                "" => format!("gs://{}", g.bucket),
+                p => format!("gs://{}/{p}", g.bucket),
             },
         }
     }
@@ -550,6 +591,13 @@ impl StorageProfile {
             }
             (StorageProfile::S3(a), StorageProfile::S3(b)) => {
                 a.bucket == b.bucket && a.same_store(b) && {
+                    let (pa, pb) = (a.prefix(), b.prefix());
+                    pa.is_empty() || pb.is_empty() || is_within(pa, pb) || is_within(pb, pa)
+                }
+            }
+            // GCS bucket names are global, so the same bucket is the same store.
+            (StorageProfile::Gcs(a), StorageProfile::Gcs(b)) => {
+                a.bucket == b.bucket && {
                     let (pa, pb) = (a.prefix(), b.prefix());
                     pa.is_empty() || pb.is_empty() || is_within(pa, pb) || is_within(pb, pa)
                 }
@@ -643,6 +691,25 @@ impl StorageProfile {
                 }
                 format!("file://{path}")
             }
+            StorageProfile::Gcs(g) => {
+                let Some(rest) = strip_prefix_ci(loc, "gs://") else {
+                    return Err(StorageError::NotInWarehouse(format!(
+                        "{loc} (expected a gs:// location)"
+                    )));
+                };
+                let rest = rest.trim_end_matches('/');
+                let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket != g.bucket {
+                    return Err(StorageError::NotInWarehouse(loc.to_string()));
+                }
+                if key.is_empty() {
+                    format!("gs://{bucket}")
+                } else {
+                    rules::check_segments(key)
+                        .map_err(|e| StorageError::Invalid(format!("location '{loc}' {e}")))?;
+                    format!("gs://{bucket}/{key}")
+                }
+            }
         };
         if is_within(&canonical, &self.base_location()) {
             Ok(canonical)
@@ -670,7 +737,7 @@ mod tests {
     fn s3p(p: &StorageProfile) -> &S3Profile {
         match p {
             StorageProfile::S3(s) => s,
-            StorageProfile::File(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::credential::StorageCredential;
 use crate::error::{error_chain, ProbeStep, Result, StorageError};
 use crate::profile::{S3Profile, StorageProfile, ValidationContext};
+use crate::gcs::access::GcsAccess;
 use crate::s3::access::{CredentialSource, ObjectStoreCredentials, S3Access};
 
 /// Upper bound for a whole `probe()`, so a dead endpoint fails within seconds rather than
@@ -49,6 +50,12 @@ enum Backend {
         /// which work outside `object_store`.
         access: Arc<S3Access>,
     },
+    Gcs {
+        bucket: String,
+        /// The warehouse's token source (shared with object_store) and endpoints, for
+        /// vending.
+        access: Arc<GcsAccess>,
+    },
 }
 
 /// Process-wide settings for opening storages, from the server's configuration (not from
@@ -63,6 +70,16 @@ pub struct StorageSettings {
     /// Base URL of Cloudflare's API for R2 credential vending, for proxies and tests;
     /// `None` means [`crate::s3::DEFAULT_CLOUDFLARE_API_BASE`].
     pub cloudflare_api_base: Option<String>,
+    /// Whether `gcp-system-identity` credentials may be used; checked when opening, like
+    /// `enable_aws_system_credentials`.
+    pub enable_gcp_system_credentials: bool,
+    /// Google STS token-exchange URL for GCS credential vending; `None` means
+    /// [`crate::gcs::DEFAULT_GCS_STS_ENDPOINT`]. Tests point it at a local stand-in.
+    pub gcs_sts_endpoint: Option<String>,
+    /// GCS JSON API base URL for an emulator (fake-gcs-server), like the
+    /// `STORAGE_EMULATOR_HOST` convention; `None` means Google's. Also handed to clients as
+    /// `gcs.service.host`.
+    pub gcs_endpoint: Option<String>,
 }
 
 /// A location mapped into the store.
@@ -105,6 +122,7 @@ impl Storage {
         let ctx = ValidationContext {
             enable_aws_system_credentials: settings.enable_aws_system_credentials,
             require_external_id_for_system_credentials: false,
+            enable_gcp_system_credentials: settings.enable_gcp_system_credentials,
             ..ValidationContext::default()
         };
         profile.validate_credential(cred, &ctx)?;
@@ -138,6 +156,21 @@ impl Storage {
                     },
                 )
             }
+            StorageProfile::Gcs(g) => {
+                let Some(StorageCredential::Gcs(cred)) = cred else {
+                    return Err(StorageError::Invalid(
+                        "gcs storage requires a gcs credential".into(),
+                    ));
+                };
+                let access = Arc::new(GcsAccess::new(cred, settings)?);
+                (
+                    Arc::new(access.build_store(g)?),
+                    Backend::Gcs {
+                        bucket: g.bucket.clone(),
+                        access,
+                    },
+                )
+            }
         };
         Ok(Storage {
             inner: Arc::new(Inner {
@@ -164,6 +197,17 @@ impl Storage {
         }
     }
 
+    /// The GCS profile and access, or `Invalid` for other storage.
+    pub(crate) fn gcs_parts(&self) -> Result<(&crate::gcs::GcsProfile, &GcsAccess)> {
+        match (&self.inner.profile, &self.inner.backend) {
+            (StorageProfile::Gcs(p), Backend::Gcs { access, .. }) => Ok((p, access)),
+            _ => Err(StorageError::Invalid(format!(
+                "this is only available for gcs storage, not '{}'",
+                self.inner.profile.storage_type()
+            ))),
+        }
+    }
+
     /// Same as `profile().base_location()`.
     pub fn base_location(&self) -> &str {
         &self.inner.base
@@ -175,6 +219,11 @@ impl Storage {
             // normalize_location returns exactly "s3://<bucket>" or "s3://<bucket>/<key>".
             Backend::S3 { bucket, .. } => {
                 let rest = url.get("s3://".len() + bucket.len()..).unwrap_or("");
+                (rest.strip_prefix('/').unwrap_or(rest).to_string(), None)
+            }
+            // … "gs://<bucket>" or "gs://<bucket>/<key>" here.
+            Backend::Gcs { bucket, .. } => {
+                let rest = url.get("gs://".len() + bucket.len()..).unwrap_or("");
                 (rest.strip_prefix('/').unwrap_or(rest).to_string(), None)
             }
             // … and "file:///abs/path" here.
@@ -303,7 +352,7 @@ impl Storage {
                     .map_err(|e| StorageError::Io(format!("delete {url}/: {e}")))?
                     .map_err(|e| StorageError::Io(format!("delete {url}/: {e}")))
             }
-            Backend::S3 { .. } => {
+            Backend::S3 { .. } | Backend::Gcs { .. } => {
                 let store = &self.inner.store;
                 let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
                 let locations = store.list(prefix).map_ok(|meta| meta.location).boxed();
@@ -354,6 +403,16 @@ impl Storage {
                     .await
                     .map_err(|e| map_err("list", &format!("{}/", r.url), e))?
             }
+            Backend::Gcs { bucket, .. } => {
+                let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
+                self.inner
+                    .store
+                    .list(prefix)
+                    .map_ok(|meta| format!("gs://{bucket}/{}", meta.location))
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|e| map_err("list", &format!("{}/", r.url), e))?
+            }
         };
         out.sort();
         Ok(out)
@@ -379,7 +438,7 @@ impl Storage {
                 }
                 Ok(names)
             }
-            Backend::S3 { .. } => {
+            Backend::S3 { .. } | Backend::Gcs { .. } => {
                 let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
                 let listed = self
                     .inner
