@@ -23,11 +23,11 @@ use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
 use futures::TryStreamExt;
 use iceberg::io::{LocalFsStorageFactory, StorageFactory};
 use iceberg::spec::{
-    DataFile, DataFileFormat, Literal, NestedField, NullOrder, PartitionKey, PrimitiveType,
+    DataFile, DataFileFormat, FormatVersion, Literal, NestedField, NullOrder, PartitionKey, PrimitiveType,
     Schema, SortDirection, SortField, SortOrder, Struct, Transform, Type, UnboundPartitionSpec,
 };
 use iceberg::table::Table;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
     DefaultFileNameGenerator, DefaultLocationGenerator,
@@ -334,10 +334,20 @@ async fn tables_create_load_list_rename_drop() {
     let other = TableIdent::new(a.clone(), "other".into());
     assert_kind(c.rename_table(&other, &moved).await, ErrorKind::TableAlreadyExists);
 
-    // Drop, and purge (the server deletes the files).
+    // Drop without purge keeps the files; registering the metadata file brings the table back.
+    let moved_meta = after.metadata_location().unwrap().to_string();
     c.drop_table(&moved).await.unwrap();
     assert!(!c.table_exists(&moved).await.unwrap());
     assert_kind(c.drop_table(&moved).await, ErrorKind::TableNotFound);
+    let restored = TableIdent::new(a.clone(), "restored".into());
+    let r = c.register_table(&restored, moved_meta.clone()).await.unwrap();
+    assert_eq!(r.metadata().uuid(), m.uuid());
+    assert_eq!(c.load_table(&restored).await.unwrap().metadata_location(), Some(moved_meta.as_str()));
+    assert_kind(c.register_table(&restored, moved_meta.clone()).await, ErrorKind::TableAlreadyExists);
+    assert_kind(c.register_table(&TableIdent::new(ns(&["nope"]), "x".into()), moved_meta).await, ErrorKind::NamespaceNotFound);
+    c.drop_table(&restored).await.unwrap();
+
+    // Purge: the server deletes the files.
     let other_loc = c.load_table(&other).await.unwrap().metadata_location().unwrap().to_string();
     c.purge_table(&other).await.unwrap();
     assert_kind(c.load_table(&other).await, ErrorKind::TableNotFound);
@@ -398,6 +408,73 @@ async fn transactions_properties_append_and_scan_on_file_warehouse() {
         scan(&t).await,
         rows(&[(1, "books", "dune"), (2, "books", "emma"), (3, "music", "abbey road")])
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_sort_order_format_version_and_snapshot_expiry_commits() {
+    let s = TestServer::start().await;
+    let c = file_catalog(&s).await;
+    let db = ns(&["db"]);
+    c.create_namespace(&db, HashMap::new()).await.unwrap();
+    let t = c.create_table(&db, creation("evolve")).await.unwrap();
+    let ident = t.identifier().clone();
+    let t = append(&c, &t, write_rows(&t, "a", &[(1, "one")]).await).await.unwrap();
+    let first = t.metadata().current_snapshot_id().unwrap();
+    let t = c.load_table(&ident).await.unwrap();
+    append(&c, &t, write_rows(&t, "b", &[(2, "two")]).await).await.unwrap();
+
+    // Schema evolution (add-schema + set-current-schema -1, asserting the current schema id),
+    // then a new default sort order. Two transactions: iceberg-rust 0.10 computes a second
+    // action's requirements against the first action's locally applied result (here it would
+    // assert current-schema-id 1, which no server can hold before the commit), so combining
+    // them in one transaction is refused by any spec-following catalog.
+    let t = c.load_table(&ident).await.unwrap();
+    let tx = Transaction::new(&t);
+    let tx = tx
+        .update_schema()
+        .add_column(AddColumn::optional("price", Type::Primitive(PrimitiveType::Double)))
+        .apply(tx)
+        .unwrap();
+    let t = tx.commit(&c).await.unwrap();
+    let tx = Transaction::new(&t);
+    let tx = tx.replace_sort_order().asc("category", NullOrder::First).apply(tx).unwrap();
+    tx.commit(&c).await.unwrap();
+    let t = c.load_table(&ident).await.unwrap();
+    let m = t.metadata();
+    assert_eq!(m.schemas_iter().len(), 2);
+    assert_eq!(m.current_schema().field_by_name("price").map(|f| f.id), Some(4));
+    let order = m.default_sort_order();
+    assert_eq!((order.fields[0].source_id, order.fields[0].direction), (2, SortDirection::Ascending));
+    // (iceberg-rust scans a snapshot with the schema it was written with, so the new column
+    // only shows once data is written under the new schema.)
+    assert_eq!(scan(&t).await, rows(&[(1, "a", "one"), (2, "b", "two")]));
+
+    // Format upgrade v2 -> v3.
+    let tx = Transaction::new(&t);
+    let tx = tx.upgrade_table_version().set_format_version(FormatVersion::V3).apply(tx).unwrap();
+    tx.commit(&c).await.unwrap();
+    let t = c.load_table(&ident).await.unwrap();
+    assert_eq!(t.metadata().format_version(), FormatVersion::V3);
+
+    // Expire the first snapshot by id (remove-snapshots); the data stays readable through the
+    // current snapshot's manifests.
+    let tx = Transaction::new(&t);
+    let tx = tx.expire_snapshots().expire_snapshot_ids([first]).expire_older_than_ms(0).apply(tx).unwrap();
+    tx.commit(&c).await.unwrap();
+    let t = c.load_table(&ident).await.unwrap();
+    assert_eq!(t.metadata().snapshots().len(), 1);
+    assert!(t.metadata().snapshot_by_id(first).is_none());
+    assert_eq!(scan(&t).await, rows(&[(1, "a", "one"), (2, "b", "two")]));
+
+    // Moving the table outside its warehouse is refused with the server's error, and nothing
+    // changes.
+    let before = t.metadata_location().unwrap().to_string();
+    let tx = Transaction::new(&t);
+    let tx = tx.update_location().set_location("file:///elsewhere/evolve".into()).apply(tx).unwrap();
+    let e = tx.commit(&c).await.unwrap_err();
+    assert!(e.to_string().contains("BadRequestException"), "{e}");
+    assert_eq!(c.load_table(&ident).await.unwrap().metadata_location(), Some(before.as_str()));
     s.stop().await;
 }
 
