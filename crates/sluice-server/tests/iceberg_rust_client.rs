@@ -268,6 +268,19 @@ async fn namespaces_lifecycle_and_errors() {
     assert_kind(c.drop_namespace(&eu).await, ErrorKind::NamespaceNotFound);
     c.drop_namespace(&sales).await.unwrap();
     assert_eq!(c.list_namespaces(None).await.unwrap(), vec![ns(&["hr"])]);
+
+    // Names that need escaping in the path and in `parent=` (space, non-ASCII, the level
+    // separator iceberg-rust encodes as %1F).
+    let odd = ns(&["team space", "données"]);
+    c.create_namespace(&ns(&["team space"]), HashMap::new()).await.unwrap();
+    c.create_namespace(&odd, props(&[("k", "v")])).await.unwrap();
+    assert_eq!(c.list_namespaces(Some(&ns(&["team space"]))).await.unwrap(), vec![odd.clone()]);
+    assert_eq!(c.get_namespace(&odd).await.unwrap().properties().get("k").map(String::as_str), Some("v"));
+    let t = c.create_table(&odd, creation("ta ble")).await.unwrap();
+    assert_eq!(c.list_tables(&odd).await.unwrap(), vec![t.identifier().clone()]);
+    assert!(c.table_exists(t.identifier()).await.unwrap());
+    c.drop_table(t.identifier()).await.unwrap();
+    c.drop_namespace(&odd).await.unwrap();
     s.stop().await;
 }
 
@@ -478,24 +491,26 @@ async fn schema_sort_order_format_version_and_snapshot_expiry_commits() {
     s.stop().await;
 }
 
-/// Passes every call through to the real catalog, except that `update_table` waits until
-/// `commits` callers have reached it (so concurrent transactions really carry requirements
+/// Passes every call through to the real catalog, except that the first `hold` calls of
+/// `update_table` wait for each other (so concurrent transactions really carry requirements
 /// computed from the same base — iceberg-rust reloads right before each commit, which leaves
 /// the race window at microseconds otherwise), and that `load_table` can serve a fixed table,
 /// like a client working from cached metadata.
 #[derive(Debug)]
 struct Rigged<'a> {
     inner: &'a RestCatalog,
+    hold: usize,
+    arrived: std::sync::atomic::AtomicUsize,
     commits: tokio::sync::Barrier,
     cached: Option<Table>,
 }
 
 impl<'a> Rigged<'a> {
     fn racing(inner: &'a RestCatalog, n: usize) -> Self {
-        Rigged { inner, commits: tokio::sync::Barrier::new(n), cached: None }
+        Rigged { inner, hold: n, arrived: 0.into(), commits: tokio::sync::Barrier::new(n), cached: None }
     }
     fn stale(inner: &'a RestCatalog, table: Table) -> Self {
-        Rigged { inner, commits: tokio::sync::Barrier::new(1), cached: Some(table) }
+        Rigged { inner, hold: 0, arrived: 0.into(), commits: tokio::sync::Barrier::new(1), cached: Some(table) }
     }
 }
 
@@ -547,7 +562,10 @@ impl Catalog for Rigged<'_> {
         self.inner.register_table(t, l).await
     }
     async fn update_table(&self, commit: TableCommit) -> iceberg::Result<Table> {
-        self.commits.wait().await;
+        // Later calls (the client's own retries) go straight through.
+        if self.arrived.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < self.hold {
+            self.commits.wait().await;
+        }
         self.inner.update_table(commit).await
     }
 }
@@ -586,11 +604,26 @@ async fn concurrent_appends_from_one_base_one_wins_the_other_conflicts() {
     assert_eq!(t.metadata().snapshots().len(), 2);
     assert_eq!(scan(&t).await, rows(&[(1, "left", "l"), (2, "right", "r")]));
 
+    // With the client's own retry left on (the default), both racing appends land: the loser
+    // gets a retryable 409, reloads and re-applies on top of the winner.
+    let t = c.load_table(&ident).await.unwrap();
+    let tx = Transaction::new(&t);
+    let t = tx.update_table_properties().remove("commit.retry.num-retries".into()).apply(tx).unwrap().commit(&c).await.unwrap();
+    let x = write_rows(&t, "x", &[(3, "x")]).await;
+    let y = write_rows(&t, "y", &[(4, "y")]).await;
+    let gate = Rigged::racing(&c, 2);
+    let (l, r) = tokio::join!(append(&gate, &t, x), append(&gate, &t, y));
+    l.unwrap();
+    r.unwrap();
+    let t = c.load_table(&ident).await.unwrap();
+    assert_eq!(t.metadata().snapshots().len(), 4);
+    assert_eq!(scan(&t).await.len(), 4);
+
     // A commit built on a stale base (cached metadata, no reload) is refused as well: its
     // `assert-ref-snapshot-id` requirement no longer holds.
     let stale = write_rows(&base, "stale", &[(9, "s")]).await;
     assert_kind(append(&Rigged::stale(&c, base.clone()), &base, stale).await, ErrorKind::CatalogCommitConflicts);
-    assert_eq!(c.load_table(&ident).await.unwrap().metadata().snapshots().len(), 2);
+    assert_eq!(c.load_table(&ident).await.unwrap().metadata().snapshots().len(), 4);
     s.stop().await;
 }
 
@@ -720,7 +753,13 @@ async fn vended_credentials_write_and_read_s3_on_moto() {
     file_with_header.create_namespace(&db, HashMap::new()).await.unwrap();
     file_with_header.create_table(&db, creation("local")).await.unwrap();
 
+    // Purge: the server deletes the table's objects (checked with the still-valid vended
+    // credentials the client holds).
+    let data_file = t.metadata().current_snapshot().unwrap().manifest_list().to_string();
+    assert!(t.file_io().exists(&data_file).await.unwrap());
     c.purge_table(&ident).await.unwrap();
     assert!(!c.table_exists(&ident).await.unwrap());
+    assert!(!t.file_io().exists(&data_file).await.unwrap(), "{data_file} survived the purge");
+    assert!(!t.file_io().exists(t.metadata_location().unwrap()).await.unwrap());
     s.stop().await;
 }
