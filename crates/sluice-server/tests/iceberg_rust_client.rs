@@ -204,23 +204,25 @@ async fn oauth_credential_static_token_and_config_handshake() {
     let t = RestCatalogBuilder::default().with_storage_factory(Arc::new(LocalFsStorageFactory)).load("t", p).await.unwrap();
     assert!(t.namespace_exists(&ns(&["auth"])).await.unwrap());
 
-    // Wrong secret: the token endpoint refuses, and the client surfaces the OAuth error.
+    // Wrong secret: the token endpoint answers with the spec's OAuthError
+    // (`{"error":"invalid_client",...}`). iceberg-rust 0.10 tries to read it as the catalog
+    // error model and fails, but keeps the body, so the reason still reaches the user.
     let bad = format!("{KEY_ID}:{}", "x".repeat(40));
     let p = props(&[("uri", &s.base), ("warehouse", "default"), ("credential", &bad)]);
     let b = RestCatalogBuilder::default().with_storage_factory(Arc::new(LocalFsStorageFactory)).load("b", p).await.unwrap();
-    let e = b.list_namespaces(None).await.unwrap_err();
-    assert!(e.to_string().contains("invalid_client"), "{e}");
+    let e = b.list_namespaces(None).await.unwrap_err().to_string();
+    assert!(e.contains("401") && e.contains(r#""error":"invalid_client""#), "{e}");
 
     // A bogus static token is refused (no catalog call gets through).
     let p = props(&[("uri", &s.base), ("warehouse", "default"), ("token", "not-a-token")]);
     let b = RestCatalogBuilder::default().with_storage_factory(Arc::new(LocalFsStorageFactory)).load("b", p).await.unwrap();
-    let e = b.list_namespaces(None).await.unwrap_err();
-    assert!(e.to_string().contains("NotAuthorizedException"), "{e}");
+    let e = b.list_namespaces(None).await.unwrap_err().to_string();
+    assert!(e.contains("401") && e.contains(r#""type":"NotAuthorizedException""#), "{e}");
 
     // An unknown warehouse fails the config handshake with the server's error.
     let nowh = catalog(&s, "no-such-warehouse", &[], Arc::new(LocalFsStorageFactory)).await;
-    let e = nowh.list_namespaces(None).await.unwrap_err();
-    assert!(e.to_string().contains("no-such-warehouse"), "{e}");
+    let e = nowh.list_namespaces(None).await.unwrap_err().to_string();
+    assert!(e.contains("404") && e.contains("no-such-warehouse"), "{e}");
     s.stop().await;
 }
 
@@ -261,8 +263,9 @@ async fn namespaces_lifecycle_and_errors() {
     assert_kind(c.update_namespace(&sales, HashMap::new()).await, ErrorKind::FeatureUnsupported);
 
     // A namespace with children or tables is not empty; the client sees the server's error.
-    let e = c.drop_namespace(&sales).await.unwrap_err();
-    assert!(e.to_string().contains("NamespaceNotEmpty") || e.to_string().contains("not empty"), "{e}");
+    // (iceberg-rust maps only the statuses it knows and keeps the spec-shaped body otherwise.)
+    let e = c.drop_namespace(&sales).await.unwrap_err().to_string();
+    assert!(e.contains("409") && e.contains(r#""type":"NamespaceNotEmptyException""#), "{e}");
     c.drop_namespace(&eu).await.unwrap();
     assert!(!c.namespace_exists(&eu).await.unwrap());
     assert_kind(c.drop_namespace(&eu).await, ErrorKind::NamespaceNotFound);
