@@ -331,6 +331,18 @@ async fn tables_create_load_list_rename_drop() {
     assert_eq!(listed, vec![events.clone(), TableIdent::new(a.clone(), "other".into())]);
     assert_eq!(c.list_tables(&b).await.unwrap(), vec![]);
 
+    // An explicit location inside the warehouse is kept; one outside it is refused.
+    let root = url::Url::from_directory_path(s.data_dir.join("warehouse")).unwrap();
+    let mut placed = creation("placed");
+    placed.location = Some(format!("{root}custom/placed"));
+    let p = c.create_table(&a, placed).await.unwrap();
+    assert_eq!(p.metadata().location().trim_end_matches('/'), format!("{root}custom/placed"));
+    let mut outside = creation("outside");
+    outside.location = Some("file:///somewhere/else".into());
+    let e = c.create_table(&a, outside).await.unwrap_err().to_string();
+    assert!(e.contains("400") && e.contains(r#""type":"BadRequestException""#), "{e}");
+    c.drop_table(p.identifier()).await.unwrap();
+
     // Error mapping.
     assert_kind(c.create_table(&a, creation("events")).await, ErrorKind::TableAlreadyExists);
     assert_kind(c.create_table(&ns(&["nope"]), creation("x")).await, ErrorKind::NamespaceNotFound);
@@ -726,6 +738,10 @@ async fn vended_credentials_write_and_read_s3_on_moto() {
     let created = c.create_table(&db, creation("trips")).await.unwrap();
     let ident = created.identifier().clone();
     assert!(created.metadata().location().starts_with(&format!("s3://{BUCKET}/wh/")), "{}", created.metadata().location());
+
+    // Create already hands out credentials: the new table's FileIO can read what the server wrote.
+    assert!(created.file_io().config().props().contains_key("s3.session-token"));
+    assert!(created.file_io().exists(created.metadata_location().unwrap()).await.unwrap());
 
     // Load: the client's FileIO is built from the returned config alone.
     let t = c.load_table(&ident).await.unwrap();
