@@ -1,95 +1,11 @@
 //! HTTP-level tests of the catalog, token endpoint and management API against an
 //! in-process server on an ephemeral port (SQLite + a file warehouse in a temp dir).
 
-use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use sluice_core::Secret;
-use sluice_server::{Server, ServerConfig};
-use std::path::PathBuf;
 
-const KEY_ID: &str = "AKIATESTADMIN0000001";
-const SECRET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123";
-
-struct TestServer {
-    base: String,
-    client: Client,
-    _dir: tempfile::TempDir,
-    data_dir: PathBuf,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl TestServer {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_path_buf(),
-            allowed_file_roots: vec![dir.path().to_path_buf()],
-            ..ServerConfig::default()
-        };
-        let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET)))).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            server
-                .serve(listener, async move {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        TestServer {
-            base: format!("http://{addr}"),
-            client: Client::new(),
-            data_dir: dir.path().to_path_buf(),
-            _dir: dir,
-            shutdown: Some(tx),
-            handle: Some(handle),
-        }
-    }
-
-    fn url(&self, p: &str) -> String {
-        format!("{}{}", self.base, p)
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut rb = self.client.request(method, self.url(path)).basic_auth(KEY_ID, Some(SECRET));
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let resp = rb.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-    async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::DELETE, path, None).await
-    }
-
-    async fn prefix(&self) -> String {
-        let (s, v) = self.get("/v1/config?warehouse=default").await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        v["overrides"]["prefix"].as_str().unwrap().to_string()
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.unwrap();
-        }
-    }
-}
+#[path = "common/server.rs"]
+mod server;
+use server::{TestServer, KEY_ID, SECRET};
 
 fn assert_error(v: &Value, kind: &str, code: u16) {
     assert_eq!(v["error"]["type"], kind, "{v}");
