@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 use sluice_core::Secret;
 
+use crate::adls::AzCredential;
 use crate::error::StorageError;
 
 /// Credentials for a warehouse's storage, in Lakekeeper's wire format:
@@ -13,6 +14,7 @@ use crate::error::StorageError;
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum StorageCredential {
     S3(S3Credential),
+    Az(AzCredential),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +138,7 @@ impl StorageCredential {
                 check_key_id("access-key-id", access_key_id)?;
                 check_secret("secret-access-key", secret_access_key)
             }
+            StorageCredential::Az(az) => az.validate(),
         }
     }
 
@@ -159,6 +162,7 @@ impl StorageCredential {
             StorageCredential::S3(S3Credential::AccessKey { .. }) => "access-key",
             StorageCredential::S3(S3Credential::AwsSystemIdentity { .. }) => "aws-system-identity",
             StorageCredential::S3(S3Credential::CloudflareR2 { .. }) => "cloudflare-r2",
+            StorageCredential::Az(az) => az.credential_type(),
         }
     }
 }

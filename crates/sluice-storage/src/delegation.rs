@@ -57,6 +57,7 @@ impl StorageProfile {
         match self {
             StorageProfile::File(_) => false,
             StorageProfile::S3(s) => s.sts_enabled,
+            StorageProfile::Adls(_) => true,
         }
     }
 
@@ -67,6 +68,7 @@ impl StorageProfile {
                 "local file storage needs no credentials, so none are vended".into()
             }
             StorageProfile::S3(_) => "the storage profile has sts-enabled=false".into(),
+            StorageProfile::Adls(_) => "adls storage always vends SAS tokens".into(),
         }
     }
 
@@ -94,7 +96,7 @@ impl StorageProfile {
                     "pyiceberg.io.fsspec.FsspecFileIO".to_string(),
                 ),
             ])),
-            StorageProfile::File(_) => None,
+            StorageProfile::File(_) | StorageProfile::Adls(_) => None,
         }
     }
 
@@ -114,7 +116,7 @@ impl StorageProfile {
     pub fn client_deletes_allowed(&self) -> bool {
         match self {
             StorageProfile::S3(s) => s.delete_enabled(),
-            StorageProfile::File(_) => true,
+            StorageProfile::File(_) | StorageProfile::Adls(_) => true,
         }
     }
 }
@@ -136,6 +138,10 @@ impl Storage {
                     config: crate::s3::vended_config(p, &creds),
                     expiration: creds.expiration,
                 })
+            }
+            StorageProfile::Adls(_) => {
+                let (canonical, access) = self.adls_parts(table_location)?;
+                access.vend(&canonical, level).await
             }
             other => Err(StorageError::Invalid(format!(
                 "cannot vend credentials: {}",

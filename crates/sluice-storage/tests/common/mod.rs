@@ -1,2 +1,3 @@
 pub mod moto;
 pub mod s3s_fs;
+pub mod azurite;
