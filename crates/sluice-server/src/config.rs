@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub require_external_id_for_system_credentials: bool,
     /// Cloudflare API base URL for R2 temporary credentials.
     pub cloudflare_api_base: Option<String>,
+    /// Allow `azure-system-identity` ADLS credentials (the server's workload or managed
+    /// identity). Off by default.
+    pub enable_azure_system_credentials: bool,
     /// OpenID Connect: bearer tokens, browser SSO and web-identity login (off when unset).
     #[serde(default, skip_serializing)]
     pub oidc: Option<sluice_auth::oidc::OidcConfig>,
@@ -92,6 +95,7 @@ impl Default for ServerConfig {
             enable_aws_system_credentials: false,
             require_external_id_for_system_credentials: true,
             cloudflare_api_base: None,
+            enable_azure_system_credentials: false,
             oidc: None,
             ldap: None,
             aws_iam: None,
@@ -135,6 +139,7 @@ const ENV_KEYS: &[&str] = &[
     "enable_aws_system_credentials",
     "require_external_id_for_system_credentials",
     "cloudflare_api_base",
+    "enable_azure_system_credentials",
 ];
 
 impl ServerConfig {

@@ -56,6 +56,7 @@ impl Server {
                 enable_aws_system_credentials: config.enable_aws_system_credentials,
                 require_external_id_for_system_credentials: config.require_external_id_for_system_credentials,
                 cloudflare_api_base: config.cloudflare_api_base.clone(),
+                enable_azure_system_credentials: config.enable_azure_system_credentials,
                 ..ServiceConfig::new(config.allowed_file_roots.clone())
             },
         );

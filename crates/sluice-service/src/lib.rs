@@ -33,6 +33,8 @@ pub struct ServiceConfig {
     pub require_external_id_for_system_credentials: bool,
     /// Cloudflare API base for R2 temporary credentials (tests point it at a stub).
     pub cloudflare_api_base: Option<String>,
+    /// Let ADLS warehouses use the server's own Azure identity (`azure-system-identity`).
+    pub enable_azure_system_credentials: bool,
 }
 
 impl ServiceConfig {
@@ -42,6 +44,7 @@ impl ServiceConfig {
             enable_aws_system_credentials: false,
             require_external_id_for_system_credentials: true,
             cloudflare_api_base: None,
+            enable_azure_system_credentials: false,
         }
     }
 
@@ -49,6 +52,7 @@ impl ServiceConfig {
         sluice_storage::StorageSettings {
             enable_aws_system_credentials: self.enable_aws_system_credentials,
             cloudflare_api_base: self.cloudflare_api_base.clone(),
+            enable_azure_system_credentials: self.enable_azure_system_credentials,
         }
     }
 }

@@ -52,6 +52,7 @@ impl Services {
             allowed_file_roots: self.config().allowed_file_roots.clone(),
             enable_aws_system_credentials: self.config().enable_aws_system_credentials,
             require_external_id_for_system_credentials: self.config().require_external_id_for_system_credentials,
+            enable_azure_system_credentials: self.config().enable_azure_system_credentials,
         }
     }
 
