@@ -35,7 +35,7 @@ fn s3s_storage(s3: &S3sFs) -> Storage {
 fn s3p(st: &Storage) -> &S3Profile {
     match st.profile() {
         StorageProfile::S3(p) => p,
-        StorageProfile::File(_) => unreachable!("s3 storage"),
+        _ => unreachable!("s3 storage"),
     }
 }
 
