@@ -121,7 +121,9 @@ impl TokenSource {
         let resp = req
             .send()
             .await
-            .map_err(|e| StorageError::Sts(format!("Azure token request failed: {e}")))?;
+            .map_err(|e| {
+                StorageError::Sts(format!("Azure token request failed: {}", e.without_url()))
+            })?;
         let status = resp.status();
         if !status.is_success() {
             // Entra ID errors carry `error` and `error_description`, never the secret.
@@ -299,7 +301,10 @@ impl AdlsAccess {
                 let resp = req
                     .send()
                     .await
-                    .map_err(|e| StorageError::Io(format!("Get Account Information: {e}")))?;
+                    // Without the URL: with an account key it carries a (short, read-only) SAS.
+                    .map_err(|e| {
+                        StorageError::Io(format!("Get Account Information: {}", e.without_url()))
+                    })?;
                 if !resp.status().is_success() {
                     return Err(StorageError::Io(format!(
                         "Get Account Information answered {}",
