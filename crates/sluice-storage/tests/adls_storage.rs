@@ -9,11 +9,9 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
 use common::azurite::{self, Azurite};
+use common::entra::EntraStub;
 use sluice_core::Secret;
 use sluice_storage::adls::sas::{SasKey, SasRequest, SasScope};
 use sluice_storage::adls::{AdlsProfile, AzCredential};
@@ -221,54 +219,8 @@ async fn vended_sas_against_azurite() {
 /// HTTPS with `--oauth basic`, and never with a hierarchical namespace.)
 #[tokio::test]
 async fn user_delegation_path_against_a_stand_in() {
-    use axum::extract::{Form, Query, State};
-    use axum::http::{HeaderMap, StatusCode};
-    use axum::response::IntoResponse;
-    use axum::routing::{get as aget, post};
-
-    #[derive(Default)]
-    struct Seen {
-        token_forms: Vec<HashMap<String, String>>,
-        udk_bodies: Vec<String>,
-        hns_calls: usize,
-    }
-    type S = Arc<Mutex<Seen>>;
-    let seen: S = Arc::default();
-
-    fn bearer_ok(h: &HeaderMap) -> bool {
-        h.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer stand-in-token")
-    }
-    async fn token(State(s): State<S>, Form(f): Form<HashMap<String, String>>) -> impl IntoResponse {
-        s.lock().unwrap().token_forms.push(f);
-        axum::Json(serde_json::json!({"token_type":"Bearer","expires_in":3599,"access_token":"stand-in-token"}))
-    }
-    async fn account(State(s): State<S>, h: HeaderMap, Query(q): Query<HashMap<String, String>>) -> axum::response::Response {
-        if !bearer_ok(&h) || q.get("comp").map(String::as_str) != Some("properties") {
-            return StatusCode::FORBIDDEN.into_response();
-        }
-        s.lock().unwrap().hns_calls += 1;
-        ([("x-ms-is-hns-enabled", "true")], "").into_response()
-    }
-    async fn udk(State(s): State<S>, h: HeaderMap, body: String) -> axum::response::Response {
-        if !bearer_ok(&h) {
-            return StatusCode::FORBIDDEN.into_response();
-        }
-        s.lock().unwrap().udk_bodies.push(body);
-        (
-            [("content-type", "application/xml")],
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?><UserDelegationKey><SignedOid>oid-1</SignedOid><SignedTid>tid-1</SignedTid><SignedStart>2026-01-01T00:00:00Z</SignedStart><SignedExpiry>2026-01-02T00:00:00Z</SignedExpiry><SignedService>b</SignedService><SignedVersion>2021-08-06</SignedVersion><Value>dWRrLXNlY3JldA==</Value></UserDelegationKey>",
-        )
-            .into_response()
-    }
-    let app = axum::Router::new()
-        .route("/tenant-1/oauth2/v2.0/token", post(token))
-        .route("/acct1/fs1", aget(account))
-        .route("/acct1/", post(udk))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
+    let stub = EntraStub::start("tenant-1", "acct1", "fs1").await;
+    let port = stub.port;
     let mut p = AdlsProfile::new("acct1", "fs1");
     p.host = Some(format!("127.0.0.1:{port}"));
     p.authority_host = Some(format!("http://127.0.0.1:{port}"));
@@ -289,7 +241,7 @@ async fn user_delegation_path_against_a_stand_in() {
     let rw = st.vend(&table, AccessLevel::ReadWrite, "s").await.unwrap();
     assert!(rw.config["adls.sas-token"].contains("sp=racwdl"));
 
-    let seen = seen.lock().unwrap();
+    let seen = stub.seen.lock().unwrap();
     // One token for both vends (cached), one account-information call (cached).
     assert_eq!(seen.token_forms.len(), 1);
     let f = &seen.token_forms[0];

@@ -1,3 +1,4 @@
 pub mod moto;
 pub mod s3s_fs;
 pub mod azurite;
+pub mod entra;
