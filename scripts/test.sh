@@ -145,7 +145,8 @@ export S3S_FS_BIN
 # ---------------------------------------------------------------------------------------------
 # Identity peers: OpenLDAP slapd (apt) and node oidc-provider (npm, from ../shared/peers)
 # ---------------------------------------------------------------------------------------------
-# PostgreSQL 15 for the store suite's second backend and the replica tests (the machine image
+# PostgreSQL 15 for the store suite's second backend, the replica tests (Rust and
+# tests/e2e/test_replicas.py) and the export/import tests (the machine image
 # ships it; install from apt where missing).
 if ! command -v initdb >/dev/null || ! command -v pg_ctl >/dev/null; then
   if [[ -x /usr/lib/postgresql/15/bin/initdb ]]; then

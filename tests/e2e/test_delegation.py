@@ -585,6 +585,44 @@ def test_remote_signing_round_trip(server, s3, sign_warehouse):
     eventually(gone, timeout=20)
 
 
+def test_remote_signing_for_a_staged_create(server, s3, sign_warehouse):
+    """A create transaction (stage-create, data files written, then the assert-create
+    commit): the staged table is not in the catalog while its files are written, so its
+    signer endpoint carries a sealed grant for exactly that table."""
+    cat = signing_catalog(server, sign_warehouse.name)
+    ns = unique("staged")
+    cat.create_namespace(ns)
+    ident = (ns, "ctas")
+
+    txn = cat.create_table_transaction(ident, schema=SCHEMA)
+    staged = txn.table_metadata.location
+    endpoint = txn._table.io.properties["s3.signer.endpoint"]
+    prefix = server.prefix(sign_warehouse.name)
+    assert re.fullmatch(rf"v1/{re.escape(prefix)}/staged-tables/[A-Za-z0-9_-]+/sign", endpoint), endpoint
+    assert not cat.table_exists(ident)
+    txn.append(rows(0, 4))
+    txn.commit_transaction()
+    table = cat.load_table(ident)
+    assert table.location() == staged
+    assert sorted_pylist(read_all(table)) == sorted_pylist(rows(0, 4))
+
+    # The grant's rules, through the raw endpoint.
+    txn2 = cat.create_table_transaction((ns, "second"), schema=SCHEMA)
+    grant_path = "/" + txn2._table.io.properties["s3.signer.endpoint"]
+    inside = http_uri(s3, f"{txn2.table_metadata.location}/data/x.parquet")
+    put = execute(signed_ok(sign(server, grant_path, "PUT", inside), inside), "PUT", data=b"staged data")
+    assert put.status_code == 200, f"signed PUT refused by s3s-fs: {put.status_code} {put.text}"
+    # Outside the staged location, e.g. the committed table's files: refused.
+    other = http_uri(s3, f"{staged}/data/y.parquet")
+    assert_error_shape(sign(server, grant_path, "PUT", other), 403, "ForbiddenException")
+    # A tampered or foreign grant: refused.
+    assert_error_shape(sign(server, grant_path.replace("/sign", "x/sign"), "PUT", inside), 403, "ForbiddenException")
+    assert_error_shape(sign(server, f"/v1/{prefix}/staged-tables/bm90LWEtZ3JhbnQ/sign", "PUT", inside), 403, "ForbiddenException")
+    # A Viewer may not create tables, so it may not write a staged table's files.
+    viewer = create_user(server, "stagedviewer", groups=("Viewers",))
+    assert sign(server, grant_path, "PUT", inside, auth=viewer.auth).status_code in (403, 404)
+
+
 def sign(server: Server, path: str, method: str, uri: str, auth: Any = None, headers: dict[str, list[str]] | None = None, bearer: str | None = None) -> requests.Response:
     body = {"method": method, "region": S3_REGION, "uri": uri, "headers": headers or {}}
     kw: dict[str, Any] = {"json": body, "timeout": 30}

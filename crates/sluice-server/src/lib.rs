@@ -199,6 +199,11 @@ pub async fn open_store_with(url: &str, config: &ServerConfig) -> anyhow::Result
     }
 }
 
+/// `url` with its password (if any) replaced by `***`, for messages and logs.
+pub fn redact_database_url(url: &str) -> String {
+    redact_url(url)
+}
+
 fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {

@@ -201,7 +201,7 @@ impl Services {
 
     /// Creating needs `catalog:CreateTable` on the new table; a caller who cannot even see
     /// the namespace is told it does not exist.
-    async fn require_create_table(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<()> {
+    pub(crate) async fn require_create_table(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<()> {
         if self.is_allowed(caller, actions::CREATE_TABLE, &Self::table_res(wh, ns, name)).await? {
             return Ok(());
         }
@@ -478,8 +478,9 @@ impl Services {
         };
         // Before anything is written, so a delegation failure leaves no table behind. A
         // staged table gets access too: clients write data files before the create commit.
-        let (config, storage_credentials) = self.delegate_access(caller, &wh, &profile, &rec, delegation).await?;
-        if req.stage_create.unwrap_or(false) {
+        let staged = req.stage_create.unwrap_or(false);
+        let (config, storage_credentials) = self.delegate_access(caller, &wh, &profile, &rec, staged, delegation).await?;
+        if staged {
             // Nothing is persisted: the client commits the staged metadata later with an
             // assert-create requirement.
             return Ok(LoadTableResult { metadata_location: None, metadata: to_raw(json)?, config, storage_credentials });
@@ -576,7 +577,7 @@ impl Services {
             other => other.into(),
         })?;
         let rec = self.table_record(&wh, &ns, name.as_str()).await?;
-        let (config, storage_credentials) = self.delegate_access(caller, &wh, &profile, &rec, delegation).await?;
+        let (config, storage_credentials) = self.delegate_access(caller, &wh, &profile, &rec, false, delegation).await?;
         Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata: to_raw(json)?, config, storage_credentials })
     }
 
@@ -598,7 +599,7 @@ impl Services {
         self.require_table_visible(caller, &wh, &ns, table).await?;
         let rec = self.table_record(&wh, &ns, table).await?;
         let profile = Self::decode_profile(&wh)?;
-        let (config, storage_credentials) = self.delegate_access(caller, &wh, &profile, &rec, delegation).await?;
+        let (config, storage_credentials) = self.delegate_access(caller, &wh, &profile, &rec, false, delegation).await?;
         let json = match snapshots {
             SnapshotsMode::All => rec.metadata_json,
             SnapshotsMode::Refs => only_ref_snapshots(&rec.metadata_json)?,

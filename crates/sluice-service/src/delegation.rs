@@ -4,7 +4,9 @@
 
 use crate::{Result, ServiceError, Services};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
 use sluice_auth::policy::{actions, resource};
 use sluice_core::{NamespaceName, Principal};
 use sluice_storage::s3::{S3Operation, SignRequest, SignedRequest};
@@ -177,6 +179,7 @@ impl Services {
         wh: &WarehouseRecord,
         profile: &StorageProfile,
         table: &TableRecord,
+        staged: bool,
         delegation: &AccessDelegation,
     ) -> Result<(HashMap<String, String>, Vec<StorageCredentialEntry>)> {
         let mut config = profile.table_config();
@@ -193,7 +196,14 @@ impl Services {
             return Ok((config, vec![StorageCredentialEntry { prefix: table.location.clone(), config: creds.config }]));
         }
         if delegation.remote_signing {
-            let endpoint = format!("v1/{}/tables/{}/sign", wh.id, table.id);
+            // A staged table is not in the catalog yet, so its signer endpoint carries what
+            // the signer needs to know about it, sealed with the master key (any replica can
+            // open it; nobody else can forge or widen it).
+            let endpoint = if staged {
+                format!("v1/{}/staged-tables/{}/sign", wh.id, self.staged_grant(wh, table))
+            } else {
+                format!("v1/{}/tables/{}/sign", wh.id, table.id)
+            };
             if let Some(signing) = profile.remote_signing_config(SignerEndpoint { uri: &delegation.base_url, endpoint: &endpoint }) {
                 self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
                 config.extend(signing);
@@ -288,20 +298,88 @@ impl Services {
             return Err(ServiceError::NoSuchTable(format!("Table does not exist: {}.{}", table.namespace, table.name)));
         }
         self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
-        let profile = Self::decode_profile(&wh)?;
+        self.sign_inside(caller, &wh, &table.namespace, &table.name, &table.location, &res, actions::WRITE_TABLE, req).await
+    }
+
+    fn staged_grant(&self, wh: &WarehouseRecord, table: &TableRecord) -> String {
+        let grant = StagedGrant {
+            kind: STAGED_GRANT_KIND.into(),
+            warehouse: wh.id,
+            table: table.id,
+            namespace: table.namespace.parts().to_vec(),
+            name: table.name.clone(),
+            location: table.location.clone(),
+            expires: (Utc::now() + STAGED_GRANT_VALIDITY).timestamp(),
+        };
+        let json = serde_json::to_vec(&grant).unwrap_or_default();
+        URL_SAFE_NO_PAD.encode(self.seal(&json))
+    }
+
+    /// Signs a request for a table created with `stage-create`, through the grant its
+    /// signer endpoint carries. Until the create is committed the caller needs the right to
+    /// create that table (it writes the data files the commit will reference); afterwards the
+    /// table's own rights apply, as on the ordinary endpoint.
+    pub async fn sign_staged_s3_request(&self, caller: &Principal, prefix: &str, grant: &str, req: SignRequest) -> Result<SignedRequest> {
+        let invalid = || ServiceError::Forbidden("the signer endpoint's staged-table grant is invalid or expired; load or create the table again".into());
+        let sealed = URL_SAFE_NO_PAD.decode(grant).map_err(|_| invalid())?;
+        let grant: StagedGrant = self
+            .unseal(&sealed)
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .filter(|g: &StagedGrant| g.kind == STAGED_GRANT_KIND && g.expires > Utc::now().timestamp())
+            .ok_or_else(invalid)?;
+        let wh = self.resolve_warehouse(prefix).await?;
+        if wh.id != grant.warehouse {
+            return Err(invalid());
+        }
+        let ns = NamespaceName::new(grant.namespace.clone()).map_err(|_| invalid())?;
+        let res = resource::table(&wh.name, ns.parts(), &grant.name);
+        match self.store().get_table(wh.id, &ns, &grant.name).await? {
+            Some(t) if t.id == grant.table => return self.sign_s3_request(caller, Some((prefix, t.id)), req).await,
+            Some(_) => return Err(ServiceError::Forbidden(format!("table {ns}.{} was created by another request; load it again", grant.name))),
+            None => {}
+        }
+        self.require_create_table(caller, &wh, &ns, &grant.name).await?;
+        self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
+        // The location is reserved only when the create commits: refuse to sign into a table
+        // that has taken it since.
+        let target = Self::decode_profile(&wh)?.resolve_sign_target(&req)?;
+        for loc in &target.locations {
+            if let Some(other) = self.store().table_containing_location(loc).await? {
+                return Err(ServiceError::Forbidden(format!(
+                    "{loc} belongs to table {}.{}",
+                    other.namespace, other.name
+                )));
+            }
+        }
+        self.sign_inside(caller, &wh, &ns, &grant.name, &grant.location, &res, actions::CREATE_TABLE, req).await
+    }
+
+    /// The checks every signed request passes once the caller may sign for the table: all
+    /// objects strictly below `location`, `write_action` for writes and deletes, deletes only
+    /// where the warehouse lets clients delete.
+    #[allow(clippy::too_many_arguments)]
+    async fn sign_inside(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        ns: &NamespaceName,
+        name: &str,
+        location: &str,
+        res: &str,
+        write_action: &str,
+        req: SignRequest,
+    ) -> Result<SignedRequest> {
+        let profile = Self::decode_profile(wh)?;
         let target = profile.resolve_sign_target(&req)?;
         // Strictly below the table's directory: a list prefix equal to the bare location
         // would also return a sibling table's keys (`t1` → `t10`).
-        let inside = |loc: &str| loc.starts_with(&format!("{}/", table.location.trim_end_matches('/')));
+        let inside = |loc: &str| loc.starts_with(&format!("{}/", location.trim_end_matches('/')));
         if let Some(outside) = target.locations.iter().find(|l| !inside(l)) {
-            return Err(ServiceError::Forbidden(format!(
-                "{outside} is outside the location of table {}.{}",
-                table.namespace, table.name
-            )));
+            return Err(ServiceError::Forbidden(format!("{outside} is outside the location of table {ns}.{name}")));
         }
         match target.operation {
             S3Operation::Read => {}
-            S3Operation::Write => self.authorize(caller, actions::WRITE_TABLE, &res).await?,
+            S3Operation::Write => self.authorize(caller, write_action, res).await?,
             S3Operation::Delete => {
                 if !profile.client_deletes_allowed() {
                     return Err(ServiceError::Forbidden(format!(
@@ -309,11 +387,31 @@ impl Services {
                         wh.name
                     )));
                 }
-                self.authorize(caller, actions::WRITE_TABLE, &res).await?;
+                self.authorize(caller, write_action, res).await?;
             }
         }
-        Ok(self.storage_for(&wh)?.sign(&req).await?)
+        Ok(self.storage_for(wh)?.sign(&req).await?)
     }
+}
+
+const STAGED_GRANT_KIND: &str = "staged-table-signing";
+/// How long a staged table's signer endpoint stays usable: long enough for a slow CTAS,
+/// short enough that a leaked endpoint does not live forever. Every request is authorized
+/// anew regardless.
+const STAGED_GRANT_VALIDITY: chrono::Duration = chrono::Duration::hours(12);
+
+/// What a staged table's signer endpoint carries. The `kind` keeps other sealed values
+/// (e.g. the SSO state cookie) from being accepted as a grant.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StagedGrant {
+    kind: String,
+    warehouse: Uuid,
+    table: Uuid,
+    namespace: Vec<String>,
+    name: String,
+    location: String,
+    expires: i64,
 }
 
 #[cfg(test)]

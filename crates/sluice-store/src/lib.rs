@@ -5,6 +5,7 @@
 mod model;
 mod postgres;
 mod sqlite;
+pub mod transfer;
 
 pub use model::*;
 pub use postgres::{PgOptions, PostgresStore};

@@ -27,6 +27,12 @@ enum Command {
     /// Create or upgrade the catalog database schema (SQLite or PostgreSQL) and exit; run
     /// it once before starting new replicas on an upgraded version.
     Migrate(MigrateArgs),
+    /// Write every table of a catalog database (SQLite or PostgreSQL) to a versioned dump
+    /// file (JSON Lines). Secrets stay encrypted under the master key that wrote them.
+    Export(ExportArgs),
+    /// Load a dump made by `sluice export` into a new, empty database (SQLite or PostgreSQL),
+    /// in one transaction: everything or nothing.
+    Import(ImportArgs),
     #[command(flatten)]
     Client(cli::args::ClientCommand),
 }
@@ -57,6 +63,26 @@ struct MigrateArgs {
     database_url: String,
 }
 
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Database to read (sqlite:… or postgres://…); nothing in it is changed [env: SLUICE_DATABASE_URL]
+    #[arg(long, env = "SLUICE_DATABASE_URL")]
+    database_url: String,
+    /// Dump file to write, or - for stdout
+    #[arg(long, default_value = "-")]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// Database to load into (sqlite:… or postgres://…); must hold no catalog rows yet
+    /// [env: SLUICE_DATABASE_URL]
+    #[arg(long, env = "SLUICE_DATABASE_URL")]
+    database_url: String,
+    /// Dump file written by `sluice export`
+    file: PathBuf,
+}
+
 fn main() -> anyhow::Result<()> {
     let parsed = Cli::parse();
     match parsed.command {
@@ -71,6 +97,14 @@ fn main() -> anyhow::Result<()> {
                 println!("database schema is up to date");
                 anyhow::Ok(())
             })
+        }
+        Command::Export(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(export(args))
+        }
+        Command::Import(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(import(args))
         }
         Command::Client(command) => std::process::exit(cli::run(parsed.global, command)),
     }
@@ -110,4 +144,53 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(data_dir = %server.config.data_dir.display(), "Sluice listening on http://{addr}");
     server.serve(listener, sluice_server::shutdown_signal()).await
+}
+
+fn describe(rows: &std::collections::BTreeMap<String, u64>) -> String {
+    let total: u64 = rows.values().sum();
+    let parts: Vec<String> = rows.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    format!("{total} rows ({})", parts.join(", "))
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let shown = sluice_server::redact_database_url(&args.database_url);
+    let summary = if args.out.as_os_str() == "-" {
+        let stdout = std::io::stdout().lock();
+        sluice_store::transfer::export(&args.database_url, std::io::BufWriter::new(stdout)).await
+    } else {
+        // Written beside the target and renamed at the end, so a failed export never leaves
+        // a file at --out that looks finished.
+        let mut partial = args.out.clone().into_os_string();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+        let result = sluice_store::transfer::export(&args.database_url, std::io::BufWriter::new(file)).await;
+        match &result {
+            Ok(_) => std::fs::rename(&partial, &args.out).with_context(|| format!("writing {}", args.out.display()))?,
+            Err(_) => {
+                let _ = std::fs::remove_file(&partial);
+            }
+        }
+        result
+    }
+    .with_context(|| format!("exporting {shown}"))?;
+    eprintln!(
+        "exported {} at schema version {} from {shown}",
+        describe(&summary.rows),
+        summary.schema_version
+    );
+    Ok(())
+}
+
+async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let shown = sluice_server::redact_database_url(&args.database_url);
+    let summary = sluice_store::transfer::import(&args.database_url, &args.file)
+        .await
+        .with_context(|| format!("importing {} into {shown}", args.file.display()))?;
+    eprintln!(
+        "imported {} at schema version {} into {shown}; every row count verified",
+        describe(&summary.rows),
+        summary.schema_version
+    );
+    Ok(())
 }

@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics", post(report_metrics))
         .route("/v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials", get(load_credentials))
         .route("/v1/{prefix}/tables/{table_id}/sign", post(sign_scoped))
+        .route("/v1/{prefix}/staged-tables/{grant}/sign", post(sign_staged))
         .route("/v1/aws/s3/sign", post(sign_unscoped))
         .route("/v1/{prefix}/tables/rename", post(rename_table))
         .route("/v1/{prefix}/transactions/commit", post(commit_transaction))
@@ -267,6 +268,17 @@ async fn sign_scoped(
     ApiJson(req): ApiJson<sluice_storage::s3::SignRequest>,
 ) -> Result<Response> {
     Ok(signed_response(s.services.sign_s3_request(&c, Some((&prefix, table_id)), req).await?))
+}
+
+/// The signer endpoint of a table created with `stage-create` (not in the catalog until
+/// its create commits); `grant` is the sealed description the create response handed out.
+async fn sign_staged(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((prefix, grant)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<sluice_storage::s3::SignRequest>,
+) -> Result<Response> {
+    Ok(signed_response(s.services.sign_staged_s3_request(&c, &prefix, &grant, req).await?))
 }
 
 async fn sign_unscoped(
