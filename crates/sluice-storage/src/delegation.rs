@@ -58,6 +58,7 @@ impl StorageProfile {
             StorageProfile::File(_) => false,
             StorageProfile::S3(s) => s.sts_enabled,
             StorageProfile::Gcs(_) => true,
+            StorageProfile::Adls(_) => true,
         }
     }
 
@@ -69,6 +70,7 @@ impl StorageProfile {
             }
             StorageProfile::S3(_) => "the storage profile has sts-enabled=false".into(),
             StorageProfile::Gcs(_) => "gcs storage always vends downscoped tokens".into(),
+            StorageProfile::Adls(_) => "adls storage always vends SAS tokens".into(),
         }
     }
 
@@ -96,7 +98,7 @@ impl StorageProfile {
                     "pyiceberg.io.fsspec.FsspecFileIO".to_string(),
                 ),
             ])),
-            StorageProfile::File(_) | StorageProfile::Gcs(_) => None,
+            StorageProfile::File(_) | StorageProfile::Gcs(_) | StorageProfile::Adls(_) => None,
         }
     }
 
@@ -116,7 +118,7 @@ impl StorageProfile {
     pub fn client_deletes_allowed(&self) -> bool {
         match self {
             StorageProfile::S3(s) => s.delete_enabled(),
-            StorageProfile::File(_) | StorageProfile::Gcs(_) => true,
+            StorageProfile::File(_) | StorageProfile::Gcs(_) | StorageProfile::Adls(_) => true,
         }
     }
 }
@@ -142,6 +144,10 @@ impl Storage {
             StorageProfile::Gcs(p) => {
                 let (_, access) = self.gcs_parts()?;
                 crate::gcs::vend::vend(p, access, table_location, level).await
+            }
+            StorageProfile::Adls(_) => {
+                let (canonical, access) = self.adls_parts(table_location)?;
+                access.vend(&canonical, level).await
             }
             other => Err(StorageError::Invalid(format!(
                 "cannot vend credentials: {}",

@@ -2,6 +2,7 @@
 //! Lakekeeper's wire format, their validation, and object access through `object_store`.
 //! Knows nothing about catalog tables or HTTP.
 
+pub mod adls;
 mod credential;
 mod delegation;
 mod delete_profile;

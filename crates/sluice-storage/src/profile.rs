@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::adls::{AdlsProfile, AzCredential};
 use crate::credential::{S3Credential, StorageCredential};
 use crate::error::StorageError;
 use crate::gcs::{GcsCredential, GcsProfile};
@@ -15,6 +16,7 @@ pub enum StorageProfile {
     File(FileProfile),
     S3(S3Profile),
     Gcs(GcsProfile),
+    Adls(AdlsProfile),
 }
 
 /// A directory on the server's local filesystem. Only usable under the roots the server
@@ -176,6 +178,10 @@ pub struct ValidationContext {
     /// (`credential-type: gcp-system-identity`). Off by default, for the same reason as
     /// `enable_aws_system_credentials`.
     pub enable_gcp_system_credentials: bool,
+    /// Whether ADLS warehouses may use the server's own Azure identity
+    /// (`credential-type: azure-system-identity`). Off by default, for the same reason as
+    /// `enable_aws_system_credentials`.
+    pub enable_azure_system_credentials: bool,
 }
 
 impl Default for ValidationContext {
@@ -185,6 +191,7 @@ impl Default for ValidationContext {
             enable_aws_system_credentials: false,
             require_external_id_for_system_credentials: true,
             enable_gcp_system_credentials: false,
+            enable_azure_system_credentials: false,
         }
     }
 }
@@ -446,6 +453,7 @@ impl StorageProfile {
             StorageProfile::File(_) => "file",
             StorageProfile::S3(_) => "s3",
             StorageProfile::Gcs(_) => "gcs",
+            StorageProfile::Adls(_) => "adls",
         }
     }
 
@@ -456,6 +464,7 @@ impl StorageProfile {
             StorageProfile::File(f) => f.validate(ctx),
             StorageProfile::S3(s) => s.validate(),
             StorageProfile::Gcs(g) => g.validate(),
+            StorageProfile::Adls(a) => a.validate(),
         }
     }
 
@@ -487,6 +496,32 @@ impl StorageProfile {
                 };
                 Err(StorageError::Invalid(format!(
                     "{flavor} storage requires {kinds} storage credential"
+                )))
+            }
+            (StorageProfile::Adls(_), None) => inv(
+                "adls storage requires an az storage credential (shared-access-key, \
+                 client-credentials or azure-system-identity)",
+            ),
+            (StorageProfile::Adls(_), Some(c @ StorageCredential::Az(az))) => {
+                c.validate()?;
+                if matches!(az, AzCredential::AzureSystemIdentity {})
+                    && !ctx.enable_azure_system_credentials
+                {
+                    return inv(
+                        "azure-system-identity credentials are disabled on this server; \
+                         set enable_azure_system_credentials",
+                    );
+                }
+                Ok(())
+            }
+            (StorageProfile::Adls(_), Some(c)) => Err(StorageError::Invalid(format!(
+                "adls storage requires an az storage credential, not '{}'",
+                c.credential_type()
+            ))),
+            (StorageProfile::S3(_), Some(c @ StorageCredential::Az(_))) => {
+                Err(StorageError::Invalid(format!(
+                    "s3 storage requires an s3 storage credential, not '{}'",
+                    c.credential_type()
                 )))
             }
             (StorageProfile::S3(s), Some(c @ StorageCredential::S3(s3c))) => {
@@ -578,6 +613,7 @@ impl StorageProfile {
                 "" => format!("gs://{}", g.bucket),
                 p => format!("gs://{}/{p}", g.bucket),
             },
+            StorageProfile::Adls(a) => a.base_location(),
         }
     }
 
@@ -602,6 +638,7 @@ impl StorageProfile {
                     pa.is_empty() || pb.is_empty() || is_within(pa, pb) || is_within(pb, pa)
                 }
             }
+            (StorageProfile::Adls(a), StorageProfile::Adls(b)) => a.overlaps(b),
             _ => false,
         }
     }
@@ -609,6 +646,9 @@ impl StorageProfile {
     /// Non-secret client properties for the Iceberg load-table `config`.
     pub fn table_config(&self) -> HashMap<String, String> {
         let mut cfg = HashMap::new();
+        if let StorageProfile::Adls(a) = self {
+            return a.table_config();
+        }
         if let StorageProfile::S3(s) = self {
             cfg.insert("s3.region".into(), s.region.clone());
             cfg.insert("client.region".into(), s.region.clone());
@@ -633,6 +673,7 @@ impl StorageProfile {
     /// Trailing '/' are dropped; empty, '.' and '..' segments are rejected (`Invalid`).
     pub fn normalize_location(&self, loc: &str) -> Result<String, StorageError> {
         let canonical = match self {
+            StorageProfile::Adls(a) => return a.normalize_location(loc),
             StorageProfile::S3(s) => {
                 let rest = if let Some(r) = strip_prefix_ci(loc, "s3://") {
                     r
@@ -809,10 +850,14 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("bogus"), "{e}");
+        let e = serde_json::from_value::<StorageProfile>(json!({"type": "hdfs", "x": 1}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown variant") && e.contains("hdfs"), "{e}");
         let e = serde_json::from_value::<StorageProfile>(json!({"type": "adls", "x": 1}))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("unknown variant") && e.contains("adls"), "{e}");
+        assert!(e.contains("unknown field") && e.contains("`x`"), "{e}");
         let e = serde_json::from_value::<StorageProfile>(json!({"type": "s3", "region": "r"}))
             .unwrap_err()
             .to_string();

@@ -14,6 +14,7 @@ use object_store::{
 };
 use tokio::time::Instant;
 
+use crate::adls::access::AdlsAccess;
 use crate::credential::StorageCredential;
 use crate::error::{error_chain, ProbeStep, Result, StorageError};
 use crate::profile::{S3Profile, StorageProfile, ValidationContext};
@@ -56,6 +57,8 @@ enum Backend {
         /// vending.
         access: Arc<GcsAccess>,
     },
+    /// Azure Blob through the account's Blob endpoint; `access` also vends SAS tokens.
+    Adls { access: Arc<AdlsAccess> },
 }
 
 /// Process-wide settings for opening storages, from the server's configuration (not from
@@ -80,6 +83,9 @@ pub struct StorageSettings {
     /// `STORAGE_EMULATOR_HOST` convention; `None` means Google's. Also handed to clients as
     /// `gcs.service.host`.
     pub gcs_endpoint: Option<String>,
+    /// Whether `azure-system-identity` credentials may be used; checked on open like
+    /// `enable_aws_system_credentials`.
+    pub enable_azure_system_credentials: bool,
 }
 
 /// A location mapped into the store.
@@ -123,6 +129,7 @@ impl Storage {
             enable_aws_system_credentials: settings.enable_aws_system_credentials,
             require_external_id_for_system_credentials: false,
             enable_gcp_system_credentials: settings.enable_gcp_system_credentials,
+            enable_azure_system_credentials: settings.enable_azure_system_credentials,
             ..ValidationContext::default()
         };
         profile.validate_credential(cred, &ctx)?;
@@ -171,6 +178,22 @@ impl Storage {
                     },
                 )
             }
+            StorageProfile::Adls(a) => {
+                let Some(StorageCredential::Az(cred)) = cred else {
+                    return Err(StorageError::Invalid(
+                        "adls storage requires an az credential".into(),
+                    ));
+                };
+                let access = Arc::new(AdlsAccess::new(a, cred)?);
+                (
+                    Arc::new(crate::adls::build_store(
+                        &access,
+                        REQUEST_TIMEOUT,
+                        CONNECT_TIMEOUT,
+                    )?),
+                    Backend::Adls { access },
+                )
+            }
         };
         Ok(Storage {
             inner: Arc::new(Inner {
@@ -208,6 +231,19 @@ impl Storage {
         }
     }
 
+    /// The canonical location and the ADLS identity, or `Invalid` for other storage.
+    pub(crate) fn adls_parts(&self, location: &str) -> Result<(String, &AdlsAccess)> {
+        match (&self.inner.profile, &self.inner.backend) {
+            (StorageProfile::Adls(p), Backend::Adls { access }) => {
+                Ok((p.normalize_location(location)?, access))
+            }
+            _ => Err(StorageError::Invalid(format!(
+                "SAS tokens are only available for adls storage, not '{}'",
+                self.inner.profile.storage_type()
+            ))),
+        }
+    }
+
     /// Same as `profile().base_location()`.
     pub fn base_location(&self) -> &str {
         &self.inner.base
@@ -226,6 +262,7 @@ impl Storage {
                 let rest = url.get("gs://".len() + bucket.len()..).unwrap_or("");
                 (rest.strip_prefix('/').unwrap_or(rest).to_string(), None)
             }
+            Backend::Adls { access } => (access.profile.key_of(&url).to_string(), None),
             // … and "file:///abs/path" here.
             Backend::File => {
                 let abs = url.get("file://".len()..).unwrap_or("");
@@ -352,7 +389,7 @@ impl Storage {
                     .map_err(|e| StorageError::Io(format!("delete {url}/: {e}")))?
                     .map_err(|e| StorageError::Io(format!("delete {url}/: {e}")))
             }
-            Backend::S3 { .. } | Backend::Gcs { .. } => {
+            Backend::S3 { .. } | Backend::Gcs { .. } | Backend::Adls { .. } => {
                 let store = &self.inner.store;
                 let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
                 let locations = store.list(prefix).map_ok(|meta| meta.location).boxed();
@@ -413,6 +450,17 @@ impl Storage {
                     .await
                     .map_err(|e| map_err("list", &format!("{}/", r.url), e))?
             }
+            Backend::Adls { access } => {
+                let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
+                let root = access.profile.authority_location();
+                self.inner
+                    .store
+                    .list(prefix)
+                    .map_ok(|meta| format!("{root}/{}", meta.location))
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|e| map_err("list", &format!("{}/", r.url), e))?
+            }
         };
         out.sort();
         Ok(out)
@@ -438,7 +486,7 @@ impl Storage {
                 }
                 Ok(names)
             }
-            Backend::S3 { .. } | Backend::Gcs { .. } => {
+            Backend::S3 { .. } | Backend::Gcs { .. } | Backend::Adls { .. } => {
                 let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
                 let listed = self
                     .inner

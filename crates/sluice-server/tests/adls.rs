@@ -1,0 +1,178 @@
+//! ADLS warehouses over HTTP: create + validation against a real Azurite, vended SAS tokens
+//! in load-table, and bad input → 400 with a message naming the field.
+
+#[path = "../../sluice-storage/tests/common/azurite.rs"]
+mod azurite;
+
+use azurite::Azurite;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use sluice_core::Secret;
+use sluice_server::{Server, ServerConfig};
+
+const KEY_ID: &str = "AKIATESTADMIN0000001";
+const SECRET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123";
+
+struct TestServer {
+    base: String,
+    client: Client,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            allowed_file_roots: vec![dir.path().to_path_buf()],
+            ..ServerConfig::default()
+        };
+        let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET)))).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { server.serve(listener, std::future::pending()).await.unwrap() });
+        TestServer { base: format!("http://{addr}"), client: Client::new(), _dir: dir }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, vended: bool) -> (StatusCode, Value) {
+        let mut rb = self.client.request(method, format!("{}{path}", self.base)).basic_auth(KEY_ID, Some(SECRET));
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        if vended {
+            rb = rb.header("X-Iceberg-Access-Delegation", "vended-credentials");
+        }
+        let resp = rb.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body), false).await
+    }
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, None, false).await
+    }
+    async fn prefix(&self, warehouse: &str) -> String {
+        let (s, v) = self.get(&format!("/v1/config?warehouse={warehouse}")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["overrides"]["prefix"].as_str().unwrap().to_string()
+    }
+}
+
+fn profile(az: &Azurite, prefix: &str) -> Value {
+    json!({"type": "adls", "account-name": azurite::ACCOUNT, "filesystem": "warehouse",
+           "key-prefix": prefix, "host": az.host, "allow-container-wide-sas": true})
+}
+
+fn key_cred() -> Value {
+    json!({"type": "az", "credential-type": "shared-access-key", "key": azurite::KEY})
+}
+
+fn schema() -> Value {
+    json!({"type": "struct", "schema-id": 0, "fields": [{"id": 1, "name": "id", "required": true, "type": "long"}]})
+}
+
+fn message(v: &Value) -> String {
+    assert_eq!(v["error"]["code"], 400, "{v}");
+    v["error"]["message"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn adls_warehouse_create_vend_and_bad_input() {
+    let az = Azurite::start(&["warehouse"]).await;
+    let s = TestServer::start().await;
+
+    let (st, v) = s
+        .post("/management/v1/warehouse", json!({"warehouse-name": "az", "storage-profile": profile(&az, "wh"), "storage-credential": key_cred()}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["warehouse-id"].as_str().unwrap().to_string();
+    // The account key is never returned.
+    let (st, v) = s.get(&format!("/management/v1/warehouse/{id}")).await;
+    assert_eq!(st, 200);
+    assert!(!v.to_string().contains(azurite::KEY), "{v}");
+    assert_eq!(v["storage-profile"]["type"], "adls");
+
+    // A table, loaded with vended credentials.
+    let p = s.prefix("az").await;
+    let (st, v) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]})).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t", "schema": schema()})).await;
+    assert_eq!(st, 200, "{v}");
+    let location = v["metadata"]["location"].as_str().unwrap().to_string();
+    let base = format!("abfss://warehouse@{}.{}/wh", azurite::ACCOUNT, az.host);
+    assert!(location.starts_with(&format!("{base}/")), "{location}");
+    let (st, v) = s.call(reqwest::Method::GET, &format!("/v1/{p}/namespaces/db/tables/t"), None, true).await;
+    assert_eq!(st, 200, "{v}");
+    let sas_key = format!("adls.sas-token.{}.{}", azurite::ACCOUNT, az.host);
+    let sas = v["config"][&sas_key].as_str().unwrap();
+    assert!(sas.contains("sp=racwdl") && sas.contains("sig="), "{sas}");
+    let creds = &v["storage-credentials"][0];
+    assert_eq!(creds["prefix"], location.as_str());
+    assert_eq!(creds["config"][&sas_key], sas);
+    assert!(creds["config"][format!("adls.sas-token-expires-at-ms.{}.{}", azurite::ACCOUNT, az.host)].is_string());
+    assert!(!v.to_string().contains(azurite::KEY));
+
+    // Table locations with the wrong scheme or outside the warehouse.
+    let (st, v) = s
+        .post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t2", "schema": schema(), "location": "s3://warehouse/wh/db/t2"}))
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(message(&v).contains("abfss://"), "{v}");
+    let (st, v) = s
+        .post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t3", "schema": schema(), "location": format!("abfss://warehouse@{}.{}/elsewhere/t3", azurite::ACCOUNT, az.host)}))
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(message(&v).contains("elsewhere"), "{v}");
+
+    // Bad warehouses: each refused with a message that names the problem's field.
+    let cases = [
+        (json!({"type": "az", "credential-type": "sas-token", "token": "x"}), profile(&az, "w1"), "storage-credential"),
+        (json!({"type": "az", "credential-type": "azure-system-identity"}), profile(&az, "w2"), "enable_azure_system_credentials"),
+        (json!({"type": "az", "credential-type": "shared-access-key", "key": "not base64!"}), profile(&az, "w3"), "key"),
+        (json!({"type": "s3", "credential-type": "access-key", "aws-access-key-id": "A", "aws-secret-access-key": "S"}), profile(&az, "w4"), "az"),
+        (key_cred(), json!({"type": "adls", "account-name": "UPPER", "filesystem": "warehouse", "host": az.host}), "account-name"),
+        (key_cred(), json!({"type": "adls", "account-name": azurite::ACCOUNT, "filesystem": "warehouse", "host": "http://x"}), "host"),
+        (key_cred(), json!({"type": "adls", "account-name": azurite::ACCOUNT, "filesystem": "warehouse", "host": az.host, "sas-token-validity-seconds": 5}), "sas-token-validity-seconds"),
+        (key_cred(), json!({"type": "adls", "account-name": azurite::ACCOUNT, "filesystem": "warehouse", "host": az.host, "region": "x"}), "region"),
+        // Overlaps the first warehouse.
+        (key_cred(), profile(&az, "wh/sub"), "overlaps"),
+    ];
+    for (i, (cred, prof, field)) in cases.into_iter().enumerate() {
+        let (st, v) = s
+            .post("/management/v1/warehouse", json!({"warehouse-name": format!("bad{i}"), "storage-profile": prof, "storage-credential": cred}))
+            .await;
+        assert_eq!(st, 400, "case {i}: {v}");
+        let m = message(&v);
+        assert!(m.contains(field), "case {i}: '{m}' does not name {field}");
+    }
+    // The validation probe: a well-formed key that is not the account's.
+    let wrong = json!({"type": "az", "credential-type": "shared-access-key", "key": "AAAAvdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="});
+    let (st, v) = s
+        .post("/management/v1/warehouse", json!({"warehouse-name": "wrongkey", "storage-profile": profile(&az, "w5"), "storage-credential": wrong}))
+        .await;
+    assert_eq!(st, 400, "{v}");
+    assert!(message(&v).contains("write"), "{v}");
+
+    // Without a hierarchical namespace and without the opt-in, vending is refused rather
+    // than handing out a SAS for the whole filesystem.
+    let mut strict = profile(&az, "strict");
+    strict["allow-container-wide-sas"] = json!(false);
+    let (st, v) = s
+        .post("/management/v1/warehouse", json!({"warehouse-name": "strict", "storage-profile": strict, "storage-credential": key_cred()}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let p = s.prefix("strict").await;
+    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]})).await;
+    let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t", "schema": schema()})).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.call(reqwest::Method::GET, &format!("/v1/{p}/namespaces/db/tables/t"), None, true).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(message(&v).contains("allow-container-wide-sas"), "{v}");
+    // Without the header the table loads, with no secrets.
+    let (st, v) = s.get(&format!("/v1/{p}/namespaces/db/tables/t")).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["config"].get("adls.sas-token").is_none() && v["config"]["adls.account-name"] == azurite::ACCOUNT, "{v}");
+}

@@ -1,0 +1,60 @@
+//! Azure ADLS Gen2 warehouses: the `adls` profile, `az` credentials, object access through
+//! `object_store`'s Azure Blob client, and SAS vending (service SAS with the account key,
+//! user-delegation SAS with Entra ID tokens).
+
+pub(crate) mod access;
+mod credential;
+mod profile;
+pub mod sas;
+
+pub use access::vended_config;
+pub use credential::AzCredential;
+pub use profile::{
+    AdlsProfile, DEFAULT_ADLS_HOST, DEFAULT_AUTHORITY_HOST, DEFAULT_SAS_TOKEN_VALIDITY_SECONDS,
+    SAS_TOKEN_VALIDITY_RANGE,
+};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
+use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+
+use crate::error::{error_chain, Result, StorageError};
+use access::{AdlsAccess, AdlsAuth, ObjectStoreTokens};
+
+/// An `object_store` client for the profile's filesystem on the account's Blob endpoint.
+pub(crate) fn build_store(
+    access: &AdlsAccess,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+) -> Result<MicrosoftAzure> {
+    let p = &access.profile;
+    let retry = RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(20),
+    };
+    let client = ClientOptions::new()
+        .with_timeout(request_timeout)
+        .with_connect_timeout(connect_timeout)
+        .with_allow_http(p.is_emulator());
+    let mut b = MicrosoftAzureBuilder::new()
+        .with_account(&p.account_name)
+        .with_container_name(&p.filesystem)
+        // A path-style emulator URL already holds the account; a cloud URL is used as is.
+        .with_endpoint(p.blob_endpoint())
+        .with_retry(retry)
+        .with_client_options(client);
+    b = match &access.auth {
+        AdlsAuth::Key(k) => b.with_access_key(k.expose()),
+        AdlsAuth::Token(t) => b.with_credentials(Arc::new(ObjectStoreTokens(t.clone()))),
+    };
+    b.build().map_err(|e| {
+        StorageError::Invalid(format!("cannot configure adls client: {}", error_chain(&e)))
+    })
+}
