@@ -159,11 +159,12 @@ impl StorageCredential {
         StorageCredential::S3(S3Credential::AwsSystemIdentity { external_id })
     }
 
-    /// The `type` as on the wire ("s3", "gcs"), for messages.
+    /// The `type` as on the wire ("s3", "gcs", "az"), for messages.
     pub fn storage_type(&self) -> &'static str {
         match self {
             StorageCredential::S3(_) => "s3",
             StorageCredential::Gcs(_) => "gcs",
+            StorageCredential::Az(_) => "az",
         }
     }
 
