@@ -166,8 +166,10 @@ impl ServerConfig {
         fig = fig.merge(
             Env::prefixed("SLUICE_")
                 .filter(|k| {
-                    let k = k.as_str();
-                    ENV_KEYS.contains(&k) || ENV_SECTIONS.iter().any(|s| k.starts_with(&format!("{s}__")))
+                    // The key keeps the variable's case here (figment lowercases later), and
+                    // the variables are upper case.
+                    let k = k.as_str().to_ascii_lowercase();
+                    ENV_KEYS.contains(&k.as_str()) || ENV_SECTIONS.iter().any(|s| k.starts_with(&format!("{s}__")))
                 })
                 .split("__"),
         );

@@ -115,13 +115,9 @@ impl Services {
         let mut done = 0;
         for d in claimed {
             let wh = self.store().get_warehouse(d.table.warehouse_id).await?;
-            if d.purge_requested {
-                let Some(wh) = &wh else {
-                    // The warehouse cannot be deleted while it holds deleted tables; a
-                    // missing one means there is nothing left to purge.
-                    self.store().forget_deleted_table(d.table.id).await?;
-                    continue;
-                };
+            // The warehouse cannot be deleted while it holds deleted tables; a missing one
+            // means there are no files left to purge, only the row.
+            if let (true, Some(wh)) = (d.purge_requested, &wh) {
                 let storage = match self.storage_for(wh) {
                     Ok(s) => s,
                     Err(e) => {
@@ -134,10 +130,8 @@ impl Services {
                     continue;
                 }
             }
-            self.store().forget_deleted_table(d.table.id).await?;
-            tracing::info!(table = %format!("{}.{}", d.table.namespace, d.table.name), purged_files = d.purge_requested, "expired soft-deleted table removed");
-            // One entry per table removed: the lease makes this happen once across replicas,
-            // and the audit log is where operators (and the replica tests) can see that.
+            // The removal and its audit entry commit together: one entry per table removed,
+            // and the lease makes that happen once across replicas.
             let target = match &wh {
                 Some(w) => resource::table(&w.name, d.table.namespace.parts(), &d.table.name),
                 None => format!("{}.{}", d.table.namespace, d.table.name),
@@ -152,9 +146,16 @@ impl Services {
                 result: "success".to_string(),
                 detail: Some(format!("table-id {}; files purged: {}", d.table.id, d.purge_requested)),
             };
-            if let Err(e) = self.store().append_audit(&rec).await {
-                tracing::error!(error = %e, table = %d.table.id, "could not write the audit log");
+            match self.store().purge_deleted_table(d.table.id, &rec).await {
+                Ok(()) => {}
+                // Our lease ran out mid-purge and another worker finished the table.
+                Err(StoreError::NotFound(_)) => {
+                    tracing::warn!(table = %d.table.id, "deleted table already removed by another worker (lease expired mid-purge)");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             }
+            tracing::info!(table = %format!("{}.{}", d.table.namespace, d.table.name), purged_files = d.purge_requested, "expired soft-deleted table removed");
             done += 1;
         }
         Ok(done)

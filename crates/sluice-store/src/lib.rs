@@ -274,6 +274,10 @@ pub trait CatalogStore: Send + Sync + 'static {
     ) -> Result<Vec<DeletedTableRecord>>;
     /// Removes a deleted table for good (after its files were purged). NotFound if absent.
     async fn forget_deleted_table(&self, table_id: Uuid) -> Result<()>;
+    /// Removes a deleted table for good and appends `audit` in ONE transaction, so the log
+    /// records each removal exactly once even if the process dies right after. NotFound
+    /// (and nothing appended) if absent, e.g. removed meanwhile by another worker.
+    async fn purge_deleted_table(&self, table_id: Uuid, audit: &AuditRecord) -> Result<()>;
 
     /// The live table whose location equals or contains `location` (any warehouse), for
     /// mapping an object URL back to its table. Compared on '/'-separated prefixes, ignoring

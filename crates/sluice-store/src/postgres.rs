@@ -2304,6 +2304,40 @@ impl CatalogStore for PostgresStore {
             .await
     }
 
+    async fn purge_deleted_table(&self, table_id: Uuid, audit: &AuditRecord) -> Result<()> {
+        let deleted = self
+            .retrying("purge_deleted_table", move || async move {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query("DELETE FROM deleted_tables WHERE id = $1")
+                    .bind(table_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO audit_log (at, actor_id, actor_name, action, target, result, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(millis(audit.at))
+                .bind(audit.actor_id.map(|id| id.to_string()))
+                .bind(&audit.actor_name)
+                .bind(&audit.action)
+                .bind(&audit.target)
+                .bind(&audit.result)
+                .bind(&audit.detail)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await?;
+        if !deleted {
+            return Err(StoreError::NotFound(format!("deleted table {table_id}")));
+        }
+        Ok(())
+    }
+
     async fn table_containing_location(&self, location: &str) -> Result<Option<TableRecord>> {
         // Equality probes on tables_by_location_any, one per '/'-prefix of the location. The
         // catalog keeps locations from overlapping, so at most one matches; should tables

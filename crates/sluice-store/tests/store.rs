@@ -1735,6 +1735,25 @@ async fn soft_drop(
         .unwrap()
 }
 
+/// The final removal of a deleted table writes its audit entry in the same transaction:
+/// exactly one entry per removal, none for a table that is already gone.
+async fn purge_deleted_table(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let t = new_table(store, &n, "t", "s3://wh/db/t").await;
+    soft_drop(store, &t, now(), now()).await;
+    let mut rec = audit("catalog:PurgeDeletedTable", None, Some("purged"));
+    rec.target = t.id.to_string();
+    store.purge_deleted_table(t.id, &rec).await.unwrap();
+    assert!(store.get_deleted_table(t.id).await.unwrap().is_none());
+    assert_err!(store.purge_deleted_table(t.id, &rec).await, StoreError::NotFound(_));
+    let entries = store.list_audit(None, 100).await.unwrap();
+    let mine: Vec<_> = entries.iter().filter(|e| e.target == t.id.to_string()).collect();
+    assert_eq!(mine.len(), 1, "{entries:?}");
+    assert_eq!(mine[0].action, "catalog:PurgeDeletedTable");
+    assert_eq!(mine[0].detail.as_deref(), Some("purged"));
+}
+
 fn deleted_ids(v: &[DeletedTableRecord]) -> Vec<Uuid> {
     v.iter().map(|d| d.table.id).collect()
 }
@@ -2807,6 +2826,7 @@ macro_rules! with_suite_functions {
             external_identities,
             delete_user_removes_identities,
             create_user_with_identity,
+            purge_deleted_table,
         );
     };
 }
