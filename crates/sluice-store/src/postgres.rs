@@ -2469,7 +2469,9 @@ impl CatalogStore for PostgresStore {
             // commit to one of our tables won, so the CAS is about to fail anyway.
             for _ in 0..10 {
                 let mut tx = self.pool.begin().await?;
-                if !lock_commit_targets(&mut tx, ops).await? {
+                // One op takes its locks in the same order on its own (location lock, then
+                // the row), so only multi-table commits need the plan and its extra reads.
+                if ops.len() > 1 && !lock_commit_targets(&mut tx, ops).await? {
                     continue;
                 }
                 for op in ops {
