@@ -215,7 +215,8 @@ async fn policy_changes_reach_other_replicas_through_notify() {
     // changes keep arriving.
     let mut pg = <sqlx::PgConnection as sqlx::Connection>::connect(&db).await.unwrap();
     let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'sluice-listener'",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'sluice-listener' AND datname = current_database()",
     )
     .fetch_all(&mut pg)
     .await
@@ -226,7 +227,8 @@ async fn policy_changes_reach_other_replicas_through_notify() {
     let start = std::time::Instant::now();
     loop {
         let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sluice-listener'",
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = 'sluice-listener' AND datname = current_database()",
         )
         .fetch_one(&mut pg)
         .await

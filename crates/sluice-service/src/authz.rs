@@ -20,13 +20,16 @@ use uuid::Uuid;
 /// The default TTL of cached policy sets.
 pub const POLICY_CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// Per user: (generation it was read under, when, the set).
+type PolicyEntries = HashMap<Uuid, (u64, Instant, Arc<PolicySet>)>;
+
 pub(crate) struct PolicyCache {
     ttl: Duration,
     generation: AtomicU64,
     /// Set while the cross-replica change feed is down: changes on other replicas would go
     /// unnoticed, so every request reads the database.
     bypass: AtomicBool,
-    entries: Mutex<HashMap<Uuid, (u64, Instant, Arc<PolicySet>)>>,
+    entries: Mutex<PolicyEntries>,
 }
 
 impl PolicyCache {

@@ -281,7 +281,8 @@ async fn replica_killed_mid_commit_leaves_the_catalog_consistent() {
         Duration::from_secs(15),
     )
     .await;
-    until_zero(&mut db, "advisory locks still held", "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'", Duration::from_secs(15)).await;
+    until_zero(&mut db, "advisory locks still held", "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())", Duration::from_secs(15)).await;
 
     for t in 0..TABLES {
         let path = format!("/v1/{prefix}/namespaces/k/tables/t{t}");
