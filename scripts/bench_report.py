@@ -69,14 +69,19 @@ Ratio = PostgreSQL time / SQLite time (above 1: PostgreSQL is slower).
 |---|---|---|---|---|
 {table}
 
+Commits answered with an error and sent again during the run: SQLite {backends["failed_commits"]["sqlite"]}, PostgreSQL {backends["failed_commits"]["postgres"]}.
+
 Paired: {p["rounds"]} alternating rounds per row (e.g. {p["ops_per_round"]} loads on SQLite, then {p["ops_per_round"]} on PostgreSQL),
 median of the per-round ratios, so load that drifts during the run hits both sides alike.
 
 What the ratio is made of: every PostgreSQL statement is a loopback round trip to another
 process, where SQLite is a function call; a load runs a few short queries (warehouse,
 table, the caller's policies when not cached), a commit one read and one transaction
-(conditional UPDATE, plus the lock-planning SELECTs). What PostgreSQL buys is not speed on
-one node but several stateless replicas on one catalog (see ARCHITECTURE.md, *Replicas*).
+(a conditional UPDATE; a multi-table commit also reads and locks its rows in id order
+first). Where the two ratio columns disagree, the run was disturbed by other load on the
+machine (criterion measures each side in its own time window; the paired rounds
+interleave them, so trust those more). What PostgreSQL buys is not speed on one node but
+several stateless replicas on one catalog (see ARCHITECTURE.md, *Replicas*).
 """
 
 cpu = "unknown"

@@ -24,6 +24,8 @@ struct Backend {
     client: reqwest::Client,
     prefix: String,
     counter: AtomicU64,
+    /// Commits answered with an error and sent again (counted and reported, not hidden).
+    failed_commits: AtomicU64,
     _dir: tempfile::TempDir,
 }
 
@@ -32,7 +34,7 @@ impl Backend {
         let common::BenchServer { base, client, dir } = common::start_server_with(database_url).await;
         let cfg: Value = client.get(format!("{base}/v1/config?warehouse=default")).send().await.unwrap().json().await.unwrap();
         let prefix = cfg["overrides"]["prefix"].as_str().unwrap().to_string();
-        let b = Backend { name, base, client, prefix, counter: AtomicU64::new(0), _dir: dir };
+        let b = Backend { name, base, client, prefix, counter: AtomicU64::new(0), failed_commits: AtomicU64::new(0), _dir: dir };
         b.post(&format!("/v1/{}/namespaces", b.prefix), json!({"namespace": ["bench"]})).await;
         let schema = json!({"type": "struct", "schema-id": 0, "fields": [
             {"id": 1, "name": "id", "required": true, "type": "long"},
@@ -63,10 +65,23 @@ impl Backend {
         r.bytes().await.unwrap();
     }
 
+    /// One commit; an error answer is logged, counted and retried (up to 5 times).
     async fn commit(&self, table: &str) -> reqwest::StatusCode {
-        let i = self.counter.fetch_add(1, Ordering::Relaxed);
-        let body = json!({"requirements": [], "updates": [{"action": "set-properties", "updates": {"i": i.to_string()}}]});
-        self.client.post(self.table_url(table)).json(&body).send().await.unwrap().status()
+        let mut st = reqwest::StatusCode::OK;
+        for _ in 0..5 {
+            let i = self.counter.fetch_add(1, Ordering::Relaxed);
+            let body = json!({"requirements": [], "updates": [{"action": "set-properties", "updates": {"i": i.to_string()}}]});
+            let r = self.client.post(self.table_url(table)).json(&body).send().await.unwrap();
+            st = r.status();
+            if st.is_success() {
+                return st;
+            }
+            let n = self.failed_commits.fetch_add(1, Ordering::Relaxed);
+            if n < 5 {
+                eprintln!("{}: commit to {table} answered {st}: {}", self.name, r.text().await.unwrap_or_default());
+            }
+        }
+        st
     }
 
     async fn commit_8(&self) {
@@ -198,7 +213,8 @@ fn benches(c: &mut Criterion) {
         )
     });
     println!("backends paired (postgres / sqlite): load {load}, commit {commit}, 8 concurrent commits {commit8}");
-    let extra = json!({"load_paired": load, "commit_paired": commit, "commit_8_paired": commit8});
+    let extra = json!({"load_paired": load, "commit_paired": commit, "commit_8_paired": commit8,
+        "failed_commits": {"sqlite": sqlite.failed_commits.load(Ordering::Relaxed), "postgres": pg.failed_commits.load(Ordering::Relaxed)}});
     std::fs::write(&marker, serde_json::to_vec_pretty(&extra).unwrap()).unwrap();
 }
 
