@@ -20,6 +20,13 @@ pub struct ServerConfig {
     pub database_max_connections: u32,
     /// PostgreSQL `statement_timeout` in seconds (0 = the server's default).
     pub database_statement_timeout_seconds: u64,
+    /// PostgreSQL: how many times a write transaction is tried when the database aborts it
+    /// with a serialization failure or deadlock (1 = never retried).
+    pub database_retry_attempts: u32,
+    /// How long a user's resolved policies are cached (0 = not cached). Changes clear the
+    /// cache at once on every replica (PostgreSQL LISTEN/NOTIFY); the TTL bounds staleness
+    /// should a notification be lost.
+    pub policy_cache_ttl_seconds: u64,
     /// tracing filter, e.g. `info` or `sluice=debug,info`.
     pub log_level: String,
     /// Base64 of 32 bytes: encrypts stored secrets. Defaults to `<data_dir>/master.key`.
@@ -37,6 +44,9 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// How often expired soft-deleted tables are purged.
     pub purge_interval_seconds: u64,
+    /// How long a replica holds a claimed expired table while purging it; if the replica
+    /// dies, another takes the table over after this long.
+    pub purge_lease_seconds: u64,
     /// Allow `aws-system-identity` S3 credentials (the server's own AWS credential chain).
     pub enable_aws_system_credentials: bool,
     /// Require `external-id` (and `assume-role-arn`) with system credentials. Also read from
@@ -92,6 +102,8 @@ impl Default for ServerConfig {
             database_url: None,
             database_max_connections: 10,
             database_statement_timeout_seconds: 0,
+            database_retry_attempts: 5,
+            policy_cache_ttl_seconds: 5,
             log_level: "info".into(),
             master_key: None,
             jwt_signing_key: None,
@@ -100,6 +112,7 @@ impl Default for ServerConfig {
             create_default_warehouse: true,
             public_url: None,
             purge_interval_seconds: 60,
+            purge_lease_seconds: 600,
             enable_aws_system_credentials: false,
             require_external_id_for_system_credentials: true,
             cloudflare_api_base: None,
@@ -141,6 +154,9 @@ const ENV_KEYS: &[&str] = &[
     "log_level",
     "database_max_connections",
     "database_statement_timeout_seconds",
+    "database_retry_attempts",
+    "policy_cache_ttl_seconds",
+    "purge_lease_seconds",
     "master_key",
     "jwt_signing_key",
     "token_ttl_seconds",
@@ -206,6 +222,15 @@ impl ServerConfig {
     fn validate(&self) -> Result<(), String> {
         if self.token_ttl_seconds < 60 || self.token_ttl_seconds > 86_400 {
             return Err("token_ttl_seconds must be between 60 and 86400".into());
+        }
+        if self.database_retry_attempts == 0 || self.database_retry_attempts > 100 {
+            return Err("database_retry_attempts must be between 1 and 100".into());
+        }
+        if self.policy_cache_ttl_seconds > 3600 {
+            return Err("policy_cache_ttl_seconds must be at most 3600".into());
+        }
+        if self.purge_lease_seconds == 0 {
+            return Err("purge_lease_seconds must be at least 1".into());
         }
         if self.database_max_connections == 0 {
             return Err("database_max_connections must be at least 1".into());

@@ -26,6 +26,20 @@ pub struct Server {
     pub config: ServerConfig,
     pub bootstrap: Bootstrap,
     pub providers: Arc<state::Providers>,
+    /// Change-feed watchers; stopped when the server is dropped (after `serve` returns).
+    watchers: Watchers,
+}
+
+/// Aborts its tasks on drop, so a server that is dropped stops following the change feed.
+#[derive(Default)]
+struct Watchers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Watchers {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 fn key_material(configured: Option<&str>, file: &std::path::Path, what: &str) -> anyhow::Result<KeyMaterial> {
@@ -60,9 +74,17 @@ impl Server {
                 gcs_sts_endpoint: config.gcs_sts_endpoint.clone(),
                 gcs_endpoint: config.gcs_endpoint.clone(),
                 enable_azure_system_credentials: config.enable_azure_system_credentials,
+                policy_cache_ttl: std::time::Duration::from_secs(config.policy_cache_ttl_seconds),
+                purge_lease: std::time::Duration::from_secs(config.purge_lease_seconds),
                 ..ServiceConfig::new(config.allowed_file_roots.clone())
             },
         );
+        // Follow other replicas' changes from before our own first write, so nothing this
+        // replica caches during bootstrap can be stale.
+        let mut watchers = Watchers::default();
+        if let Some(t) = services.watch_changes().await.context("subscribing to the database change feed")? {
+            watchers.0.push(t);
+        }
         let bootstrap = services.bootstrap(bootstrap_key).await.context("bootstrapping the admin user")?;
         services.ensure_default_groups().await.context("creating the default groups and policies")?;
         if config.create_default_warehouse {
@@ -72,7 +94,10 @@ impl Server {
                 .context("creating the default warehouse")?;
         }
         let providers = Arc::new(build_providers(&config)?);
-        Ok(Server { services, config, bootstrap, providers })
+        if let Some(t) = watch_ldap_cache(&services, &providers).await? {
+            watchers.0.push(t);
+        }
+        Ok(Server { services, config, bootstrap, providers, watchers })
     }
 
     pub fn router(&self) -> axum::Router {
@@ -93,6 +118,7 @@ impl Server {
         let purger = spawn_purger(self.services.clone(), self.config.purge_interval_seconds);
         let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP");
         purger.abort();
+        drop(self.watchers);
         result
     }
 }
@@ -150,6 +176,35 @@ fn spawn_purger(services: sluice_service::Services, interval_seconds: u64) -> to
     })
 }
 
+/// The LDAP Basic-auth cache maps credentials to a user; a user deleted or changed on
+/// another replica must not linger there, so identity changes clear it too.
+async fn watch_ldap_cache(
+    services: &Services,
+    providers: &Arc<state::Providers>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if providers.ldap.is_none() {
+        return Ok(None);
+    }
+    let Some(mut rx) = services.store().subscribe_changes().await.context("subscribing to the database change feed")? else {
+        return Ok(None);
+    };
+    let providers = Arc::downgrade(providers);
+    Ok(Some(tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let clear = match rx.recv().await {
+                Ok(sluice_store::Change::Warehouse(_)) => false,
+                Ok(_) | Err(RecvError::Lagged(_)) => true,
+                Err(RecvError::Closed) => return,
+            };
+            let Some(p) = providers.upgrade() else { return };
+            if clear {
+                p.ldap_basic_cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            }
+        }
+    })))
+}
+
 /// Constructs the configured identity-provider clients. None of them touches the network
 /// here: an identity provider that is down must not stop the catalog from starting.
 fn build_providers(config: &ServerConfig) -> anyhow::Result<state::Providers> {
@@ -190,6 +245,7 @@ pub async fn open_store_with(url: &str, config: &ServerConfig) -> anyhow::Result
             max_connections: config.database_max_connections,
             statement_timeout: (config.database_statement_timeout_seconds > 0)
                 .then(|| std::time::Duration::from_secs(config.database_statement_timeout_seconds)),
+            retry_attempts: config.database_retry_attempts,
             ..Default::default()
         };
         let store = sluice_store::PostgresStore::connect_with(url, opts)

@@ -1,6 +1,8 @@
 //! Several Sluice replicas on one PostgreSQL database: commits are compare-and-swap across
-//! replicas (no lost update), a token from one replica is accepted by another, and a policy
-//! change on one replica applies on the others within the policy-cache bound.
+//! replicas (no lost update), a token from one replica is accepted by another, a policy
+//! change on one replica applies on the others within the policy-cache bound, and — with a
+//! cache TTL far too long to hide anything — at once through LISTEN/NOTIFY, also after the
+//! listening connection was killed.
 
 #[path = "../../sluice-store/tests/common/pg_cluster.rs"]
 mod pg_cluster;
@@ -21,6 +23,10 @@ struct Replica {
 /// Replicas share the database, the warehouse directory and the key material (shared
 /// configuration), as a deployment behind a load balancer would.
 async fn replica(db_url: &str, data: &std::path::Path, keys: &(String, String)) -> Replica {
+    replica_with(db_url, data, keys, ServerConfig::default()).await
+}
+
+async fn replica_with(db_url: &str, data: &std::path::Path, keys: &(String, String), base: ServerConfig) -> Replica {
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.to_path_buf(),
@@ -28,7 +34,7 @@ async fn replica(db_url: &str, data: &std::path::Path, keys: &(String, String)) 
         allowed_file_roots: vec![data.to_path_buf()],
         master_key: Some(keys.0.clone()),
         jwt_signing_key: Some(keys.1.clone()),
-        ..ServerConfig::default()
+        ..base
     };
     let server = Server::open(config, Some((KEY.into(), Secret::new(SECRET)))).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -137,4 +143,104 @@ async fn replicas_share_one_postgres_catalog() {
         assert!(start.elapsed() < bound, "policy change not visible on replica B within {bound:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Polls `probe` until it returns `want`, failing after `deadline`. The deadline is far
+/// below the cache TTL the replicas run with, so passing proves the change was pushed.
+async fn eventually<F, Fut>(what: &str, deadline: Duration, mut probe: F, want: u16)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StatusCode>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        let st = probe().await;
+        if st.as_u16() == want {
+            return;
+        }
+        assert!(start.elapsed() < deadline, "{what}: still {st} after {deadline:?} (wanted {want})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn policy_changes_reach_other_replicas_through_notify() {
+    let db = pg_cluster::fresh_database().await;
+    let data = tempfile::tempdir().unwrap();
+    let keys = (sluice_auth::KeyMaterial::random().to_base64(), sluice_auth::KeyMaterial::random().to_base64());
+    // A TTL of five minutes: only an invalidation can make B see A's changes in time.
+    let long_ttl = ServerConfig { policy_cache_ttl_seconds: 300, ..ServerConfig::default() };
+    let a = replica_with(&db, data.path(), &keys, long_ttl.clone()).await;
+    let b = replica_with(&db, data.path(), &keys, long_ttl).await;
+    let admin = (KEY, SECRET);
+    let deadline = Duration::from_secs(3);
+
+    let (_, v) = call(&a.base, admin, Method::GET, "/v1/config?warehouse=default", None).await;
+    let p = v["overrides"]["prefix"].as_str().unwrap().to_string();
+    let (st, _) = call(&a.base, admin, Method::POST, &format!("/v1/{p}/namespaces"), Some(json!({"namespace": ["r"]}))).await;
+    assert_eq!(st, 200);
+    let (st, _) = call(&a.base, admin, Method::POST, "/management/v1/users", Some(json!({"name": "ron"}))).await;
+    assert_eq!(st, 201);
+    let (_, v) = call(&a.base, admin, Method::POST, "/management/v1/users/ron/access-keys", None).await;
+    let (rid, rsec) = (v["access-key-id"].as_str().unwrap().to_string(), v["secret-access-key"].as_str().unwrap().to_string());
+    let ns_path = format!("/v1/{p}/namespaces/r");
+    let probe_b = || {
+        let (base, path, rid, rsec) = (b.base.clone(), ns_path.clone(), rid.clone(), rsec.clone());
+        async move { call(&base, (&rid, &rsec), Method::GET, &path, None).await.0 }
+    };
+
+    // B caches ron's (empty) policy set for the next five minutes...
+    assert_eq!(probe_b().await, 404);
+    // ...yet a group membership granted on A applies on B at once,
+    let (st, _) = call(&a.base, admin, Method::PUT, "/management/v1/groups/Viewers/members/ron", None).await;
+    assert_eq!(st, 204);
+    eventually("membership granted on A, seen on B", deadline, probe_b, 200).await;
+
+    // a deny policy attached on A as well,
+    let (st, v) = call(&a.base, admin, Method::POST, "/management/v1/policies", Some(json!({
+        "name": "NoR",
+        "statements": [{"effect": "deny", "action": ["catalog:*"], "resource": "sluice:catalog:::warehouse/default/namespace/r"}]}))).await;
+    assert_eq!(st, 201, "{v}");
+    let (st, _) = call(&a.base, admin, Method::PUT, "/management/v1/users/ron/policies/NoR", None).await;
+    assert_eq!(st, 204);
+    eventually("deny policy attached on A, enforced on B", deadline, probe_b, 404).await;
+
+    // and editing a policy's statements (no membership or attachment changes).
+    let (st, v) = call(&a.base, admin, Method::PUT, "/management/v1/policies/NoR", Some(json!({
+        "statements": [{"effect": "deny", "action": ["catalog:*"], "resource": "sluice:catalog:::warehouse/default/namespace/other"}]}))).await;
+    assert!(st.is_success(), "{st} {v}");
+    eventually("policy edited on A, applied on B", deadline, probe_b, 200).await;
+
+    // Kill every replica's LISTEN connection: each clears its caches, reconnects, and
+    // changes keep arriving.
+    let mut pg = <sqlx::PgConnection as sqlx::Connection>::connect(&db).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'sluice-listener' AND datname = current_database()",
+    )
+    .fetch_all(&mut pg)
+    .await
+    .unwrap();
+    assert_eq!(killed.len(), 2, "one listener per replica");
+    // Wait until both listen again, so the next change cannot fall into the gap (where the
+    // caches are bypassed anyway, which would make this check pass for the wrong reason).
+    let start = std::time::Instant::now();
+    loop {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = 'sluice-listener' AND datname = current_database()",
+        )
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+        if n == 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "listeners did not reconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(probe_b().await, 200);
+    let (st, _) = call(&a.base, admin, Method::DELETE, "/management/v1/groups/Viewers/members/ron", None).await;
+    assert_eq!(st, 204);
+    eventually("membership revoked on A after the listeners reconnected, seen on B", deadline, probe_b, 404).await;
 }

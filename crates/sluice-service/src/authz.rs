@@ -3,30 +3,47 @@
 //!
 //! A user's effective policies are resolved once and cached: entries are dropped at once
 //! by any change to users, groups, policies or attachments made through this process, and
-//! expire after `POLICY_CACHE_TTL` so changes made by another replica apply within that
-//! bound.
+//! by the store's change feed for changes made by other replicas (PostgreSQL
+//! `LISTEN`/`NOTIFY`, see `Services::watch_changes`). Entries also expire after the
+//! configured TTL (`ServiceConfig::policy_cache_ttl`), the bound should a notification be
+//! lost. While the feed is down nothing is cached at all.
 
 use crate::{Result, ServiceError, Services};
 use sluice_auth::policy::{self, Decision, Policy, PolicySet};
 use sluice_core::Principal;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+/// The default TTL of cached policy sets.
 pub const POLICY_CACHE_TTL: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
+/// Per user: (generation it was read under, when, the set).
+type PolicyEntries = HashMap<Uuid, (u64, Instant, Arc<PolicySet>)>;
+
 pub(crate) struct PolicyCache {
+    ttl: Duration,
     generation: AtomicU64,
-    entries: Mutex<HashMap<Uuid, (u64, Instant, Arc<PolicySet>)>>,
+    /// Set while the cross-replica change feed is down: changes on other replicas would go
+    /// unnoticed, so every request reads the database.
+    bypass: AtomicBool,
+    entries: Mutex<PolicyEntries>,
 }
 
 impl PolicyCache {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        PolicyCache { ttl, generation: AtomicU64::new(0), bypass: AtomicBool::new(false), entries: Mutex::new(HashMap::new()) }
+    }
+
     pub(crate) fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    pub(crate) fn set_bypass(&self, on: bool) {
+        self.bypass.store(on, Ordering::SeqCst);
     }
 }
 
@@ -34,9 +51,12 @@ impl Services {
     /// The caller's effective policies (cached).
     pub async fn policy_set(&self, p: &Principal) -> Result<Arc<PolicySet>> {
         let cache = self.policy_cache();
+        if cache.bypass.load(Ordering::SeqCst) || cache.ttl.is_zero() {
+            return Ok(Arc::new(self.load_policy_set(p.user_id, &p.user_name).await?));
+        }
         let generation = cache.generation.load(Ordering::SeqCst);
         if let Some((g, at, set)) = cache.entries.lock().unwrap_or_else(|e| e.into_inner()).get(&p.user_id) {
-            if *g == generation && at.elapsed() < POLICY_CACHE_TTL {
+            if *g == generation && at.elapsed() < cache.ttl {
                 return Ok(set.clone());
             }
         }

@@ -127,6 +127,15 @@ impl CredentialCache {
         Ok(c)
     }
 
+    /// Drops every cached credential of one warehouse (its settings changed, or it is gone).
+    pub(crate) fn forget_warehouse(&self, warehouse: Uuid) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.warehouse != warehouse);
+    }
+
+    pub(crate) fn clear(&self) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     fn prune(&self, slots: &mut HashMap<CacheKey, Slot>) {
         let now = self.clock.now();
         slots.retain(|_, slot| match slot.try_lock() {

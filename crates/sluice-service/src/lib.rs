@@ -16,7 +16,7 @@ pub use error::{Result, ServiceError};
 
 use sluice_auth::{SecretBox, TokenIssuer};
 use sluice_storage::{Storage, StorageCredential, StorageProfile};
-use sluice_store::{CatalogStore, WarehouseRecord};
+use sluice_store::{CatalogStore, Change, WarehouseRecord};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -42,6 +42,13 @@ pub struct ServiceConfig {
     pub gcs_endpoint: Option<String>,
     /// Let ADLS warehouses use the server's own Azure identity (`azure-system-identity`).
     pub enable_azure_system_credentials: bool,
+    /// How long a user's resolved policies are reused. Changes through this replica, and
+    /// through others when the store has a change feed, clear it at once; the TTL bounds
+    /// staleness should a notification be lost.
+    pub policy_cache_ttl: std::time::Duration,
+    /// How long the background purge holds a claimed deleted table; a replica that dies
+    /// mid-purge blocks that table for at most this long before another takes it over.
+    pub purge_lease: std::time::Duration,
 }
 
 impl ServiceConfig {
@@ -55,6 +62,8 @@ impl ServiceConfig {
             gcs_sts_endpoint: None,
             gcs_endpoint: None,
             enable_azure_system_credentials: false,
+            policy_cache_ttl: authz::POLICY_CACHE_TTL,
+            purge_lease: soft_delete::PURGE_LEASE,
         }
     }
 
@@ -95,6 +104,7 @@ impl Services {
         tokens: TokenIssuer,
         config: ServiceConfig,
     ) -> Self {
+        let policies = authz::PolicyCache::new(config.policy_cache_ttl);
         Services {
             inner: Arc::new(Inner {
                 store,
@@ -102,7 +112,7 @@ impl Services {
                 tokens,
                 config,
                 storages: Mutex::new(HashMap::new()),
-                policies: authz::PolicyCache::default(),
+                policies,
                 credentials: delegation::CredentialCache::new(Arc::new(delegation::SystemClock)),
             }),
         }
@@ -183,6 +193,49 @@ impl Services {
 
     pub(crate) fn forget_storage(&self, id: Uuid) {
         self.inner.storages.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
+    /// Applies one change another process (or this one) committed to what this replica
+    /// caches. Public so the HTTP layer's own caches can follow the same feed.
+    pub fn apply_change(&self, change: &Change) {
+        match change {
+            Change::Identity => self.policy_cache().invalidate(),
+            Change::Warehouse(id) => {
+                self.forget_storage(*id);
+                self.credential_cache().forget_warehouse(*id);
+            }
+            Change::Lost | Change::Resumed => {
+                self.policy_cache().set_bypass(matches!(change, Change::Lost));
+                self.policy_cache().invalidate();
+                self.inner.storages.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                self.credential_cache().clear();
+            }
+        }
+    }
+
+    /// Subscribes to the store's cross-process change feed and applies every change to this
+    /// replica's caches until the feed ends. None when the store has no feed (SQLite: one
+    /// process, whose own writes already clear its caches).
+    pub async fn watch_changes(&self) -> Result<Option<tokio::task::JoinHandle<()>>> {
+        let Some(mut rx) = self.store().subscribe_changes().await? else {
+            return Ok(None);
+        };
+        let services = self.clone();
+        Ok(Some(tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match rx.recv().await {
+                    Ok(change) => services.apply_change(&change),
+                    // Fell behind the feed: some changes were skipped, so forget everything.
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "change feed subscriber lagged; clearing caches");
+                        services.apply_change(&Change::Lost);
+                        services.apply_change(&Change::Resumed);
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        })))
     }
 }
 

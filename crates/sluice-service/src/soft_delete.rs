@@ -6,12 +6,17 @@ use crate::{now, Result, ServiceError, Services};
 use serde::Serialize;
 use sluice_auth::policy::{actions, resource};
 use sluice_core::{Principal, TableName};
-use sluice_store::{DeletedTableRecord, Page, StoreError};
+use sluice_store::{AuditRecord, DeletedTableRecord, Page, StoreError};
 use uuid::Uuid;
 
-/// How long a purge worker holds a claimed table before another may take it over.
-const PURGE_LEASE: chrono::Duration = chrono::Duration::minutes(10);
+/// The default of how long a purge worker holds a claimed table before another may take it
+/// over (`ServiceConfig::purge_lease`).
+pub const PURGE_LEASE: std::time::Duration = std::time::Duration::from_secs(600);
 const PURGE_BATCH: u32 = 50;
+/// The audit-log action of a deleted table removed for good (by the background purge).
+pub const PURGE_AUDIT_ACTION: &str = "catalog:PurgeDeletedTable";
+/// The actor name the purge writes to the audit log.
+pub const PURGE_ACTOR: &str = "sluice-purge";
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -105,17 +110,15 @@ impl Services {
     /// One pass of the purge of expired soft-deleted tables; returns how many were removed.
     pub async fn purge_expired_tables(&self) -> Result<usize> {
         let n = now();
-        let claimed = self.store().claim_expired_deleted_tables(n, n + PURGE_LEASE, PURGE_BATCH).await?;
+        let lease = chrono::Duration::from_std(self.config().purge_lease).unwrap_or(chrono::Duration::minutes(10));
+        let claimed = self.store().claim_expired_deleted_tables(n, n + lease, PURGE_BATCH).await?;
         let mut done = 0;
         for d in claimed {
-            if d.purge_requested {
-                let Some(wh) = self.store().get_warehouse(d.table.warehouse_id).await? else {
-                    // The warehouse cannot be deleted while it holds deleted tables; a
-                    // missing one means there is nothing left to purge.
-                    self.store().forget_deleted_table(d.table.id).await?;
-                    continue;
-                };
-                let storage = match self.storage_for(&wh) {
+            let wh = self.store().get_warehouse(d.table.warehouse_id).await?;
+            // The warehouse cannot be deleted while it holds deleted tables; a missing one
+            // means there are no files left to purge, only the row.
+            if let (true, Some(wh)) = (d.purge_requested, &wh) {
+                let storage = match self.storage_for(wh) {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::error!(table = %d.table.id, error = %e, "cannot open storage to purge a deleted table; will retry after the lease");
@@ -127,7 +130,31 @@ impl Services {
                     continue;
                 }
             }
-            self.store().forget_deleted_table(d.table.id).await?;
+            // The removal and its audit entry commit together: one entry per table removed,
+            // and the lease makes that happen once across replicas.
+            let target = match &wh {
+                Some(w) => resource::table(&w.name, d.table.namespace.parts(), &d.table.name),
+                None => format!("{}.{}", d.table.namespace, d.table.name),
+            };
+            let rec = AuditRecord {
+                id: 0,
+                at: now(),
+                actor_id: None,
+                actor_name: PURGE_ACTOR.to_string(),
+                action: PURGE_AUDIT_ACTION.to_string(),
+                target,
+                result: "success".to_string(),
+                detail: Some(format!("table-id {}; files purged: {}", d.table.id, d.purge_requested)),
+            };
+            match self.store().purge_deleted_table(d.table.id, &rec).await {
+                Ok(()) => {}
+                // Our lease ran out mid-purge and another worker finished the table.
+                Err(StoreError::NotFound(_)) => {
+                    tracing::warn!(table = %d.table.id, "deleted table already removed by another worker (lease expired mid-purge)");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
             tracing::info!(table = %format!("{}.{}", d.table.namespace, d.table.name), purged_files = d.purge_requested, "expired soft-deleted table removed");
             done += 1;
         }

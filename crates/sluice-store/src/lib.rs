@@ -8,7 +8,7 @@ mod sqlite;
 pub mod transfer;
 
 pub use model::*;
-pub use postgres::{PgOptions, PostgresStore};
+pub use postgres::{PgOptions, PostgresStore, CHANGE_CHANNEL};
 pub use sqlite::SqliteStore;
 /// Re-exported so callers can classify database errors without depending on sqlx.
 pub use sqlx::Error as SqlxError;
@@ -43,6 +43,27 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A committed change that other processes sharing the database must not keep serving
+/// from a cache. Delivered by [`CatalogStore::subscribe_changes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Users, access keys, external identities, groups, memberships, policies or
+    /// attachments: anything an authorization decision or a login depends on.
+    Identity,
+    /// A warehouse was created, updated (profile, credential, name, status) or deleted.
+    Warehouse(Uuid),
+    /// The feed broke (connection to the database lost, or this subscriber fell behind):
+    /// changes may have been missed. Drop every cached value and do not rely on the feed
+    /// until [`Change::Resumed`].
+    Lost,
+    /// The feed works again after [`Change::Lost`]; changes made while it was down were not
+    /// delivered, so drop every cached value once more.
+    Resumed,
+}
+
+/// Receives every [`Change`] committed by any process, including this one.
+pub type ChangeReceiver = tokio::sync::broadcast::Receiver<Change>;
+
 /// Keyset paging: rows come back ordered by name; `after` is the last name the caller saw.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
@@ -71,6 +92,14 @@ pub enum CommitOp {
 
 #[async_trait]
 pub trait CatalogStore: Send + Sync + 'static {
+    // ---- cross-process change feed ----
+    /// Subscribes to changes committed through any process sharing this database, so a
+    /// replica can drop what it caches. None when the backend is only ever used by one
+    /// process (SQLite): the caller's own writes are all there is, and it knows them.
+    async fn subscribe_changes(&self) -> Result<Option<ChangeReceiver>> {
+        Ok(None)
+    }
+
     // ---- server settings (small key/value facts such as "bootstrap done") ----
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
@@ -246,6 +275,10 @@ pub trait CatalogStore: Send + Sync + 'static {
     ) -> Result<Vec<DeletedTableRecord>>;
     /// Removes a deleted table for good (after its files were purged). NotFound if absent.
     async fn forget_deleted_table(&self, table_id: Uuid) -> Result<()>;
+    /// Removes a deleted table for good and appends `audit` in ONE transaction, so the log
+    /// records each removal exactly once even if the process dies right after. NotFound
+    /// (and nothing appended) if absent, e.g. removed meanwhile by another worker.
+    async fn purge_deleted_table(&self, table_id: Uuid, audit: &AuditRecord) -> Result<()>;
 
     /// The live table whose location equals or contains `location` (any warehouse), for
     /// mapping an object URL back to its table. Compared on '/'-separated prefixes, ignoring

@@ -13,22 +13,38 @@
 //!   key, which conflicts, so no child can slip in between the check and the delete;
 //! - unique and foreign-key constraints (SQLSTATE 23505 / 23503), mapped to AlreadyExists /
 //!   NotFound exactly as the SQLite store maps its constraint failures;
-//! - `FOR UPDATE SKIP LOCKED` for claiming expired deleted tables across processes.
+//! - `FOR UPDATE SKIP LOCKED` for claiming expired deleted tables across processes;
+//! - a fixed lock order in multi-table commits (location locks by warehouse id, then table
+//!   rows by id), so two commits touching the same tables in opposite orders cannot deadlock;
+//! - retry of whole transactions that fail with a serialization failure or a deadlock
+//!   (SQLSTATE 40001 / 40P01), with jittered exponential backoff.
+//!
+//! Every write that can change an authorization decision, a login, or a warehouse's storage
+//! settings also sends `NOTIFY` on [`CHANGE_CHANNEL`] inside its transaction, so the
+//! notification goes out exactly when (and only if) the change commits. Each replica
+//! `LISTEN`s through [`CatalogStore::subscribe_changes`] and drops what it caches.
 
 use crate::{
-    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy,
+    AccessKeyRecord, AuditRecord, CatalogStore, Change, ChangeReceiver, CommitOp, DeletedTableRecord, EffectivePolicy,
     ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, Result, StoreError,
     TableRecord, TableSummary, UserRecord, WarehouseRecord, WarehouseStatus,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sluice_core::NamespaceName;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
+
+/// The `LISTEN`/`NOTIFY` channel of the change feed. Payloads: `identity`, or
+/// `warehouse:<uuid>`.
+pub const CHANGE_CHANNEL: &str = "sluice_changes";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -44,6 +60,9 @@ pub struct PgOptions {
     /// Run pending migrations on connect (default true). When false, the schema version is
     /// still checked: a database newer than this binary is refused either way.
     pub run_migrations: bool,
+    /// How many times a write transaction is tried when PostgreSQL aborts it with a
+    /// serialization failure or a deadlock (default 5; 1 = no retry).
+    pub retry_attempts: u32,
 }
 
 impl Default for PgOptions {
@@ -53,14 +72,29 @@ impl Default for PgOptions {
             acquire_timeout: Duration::from_secs(30),
             statement_timeout: None,
             run_migrations: true,
+            retry_attempts: 5,
         }
     }
 }
 
-/// Cheap to clone: clones share one connection pool.
+/// Cheap to clone: clones share one connection pool and one change feed.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    retry_attempts: u32,
+    /// Where the change feed's `LISTEN` connection comes from: a pool of its own, so the
+    /// feed never takes one of the request pool's connections.
+    listen_pool: PgPool,
+    feed: Arc<tokio::sync::Mutex<Option<Feed>>>,
+}
+
+/// The running change-feed task of one store (shared by its clones).
+#[derive(Debug)]
+struct Feed {
+    tx: broadcast::Sender<Change>,
+    task: tokio::task::JoinHandle<()>,
+    /// Dropped with the last clone of the store, which stops the task.
+    _stop: oneshot::Sender<()>,
 }
 
 impl PostgresStore {
@@ -82,26 +116,47 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         if opts.run_migrations {
-            Self::from_pool(pool).await
+            run_migrations(&pool).await?;
         } else {
             check_schema_version(&pool).await?;
-            Ok(Self { pool })
         }
+        Ok(Self::wrap(pool, opts.retry_attempts))
     }
 
     /// Wraps an existing pool and runs pending migrations (refusing a newer schema).
     pub async fn from_pool(pool: PgPool) -> Result<Self> {
-        check_schema_version(&pool).await?;
-        MIGRATOR.run(&pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::VersionMissing(v) => schema_too_new(v),
-            other => StoreError::Migrate(other),
-        })?;
-        Ok(Self { pool })
+        run_migrations(&pool).await?;
+        Ok(Self::wrap(pool, PgOptions::default().retry_attempts))
+    }
+
+    fn wrap(pool: PgPool, retry_attempts: u32) -> Self {
+        // The feed's connection: same server and credentials, its own name so operators
+        // (and tests) can tell it apart in pg_stat_activity. Connected only on subscribe.
+        let listen_options = pool.connect_options().as_ref().clone().application_name("sluice-listener");
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(listen_options);
+        PostgresStore {
+            pool,
+            retry_attempts: retry_attempts.max(1),
+            listen_pool,
+            feed: Arc::new(tokio::sync::Mutex::new(None)),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+async fn run_migrations(pool: &PgPool) -> Result<()> {
+    check_schema_version(pool).await?;
+    MIGRATOR.run(pool).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::VersionMissing(v) => schema_too_new(v),
+        other => StoreError::Migrate(other),
+    })?;
+    Ok(())
 }
 
 fn binary_schema_version() -> i64 {
@@ -144,6 +199,153 @@ async fn lock_warehouse_locations(conn: &mut PgConnection, warehouse_id: Uuid) -
         .execute(conn)
         .await?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Change feed (NOTIFY on write, LISTEN per replica)
+// ---------------------------------------------------------------------------------------
+
+fn change_payload(c: &Change) -> Option<String> {
+    match c {
+        Change::Identity => Some("identity".into()),
+        Change::Warehouse(id) => Some(format!("warehouse:{id}")),
+        // Local to one subscriber; never sent through the database.
+        Change::Lost | Change::Resumed => None,
+    }
+}
+
+fn parse_change(payload: &str) -> Option<Change> {
+    match payload.split_once(':') {
+        None if payload == "identity" => Some(Change::Identity),
+        Some(("warehouse", id)) => Uuid::parse_str(id).ok().map(Change::Warehouse),
+        _ => None,
+    }
+}
+
+/// Queues the notification in the caller's transaction: PostgreSQL delivers it on commit
+/// and drops it on rollback, so listeners never hear of a change that did not happen.
+async fn notify(conn: &mut PgConnection, change: Change) -> Result<()> {
+    if let Some(payload) = change_payload(&change) {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGE_CHANNEL)
+            .bind(payload)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+const FEED_BACKOFF_START: Duration = Duration::from_millis(100);
+const FEED_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+async fn listen(pool: &PgPool) -> std::result::Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    // Reconnecting is ours to do (with backoff, and telling subscribers), not sqlx's.
+    listener.eager_reconnect(false);
+    listener.listen(CHANGE_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Forwards notifications to the subscribers until the store is dropped. A lost connection
+/// (or any error on it) becomes `Change::Lost`; the task then reconnects with exponential
+/// backoff and announces `Change::Resumed` once it listens again.
+async fn run_feed(
+    mut listener: PgListener,
+    pool: PgPool,
+    tx: broadcast::Sender<Change>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        let received = tokio::select! {
+            _ = &mut stop => return,
+            r = listener.try_recv() => r,
+        };
+        match received {
+            Ok(Some(n)) => match parse_change(n.payload()) {
+                Some(c) => {
+                    let _ = tx.send(c);
+                }
+                None => {
+                    // From a newer release, perhaps: whatever it means, dropping every
+                    // cached value is always safe.
+                    tracing::warn!(payload = n.payload(), "unknown change notification; clearing caches");
+                    let _ = tx.send(Change::Lost);
+                    let _ = tx.send(Change::Resumed);
+                }
+            },
+            Ok(None) | Err(_) => {
+                match received {
+                    Err(e) => tracing::warn!(error = %e, "change feed failed; clearing caches and reconnecting"),
+                    _ => tracing::warn!("change feed connection lost; clearing caches and reconnecting"),
+                }
+                let _ = tx.send(Change::Lost);
+                drop(listener);
+                let mut backoff = FEED_BACKOFF_START;
+                listener = loop {
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    match listen(&pool).await {
+                        Ok(l) => break l,
+                        Err(e) => {
+                            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "change feed reconnect failed");
+                            backoff = (backoff * 2).min(FEED_BACKOFF_MAX);
+                        }
+                    }
+                };
+                tracing::info!("change feed reconnected");
+                let _ = tx.send(Change::Resumed);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Retry of serialization failures and deadlocks
+// ---------------------------------------------------------------------------------------
+
+/// SQLSTATE 40001 (serialization_failure) or 40P01 (deadlock_detected): PostgreSQL rolled
+/// the whole transaction back, so running it again from the start is safe.
+fn is_retryable(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(d) => d
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "40001" || c == "40P01"),
+        _ => false,
+    }
+}
+
+/// Backoff before attempt `attempt + 1`: exponential from 10 ms, capped at 1 s, with full
+/// jitter in its upper half so replicas that collided once do not collide again in step.
+fn retry_backoff(attempt: u32) -> Duration {
+    use rand::Rng;
+    let cap = Duration::from_millis(10u64.saturating_mul(1 << attempt.min(7))).min(Duration::from_secs(1));
+    cap.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+}
+
+impl PostgresStore {
+    /// Runs `op` (one whole transaction) up to `retry_attempts` times while it fails with a
+    /// retryable error.
+    async fn retrying<T, F, Fut>(&self, what: &'static str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Err(e) if attempt < self.retry_attempts && is_retryable(&e) => {
+                    let wait = retry_backoff(attempt);
+                    tracing::debug!(operation = what, attempt, error = %e, wait_ms = wait.as_millis() as u64, "retrying transaction");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -211,6 +413,18 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 fn is_fk_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.is_foreign_key_violation())
+}
+
+/// [`map_constraint`] for an error that already became a [`StoreError`].
+fn map_store_constraint(
+    e: StoreError,
+    duplicate: impl FnOnce() -> String,
+    missing: impl FnOnce() -> String,
+) -> StoreError {
+    match e {
+        StoreError::Database(e) => map_constraint(e, duplicate, missing),
+        other => other,
+    }
 }
 
 /// Maps constraint failures of an insert/update to the contract's errors; anything else
@@ -719,6 +933,79 @@ async fn apply_update(
     Ok(())
 }
 
+/// Takes every lock a commit will need, in one global order, before applying any op:
+/// first the location locks of the warehouses where a table is created or moved (by
+/// warehouse id), then the rows of the updated tables (by table id). Two multi-table
+/// commits over the same tables, listed in any order, thus wait for each other instead of
+/// deadlocking. The ops re-take only locks already held (advisory locks are re-entrant).
+///
+/// Returns false if a table's location changed between planning and locking (a move
+/// committed concurrently), so that the plan may be missing a warehouse lock: the caller
+/// rolls back and plans again.
+async fn lock_commit_targets(conn: &mut PgConnection, ops: &[CommitOp]) -> Result<bool> {
+    let updated: BTreeSet<String> = ops
+        .iter()
+        .filter_map(|op| match op {
+            CommitOp::Update { table_id, .. } => Some(table_id.to_string()),
+            CommitOp::Create(_) => None,
+        })
+        .collect();
+    let updated: Vec<String> = updated.into_iter().collect();
+    // Where each updated table is now (unlocked read; only used to plan).
+    let planned = table_locations(&mut *conn, &updated, false).await?;
+    let mut warehouses = BTreeSet::new();
+    for op in ops {
+        match op {
+            CommitOp::Create(t) => {
+                warehouses.insert(t.warehouse_id);
+            }
+            CommitOp::Update { table_id, new_location, .. } => {
+                if let Some((wh, loc)) = planned.get(table_id) {
+                    if loc != new_location {
+                        warehouses.insert(*wh);
+                    }
+                }
+            }
+        }
+    }
+    for wh in &warehouses {
+        lock_warehouse_locations(&mut *conn, *wh).await?;
+    }
+    let locked = table_locations(&mut *conn, &updated, true).await?;
+    for op in ops {
+        if let CommitOp::Update { table_id, new_location, .. } = op {
+            if let Some((wh, loc)) = locked.get(table_id) {
+                if loc != new_location && !warehouses.contains(wh) {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// (warehouse, location) of each of the tables `ids` (sorted, distinct) that exists;
+/// with `lock`, row-locks them in id order.
+async fn table_locations(
+    conn: &mut PgConnection,
+    ids: &[String],
+    lock: bool,
+) -> Result<HashMap<Uuid, (Uuid, String)>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // LockRows runs above the sort, so rows are locked in id order.
+    let sql = if lock {
+        "SELECT id, warehouse_id, location FROM tables WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    } else {
+        "SELECT id, warehouse_id, location FROM tables WHERE id = ANY($1)"
+    };
+    let rows = sqlx::query(sql).bind(ids).fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| Ok((get_uuid(r, "id")?, (get_uuid(r, "warehouse_id")?, r.try_get("location")?))))
+        .collect()
+}
+
 async fn insert_user<'c>(
     conn: impl sqlx::Executor<'c, Database = Postgres>,
     user: &UserRecord,
@@ -817,8 +1104,18 @@ impl PostgresStore {
         a: LinkEnd,
         b: LinkEnd,
     ) -> Result<()> {
+        self.retrying("link", || self.link_once(link_table, columns, &a, &b)).await
+    }
+
+    async fn link_once(
+        &self,
+        link_table: &'static str,
+        columns: (&'static str, &'static str),
+        a: &LinkEnd,
+        b: &LinkEnd,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for end in [&a, &b] {
+        for end in [a, b] {
             let exists: bool = sqlx::query_scalar(&format!(
                 "SELECT EXISTS(SELECT 1 FROM {} WHERE id = $1)",
                 end.table
@@ -845,6 +1142,7 @@ impl PostgresStore {
                 || format!("{} or {}", a.subject(), b.subject()),
             )
         })?;
+        notify(&mut tx, Change::Identity).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -858,36 +1156,142 @@ impl PostgresStore {
         b: Uuid,
         missing: impl FnOnce() -> String,
     ) -> Result<()> {
-        let done = sqlx::query(&format!(
-            "DELETE FROM {link_table} WHERE {} = $1 AND {} = $2",
-            columns.0, columns.1
-        ))
-        .bind(a.to_string())
-        .bind(b.to_string())
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
+        let deleted = self
+            .retrying("unlink", || async move {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(&format!(
+                    "DELETE FROM {link_table} WHERE {} = $1 AND {} = $2",
+                    columns.0, columns.1
+                ))
+                .bind(a.to_string())
+                .bind(b.to_string())
+                .execute(&mut *tx)
+                .await?;
+                notify(&mut tx, Change::Identity).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected())
+            })
+            .await?;
+        if deleted == 0 {
             return Err(StoreError::NotFound(missing()));
         }
         Ok(())
     }
 
     /// Deletes the row `id` of `table`; its dependents go with it through ON DELETE CASCADE,
-    /// in the same (single-statement) transaction. `changes()` counts only the row itself.
-    async fn delete_by_id(&self, table: &'static str, label: &'static str, id: Uuid) -> Result<()> {
-        let done = sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
-            .bind(id.to_string())
-            .execute(&self.pool)
+    /// in the same transaction, which also announces `change` (if any).
+    async fn delete_by_id(
+        &self,
+        table: &'static str,
+        label: &'static str,
+        id: Uuid,
+        change: Option<Change>,
+    ) -> Result<()> {
+        let deleted = self
+            .retrying("delete", || {
+                let change = change.clone();
+                async move {
+                    let mut tx = self.pool.begin().await?;
+                    let done = sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
+                        .bind(id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    if let Some(c) = change {
+                        notify(&mut tx, c).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(done.rows_affected())
+                }
+            })
             .await?;
-        if done.rows_affected() == 0 {
+        if deleted == 0 {
             return Err(StoreError::NotFound(format!("{label} {id}")));
         }
+        Ok(())
+    }
+
+    /// Runs one statement in a transaction that also announces `change`.
+    async fn write_notifying<'q>(
+        &self,
+        what: &'static str,
+        change: Change,
+        query: impl Fn() -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> std::result::Result<u64, StoreError> {
+        self.retrying(what, || {
+            let change = change.clone();
+            let q = query();
+            async move {
+                let mut tx = self.pool.begin().await?;
+                let done = q.execute(&mut *tx).await?;
+                notify(&mut tx, change).await?;
+                tx.commit().await?;
+                Ok(done.rows_affected())
+            }
+        })
+        .await
+    }
+}
+
+impl PostgresStore {
+    async fn create_user_with_identity_once(
+        &self,
+        user: &UserRecord,
+        identity: &ExternalIdentityRecord,
+        group_ids: &[Uuid],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_user(&mut *tx, user).await?;
+        // The identity is linked to the user created here, whatever `identity.user_id` says.
+        insert_external_identity(&mut *tx, identity, user.id).await?;
+        for group_id in group_ids {
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM groups WHERE id = $1)")
+                    .bind(group_id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if !exists {
+                return Err(StoreError::NotFound(format!("group {group_id}")));
+            }
+            // OR IGNORE: a group listed twice is one membership.
+            sqlx::query("INSERT INTO group_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(group_id.to_string())
+                .bind(user.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    map_constraint(
+                        e,
+                        || format!("user {} in group {group_id}", user.id),
+                        || format!("group {group_id}"),
+                    )
+                })?;
+        }
+        notify(&mut tx, Change::Identity).await?;
+        tx.commit().await?;
         Ok(())
     }
 }
 
 #[async_trait]
 impl CatalogStore for PostgresStore {
+    async fn subscribe_changes(&self) -> Result<Option<ChangeReceiver>> {
+        let mut feed = self.feed.lock().await;
+        if let Some(f) = feed.as_ref() {
+            if !f.task.is_finished() {
+                return Ok(Some(f.tx.subscribe()));
+            }
+        }
+        // LISTEN before returning, so the subscriber hears every change committed after
+        // this call; a database that cannot be listened to is an error now, not a silent
+        // cache that never clears.
+        let listener = listen(&self.listen_pool).await?;
+        let (tx, rx) = broadcast::channel(1024);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(run_feed(listener, self.listen_pool.clone(), tx.clone(), stop_rx));
+        *feed = Some(Feed { tx, task, _stop: stop_tx });
+        Ok(Some(rx))
+    }
+
     // ---- settings ----
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {
@@ -914,7 +1318,14 @@ impl CatalogStore for PostgresStore {
     // ---- users and access keys ----
 
     async fn create_user(&self, user: &UserRecord) -> Result<()> {
-        insert_user(&self.pool, user).await
+        self.retrying("create_user", || async move {
+            let mut tx = self.pool.begin().await?;
+            insert_user(&mut *tx, user).await?;
+            notify(&mut tx, Change::Identity).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRecord>> {
@@ -943,19 +1354,20 @@ impl CatalogStore for PostgresStore {
     }
 
     async fn create_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO access_keys (access_key_id, user_id, secret_ciphertext, created_at, \
-             last_used_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&key.access_key_id)
-        .bind(key.user_id.to_string())
-        .bind(&key.secret_ciphertext)
-        .bind(millis(key.created_at))
-        .bind(key.last_used_at.map(millis))
-        .execute(&self.pool)
+        self.write_notifying("create_access_key", Change::Identity, || {
+            sqlx::query(
+                "INSERT INTO access_keys (access_key_id, user_id, secret_ciphertext, created_at, \
+                 last_used_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&key.access_key_id)
+            .bind(key.user_id.to_string())
+            .bind(&key.secret_ciphertext)
+            .bind(millis(key.created_at))
+            .bind(key.last_used_at.map(millis))
+        })
         .await
         .map_err(|e| {
-            map_constraint(
+            map_store_constraint(
                 e,
                 || format!("access key {}", key.access_key_id),
                 || format!("user {}", key.user_id),
@@ -994,11 +1406,12 @@ impl CatalogStore for PostgresStore {
     }
 
     async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
-            .bind(access_key_id)
-            .execute(&self.pool)
+        let done = self
+            .write_notifying("delete_access_key", Change::Identity, || {
+                sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1").bind(access_key_id)
+            })
             .await?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             return Err(StoreError::NotFound(format!("access key {access_key_id}")));
         }
         Ok(())
@@ -1007,15 +1420,16 @@ impl CatalogStore for PostgresStore {
     // ---- users (beyond creation) ----
 
     async fn update_user(&self, user: &UserRecord) -> Result<()> {
-        let done =
-            sqlx::query("UPDATE users SET email = $1, friendly_name = $2, source = $3 WHERE id = $4")
-                .bind(&user.email)
-                .bind(&user.friendly_name)
-                .bind(&user.source)
-                .bind(user.id.to_string())
-                .execute(&self.pool)
-                .await?;
-        if done.rows_affected() == 0 {
+        let done = self
+            .write_notifying("update_user", Change::Identity, || {
+                sqlx::query("UPDATE users SET email = $1, friendly_name = $2, source = $3 WHERE id = $4")
+                    .bind(&user.email)
+                    .bind(&user.friendly_name)
+                    .bind(&user.source)
+                    .bind(user.id.to_string())
+            })
+            .await?;
+        if done == 0 {
             return Err(StoreError::NotFound(format!("user {}", user.id)));
         }
         Ok(())
@@ -1023,7 +1437,7 @@ impl CatalogStore for PostgresStore {
 
     async fn delete_user(&self, id: Uuid) -> Result<()> {
         // Cascades to access_keys, group_members, user_policies and external_identities.
-        self.delete_by_id("users", "user", id).await
+        self.delete_by_id("users", "user", id, Some(Change::Identity)).await
     }
 
     // ---- external identities ----
@@ -1046,7 +1460,14 @@ impl CatalogStore for PostgresStore {
 
     async fn create_external_identity(&self, rec: &ExternalIdentityRecord) -> Result<()> {
         // One statement: the foreign key checks the user.
-        insert_external_identity(&self.pool, rec, rec.user_id).await
+        self.retrying("create_external_identity", || async move {
+            let mut tx = self.pool.begin().await?;
+            insert_external_identity(&mut *tx, rec, rec.user_id).await?;
+            notify(&mut tx, Change::Identity).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn list_external_identities(&self, user_id: Uuid) -> Result<Vec<ExternalIdentityRecord>> {
@@ -1063,12 +1484,14 @@ impl CatalogStore for PostgresStore {
     }
 
     async fn delete_external_identity(&self, source: &str, subject: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM external_identities WHERE source = $1 AND subject = $2")
-            .bind(source)
-            .bind(subject)
-            .execute(&self.pool)
+        let done = self
+            .write_notifying("delete_external_identity", Change::Identity, || {
+                sqlx::query("DELETE FROM external_identities WHERE source = $1 AND subject = $2")
+                    .bind(source)
+                    .bind(subject)
+            })
             .await?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             return Err(StoreError::NotFound(identity_label(source, subject)));
         }
         Ok(())
@@ -1083,54 +1506,28 @@ impl CatalogStore for PostgresStore {
         // Racing first logins: the loser's
         // identity insert hits the primary key and the dropped transaction rolls back its
         // user row too.
-        let mut tx = self.pool.begin().await?;
-        insert_user(&mut *tx, user).await?;
-        // The identity is linked to the user created here, whatever `identity.user_id` says.
-        insert_external_identity(&mut *tx, identity, user.id).await?;
-        for group_id in group_ids {
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM groups WHERE id = $1)")
-                    .bind(group_id.to_string())
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if !exists {
-                return Err(StoreError::NotFound(format!("group {group_id}")));
-            }
-            // OR IGNORE: a group listed twice is one membership.
-            sqlx::query("INSERT INTO group_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(group_id.to_string())
-                .bind(user.id.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    map_constraint(
-                        e,
-                        || format!("user {} in group {group_id}", user.id),
-                        || format!("group {group_id}"),
-                    )
-                })?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.retrying("create_user_with_identity", || self.create_user_with_identity_once(user, identity, group_ids))
+            .await
     }
 
     // ---- groups ----
 
     async fn create_group(&self, group: &GroupRecord) -> Result<()> {
-        sqlx::query("INSERT INTO groups (id, name, description, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(group.id.to_string())
-            .bind(&group.name)
-            .bind(&group.description)
-            .bind(millis(group.created_at))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                map_constraint(
-                    e,
-                    || format!("group {}", group.name),
-                    || format!("group {}", group.name),
-                )
-            })?;
+        self.write_notifying("create_group", Change::Identity, || {
+            sqlx::query("INSERT INTO groups (id, name, description, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(group.id.to_string())
+                .bind(&group.name)
+                .bind(&group.description)
+                .bind(millis(group.created_at))
+        })
+        .await
+        .map_err(|e| {
+            map_store_constraint(
+                e,
+                || format!("group {}", group.name),
+                || format!("group {}", group.name),
+            )
+        })?;
         Ok(())
     }
 
@@ -1154,7 +1551,7 @@ impl CatalogStore for PostgresStore {
 
     async fn delete_group(&self, id: Uuid) -> Result<()> {
         // Cascades to group_members and group_policies.
-        self.delete_by_id("groups", "group", id).await
+        self.delete_by_id("groups", "group", id, Some(Change::Identity)).await
     }
 
     async fn add_group_member(&self, group_id: Uuid, user_id: Uuid) -> Result<()> {
@@ -1209,21 +1606,22 @@ impl CatalogStore for PostgresStore {
     // ---- policies ----
 
     async fn create_policy(&self, policy: &PolicyRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO policies (id, name, description, statements_json, builtin, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(policy.id.to_string())
-        .bind(&policy.name)
-        .bind(&policy.description)
-        .bind(&policy.statements_json)
-        .bind(policy.builtin)
-        .bind(millis(policy.created_at))
-        .bind(millis(policy.updated_at))
-        .execute(&self.pool)
+        self.write_notifying("create_policy", Change::Identity, || {
+            sqlx::query(
+                "INSERT INTO policies (id, name, description, statements_json, builtin, created_at, \
+                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(policy.id.to_string())
+            .bind(&policy.name)
+            .bind(&policy.description)
+            .bind(&policy.statements_json)
+            .bind(policy.builtin)
+            .bind(millis(policy.created_at))
+            .bind(millis(policy.updated_at))
+        })
         .await
         .map_err(|e| {
-            map_constraint(
+            map_store_constraint(
                 e,
                 || format!("policy {}", policy.name),
                 || format!("policy {}", policy.name),
@@ -1258,17 +1656,19 @@ impl CatalogStore for PostgresStore {
     }
 
     async fn update_policy(&self, policy: &PolicyRecord) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE policies SET description = $1, statements_json = $2, updated_at = $3 \
-             WHERE id = $4",
-        )
-        .bind(&policy.description)
-        .bind(&policy.statements_json)
-        .bind(millis(policy.updated_at))
-        .bind(policy.id.to_string())
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
+        let done = self
+            .write_notifying("update_policy", Change::Identity, || {
+                sqlx::query(
+                    "UPDATE policies SET description = $1, statements_json = $2, updated_at = $3 \
+                     WHERE id = $4",
+                )
+                .bind(&policy.description)
+                .bind(&policy.statements_json)
+                .bind(millis(policy.updated_at))
+                .bind(policy.id.to_string())
+            })
+            .await?;
+        if done == 0 {
             return Err(StoreError::NotFound(format!("policy {}", policy.id)));
         }
         Ok(())
@@ -1276,7 +1676,7 @@ impl CatalogStore for PostgresStore {
 
     async fn delete_policy(&self, id: Uuid) -> Result<()> {
         // Cascades to user_policies and group_policies.
-        self.delete_by_id("policies", "policy", id).await
+        self.delete_by_id("policies", "policy", id, Some(Change::Identity)).await
     }
 
     async fn attach_user_policy(&self, user_id: Uuid, policy_id: Uuid) -> Result<()> {
@@ -1423,24 +1823,26 @@ impl CatalogStore for PostgresStore {
     // ---- warehouses ----
 
     async fn create_warehouse(&self, w: &WarehouseRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO warehouses (id, name, storage_profile, storage_credential, \
-             delete_profile, status, location, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(w.id.to_string())
-        .bind(&w.name)
-        .bind(to_json(&w.storage_profile)?)
-        .bind(&w.storage_credential)
-        .bind(to_json(&w.delete_profile)?)
-        .bind(w.status.as_str())
-        .bind(&w.location)
-        .bind(millis(w.created_at))
-        .bind(millis(w.updated_at))
-        .execute(&self.pool)
+        let (profile, delete_profile) = (to_json(&w.storage_profile)?, to_json(&w.delete_profile)?);
+        self.write_notifying("create_warehouse", Change::Warehouse(w.id), || {
+            sqlx::query(
+                "INSERT INTO warehouses (id, name, storage_profile, storage_credential, \
+                 delete_profile, status, location, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(w.id.to_string())
+            .bind(&w.name)
+            .bind(&profile)
+            .bind(&w.storage_credential)
+            .bind(&delete_profile)
+            .bind(w.status.as_str())
+            .bind(&w.location)
+            .bind(millis(w.created_at))
+            .bind(millis(w.updated_at))
+        })
         .await
         .map_err(|e| {
-            map_constraint(
+            map_store_constraint(
                 e,
                 || format!("warehouse {}", w.name),
                 || format!("warehouse {}", w.name),
@@ -1475,34 +1877,38 @@ impl CatalogStore for PostgresStore {
     }
 
     async fn update_warehouse(&self, w: &WarehouseRecord) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE warehouses SET name = $1, storage_profile = $2, storage_credential = $3, \
-             delete_profile = $4, status = $5, location = $6, updated_at = $7 WHERE id = $8",
-        )
-        .bind(&w.name)
-        .bind(to_json(&w.storage_profile)?)
-        .bind(&w.storage_credential)
-        .bind(to_json(&w.delete_profile)?)
-        .bind(w.status.as_str())
-        .bind(&w.location)
-        .bind(millis(w.updated_at))
-        .bind(w.id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| {
-            map_constraint(
-                e,
-                || format!("warehouse {}", w.name),
-                || format!("warehouse {}", w.id),
-            )
-        })?;
-        if done.rows_affected() == 0 {
+        let (profile, delete_profile) = (to_json(&w.storage_profile)?, to_json(&w.delete_profile)?);
+        let done = self
+            .write_notifying("update_warehouse", Change::Warehouse(w.id), || {
+                sqlx::query(
+                    "UPDATE warehouses SET name = $1, storage_profile = $2, storage_credential = $3, \
+                     delete_profile = $4, status = $5, location = $6, updated_at = $7 WHERE id = $8",
+                )
+                .bind(&w.name)
+                .bind(&profile)
+                .bind(&w.storage_credential)
+                .bind(&delete_profile)
+                .bind(w.status.as_str())
+                .bind(&w.location)
+                .bind(millis(w.updated_at))
+                .bind(w.id.to_string())
+            })
+            .await
+            .map_err(|e| {
+                map_store_constraint(
+                    e,
+                    || format!("warehouse {}", w.name),
+                    || format!("warehouse {}", w.id),
+                )
+            })?;
+        if done == 0 {
             return Err(StoreError::NotFound(format!("warehouse {}", w.id)));
         }
         Ok(())
     }
 
     async fn delete_warehouse(&self, id: Uuid) -> Result<()> {
+        self.retrying("delete_warehouse", move || async move {
         let mut tx = self.pool.begin().await?;
         let name: Option<String> = // FOR UPDATE: conflicts with the FOR KEY SHARE lock that inserting a namespace or a
         // deleted table takes through its foreign key.
@@ -1528,13 +1934,17 @@ impl CatalogStore for PostgresStore {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        notify(&mut tx, Change::Warehouse(id)).await?;
         tx.commit().await?;
         Ok(())
+        })
+        .await
     }
 
     // ---- namespaces ----
 
     async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()> {
+        self.retrying("create_namespace", move || async move {
         let mut tx = self.pool.begin().await?;
         let parent_id = match ns.name.parent() {
             Some(parent) => Some(
@@ -1571,6 +1981,8 @@ impl CatalogStore for PostgresStore {
         })?;
         tx.commit().await?;
         Ok(())
+        })
+        .await
     }
 
     async fn get_namespace(
@@ -1625,6 +2037,7 @@ impl CatalogStore for PostgresStore {
         removals: &[String],
         updates: &HashMap<String, String>,
     ) -> Result<NamespaceRecord> {
+        self.retrying("update_namespace_properties", move || async move {
         let mut tx = self.pool.begin().await?;
         let Some(mut ns) = fetch_namespace_for_update(&mut tx, warehouse_id, name).await? else {
             return Err(StoreError::NotFound(format!("namespace {name}")));
@@ -1643,9 +2056,12 @@ impl CatalogStore for PostgresStore {
             .await?;
         tx.commit().await?;
         Ok(ns)
+        })
+        .await
     }
 
     async fn drop_namespace(&self, warehouse_id: Uuid, name: &NamespaceName) -> Result<()> {
+        self.retrying("drop_namespace", move || async move {
         let mut tx = self.pool.begin().await?;
         // The row lock conflicts with the FOR KEY SHARE lock a child insert takes through its
         // foreign key, so no child namespace or table can appear between check and delete.
@@ -1669,6 +2085,8 @@ impl CatalogStore for PostgresStore {
             .await?;
         tx.commit().await?;
         Ok(())
+        })
+        .await
     }
 
     // ---- soft deletion ----
@@ -1683,6 +2101,7 @@ impl CatalogStore for PostgresStore {
         deleted_by: Option<&str>,
         purge_requested: bool,
     ) -> Result<DeletedTableRecord> {
+        self.retrying("soft_drop_table", move || async move {
         let mut tx = self.pool.begin().await?;
         let Some(table) = fetch_table_for_update(&mut tx, warehouse_id, namespace, name).await? else {
             return Err(StoreError::NotFound(table_label(namespace, name)));
@@ -1730,6 +2149,8 @@ impl CatalogStore for PostgresStore {
             .await?;
         tx.commit().await?;
         Ok(record)
+        })
+        .await
     }
 
     async fn list_deleted_tables(
@@ -1784,6 +2205,7 @@ impl CatalogStore for PostgresStore {
     }
 
     async fn undrop_table(&self, table_id: Uuid, new_name: Option<&str>) -> Result<TableRecord> {
+        self.retrying("undrop_table", move || async move {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(concat!(
             "SELECT ",
@@ -1837,6 +2259,8 @@ impl CatalogStore for PostgresStore {
             .await?;
         tx.commit().await?;
         Ok(table)
+        })
+        .await
     }
 
     async fn claim_expired_deleted_tables(
@@ -1876,8 +2300,42 @@ impl CatalogStore for PostgresStore {
     }
 
     async fn forget_deleted_table(&self, table_id: Uuid) -> Result<()> {
-        self.delete_by_id("deleted_tables", "deleted table", table_id)
+        self.delete_by_id("deleted_tables", "deleted table", table_id, None)
             .await
+    }
+
+    async fn purge_deleted_table(&self, table_id: Uuid, audit: &AuditRecord) -> Result<()> {
+        let deleted = self
+            .retrying("purge_deleted_table", move || async move {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query("DELETE FROM deleted_tables WHERE id = $1")
+                    .bind(table_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO audit_log (at, actor_id, actor_name, action, target, result, detail) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(millis(audit.at))
+                .bind(audit.actor_id.map(|id| id.to_string()))
+                .bind(&audit.actor_name)
+                .bind(&audit.action)
+                .bind(&audit.target)
+                .bind(&audit.result)
+                .bind(&audit.detail)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await?;
+        if !deleted {
+            return Err(StoreError::NotFound(format!("deleted table {table_id}")));
+        }
+        Ok(())
     }
 
     async fn table_containing_location(&self, location: &str) -> Result<Option<TableRecord>> {
@@ -1951,6 +2409,7 @@ impl CatalogStore for PostgresStore {
         namespace: &NamespaceName,
         name: &str,
     ) -> Result<TableRecord> {
+        self.retrying("drop_table", move || async move {
         let mut tx = self.pool.begin().await?;
         let Some(table) = fetch_table_for_update(&mut tx, warehouse_id, namespace, name).await? else {
             return Err(StoreError::NotFound(table_label(namespace, name)));
@@ -1961,6 +2420,8 @@ impl CatalogStore for PostgresStore {
             .await?;
         tx.commit().await?;
         Ok(table)
+        })
+        .await
     }
 
     async fn rename_table(
@@ -1971,6 +2432,7 @@ impl CatalogStore for PostgresStore {
         to_namespace: &NamespaceName,
         to_name: &str,
     ) -> Result<()> {
+        self.retrying("rename_table", move || async move {
         let mut tx = self.pool.begin().await?;
         let Some(table) = fetch_table_for_update(&mut tx, warehouse_id, from_namespace, from_name).await?
         else {
@@ -1993,38 +2455,54 @@ impl CatalogStore for PostgresStore {
             })?;
         tx.commit().await?;
         Ok(())
+        })
+        .await
     }
 
     async fn commit(&self, ops: &[CommitOp]) -> Result<()> {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
-        for op in ops {
-            // An early return drops `tx`, which rolls back everything applied so far.
-            match op {
-                CommitOp::Create(t) => apply_create(&mut tx, t).await?,
-                CommitOp::Update {
-                    table_id,
-                    expected_metadata_location,
-                    new_metadata_location,
-                    new_metadata_json,
-                    new_location,
-                } => {
-                    apply_update(
-                        &mut tx,
-                        *table_id,
-                        expected_metadata_location,
-                        new_metadata_location,
-                        new_metadata_json,
-                        new_location,
-                    )
-                    .await?
+        self.retrying("commit", move || async move {
+            // A concurrent move of a table can (rarely) invalidate the lock plan between
+            // planning and locking; then plan again. Bounded, and each round means another
+            // commit to one of our tables won, so the CAS is about to fail anyway.
+            for _ in 0..10 {
+                let mut tx = self.pool.begin().await?;
+                // One op takes its locks in the same order on its own (location lock, then
+                // the row), so only multi-table commits need the plan and its extra reads.
+                if ops.len() > 1 && !lock_commit_targets(&mut tx, ops).await? {
+                    continue;
                 }
+                for op in ops {
+                    // An early return drops `tx`, which rolls back everything applied so far.
+                    match op {
+                        CommitOp::Create(t) => apply_create(&mut tx, t).await?,
+                        CommitOp::Update {
+                            table_id,
+                            expected_metadata_location,
+                            new_metadata_location,
+                            new_metadata_json,
+                            new_location,
+                        } => {
+                            apply_update(
+                                &mut tx,
+                                *table_id,
+                                expected_metadata_location,
+                                new_metadata_location,
+                                new_metadata_json,
+                                new_location,
+                            )
+                            .await?
+                        }
+                    }
+                }
+                tx.commit().await?;
+                return Ok(());
             }
-        }
-        tx.commit().await?;
-        Ok(())
+            Err(StoreError::Conflict("tables moved concurrently while committing".into()))
+        })
+        .await
     }
 
     async fn location_overlaps(

@@ -1779,6 +1779,32 @@ impl CatalogStore for SqliteStore {
             .await
     }
 
+    async fn purge_deleted_table(&self, table_id: Uuid, audit: &AuditRecord) -> Result<()> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM deleted_tables WHERE id = ?")
+            .bind(table_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("deleted table {table_id}")));
+        }
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor_id, actor_name, action, target, result, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(millis(audit.at))
+        .bind(audit.actor_id.map(|id| id.to_string()))
+        .bind(&audit.actor_name)
+        .bind(&audit.action)
+        .bind(&audit.target)
+        .bind(&audit.result)
+        .bind(&audit.detail)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn table_containing_location(&self, location: &str) -> Result<Option<TableRecord>> {
         // Equality probes on tables_by_location_any, one per '/'-prefix of the location. The
         // catalog keeps locations from overlapping, so at most one matches; should tables

@@ -1735,6 +1735,25 @@ async fn soft_drop(
         .unwrap()
 }
 
+/// The final removal of a deleted table writes its audit entry in the same transaction:
+/// exactly one entry per removal, none for a table that is already gone.
+async fn purge_deleted_table(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let t = new_table(store, &n, "t", "s3://wh/db/t").await;
+    soft_drop(store, &t, now(), now()).await;
+    let mut rec = audit("catalog:PurgeDeletedTable", None, Some("purged"));
+    rec.target = t.id.to_string();
+    store.purge_deleted_table(t.id, &rec).await.unwrap();
+    assert!(store.get_deleted_table(t.id).await.unwrap().is_none());
+    assert_err!(store.purge_deleted_table(t.id, &rec).await, StoreError::NotFound(_));
+    let entries = store.list_audit(None, 100).await.unwrap();
+    let mine: Vec<_> = entries.iter().filter(|e| e.target == t.id.to_string()).collect();
+    assert_eq!(mine.len(), 1, "{entries:?}");
+    assert_eq!(mine[0].action, "catalog:PurgeDeletedTable");
+    assert_eq!(mine[0].detail.as_deref(), Some("purged"));
+}
+
 fn deleted_ids(v: &[DeletedTableRecord]) -> Vec<Uuid> {
     v.iter().map(|d| d.table.id).collect()
 }
@@ -2807,6 +2826,7 @@ macro_rules! with_suite_functions {
             external_identities,
             delete_user_removes_identities,
             create_user_with_identity,
+            purge_deleted_table,
         );
     };
 }
@@ -3159,4 +3179,227 @@ async fn postgres_refuses_newer_schema() {
 fn postgres_store_is_shareable() {
     fn assert_traits<T: Clone + Send + Sync + 'static>() {}
     assert_traits::<PostgresStore>();
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL: change feed, retry of aborted transactions, lock order of multi-table commits
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sqlite_has_no_change_feed() {
+    let (_dir, store) = sqlite_store().await;
+    assert!(store.subscribe_changes().await.unwrap().is_none());
+}
+
+async fn next_change(rx: &mut sluice_store::ChangeReceiver) -> sluice_store::Change {
+    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("no change notification within 10 s")
+        .unwrap()
+}
+
+/// A write through one store (replica) is announced to a subscriber of another, once it
+/// commits; a write that fails (rolled back) announces nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_change_feed_announces_committed_writes_only() {
+    use sluice_store::Change;
+    let url = pg_cluster::fresh_database().await;
+    let writer = PostgresStore::connect(&url).await.unwrap();
+    let reader = PostgresStore::connect(&url).await.unwrap();
+    let mut rx = reader.subscribe_changes().await.unwrap().expect("PostgreSQL has a feed");
+
+    let g = new_group(&writer, "analysts").await;
+    assert_eq!(next_change(&mut rx).await, Change::Identity);
+    let u = new_user(&writer, "ann").await;
+    assert_eq!(next_change(&mut rx).await, Change::Identity);
+    writer.add_group_member(g.id, u.id).await.unwrap();
+    assert_eq!(next_change(&mut rx).await, Change::Identity);
+    let p = new_policy(&writer, "p").await;
+    assert_eq!(next_change(&mut rx).await, Change::Identity);
+    writer.attach_group_policy(g.id, p.id).await.unwrap();
+    assert_eq!(next_change(&mut rx).await, Change::Identity);
+    writer.detach_group_policy(g.id, p.id).await.unwrap();
+    assert_eq!(next_change(&mut rx).await, Change::Identity);
+
+    // Fails (the name is taken): rolled back, so no notification.
+    assert_err!(writer.create_group(&group("analysts")).await, StoreError::AlreadyExists(_));
+    let w = new_warehouse(&writer, "wh").await;
+    assert_eq!(next_change(&mut rx).await, Change::Warehouse(w.id));
+    let mut w2 = w.clone();
+    w2.storage_credential = None;
+    writer.update_warehouse(&w2).await.unwrap();
+    assert_eq!(next_change(&mut rx).await, Change::Warehouse(w.id));
+    writer.delete_warehouse(w.id).await.unwrap();
+    assert_eq!(next_change(&mut rx).await, Change::Warehouse(w.id));
+
+    // Catalog writes are not announced: nothing cached depends on them.
+    let w3 = new_warehouse(&writer, "wh3").await;
+    assert_eq!(next_change(&mut rx).await, Change::Warehouse(w3.id));
+    let n = new_namespace(&writer, w3.id, "db").await;
+    new_table(&writer, &n, "t", "s3://wh3/db/t").await;
+    writer.delete_user(u.id).await.unwrap();
+    assert_eq!(next_change(&mut rx).await, Change::Identity);
+}
+
+/// Killing the feed's connection reports `Lost`, then `Resumed` once it listens again, and
+/// changes flow again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_change_feed_survives_a_killed_connection() {
+    use sluice_store::Change;
+    let url = pg_cluster::fresh_database().await;
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let mut rx = store.subscribe_changes().await.unwrap().unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'sluice-listener' AND datname = current_database()",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(killed, vec![true]);
+    assert_eq!(next_change(&mut rx).await, Change::Lost);
+    assert_eq!(next_change(&mut rx).await, Change::Resumed);
+    new_group(&store, "g").await;
+    assert_eq!(next_change(&mut rx).await, Change::Identity);
+}
+
+async fn postgres_store_with(url: &str, retry_attempts: u32) -> PostgresStore {
+    PostgresStore::connect_with(url, sluice_store::PgOptions { retry_attempts, ..Default::default() })
+        .await
+        .unwrap()
+}
+
+/// Waits until some connection of the store under test (application "sluice") is blocked
+/// on a lock.
+async fn wait_until_store_blocks(admin: &mut sqlx::PgConnection) {
+    let start = std::time::Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sluice' \
+             AND datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "the commit never blocked");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Forces a deadlock between a two-table commit and another session, arranged so that
+/// PostgreSQL picks the commit as the victim (its `deadlock_timeout` fires first), and
+/// returns what the commit returned.
+async fn commit_into_deadlock(url: &str, retry_attempts: u32) -> (Result<(), StoreError>, PostgresStore, [TableRecord; 2]) {
+    use sqlx::Connection;
+    let store = postgres_store_with(url, retry_attempts).await;
+    let w = new_warehouse(&store, &format!("wh{retry_attempts}")).await;
+    let n = new_namespace(&store, w.id, "db").await;
+    let mut t = [
+        new_table(&store, &n, "a", &format!("s3://wh{retry_attempts}/db/a")).await,
+        new_table(&store, &n, "b", &format!("s3://wh{retry_attempts}/db/b")).await,
+    ];
+    t.sort_by_key(|t| t.id.to_string());
+    let [lo, hi] = t.clone();
+
+    let mut other = sqlx::PgConnection::connect(url).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+    // The other session waits long before checking for deadlocks; the store's sessions use
+    // the default (1 s), so the store's transaction is the one PostgreSQL aborts.
+    sqlx::query("SET deadlock_timeout = '20s'").execute(&mut other).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("SELECT 1 FROM tables WHERE id = $1 FOR UPDATE")
+        .bind(hi.id.to_string())
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let ops = [
+        update_op(&lo, &lo.metadata_location, "s3://x/lo-2.json"),
+        update_op(&hi, &hi.metadata_location, "s3://x/hi-2.json"),
+    ];
+    let committing = {
+        let store = store.clone();
+        tokio::spawn(async move { store.commit(&ops).await })
+    };
+    // The commit now holds `lo` and waits for `hi`; taking `lo` closes the cycle.
+    wait_until_store_blocks(&mut admin).await;
+    let take_lo = sqlx::query("SELECT 1 FROM tables WHERE id = $1 FOR UPDATE")
+        .bind(lo.id.to_string())
+        .execute(&mut other);
+    take_lo.await.unwrap();
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    (committing.await.unwrap(), store, [lo, hi])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_deadlocked_commit_fails_without_retry() {
+    let url = pg_cluster::fresh_database().await;
+    let (result, store, [lo, _]) = commit_into_deadlock(&url, 1).await;
+    match result {
+        Err(StoreError::Database(e)) => {
+            let code = e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string());
+            assert_eq!(code.as_deref(), Some("40P01"), "{e}");
+        }
+        other => panic!("expected the deadlock to surface without retries, got {other:?}"),
+    }
+    let now = store.get_table_by_id(lo.id).await.unwrap().unwrap();
+    assert_eq!(now.metadata_location, lo.metadata_location, "the aborted commit left nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_deadlocked_commit_is_retried_and_succeeds() {
+    let url = pg_cluster::fresh_database().await;
+    let (result, store, [lo, hi]) = commit_into_deadlock(&url, 5).await;
+    result.expect("the retry commits");
+    assert_eq!(store.get_table_by_id(lo.id).await.unwrap().unwrap().metadata_location, "s3://x/lo-2.json");
+    assert_eq!(store.get_table_by_id(hi.id).await.unwrap().unwrap().metadata_location, "s3://x/hi-2.json");
+}
+
+/// Two multi-table commits over the same tables in opposite orders, spanning two
+/// warehouses and moving the tables (so both take location locks too), race many times.
+/// With retries off, a deadlock would surface as a database error: every race must end
+/// with exactly one winner and one CAS conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_opposite_order_multi_table_commits_do_not_deadlock() {
+    let url = pg_cluster::fresh_database().await;
+    let store = Arc::new(postgres_store_with(&url, 1).await);
+    let w1 = new_warehouse(store.as_ref(), "w1").await;
+    let w2 = new_warehouse(store.as_ref(), "w2").await;
+    let n1 = new_namespace(store.as_ref(), w1.id, "db").await;
+    let n2 = new_namespace(store.as_ref(), w2.id, "db").await;
+    let t1 = new_table(store.as_ref(), &n1, "t", "s3://w1/db/t").await;
+    let t2 = new_table(store.as_ref(), &n2, "t", "s3://w2/db/t").await;
+    for round in 0..40 {
+        let cur1 = store.get_table_by_id(t1.id).await.unwrap().unwrap();
+        let cur2 = store.get_table_by_id(t2.id).await.unwrap().unwrap();
+        let op = |t: &TableRecord, side: &str| CommitOp::Update {
+            table_id: t.id,
+            expected_metadata_location: t.metadata_location.clone(),
+            new_metadata_location: format!("{}/metadata/{round}-{side}.json", t.location),
+            new_metadata_json: "{}".into(),
+            // Every other round moves both tables.
+            new_location: if round % 2 == 0 { format!("{}-{round}{side}", t.location) } else { t.location.clone() },
+        };
+        let forward = vec![op(&cur1, "f"), op(&cur2, "f")];
+        let backward = vec![op(&cur2, "b"), op(&cur1, "b")];
+        let (s1, s2) = (store.clone(), store.clone());
+        let (r1, r2) = tokio::join!(
+            tokio::spawn(async move { s1.commit(&forward).await }),
+            tokio::spawn(async move { s2.commit(&backward).await })
+        );
+        let results = [r1.unwrap(), r2.unwrap()];
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        for r in &results {
+            assert!(matches!(r, Ok(()) | Err(StoreError::Conflict(_))), "round {round}: {r:?}");
+        }
+        assert_eq!(wins, 1, "round {round}: {results:?}");
+        // Both tables moved together with the winner's metadata.
+        let (a, b) = (
+            store.get_table_by_id(t1.id).await.unwrap().unwrap(),
+            store.get_table_by_id(t2.id).await.unwrap().unwrap(),
+        );
+        assert_eq!(a.metadata_location.ends_with("f.json"), b.metadata_location.ends_with("f.json"), "round {round}");
+    }
 }

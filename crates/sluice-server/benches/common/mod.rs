@@ -14,11 +14,20 @@ pub struct BenchServer {
     pub dir: tempfile::TempDir,
 }
 
+#[allow(dead_code)] // not every bench uses both entry points
 pub async fn start_server() -> BenchServer {
+    start_server_with(None).await
+}
+
+/// As [`start_server`], with the catalog in the given database (`None`: the embedded
+/// SQLite default in the temp dir).
+#[allow(dead_code)]
+pub async fn start_server_with(database_url: Option<String>) -> BenchServer {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
+        database_url,
         allowed_file_roots: vec![dir.path().to_path_buf()],
         log_level: "warn".into(),
         ..ServerConfig::default()

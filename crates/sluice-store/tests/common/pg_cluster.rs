@@ -54,6 +54,12 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Whether the PostgreSQL server binaries are on PATH (benches skip without them; tests
+/// fail with instructions instead).
+pub fn available() -> bool {
+    ["initdb", "pg_ctl", "postgres"].iter().all(|b| have(b))
+}
+
 fn start() -> Cluster {
     for bin in ["initdb", "pg_ctl", "postgres"] {
         assert!(
