@@ -110,6 +110,17 @@ impl PostgresStore {
         if let Some(t) = opts.statement_timeout {
             options = options.options([("statement_timeout", format!("{}", t.as_millis()))]);
         }
+        // One direct connection first: the pool reports every failure to connect as a
+        // timeout, while this says what went wrong (refused, unknown host, password, database).
+        let first = tokio::time::timeout(opts.acquire_timeout, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer from PostgreSQL within {}s", opts.acquire_timeout.as_secs()),
+                ))
+            })??;
+        let _ = sqlx::Connection::close(first).await;
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(opts.acquire_timeout)

@@ -3403,3 +3403,21 @@ async fn postgres_opposite_order_multi_table_commits_do_not_deadlock() {
         assert_eq!(a.metadata_location.ends_with("f.json"), b.metadata_location.ends_with("f.json"), "round {round}");
     }
 }
+
+/// An unreachable server is reported as such at start-up (not as a pool timeout), without
+/// the password.
+#[tokio::test]
+async fn postgres_unreachable_says_why() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let started = std::time::Instant::now();
+    let err = sluice_store::PostgresStore::connect(&format!("postgres://sluice:hunter2@127.0.0.1:{port}/catalog"))
+        .await
+        .err()
+        .expect("nothing listens there");
+    let msg = err.to_string();
+    assert!(msg.to_lowercase().contains("refused"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took the whole pool timeout: {msg}");
+}
