@@ -112,7 +112,7 @@ impl PostgresStore {
         }
         // One direct connection first: the pool reports every failure to connect as a
         // timeout, while this says what went wrong (refused, unknown host, password, database).
-        let first = tokio::time::timeout(opts.acquire_timeout, PgConnection::connect_with(&options))
+        let first = tokio::time::timeout(opts.acquire_timeout, <PgConnection as sqlx::Connection>::connect_with(&options))
             .await
             .map_err(|_| {
                 sqlx::Error::Io(std::io::Error::new(
