@@ -5,60 +5,18 @@
 mod azurite;
 
 use azurite::Azurite;
-use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use sluice_core::Secret;
-use sluice_server::{Server, ServerConfig};
 
-const KEY_ID: &str = "AKIATESTADMIN0000001";
-const SECRET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123";
+#[path = "common/server.rs"]
+mod server;
 
-struct TestServer {
-    base: String,
-    client: Client,
-    _dir: tempfile::TempDir,
-}
+use server::TestServer;
 
-impl TestServer {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_path_buf(),
-            allowed_file_roots: vec![dir.path().to_path_buf()],
-            ..ServerConfig::default()
-        };
-        let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET)))).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { server.serve(listener, std::future::pending()).await.unwrap() });
-        TestServer { base: format!("http://{addr}"), client: Client::new(), _dir: dir }
-    }
+const VENDED: &[(&str, &str)] = &[("X-Iceberg-Access-Delegation", "vended-credentials")];
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>, vended: bool) -> (StatusCode, Value) {
-        let mut rb = self.client.request(method, format!("{}{path}", self.base)).basic_auth(KEY_ID, Some(SECRET));
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        if vended {
-            rb = rb.header("X-Iceberg-Access-Delegation", "vended-credentials");
-        }
-        let resp = rb.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(reqwest::Method::POST, path, Some(body), false).await
-    }
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(reqwest::Method::GET, path, None, false).await
-    }
-    async fn prefix(&self, warehouse: &str) -> String {
-        let (s, v) = self.get(&format!("/v1/config?warehouse={warehouse}")).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        v["overrides"]["prefix"].as_str().unwrap().to_string()
-    }
+/// The body as JSON where it parses, else as a JSON string (so assertions print it).
+fn json_or_text(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
 }
 
 fn profile(az: &Azurite, prefix: &str) -> Value {
@@ -96,7 +54,7 @@ async fn adls_warehouse_create_vend_and_bad_input() {
     assert_eq!(v["storage-profile"]["type"], "adls");
 
     // A table, loaded with vended credentials.
-    let p = s.prefix("az").await;
+    let p = s.prefix_of("az").await;
     let (st, v) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]})).await;
     assert_eq!(st, 200, "{v}");
     let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t", "schema": schema()})).await;
@@ -104,7 +62,8 @@ async fn adls_warehouse_create_vend_and_bad_input() {
     let location = v["metadata"]["location"].as_str().unwrap().to_string();
     let base = format!("abfss://warehouse@{}.{}/wh", azurite::ACCOUNT, az.host);
     assert!(location.starts_with(&format!("{base}/")), "{location}");
-    let (st, v) = s.call(reqwest::Method::GET, &format!("/v1/{p}/namespaces/db/tables/t"), None, true).await;
+    let (st, v) = s.request(reqwest::Method::GET, &format!("/v1/{p}/namespaces/db/tables/t"), None, VENDED).await;
+    let v = json_or_text(v);
     assert_eq!(st, 200, "{v}");
     let sas_key = format!("adls.sas-token.{}.{}", azurite::ACCOUNT, az.host);
     let sas = v["config"][&sas_key].as_str().unwrap();
@@ -164,11 +123,12 @@ async fn adls_warehouse_create_vend_and_bad_input() {
         .post("/management/v1/warehouse", json!({"warehouse-name": "strict", "storage-profile": strict, "storage-credential": key_cred()}))
         .await;
     assert_eq!(st, 201, "{v}");
-    let p = s.prefix("strict").await;
+    let p = s.prefix_of("strict").await;
     s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]})).await;
     let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t", "schema": schema()})).await;
     assert_eq!(st, 200, "{v}");
-    let (st, v) = s.call(reqwest::Method::GET, &format!("/v1/{p}/namespaces/db/tables/t"), None, true).await;
+    let (st, v) = s.request(reqwest::Method::GET, &format!("/v1/{p}/namespaces/db/tables/t"), None, VENDED).await;
+    let v = json_or_text(v);
     assert_eq!(st, 400, "{v}");
     assert!(message(&v).contains("allow-container-wide-sas"), "{v}");
     // Without the header the table loads, with no secrets.

@@ -7,78 +7,36 @@
 mod gcs_peers;
 
 use gcs_peers::{FakeGcs, GoogleStandIn, TestKey};
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sluice_core::Secret;
-use sluice_server::{Server, ServerConfig};
 
-const KEY_ID: &str = "AKIATESTADMIN0000001";
-const SECRET: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123";
 const BUCKET: &str = "lake-gcs";
 
-struct TestServer {
-    base: String,
-    client: Client,
-    data_dir: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-    handle: tokio::task::JoinHandle<()>,
+#[path = "common/server.rs"]
+mod server;
+
+use server::TestServer;
+
+/// Every call asks for vended credentials, as an engine on this warehouse would.
+const VENDED: &[(&str, &str)] = &[("X-Iceberg-Access-Delegation", "vended-credentials")];
+
+async fn start(gcs: &FakeGcs, google: &GoogleStandIn) -> TestServer {
+    let (sts, endpoint) = (google.sts_endpoint.clone(), gcs.endpoint.clone());
+    TestServer::start_with(|c| {
+        c.gcs_sts_endpoint = Some(sts);
+        c.gcs_endpoint = Some(endpoint);
+    })
+    .await
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
+async fn post(s: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
+    let (st, t) = s.request(reqwest::Method::POST, path, Some(body), VENDED).await;
+    (st, serde_json::from_str(&t).unwrap_or(Value::Null))
 }
 
-impl TestServer {
-    async fn start(gcs: &FakeGcs, google: &GoogleStandIn) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().to_path_buf(),
-            allowed_file_roots: vec![dir.path().to_path_buf()],
-            gcs_sts_endpoint: Some(google.sts_endpoint.clone()),
-            gcs_endpoint: Some(gcs.endpoint.clone()),
-            ..ServerConfig::default()
-        };
-        let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET)))).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let handle = tokio::spawn(async move {
-            server.serve(listener, std::future::pending::<()>()).await.unwrap();
-        });
-        TestServer {
-            base: format!("http://{addr}"),
-            client: Client::new(),
-            data_dir: dir.path().to_path_buf(),
-            _dir: dir,
-            handle,
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, String) {
-        let mut rb = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .basic_auth(KEY_ID, Some(SECRET))
-            .header("X-Iceberg-Access-Delegation", "vended-credentials");
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let resp = rb.send().await.unwrap();
-        let status = resp.status();
-        (status, resp.text().await.unwrap())
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let (s, t) = self.call(reqwest::Method::POST, path, Some(body)).await;
-        (s, serde_json::from_str(&t).unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let (s, t) = self.call(reqwest::Method::GET, path, None).await;
-        (s, serde_json::from_str(&t).unwrap_or(Value::Null))
-    }
+async fn get(s: &TestServer, path: &str) -> (StatusCode, Value) {
+    let (st, t) = s.request(reqwest::Method::GET, path, None, VENDED).await;
+    (st, serde_json::from_str(&t).unwrap_or(Value::Null))
 }
 
 fn schema() -> Value {
@@ -120,18 +78,18 @@ async fn gcs_warehouse_create_vend_purge_and_bad_input() {
     let gcs = FakeGcs::start(&[BUCKET]);
     let key = TestKey::generate();
     let google = GoogleStandIn::start(&key).await;
-    let s = TestServer::start(&gcs, &google).await;
+    let s = start(&gcs, &google).await;
     let sa = key.service_account_json(&google.token_uri);
     let cred = json!({"type": "gcs", "credential-type": "service-account-key", "key": sa});
     let profile = json!({"type": "gcs", "bucket": BUCKET, "key-prefix": "/wh/"});
 
-    let (st, v) = s.post("/management/v1/warehouse", warehouse("g1", profile.clone(), cred.clone())).await;
+    let (st, v) = post(&s, "/management/v1/warehouse", warehouse("g1", profile.clone(), cred.clone())).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let id = v["warehouse-id"].as_str().unwrap().to_string();
     assert_eq!(v["storage-profile"], json!({"type": "gcs", "bucket": BUCKET, "key-prefix": "wh"}));
     // The key is never returned, and never stored in clear text.
     let pem_body: String = key.private_pem.lines().nth(1).unwrap().to_string();
-    let (_, text) = s.call(reqwest::Method::GET, &format!("/management/v1/warehouse/{id}"), None).await;
+    let (_, text) = s.request(reqwest::Method::GET, &format!("/management/v1/warehouse/{id}"), None, VENDED).await;
     assert!(!text.contains(&pem_body) && !text.contains("private_key"), "{text}");
     for entry in std::fs::read_dir(&s.data_dir).unwrap() {
         let path = entry.unwrap().path();
@@ -144,12 +102,12 @@ async fn gcs_warehouse_create_vend_purge_and_bad_input() {
     assert!(objects(&gcs, "wh/").await.is_empty());
 
     // A table: its files land in the bucket, and load-table vends a downscoped token.
-    let (st, v) = s.get("/v1/config?warehouse=g1").await;
+    let (st, v) = get(&s, "/v1/config?warehouse=g1").await;
     assert_eq!(st, 200, "{v}");
     let p = v["overrides"]["prefix"].as_str().unwrap().to_string();
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["ns"]})).await;
+    let (st, v) = post(&s, &format!("/v1/{p}/namespaces"), json!({"namespace": ["ns"]})).await;
     assert_eq!(st, 200, "{v}");
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/ns/tables"), json!({"name": "t", "schema": schema()})).await;
+    let (st, v) = post(&s, &format!("/v1/{p}/namespaces/ns/tables"), json!({"name": "t", "schema": schema()})).await;
     assert_eq!(st, 200, "{v}");
     let loc = v["metadata"]["location"].as_str().unwrap().to_string();
     assert!(loc.starts_with(&format!("gs://{BUCKET}/wh/")), "{loc}");
@@ -163,7 +121,7 @@ async fn gcs_warehouse_create_vend_purge_and_bad_input() {
     let key_prefix = loc.trim_start_matches(&format!("gs://{BUCKET}/")).to_string();
     assert_eq!(objects(&gcs, &key_prefix).await.len(), 1, "the first metadata file");
 
-    let (st, v) = s.get(&format!("/v1/{p}/namespaces/ns/tables/t")).await;
+    let (st, v) = get(&s, &format!("/v1/{p}/namespaces/ns/tables/t")).await;
     assert_eq!(st, 200, "{v}");
     assert!(v["config"]["gcs.oauth2.token"].is_string(), "{v}");
     {
@@ -197,7 +155,7 @@ async fn gcs_warehouse_create_vend_purge_and_bad_input() {
 
     // Purge: dropping with purgeRequested deletes the table's objects from the bucket.
     let (st, _) = s
-        .call(reqwest::Method::DELETE, &format!("/v1/{p}/namespaces/ns/tables/t?purgeRequested=true"), None)
+        .request(reqwest::Method::DELETE, &format!("/v1/{p}/namespaces/ns/tables/t?purgeRequested=true"), None, VENDED)
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -208,23 +166,23 @@ async fn gcs_warehouse_create_vend_purge_and_bad_input() {
 
     // Bad input, each answered 400 with the offending field named.
     let wh = |cred: Value| warehouse("bad", json!({"type": "gcs", "bucket": BUCKET, "key-prefix": "bad"}), cred);
-    let (st, v) = s.post("/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "hmac-key"}))).await;
+    let (st, v) = post(&s, "/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "hmac-key"}))).await;
     assert_400(st, &v, &["hmac-key"]);
-    let (st, v) = s.post("/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "gcp-system-identity"}))).await;
+    let (st, v) = post(&s, "/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "gcp-system-identity"}))).await;
     assert_400(st, &v, &["gcp-system-identity", "enable_gcp_system_credentials"]);
     let mut bad = sa.clone();
     bad["private_key"] = json!("-----BEGIN PRIVATE KEY-----\nnot-a-key\n-----END PRIVATE KEY-----\n");
-    let (st, v) = s.post("/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": bad}))).await;
+    let (st, v) = post(&s, "/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": bad}))).await;
     assert_400(st, &v, &["key.private_key"]);
     let mut bad = sa.clone();
     bad["type"] = json!("authorized_user");
-    let (st, v) = s.post("/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": bad}))).await;
+    let (st, v) = post(&s, "/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": bad}))).await;
     assert_400(st, &v, &["key.type"]);
     let mut bad = sa.clone();
     bad.as_object_mut().unwrap().remove("client_email");
-    let (st, v) = s.post("/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": bad}))).await;
+    let (st, v) = post(&s, "/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": bad}))).await;
     assert_400(st, &v, &["client_email"]);
-    let (st, v) = s.post("/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": "{not json"}))).await;
+    let (st, v) = post(&s, "/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": "{not json"}))).await;
     assert_400(st, &v, &["key"]);
     // An S3 credential on a GCS profile.
     let (st, v) = s

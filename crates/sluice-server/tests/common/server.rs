@@ -23,13 +23,20 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like `start`, with `configure` applied to the configuration first (peer endpoints,
+    /// switches).
+    pub async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_path_buf(),
             allowed_file_roots: vec![dir.path().to_path_buf()],
             ..ServerConfig::default()
         };
+        configure(&mut config);
         let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET)))).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -67,6 +74,20 @@ impl TestServer {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A request with the admin key and extra `headers`; the raw body text.
+    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, String) {
+        let mut rb = self.client.request(method, self.url(path)).basic_auth(KEY_ID, Some(SECRET));
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.text().await.unwrap())
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.call(reqwest::Method::GET, path, None).await
     }
@@ -78,7 +99,12 @@ impl TestServer {
     }
 
     pub async fn prefix(&self) -> String {
-        let (s, v) = self.get("/v1/config?warehouse=default").await;
+        self.prefix_of("default").await
+    }
+
+    /// The catalog prefix the config endpoint hands out for `warehouse`.
+    pub async fn prefix_of(&self, warehouse: &str) -> String {
+        let (s, v) = self.get(&format!("/v1/config?warehouse={warehouse}")).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v["overrides"]["prefix"].as_str().unwrap().to_string()
     }
