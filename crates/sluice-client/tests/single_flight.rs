@@ -8,7 +8,6 @@
 //! A missing oidc-provider FAILS with install instructions (`scripts/peers/oidc.sh install`).
 
 #[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
-#[allow(dead_code)]
 mod oidc_peer;
 #[path = "common/flows_support.rs"]
 mod support;

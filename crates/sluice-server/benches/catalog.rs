@@ -5,6 +5,7 @@
 //! - `baseline/read_metadata_from_storage`: reading and parsing the table's metadata file
 //!   from the warehouse — what a catalog that re-reads storage on every load would pay
 //!   on top of its own request handling.
+//!
 //! `scripts/bench.sh` turns the results into BENCHMARKS.md.
 
 mod common;

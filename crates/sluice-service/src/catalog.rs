@@ -621,6 +621,7 @@ impl Services {
 
     /// Checks requirements against the current metadata, applies the updates, and writes
     /// the resulting metadata file. The database is not touched here.
+    #[allow(clippy::too_many_arguments)]
     async fn prepare_commit(
         &self,
         wh: &WarehouseRecord,

@@ -3412,10 +3412,9 @@ async fn postgres_unreachable_says_why() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let started = std::time::Instant::now();
-    let err = sluice_store::PostgresStore::connect(&format!("postgres://sluice:hunter2@127.0.0.1:{port}/catalog"))
-        .await
-        .err()
-        .expect("nothing listens there");
+    let Err(err) = PostgresStore::connect(&format!("postgres://sluice:hunter2@127.0.0.1:{port}/catalog")).await else {
+        panic!("nothing listens there");
+    };
     let msg = err.to_string();
     assert!(msg.to_lowercase().contains("refused"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");

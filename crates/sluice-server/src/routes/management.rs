@@ -127,7 +127,7 @@ impl From<WarehouseInfo> for WarehouseView {
             id: w.id,
             name: w.name,
             storage_profile: serde_json::to_value(&w.storage_profile).unwrap_or_default(),
-            delete_profile: serde_json::to_value(&w.delete_profile).unwrap_or_default(),
+            delete_profile: serde_json::to_value(w.delete_profile).unwrap_or_default(),
             status: w.status.to_string(),
             location: w.location,
             has_storage_credential: w.has_storage_credential,
