@@ -660,6 +660,33 @@ async fn apply_update(
     Ok(())
 }
 
+/// Applies a commit's operations inside the caller's write transaction.
+async fn apply_ops(conn: &mut SqliteConnection, ops: &[CommitOp]) -> Result<()> {
+    for op in ops {
+        match op {
+            CommitOp::Create(t) => apply_create(conn, t).await?,
+            CommitOp::Update {
+                table_id,
+                expected_metadata_location,
+                new_metadata_location,
+                new_metadata_json,
+                new_location,
+            } => {
+                apply_update(
+                    conn,
+                    *table_id,
+                    expected_metadata_location,
+                    new_metadata_location,
+                    new_metadata_json,
+                    new_location,
+                )
+                .await?
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn insert_user<'c>(
     conn: impl sqlx::Executor<'c, Database = Sqlite>,
     user: &UserRecord,
@@ -1975,28 +2002,15 @@ impl CatalogStore for SqliteStore {
             return Ok(());
         }
         let (_writer, mut tx) = self.write_tx().await?;
-        for op in ops {
-            // An early return drops `tx`, which rolls back everything applied so far.
-            match op {
-                CommitOp::Create(t) => apply_create(&mut tx, t).await?,
-                CommitOp::Update {
-                    table_id,
-                    expected_metadata_location,
-                    new_metadata_location,
-                    new_metadata_json,
-                    new_location,
-                } => {
-                    apply_update(
-                        &mut tx,
-                        *table_id,
-                        expected_metadata_location,
-                        new_metadata_location,
-                        new_metadata_json,
-                        new_location,
-                    )
-                    .await?
-                }
+        let applied = apply_ops(&mut tx, ops).await;
+        if let Err(e) = applied {
+            // Roll back before the writer lock goes: dropping `tx` would only queue the
+            // rollback, and the next writer's BEGIN IMMEDIATE would find the write lock still
+            // held and sleep in the busy handler. A lost CAS is the common case here.
+            if let Err(rb) = tx.rollback().await {
+                tracing::warn!(error = %rb, "rollback after a failed commit failed");
             }
+            return Err(e);
         }
         tx.commit().await?;
         Ok(())
