@@ -175,7 +175,7 @@ pub fn is_busy_error(e: &sqlx::Error) -> bool {
     }
     e.as_database_error()
         .and_then(|d| d.try_downcast_ref::<sqlx::sqlite::SqliteError>())
-        .and_then(|d| sqlx::error::DatabaseError::code(d))
+        .and_then(sqlx::error::DatabaseError::code)
         .and_then(|c| c.parse::<i32>().ok())
         .is_some_and(|c| matches!(c & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
 }
