@@ -16,7 +16,7 @@ use iceberg::{TableCreation, TableRequirement, TableUpdate};
 use serde_json::value::RawValue;
 use sluice_auth::policy::{actions, resource};
 use sluice_core::{NamespaceName, Principal, TableName};
-use sluice_storage::{Storage, StorageProfile};
+use sluice_storage::{Storage, StorageError, StorageProfile};
 use sluice_store::{CommitOp, NamespaceRecord, Page, StoreError, TableRecord, WarehouseRecord};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -131,6 +131,19 @@ fn metadata_file(location: &str, version: u64) -> String {
         version,
         Uuid::new_v4()
     )
+}
+
+/// Writing a commit's new metadata file found one already there: another writer got there
+/// first (names carry a random UUID, so only a store without conditional writes, racing
+/// the HEAD + PUT fallback, can see this). The commit lost a race, like a lost CAS; it is
+/// answered as CommitFailedException, never as a server error.
+fn commit_write_error(e: StorageError) -> ServiceError {
+    match e {
+        StorageError::AlreadyExists(m) => ServiceError::CommitFailed(format!(
+            "Commit failed: metadata file {m} was written concurrently; refresh and retry"
+        )),
+        other => other.into(),
+    }
 }
 
 fn next_version(current: &str) -> u64 {
@@ -667,7 +680,7 @@ impl Services {
         }
         let json = serde_json::to_string(&new_metadata).map_err(ServiceError::internal)?;
         let metadata_location = metadata_file(&location, next_version(&current.metadata_location));
-        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await?;
+        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await.map_err(commit_write_error)?;
         Ok(Prepared {
             op: CommitOp::Update {
                 table_id: current.id,
@@ -753,7 +766,7 @@ impl Services {
         let metadata = builder.build().map_err(|e| bad(format!("invalid update: {e}")))?.metadata;
         let json = serde_json::to_string(&metadata).map_err(ServiceError::internal)?;
         let metadata_location = metadata_file(&location, 0);
-        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await?;
+        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await.map_err(commit_write_error)?;
         let n = now();
         Ok(Prepared {
             op: CommitOp::Create(TableRecord {
@@ -954,6 +967,12 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metadata_file_written_concurrently_fails_the_commit_not_the_server() {
+        let e = commit_write_error(StorageError::AlreadyExists("file:///w/t/metadata/00001-x.metadata.json".into()));
+        assert!(matches!(e, ServiceError::CommitFailed(_)), "{e:?}");
+    }
 
     #[test]
     fn versions_from_file_names() {

@@ -66,10 +66,7 @@ impl From<StoreError> for ServiceError {
 }
 
 fn is_busy(e: &sluice_store::SqlxError) -> bool {
-    matches!(e, sluice_store::SqlxError::PoolTimedOut)
-        || e.as_database_error()
-            .and_then(|d| d.code())
-            .is_some_and(|c| c == "5" || c == "6" || c == "517")
+    sluice_store::is_busy_error(e)
 }
 
 impl From<StorageError> for ServiceError {

@@ -9,7 +9,7 @@ pub mod transfer;
 
 pub use model::*;
 pub use postgres::{PgOptions, PostgresStore, CHANGE_CHANNEL};
-pub use sqlite::SqliteStore;
+pub use sqlite::{is_busy_error, SqliteStore};
 /// Re-exported so callers can classify database errors without depending on sqlx.
 pub use sqlx::Error as SqlxError;
 

@@ -4,7 +4,10 @@
 //! reads and then writes can fail with SQLITE_BUSY(_SNAPSHOT) without ever invoking the busy
 //! handler, whereas an immediate one takes the write lock up front and simply waits (up to
 //! the busy timeout) behind other writers. Single-statement writes take the write lock
-//! before reading, so they are safe in autocommit mode.
+//! before reading, so they are safe in autocommit mode. Every write, transaction or single
+//! statement, also holds this process's writer mutex (`write_tx` / `write_conn`), so
+//! in-process writers queue fairly and never meet SQLite's busy handler; reads never take
+//! the mutex and, under WAL, never wait for a writer.
 
 use crate::{
     AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy,
@@ -88,6 +91,19 @@ impl SqliteStore {
         let guard = self.writer.clone().lock_owned().await;
         Ok((guard, self.pool.begin_with("BEGIN IMMEDIATE").await?))
     }
+
+    /// A connection for one autocommit write statement plus this process's writer lock.
+    /// Such a statement is safe from SQLITE_BUSY_SNAPSHOT on its own, but outside the lock
+    /// it would compete with the lock holder in SQLite's busy handler, which is not fair:
+    /// under a steady stream of commits a key-use stamp or audit row could wait out the
+    /// whole busy timeout (and a commit could lose that race too). Through the lock, the
+    /// busy timeout only ever covers writers in other processes.
+    async fn write_conn(
+        &self,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, sqlx::pool::PoolConnection<Sqlite>)> {
+        let guard = self.writer.clone().lock_owned().await;
+        Ok((guard, self.pool.acquire().await?))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -145,6 +161,23 @@ fn get_json<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Re
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     // Values and string maps always serialize; the error arm exists only to avoid a panic.
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("serialize: {e}")))
+}
+
+/// Whether `e` means "the database is busy, try again": the pool had no connection in
+/// time, or SQLite reported BUSY or LOCKED. sqlx reports SQLite's extended result codes
+/// (BUSY_RECOVERY 261, BUSY_SNAPSHOT 517, BUSY_TIMEOUT 773, LOCKED_SHAREDCACHE 262, ...),
+/// so the test is on the primary code in the low byte, not on a list of extended ones.
+pub fn is_busy_error(e: &sqlx::Error) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    const SQLITE_LOCKED: i32 = 6;
+    if matches!(e, sqlx::Error::PoolTimedOut) {
+        return true;
+    }
+    e.as_database_error()
+        .and_then(|d| d.try_downcast_ref::<sqlx::sqlite::SqliteError>())
+        .and_then(sqlx::error::DatabaseError::code)
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -627,6 +660,33 @@ async fn apply_update(
     Ok(())
 }
 
+/// Applies a commit's operations inside the caller's write transaction.
+async fn apply_ops(conn: &mut SqliteConnection, ops: &[CommitOp]) -> Result<()> {
+    for op in ops {
+        match op {
+            CommitOp::Create(t) => apply_create(conn, t).await?,
+            CommitOp::Update {
+                table_id,
+                expected_metadata_location,
+                new_metadata_location,
+                new_metadata_json,
+                new_location,
+            } => {
+                apply_update(
+                    conn,
+                    *table_id,
+                    expected_metadata_location,
+                    new_metadata_location,
+                    new_metadata_json,
+                    new_location,
+                )
+                .await?
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn insert_user<'c>(
     conn: impl sqlx::Executor<'c, Database = Sqlite>,
     user: &UserRecord,
@@ -766,13 +826,14 @@ impl SqliteStore {
         b: Uuid,
         missing: impl FnOnce() -> String,
     ) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         let done = sqlx::query(&format!(
             "DELETE FROM {link_table} WHERE {} = ? AND {} = ?",
             columns.0, columns.1
         ))
         .bind(a.to_string())
         .bind(b.to_string())
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(missing()));
@@ -783,9 +844,10 @@ impl SqliteStore {
     /// Deletes the row `id` of `table`; its dependents go with it through ON DELETE CASCADE,
     /// in the same (single-statement) transaction. `changes()` counts only the row itself.
     async fn delete_by_id(&self, table: &'static str, label: &'static str, id: Uuid) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         let done = sqlx::query(&format!("DELETE FROM {table} WHERE id = ?"))
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("{label} {id}")));
@@ -808,13 +870,14 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         sqlx::query(
             "INSERT INTO settings (key, value) VALUES (?, ?) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(key)
         .bind(value)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
@@ -822,7 +885,8 @@ impl CatalogStore for SqliteStore {
     // ---- users and access keys ----
 
     async fn create_user(&self, user: &UserRecord) -> Result<()> {
-        insert_user(&self.pool, user).await
+        let (_writer, mut conn) = self.write_conn().await?;
+        insert_user(&mut *conn, user).await
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<UserRecord>> {
@@ -851,6 +915,7 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn create_access_key(&self, key: &AccessKeyRecord) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         sqlx::query(
             "INSERT INTO access_keys (access_key_id, user_id, secret_ciphertext, created_at, \
              last_used_at) VALUES (?, ?, ?, ?, ?)",
@@ -860,7 +925,7 @@ impl CatalogStore for SqliteStore {
         .bind(&key.secret_ciphertext)
         .bind(millis(key.created_at))
         .bind(key.last_used_at.map(millis))
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(|e| {
             map_constraint(
@@ -893,18 +958,20 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn touch_access_key(&self, access_key_id: &str, at: DateTime<Utc>) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         sqlx::query("UPDATE access_keys SET last_used_at = ? WHERE access_key_id = ?")
             .bind(millis(at))
             .bind(access_key_id)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         Ok(())
     }
 
     async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         let done = sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?")
             .bind(access_key_id)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("access key {access_key_id}")));
@@ -915,13 +982,14 @@ impl CatalogStore for SqliteStore {
     // ---- users (beyond creation) ----
 
     async fn update_user(&self, user: &UserRecord) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         let done =
             sqlx::query("UPDATE users SET email = ?, friendly_name = ?, source = ? WHERE id = ?")
                 .bind(&user.email)
                 .bind(&user.friendly_name)
                 .bind(&user.source)
                 .bind(user.id.to_string())
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user {}", user.id)));
@@ -953,8 +1021,9 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn create_external_identity(&self, rec: &ExternalIdentityRecord) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         // One statement: the foreign key checks the user under the same write lock.
-        insert_external_identity(&self.pool, rec, rec.user_id).await
+        insert_external_identity(&mut *conn, rec, rec.user_id).await
     }
 
     async fn list_external_identities(&self, user_id: Uuid) -> Result<Vec<ExternalIdentityRecord>> {
@@ -971,10 +1040,11 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn delete_external_identity(&self, source: &str, subject: &str) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         let done = sqlx::query("DELETE FROM external_identities WHERE source = ? AND subject = ?")
             .bind(source)
             .bind(subject)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(identity_label(source, subject)));
@@ -1025,12 +1095,13 @@ impl CatalogStore for SqliteStore {
     // ---- groups ----
 
     async fn create_group(&self, group: &GroupRecord) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         sqlx::query("INSERT INTO groups (id, name, description, created_at) VALUES (?, ?, ?, ?)")
             .bind(group.id.to_string())
             .bind(&group.name)
             .bind(&group.description)
             .bind(millis(group.created_at))
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(|e| {
                 map_constraint(
@@ -1117,6 +1188,7 @@ impl CatalogStore for SqliteStore {
     // ---- policies ----
 
     async fn create_policy(&self, policy: &PolicyRecord) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         sqlx::query(
             "INSERT INTO policies (id, name, description, statements_json, builtin, created_at, \
              updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -1128,7 +1200,7 @@ impl CatalogStore for SqliteStore {
         .bind(i64::from(policy.builtin))
         .bind(millis(policy.created_at))
         .bind(millis(policy.updated_at))
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(|e| {
             map_constraint(
@@ -1166,6 +1238,7 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn update_policy(&self, policy: &PolicyRecord) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         let done = sqlx::query(
             "UPDATE policies SET description = ?, statements_json = ?, updated_at = ? \
              WHERE id = ?",
@@ -1174,7 +1247,7 @@ impl CatalogStore for SqliteStore {
         .bind(&policy.statements_json)
         .bind(millis(policy.updated_at))
         .bind(policy.id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("policy {}", policy.id)));
@@ -1297,6 +1370,7 @@ impl CatalogStore for SqliteStore {
     // ---- audit log ----
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<i64> {
+        let (_writer, mut conn) = self.write_conn().await?;
         Ok(sqlx::query_scalar(
             "INSERT INTO audit_log (at, actor_id, actor_name, action, target, result, detail) \
              VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -1308,7 +1382,7 @@ impl CatalogStore for SqliteStore {
         .bind(&record.target)
         .bind(&record.result)
         .bind(&record.detail)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await?)
     }
 
@@ -1331,6 +1405,7 @@ impl CatalogStore for SqliteStore {
     // ---- warehouses ----
 
     async fn create_warehouse(&self, w: &WarehouseRecord) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         sqlx::query(
             "INSERT INTO warehouses (id, name, storage_profile, storage_credential, \
              delete_profile, status, location, created_at, updated_at) \
@@ -1345,7 +1420,7 @@ impl CatalogStore for SqliteStore {
         .bind(&w.location)
         .bind(millis(w.created_at))
         .bind(millis(w.updated_at))
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(|e| {
             map_constraint(
@@ -1383,6 +1458,7 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn update_warehouse(&self, w: &WarehouseRecord) -> Result<()> {
+        let (_writer, mut conn) = self.write_conn().await?;
         let done = sqlx::query(
             "UPDATE warehouses SET name = ?, storage_profile = ?, storage_credential = ?, \
              delete_profile = ?, status = ?, location = ?, updated_at = ? WHERE id = ?",
@@ -1395,7 +1471,7 @@ impl CatalogStore for SqliteStore {
         .bind(&w.location)
         .bind(millis(w.updated_at))
         .bind(w.id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(|e| {
             map_constraint(
@@ -1746,6 +1822,7 @@ impl CatalogStore for SqliteStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DeletedTableRecord>> {
+        let (_writer, mut conn) = self.write_conn().await?;
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -1763,7 +1840,7 @@ impl CatalogStore for SqliteStore {
         .bind(millis(lease_until))
         .bind(millis(now))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         let mut claimed = rows
             .iter()
@@ -1925,28 +2002,15 @@ impl CatalogStore for SqliteStore {
             return Ok(());
         }
         let (_writer, mut tx) = self.write_tx().await?;
-        for op in ops {
-            // An early return drops `tx`, which rolls back everything applied so far.
-            match op {
-                CommitOp::Create(t) => apply_create(&mut tx, t).await?,
-                CommitOp::Update {
-                    table_id,
-                    expected_metadata_location,
-                    new_metadata_location,
-                    new_metadata_json,
-                    new_location,
-                } => {
-                    apply_update(
-                        &mut tx,
-                        *table_id,
-                        expected_metadata_location,
-                        new_metadata_location,
-                        new_metadata_json,
-                        new_location,
-                    )
-                    .await?
-                }
+        let applied = apply_ops(&mut tx, ops).await;
+        if let Err(e) = applied {
+            // Roll back before the writer lock goes: dropping `tx` would only queue the
+            // rollback, and the next writer's BEGIN IMMEDIATE would find the write lock still
+            // held and sleep in the busy handler. A lost CAS is the common case here.
+            if let Err(rb) = tx.rollback().await {
+                tracing::warn!(error = %rb, "rollback after a failed commit failed");
             }
+            return Err(e);
         }
         tx.commit().await?;
         Ok(())
@@ -1960,5 +2024,107 @@ impl CatalogStore for SqliteStore {
     ) -> Result<Option<String>> {
         let mut conn = self.pool.acquire().await?;
         find_overlap(&mut conn, warehouse_id, location, except_table).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::{Connection, Executor};
+
+    async fn file_store(dir: &tempfile::TempDir) -> (SqliteStore, String) {
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        (SqliteStore::connect(&url).await.unwrap(), url)
+    }
+
+    fn audit(action: &str) -> AuditRecord {
+        AuditRecord {
+            id: 0,
+            at: now(),
+            actor_id: None,
+            actor_name: "t".into(),
+            action: action.into(),
+            target: "x".into(),
+            result: "success".into(),
+            detail: None,
+        }
+    }
+
+    /// A second connection standing in for another process, with no busy timeout so a
+    /// lock conflict surfaces at once.
+    async fn impatient(url: &str) -> SqliteConnection {
+        let opts = SqliteConnectOptions::from_str(url).unwrap().busy_timeout(Duration::ZERO);
+        SqliteConnection::connect_with(&opts).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn busy_and_locked_are_recognized_in_their_extended_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, url) = file_store(&dir).await;
+        store.set_setting("k", "0").await.unwrap();
+
+        // Plain SQLITE_BUSY (5): the write lock is held elsewhere.
+        let mut holder = impatient(&url).await;
+        holder.execute("BEGIN IMMEDIATE").await.unwrap();
+        let mut other = impatient(&url).await;
+        let e = other.execute("BEGIN IMMEDIATE").await.unwrap_err();
+        assert_eq!(e.as_database_error().unwrap().code().as_deref(), Some("5"));
+        assert!(is_busy_error(&e), "{e}");
+        holder.execute("ROLLBACK").await.unwrap();
+
+        // SQLITE_BUSY_SNAPSHOT (517): a deferred transaction read, someone else committed,
+        // then it tried to write.
+        let mut reader = impatient(&url).await;
+        reader.execute("BEGIN").await.unwrap();
+        reader.execute("SELECT value FROM settings").await.unwrap();
+        store.set_setting("k", "1").await.unwrap();
+        let e = reader.execute("UPDATE settings SET value = '2'").await.unwrap_err();
+        assert_eq!(e.as_database_error().unwrap().code().as_deref(), Some("517"));
+        assert!(is_busy_error(&e), "{e}");
+        reader.execute("ROLLBACK").await.unwrap();
+
+        // And the codes of a different database are not mistaken for SQLite's.
+        assert!(is_busy_error(&sqlx::Error::PoolTimedOut));
+        assert!(!is_busy_error(&sqlx::Error::RowNotFound));
+    }
+
+    /// Every write statement queues on the in-process writer lock: while it is held, none
+    /// of them may reach SQLite (where they would fight the holder in the busy handler).
+    #[tokio::test]
+    async fn single_statement_writes_wait_for_the_writer_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = file_store(&dir).await;
+        let guard = store.writer.clone().lock_owned().await;
+        let s = store.clone();
+        let mut pending = tokio::spawn(async move {
+            s.append_audit(&audit("a")).await.unwrap();
+            s.set_setting("k", "v").await.unwrap();
+        });
+        // Not a timing assertion on speed: with the lock held this can never finish, so
+        // the wait only bounds how long a regression gets to show itself.
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut pending).await;
+        assert!(early.is_err(), "a write went through while the writer lock was held");
+        assert!(store.list_audit(None, 10).await.unwrap().is_empty(), "reads must not wait for the lock");
+        drop(guard);
+        pending.await.unwrap();
+        assert_eq!(store.list_audit(None, 10).await.unwrap().len(), 1);
+        assert_eq!(store.get_setting("k").await.unwrap().as_deref(), Some("v"));
+    }
+
+    /// With the write lock held by another process, an in-process writer waits in the busy
+    /// handler (busy_timeout is set on every pooled connection) instead of failing at once.
+    #[tokio::test]
+    async fn writers_wait_out_a_foreign_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, url) = file_store(&dir).await;
+        let mut foreign = impatient(&url).await;
+        foreign.execute("BEGIN IMMEDIATE").await.unwrap();
+        let s = store.clone();
+        let writer = tokio::spawn(async move { s.append_audit(&audit("b")).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        foreign.execute("COMMIT").await.unwrap();
+        writer.await.unwrap().unwrap();
+        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(timeout, BUSY_TIMEOUT.as_millis() as i64);
     }
 }
