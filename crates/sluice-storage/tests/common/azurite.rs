@@ -7,10 +7,9 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -43,49 +42,29 @@ pub fn binary() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
-}
+// Each peer helper includes it itself so it stays includable alone (hence several copies
+// when a crate includes more than one helper).
+#[path = "peer_process.rs"]
+#[allow(clippy::duplicate_mod)]
+mod peer_process;
+use peer_process::free_port;
 
 impl Azurite {
     /// Starts Azurite and creates the given containers.
     pub async fn start(containers: &[&str]) -> Azurite {
         let tmp = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let mut child = Command::new(binary())
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .arg("--location")
-            .arg(tmp.path())
-            .args(["--disableTelemetry", "--skipApiVersionCheck", "--silent"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(tmp.path().join("stderr.log"))
-                    .map_or(Stdio::null(), Stdio::from),
-            )
-            .spawn()
-            .expect("spawn azurite-blob");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let log =
-                    std::fs::read_to_string(tmp.path().join("stderr.log")).unwrap_or_default();
-                panic!("azurite exited during startup: {status}\n{log}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("azurite did not listen on {addr} within 20s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = peer_process::spawn_listening(
+            "azurite",
+            Command::new(binary())
+                .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+                .arg("--location")
+                .arg(tmp.path())
+                .args(["--disableTelemetry", "--skipApiVersionCheck", "--silent"]),
+            tmp.path(),
+            port,
+            Duration::from_secs(20),
+        );
         let az = Azurite {
             child,
             port,

@@ -11,11 +11,10 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -45,12 +44,12 @@ pub fn fake_gcs_binary() -> PathBuf {
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
-}
+// Each peer helper includes it itself so it stays includable alone (hence several copies
+// when a crate includes more than one helper).
+#[path = "peer_process.rs"]
+#[allow(clippy::duplicate_mod)]
+mod peer_process;
+use peer_process::free_port;
 
 /// A running fake-gcs-server; killed on drop.
 pub struct FakeGcs {
@@ -72,37 +71,18 @@ impl FakeGcs {
         }
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
-        let mut child = Command::new(fake_gcs_binary())
-            .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string()])
-            .args(["-backend", "filesystem", "-filesystem-root"])
-            .arg(&root)
-            .args(["-external-url", &url, "-public-host", &format!("127.0.0.1:{port}")])
-            .args(["-log-level", "error"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(tmp.path().join("stderr.log"))
-                    .map_or(Stdio::null(), Stdio::from),
-            )
-            .spawn()
-            .expect("spawn fake-gcs-server");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(tmp.path().join("stderr.log")).unwrap_or_default();
-                panic!("fake-gcs-server exited during startup: {status}\n{log}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("fake-gcs-server did not listen on {addr} within 10s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = peer_process::spawn_listening(
+            "fake-gcs-server",
+            Command::new(fake_gcs_binary())
+                .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string()])
+                .args(["-backend", "filesystem", "-filesystem-root"])
+                .arg(&root)
+                .args(["-external-url", &url, "-public-host", &format!("127.0.0.1:{port}")])
+                .args(["-log-level", "error"]),
+            tmp.path(),
+            port,
+            Duration::from_secs(10),
+        );
         FakeGcs { child, endpoint: url, _tmp: tmp }
     }
 }

@@ -5,10 +5,16 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+// Each peer helper includes it itself so it stays includable alone (hence several copies
+// when a crate includes more than one helper).
+#[path = "peer_process.rs"]
+#[allow(clippy::duplicate_mod)]
+mod peer_process;
+pub use peer_process::free_port;
 
 pub const ACCESS_KEY: &str = "sluice-test-access-key";
 pub const SECRET_KEY: &str = "sluice-test-secret-key-0123456789";
@@ -43,14 +49,6 @@ pub fn binary() -> PathBuf {
     })
 }
 
-/// A port that was free a moment ago. Racy by nature; the window is tiny in practice.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
-}
-
 impl S3sFs {
     /// Starts s3s-fs with [`ACCESS_KEY`]/[`SECRET_KEY`] and the given buckets created.
     pub fn start(buckets: &[&str]) -> S3sFs {
@@ -62,36 +60,16 @@ impl S3sFs {
             std::fs::create_dir_all(data_dir.join(b)).expect("create bucket dir");
         }
         let port = free_port();
-        let mut child = Command::new(binary())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(&data_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(tmp.path().join("stderr.log"))
-                    .map_or(Stdio::null(), Stdio::from),
-            )
-            .spawn()
-            .expect("spawn s3s-fs");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let log =
-                    std::fs::read_to_string(tmp.path().join("stderr.log")).unwrap_or_default();
-                panic!("s3s-fs exited during startup: {status}\n{log}");
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("s3s-fs did not listen on {addr} within 10s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = peer_process::spawn_listening(
+            "s3s-fs",
+            Command::new(binary())
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+                .arg(&data_dir),
+            tmp.path(),
+            port,
+            Duration::from_secs(10),
+        );
         S3sFs {
             child,
             port,
