@@ -307,7 +307,15 @@ impl Services {
             return Err(ServiceError::NoSuchTable(format!("Table does not exist: {}.{}", table.namespace, table.name)));
         }
         self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
-        self.sign_inside(caller, &wh, &table.namespace, &table.name, &table.location, &res, actions::WRITE_TABLE, req).await
+        let scope = SignScope {
+            ns: &table.namespace,
+            name: &table.name,
+            location: &table.location,
+            res: &res,
+            write_action: actions::WRITE_TABLE,
+            staged: false,
+        };
+        self.sign_inside(caller, &wh, scope, req).await
     }
 
     fn staged_grant(&self, wh: &WarehouseRecord, table: &TableRecord) -> String {
@@ -349,35 +357,23 @@ impl Services {
         }
         self.require_create_table(caller, &wh, &ns, &grant.name).await?;
         self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
-        // The location is reserved only when the create commits: refuse to sign into a table
-        // that has taken it since.
-        let target = Self::decode_profile(&wh)?.resolve_sign_target(&req)?;
-        for loc in &target.locations {
-            if let Some(other) = self.store().table_containing_location(loc).await? {
-                return Err(ServiceError::Forbidden(format!(
-                    "{loc} belongs to table {}.{}",
-                    other.namespace, other.name
-                )));
-            }
-        }
-        self.sign_inside(caller, &wh, &ns, &grant.name, &grant.location, &res, actions::CREATE_TABLE, req).await
+        let scope = SignScope {
+            ns: &ns,
+            name: &grant.name,
+            location: &grant.location,
+            res: &res,
+            write_action: actions::CREATE_TABLE,
+            staged: true,
+        };
+        self.sign_inside(caller, &wh, scope, req).await
     }
 
     /// The checks every signed request passes once the caller may sign for the table: all
-    /// objects strictly below `location`, `write_action` for writes and deletes, deletes only
-    /// where the warehouse lets clients delete.
-    #[allow(clippy::too_many_arguments)]
-    async fn sign_inside(
-        &self,
-        caller: &Principal,
-        wh: &WarehouseRecord,
-        ns: &NamespaceName,
-        name: &str,
-        location: &str,
-        res: &str,
-        write_action: &str,
-        req: SignRequest,
-    ) -> Result<SignedRequest> {
+    /// objects strictly below the table's location (and, for a staged table, claimed by no
+    /// committed table), `write_action` for writes and deletes, deletes only where the
+    /// warehouse lets clients delete.
+    async fn sign_inside(&self, caller: &Principal, wh: &WarehouseRecord, scope: SignScope<'_>, req: SignRequest) -> Result<SignedRequest> {
+        let SignScope { ns, name, location, res, write_action, staged } = scope;
         let profile = Self::decode_profile(wh)?;
         let target = profile.resolve_sign_target(&req)?;
         // Strictly below the table's directory: a list prefix equal to the bare location
@@ -385,6 +381,15 @@ impl Services {
         let inside = |loc: &str| loc.starts_with(&format!("{}/", location.trim_end_matches('/')));
         if let Some(outside) = target.locations.iter().find(|l| !inside(l)) {
             return Err(ServiceError::Forbidden(format!("{outside} is outside the location of table {ns}.{name}")));
+        }
+        if staged {
+            // The location is reserved only when the create commits: refuse to sign into a
+            // table that has taken it since.
+            for loc in &target.locations {
+                if let Some(other) = self.store().table_containing_location(loc).await? {
+                    return Err(ServiceError::Forbidden(format!("{loc} belongs to table {}.{}", other.namespace, other.name)));
+                }
+            }
         }
         match target.operation {
             S3Operation::Read => {}
@@ -401,6 +406,19 @@ impl Services {
         }
         Ok(self.storage_for(wh)?.sign(&req).await?)
     }
+}
+
+/// The table a signed request must stay inside, and what writing to it requires.
+struct SignScope<'a> {
+    ns: &'a NamespaceName,
+    name: &'a str,
+    location: &'a str,
+    /// The table's policy resource.
+    res: &'a str,
+    /// `catalog:WriteTable`, or `catalog:CreateTable` for a staged table.
+    write_action: &'a str,
+    /// Not yet committed, so its location is not reserved.
+    staged: bool,
 }
 
 const STAGED_GRANT_KIND: &str = "staged-table-signing";
