@@ -463,6 +463,27 @@ fn header(backend: &str, schema_version: i64) -> Record {
     }
 }
 
+/// Streams every row of every table, in catalog order, into the dump and counts them: one
+/// loop for both backends, whose transactions and column decoders differ in type only.
+macro_rules! dump_rows {
+    ($tx:ident, $value:ident, $w:ident, $rows:ident) => {
+        for t in TABLES {
+            let sql = select_sql(t);
+            let mut stream = sqlx::query(&sql).fetch(&mut *$tx);
+            let mut n = 0u64;
+            while let Some(row) = stream.try_next().await? {
+                let mut values = Map::new();
+                for (i, (column, _)) in t.columns.iter().enumerate() {
+                    values.insert(column.to_string(), $value(&row, t, i)?);
+                }
+                $w.line(&Record::Row { table: t.name.to_string(), values })?;
+                n += 1;
+            }
+            $rows.insert(t.name.to_string(), n);
+        }
+    };
+}
+
 /// Writes a dump of the database at `url` to `out`. The source must be at this binary's
 /// schema version (nothing is migrated: an export never changes its source). All tables are
 /// read in one read-only transaction, so the dump is a consistent snapshot even while a
@@ -506,20 +527,7 @@ async fn export_from(db: &Db, out: impl Write) -> Result<TransferSummary> {
         Db::Sqlite(p) => {
             // A deferred transaction's first read pins a WAL snapshot for all that follow.
             let mut tx = p.begin().await?;
-            for t in TABLES {
-                let sql = select_sql(t);
-                let mut stream = sqlx::query(&sql).fetch(&mut *tx);
-                let mut n = 0u64;
-                while let Some(row) = stream.try_next().await? {
-                    let mut values = Map::new();
-                    for i in 0..t.columns.len() {
-                        values.insert(t.columns[i].0.to_string(), sqlite_value(&row, t, i)?);
-                    }
-                    w.line(&Record::Row { table: t.name.to_string(), values })?;
-                    n += 1;
-                }
-                rows.insert(t.name.to_string(), n);
-            }
+            dump_rows!(tx, sqlite_value, w, rows);
             // sqlite_sequence exists once an AUTOINCREMENT table does; its row appears with
             // the first insert.
             let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = ?")
@@ -531,20 +539,7 @@ async fn export_from(db: &Db, out: impl Write) -> Result<TransferSummary> {
         }
         Db::Postgres(p) => {
             let mut tx = p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
-            for t in TABLES {
-                let sql = select_sql(t);
-                let mut stream = sqlx::query(&sql).fetch(&mut *tx);
-                let mut n = 0u64;
-                while let Some(row) = stream.try_next().await? {
-                    let mut values = Map::new();
-                    for i in 0..t.columns.len() {
-                        values.insert(t.columns[i].0.to_string(), pg_value(&row, t, i)?);
-                    }
-                    w.line(&Record::Row { table: t.name.to_string(), values })?;
-                    n += 1;
-                }
-                rows.insert(t.name.to_string(), n);
-            }
+            dump_rows!(tx, pg_value, w, rows);
             // Sequences are outside transactions; this is at least every id in the snapshot.
             let seq: Option<i64> = sqlx::query_scalar(
                 "SELECT pg_sequence_last_value(pg_get_serial_sequence('audit_log', 'id')::regclass)",
