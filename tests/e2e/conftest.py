@@ -692,7 +692,7 @@ def _oidc_peer_dir() -> Path:
     if not (d / "server.mjs").is_file() or not (d / "node_modules" / "oidc-provider").is_dir():
         pytest.fail(
             f"the node oidc-provider peer is not installed in {d} "
-            f"(run `scripts/peers/oidc.sh install {d}`, or set SLUICE_OIDC_PEER_DIR)",
+            f"(run `tests/peers/oidc.sh install {d}`, or set SLUICE_OIDC_PEER_DIR)",
             pytrace=False,
         )
     if not shutil.which("node"):

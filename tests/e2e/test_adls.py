@@ -51,7 +51,7 @@ def _azurite_bin() -> str:
     folder = Path(os.environ.get("SLUICE_AZURITE_DIR") or REPO_ROOT / ".peers" / "azurite")
     path = folder / "node_modules" / ".bin" / "azurite-blob"
     if not path.exists():
-        pytest.fail(f"Azurite not found at {path} (bash scripts/peers/azurite.sh install)", pytrace=False)
+        pytest.fail(f"Azurite not found at {path} (bash tests/peers/azurite.sh install)", pytrace=False)
     return str(path)
 
 

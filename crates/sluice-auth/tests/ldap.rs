@@ -1,6 +1,6 @@
 //! LDAP login against a REAL OpenLDAP slapd (no mocks). Each test starts its own slapd on an
 //! ephemeral port (see tests/common/slapd.rs); missing slapd fails the tests with
-//! instructions (`scripts/peers/slapd.sh install`).
+//! instructions (`tests/peers/slapd.sh install`).
 
 #[path = "common/slapd.rs"]
 mod slapd;

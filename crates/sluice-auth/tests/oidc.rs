@@ -1,7 +1,7 @@
-//! OIDC relying party against the REAL node oidc-provider (shared/peers/oidc), plus a local
+//! OIDC relying party against the REAL node oidc-provider (tests/peers/oidc), plus a local
 //! issuer with test-held keys for tokens no honest provider would issue.
 //!
-//! Needs the provider installed: `scripts/peers/oidc.sh install` (→ `.peers/oidc`), or
+//! Needs the provider installed: `tests/peers/oidc.sh install` (→ `.peers/oidc`), or
 //! `SLUICE_OIDC_PEER_DIR`. Without it these tests fail with that instruction.
 
 #[path = "common/oidc_peer.rs"]

@@ -8,8 +8,8 @@
 //! flow's own loopback listener. Device-flow answers the provider never gives (`slow_down`,
 //! `expired_token`) come from a counting proxy in front of its `/token`.
 //!
-//! Missing peers FAIL with install instructions (`scripts/peers/oidc.sh install`,
-//! `scripts/peers/slapd.sh install`).
+//! Missing peers FAIL with install instructions (`tests/peers/oidc.sh install`,
+//! `tests/peers/slapd.sh install`).
 
 #[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
 mod oidc_peer;

@@ -5,7 +5,7 @@
 //! The proxy holds every token request for a moment before forwarding it, so all the tasks
 //! pile up while the one renew is in flight.
 //!
-//! A missing oidc-provider FAILS with install instructions (`scripts/peers/oidc.sh install`).
+//! A missing oidc-provider FAILS with install instructions (`tests/peers/oidc.sh install`).
 
 #[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
 mod oidc_peer;

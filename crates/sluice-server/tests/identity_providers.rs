@@ -6,14 +6,11 @@
 //!   verifies the signature with aws-sigv4.
 //!
 //! The peers come from the sluice-auth test helpers (tests/common/*.rs there). Missing peers
-//! FAIL these tests with install instructions (`scripts/peers/oidc.sh install`,
-//! `scripts/peers/slapd.sh install`).
+//! FAIL these tests with install instructions (`tests/peers/oidc.sh install`,
+//! `tests/peers/slapd.sh install`).
 //!
-//! Browser SSO note: the shared oidc-provider peer registers only `http://127.0.0.1/callback`
-//! (any port), while Sluice's callback is `<base>/auth/oidc/callback`; the provider refuses
-//! that redirect_uri. These tests therefore run a copy of the peer's server.mjs with
-//! `http://127.0.0.1/auth/oidc/callback` added to the clients' redirect URIs (see
-//! [`sso_capable_peer`]); nothing else about the peer changes.
+//! Browser SSO: the peer (tests/peers/oidc/server.mjs) registers Sluice's callback
+//! `http://127.0.0.1/auth/oidc/callback` (any port, native clients) beside the CLI's `/callback`.
 
 #[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
 mod oidc_peer;
@@ -34,8 +31,6 @@ use sluice_auth::ldap::LdapConfig;
 use sluice_auth::oidc::OidcConfig;
 use sluice_core::Secret;
 use sluice_server::{Server, ServerConfig};
-use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 const ADMIN_ID: &str = "AKIATESTADMIN0000001";
@@ -199,44 +194,6 @@ fn now_secs() -> i64 {
 // OIDC helpers
 // ------------------------------------------------------------------------------------------
 
-/// Points the oidc_peer helper (via `SLUICE_OIDC_PEER_DIR`) at a copy of the installed peer's
-/// server.mjs that also registers `http://127.0.0.1/auth/oidc/callback` (any port, native
-/// client) — Sluice's browser callback — and uses the installed node_modules. Idempotent;
-/// every OIDC test calls it before starting a provider.
-fn sso_capable_peer() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let src = oidc_peer::peer_dir();
-        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        // Copies left by earlier runs whose process is gone.
-        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            if let Some(pid) = name.strip_prefix("oidc-peer-sso-") {
-                if !PathBuf::from(format!("/proc/{pid}")).exists() {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-        let dir = tmp.join(format!("oidc-peer-sso-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let script = std::fs::read_to_string(src.join("server.mjs")).unwrap();
-        let registered = "redirect_uris: ['http://127.0.0.1/callback', 'http://localhost/callback']";
-        assert!(script.contains(registered), "the peer's server.mjs changed; update sso_capable_peer()");
-        let patched = script.replace(
-            registered,
-            "redirect_uris: ['http://127.0.0.1/callback', 'http://localhost/callback', 'http://127.0.0.1/auth/oidc/callback']",
-        );
-        std::fs::write(dir.join("server.mjs"), patched).unwrap();
-        for name in ["node_modules", "package.json"] {
-            std::os::unix::fs::symlink(src.join(name), dir.join(name)).unwrap();
-        }
-        std::env::set_var("SLUICE_OIDC_PEER_DIR", &dir);
-        dir
-    })
-    .clone()
-}
-
 /// lake-client (confidential) with the API audience, the groups claim and Viewers as the
 /// default; `extra` overrides keys (null removes one).
 fn oidc_config(issuer: &str, extra: Value) -> OidcConfig {
@@ -335,7 +292,6 @@ fn session_cookie(r: &Resp) -> String {
 
 #[tokio::test]
 async fn oidc_bearer_tokens_provision_users_and_map_groups() {
-    sso_capable_peer();
     let peer = OidcPeer::start().await;
     let s = Srv::start(|c| c.oidc = Some(oidc_config(&peer.issuer(), json!({})))).await;
     s.group_with_policy("analysts", "CatalogReadOnly").await;
@@ -408,7 +364,6 @@ async fn oidc_bearer_tokens_provision_users_and_map_groups() {
 
 #[tokio::test]
 async fn oidc_bearer_rejections() {
-    sso_capable_peer();
     // Provider A with a key the test also holds (to mint a genuinely expired token signed by
     // the provider's own key); provider B is another instance (other port = other issuer).
     let key = oidc_peer::node_key("rsa", "test-rs256");
@@ -471,7 +426,6 @@ async fn oidc_bearer_rejections() {
 
 #[tokio::test]
 async fn oidc_browser_sso() {
-    sso_capable_peer();
     let peer = OidcPeer::start().await;
     let s = Srv::start(|c| c.oidc = Some(oidc_config(&peer.issuer(), json!({})))).await;
     s.group_with_policy("analysts", "CatalogReadOnly").await;
@@ -570,7 +524,6 @@ fn enc_q(s: &str) -> String {
 
 #[tokio::test]
 async fn oidc_web_identity_login() {
-    sso_capable_peer();
     let peer = OidcPeer::start().await;
     let s = Srv::start(|c| c.oidc = Some(oidc_config(&peer.issuer(), json!({})))).await;
     s.group_with_policy("analysts", "CatalogReadOnly").await;
@@ -638,7 +591,6 @@ async fn oidc_web_identity_login() {
 
 #[tokio::test]
 async fn auth_metadata_lists_configured_providers() {
-    sso_capable_peer();
     let peer = OidcPeer::start().await;
     let s = Srv::start(|c| c.oidc = Some(oidc_config(&peer.issuer(), json!({"public_client_id": "lake-cli"})))).await;
     let r = s.get(&Auth::Anon, "/.well-known/oauth-authorization-server").await;
@@ -980,7 +932,6 @@ async fn aws_iam_auto_provision_and_sts_outage() {
 /// `//evil.example` — another host. CR/LF cannot be sent in a Location header at all.
 #[tokio::test]
 async fn oidc_sso_return_to_with_control_characters_is_refused() {
-    sso_capable_peer();
     let peer = OidcPeer::start().await;
     let s = Srv::start(|c| c.oidc = Some(oidc_config(&peer.issuer(), json!({})))).await;
     for bad in ["/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example", "/\u{0}x"] {

@@ -1,6 +1,6 @@
 //! Test peers for the OIDC tests:
-//! * [`OidcPeer`]: the real node `oidc-provider` (shared/peers/oidc/server.mjs), installed by
-//!   `scripts/peers/oidc.sh install` into `$SLUICE_OIDC_PEER_DIR` or `<workspace>/.peers/oidc`,
+//! * [`OidcPeer`]: the real node `oidc-provider` (tests/peers/oidc/server.mjs), installed by
+//!   `tests/peers/oidc.sh install` into `$SLUICE_OIDC_PEER_DIR` or `<workspace>/.peers/oidc`,
 //!   started on 127.0.0.1 with an ephemeral port and killed on drop;
 //! * [`Browser`]: a cookie-jar HTTP client without auto-redirects that scripts the provider's
 //!   login and consent pages (devInteractions), like `authcode_curl.sh` / `flows.mjs`;
@@ -39,7 +39,7 @@ fn workspace_root() -> PathBuf {
         .unwrap()
 }
 
-/// Where `scripts/peers/oidc.sh install` put the provider. Panics (the tests FAIL, they do not
+/// Where `tests/peers/oidc.sh install` put the provider. Panics (the tests FAIL, they do not
 /// skip) with instructions when it is missing.
 pub fn peer_dir() -> PathBuf {
     let dir = match std::env::var_os("SLUICE_OIDC_PEER_DIR") {
@@ -50,7 +50,7 @@ pub fn peer_dir() -> PathBuf {
     if !ok {
         panic!(
             "the node oidc-provider test peer is not installed in {}.\n\
-             Install it with:  scripts/peers/oidc.sh install {}\n\
+             Install it with:  tests/peers/oidc.sh install {}\n\
              (needs node >= 18 and npm; or point SLUICE_OIDC_PEER_DIR at an installed copy)",
             dir.display(),
             dir.display()

@@ -1,12 +1,11 @@
-//! Throw-away OpenLDAP slapd for tests, started with the shared peer scripts
-//! (`shared/peers/slapd/start.sh DATADIR PORT`, stopped with `stop.sh DATADIR` on drop).
+//! Throw-away OpenLDAP slapd for tests, started with the repository's peer scripts
+//! (`tests/peers/slapd/start.sh DATADIR PORT`, stopped with `stop.sh DATADIR` on drop).
 //!
-//! `shared/` is `$SLUICE_SHARED_DIR`, else `<workspace root>/../shared`.
-//! Directory contents: see `shared/PEERS.md` (suffix dc=example,dc=org; service account
-//! cn=svc / svcpass; users alice / alicepass and bob / bobpass).
+//! Directory contents: `tests/peers/slapd/seed.ldif` (suffix dc=example,dc=org; service
+//! account cn=svc / svcpass; users alice / alicepass and bob / bobpass).
 //!
 //! Missing slapd is a test FAILURE (not a skip): install it with
-//! `scripts/peers/slapd.sh install`.
+//! `tests/peers/slapd.sh install`.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -42,29 +41,21 @@ pub fn require_slapd() {
     if !missing.is_empty() {
         panic!(
             "OpenLDAP is required for the LDAP tests but {missing:?} not found on PATH or in \
-             /usr/sbin.\nInstall it with:  scripts/peers/slapd.sh install\n(= apt-get update && \
+             /usr/sbin.\nInstall it with:  tests/peers/slapd.sh install\n(= apt-get update && \
              DEBIAN_FRONTEND=noninteractive apt-get install -y slapd ldap-utils)"
         );
     }
 }
 
-/// `shared/` (peer scripts): `$SLUICE_SHARED_DIR`, else `<workspace root>/../shared`.
-pub fn shared_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("SLUICE_SHARED_DIR") {
-        return PathBuf::from(d);
-    }
+/// `tests/peers/slapd` of this repository (start.sh, stop.sh, seed.ldif).
+pub fn peer_scripts_dir() -> PathBuf {
     // CARGO_MANIFEST_DIR = <root>/crates/sluice-auth
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.join("../shared")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/slapd")
 }
 
 fn script(name: &str) -> PathBuf {
-    let p = shared_dir().join("peers/slapd").join(name);
-    assert!(
-        p.is_file(),
-        "{} not found; set SLUICE_SHARED_DIR to the shared/ directory",
-        p.display()
-    );
+    let p = peer_scripts_dir().join(name);
+    assert!(p.is_file(), "{} not found in the repository", p.display());
     p
 }
 

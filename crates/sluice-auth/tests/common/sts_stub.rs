@@ -1,5 +1,5 @@
 //! A local stand-in for AWS STS `GetCallerIdentity` called through a presigned (query-string
-//! SigV4) URL — the one thing moto cannot verify (see /work/shared/PEERS.md).
+//! SigV4) URL — the one thing moto cannot verify.
 //!
 //! For every request it recomputes the presigned signature with `aws-sigv4` over exactly what
 //! it received: the method, the path, the query minus the presign parameters (which the

@@ -216,9 +216,8 @@ mod tests {
     /// `hmac`/`hashlib` over the documented 2021-08-06 service-SAS layout with
     /// canonicalized resource `/blob/devstoreaccount1/warehouse/wh/ns/t`, `sr=d`, `sp=rl`.
     const PY_DIRECTORY_RL_SIG: &str = "8E03Vo21WSROB9/pI5PeiM20fZgnW6/NVp2Fde4hVgw=";
-    /// User-delegation SAS over the 2021-08-06 layout (the one Azurite verifies, see
-    /// shared/peers/storage/azurite_udk_probe.py), computed with Python's `hmac` for the key
-    /// below, container scope, `sp=rl`.
+    /// User-delegation SAS over the 2021-08-06 layout (the one Azurite verifies), computed
+    /// with Python's `hmac` for the key below, container scope, `sp=rl`.
     const PY_UDK_CONTAINER_RL_SIG: &str = "K5SI4xxfn0kNJUB/aVHohNDe+msWCskJoIg+/DUQRnU=";
 
     fn udk() -> UserDelegationKey {

@@ -2,7 +2,7 @@
 //! Shared Key and service SAS signatures, permissions and expiry, but has no DFS endpoint and
 //! no hierarchical namespace (so no directory SAS).
 //!
-//! Install once: `bash scripts/peers/azurite.sh install` (npm, into `<repo>/.peers/azurite`;
+//! Install once: `bash tests/peers/azurite.sh install` (npm, into `<repo>/.peers/azurite`;
 //! `$SLUICE_AZURITE_DIR` overrides the folder).
 
 #![allow(dead_code)]
@@ -36,7 +36,7 @@ pub fn binary() -> PathBuf {
     let bin = dir.join("node_modules/.bin/azurite-blob");
     assert!(
         bin.exists(),
-        "Azurite not found at {}; install it with `bash scripts/peers/azurite.sh install`",
+        "Azurite not found at {}; install it with `bash tests/peers/azurite.sh install`",
         bin.display()
     );
     bin

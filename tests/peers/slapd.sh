@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # OpenLDAP slapd peer for the LDAP login tests (crates/sluice-auth/tests/ldap.rs).
 #
-# Usage: scripts/peers/slapd.sh install
+# Usage: tests/peers/slapd.sh install
 #   Installs slapd + ldap-utils from apt, only when `slapd` is not already available
 #   (on PATH or at /usr/sbin/slapd). Idempotent; needs root (or sudo) only when it installs.
 #
-# The tests themselves start a throw-away slapd per test via shared/peers/slapd/start.sh
-# (found as <workspace>/../shared or $SLUICE_SHARED_DIR); the distro's own slapd service is
-# not used and need not be running.
+# The tests themselves start a throw-away slapd per test with tests/peers/slapd/start.sh
+# (seeded from tests/peers/slapd/seed.ldif) and stop it with stop.sh; the distro's own slapd
+# service is not used and need not be running.
 set -euo pipefail
 
 have_slapd() {

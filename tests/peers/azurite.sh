@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Azurite 3.35 peer (Azure Blob emulator) for the ADLS storage tests and tests/e2e/test_adls.py.
 #
-#   scripts/peers/azurite.sh install [DIR]   `npm install azurite@3.35.0` into DIR (default
+#   tests/peers/azurite.sh install [DIR]   `npm install azurite@3.35.0` into DIR (default
 #                                            <repo>/.peers/azurite); skipped while DIR carries a
 #                                            stamp matching the version and the node version
 #

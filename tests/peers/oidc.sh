@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
 # node oidc-provider peer (issuer for the OIDC tests of crates/sluice-auth).
 #
-#   scripts/peers/oidc.sh install [DIR]      copy shared/peers/oidc into DIR (default <repo>/.peers/oidc)
+#   tests/peers/oidc.sh install [DIR]      copy tests/peers/oidc into DIR (default <repo>/.peers/oidc)
 #                                            and `npm install` there; skipped while DIR/node_modules
 #                                            carries a stamp matching package.json and the node version
-#   scripts/peers/oidc.sh start DIR PORT     start `node server.mjs` on 127.0.0.1:PORT in the
+#   tests/peers/oidc.sh start DIR PORT     start `node server.mjs` on 127.0.0.1:PORT in the
 #                                            background (pid in DIR/oidc-PORT.pid), wait until ready
-#   scripts/peers/oidc.sh stop DIR PORT      stop what `start` started (by its recorded pid)
+#   tests/peers/oidc.sh stop DIR PORT      stop what `start` started (by its recorded pid)
 #
 # The Rust tests spawn `node server.mjs` themselves; they only need `install`. They find the
 # installation through $SLUICE_OIDC_PEER_DIR, else <repo>/.peers/oidc.
-# The peer sources live in shared/peers/oidc beside the repository (override: $SLUICE_OIDC_PEER_SRC).
+# The peer's sources (server.mjs, package.json) live in tests/peers/oidc.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/../.." && pwd))
-SRC=${SLUICE_OIDC_PEER_SRC:-$ROOT/../shared/peers/oidc}
+SRC=$HERE/oidc
 
 usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
