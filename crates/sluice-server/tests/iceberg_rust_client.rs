@@ -637,15 +637,9 @@ async fn concurrent_appends_from_one_base_one_wins_the_other_conflicts() {
     // A commit built on a stale base (cached metadata, no reload) is refused as well: its
     // `assert-ref-snapshot-id` requirement no longer holds.
     let stale = write_rows(&base, "stale", &[(9, "s")]).await;
-    let e = append(&Rigged::stale(&c, base.clone()), &base, stale).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::CatalogCommitConflicts, "{e}");
-    // Worded like the Java reference implementation, naming the requirement that failed.
-    let first = base.metadata().current_snapshot_id().unwrap();
-    let current = c.load_table(&ident).await.unwrap().metadata().current_snapshot_id().unwrap();
-    assert!(
-        e.to_string().contains(&format!("Requirement failed: branch main has changed: expected id {first} != {current}")),
-        "{e}"
-    );
+    assert_kind(append(&Rigged::stale(&c, base.clone()), &base, stale).await, ErrorKind::CatalogCommitConflicts);
+    // (iceberg-rust 0.10 replaces a 409's message with its own, so the server's wording of the
+    // failed requirement is checked over HTTP in rest_conformance.rs and with PyIceberg.)
     assert_eq!(c.load_table(&ident).await.unwrap().metadata().snapshots().len(), 4);
     s.stop().await;
 }
@@ -687,7 +681,7 @@ async fn metadata_lists_are_written_in_order_and_stable() {
     }
     let tx = Transaction::new(&t);
     let tx = tx.replace_sort_order().asc("category", NullOrder::First).apply(tx).unwrap();
-    t = tx.commit(&c).await.unwrap();
+    tx.commit(&c).await.unwrap();
 
     let t = c.load_table(&ident).await.unwrap();
     let text = metadata_file_text(&t).await;
@@ -956,7 +950,7 @@ async fn delegation_header_is_a_hint_on_s3_without_sts() {
     c.create_namespace(&db, HashMap::new()).await.unwrap();
     let t = c.create_table(&db, creation("trips")).await.unwrap();
     let ident = t.identifier().clone();
-    let t = append(&c, &t, write_rows(&t, "bikes", &[(1, "n")]).await).await.unwrap();
+    append(&c, &t, write_rows(&t, "bikes", &[(1, "n")]).await).await.unwrap();
     let t = c.load_table(&ident).await.unwrap();
     assert_eq!(scan(&t).await, rows(&[(1, "bikes", "n")]));
     let cfg = t.file_io().config().props();
