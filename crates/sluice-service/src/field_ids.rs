@@ -21,7 +21,11 @@ fn collect_ids(t: &Value, out: &mut Vec<i64>) {
             }
         }
     }
-    for (id, inner) in [("element-id", "element"), ("key-id", "key"), ("value-id", "value")] {
+    for (id, inner) in [
+        ("element-id", "element"),
+        ("key-id", "key"),
+        ("value-id", "value"),
+    ] {
         out.extend(t.get(id).and_then(Value::as_i64));
         if let Some(inner) = t.get(inner) {
             collect_ids(inner, out);
@@ -80,9 +84,15 @@ pub(crate) fn assign_reference_order(t: &mut Value, next: &mut i64) {
 
 /// Pairs the ids of two schemas of the same shape: `from` id → `to` id.
 fn pair_ids(from: &Value, to: &Value, map: &mut HashMap<i64, i64>) {
-    if let (Some(a), Some(b)) = (from.get("fields").and_then(Value::as_array), to.get("fields").and_then(Value::as_array)) {
+    if let (Some(a), Some(b)) = (
+        from.get("fields").and_then(Value::as_array),
+        to.get("fields").and_then(Value::as_array),
+    ) {
         for (fa, fb) in a.iter().zip(b) {
-            if let (Some(x), Some(y)) = (fa.get("id").and_then(Value::as_i64), fb.get("id").and_then(Value::as_i64)) {
+            if let (Some(x), Some(y)) = (
+                fa.get("id").and_then(Value::as_i64),
+                fb.get("id").and_then(Value::as_i64),
+            ) {
                 map.insert(x, y);
             }
             if let (Some(ta), Some(tb)) = (fa.get("type"), fb.get("type")) {
@@ -90,8 +100,15 @@ fn pair_ids(from: &Value, to: &Value, map: &mut HashMap<i64, i64>) {
             }
         }
     }
-    for (id, inner) in [("element-id", "element"), ("key-id", "key"), ("value-id", "value")] {
-        if let (Some(x), Some(y)) = (from.get(id).and_then(Value::as_i64), to.get(id).and_then(Value::as_i64)) {
+    for (id, inner) in [
+        ("element-id", "element"),
+        ("key-id", "key"),
+        ("value-id", "value"),
+    ] {
+        if let (Some(x), Some(y)) = (
+            from.get(id).and_then(Value::as_i64),
+            to.get(id).and_then(Value::as_i64),
+        ) {
             map.insert(x, y);
         }
         if let (Some(ia), Some(ib)) = (from.get(inner), to.get(inner)) {
@@ -102,9 +119,17 @@ fn pair_ids(from: &Value, to: &Value, map: &mut HashMap<i64, i64>) {
 
 fn remap_sources(list: Option<&mut Value>, map: &HashMap<i64, i64>) {
     for item in list.and_then(Value::as_array_mut).into_iter().flatten() {
-        let fields = if item.is_array() { Some(item) } else { item.get_mut("fields") };
+        let fields = if item.is_array() {
+            Some(item)
+        } else {
+            item.get_mut("fields")
+        };
         for f in fields.and_then(Value::as_array_mut).into_iter().flatten() {
-            if let Some(new) = f.get("source-id").and_then(Value::as_i64).and_then(|s| map.get(&s)) {
+            if let Some(new) = f
+                .get("source-id")
+                .and_then(Value::as_i64)
+                .and_then(|s| map.get(&s))
+            {
                 f["source-id"] = Value::from(*new);
             }
         }
@@ -114,7 +139,9 @@ fn remap_sources(list: Option<&mut Value>, map: &HashMap<i64, i64>) {
 /// Rewrites the metadata of a table just built by the crate (one schema) so that its ids are
 /// the client's (`requested`, the schema as the client sent it) or the reference order's.
 pub(crate) fn apply_to_new_metadata(metadata: &mut Value, requested: &Value) {
-    let Some(built) = metadata.get("schemas").and_then(|s| s.get(0)).cloned() else { return };
+    let Some(built) = metadata.get("schemas").and_then(|s| s.get(0)).cloned() else {
+        return;
+    };
     let mut wanted = if client_ids_usable(requested) {
         let mut w = requested.clone();
         w["schema-id"] = built.get("schema-id").cloned().unwrap_or(Value::from(0));
@@ -132,7 +159,11 @@ pub(crate) fn apply_to_new_metadata(metadata: &mut Value, requested: &Value) {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|i| i.as_i64().and_then(|i| map.get(&i)).map(|i| Value::from(*i)))
+        .filter_map(|i| {
+            i.as_i64()
+                .and_then(|i| map.get(&i))
+                .map(|i| Value::from(*i))
+        })
         .collect();
     if identifiers.is_empty() {
         if let Some(o) = wanted.as_object_mut() {
@@ -151,7 +182,11 @@ pub(crate) fn apply_to_new_metadata(metadata: &mut Value, requested: &Value) {
     remap_sources(metadata.get_mut("partition-specs"), &map);
     if let Some(v1) = metadata.get_mut("partition-spec") {
         for f in v1.as_array_mut().into_iter().flatten() {
-            if let Some(new) = f.get("source-id").and_then(Value::as_i64).and_then(|s| map.get(&s)) {
+            if let Some(new) = f
+                .get("source-id")
+                .and_then(Value::as_i64)
+                .and_then(|s| map.get(&s))
+            {
                 f["source-id"] = Value::from(*new);
             }
         }
@@ -210,6 +245,8 @@ mod tests {
         let mut m = json!({"schemas": [built], "last-column-id": 11, "partition-specs": [], "sort-orders": []});
         apply_to_new_metadata(&mut m, &schema([0; 11]));
         assert_eq!(m["schemas"][0], schema([1, 2, 5, 6, 7, 8, 9, 3, 10, 11, 4]));
-        assert!(!client_ids_usable(&schema([1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10])));
+        assert!(!client_ids_usable(&schema([
+            1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+        ])));
     }
 }

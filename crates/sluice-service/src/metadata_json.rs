@@ -35,11 +35,19 @@ pub(crate) fn normalize(v: &mut Value) {
     sort_by_keys(v, "partition-specs", &["spec-id"]);
     sort_by_keys(v, "sort-orders", &["order-id"]);
     // v1 snapshots have no sequence number: then time decides, as it did when they were added.
-    sort_by_keys(v, "snapshots", &["sequence-number", "timestamp-ms", "snapshot-id"]);
+    sort_by_keys(
+        v,
+        "snapshots",
+        &["sequence-number", "timestamp-ms", "snapshot-id"],
+    );
     sort_by_keys(v, "statistics", &["snapshot-id"]);
     sort_by_keys(v, "partition-statistics", &["snapshot-id"]);
     if let Some(keys) = v.get_mut("encryption-keys").and_then(Value::as_array_mut) {
-        keys.sort_by(|a, b| a.get("key-id").and_then(Value::as_str).cmp(&b.get("key-id").and_then(Value::as_str)));
+        keys.sort_by(|a, b| {
+            a.get("key-id")
+                .and_then(Value::as_str)
+                .cmp(&b.get("key-id").and_then(Value::as_str))
+        });
     }
     if let Some(schemas) = v.get_mut("schemas").and_then(Value::as_array_mut) {
         schemas.iter_mut().for_each(normalize_schema);
@@ -50,7 +58,10 @@ pub(crate) fn normalize(v: &mut Value) {
 }
 
 fn normalize_schema(schema: &mut Value) {
-    if let Some(ids) = schema.get_mut("identifier-field-ids").and_then(Value::as_array_mut) {
+    if let Some(ids) = schema
+        .get_mut("identifier-field-ids")
+        .and_then(Value::as_array_mut)
+    {
         ids.sort_by_key(|i| i.as_i64().unwrap_or(0));
     }
     normalize_type(schema);
@@ -111,7 +122,14 @@ mod tests {
             ],
         });
         normalize(&mut v);
-        let ids = |list: &str, key: &str| v[list].as_array().unwrap().iter().map(|i| i[key].as_i64().unwrap()).collect::<Vec<_>>();
+        let ids = |list: &str, key: &str| {
+            v[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i[key].as_i64().unwrap())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(ids("schemas", "schema-id"), [0, 2, 5]);
         assert_eq!(ids("partition-specs", "spec-id"), [0, 1]);
         assert_eq!(ids("sort-orders", "order-id"), [0, 1, 2]);

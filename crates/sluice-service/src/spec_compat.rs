@@ -30,10 +30,17 @@ pub(crate) type SourceNames = HashMap<i64, HashSet<String>>;
 pub(crate) fn source_names(schemas: &[Value]) -> SourceNames {
     fn walk(fields: &Value, prefix: &str, out: &mut SourceNames) {
         for f in fields.as_array().into_iter().flatten() {
-            let (Some(id), Some(name)) = (f.get("id").and_then(Value::as_i64), f.get("name").and_then(Value::as_str)) else {
+            let (Some(id), Some(name)) = (
+                f.get("id").and_then(Value::as_i64),
+                f.get("name").and_then(Value::as_str),
+            ) else {
                 continue;
             };
-            let full = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+            let full = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            };
             out.entry(id).or_default().insert(full.clone());
             if let Some(inner) = f.get("type").and_then(|t| t.get("fields")) {
                 walk(inner, &full, out);
@@ -52,7 +59,13 @@ pub(crate) fn disguise_fields(fields: &mut Value, names: &SourceNames) {
     let mut timed = HashSet::new();
     for f in fields.as_array_mut().into_iter().flatten() {
         let source = f.get("source-id").and_then(Value::as_i64).unwrap_or(-1);
-        let Some(transform) = f.get("transform").and_then(Value::as_str).map(str::to_string) else { continue };
+        let Some(transform) = f
+            .get("transform")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            continue;
+        };
         if let Some(i) = TIME.iter().position(|t| *t == transform) {
             if !timed.insert(source) {
                 f["transform"] = Value::String(format!("bucket[{}]", BUCKET_BASE + i as u64));
@@ -82,14 +95,21 @@ pub(crate) fn restore_fields(fields: &mut Value) {
                 f["transform"] = Value::String(original.to_string());
             }
         }
-        if let Some(name) = f.get("name").and_then(Value::as_str).and_then(|n| n.strip_suffix(NAME_MARK)) {
+        if let Some(name) = f
+            .get("name")
+            .and_then(Value::as_str)
+            .and_then(|n| n.strip_suffix(NAME_MARK))
+        {
             f["name"] = Value::String(name.to_string());
         }
     }
 }
 
 /// Disguises a spec a commit adds.
-pub(crate) fn disguise_spec(spec: UnboundPartitionSpec, names: &SourceNames) -> Result<UnboundPartitionSpec> {
+pub(crate) fn disguise_spec(
+    spec: UnboundPartitionSpec,
+    names: &SourceNames,
+) -> Result<UnboundPartitionSpec> {
     let mut v = serde_json::to_value(&spec).map_err(ServiceError::internal)?;
     if let Some(fields) = v.get_mut("fields") {
         disguise_fields(fields, names);
