@@ -456,7 +456,7 @@ def test_no_sign_right_means_no_delegation_not_an_error(server, s3_warehouse):
     outcome = r.headers.get(OUTCOME_HEADER, "")
     assert outcome.startswith("none; reason=") and "sts-enabled" in outcome and "storage:Sign" in outcome, outcome
     assert_no_key_material(r.json(), "viewer load")
-        assert "s3.remote-signing-enabled" not in r.json().get("config", {})
+    assert "s3.remote-signing-enabled" not in r.json().get("config", {})
 
 
 # --------------------------------------------------------------------------------------------
