@@ -601,8 +601,9 @@ def s3_client_props(s3: S3Peer) -> dict[str, str]:
     """Catalog properties PyIceberg needs to reach data in an S3 warehouse on s3s-fs."""
     return {
         # The client brings its own S3 key, so it asks for no access delegation. PyIceberg sends
-        # `X-Iceberg-Access-Delegation: vended-credentials` unless told otherwise, and sluice
-        # answers that with 400 for a warehouse without STS; an empty value means "none".
+        # `X-Iceberg-Access-Delegation: vended-credentials` unless told otherwise, which sluice
+        # answers on a warehouse without STS with remote signing; an empty value means "none",
+        # so these clients use their own keys (test_delegation.py covers the default header).
         NO_DELEGATION_PROP: "",
         "s3.endpoint": s3.endpoint,
         "s3.access-key-id": s3.access_key,

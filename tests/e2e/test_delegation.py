@@ -325,44 +325,138 @@ def io_for(config: dict[str, str], impl: str = "pyiceberg.io.pyarrow.PyArrowFile
 
 
 # --------------------------------------------------------------------------------------------
-# no STS: vended credentials are refused with a clear 400
+# no STS: the delegation header is a hint. Requests are served with what the warehouse can do
+# (remote signing on S3), the outcome is named in X-Sluice-Delegation, and only /credentials
+# (an explicit request for credentials) answers a clear 400.
 # --------------------------------------------------------------------------------------------
 
+OUTCOME_HEADER = "X-Sluice-Delegation"
+KEY_MATERIAL = ("s3.access-key-id", "s3.secret-access-key", "s3.session-token")
 
-def test_vended_credentials_refused_without_sts(server, s3_warehouse):
+
+def assert_no_key_material(body: dict[str, Any], what: str) -> None:
+    config = body.get("config", {})
+    assert not [k for k in KEY_MATERIAL if k in config], f"{what}: key material in config: {sorted(config)}"
+    assert not body.get("storage-credentials"), f"{what}: storage-credentials: {body.get('storage-credentials')}"
+
+
+def test_vended_credentials_hint_without_sts_is_served(server, s3_warehouse):
+    """Formerly `test_vended_credentials_refused_without_sts` (load/create answered 400): the
+    spec makes the header a hint, so the same requests now succeed without credentials."""
     cat = load_catalog("sluice", **s3_warehouse.catalog_props())  # own keys, no delegation
     ns = unique("nosts")
     cat.create_namespace(ns)
     cat.create_table((ns, "t"), schema=SCHEMA).append(rows(0, 2))
     prefix = server.prefix(s3_warehouse.name)
 
+    # Load with vended-credentials: 200, remote signing instead (S3 has it), never keys.
     r = load_raw(server, s3_warehouse.name, ns, "t", VENDED)
+    assert r.status_code == 200, r.text
+    assert r.headers.get(OUTCOME_HEADER) == "remote-signing", r.headers
+    body = r.json()
+    assert_no_key_material(body, "load")
+    assert_signing_config(body["config"], server, s3_warehouse, "load")
+    assert s3_warehouse.s3.secret_key not in r.text
+
+    # Create (and stage-create) asking for vended credentials succeed the same way.
+    schema_json = json.loads(SCHEMA.model_dump_json())
+    for name, staged in (("t2", False), ("t3", True)):
+        r = server.post(
+            f"/v1/{prefix}/namespaces/{ns}/tables",
+            json={"name": name, "schema": schema_json, "stage-create": staged},
+            headers=VENDED,
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers.get(OUTCOME_HEADER) == "remote-signing", r.headers
+        assert_no_key_material(r.json(), f"create {name}")
+    assert cat.table_exists((ns, "t2"))
+    assert not cat.table_exists((ns, "t3"))
+
+    # Register too (t2 dropped from the catalog, its files kept, and registered again).
+    t2 = cat.load_table((ns, "t2"))
+    cat.drop_table((ns, "t2"))
+    r = server.post(
+        f"/v1/{prefix}/namespaces/{ns}/register",
+        json={"name": "t2", "metadata-location": t2.metadata_location},
+        headers=VENDED,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers.get(OUTCOME_HEADER) == "remote-signing", r.headers
+    assert_no_key_material(r.json(), "register")
+
+    # Asking /credentials explicitly gets a clear error naming the cause.
+    r = server.get(f"/v1/{prefix}/namespaces/{ns}/tables/t/credentials")
     err = assert_error_shape(r, 400, "BadRequestException")
     assert "sts-enabled" in err["message"], err
     assert s3_warehouse.s3.secret_key not in r.text
 
-    # A create asking for vended credentials fails the same way and leaves no table behind.
-    r = server.post(
-        f"/v1/{prefix}/namespaces/{ns}/tables", json={"name": "t2", "schema": json.loads(SCHEMA.model_dump_json())},
-        headers=VENDED,
-    )
-    err = assert_error_shape(r, 400, "BadRequestException")
-    assert "sts-enabled" in err["message"], err
-    assert not cat.table_exists((ns, "t2"))
-
-    # PyIceberg's default (it asks for vended credentials) surfaces it as BadRequestError.
-    default_client = keyless_catalog(server, s3_warehouse.name)
-    with pytest.raises(BadRequestError, match="sts-enabled"):
-        default_client.load_table((ns, "t"))
-
-    # No header, or an empty one, means no delegation: the table loads, with no credentials.
+    # No header, or an empty one, means no delegation: the table loads, with no credentials
+    # and no outcome header.
     for headers in ({}, {DELEGATION_HEADER: ""}):
         r = load_raw(server, s3_warehouse.name, ns, "t", headers)
         assert r.status_code == 200, f"{headers}: {r.text}"
+        assert OUTCOME_HEADER not in r.headers, r.headers
         body = r.json()
-        assert "s3.access-key-id" not in body.get("config", {}), body.get("config")
-        assert not body.get("storage-credentials"), body.get("storage-credentials")
+        assert "s3.remote-signing-enabled" not in body.get("config", {}), body.get("config")
+        assert_no_key_material(body, f"{headers}")
         assert s3_warehouse.s3.secret_key not in r.text
+
+
+def test_stock_pyiceberg_client_on_s3_without_sts(server, s3_warehouse):
+    """PyIceberg with its default headers (it asks for vended credentials) against an S3
+    warehouse without STS: once with no storage keys at all, once with its own keys. Both work
+    end to end; the data path is remote signing (s3s-fs checks every signature)."""
+    ns = unique("stock")
+    keyless = keyless_catalog(server, s3_warehouse.name)
+    keyless.create_namespace(ns)
+    t = keyless.create_table((ns, "t"), schema=SCHEMA)
+    t.append(rows(0, 3))
+    t.append(rows(3, 2))
+    t = keyless.load_table((ns, "t"))
+    assert sorted_pylist(read_all(t)) == sorted_pylist(rows(0, 5))
+    assert [s.summary.operation.value for s in t.snapshots()] == ["append", "append"]
+
+    own_keys = {k: v for k, v in s3_warehouse.client_props.items() if k != NO_DELEGATION_PROP}
+    with_keys = load_catalog("sluice", **{**s3_warehouse.catalog_props(), **{NO_DELEGATION_PROP: "vended-credentials"}, **own_keys})
+    t2 = with_keys.create_table((ns, "t2"), schema=SCHEMA)
+    t2.append(rows(10, 2))
+    t2.overwrite(rows(20, 1))
+    t2 = with_keys.load_table((ns, "t2"))
+    assert sorted_pylist(read_all(t2)) == sorted_pylist(rows(20, 1))
+    # Snapshots in the order they were written: the overwrite after the append it replaced.
+    snaps = t2.snapshots()
+    assert snaps[0].summary.operation.value == "append", snaps
+    assert [s.sequence_number for s in snaps] == sorted(s.sequence_number for s in snaps), snaps
+    assert sorted_pylist(read_all(keyless.load_table((ns, "t2")))) == sorted_pylist(rows(20, 1))
+    with_keys.drop_table((ns, "t2"))
+    keyless.drop_table((ns, "t"))
+
+
+def test_no_sign_right_means_no_delegation_not_an_error(server, s3_warehouse):
+    """A caller who may read a table but not sign for it asks (by default) for vended
+    credentials from a warehouse without STS: the load is served with nothing, and the header
+    says why."""
+    ns = unique("nosign")
+    cat = load_catalog("sluice", **s3_warehouse.catalog_props())
+    cat.create_namespace(ns)
+    cat.create_table((ns, "t"), schema=SCHEMA)
+    no_sign = create_policy(
+        server,
+        "nosign",
+        [{"effect": "deny", "action": ["storage:Sign"], "resource": f"sluice:catalog:::warehouse/{s3_warehouse.name}/*"}],
+    )
+    user = create_user(server, "nosign", groups=("Viewers",), policies=(no_sign,))
+    r = requests.get(
+        server.url(f"/v1/{server.prefix(s3_warehouse.name)}/namespaces/{ns}/tables/t"),
+        headers=VENDED,
+        auth=user.auth,
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    outcome = r.headers.get(OUTCOME_HEADER, "")
+    assert outcome.startswith("none; reason=") and "sts-enabled" in outcome and "storage:Sign" in outcome, outcome
+    assert_no_key_material(r.json(), "viewer load")
+    assert "s3.remote-signing-enabled" not in r.json().get("config", {})
 
 
 # --------------------------------------------------------------------------------------------

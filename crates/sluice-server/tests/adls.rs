@@ -115,8 +115,10 @@ async fn adls_warehouse_create_vend_and_bad_input() {
     assert_eq!(st, 400, "{v}");
     assert!(message(&v).contains("write"), "{v}");
 
-    // Without a hierarchical namespace and without the opt-in, vending is refused rather
-    // than handing out a SAS for the whole filesystem.
+    // Without a hierarchical namespace and without the opt-in, no SAS is handed out rather
+    // than one for the whole filesystem. The delegation header is a hint, so the load itself
+    // succeeds (it used to answer 400) and says why nothing was vended; asking for
+    // credentials explicitly gets the 400.
     let mut strict = profile(&az, "strict");
     strict["allow-container-wide-sas"] = json!(false);
     let (st, v) = s
@@ -127,8 +129,20 @@ async fn adls_warehouse_create_vend_and_bad_input() {
     s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]})).await;
     let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t", "schema": schema()})).await;
     assert_eq!(st, 200, "{v}");
-    let (st, v) = s.request(reqwest::Method::GET, &format!("/v1/{p}/namespaces/db/tables/t"), None, VENDED).await;
-    let v = json_or_text(v);
+    let resp = s
+        .client
+        .get(s.url(&format!("/v1/{p}/namespaces/db/tables/t")))
+        .basic_auth(server::KEY_ID, Some(server::SECRET))
+        .header(VENDED[0].0, VENDED[0].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let outcome = resp.headers()["x-sluice-delegation"].to_str().unwrap().to_string();
+    assert!(outcome.starts_with("none; reason=") && outcome.contains("allow-container-wide-sas"), "{outcome}");
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["config"].get("adls.sas-token").is_none() && v.get("storage-credentials").is_none(), "{v}");
+    let (st, v) = s.get(&format!("/v1/{p}/namespaces/db/tables/t/credentials")).await;
     assert_eq!(st, 400, "{v}");
     assert!(message(&v).contains("allow-container-wide-sas"), "{v}");
     // Without the header the table loads, with no secrets.

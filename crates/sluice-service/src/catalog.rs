@@ -5,6 +5,8 @@
 //! removed.
 
 use crate::delegation::AccessDelegation;
+use crate::metadata_json::metadata_json;
+use crate::{field_ids, spec_compat};
 use crate::rest::*;
 use crate::{now, Result, ServiceError, Services};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -114,10 +116,6 @@ fn next_token(len: usize, page: &Page, last_key: Option<String>) -> Option<Strin
     }
 }
 
-fn parse_metadata(json: &str) -> Result<TableMetadata> {
-    serde_json::from_str(json).map_err(|e| ServiceError::Internal(format!("stored table metadata: {e}")))
-}
-
 fn to_raw(json: String) -> Result<Box<RawValue>> {
     RawValue::from_string(json).map_err(ServiceError::internal)
 }
@@ -164,6 +162,14 @@ fn format_version_from(props: &mut HashMap<String, String>) -> Result<FormatVers
         Some("3") => Ok(FormatVersion::V3),
         Some(other) => Err(bad(format!("unsupported format-version '{other}'"))),
     }
+}
+
+/// The new table's metadata with the field ids the client assigned (or the reference
+/// implementation's order) instead of the crate's renumbering; see `field_ids`.
+fn with_client_field_ids(metadata: &TableMetadata, requested_schema: &serde_json::Value) -> Result<TableMetadata> {
+    let mut v = serde_json::to_value(metadata).map_err(ServiceError::internal)?;
+    field_ids::apply_to_new_metadata(&mut v, requested_schema);
+    serde_json::from_value(v).map_err(|e| bad(format!("invalid schema field ids: {e}")))
 }
 
 /// Keeps only snapshots that a branch or tag points at (`snapshots=refs`).
@@ -246,6 +252,9 @@ impl Services {
         }
         let mut overrides = HashMap::new();
         overrides.insert("prefix".to_string(), wh.id.to_string());
+        // The spec's separator of namespace levels in path parameters (0x1F, URL-encoded);
+        // advertised so clients that read it do not fall back to a separator of their own.
+        overrides.insert("namespace-separator".to_string(), "%1F".to_string());
         Ok(CatalogConfig {
             defaults: HashMap::new(),
             overrides,
@@ -459,6 +468,7 @@ impl Services {
         let location = self
             .table_location(&wh, &profile, req.location.as_deref(), ns_rec.id, table_id, None)
             .await?;
+        let requested_schema = serde_json::to_value(&req.schema).map_err(ServiceError::internal)?;
         let mut props = req.properties.unwrap_or_default();
         let format_version = format_version_from(&mut props)?;
         let creation = TableCreation::builder()
@@ -474,7 +484,8 @@ impl Services {
             .assign_uuid(table_id)
             .build()?
             .metadata;
-        let json = serde_json::to_string(&metadata).map_err(ServiceError::internal)?;
+        let metadata = with_client_field_ids(&metadata, &requested_schema)?;
+        let json = metadata_json(&metadata)?;
         let metadata_location = metadata_file(&location, 0);
         let n = now();
         let rec = TableRecord {
@@ -492,11 +503,11 @@ impl Services {
         // Before anything is written, so a delegation failure leaves no table behind. A
         // staged table gets access too: clients write data files before the create commit.
         let staged = req.stage_create.unwrap_or(false);
-        let (config, storage_credentials) = self.delegate_access(caller, &wh, &profile, &rec, staged, delegation).await?;
+        let delegated = self.delegate_access(caller, &wh, &profile, &rec, staged, delegation).await?;
         if staged {
             // Nothing is persisted: the client commits the staged metadata later with an
             // assert-create requirement.
-            return Ok(LoadTableResult { metadata_location: None, metadata: to_raw(json)?, config, storage_credentials });
+            return Ok(LoadTableResult { metadata_location: None, metadata: to_raw(json)?, config: delegated.config, storage_credentials: delegated.storage_credentials, delegation: delegated.outcome });
         }
         storage.write_new(&metadata_location, json.clone().into_bytes().into()).await?;
         if let Err(e) = self.store().commit(&[CommitOp::Create(rec.clone())]).await {
@@ -509,7 +520,7 @@ impl Services {
                 other => other.into(),
             });
         }
-        Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata: to_raw(json)?, config, storage_credentials })
+        Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata: to_raw(json)?, config: delegated.config, storage_credentials: delegated.storage_credentials, delegation: delegated.outcome })
     }
 
     async fn remove_quietly(&self, storage: &Storage, location: &str) {
@@ -550,7 +561,7 @@ impl Services {
         let location = self
             .table_location(&wh, &profile, Some(metadata.location()), ns_rec.id, metadata.uuid(), except)
             .await?;
-        let json = serde_json::to_string(&metadata).map_err(ServiceError::internal)?;
+        let json = metadata_json(&metadata)?;
         let op = match &existing {
             Some(t) => CommitOp::Update {
                 table_id: t.id,
@@ -590,8 +601,8 @@ impl Services {
             other => other.into(),
         })?;
         let rec = self.table_record(&wh, &ns, name.as_str()).await?;
-        let (config, storage_credentials) = self.delegate_access(caller, &wh, &profile, &rec, false, delegation).await?;
-        Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata: to_raw(json)?, config, storage_credentials })
+        let delegated = self.delegate_access(caller, &wh, &profile, &rec, false, delegation).await?;
+        Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata: to_raw(json)?, config: delegated.config, storage_credentials: delegated.storage_credentials, delegation: delegated.outcome })
     }
 
     async fn table_record(&self, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<TableRecord> {
@@ -612,12 +623,12 @@ impl Services {
         self.require_table_visible(caller, &wh, &ns, table).await?;
         let rec = self.table_record(&wh, &ns, table).await?;
         let profile = Self::decode_profile(&wh)?;
-        let (config, storage_credentials) = self.delegate_access(caller, &wh, &profile, &rec, false, delegation).await?;
+        let delegated = self.delegate_access(caller, &wh, &profile, &rec, false, delegation).await?;
         let json = match snapshots {
             SnapshotsMode::All => rec.metadata_json,
             SnapshotsMode::Refs => only_ref_snapshots(&rec.metadata_json)?,
         };
-        Ok(LoadTableResult { metadata_location: Some(rec.metadata_location), metadata: to_raw(json)?, config, storage_credentials })
+        Ok(LoadTableResult { metadata_location: Some(rec.metadata_location), metadata: to_raw(json)?, config: delegated.config, storage_credentials: delegated.storage_credentials, delegation: delegated.outcome })
     }
 
     pub async fn table_exists(&self, caller: &Principal, prefix: &str, ns: &str, table: &str) -> Result<()> {
@@ -649,9 +660,24 @@ impl Services {
         let Some(current) = current else {
             return self.prepare_create_commit(wh, profile, storage, ns, name, requirements, updates).await;
         };
-        let metadata = parse_metadata(&current.metadata_json)?;
+        let mut stored: serde_json::Value = serde_json::from_str(&current.metadata_json)
+            .map_err(|e| ServiceError::Internal(format!("stored table metadata: {e}")))?;
+        // Specs the reference implementation accepts but the crate's builder would refuse
+        // are disguised for the builder and restored when the result is serialized.
+        let mut schemas: Vec<serde_json::Value> = stored.get("schemas").and_then(|s| s.as_array()).cloned().unwrap_or_default();
+        schemas.extend(stored.get("schema").cloned());
+        for u in &updates {
+            if let TableUpdate::AddSchema { schema } = u {
+                schemas.push(serde_json::to_value(schema).map_err(ServiceError::internal)?);
+            }
+        }
+        let names = spec_compat::source_names(&schemas);
+        let refs = stored.get("refs").cloned();
+        spec_compat::disguise_metadata(&mut stored, &names);
+        let metadata: TableMetadata =
+            serde_json::from_value(stored).map_err(|e| ServiceError::Internal(format!("stored table metadata: {e}")))?;
         for r in &requirements {
-            r.check(Some(&metadata)).map_err(|e| ServiceError::CommitFailed(e.to_string()))?;
+            crate::requirements::check(r, &metadata, refs.as_ref()).map_err(ServiceError::CommitFailed)?;
         }
         if updates.is_empty() {
             return Ok(Prepared {
@@ -669,6 +695,10 @@ impl Services {
         }
         let mut builder = metadata.into_builder(Some(current.metadata_location.clone()));
         for u in updates {
+            let u = match u {
+                TableUpdate::AddSpec { spec } => TableUpdate::AddSpec { spec: spec_compat::disguise_spec(spec, &names)? },
+                other => other,
+            };
             builder = u.apply(builder).map_err(|e| bad(format!("invalid update: {e}")))?;
         }
         let new_metadata = builder.build().map_err(|e| bad(format!("invalid update: {e}")))?.metadata;
@@ -678,7 +708,7 @@ impl Services {
                 .table_location(wh, profile, Some(new_metadata.location()), current.namespace_id, current.id, Some(current.id))
                 .await?;
         }
-        let json = serde_json::to_string(&new_metadata).map_err(ServiceError::internal)?;
+        let json = metadata_json(&new_metadata)?;
         let metadata_location = metadata_file(&location, next_version(&current.metadata_location));
         storage.write_new(&metadata_location, json.clone().into_bytes().into()).await.map_err(commit_write_error)?;
         Ok(Prepared {
@@ -746,7 +776,8 @@ impl Services {
         let location = self
             .table_location(wh, profile, location.as_deref(), ns_rec.id, table_id, None)
             .await?;
-        let mut builder = TableMetadataBuilder::new(
+        let requested_schema = serde_json::to_value(&schema).map_err(ServiceError::internal)?;
+        let base = TableMetadataBuilder::new(
             schema,
             spec.unwrap_or_else(|| UnboundPartitionSpec::builder().build()),
             order.unwrap_or_else(SortOrder::unsorted_order),
@@ -754,7 +785,12 @@ impl Services {
             format_version,
             HashMap::new(),
         )?
-        .assign_uuid(table_id);
+        .assign_uuid(table_id)
+        .build()?
+        .metadata;
+        // With the client's ids, its own add-schema below finds the same schema instead of
+        // adding a second one.
+        let mut builder = TableMetadataBuilder::new_from_metadata(with_client_field_ids(&base, &requested_schema)?, None);
         for u in updates {
             let u = match u {
                 // Normalized form (e.g. s3a:// → s3://) wins over what the client sent.
@@ -764,7 +800,7 @@ impl Services {
             builder = u.apply(builder).map_err(|e| bad(format!("invalid update: {e}")))?;
         }
         let metadata = builder.build().map_err(|e| bad(format!("invalid update: {e}")))?.metadata;
-        let json = serde_json::to_string(&metadata).map_err(ServiceError::internal)?;
+        let json = metadata_json(&metadata)?;
         let metadata_location = metadata_file(&location, 0);
         storage.write_new(&metadata_location, json.clone().into_bytes().into()).await.map_err(commit_write_error)?;
         let n = now();

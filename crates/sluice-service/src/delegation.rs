@@ -46,6 +46,52 @@ impl AccessDelegation {
     }
 }
 
+/// What a load/create/register response delivers for storage access.
+#[derive(Debug, Default)]
+pub struct Delegated {
+    pub config: HashMap<String, String>,
+    pub storage_credentials: Vec<StorageCredentialEntry>,
+    /// `None` when the client asked for no delegation.
+    pub outcome: Option<DelegationOutcome>,
+}
+
+impl Delegated {
+    fn none(config: HashMap<String, String>, reason: String) -> Self {
+        Delegated { config, storage_credentials: vec![], outcome: Some(DelegationOutcome::None { reason }) }
+    }
+}
+
+/// The mechanism that answered an `X-Iceberg-Access-Delegation` hint, reported to the client
+/// in a response header so that "no credentials" is never a silent surprise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DelegationOutcome {
+    VendedCredentials,
+    RemoteSigning,
+    None { reason: String },
+}
+
+impl DelegationOutcome {
+    /// The `X-Sluice-Delegation` header value: `vended-credentials`, `remote-signing`, or
+    /// `none; reason="…"` (an RFC 9110 quoted string, visible ASCII only).
+    pub fn header_value(&self) -> String {
+        match self {
+            DelegationOutcome::VendedCredentials => "vended-credentials".into(),
+            DelegationOutcome::RemoteSigning => "remote-signing".into(),
+            DelegationOutcome::None { reason } => {
+                let quoted: String = reason
+                    .chars()
+                    .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+                    .flat_map(|c| match c {
+                        '"' | '\\' => vec!['\\', c],
+                        c => vec![c],
+                    })
+                    .collect();
+                format!("none; reason=\"{quoted}\"")
+            }
+        }
+    }
+}
+
 /// One entry of `storage-credentials` in the Iceberg REST spec.
 #[derive(Debug, Clone, Serialize)]
 pub struct StorageCredentialEntry {
@@ -182,6 +228,13 @@ impl Services {
 
     /// Extra `config` and `storage-credentials` for a load/create/register response,
     /// according to what the client accepts and what the warehouse can do.
+    ///
+    /// `X-Iceberg-Access-Delegation` is a hint (the spec lets a server satisfy it with any
+    /// mechanism it supports, or none): the request is served either way. Vended credentials
+    /// when the client accepts them and the warehouse can vend; otherwise the warehouse's
+    /// remote signing when it has one; otherwise nothing, and the outcome's reason says why
+    /// (a response header and the log carry it). Never empty or key-less credentials.
+    /// Refusals of the caller's rights stay errors: they are not a property of the warehouse.
     pub(crate) async fn delegate_access(
         &self,
         caller: &Principal,
@@ -190,43 +243,72 @@ impl Services {
         table: &TableRecord,
         staged: bool,
         delegation: &AccessDelegation,
-    ) -> Result<(HashMap<String, String>, Vec<StorageCredentialEntry>)> {
-        let mut config = profile.table_config();
-        if !delegation.requested() || profile.needs_no_credentials() {
-            return Ok((config, vec![]));
+    ) -> Result<Delegated> {
+        let config = profile.table_config();
+        if !delegation.requested() {
+            return Ok(Delegated { config, storage_credentials: vec![], outcome: None });
+        }
+        if profile.needs_no_credentials() {
+            let reason = "the warehouse's storage needs no credentials".to_string();
+            return Ok(Delegated::none(config, reason));
         }
         let res = resource::table(&wh.name, table.namespace.parts(), &table.name);
-        if delegation.vended_credentials && profile.vends_credentials() {
-            self.authorize(caller, actions::VEND_CREDENTIALS, &res).await?;
-            let level = self.access_level(caller, wh, table).await?;
-            let storage = self.storage_for(wh)?;
-            let creds = self.vend(caller, wh, &storage, table, level).await?;
-            config.extend(creds.config.clone());
-            return Ok((config, vec![StorageCredentialEntry { prefix: table.location.clone(), config: creds.config }]));
-        }
-        if delegation.remote_signing {
-            // A staged table is not in the catalog yet, so its signer endpoint carries what
-            // the signer needs to know about it, sealed with the master key (any replica can
-            // open it; nobody else can forge or widen it).
-            let endpoint = if staged {
-                format!("v1/{}/staged-tables/{}/sign", wh.id, self.staged_grant(wh, table))
+        let mut why_not = Vec::new();
+        if delegation.vended_credentials {
+            if profile.vends_credentials() {
+                self.authorize(caller, actions::VEND_CREDENTIALS, &res).await?;
+                let level = self.access_level(caller, wh, table).await?;
+                let storage = self.storage_for(wh)?;
+                match self.vend(caller, wh, &storage, table, level).await {
+                    Ok(creds) => {
+                        let mut config = config;
+                        config.extend(creds.config.clone());
+                        return Ok(Delegated {
+                            config,
+                            storage_credentials: vec![StorageCredentialEntry { prefix: table.location.clone(), config: creds.config }],
+                            outcome: Some(DelegationOutcome::VendedCredentials),
+                        });
+                    }
+                    // The warehouse's setup rules vending out for this table (e.g. a SAS that
+                    // cannot be narrowed below the container); outages stay errors.
+                    Err(ServiceError::BadRequest(m)) => why_not.push(format!("no vended credentials: {m}")),
+                    Err(e) => return Err(e),
+                }
             } else {
-                format!("v1/{}/tables/{}/sign", wh.id, table.id)
-            };
-            if let Some(signing) = profile.remote_signing_config(SignerEndpoint { uri: &delegation.base_url, endpoint: &endpoint }) {
-                self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
-                config.extend(signing);
-                return Ok((config, vec![]));
+                why_not.push(format!("no vended credentials: {}", profile.vending_unavailable_reason()));
             }
         }
-        Err(ServiceError::BadRequest(format!(
-            "the client asked for {}, but warehouse '{}' cannot provide it ({}); {}",
-            if delegation.vended_credentials { "vended credentials" } else { "remote signing" },
-            wh.name,
-            if delegation.vended_credentials { profile.vending_unavailable_reason() } else { "its storage has no remote-signing protocol".into() },
-            "send no X-Iceberg-Access-Delegation header and use your own storage credentials, \
-             or ask for what the warehouse offers (for S3: enable STS on the warehouse, or ask for remote signing)"
-        )))
+        // A staged table is not in the catalog yet, so its signer endpoint carries what the
+        // signer needs to know about it, sealed with the master key (any replica can open
+        // it; nobody else can forge or widen it).
+        let endpoint = if staged {
+            format!("v1/{}/staged-tables/{}/sign", wh.id, self.staged_grant(wh, table))
+        } else {
+            format!("v1/{}/tables/{}/sign", wh.id, table.id)
+        };
+        match profile.remote_signing_config(SignerEndpoint { uri: &delegation.base_url, endpoint: &endpoint }) {
+            Some(signing) => {
+                // Asked for explicitly, a missing right is the caller's error; offered in place
+                // of vended credentials, it only means there is nothing to hand out.
+                let allowed = if delegation.remote_signing {
+                    self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
+                    true
+                } else {
+                    self.is_allowed(caller, actions::STORAGE_SIGN, &res).await?
+                };
+                if allowed {
+                    let mut config = config;
+                    config.extend(signing);
+                    return Ok(Delegated { config, storage_credentials: vec![], outcome: Some(DelegationOutcome::RemoteSigning) });
+                }
+                why_not.push(format!("no remote signing: the caller may not sign requests for this table ({})", actions::STORAGE_SIGN));
+            }
+            None if delegation.remote_signing => why_not.push("no remote signing: the storage has no remote-signing protocol".into()),
+            None => {}
+        }
+        let reason = why_not.join("; ");
+        tracing::info!(warehouse = %wh.name, table = %format!("{}.{}", table.namespace, table.name), %reason, "access delegation asked for, none delivered");
+        Ok(Delegated::none(config, reason))
     }
 
     /// `GET …/tables/{table}/credentials`: fresh (or cached) vended credentials.

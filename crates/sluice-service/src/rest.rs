@@ -102,6 +102,9 @@ pub struct LoadTableResult {
     pub config: HashMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub storage_credentials: Vec<crate::delegation::StorageCredentialEntry>,
+    /// How the access-delegation hint was answered; the HTTP edge reports it in a header.
+    #[serde(skip)]
+    pub delegation: Option<crate::delegation::DelegationOutcome>,
 }
 
 #[derive(Debug, Serialize)]

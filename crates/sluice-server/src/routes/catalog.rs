@@ -132,8 +132,8 @@ async fn create_table(
     Delegation(d): Delegation,
     ApiPath((prefix, ns)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<CreateTableRequest>,
-) -> Result<Json<LoadTableResult>> {
-    Ok(Json(s.services.create_table(&c, &prefix, &ns, req, &d).await?))
+) -> Result<Response> {
+    Ok(load_result(s.services.create_table(&c, &prefix, &ns, req, &d).await?))
 }
 
 async fn register_table(
@@ -142,9 +142,22 @@ async fn register_table(
     Delegation(d): Delegation,
     ApiPath((prefix, ns)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<RegisterTableRequest>,
-) -> Result<Json<LoadTableResult>> {
-    Ok(Json(s.services.register_table(&c, &prefix, &ns, req, &d).await?))
+) -> Result<Response> {
+    Ok(load_result(s.services.register_table(&c, &prefix, &ns, req, &d).await?))
 }
+
+/// Says how `X-Iceberg-Access-Delegation` was answered (`X-Sluice-Delegation`), so a client
+/// that got no credentials can tell why.
+fn load_result(result: LoadTableResult) -> Response {
+    let outcome = result.delegation.as_ref().map(|o| o.header_value());
+    let mut resp = Json(result).into_response();
+    if let Some(v) = outcome.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+        resp.headers_mut().insert(DELEGATION_OUTCOME_HEADER, v);
+    }
+    resp
+}
+
+pub const DELEGATION_OUTCOME_HEADER: &str = "x-sluice-delegation";
 
 #[derive(Deserialize)]
 struct LoadQuery {
@@ -167,8 +180,7 @@ async fn load_table(
             )))
         }
     };
-    let result = s.services.load_table(&c, &prefix, &ns, &table, mode, &d).await?;
-    Ok(Json(result).into_response())
+    Ok(load_result(s.services.load_table(&c, &prefix, &ns, &table, mode, &d).await?))
 }
 
 async fn table_exists(
