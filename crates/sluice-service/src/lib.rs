@@ -10,6 +10,7 @@ pub mod delegation;
 pub mod error;
 pub mod rest;
 pub mod soft_delete;
+pub mod view;
 pub mod warehouse;
 
 pub use error::{Result, ServiceError};
