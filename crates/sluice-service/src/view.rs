@@ -14,8 +14,8 @@
 //! dropped without purge.
 
 use crate::catalog::{
-    bad, commit_write_error, metadata_file, namespace_from_parts, next_token, next_version, no_such_namespace, page,
-    parse_namespace, to_raw,
+    bad, commit_write_error, metadata_file, namespace_from_parts, next_token, next_version,
+    no_such_namespace, page, parse_namespace, to_raw,
 };
 use crate::rest::{ListTablesResponse, RenameTableRequest, TableIdentifier};
 use crate::{now, Result, ServiceError, Services};
@@ -123,7 +123,8 @@ fn view_json(metadata: &ViewMetadata) -> Result<String> {
 }
 
 fn parse_view_metadata(json: &str) -> Result<ViewMetadata> {
-    serde_json::from_str(json).map_err(|e| ServiceError::Internal(format!("stored view metadata: {e}")))
+    serde_json::from_str(json)
+        .map_err(|e| ServiceError::Internal(format!("stored view metadata: {e}")))
 }
 
 fn invalid_update(e: iceberg::Error) -> ServiceError {
@@ -131,7 +132,11 @@ fn invalid_update(e: iceberg::Error) -> ServiceError {
 }
 
 fn load_result(rec: ViewRecord) -> Result<LoadViewResult> {
-    Ok(LoadViewResult { metadata_location: rec.metadata_location, metadata: to_raw(rec.metadata_json)?, config: HashMap::new() })
+    Ok(LoadViewResult {
+        metadata_location: rec.metadata_location,
+        metadata: to_raw(rec.metadata_json)?,
+        config: HashMap::new(),
+    })
 }
 
 impl Services {
@@ -140,8 +145,17 @@ impl Services {
     }
 
     /// A view the caller may not read is reported exactly like a missing one.
-    async fn require_view_visible(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<()> {
-        if self.is_allowed(caller, actions::READ_VIEW, &Self::view_res(wh, ns, name)).await? {
+    async fn require_view_visible(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        ns: &NamespaceName,
+        name: &str,
+    ) -> Result<()> {
+        if self
+            .is_allowed(caller, actions::READ_VIEW, &Self::view_res(wh, ns, name))
+            .await?
+        {
             Ok(())
         } else {
             Err(no_such_view(ns, name))
@@ -150,21 +164,44 @@ impl Services {
 
     /// Creating needs `catalog:CreateView` on the new view; a caller who cannot even see the
     /// namespace is told it does not exist.
-    async fn require_create_view(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<()> {
-        if self.is_allowed(caller, actions::CREATE_VIEW, &Self::view_res(wh, ns, name)).await? {
+    async fn require_create_view(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        ns: &NamespaceName,
+        name: &str,
+    ) -> Result<()> {
+        if self
+            .is_allowed(caller, actions::CREATE_VIEW, &Self::view_res(wh, ns, name))
+            .await?
+        {
             return Ok(());
         }
         self.require_namespace_visible(caller, wh, ns).await?;
-        self.authorize(caller, actions::CREATE_VIEW, &Self::view_res(wh, ns, name)).await
+        self.authorize(caller, actions::CREATE_VIEW, &Self::view_res(wh, ns, name))
+            .await
     }
 
-    async fn view_record(&self, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<ViewRecord> {
-        self.store().get_view(wh.id, ns, name).await?.ok_or_else(|| no_such_view(ns, name))
+    async fn view_record(
+        &self,
+        wh: &WarehouseRecord,
+        ns: &NamespaceName,
+        name: &str,
+    ) -> Result<ViewRecord> {
+        self.store()
+            .get_view(wh.id, ns, name)
+            .await?
+            .ok_or_else(|| no_such_view(ns, name))
     }
 
     /// Fails with AlreadyExists when a table or view holds the name (the store checks again
     /// atomically; this only spares writing a metadata file that would be thrown away).
-    async fn require_name_free(&self, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<()> {
+    async fn require_name_free(
+        &self,
+        wh: &WarehouseRecord,
+        ns: &NamespaceName,
+        name: &str,
+    ) -> Result<()> {
         if self.store().get_table(wh.id, ns, name).await?.is_some() {
             return Err(name_taken(ns, name, "table "));
         }
@@ -177,9 +214,16 @@ impl Services {
     /// Tables and views share one name space: a table may not take a view's name. (The
     /// store enforces it atomically; this gives the clearer message before any file is
     /// written.)
-    pub(crate) async fn require_no_view(&self, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<()> {
+    pub(crate) async fn require_no_view(
+        &self,
+        wh: &WarehouseRecord,
+        ns: &NamespaceName,
+        name: &str,
+    ) -> Result<()> {
         if self.store().get_view(wh.id, ns, name).await?.is_some() {
-            return Err(ServiceError::AlreadyExists(format!("View with same name already exists: {ns}.{name}")));
+            return Err(ServiceError::AlreadyExists(format!(
+                "View with same name already exists: {ns}.{name}"
+            )));
         }
         Ok(())
     }
@@ -196,14 +240,28 @@ impl Services {
         view_id: Uuid,
     ) -> Result<String> {
         let location = match requested {
-            Some(l) => profile.normalize_location(l)?.trim_end_matches('/').to_string(),
-            None => format!("{}/{}/{}", wh.location.trim_end_matches('/'), ns_id, view_id),
+            Some(l) => profile
+                .normalize_location(l)?
+                .trim_end_matches('/')
+                .to_string(),
+            None => format!(
+                "{}/{}/{}",
+                wh.location.trim_end_matches('/'),
+                ns_id,
+                view_id
+            ),
         };
         if location.trim_end_matches('/') == wh.location.trim_end_matches('/') {
             return Err(bad("a view location must not be the warehouse root"));
         }
-        if let Some(other) = self.store().location_overlaps(wh.id, &location, None).await? {
-            return Err(bad(format!("view location {location} overlaps table location {other}")));
+        if let Some(other) = self
+            .store()
+            .location_overlaps(wh.id, &location, None)
+            .await?
+        {
+            return Err(bad(format!(
+                "view location {location} overlaps table location {other}"
+            )));
         }
         Ok(location)
     }
@@ -221,42 +279,72 @@ impl Services {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         self.require_namespace_visible(caller, &wh, &ns).await?;
-        self.authorize(caller, actions::LIST_VIEWS, &Self::ns_res(&wh, &ns)).await?;
+        self.authorize(caller, actions::LIST_VIEWS, &Self::ns_res(&wh, &ns))
+            .await?;
         let page = page(page_token, page_size)?;
-        let rows = self.store().list_views(wh.id, &ns, &page).await.map_err(|e| match e {
-            StoreError::NotFound(_) => no_such_namespace(&ns),
-            other => other.into(),
-        })?;
+        let rows = self
+            .store()
+            .list_views(wh.id, &ns, &page)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => no_such_namespace(&ns),
+                other => other.into(),
+            })?;
         let next = next_token(rows.len(), &page, rows.last().map(|r| r.name.clone()));
         let policies = self.policy_set(caller).await?;
         Ok(ListTablesResponse {
             identifiers: rows
                 .into_iter()
-                .filter(|r| policies.is_allowed(actions::READ_VIEW, &Self::view_res(&wh, &r.namespace, &r.name)))
-                .map(|r| TableIdentifier { namespace: r.namespace.into_parts(), name: r.name })
+                .filter(|r| {
+                    policies.is_allowed(
+                        actions::READ_VIEW,
+                        &Self::view_res(&wh, &r.namespace, &r.name),
+                    )
+                })
+                .map(|r| TableIdentifier {
+                    namespace: r.namespace.into_parts(),
+                    name: r.name,
+                })
                 .collect(),
             next_page_token: next,
         })
     }
 
-    pub async fn create_view(&self, caller: &Principal, prefix: &str, ns: &str, req: CreateViewRequest) -> Result<LoadViewResult> {
+    pub async fn create_view(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        req: CreateViewRequest,
+    ) -> Result<LoadViewResult> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         let name = parse_view_name(&req.name)?;
-        self.require_create_view(caller, &wh, &ns, name.as_str()).await?;
+        self.require_create_view(caller, &wh, &ns, name.as_str())
+            .await?;
         let ns_rec = self.namespace_record(&wh, &ns).await?;
         self.require_name_free(&wh, &ns, name.as_str()).await?;
         let profile = Self::decode_profile(&wh)?;
         let storage = self.storage_for(&wh)?;
         let view_id = Uuid::now_v7();
-        let location = self.view_location(&wh, &profile, req.location.as_deref(), ns_rec.id, view_id).await?;
-        let metadata = ViewMetadataBuilder::new(location.clone(), req.schema, req.view_version, ViewFormatVersion::V1, req.properties)
-            .and_then(|b| b.assign_uuid(view_id).build())
-            .map_err(invalid_update)?
-            .metadata;
+        let location = self
+            .view_location(&wh, &profile, req.location.as_deref(), ns_rec.id, view_id)
+            .await?;
+        let metadata = ViewMetadataBuilder::new(
+            location.clone(),
+            req.schema,
+            req.view_version,
+            ViewFormatVersion::V1,
+            req.properties,
+        )
+        .and_then(|b| b.assign_uuid(view_id).build())
+        .map_err(invalid_update)?
+        .metadata;
         let json = view_json(&metadata)?;
         let metadata_location = metadata_file(&location, 0);
-        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await?;
+        storage
+            .write_new(&metadata_location, json.clone().into_bytes().into())
+            .await?;
         let n = now();
         let rec = ViewRecord {
             id: view_id,
@@ -281,22 +369,37 @@ impl Services {
         load_result(rec)
     }
 
-    pub async fn register_view(&self, caller: &Principal, prefix: &str, ns: &str, req: RegisterViewRequest) -> Result<LoadViewResult> {
+    pub async fn register_view(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        req: RegisterViewRequest,
+    ) -> Result<LoadViewResult> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         let name = parse_view_name(&req.name)?;
-        self.require_create_view(caller, &wh, &ns, name.as_str()).await?;
+        self.require_create_view(caller, &wh, &ns, name.as_str())
+            .await?;
         let ns_rec = self.namespace_record(&wh, &ns).await?;
         self.require_name_free(&wh, &ns, name.as_str()).await?;
         let profile = Self::decode_profile(&wh)?;
         let storage = self.storage_for(&wh)?;
         let metadata_location = profile.normalize_location(&req.metadata_location)?;
-        let bytes = storage.read(&metadata_location).await.map_err(|e| match e {
-            sluice_storage::StorageError::NotFound(_) => bad(format!("metadata file {metadata_location} does not exist")),
-            other => other.into(),
+        let bytes = storage
+            .read(&metadata_location)
+            .await
+            .map_err(|e| match e {
+                sluice_storage::StorageError::NotFound(_) => {
+                    bad(format!("metadata file {metadata_location} does not exist"))
+                }
+                other => other.into(),
+            })?;
+        let metadata: ViewMetadata = serde_json::from_slice(&bytes).map_err(|e| {
+            bad(format!(
+                "{metadata_location} is not valid view metadata: {e}"
+            ))
         })?;
-        let metadata: ViewMetadata = serde_json::from_slice(&bytes)
-            .map_err(|e| bad(format!("{metadata_location} is not valid view metadata: {e}")))?;
         let location = profile.normalize_location(metadata.location())?;
         if location.trim_end_matches('/') == wh.location.trim_end_matches('/') {
             return Err(bad("a view location must not be the warehouse root"));
@@ -330,14 +433,26 @@ impl Services {
         load_result(rec)
     }
 
-    pub async fn load_view(&self, caller: &Principal, prefix: &str, ns: &str, view: &str) -> Result<LoadViewResult> {
+    pub async fn load_view(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        view: &str,
+    ) -> Result<LoadViewResult> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         self.require_view_visible(caller, &wh, &ns, view).await?;
         load_result(self.view_record(&wh, &ns, view).await?)
     }
 
-    pub async fn view_exists(&self, caller: &Principal, prefix: &str, ns: &str, view: &str) -> Result<()> {
+    pub async fn view_exists(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        view: &str,
+    ) -> Result<()> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         self.require_view_visible(caller, &wh, &ns, view).await?;
@@ -363,7 +478,12 @@ impl Services {
             }
         }
         self.require_view_visible(caller, &wh, &ns, view).await?;
-        self.authorize(caller, actions::REPLACE_VIEW, &Self::view_res(&wh, &ns, view)).await?;
+        self.authorize(
+            caller,
+            actions::REPLACE_VIEW,
+            &Self::view_res(&wh, &ns, view),
+        )
+        .await?;
         let current = self.view_record(&wh, &ns, view).await?;
         let metadata = parse_view_metadata(&current.metadata_json)?;
         for r in &req.requirements {
@@ -390,32 +510,56 @@ impl Services {
                     return Err(bad(format!("cannot reassign the uuid of view {ns}.{view}")));
                 }
                 ViewUpdate::AssignUuid { .. } => builder,
-                ViewUpdate::UpgradeFormatVersion { format_version } => {
-                    builder.upgrade_format_version(format_version).map_err(invalid_update)?
-                }
+                ViewUpdate::UpgradeFormatVersion { format_version } => builder
+                    .upgrade_format_version(format_version)
+                    .map_err(invalid_update)?,
                 ViewUpdate::AddSchema { schema, .. } => builder.add_schema(schema),
                 ViewUpdate::SetLocation { location: l } => {
-                    let l = profile.normalize_location(&l)?.trim_end_matches('/').to_string();
+                    let l = profile
+                        .normalize_location(&l)?
+                        .trim_end_matches('/')
+                        .to_string();
                     if l != location {
-                        location = self.view_location(&wh, &profile, Some(&l), current.namespace_id, current.id).await?;
+                        location = self
+                            .view_location(
+                                &wh,
+                                &profile,
+                                Some(&l),
+                                current.namespace_id,
+                                current.id,
+                            )
+                            .await?;
                     }
                     builder.set_location(location.clone())
                 }
-                ViewUpdate::SetProperties { updates } => builder.set_properties(updates).map_err(invalid_update)?,
-                ViewUpdate::RemoveProperties { removals } => builder.remove_properties(&removals),
-                ViewUpdate::AddViewVersion { view_version } => builder.add_version(view_version).map_err(invalid_update)?,
-                ViewUpdate::SetCurrentViewVersion { view_version_id } => {
-                    builder.set_current_version_id(view_version_id).map_err(invalid_update)?
+                ViewUpdate::SetProperties { updates } => {
+                    builder.set_properties(updates).map_err(invalid_update)?
                 }
+                ViewUpdate::RemoveProperties { removals } => builder.remove_properties(&removals),
+                ViewUpdate::AddViewVersion { view_version } => {
+                    builder.add_version(view_version).map_err(invalid_update)?
+                }
+                ViewUpdate::SetCurrentViewVersion { view_version_id } => builder
+                    .set_current_version_id(view_version_id)
+                    .map_err(invalid_update)?,
             };
         }
         let new_metadata = builder.build().map_err(invalid_update)?.metadata;
         let json = view_json(&new_metadata)?;
         let metadata_location = metadata_file(&location, next_version(&current.metadata_location));
-        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await.map_err(commit_write_error)?;
+        storage
+            .write_new(&metadata_location, json.clone().into_bytes().into())
+            .await
+            .map_err(commit_write_error)?;
         if let Err(e) = self
             .store()
-            .update_view(current.id, &current.metadata_location, &metadata_location, &json, &location)
+            .update_view(
+                current.id,
+                &current.metadata_location,
+                &metadata_location,
+                &json,
+                &location,
+            )
             .await
         {
             self.remove_quietly(&storage, &metadata_location).await;
@@ -427,33 +571,60 @@ impl Services {
                 other => other.into(),
             });
         }
-        Ok(LoadViewResult { metadata_location, metadata: to_raw(json)?, config: HashMap::new() })
+        Ok(LoadViewResult {
+            metadata_location,
+            metadata: to_raw(json)?,
+            config: HashMap::new(),
+        })
     }
 
-    pub async fn drop_view(&self, caller: &Principal, prefix: &str, ns: &str, view: &str) -> Result<()> {
+    pub async fn drop_view(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        view: &str,
+    ) -> Result<()> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         self.require_view_visible(caller, &wh, &ns, view).await?;
-        self.authorize(caller, actions::DROP_VIEW, &Self::view_res(&wh, &ns, view)).await?;
-        self.store().drop_view(wh.id, &ns, view).await.map_err(|e| match e {
-            StoreError::NotFound(_) => no_such_view(&ns, view),
-            other => other.into(),
-        })?;
+        self.authorize(caller, actions::DROP_VIEW, &Self::view_res(&wh, &ns, view))
+            .await?;
+        self.store()
+            .drop_view(wh.id, &ns, view)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => no_such_view(&ns, view),
+                other => other.into(),
+            })?;
         Ok(())
     }
 
-    pub async fn rename_view(&self, caller: &Principal, prefix: &str, req: RenameTableRequest) -> Result<()> {
+    pub async fn rename_view(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        req: RenameTableRequest,
+    ) -> Result<()> {
         let wh = self.resolve_warehouse(prefix).await?;
         let from_ns = namespace_from_parts(req.source.namespace)?;
         let to_ns = namespace_from_parts(req.destination.namespace)?;
         let to_name = parse_view_name(&req.destination.name)?;
         let from = req.source.name;
-        self.require_view_visible(caller, &wh, &from_ns, &from).await?;
-        self.authorize(caller, actions::RENAME_VIEW, &Self::view_res(&wh, &from_ns, &from)).await?;
-        self.require_create_view(caller, &wh, &to_ns, to_name.as_str()).await?;
+        self.require_view_visible(caller, &wh, &from_ns, &from)
+            .await?;
+        self.authorize(
+            caller,
+            actions::RENAME_VIEW,
+            &Self::view_res(&wh, &from_ns, &from),
+        )
+        .await?;
+        self.require_create_view(caller, &wh, &to_ns, to_name.as_str())
+            .await?;
         self.view_record(&wh, &from_ns, &from).await?;
         self.namespace_record(&wh, &to_ns).await?;
-        self.require_name_free(&wh, &to_ns, to_name.as_str()).await?;
+        self.require_name_free(&wh, &to_ns, to_name.as_str())
+            .await?;
         self.store()
             .rename_view(wh.id, &from_ns, &from, &to_ns, to_name.as_str())
             .await
@@ -496,9 +667,19 @@ mod tests {
         let m: ViewMetadata = serde_json::from_str(json).unwrap();
         for _ in 0..5 {
             let out: serde_json::Value = serde_json::from_str(&view_json(&m).unwrap()).unwrap();
-            let ids: Vec<i64> = out["versions"].as_array().unwrap().iter().map(|v| v["version-id"].as_i64().unwrap()).collect();
+            let ids: Vec<i64> = out["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["version-id"].as_i64().unwrap())
+                .collect();
             assert_eq!(ids, [1, 2]);
-            let ids: Vec<i64> = out["schemas"].as_array().unwrap().iter().map(|v| v["schema-id"].as_i64().unwrap()).collect();
+            let ids: Vec<i64> = out["schemas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["schema-id"].as_i64().unwrap())
+                .collect();
             assert_eq!(ids, [0, 1]);
         }
     }

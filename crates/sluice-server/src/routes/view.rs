@@ -11,18 +11,29 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sluice_service::rest::{ListTablesResponse, RenameTableRequest};
-use sluice_service::view::{CommitViewRequest, CreateViewRequest, LoadViewResult, RegisterViewRequest};
+use sluice_service::view::{
+    CommitViewRequest, CreateViewRequest, LoadViewResult, RegisterViewRequest,
+};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/{prefix}/namespaces/{namespace}/views", get(list_views).post(create_view))
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/views",
+            get(list_views).post(create_view),
+        )
         .route(
             "/v1/{prefix}/namespaces/{namespace}/views/{view}",
-            get(load_view).head(view_exists).post(replace_view).delete(drop_view),
+            get(load_view)
+                .head(view_exists)
+                .post(replace_view)
+                .delete(drop_view),
         )
-        .route("/v1/{prefix}/namespaces/{namespace}/register-view", post(register_view))
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/register-view",
+            post(register_view),
+        )
         .route("/v1/{prefix}/views/rename", post(rename_view))
 }
 
@@ -40,7 +51,11 @@ async fn list_views(
     ApiPath((prefix, ns)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ListTablesResponse>> {
-    Ok(Json(s.services.list_views(&c, &prefix, &ns, q.page_token.as_deref(), q.page_size).await?))
+    Ok(Json(
+        s.services
+            .list_views(&c, &prefix, &ns, q.page_token.as_deref(), q.page_size)
+            .await?,
+    ))
 }
 
 async fn create_view(
@@ -84,7 +99,11 @@ async fn replace_view(
     ApiPath((prefix, ns, view)): ApiPath<(String, String, String)>,
     ApiJson(req): ApiJson<CommitViewRequest>,
 ) -> Result<Json<LoadViewResult>> {
-    Ok(Json(s.services.replace_view(&c, &prefix, &ns, &view, req).await?))
+    Ok(Json(
+        s.services
+            .replace_view(&c, &prefix, &ns, &view, req)
+            .await?,
+    ))
 }
 
 async fn drop_view(
