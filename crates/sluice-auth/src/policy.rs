@@ -21,6 +21,7 @@
 //! | warehouse         | `sluice:catalog:::warehouse/<wh>`                                       |
 //! | namespace `a.b`   | `sluice:catalog:::warehouse/<wh>/namespace/a/namespace/b`               |
 //! | table `a.b.t`     | `sluice:catalog:::warehouse/<wh>/namespace/a/namespace/b/table/t`       |
+//! | view `a.b.v`      | `sluice:catalog:::warehouse/<wh>/namespace/a/namespace/b/view/v`        |
 //! | user / group      | `sluice:auth:::user/<name>`, `sluice:auth:::group/<name>`               |
 //! | policy            | `sluice:auth:::policy/<name>`                                           |
 //! | audit log         | `sluice:auth:::audit`                                                   |
@@ -77,6 +78,13 @@ pub mod actions {
     pub const WRITE_TABLE: &str = "catalog:WriteTable";
     pub const DROP_TABLE: &str = "catalog:DropTable";
     pub const RENAME_TABLE: &str = "catalog:RenameTable";
+    pub const LIST_VIEWS: &str = "catalog:ListViews";
+    pub const CREATE_VIEW: &str = "catalog:CreateView";
+    pub const READ_VIEW: &str = "catalog:ReadView";
+    /// Commit a new version (or properties, location) to a view: the view API's "replace".
+    pub const REPLACE_VIEW: &str = "catalog:ReplaceView";
+    pub const DROP_VIEW: &str = "catalog:DropView";
+    pub const RENAME_VIEW: &str = "catalog:RenameView";
     // storage
     pub const STORAGE_SIGN: &str = "storage:Sign";
     pub const VEND_CREDENTIALS: &str = "storage:VendCredentials";
@@ -126,6 +134,12 @@ pub const ACTIONS: &[&str] = {
         WRITE_TABLE,
         DROP_TABLE,
         RENAME_TABLE,
+        LIST_VIEWS,
+        CREATE_VIEW,
+        READ_VIEW,
+        REPLACE_VIEW,
+        DROP_VIEW,
+        RENAME_VIEW,
         STORAGE_SIGN,
         VEND_CREDENTIALS,
         CREATE_USER,
@@ -205,6 +219,14 @@ pub mod resource {
     pub fn table<S: AsRef<str>>(warehouse_name: &str, levels: &[S], name: &str) -> String {
         let mut s = namespace(warehouse_name, levels);
         s.push_str("/table/");
+        escape_into(&mut s, name);
+        s
+    }
+
+    /// `<namespace(wh, levels)>/view/<name>`
+    pub fn view<S: AsRef<str>>(warehouse_name: &str, levels: &[S], name: &str) -> String {
+        let mut s = namespace(warehouse_name, levels);
+        s.push_str("/view/");
         escape_into(&mut s, name);
         s
     }
@@ -941,8 +963,26 @@ mod tests {
             assert!(verb.chars().all(|c| c.is_ascii_alphabetic()), "{a}");
             assert!(is_known_action(a));
         }
-        assert_eq!(ACTIONS.len(), 5 + 11 + 2 + 23);
+        assert_eq!(ACTIONS.len(), 5 + 17 + 2 + 23);
         assert!(!is_known_action("catalog:*"));
+    }
+
+    #[test]
+    fn views_have_their_own_resources_and_default_groups_cover_them() {
+        let v = resource::view("prod", &["a", "b"], "v*");
+        assert_eq!(v, "sluice:catalog:::warehouse/prod/namespace/a/namespace/b/view/v%2A");
+        // A table and a view of the same name are different resources.
+        assert_ne!(resource::view("w", &["a"], "x"), resource::table("w", &["a"], "x"));
+        let viewers = PolicySet::new(vec![default_policy("Viewers")]);
+        let devs = PolicySet::new(vec![default_policy("Developers")]);
+        for read in [READ_VIEW, LIST_VIEWS] {
+            assert!(viewers.is_allowed(read, &v), "{read}");
+            assert!(devs.is_allowed(read, &v), "{read}");
+        }
+        for write in [CREATE_VIEW, REPLACE_VIEW, DROP_VIEW, RENAME_VIEW] {
+            assert!(!viewers.is_allowed(write, &v), "{write}");
+            assert!(devs.is_allowed(write, &v), "{write}");
+        }
     }
 
     #[test]

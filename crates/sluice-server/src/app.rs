@@ -25,6 +25,7 @@ pub fn build_router(state: AppState) -> Router {
         .route("/health", get(health))
         .merge(routes::oauth::router())
         .merge(routes::catalog::router())
+        .merge(routes::view::router())
         .merge(routes::management::router())
         .merge(routes::identity::router())
         .merge(routes::login::router())

@@ -34,6 +34,7 @@ pub fn status_and_type(e: &ServiceError) -> (StatusCode, &'static str) {
         NoSuchWarehouse(_) => (StatusCode::NOT_FOUND, "NoSuchWarehouseException"),
         NoSuchNamespace(_) => (StatusCode::NOT_FOUND, "NoSuchNamespaceException"),
         NoSuchTable(_) => (StatusCode::NOT_FOUND, "NoSuchTableException"),
+        NoSuchView(_) => (StatusCode::NOT_FOUND, "NoSuchViewException"),
         NotFound(_) => (StatusCode::NOT_FOUND, "NotFoundException"),
         AlreadyExists(_) => (StatusCode::CONFLICT, "AlreadyExistsException"),
         NamespaceNotEmpty(_) => (StatusCode::CONFLICT, "NamespaceNotEmptyException"),

@@ -56,15 +56,15 @@ struct Prepared {
     metadata_json: String,
 }
 
-fn bad(msg: impl Into<String>) -> ServiceError {
+pub(crate) fn bad(msg: impl Into<String>) -> ServiceError {
     ServiceError::BadRequest(msg.into())
 }
 
-fn parse_namespace(raw: &str) -> Result<NamespaceName> {
+pub(crate) fn parse_namespace(raw: &str) -> Result<NamespaceName> {
     NamespaceName::from_rest_path(raw).map_err(|e| bad(format!("invalid namespace: {e}")))
 }
 
-fn namespace_from_parts(parts: Vec<String>) -> Result<NamespaceName> {
+pub(crate) fn namespace_from_parts(parts: Vec<String>) -> Result<NamespaceName> {
     NamespaceName::new(parts).map_err(|e| bad(format!("invalid namespace: {e}")))
 }
 
@@ -72,7 +72,7 @@ fn parse_table_name(raw: &str) -> Result<TableName> {
     TableName::parse(raw).map_err(|e| bad(format!("invalid table name: {e}")))
 }
 
-fn no_such_namespace(ns: &NamespaceName) -> ServiceError {
+pub(crate) fn no_such_namespace(ns: &NamespaceName) -> ServiceError {
     ServiceError::NoSuchNamespace(format!("Namespace does not exist: {ns}"))
 }
 
@@ -97,7 +97,7 @@ fn decode_page_token(token: Option<&str>) -> Result<Option<String>> {
 }
 
 /// Paging per the spec: none unless the client sends `pageToken` or `pageSize`.
-fn page(token: Option<&str>, size: Option<u32>) -> Result<Page> {
+pub(crate) fn page(token: Option<&str>, size: Option<u32>) -> Result<Page> {
     if size == Some(0) {
         return Err(bad("pageSize must be at least 1"));
     }
@@ -109,20 +109,20 @@ fn page(token: Option<&str>, size: Option<u32>) -> Result<Page> {
     Ok(Page { after: decode_page_token(token)?, limit })
 }
 
-fn next_token(len: usize, page: &Page, last_key: Option<String>) -> Option<String> {
+pub(crate) fn next_token(len: usize, page: &Page, last_key: Option<String>) -> Option<String> {
     match page.limit {
         Some(l) if len as u32 == l => last_key.map(|k| encode_page_token(&k)),
         _ => None,
     }
 }
 
-fn to_raw(json: String) -> Result<Box<RawValue>> {
+pub(crate) fn to_raw(json: String) -> Result<Box<RawValue>> {
     RawValue::from_string(json).map_err(ServiceError::internal)
 }
 
 /// `<location>/metadata/<version>-<uuid>.metadata.json`, the layout other catalogs use, so
 /// tools that infer versions from file names keep working.
-fn metadata_file(location: &str, version: u64) -> String {
+pub(crate) fn metadata_file(location: &str, version: u64) -> String {
     format!(
         "{}/metadata/{:05}-{}.metadata.json",
         location.trim_end_matches('/'),
@@ -135,7 +135,7 @@ fn metadata_file(location: &str, version: u64) -> String {
 /// first (names carry a random UUID, so only a store without conditional writes, racing
 /// the HEAD + PUT fallback, can see this). The commit lost a race, like a lost CAS; it is
 /// answered as CommitFailedException, never as a server error.
-fn commit_write_error(e: StorageError) -> ServiceError {
+pub(crate) fn commit_write_error(e: StorageError) -> ServiceError {
     match e {
         StorageError::AlreadyExists(m) => ServiceError::CommitFailed(format!(
             "Commit failed: metadata file {m} was written concurrently; refresh and retry"
@@ -144,7 +144,7 @@ fn commit_write_error(e: StorageError) -> ServiceError {
     }
 }
 
-fn next_version(current: &str) -> u64 {
+pub(crate) fn next_version(current: &str) -> u64 {
     current
         .rsplit('/')
         .next()
@@ -192,7 +192,7 @@ impl Services {
     }
 
 
-    fn ns_res(wh: &WarehouseRecord, ns: &NamespaceName) -> String {
+    pub(crate) fn ns_res(wh: &WarehouseRecord, ns: &NamespaceName) -> String {
         resource::namespace(&wh.name, ns.parts())
     }
 
@@ -201,7 +201,7 @@ impl Services {
     }
 
     /// A namespace the caller may not read is reported exactly like a missing one.
-    async fn require_namespace_visible(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName) -> Result<()> {
+    pub(crate) async fn require_namespace_visible(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName) -> Result<()> {
         if self.is_allowed(caller, actions::READ_NAMESPACE, &Self::ns_res(wh, ns)).await? {
             Ok(())
         } else {
@@ -238,7 +238,7 @@ impl Services {
         self.authorize(caller, actions::WRITE_TABLE, &Self::table_res(wh, ns, name)).await
     }
 
-    async fn namespace_record(&self, wh: &WarehouseRecord, ns: &NamespaceName) -> Result<NamespaceRecord> {
+    pub(crate) async fn namespace_record(&self, wh: &WarehouseRecord, ns: &NamespaceName) -> Result<NamespaceRecord> {
         self.store().get_namespace(wh.id, ns).await?.ok_or_else(|| no_such_namespace(ns))
     }
 
@@ -258,7 +258,7 @@ impl Services {
         Ok(CatalogConfig {
             defaults: HashMap::new(),
             overrides,
-            endpoints: ENDPOINTS.iter().map(|s| s.to_string()).collect(),
+            endpoints: ENDPOINTS.iter().chain(crate::view::VIEW_ENDPOINTS).map(|s| s.to_string()).collect(),
         })
     }
 
@@ -348,7 +348,7 @@ impl Services {
         self.store().drop_namespace(wh.id, &ns).await.map_err(|e| match e {
             StoreError::NotFound(_) => no_such_namespace(&ns),
             StoreError::NotEmpty(_) => ServiceError::NamespaceNotEmpty(format!(
-                "Namespace {ns} is not empty: it contains tables or namespaces"
+                "Namespace {ns} is not empty: it contains tables, views or namespaces"
             )),
             other => other.into(),
         })
@@ -463,6 +463,7 @@ impl Services {
         if self.store().get_table(wh.id, &ns, name.as_str()).await?.is_some() {
             return Err(ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}")));
         }
+        self.require_no_view(&wh, &ns, name.as_str()).await?;
         let (profile, storage) = self.storage_parts(&wh)?;
         let table_id = Uuid::now_v7();
         let location = self
@@ -523,7 +524,7 @@ impl Services {
         Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata: to_raw(json)?, config: delegated.config, storage_credentials: delegated.storage_credentials, delegation: delegated.outcome })
     }
 
-    async fn remove_quietly(&self, storage: &Storage, location: &str) {
+    pub(crate) async fn remove_quietly(&self, storage: &Storage, location: &str) {
         if let Err(e) = storage.delete(location).await {
             tracing::warn!(%location, error = %e, "could not remove an unused metadata file");
         }
@@ -548,6 +549,7 @@ impl Services {
         if existing.is_some() && !overwrite {
             return Err(ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}")));
         }
+        self.require_no_view(&wh, &ns, name.as_str()).await?;
         let metadata_location = profile.normalize_location(&req.metadata_location)?;
         let bytes = storage.read(&metadata_location).await.map_err(|e| match e {
             sluice_storage::StorageError::NotFound(_) => {
@@ -987,6 +989,7 @@ impl Services {
         if self.store().get_table(wh.id, &to_ns, to_name.as_str()).await?.is_some() {
             return Err(ServiceError::AlreadyExists(format!("Table already exists: {to_ns}.{to_name}")));
         }
+        self.require_no_view(&wh, &to_ns, to_name.as_str()).await?;
         self.store()
             .rename_table(wh.id, &from_ns, &req.source.name, &to_ns, to_name.as_str())
             .await

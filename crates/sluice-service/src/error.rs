@@ -21,6 +21,8 @@ pub enum ServiceError {
     #[error("{0}")]
     NoSuchTable(String),
     #[error("{0}")]
+    NoSuchView(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),

@@ -14,6 +14,7 @@ mod spec_compat;
 mod field_ids;
 pub mod rest;
 pub mod soft_delete;
+pub mod view;
 pub mod warehouse;
 
 pub use error::{Result, ServiceError};

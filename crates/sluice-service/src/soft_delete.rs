@@ -97,8 +97,9 @@ impl Services {
         }
         self.authorize(caller, actions::CREATE_TABLE, &resource::table(&wh.name, d.table.namespace.parts(), &name)).await?;
         let rec = self.store().undrop_table(table_id, new_name).await.map_err(|e| match e {
-            StoreError::AlreadyExists(_) => ServiceError::AlreadyExists(format!(
-                "Table already exists: {}.{name}; undrop it under another name",
+            StoreError::AlreadyExists(m) => ServiceError::AlreadyExists(format!(
+                "{} already exists: {}.{name}; undrop it under another name",
+                if m.starts_with("view ") { "View" } else { "Table" },
                 d.table.namespace
             )),
             StoreError::NotFound(m) => ServiceError::NotFound(format!("cannot undrop: {m} not found")),

@@ -231,7 +231,7 @@ pub trait CatalogStore: Send + Sync + 'static {
         removals: &[String],
         updates: &HashMap<String, String>,
     ) -> Result<NamespaceRecord>;
-    /// NotFound if absent; NotEmpty if it has child namespaces or tables. Soft-deleted tables
+    /// NotFound if absent; NotEmpty if it has child namespaces, tables or views. Soft-deleted tables
     /// of the namespace do not count (undropping them later fails while it is gone).
     async fn drop_namespace(&self, warehouse_id: Uuid, name: &NamespaceName) -> Result<()>;
 
@@ -330,4 +330,54 @@ pub trait CatalogStore: Send + Sync + 'static {
         location: &str,
         except_table: Option<Uuid>,
     ) -> Result<Option<String>>;
+
+    // ---- views ----
+    // Views and tables share one name space per namespace: every operation that claims a
+    // name (creating or renaming a table or view, undropping a table) fails with
+    // AlreadyExists if a table OR a view holds it, checked inside its write transaction.
+
+    /// AlreadyExists if the name is taken by a view or a table, or the id by another view;
+    /// NotFound if the namespace is absent.
+    async fn create_view(&self, view: &ViewRecord) -> Result<()>;
+    async fn get_view(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        name: &str,
+    ) -> Result<Option<ViewRecord>>;
+    async fn get_view_by_id(&self, view_id: Uuid) -> Result<Option<ViewRecord>>;
+    /// Views directly in `namespace`, ordered by name. NotFound if the namespace is absent.
+    async fn list_views(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        page: &Page,
+    ) -> Result<Vec<TableSummary>>;
+    /// Compare-and-swap on the metadata location, like [`CommitOp::Update`] for tables:
+    /// Conflict if the view no longer has `expected_metadata_location`, NotFound if absent.
+    async fn update_view(
+        &self,
+        view_id: Uuid,
+        expected_metadata_location: &str,
+        new_metadata_location: &str,
+        new_metadata_json: &str,
+        new_location: &str,
+    ) -> Result<()>;
+    /// Removes the row and returns it. NotFound if absent.
+    async fn drop_view(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        name: &str,
+    ) -> Result<ViewRecord>;
+    /// NotFound if the source view or the destination namespace is absent; AlreadyExists if
+    /// a table or view holds the destination name.
+    async fn rename_view(
+        &self,
+        warehouse_id: Uuid,
+        from_namespace: &NamespaceName,
+        from_name: &str,
+        to_namespace: &NamespaceName,
+        to_name: &str,
+    ) -> Result<()>;
 }

@@ -197,3 +197,19 @@ pub struct ExternalIdentityRecord {
     pub user_id: Uuid,
     pub created_at: DateTime<Utc>,
 }
+
+/// An Iceberg view: like a table, the pointer to its current metadata file plus a copy of
+/// that metadata (opaque JSON here). Views share the name space of tables per namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewRecord {
+    pub id: Uuid,
+    pub warehouse_id: Uuid,
+    pub namespace_id: Uuid,
+    pub namespace: NamespaceName,
+    pub name: String,
+    pub location: String,
+    pub metadata_location: String,
+    pub metadata_json: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

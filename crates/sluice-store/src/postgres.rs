@@ -27,7 +27,7 @@
 use crate::{
     AccessKeyRecord, AuditRecord, CatalogStore, Change, ChangeReceiver, CommitOp, DeletedTableRecord, EffectivePolicy,
     ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, Result, StoreError,
-    TableRecord, TableSummary, UserRecord, WarehouseRecord, WarehouseStatus,
+    TableRecord, TableSummary, UserRecord, ViewRecord, WarehouseRecord, WarehouseStatus,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -203,7 +203,8 @@ async fn check_schema_version(pool: &PgPool) -> Result<()> {
 }
 
 /// Serializes location-overlap checks (and the writes they guard) within one warehouse
-/// across all replicas, until the transaction ends.
+/// across all replicas, until the transaction ends. Every claim of a table or view name
+/// takes it too: tables and views share one name space, which no UNIQUE constraint spans.
 async fn lock_warehouse_locations(conn: &mut PgConnection, warehouse_id: Uuid) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(format!("sluice:locations:{warehouse_id}"))
@@ -469,6 +470,51 @@ fn table_label(namespace: &NamespaceName, name: &str) -> String {
     format!("table {namespace}.{name}")
 }
 
+fn view_label(namespace: &NamespaceName, name: &str) -> String {
+    format!("view {namespace}.{name}")
+}
+
+/// What holds a name in a namespace: tables and views share one name space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameHolder {
+    Table,
+    View,
+}
+
+impl NameHolder {
+    fn taken(self, namespace: &NamespaceName, name: &str) -> StoreError {
+        StoreError::AlreadyExists(match self {
+            NameHolder::Table => table_label(namespace, name),
+            NameHolder::View => view_label(namespace, name),
+        })
+    }
+}
+
+/// Which kind of object holds `name` in the namespace, if any. The caller holds the
+/// warehouse's location lock, which every name claim takes, so the answer stays true until
+/// its transaction ends.
+async fn name_holder(
+    conn: &mut PgConnection,
+    namespace_id: &str,
+    name: &str,
+) -> Result<Option<NameHolder>> {
+    let (table, view): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS(SELECT 1 FROM tables WHERE namespace_id = $1 AND name = $2), \
+         EXISTS(SELECT 1 FROM views WHERE namespace_id = $1 AND name = $2)",
+    )
+    .bind(namespace_id)
+    .bind(name)
+    .fetch_one(conn)
+    .await?;
+    Ok(if table {
+        Some(NameHolder::Table)
+    } else if view {
+        Some(NameHolder::View)
+    } else {
+        None
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // Row decoding
 // ---------------------------------------------------------------------------------------
@@ -725,6 +771,51 @@ async fn fetch_table_with(
     row.as_ref().map(table_from_row).transpose()
 }
 
+macro_rules! view_select {
+    () => {
+        "SELECT v.id, v.warehouse_id, v.namespace_id, n.name AS ns_name, v.name, v.location, \
+         v.metadata_location, v.metadata_json, v.created_at, v.updated_at \
+         FROM views v JOIN namespaces n ON n.id = v.namespace_id "
+    };
+}
+
+fn view_from_row(r: &PgRow) -> Result<ViewRecord> {
+    let t = table_from_row(r)?;
+    Ok(ViewRecord {
+        id: t.id,
+        warehouse_id: t.warehouse_id,
+        namespace_id: t.namespace_id,
+        namespace: t.namespace,
+        name: t.name,
+        location: t.location,
+        metadata_location: t.metadata_location,
+        metadata_json: t.metadata_json,
+        created_at: t.created_at,
+        updated_at: t.updated_at,
+    })
+}
+
+/// The view, optionally row-locked (`lock` = `" FOR UPDATE OF v"`) until the transaction ends.
+async fn fetch_view_with(
+    conn: &mut PgConnection,
+    warehouse_id: Uuid,
+    namespace: &NamespaceName,
+    name: &str,
+    lock: &str,
+) -> Result<Option<ViewRecord>> {
+    let sql = format!(
+        "{}WHERE n.warehouse_id = $1 AND n.name = $2 AND v.name = $3{lock}",
+        view_select!()
+    );
+    let row = sqlx::query(&sql)
+        .bind(warehouse_id.to_string())
+        .bind(namespace.storage_key())
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(view_from_row).transpose()
+}
+
 async fn fetch_table_by_id(
     conn: &mut PgConnection,
     table_id: Uuid,
@@ -834,17 +925,8 @@ async fn apply_create(conn: &mut PgConnection, t: &TableRecord) -> Result<()> {
         return Err(StoreError::NotFound(format!("namespace {}", t.namespace)));
     };
     let namespace = NamespaceName::from_storage_key(&ns_name);
-    let label = table_label(&namespace, &t.name);
-
-    let taken: bool = sqlx::query_scalar(
-        "SELECT EXISTS(SELECT 1 FROM tables WHERE namespace_id = $1 AND name = $2)",
-    )
-    .bind(t.namespace_id.to_string())
-    .bind(&t.name)
-    .fetch_one(&mut *conn)
-    .await?;
-    if taken {
-        return Err(StoreError::AlreadyExists(label));
+    if let Some(holder) = name_holder(conn, &t.namespace_id.to_string(), &t.name).await? {
+        return Err(holder.taken(&namespace, &t.name));
     }
     if let Some(other) = find_overlap(conn, t.warehouse_id, &t.location, Some(t.id)).await? {
         return Err(StoreError::LocationOverlap(other));
@@ -2082,7 +2164,8 @@ impl CatalogStore for PostgresStore {
         let id = ns.id.to_string();
         let busy: bool = sqlx::query_scalar(
             "SELECT EXISTS(SELECT 1 FROM namespaces WHERE parent_id = $1) \
-             OR EXISTS(SELECT 1 FROM tables WHERE namespace_id = $1)",
+             OR EXISTS(SELECT 1 FROM tables WHERE namespace_id = $1) \
+             OR EXISTS(SELECT 1 FROM views WHERE namespace_id = $1)",
         )
         .bind(&id)
         .fetch_one(&mut *tx)
@@ -2244,15 +2327,9 @@ impl CatalogStore for PostgresStore {
             return Err(StoreError::NotFound(format!("namespace {}", old.namespace)));
         };
         let name = new_name.unwrap_or(&old.name);
-        let taken: bool = sqlx::query_scalar(
-            "SELECT EXISTS(SELECT 1 FROM tables WHERE namespace_id = $1 AND name = $2)",
-        )
-        .bind(ns.id.to_string())
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await?;
-        if taken {
-            return Err(StoreError::AlreadyExists(table_label(&ns.name, name)));
+        lock_warehouse_locations(&mut tx, old.warehouse_id).await?;
+        if let Some(holder) = name_holder(&mut tx, &ns.id.to_string(), name).await? {
+            return Err(holder.taken(&ns.name, name));
         }
         // No overlap check: the location stayed reserved while the table was deleted, so
         // nothing can have been created over it since (like `apply_update`, which only checks
@@ -2445,11 +2522,17 @@ impl CatalogStore for PostgresStore {
     ) -> Result<()> {
         self.retrying("rename_table", move || async move {
         let mut tx = self.pool.begin().await?;
+        // The name lock before the row lock: the order a commit that moves a table takes them.
+        lock_warehouse_locations(&mut tx, warehouse_id).await?;
         let Some(table) = fetch_table_for_update(&mut tx, warehouse_id, from_namespace, from_name).await?
         else {
             return Err(StoreError::NotFound(table_label(from_namespace, from_name)));
         };
         let to_ns_id = namespace_id(&mut tx, warehouse_id, to_namespace).await?;
+        // A table with that name is left to the UNIQUE constraint (it may be this table).
+        if name_holder(&mut tx, &to_ns_id, to_name).await? == Some(NameHolder::View) {
+            return Err(NameHolder::View.taken(to_namespace, to_name));
+        }
         sqlx::query("UPDATE tables SET namespace_id = $1, name = $2, updated_at = $3 WHERE id = $4")
             .bind(to_ns_id)
             .bind(to_name)
@@ -2524,5 +2607,196 @@ impl CatalogStore for PostgresStore {
     ) -> Result<Option<String>> {
         let mut conn = self.pool.acquire().await?;
         find_overlap(&mut conn, warehouse_id, location, except_table).await
+    }
+
+    // ---- views ----
+
+    async fn create_view(&self, v: &ViewRecord) -> Result<()> {
+        self.retrying("create_view", move || async move {
+            let mut tx = self.pool.begin().await?;
+            lock_warehouse_locations(&mut tx, v.warehouse_id).await?;
+            let ns_name: Option<String> =
+                sqlx::query_scalar("SELECT name FROM namespaces WHERE id = $1 AND warehouse_id = $2")
+                    .bind(v.namespace_id.to_string())
+                    .bind(v.warehouse_id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(ns_name) = ns_name else {
+                return Err(StoreError::NotFound(format!("namespace {}", v.namespace)));
+            };
+            let namespace = NamespaceName::from_storage_key(&ns_name);
+            if let Some(holder) = name_holder(&mut tx, &v.namespace_id.to_string(), &v.name).await? {
+                return Err(holder.taken(&namespace, &v.name));
+            }
+            sqlx::query(
+                "INSERT INTO views (id, warehouse_id, namespace_id, name, location, metadata_location, \
+                 metadata_json, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(v.id.to_string())
+            .bind(v.warehouse_id.to_string())
+            .bind(v.namespace_id.to_string())
+            .bind(&v.name)
+            .bind(&v.location)
+            .bind(&v.metadata_location)
+            .bind(&v.metadata_json)
+            .bind(millis(v.created_at))
+            .bind(millis(v.updated_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_constraint(e, || format!("view id {}", v.id), || format!("namespace {namespace}")))?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_view(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        name: &str,
+    ) -> Result<Option<ViewRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_view_with(&mut conn, warehouse_id, namespace, name, "").await
+    }
+
+    async fn get_view_by_id(&self, view_id: Uuid) -> Result<Option<ViewRecord>> {
+        let row = sqlx::query(concat!(view_select!(), "WHERE v.id = $1"))
+            .bind(view_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(view_from_row).transpose()
+    }
+
+    async fn list_views(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        page: &Page,
+    ) -> Result<Vec<TableSummary>> {
+        let mut conn = self.pool.acquire().await?;
+        let ns_id = namespace_id(&mut conn, warehouse_id, namespace).await?;
+        let rows = sqlx::query(
+            "SELECT id, name FROM views WHERE namespace_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+        )
+        .bind(ns_id)
+        .bind(after_of(page))
+        .bind(limit_of(page))
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TableSummary {
+                    id: get_uuid(r, "id")?,
+                    namespace: namespace.clone(),
+                    name: r.try_get("name")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn update_view(
+        &self,
+        view_id: Uuid,
+        expected_metadata_location: &str,
+        new_metadata_location: &str,
+        new_metadata_json: &str,
+        new_location: &str,
+    ) -> Result<()> {
+        self.retrying("update_view", move || async move {
+            let mut tx = self.pool.begin().await?;
+            let row = sqlx::query(concat!(view_select!(), "WHERE v.id = $1"))
+                .bind(view_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(current) = row.as_ref().map(view_from_row).transpose()? else {
+                return Err(StoreError::NotFound(format!("view id {view_id}")));
+            };
+            let label = view_label(&current.namespace, &current.name);
+            if current.metadata_location != expected_metadata_location {
+                return Err(StoreError::Conflict(format!(
+                    "{label} has metadata {}, expected {expected_metadata_location}",
+                    current.metadata_location
+                )));
+            }
+            // The CAS itself, as for tables: a racing commit of the same row makes this wait,
+            // then match nothing.
+            let done = sqlx::query(
+                "UPDATE views SET metadata_location = $1, metadata_json = $2, location = $3, updated_at = $4 \
+                 WHERE id = $5 AND metadata_location = $6",
+            )
+            .bind(new_metadata_location)
+            .bind(new_metadata_json)
+            .bind(new_location)
+            .bind(millis(now()))
+            .bind(view_id.to_string())
+            .bind(expected_metadata_location)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!("{label} changed concurrently")));
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn drop_view(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        name: &str,
+    ) -> Result<ViewRecord> {
+        self.retrying("drop_view", move || async move {
+            let mut tx = self.pool.begin().await?;
+            let Some(view) = fetch_view_with(&mut tx, warehouse_id, namespace, name, " FOR UPDATE OF v").await? else {
+                return Err(StoreError::NotFound(view_label(namespace, name)));
+            };
+            sqlx::query("DELETE FROM views WHERE id = $1")
+                .bind(view.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(view)
+        })
+        .await
+    }
+
+    async fn rename_view(
+        &self,
+        warehouse_id: Uuid,
+        from_namespace: &NamespaceName,
+        from_name: &str,
+        to_namespace: &NamespaceName,
+        to_name: &str,
+    ) -> Result<()> {
+        self.retrying("rename_view", move || async move {
+            let mut tx = self.pool.begin().await?;
+            lock_warehouse_locations(&mut tx, warehouse_id).await?;
+            let Some(view) =
+                fetch_view_with(&mut tx, warehouse_id, from_namespace, from_name, " FOR UPDATE OF v").await?
+            else {
+                return Err(StoreError::NotFound(view_label(from_namespace, from_name)));
+            };
+            let to_ns_id = namespace_id(&mut tx, warehouse_id, to_namespace).await?;
+            // A view with that name is left to the UNIQUE constraint (it may be this view).
+            if name_holder(&mut tx, &to_ns_id, to_name).await? == Some(NameHolder::Table) {
+                return Err(NameHolder::Table.taken(to_namespace, to_name));
+            }
+            sqlx::query("UPDATE views SET namespace_id = $1, name = $2, updated_at = $3 WHERE id = $4")
+                .bind(to_ns_id)
+                .bind(to_name)
+                .bind(millis(now()))
+                .bind(view.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    map_constraint(e, || view_label(to_namespace, to_name), || format!("namespace {to_namespace}"))
+                })?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -125,6 +125,14 @@ const TABLES: &[TableSpec] = &[
         ],
         order_by: "id",
     },
+    TableSpec {
+        name: "views",
+        columns: &[
+            ("id", Text), ("warehouse_id", Text), ("namespace_id", Text), ("name", Text), ("location", Text),
+            ("metadata_location", Text), ("metadata_json", Text), ("created_at", Int), ("updated_at", Int),
+        ],
+        order_by: "id",
+    },
     TableSpec { name: "groups", columns: &[("id", Text), ("name", Text), ("description", Text), ("created_at", Int)], order_by: "id" },
     TableSpec { name: "group_members", columns: &[("group_id", Text), ("user_id", Text)], order_by: "group_id, user_id" },
     TableSpec {

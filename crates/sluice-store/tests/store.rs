@@ -8,7 +8,7 @@ use sluice_core::NamespaceName;
 use sluice_store::{
     AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy,
     ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, PostgresStore, SqliteStore,
-    StoreError, TableRecord, UserRecord, WarehouseRecord, WarehouseStatus,
+    StoreError, TableRecord, UserRecord, ViewRecord, WarehouseRecord, WarehouseStatus,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -2767,6 +2767,172 @@ pub async fn concurrent_user_with_identity(store: Arc<dyn CatalogStore>) {
 // SQLite bindings
 // ---------------------------------------------------------------------------------------
 
+
+// ---------------------------------------------------------------------------------------
+// Views
+// ---------------------------------------------------------------------------------------
+
+fn view(n: &NamespaceRecord, name: &str) -> ViewRecord {
+    let t = now();
+    let location = format!("s3://wh/{}/{name}", n.name);
+    ViewRecord {
+        id: Uuid::new_v4(),
+        warehouse_id: n.warehouse_id,
+        namespace_id: n.id,
+        namespace: n.name.clone(),
+        name: name.to_string(),
+        metadata_location: format!("{location}/metadata/00000-{}.metadata.json", Uuid::new_v4()),
+        metadata_json: format!(r#"{{"format-version":1,"location":"{location}"}}"#),
+        location,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+async fn new_view(store: &dyn CatalogStore, n: &NamespaceRecord, name: &str) -> ViewRecord {
+    let v = view(n, name);
+    store.create_view(&v).await.unwrap();
+    v
+}
+
+fn summary_names(v: &[sluice_store::TableSummary]) -> Vec<&str> {
+    v.iter().map(|s| s.name.as_str()).collect()
+}
+
+pub async fn views(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let other = new_namespace(store, w.id, "other").await;
+    let v = new_view(store, &n, "v").await;
+    assert_eq!(store.get_view(w.id, &n.name, "v").await.unwrap(), Some(v.clone()));
+    assert_eq!(store.get_view_by_id(v.id).await.unwrap(), Some(v.clone()));
+    assert_eq!(store.get_view(w.id, &other.name, "v").await.unwrap(), None);
+    // Views are not tables.
+    assert_eq!(store.get_table(w.id, &n.name, "v").await.unwrap(), None);
+    assert!(store.list_tables(w.id, &n.name, &page(None, None)).await.unwrap().is_empty());
+
+    assert_err!(store.create_view(&view(&n, "v")).await, StoreError::AlreadyExists(_));
+    assert_err!(store.create_view(&ViewRecord { name: "w".into(), ..v.clone() }).await, StoreError::AlreadyExists(_));
+    let mut orphan = view(&n, "x");
+    orphan.namespace_id = Uuid::new_v4();
+    assert_err!(store.create_view(&orphan).await, StoreError::NotFound(_));
+
+    for name in ["c", "a", "b"] {
+        new_view(store, &n, name).await;
+    }
+    let all = store.list_views(w.id, &n.name, &page(None, None)).await.unwrap();
+    assert_eq!(summary_names(&all), ["a", "b", "c", "v"]);
+    let first = store.list_views(w.id, &n.name, &page(None, Some(2))).await.unwrap();
+    assert_eq!(summary_names(&first), ["a", "b"]);
+    let rest = store.list_views(w.id, &n.name, &page(Some("b"), Some(2))).await.unwrap();
+    assert_eq!(summary_names(&rest), ["c", "v"]);
+    assert!(store.list_views(w.id, &other.name, &page(None, None)).await.unwrap().is_empty());
+    assert_err!(store.list_views(w.id, &ns("missing"), &page(None, None)).await, StoreError::NotFound(_));
+
+    // Compare-and-swap on the metadata location.
+    let next = "s3://wh/db/v/metadata/00001-x.metadata.json";
+    store.update_view(v.id, &v.metadata_location, next, r#"{"n":1}"#, &v.location).await.unwrap();
+    assert_err!(
+        store.update_view(v.id, &v.metadata_location, "s3://wh/db/v/metadata/00001-y.metadata.json", "{}", &v.location).await,
+        StoreError::Conflict(_)
+    );
+    let got = store.get_view(w.id, &n.name, "v").await.unwrap().unwrap();
+    assert_eq!((got.metadata_location.as_str(), got.metadata_json.as_str()), (next, r#"{"n":1}"#));
+    assert_err!(store.update_view(Uuid::new_v4(), next, next, "{}", "s3://x").await, StoreError::NotFound(_));
+
+    let dropped = store.drop_view(w.id, &n.name, "v").await.unwrap();
+    assert_eq!(dropped.id, v.id);
+    assert_eq!(store.get_view(w.id, &n.name, "v").await.unwrap(), None);
+    assert_err!(store.drop_view(w.id, &n.name, "v").await, StoreError::NotFound(_));
+}
+
+pub async fn rename_view(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let other = new_namespace(store, w.id, "other").await;
+    let v = new_view(store, &n, "v").await;
+    new_view(store, &n, "taken").await;
+    store.rename_view(w.id, &n.name, "v", &other.name, "moved").await.unwrap();
+    let got = store.get_view(w.id, &other.name, "moved").await.unwrap().unwrap();
+    assert_eq!((got.id, got.namespace_id, &got.namespace), (v.id, other.id, &other.name));
+    assert_eq!(store.get_view(w.id, &n.name, "v").await.unwrap(), None);
+    assert_err!(store.rename_view(w.id, &n.name, "v", &n.name, "v2").await, StoreError::NotFound(_));
+    assert_err!(store.rename_view(w.id, &other.name, "moved", &ns("missing"), "x").await, StoreError::NotFound(_));
+    assert_err!(store.rename_view(w.id, &other.name, "moved", &n.name, "taken").await, StoreError::AlreadyExists(_));
+    assert!(store.get_view(w.id, &other.name, "moved").await.unwrap().is_some());
+}
+
+/// Tables and views share one name space per namespace, whichever claims the name and
+/// however (create, rename, undrop).
+pub async fn views_and_tables_share_names(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let t = new_table(store, &n, "t", "s3://wh/db/t").await;
+    let v = new_view(store, &n, "v").await;
+
+    match store.create_view(&view(&n, "t")).await {
+        Err(StoreError::AlreadyExists(m)) => assert!(m.starts_with("table "), "{m}"),
+        other => panic!("view over a table: {other:?}"),
+    }
+    match store.commit(&[CommitOp::Create(table(&n, "v", "s3://wh/db/tv"))]).await {
+        Err(StoreError::AlreadyExists(m)) => assert!(m.starts_with("view "), "{m}"),
+        other => panic!("table over a view: {other:?}"),
+    }
+    assert_err!(store.rename_table(w.id, &n.name, "t", &n.name, "v").await, StoreError::AlreadyExists(_));
+    assert_err!(store.rename_view(w.id, &n.name, "v", &n.name, "t").await, StoreError::AlreadyExists(_));
+    assert_eq!(store.get_table(w.id, &n.name, "t").await.unwrap().unwrap().id, t.id);
+    assert_eq!(store.get_view(w.id, &n.name, "v").await.unwrap().unwrap().id, v.id);
+
+    // A soft-deleted table frees its name; a view may take it, and then undrop cannot.
+    let at = now();
+    store.soft_drop_table(w.id, &n.name, "t", at, at + Duration::days(1), None, false).await.unwrap();
+    new_view(store, &n, "t").await;
+    assert_err!(store.undrop_table(t.id, None).await, StoreError::AlreadyExists(_));
+    store.undrop_table(t.id, Some("t2")).await.unwrap();
+
+    // A namespace holding only a view is not empty.
+    let lone = new_namespace(store, w.id, "lone").await;
+    new_view(store, &lone, "only").await;
+    assert_err!(store.drop_namespace(w.id, &lone.name).await, StoreError::NotEmpty(_));
+    store.drop_view(w.id, &lone.name, "only").await.unwrap();
+    store.drop_namespace(w.id, &lone.name).await.unwrap();
+}
+
+/// Racing creates of a table and a view with the same name: exactly one wins per round.
+pub async fn concurrent_view_table_name_claims(store: Arc<dyn CatalogStore>) {
+    let w = new_warehouse(&*store, "wh").await;
+    let n = new_namespace(&*store, w.id, "db").await;
+    for round in 0..8 {
+        let name = format!("x{round}");
+        let barrier = Arc::new(tokio::sync::Barrier::new(4));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..4 {
+            let (store, barrier, n, name) = (store.clone(), barrier.clone(), n.clone(), name.clone());
+            tasks.spawn(async move {
+                barrier.wait().await;
+                if i % 2 == 0 {
+                    let t = table(&n, &name, &format!("s3://wh/db/{name}-{i}"));
+                    store.commit(&[CommitOp::Create(t)]).await
+                } else {
+                    store.create_view(&view(&n, &name)).await
+                }
+            });
+        }
+        let mut won = 0;
+        while let Some(r) = tasks.join_next().await {
+            match r.unwrap() {
+                Ok(()) => won += 1,
+                Err(StoreError::AlreadyExists(_)) => {}
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        assert_eq!(won, 1, "round {round}");
+        let t = store.get_table(w.id, &n.name, &name).await.unwrap().is_some();
+        let v = store.get_view(w.id, &n.name, &name).await.unwrap().is_some();
+        assert!(t ^ v, "round {round}: table {t}, view {v}");
+    }
+}
+
 async fn sqlite_store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("sluice.db").display());
@@ -2827,12 +2993,21 @@ macro_rules! with_suite_functions {
             delete_user_removes_identities,
             create_user_with_identity,
             purge_deleted_table,
+            views,
+            rename_view,
+            views_and_tables_share_names,
         );
     };
 }
 
 with_suite_functions!(sqlite_suite);
 
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_view_table_name_claims() {
+    let (_dir, store) = sqlite_store().await;
+    concurrent_view_table_name_claims(Arc::new(store)).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_concurrent_cas() {
@@ -3092,6 +3267,11 @@ macro_rules! postgres_suite {
 }
 
 with_suite_functions!(postgres_suite);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_view_table_name_claims() {
+    concurrent_view_table_name_claims(Arc::new(postgres_store().await)).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_concurrent_cas() {

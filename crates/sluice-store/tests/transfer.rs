@@ -10,7 +10,7 @@ use sluice_core::NamespaceName;
 use sluice_store::transfer::{self, TransferError};
 use sluice_store::{
     AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, ExternalIdentityRecord, GroupRecord, NamespaceRecord,
-    PolicyRecord, PostgresStore, SqliteStore, TableRecord, UserRecord, WarehouseRecord, WarehouseStatus,
+    PolicyRecord, PostgresStore, SqliteStore, TableRecord, UserRecord, ViewRecord, WarehouseRecord, WarehouseStatus,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -157,6 +157,22 @@ async fn populate(store: &dyn CatalogStore) -> Uuid {
             .await
             .unwrap();
     }
+    let view_loc = "file:///data/wh/a/b/v1";
+    store
+        .create_view(&ViewRecord {
+            id: Uuid::new_v4(),
+            warehouse_id: w.id,
+            namespace_id: a_b.id,
+            namespace: a_b.name.clone(),
+            name: "v1".into(),
+            location: view_loc.into(),
+            metadata_location: format!("{view_loc}/metadata/00000.metadata.json"),
+            metadata_json: format!(r#"{{"format-version":1,"location":"{view_loc}"}}"#),
+            created_at: t,
+            updated_at: t,
+        })
+        .await
+        .unwrap();
     store
         .soft_drop_table(w.id, &ns("a.b"), "gone", t, t - Duration::seconds(1), Some("alice"), true)
         .await

@@ -3,3 +3,4 @@ pub mod identity;
 pub mod login;
 pub mod management;
 pub mod oauth;
+pub mod view;
