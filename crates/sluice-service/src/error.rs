@@ -54,9 +54,10 @@ impl From<StoreError> for ServiceError {
             StoreError::AlreadyExists(m) => ServiceError::AlreadyExists(format!("{m} already exists")),
             StoreError::Conflict(m) => ServiceError::CommitFailed(format!("commit conflict: {m}")),
             StoreError::NotEmpty(m) => ServiceError::NamespaceNotEmpty(format!("{m} is not empty")),
-            StoreError::LocationOverlap(m) => {
-                ServiceError::BadRequest(format!("table location overlaps {m}"))
-            }
+            // `m` names the other table, which the caller may not be allowed to see.
+            StoreError::LocationOverlap(_) => ServiceError::BadRequest(
+                "the table location is already in use (it overlaps the location of another table)".into(),
+            ),
             StoreError::Database(sqlx_err) if is_busy(&sqlx_err) => {
                 ServiceError::Unavailable("database is busy, retry".into())
             }
