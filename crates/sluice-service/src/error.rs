@@ -83,7 +83,12 @@ impl From<StorageError> for ServiceError {
             StorageError::AlreadyExists(m) => ServiceError::Conflict(m),
             // Almost always the warehouse's role, trust policy or endpoint: the operator's
             // problem, reported without secrets.
-            StorageError::Sts(m) => ServiceError::Unavailable(format!("the storage credential service failed: {m}")),
+            // What the STS/token endpoint answered stays in the server log: the warehouse's
+            // creator chose that endpoint, and its answer is not the caller's business.
+            s @ StorageError::Sts(_) => {
+                tracing::warn!(error = %s, "the storage credential service failed");
+                ServiceError::Unavailable(format!("the storage credential service failed: {}", s.client_message()))
+            }
             other => ServiceError::Internal(other.to_string()),
         }
     }
