@@ -61,8 +61,14 @@ impl HostPattern {
         } else {
             url::Url::parse(&format!("http://{rest}")).map_err(|err| bad(&err.to_string()))?
         };
-        if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
-            return Err(bad("only a host, an optional port, or a URL without credentials, query or fragment"));
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(bad(
+                "only a host, an optional port, or a URL without credentials, query or fragment",
+            ));
         }
         if !rest.contains("://") && rest.contains('/') {
             return Err(bad("a host must not contain '/' (give a URL or host:port)"));
@@ -76,7 +82,11 @@ impl HostPattern {
         if wildcard && !matches!(url.host(), Some(url::Host::Domain(_))) {
             return Err(bad("a wildcard needs a domain name after '*.'"));
         }
-        Ok(HostPattern { host, wildcard, port: url.port() })
+        Ok(HostPattern {
+            host,
+            wildcard,
+            port: url.port(),
+        })
     }
 
     fn matches(&self, host: &str, port: u16) -> bool {
@@ -174,11 +184,20 @@ impl StorageProfile {
             StorageProfile::S3(s) => vec![
                 ("bucket", s.bucket.clone()),
                 ("region", s.region.clone()),
-                ("endpoint", s.endpoint_trimmed().unwrap_or("").to_ascii_lowercase()),
-                ("sts-endpoint", s.sts_endpoint().unwrap_or_default().to_ascii_lowercase()),
+                (
+                    "endpoint",
+                    s.endpoint_trimmed().unwrap_or("").to_ascii_lowercase(),
+                ),
+                (
+                    "sts-endpoint",
+                    s.sts_endpoint().unwrap_or_default().to_ascii_lowercase(),
+                ),
                 ("flavor", format!("{:?}", s.flavor)),
                 ("path-style-access", s.path_style_access.to_string()),
-                ("assume-role-arn", s.assume_role_arn.clone().unwrap_or_default()),
+                (
+                    "assume-role-arn",
+                    s.assume_role_arn.clone().unwrap_or_default(),
+                ),
                 ("sts-role-arn", s.sts_role_arn.clone().unwrap_or_default()),
             ],
             StorageProfile::Gcs(g) => vec![("bucket", g.bucket.clone())],
@@ -216,7 +235,9 @@ impl StorageProfile {
             return Ok(());
         };
         for (field, raw) in self.endpoints(cred) {
-            let ok = url::Url::parse(&raw).map(|u| list.allows(&u)).unwrap_or(false);
+            let ok = url::Url::parse(&raw)
+                .map(|u| list.allows(&u))
+                .unwrap_or(false);
             if !ok {
                 return Err(crate::StorageError::Invalid(format!(
                     "{field}: '{raw}' is not an allowed storage endpoint on this server \
@@ -245,7 +266,12 @@ mod tests {
 
     #[test]
     fn patterns() {
-        let l = list(&["minio.internal:9000", "*.corp.example", "10.1.2.3", "https://[::1]:9443/x"]);
+        let l = list(&[
+            "minio.internal:9000",
+            "*.corp.example",
+            "10.1.2.3",
+            "https://[::1]:9443/x",
+        ]);
         assert!(allows(&l, "http://minio.internal:9000"));
         assert!(!allows(&l, "http://minio.internal:9001"));
         assert!(!allows(&l, "http://minio.internal"));
@@ -278,23 +304,45 @@ mod tests {
         let l = list(&["minio.internal:9000"]);
         let mut s = S3Profile::new("bkt", "us-east-1");
         let p = StorageProfile::S3(s.clone());
-        assert!(p.check_endpoints(None, Some(&l)).is_ok(), "AWS defaults are public");
+        assert!(
+            p.check_endpoints(None, Some(&l)).is_ok(),
+            "AWS defaults are public"
+        );
         s.endpoint = Some("http://minio.internal:9000".into());
         s.flavor = crate::S3Flavor::S3Compat;
-        assert!(StorageProfile::S3(s.clone()).check_endpoints(None, Some(&l)).is_ok());
+        assert!(StorageProfile::S3(s.clone())
+            .check_endpoints(None, Some(&l))
+            .is_ok());
         s.sts_endpoint = Some("http://169.254.169.254".into());
-        let e = StorageProfile::S3(s.clone()).check_endpoints(None, Some(&l)).unwrap_err().to_string();
-        assert!(e.contains("sts-endpoint") && e.contains("allowed_storage_endpoints"), "{e}");
-        assert!(StorageProfile::S3(s).check_endpoints(None, None).is_ok(), "no list: unrestricted");
+        let e = StorageProfile::S3(s.clone())
+            .check_endpoints(None, Some(&l))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sts-endpoint") && e.contains("allowed_storage_endpoints"),
+            "{e}"
+        );
+        assert!(
+            StorageProfile::S3(s).check_endpoints(None, None).is_ok(),
+            "no list: unrestricted"
+        );
 
         let mut a = AdlsProfile::new("acct1", "fs1");
-        assert!(StorageProfile::Adls(a.clone()).check_endpoints(None, Some(&l)).is_ok());
+        assert!(StorageProfile::Adls(a.clone())
+            .check_endpoints(None, Some(&l))
+            .is_ok());
         a.authority_host = Some("http://10.0.0.1:8080".into());
-        let e = StorageProfile::Adls(a.clone()).check_endpoints(None, Some(&l)).unwrap_err().to_string();
+        let e = StorageProfile::Adls(a.clone())
+            .check_endpoints(None, Some(&l))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("authority-host"), "{e}");
         a.authority_host = None;
         a.host = Some("127.0.0.1:10000".into());
-        let e = StorageProfile::Adls(a).check_endpoints(None, Some(&l)).unwrap_err().to_string();
+        let e = StorageProfile::Adls(a)
+            .check_endpoints(None, Some(&l))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("host"), "{e}");
     }
 
@@ -313,27 +361,46 @@ mod tests {
         assert!(changed(&|n| n.key_prefix = Some("other".into())).is_empty());
         assert!(changed(&|n| n.sts_token_validity_seconds = 900).is_empty());
         assert!(changed(&|n| n.endpoint = Some("http://127.0.0.1:9000/".into())).is_empty());
-        assert_eq!(changed(&|n| n.endpoint = Some("http://evil:9000".into())), vec!["endpoint", "sts-endpoint"]);
-        assert_eq!(changed(&|n| n.sts_endpoint = Some("http://evil".into())), vec!["sts-endpoint"]);
+        assert_eq!(
+            changed(&|n| n.endpoint = Some("http://evil:9000".into())),
+            vec!["endpoint", "sts-endpoint"]
+        );
+        assert_eq!(
+            changed(&|n| n.sts_endpoint = Some("http://evil".into())),
+            vec!["sts-endpoint"]
+        );
         assert_eq!(changed(&|n| n.bucket = "other".into()), vec!["bucket"]);
         assert_eq!(changed(&|n| n.region = "eu-west-1".into()), vec!["region"]);
         assert_eq!(
             changed(&|n| n.assume_role_arn = Some("arn:aws:iam::123456789012:role/x".into())),
             vec!["assume-role-arn"]
         );
-        assert_eq!(o.redirected_fields(&StorageProfile::Adls(AdlsProfile::new("acct1", "fs1"))), vec!["type"]);
+        assert_eq!(
+            o.redirected_fields(&StorageProfile::Adls(AdlsProfile::new("acct1", "fs1"))),
+            vec!["type"]
+        );
 
         let a = AdlsProfile::new("acct1", "fs1");
         let ao = StorageProfile::Adls(a.clone());
         let mut n = a.clone();
         n.authority_host = Some("https://login.microsoftonline.com/".into());
-        assert!(ao.redirected_fields(&StorageProfile::Adls(n.clone())).is_empty(), "the default spelled out");
+        assert!(
+            ao.redirected_fields(&StorageProfile::Adls(n.clone()))
+                .is_empty(),
+            "the default spelled out"
+        );
         n.authority_host = Some("https://evil.example".into());
-        assert_eq!(ao.redirected_fields(&StorageProfile::Adls(n)), vec!["authority-host"]);
+        assert_eq!(
+            ao.redirected_fields(&StorageProfile::Adls(n)),
+            vec!["authority-host"]
+        );
         let mut n = a.clone();
         n.host = Some("dfs.core.chinacloudapi.cn".into());
         n.account_name = "acct2".into();
-        assert_eq!(ao.redirected_fields(&StorageProfile::Adls(n)), vec!["account-name", "host"]);
+        assert_eq!(
+            ao.redirected_fields(&StorageProfile::Adls(n)),
+            vec!["account-name", "host"]
+        );
         let mut n = a;
         n.key_prefix = Some("x".into());
         n.allow_container_wide_sas = true;

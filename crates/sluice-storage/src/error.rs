@@ -109,10 +109,18 @@ pub(crate) fn summarize_remote(detail: &str) -> String {
     };
     let lower = detail.to_ascii_lowercase();
     match http_status(detail) {
-        Some(status) => format!("{what}: the remote answered HTTP {status} (details in the server log)"),
-        None if ["connect", "dns error", "connection refused", "connection reset", "timed out"]
-            .iter()
-            .any(|k| lower.contains(k)) =>
+        Some(status) => {
+            format!("{what}: the remote answered HTTP {status} (details in the server log)")
+        }
+        None if [
+            "connect",
+            "dns error",
+            "connection refused",
+            "connection reset",
+            "timed out",
+        ]
+        .iter()
+        .any(|k| lower.contains(k)) =>
         {
             format!("{what}: the endpoint could not be reached (details in the server log)")
         }
@@ -174,8 +182,14 @@ mod tests {
                 .into(),
         };
         let m = s3.client_message();
-        assert!(m.contains("step 'write'") && m.contains("HTTP 404 Not Found"), "{m}");
-        assert!(!m.contains("<Error>") && !m.contains("NoSuchBucket") && !m.contains("internal-secret"), "{m}");
+        assert!(
+            m.contains("step 'write'") && m.contains("HTTP 404 Not Found"),
+            "{m}"
+        );
+        assert!(
+            !m.contains("<Error>") && !m.contains("NoSuchBucket") && !m.contains("internal-secret"),
+            "{m}"
+        );
         assert!(!m.contains("10.0.0.7"), "{m}");
 
         let token = StorageError::Probe {
@@ -186,26 +200,43 @@ mod tests {
                 .into(),
         };
         let m = token.client_message();
-        assert!(m.contains("obtaining credentials") && m.contains("HTTP 400 Bad Request"), "{m}");
-        assert!(!m.contains("invalid_grant") && !m.contains("internal"), "{m}");
+        assert!(
+            m.contains("obtaining credentials") && m.contains("HTTP 400 Bad Request"),
+            "{m}"
+        );
+        assert!(
+            !m.contains("invalid_grant") && !m.contains("internal"),
+            "{m}"
+        );
 
         let azure = StorageError::Io("Get Account Information answered 403 Forbidden".into());
         assert!(azure.client_message().contains("HTTP 403 Forbidden"));
-        let refused = StorageError::Io("put x: error sending request: tcp connect error: Connection refused (os error 111)".into());
-        assert!(refused.client_message().contains("could not be reached"), "{}", refused.client_message());
+        let refused = StorageError::Io(
+            "put x: error sending request: tcp connect error: Connection refused (os error 111)"
+                .into(),
+        );
+        assert!(
+            refused.client_message().contains("could not be reached"),
+            "{}",
+            refused.client_message()
+        );
         let own = StorageError::Probe {
             step: ProbeStep::Write,
             location: "s3://b/x".into(),
-            message: "no answer from the object store within 30s (is the endpoint reachable?)".into(),
+            message: "no answer from the object store within 30s (is the endpoint reachable?)"
+                .into(),
         };
-        assert!(own.client_message().ends_with("(is the endpoint reachable?)"));
+        assert!(own
+            .client_message()
+            .ends_with("(is the endpoint reachable?)"));
         // Digits that are not a status (ports, ids) are not taken for one.
         assert_eq!(http_status("http://h:9000/a4031b/x404y"), None);
         assert_eq!(http_status("status: 503"), Some("503".into()));
-        assert!(StorageError::Invalid("bad".into()).client_message().contains("bad"));
+        assert!(StorageError::Invalid("bad".into())
+            .client_message()
+            .contains("bad"));
     }
 }
-
 
 /// Renders an error with its whole source chain. object_store wraps the interesting part
 /// (HTTP status, S3 error code and message) a few sources deep; a bare `to_string()` of the

@@ -1393,22 +1393,36 @@ mod tests {
         assert!(inv(&filew, &format!("file:///data/wh/{long}")));
         assert!(inv(&s3w, &format!("s3://bkt/wh/{long}")));
         let component = "a".repeat(rules::MAX_LOCATION_COMPONENT_BYTES);
-        assert!(filew.normalize_table_location(&format!("/data/wh/{component}")).is_ok());
+        assert!(filew
+            .normalize_table_location(&format!("/data/wh/{component}"))
+            .is_ok());
         assert!(inv(&filew, &format!("/data/wh/{component}b")));
         // Many short components: the total is bounded too.
         let deep = vec!["abcdefgh"; 120].join("/");
         assert!(inv(&s3w, &format!("s3://bkt/wh/{deep}")));
-        let msg = filew.normalize_table_location(&format!("/data/wh/{long}")).unwrap_err().to_string();
-        assert!(msg.len() < 600, "the message does not echo 5,000 bytes: {msg}");
+        let msg = filew
+            .normalize_table_location(&format!("/data/wh/{long}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.len() < 600,
+            "the message does not echo 5,000 bytes: {msg}"
+        );
         // Ordinary names pass; the warehouse prefix itself is not held to the stricter set.
         assert_eq!(
-            s3w.normalize_table_location("s3://bkt/wh/ns/t-1_x.y~z+=,@").unwrap(),
+            s3w.normalize_table_location("s3://bkt/wh/ns/t-1_x.y~z+=,@")
+                .unwrap(),
             "s3://bkt/wh/ns/t-1_x.y~z+=,@"
         );
         let spaced = s3("bkt", Some("a b"));
-        assert_eq!(spaced.normalize_table_location("s3://bkt/a b/t").unwrap(), "s3://bkt/a b/t");
+        assert_eq!(
+            spaced.normalize_table_location("s3://bkt/a b/t").unwrap(),
+            "s3://bkt/a b/t"
+        );
         // Data-file keys below a table keep the looser rules (Hive partition escapes).
-        assert!(s3w.normalize_location("s3://bkt/wh/t/data/p=a%20b/f.parquet").is_ok());
+        assert!(s3w
+            .normalize_location("s3://bkt/wh/t/data/p=a%20b/f.parquet")
+            .is_ok());
     }
 
     mod properties {
@@ -1448,13 +1462,18 @@ mod tests {
                 Just("wasbs://fs1@acct1.blob.core.windows.net/".to_string()),
                 any::<String>(),
             ];
-            (head, proptest::collection::vec(segment(), 0..8), any::<bool>()).prop_map(|(h, segs, slash)| {
-                let mut l = h + &segs.join("/");
-                if slash {
-                    l.push('/');
-                }
-                l
-            })
+            (
+                head,
+                proptest::collection::vec(segment(), 0..8),
+                any::<bool>(),
+            )
+                .prop_map(|(h, segs, slash)| {
+                    let mut l = h + &segs.join("/");
+                    if slash {
+                        l.push('/');
+                    }
+                    l
+                })
         }
 
         fn profiles() -> Vec<StorageProfile> {

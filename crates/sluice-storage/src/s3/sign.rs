@@ -1059,7 +1059,10 @@ mod tests {
         // One occurrence of each is fine.
         check(
             &p,
-            &req("GET", &format!("{base}?list-type=2&prefix=wh/t1/&delimiter=/")),
+            &req(
+                "GET",
+                &format!("{base}?list-type=2&prefix=wh/t1/&delimiter=/"),
+            ),
             &Want::Ok(Read, &["s3://bkt/wh/t1/"]),
         );
     }
@@ -1070,9 +1073,14 @@ mod tests {
         let mut r = req("PUT", "http://127.0.0.1:9000/bkt/wh/t/f");
         r.headers.insert(
             "x-amz-content-sha256".into(),
-            vec![UNSIGNED_PAYLOAD.into(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into()],
+            vec![
+                UNSIGNED_PAYLOAD.into(),
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            ],
         );
-        assert!(matches!(st.sign(&r).await, Err(StorageError::Invalid(m)) if m.contains("more than once")));
+        assert!(
+            matches!(st.sign(&r).await, Err(StorageError::Invalid(m)) if m.contains("more than once"))
+        );
     }
 
     mod properties {
@@ -1115,7 +1123,16 @@ mod tests {
                 Just("https://s3.amazonaws.com:443/bkt/".to_string()),
                 "[a-zA-Z:/.\\[\\]0-9]{0,30}",
             ];
-            (head, proptest::collection::vec((piece(), prop_oneof![Just("/"), Just("?"), Just("&"), Just("")]), 0..10))
+            (
+                head,
+                proptest::collection::vec(
+                    (
+                        piece(),
+                        prop_oneof![Just("/"), Just("?"), Just("&"), Just("")],
+                    ),
+                    0..10,
+                ),
+            )
                 .prop_map(|(h, parts)| {
                     let mut u = h;
                     for (p, sep) in parts {
@@ -1149,9 +1166,13 @@ mod tests {
 
         /// One signer for every case: opening a storage costs far more than signing.
         fn signer() -> &'static (tokio::runtime::Runtime, Storage) {
-            static SIGNER: std::sync::OnceLock<(tokio::runtime::Runtime, Storage)> = std::sync::OnceLock::new();
+            static SIGNER: std::sync::OnceLock<(tokio::runtime::Runtime, Storage)> =
+                std::sync::OnceLock::new();
             SIGNER.get_or_init(|| {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 let st = rt.block_on(async { storage(compat("http://127.0.0.1:9000", PathStyle)) });
                 (rt, st)
             })
