@@ -7,7 +7,6 @@
 #[path = "../../sluice-storage/tests/common/moto.rs"]
 mod moto;
 #[path = "../../sluice-storage/tests/common/s3s_fs.rs"]
-#[allow(dead_code)]
 mod s3s_fs;
 #[path = "common/server.rs"]
 mod server;

@@ -167,6 +167,24 @@ fn http_status(detail: &str) -> Option<String> {
     None
 }
 
+/// Renders an error with its whole source chain. object_store wraps the interesting part
+/// (HTTP status, S3 error code and message) a few sources deep; a bare `to_string()` of the
+/// outer error sometimes hides it. Parts already contained in the text so far are skipped,
+/// because many wrappers repeat their source in their own message.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !s.is_empty() && !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,22 +254,4 @@ mod tests {
             .client_message()
             .contains("bad"));
     }
-}
-
-/// Renders an error with its whole source chain. object_store wraps the interesting part
-/// (HTTP status, S3 error code and message) a few sources deep; a bare `to_string()` of the
-/// outer error sometimes hides it. Parts already contained in the text so far are skipped,
-/// because many wrappers repeat their source in their own message.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !s.is_empty() && !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = e.source();
-    }
-    out
 }
