@@ -65,6 +65,10 @@ pub struct ServerConfig {
     /// Allow `azure-system-identity` ADLS credentials (the server's workload or managed
     /// identity). Off by default.
     pub enable_azure_system_credentials: bool,
+    /// Storage endpoints warehouses may send requests to (hosts, `*.domain`, `host:port` or
+    /// URLs), besides the clouds' public endpoints and `gcs_endpoint`/`gcs_sts_endpoint`.
+    /// Unset: any endpoint (also `SLUICE_ALLOWED_STORAGE_ENDPOINTS`, comma-separated).
+    pub allowed_storage_endpoints: Option<Vec<String>>,
     /// OpenID Connect: bearer tokens, browser SSO and web-identity login (off when unset).
     #[serde(default, skip_serializing)]
     pub oidc: Option<sluice_auth::oidc::OidcConfig>,
@@ -120,6 +124,7 @@ impl Default for ServerConfig {
             gcs_sts_endpoint: None,
             gcs_endpoint: None,
             enable_azure_system_credentials: false,
+            allowed_storage_endpoints: None,
             oidc: None,
             ldap: None,
             aws_iam: None,
@@ -195,6 +200,10 @@ impl ServerConfig {
             let roots: Vec<PathBuf> = roots.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
             fig = fig.merge(Serialized::default("allowed_file_roots", roots));
         }
+        if let Ok(list) = std::env::var("SLUICE_ALLOWED_STORAGE_ENDPOINTS") {
+            let list: Vec<String> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+            fig = fig.merge(Serialized::default("allowed_storage_endpoints", list));
+        }
         // The name the storage-delegation issue documents (Lakekeeper's double-underscore style).
         if let Ok(v) = std::env::var("SLUICE__S3_REQUIRE_EXTERNAL_ID_FOR_SYSTEM_CREDENTIALS") {
             let b = match v.trim().to_ascii_lowercase().as_str() {
@@ -250,6 +259,9 @@ impl ServerConfig {
                     _ => return Err(format!("{field}: expected an http(s) URL")),
                 }
             }
+        }
+        if let Some(list) = &self.allowed_storage_endpoints {
+            sluice_storage::EndpointAllowlist::new(list, &[])?;
         }
         Ok(())
     }

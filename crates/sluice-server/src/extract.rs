@@ -71,7 +71,17 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 /// The authenticated caller: HTTP Basic with an access key, or a Sluice bearer token.
 pub struct Caller(pub Principal);
 
+/// Whether the request carries more than one `Authorization` header. Such a request is
+/// refused outright: proxies and frameworks disagree on which one counts, so the identity
+/// checked here might not be the one another hop acted on.
+pub fn repeated_authorization(headers: &axum::http::HeaderMap) -> bool {
+    headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some()
+}
+
 pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<Result<(String, String), ()>> {
+    if repeated_authorization(headers) {
+        return Some(Err(()));
+    }
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -89,6 +99,9 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let unauthorized = |m: &str| ApiError(ServiceError::Unauthorized(m.to_string()));
+        if repeated_authorization(&parts.headers) {
+            return Err(unauthorized("more than one Authorization header; send exactly one"));
+        }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             // The browser session cookie from SSO, for safe methods only: a cookie rides
             // along on cross-site requests, so it must never authorize a change.

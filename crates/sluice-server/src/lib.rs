@@ -74,6 +74,7 @@ impl Server {
                 gcs_sts_endpoint: config.gcs_sts_endpoint.clone(),
                 gcs_endpoint: config.gcs_endpoint.clone(),
                 enable_azure_system_credentials: config.enable_azure_system_credentials,
+                allowed_storage_endpoints: config.allowed_storage_endpoints.clone(),
                 policy_cache_ttl: std::time::Duration::from_secs(config.policy_cache_ttl_seconds),
                 purge_lease: std::time::Duration::from_secs(config.purge_lease_seconds),
                 ..ServiceConfig::new(config.allowed_file_roots.clone())

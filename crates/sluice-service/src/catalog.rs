@@ -76,6 +76,13 @@ pub(crate) fn no_such_namespace(ns: &NamespaceName) -> ServiceError {
     ServiceError::NoSuchNamespace(format!("Namespace does not exist: {ns}"))
 }
 
+/// A requested table location that another table (live or soft-deleted) holds or contains.
+fn location_taken(location: &str) -> ServiceError {
+    bad(format!(
+        "table location {location} is already in use (it overlaps the location of another table)"
+    ))
+}
+
 fn no_such_table(ns: &NamespaceName, name: &str) -> ServiceError {
     ServiceError::NoSuchTable(format!("Table does not exist: {ns}.{name}"))
 }
@@ -435,14 +442,16 @@ impl Services {
         except: Option<Uuid>,
     ) -> Result<String> {
         let location = match requested {
-            Some(l) => profile.normalize_location(l)?,
+            Some(l) => profile.normalize_table_location(l)?,
             None => format!("{}/{}/{}", wh.location.trim_end_matches('/'), ns_id, table_id),
         };
         if location.trim_end_matches('/') == wh.location.trim_end_matches('/') {
             return Err(bad("a table location must not be the warehouse root"));
         }
-        if let Some(other) = self.store().location_overlaps(wh.id, &location, except).await? {
-            return Err(bad(format!("table location {location} overlaps {other}")));
+        // The other table is not named: the caller may not be allowed to know it exists.
+        if self.store().location_overlaps(wh.id, &location, except).await?.is_some() {
+            tracing::debug!(%location, "table location refused: it overlaps another table's");
+            return Err(location_taken(&location));
         }
         Ok(location)
     }

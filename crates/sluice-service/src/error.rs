@@ -56,9 +56,10 @@ impl From<StoreError> for ServiceError {
             StoreError::AlreadyExists(m) => ServiceError::AlreadyExists(format!("{m} already exists")),
             StoreError::Conflict(m) => ServiceError::CommitFailed(format!("commit conflict: {m}")),
             StoreError::NotEmpty(m) => ServiceError::NamespaceNotEmpty(format!("{m} is not empty")),
-            StoreError::LocationOverlap(m) => {
-                ServiceError::BadRequest(format!("table location overlaps {m}"))
-            }
+            // `m` names the other table, which the caller may not be allowed to see.
+            StoreError::LocationOverlap(_) => ServiceError::BadRequest(
+                "the table location is already in use (it overlaps the location of another table)".into(),
+            ),
             StoreError::Database(sqlx_err) if is_busy(&sqlx_err) => {
                 ServiceError::Unavailable("database is busy, retry".into())
             }
@@ -84,7 +85,12 @@ impl From<StorageError> for ServiceError {
             StorageError::AlreadyExists(m) => ServiceError::Conflict(m),
             // Almost always the warehouse's role, trust policy or endpoint: the operator's
             // problem, reported without secrets.
-            StorageError::Sts(m) => ServiceError::Unavailable(format!("the storage credential service failed: {m}")),
+            // What the STS/token endpoint answered stays in the server log: the warehouse's
+            // creator chose that endpoint, and its answer is not the caller's business.
+            s @ StorageError::Sts(_) => {
+                tracing::warn!(error = %s, "the storage credential service failed");
+                ServiceError::Unavailable(format!("the storage credential service failed: {}", s.client_message()))
+            }
             other => ServiceError::Internal(other.to_string()),
         }
     }

@@ -47,6 +47,9 @@ pub struct ServiceConfig {
     pub gcs_endpoint: Option<String>,
     /// Let ADLS warehouses use the server's own Azure identity (`azure-system-identity`).
     pub enable_azure_system_credentials: bool,
+    /// Storage endpoints warehouses may use besides the clouds' public ones and the
+    /// server's own (`gcs_endpoint`, `gcs_sts_endpoint`); `None` = unrestricted.
+    pub allowed_storage_endpoints: Option<Vec<String>>,
     /// How long a user's resolved policies are reused. Changes through this replica, and
     /// through others when the store has a change feed, clear it at once; the TTL bounds
     /// staleness should a notification be lost.
@@ -67,6 +70,7 @@ impl ServiceConfig {
             gcs_sts_endpoint: None,
             gcs_endpoint: None,
             enable_azure_system_credentials: false,
+            allowed_storage_endpoints: None,
             policy_cache_ttl: authz::POLICY_CACHE_TTL,
             purge_lease: soft_delete::PURGE_LEASE,
         }

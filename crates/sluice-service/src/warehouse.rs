@@ -3,10 +3,13 @@
 
 use crate::{now, Result, ServiceError, Services};
 use serde::Serialize;
+use serde_json::json;
 use sluice_auth::policy::{actions, resource};
 use sluice_core::{Principal, WarehouseName};
-use sluice_storage::{DeleteProfile, Storage, StorageCredential, StorageProfile, ValidationContext};
-use sluice_store::{Page, WarehouseRecord, WarehouseStatus};
+use sluice_storage::{
+    DeleteProfile, EndpointAllowlist, Storage, StorageCredential, StorageError, StorageProfile, ValidationContext,
+};
+use sluice_store::{AuditRecord, Page, WarehouseRecord, WarehouseStatus};
 use uuid::Uuid;
 
 /// The public view of a warehouse: everything but the credential.
@@ -27,6 +30,35 @@ pub struct WarehouseInfo {
 }
 
 pub const DEFAULT_WAREHOUSE: &str = "default";
+
+/// A warehouse write's result with what the audit log records about it.
+struct Audited<T> {
+    value: T,
+    name: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    /// Whether the request carried a storage credential (for writes that can take one).
+    credential_replaced: Option<bool>,
+}
+
+/// How a write names its warehouse before it is found.
+#[derive(Clone, Copy)]
+enum Subject<'a> {
+    Name(&'a str),
+    Id(Uuid),
+}
+
+/// Who the audit log names.
+struct Actor {
+    id: Option<Uuid>,
+    name: String,
+}
+
+impl Actor {
+    fn of(p: &Principal) -> Self {
+        Actor { id: Some(p.user_id).filter(|id| !id.is_nil()), name: p.user_name.clone() }
+    }
+}
 /// Listing warehouses needs `warehouse:List` over all of them.
 pub const LIST_WAREHOUSES_RESOURCE: &str = "sluice:catalog:::warehouse/*";
 
@@ -54,6 +86,25 @@ impl Services {
             require_external_id_for_system_credentials: self.config().require_external_id_for_system_credentials,
             enable_gcp_system_credentials: self.config().enable_gcp_system_credentials,
             enable_azure_system_credentials: self.config().enable_azure_system_credentials,
+            allowed_endpoints: self.endpoint_allowlist(),
+        }
+    }
+
+    /// The operator's `allowed_storage_endpoints` with the server's own endpoints added;
+    /// `None` when unset (unrestricted). The entries were checked when the config loaded.
+    fn endpoint_allowlist(&self) -> Option<EndpointAllowlist> {
+        let entries = self.config().allowed_storage_endpoints.as_ref()?;
+        let own: Vec<&str> = [&self.config().gcs_endpoint, &self.config().gcs_sts_endpoint]
+            .into_iter()
+            .filter_map(|u| u.as_deref())
+            .collect();
+        match EndpointAllowlist::new(entries, &own) {
+            Ok(list) => Some(list),
+            Err(e) => {
+                // Fail closed: an unusable list allows only the public clouds.
+                tracing::error!(error = %e, "allowed_storage_endpoints is invalid; allowing only public cloud endpoints");
+                EndpointAllowlist::new(&[], &own).ok()
+            }
         }
     }
 
@@ -73,16 +124,23 @@ impl Services {
             }
             let other_profile = Self::decode_profile(&other)?;
             if profile.overlaps(&other_profile) {
+                // The other warehouse is not named: the caller may not be allowed to see it.
+                tracing::debug!(other = %other.name, "storage location refused: it overlaps another warehouse");
                 return Err(ServiceError::BadRequest(format!(
-                    "storage location {} overlaps warehouse '{}' at {}",
+                    "storage location {} overlaps the storage of another warehouse",
                     profile.base_location(),
-                    other.name,
-                    other.location
                 )));
             }
         }
         let storage = Storage::open_with(profile, cred, &self.config().storage_settings())?;
-        storage.probe().await?;
+        storage.probe().await.map_err(|e| match e {
+            // The remote's answer stays in the server log; the client learns the step and status.
+            StorageError::Probe { .. } | StorageError::Io(_) | StorageError::Sts(_) => {
+                tracing::warn!(location = %profile.base_location(), error = %e, "warehouse storage validation failed");
+                ServiceError::BadRequest(e.client_message())
+            }
+            other => other.into(),
+        })?;
         Ok(())
     }
 
@@ -94,8 +152,13 @@ impl Services {
         credential: Option<StorageCredential>,
         delete_profile: Option<DeleteProfile>,
     ) -> Result<WarehouseInfo> {
-        self.authorize(caller, actions::CREATE_WAREHOUSE, &resource::warehouse(name)).await?;
-        self.create_warehouse_unchecked(name, profile, credential, delete_profile).await
+        let outcome = async {
+            self.authorize(caller, actions::CREATE_WAREHOUSE, &resource::warehouse(name)).await?;
+            self.create_warehouse_unchecked(name, profile, credential, delete_profile).await
+        }
+        .await;
+        let actor = Actor::of(caller);
+        self.audit_warehouse(&actor, actions::CREATE_WAREHOUSE, "create", Subject::Name(name), outcome).await
     }
 
     async fn create_warehouse_unchecked(
@@ -104,7 +167,7 @@ impl Services {
         profile: StorageProfile,
         credential: Option<StorageCredential>,
         delete_profile: Option<DeleteProfile>,
-    ) -> Result<WarehouseInfo> {
+    ) -> Result<Audited<WarehouseInfo>> {
         let name = WarehouseName::parse(name).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         if self.store().get_warehouse_by_name(name.as_str()).await?.is_some() {
             return Err(ServiceError::AlreadyExists(format!("warehouse '{name}' already exists")));
@@ -132,7 +195,13 @@ impl Services {
             }
             other => other.into(),
         })?;
-        Self::warehouse_info(&rec)
+        Ok(Audited {
+            value: Self::warehouse_info(&rec)?,
+            name: rec.name.clone(),
+            before: None,
+            after: Some(self.audit_view(&rec)),
+            credential_replaced: Some(credential.is_some()),
+        })
     }
 
     pub async fn list_warehouses(&self, caller: &Principal) -> Result<Vec<WarehouseInfo>> {
@@ -181,18 +250,41 @@ impl Services {
         Self::warehouse_info(&rec)
     }
 
-    pub async fn rename_warehouse(&self, caller: &Principal, id: Uuid, new_name: &str) -> Result<WarehouseInfo> {
-        let name = WarehouseName::parse(new_name).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-        let mut rec = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
-        // Renaming also needs the right to create a warehouse of the new name.
-        self.authorize(caller, actions::CREATE_WAREHOUSE, &resource::warehouse(name.as_str())).await?;
-        rec.name = name.to_string();
-        self.save(rec).await.map_err(|e| match e {
-            ServiceError::AlreadyExists(_) => {
-                ServiceError::AlreadyExists(format!("warehouse '{name}' already exists"))
-            }
-            other => other,
+    /// Saves `rec` (the changed copy of `before`) and describes the change for the audit log.
+    async fn save_audited(
+        &self,
+        before: &WarehouseRecord,
+        rec: WarehouseRecord,
+        credential_replaced: Option<bool>,
+    ) -> Result<Audited<WarehouseInfo>> {
+        let before_view = self.audit_view(before);
+        let info = self.save(rec.clone()).await?;
+        Ok(Audited {
+            value: info,
+            name: rec.name.clone(),
+            before: Some(before_view),
+            after: Some(self.audit_view(&rec)),
+            credential_replaced,
         })
+    }
+
+    pub async fn rename_warehouse(&self, caller: &Principal, id: Uuid, new_name: &str) -> Result<WarehouseInfo> {
+        let outcome = async {
+            let name = WarehouseName::parse(new_name).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+            let before = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
+            // Renaming also needs the right to create a warehouse of the new name.
+            self.authorize(caller, actions::CREATE_WAREHOUSE, &resource::warehouse(name.as_str())).await?;
+            let mut rec = before.clone();
+            rec.name = name.to_string();
+            self.save_audited(&before, rec, None).await.map_err(|e| match e {
+                ServiceError::AlreadyExists(_) => {
+                    ServiceError::AlreadyExists(format!("warehouse '{name}' already exists"))
+                }
+                other => other,
+            })
+        }
+        .await;
+        self.audit_warehouse(&Actor::of(caller), actions::UPDATE_WAREHOUSE, "rename", Subject::Id(id), outcome).await
     }
 
     async fn is_empty(&self, id: Uuid) -> Result<bool> {
@@ -201,7 +293,10 @@ impl Services {
     }
 
     /// Replaces the storage profile (and optionally the credential). Moving the location of
-    /// a warehouse that holds tables would orphan them, so that is refused.
+    /// a warehouse that holds tables would orphan them, so that is refused. So is any change
+    /// of where the stored credential goes (endpoint, STS endpoint, bucket, region, account,
+    /// host, authority host, role) unless the credential is sent again in the same request:
+    /// whoever may update a warehouse must not be able to redirect a secret they never saw.
     pub async fn update_storage(
         &self,
         caller: &Principal,
@@ -209,24 +304,43 @@ impl Services {
         profile: StorageProfile,
         credential: Option<StorageCredential>,
     ) -> Result<WarehouseInfo> {
-        let mut rec = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
-        let credential = match credential {
-            Some(c) => Some(c),
-            None => self.decrypt_credential(&rec)?,
-        };
-        if profile.base_location() != rec.location && !self.is_empty(id).await? {
-            return Err(ServiceError::BadRequest(format!(
-                "cannot move warehouse '{}' from {} to {} while it holds namespaces",
-                rec.name,
-                rec.location,
-                profile.base_location()
-            )));
+        let outcome = async {
+            let before = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
+            let replaced = credential.is_some();
+            let credential = match credential {
+                Some(c) => Some(c),
+                None => {
+                    let moved = Self::decode_profile(&before)?.redirected_fields(&profile);
+                    if before.storage_credential.is_some() && !moved.is_empty() {
+                        return Err(ServiceError::BadRequest(format!(
+                            "changing {} of warehouse '{}' would send its stored credential to a \
+                             different destination; send the storage credential again \
+                             (storage-credential) in the same request",
+                            moved.join(", "),
+                            before.name
+                        )));
+                    }
+                    self.decrypt_credential(&before)?
+                }
+            };
+            if profile.base_location() != before.location && !self.is_empty(id).await? {
+                return Err(ServiceError::BadRequest(format!(
+                    "cannot move warehouse '{}' from {} to {} while it holds namespaces",
+                    before.name,
+                    before.location,
+                    profile.base_location()
+                )));
+            }
+            self.validate_storage(&profile, credential.as_ref(), Some(id)).await?;
+            let mut rec = before.clone();
+            rec.location = profile.base_location();
+            rec.storage_profile = serde_json::to_value(&profile).map_err(ServiceError::internal)?;
+            rec.storage_credential = credential.as_ref().map(|c| self.encrypt_credential(c)).transpose()?;
+            self.save_audited(&before, rec, Some(replaced)).await
         }
-        self.validate_storage(&profile, credential.as_ref(), Some(id)).await?;
-        rec.location = profile.base_location();
-        rec.storage_profile = serde_json::to_value(&profile).map_err(ServiceError::internal)?;
-        rec.storage_credential = credential.as_ref().map(|c| self.encrypt_credential(c)).transpose()?;
-        self.save(rec).await
+        .await;
+        self.audit_warehouse(&Actor::of(caller), actions::UPDATE_WAREHOUSE, "update-storage", Subject::Id(id), outcome)
+            .await
     }
 
     pub async fn update_credential(
@@ -235,11 +349,17 @@ impl Services {
         id: Uuid,
         credential: Option<StorageCredential>,
     ) -> Result<WarehouseInfo> {
-        let mut rec = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
-        let profile = Self::decode_profile(&rec)?;
-        self.validate_storage(&profile, credential.as_ref(), Some(id)).await?;
-        rec.storage_credential = credential.as_ref().map(|c| self.encrypt_credential(c)).transpose()?;
-        self.save(rec).await
+        let outcome = async {
+            let before = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
+            let profile = Self::decode_profile(&before)?;
+            self.validate_storage(&profile, credential.as_ref(), Some(id)).await?;
+            let mut rec = before.clone();
+            rec.storage_credential = credential.as_ref().map(|c| self.encrypt_credential(c)).transpose()?;
+            self.save_audited(&before, rec, Some(true)).await
+        }
+        .await;
+        self.audit_warehouse(&Actor::of(caller), actions::UPDATE_WAREHOUSE, "update-credential", Subject::Id(id), outcome)
+            .await
     }
 
     pub async fn update_delete_profile(
@@ -248,29 +368,124 @@ impl Services {
         id: Uuid,
         delete_profile: DeleteProfile,
     ) -> Result<WarehouseInfo> {
-        let mut rec = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
-        delete_profile.validate()?;
-        rec.delete_profile = serde_json::to_value(delete_profile).map_err(ServiceError::internal)?;
-        self.save(rec).await
+        let outcome = async {
+            let before = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
+            delete_profile.validate()?;
+            let mut rec = before.clone();
+            rec.delete_profile = serde_json::to_value(delete_profile).map_err(ServiceError::internal)?;
+            self.save_audited(&before, rec, None).await
+        }
+        .await;
+        self.audit_warehouse(&Actor::of(caller), actions::UPDATE_WAREHOUSE, "update-delete-profile", Subject::Id(id), outcome)
+            .await
     }
 
     pub async fn set_warehouse_active(&self, caller: &Principal, id: Uuid, active: bool) -> Result<WarehouseInfo> {
-        let mut rec = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
-        rec.status = if active { WarehouseStatus::Active } else { WarehouseStatus::Inactive };
-        self.save(rec).await
+        let outcome = async {
+            let before = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
+            let mut rec = before.clone();
+            rec.status = if active { WarehouseStatus::Active } else { WarehouseStatus::Inactive };
+            self.save_audited(&before, rec, None).await
+        }
+        .await;
+        let operation = if active { "activate" } else { "deactivate" };
+        self.audit_warehouse(&Actor::of(caller), actions::UPDATE_WAREHOUSE, operation, Subject::Id(id), outcome).await
     }
 
     pub async fn delete_warehouse(&self, caller: &Principal, id: Uuid) -> Result<()> {
-        let rec = self.warehouse_for(caller, id, actions::DELETE_WAREHOUSE).await?;
-        self.store().delete_warehouse(id).await.map_err(|e| match e {
-            sluice_store::StoreError::NotEmpty(_) => ServiceError::Conflict(format!(
-                "warehouse '{}' still holds namespaces; drop them first",
-                rec.name
-            )),
-            other => other.into(),
-        })?;
-        self.forget_storage(id);
-        Ok(())
+        let outcome = async {
+            let rec = self.warehouse_for(caller, id, actions::DELETE_WAREHOUSE).await?;
+            let before = self.audit_view(&rec);
+            self.store().delete_warehouse(id).await.map_err(|e| match e {
+                sluice_store::StoreError::NotEmpty(_) => ServiceError::Conflict(format!(
+                    "warehouse '{}' still holds namespaces; drop them first",
+                    rec.name
+                )),
+                other => other.into(),
+            })?;
+            self.forget_storage(id);
+            Ok::<_, ServiceError>(Audited { value: (), name: rec.name, before: Some(before), after: None, credential_replaced: None })
+        }
+        .await;
+        self.audit_warehouse(&Actor::of(caller), actions::DELETE_WAREHOUSE, "delete", Subject::Id(id), outcome).await
+    }
+
+    /// The audit log's view of a warehouse: everything but the credential, of which only
+    /// the kind is recorded.
+    fn audit_view(&self, w: &WarehouseRecord) -> serde_json::Value {
+        let credential = match self.decrypt_credential(w) {
+            Ok(Some(c)) => json!({"type": c.storage_type(), "credential-type": c.credential_type()}),
+            Ok(None) => serde_json::Value::Null,
+            Err(_) => json!("unreadable"),
+        };
+        json!({
+            "warehouse-id": w.id,
+            "name": w.name,
+            "status": w.status.as_str(),
+            "location": w.location,
+            "storage-profile": w.storage_profile,
+            "delete-profile": w.delete_profile,
+            "storage-credential": credential,
+        })
+    }
+
+    /// Records a warehouse write (or the attempt) in the audit log: who, which operation,
+    /// the warehouse before and after, whether a credential was supplied; the error if it
+    /// failed. The detail is JSON. Never contains a secret: credentials appear only as
+    /// their kind.
+    async fn audit_warehouse<T>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        operation: &str,
+        subject: Subject<'_>,
+        outcome: Result<Audited<T>>,
+    ) -> Result<T> {
+        let (result, name, detail, value) = match outcome {
+            Ok(a) => {
+                let mut detail = json!({"operation": operation, "before": a.before, "after": a.after});
+                if let Some(r) = a.credential_replaced {
+                    detail["credential-supplied"] = json!(r);
+                }
+                ("success", Some(a.name), detail, Ok(a.value))
+            }
+            Err(e) => {
+                let result = if matches!(e, ServiceError::Forbidden(_)) { "denied" } else { "failure" };
+                let name = match subject {
+                    Subject::Name(n) => Some(n.to_string()),
+                    Subject::Id(id) => self.store().get_warehouse(id).await.ok().flatten().map(|w| w.name),
+                };
+                let message = match &e {
+                    // Internal details stay in the server log, as in responses.
+                    ServiceError::Internal(_) => "internal error".to_string(),
+                    other => other.to_string(),
+                };
+                (result, name, json!({"operation": operation, "error": message}), Err(e))
+            }
+        };
+        let mut detail = detail;
+        if let Subject::Id(id) = subject {
+            detail["warehouse-id"] = json!(id);
+        }
+        let target = match (&name, subject) {
+            (Some(n), _) => resource::warehouse(n),
+            (None, Subject::Name(n)) => resource::warehouse(n),
+            (None, Subject::Id(id)) => resource::warehouse(&id.to_string()),
+        };
+        let rec = AuditRecord {
+            id: 0,
+            at: now(),
+            actor_id: actor.id,
+            actor_name: actor.name.clone(),
+            action: action.to_string(),
+            target,
+            result: result.to_string(),
+            detail: Some(detail.to_string()),
+        };
+        if let Err(e) = self.store().append_audit(&rec).await {
+            tracing::error!(error = %e, action, operation, "could not write the audit log");
+        }
+        value
     }
 
     /// The embedded default: a `file` warehouse named `default` under the data directory,
@@ -284,7 +499,10 @@ impl Services {
         let profile = StorageProfile::File(sluice_storage::FileProfile {
             root: root.to_string_lossy().into_owned(),
         });
-        self.create_warehouse_unchecked(DEFAULT_WAREHOUSE, profile, None, None).await?;
+        let outcome = self.create_warehouse_unchecked(DEFAULT_WAREHOUSE, profile, None, None).await;
+        let actor = Actor { id: None, name: "sluice-bootstrap".into() };
+        self.audit_warehouse(&actor, actions::CREATE_WAREHOUSE, "create", Subject::Name(DEFAULT_WAREHOUSE), outcome)
+            .await?;
         // Remembered so an operator who deletes or renames it does not get it back.
         self.store().set_setting("bootstrap.default-warehouse", "created").await?;
         Ok(())

@@ -6,6 +6,7 @@ pub mod adls;
 mod credential;
 mod delegation;
 mod delete_profile;
+pub mod endpoints;
 mod error;
 pub mod gcs;
 mod profile;
@@ -17,6 +18,7 @@ pub use credential::{S3Credential, StorageCredential};
 pub use delegation::{AccessLevel, SignerEndpoint, TableCredentials};
 pub use delete_profile::{DeleteProfile, MAX_SOFT_DELETE_SECONDS};
 pub use gcs::{GcsCredential, GcsProfile, ServiceAccountKey};
+pub use endpoints::EndpointAllowlist;
 pub use error::{ProbeStep, Result, StorageError};
 pub use profile::{
     FileProfile, RemoteSigningUrlStyle, S3Flavor, S3Profile, StorageProfile, ValidationContext,

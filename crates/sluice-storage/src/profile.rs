@@ -182,6 +182,9 @@ pub struct ValidationContext {
     /// (`credential-type: azure-system-identity`). Off by default, for the same reason as
     /// `enable_aws_system_credentials`.
     pub enable_azure_system_credentials: bool,
+    /// The operator's `allowed_storage_endpoints`; `None` sends requests wherever a profile
+    /// says (see [`crate::endpoints`]).
+    pub allowed_endpoints: Option<crate::endpoints::EndpointAllowlist>,
 }
 
 impl Default for ValidationContext {
@@ -192,6 +195,7 @@ impl Default for ValidationContext {
             require_external_id_for_system_credentials: true,
             enable_gcp_system_credentials: false,
             enable_azure_system_credentials: false,
+            allowed_endpoints: None,
         }
     }
 }
@@ -478,6 +482,7 @@ impl StorageProfile {
         cred: Option<&StorageCredential>,
         ctx: &ValidationContext,
     ) -> Result<(), StorageError> {
+        self.check_endpoints(cred, ctx.allowed_endpoints.as_ref())?;
         let inv = |m: &str| Err(StorageError::Invalid(m.into()));
         match (self, cred) {
             (StorageProfile::File(_), None) => Ok(()),
@@ -664,6 +669,30 @@ impl StorageProfile {
             }
         }
         cfg
+    }
+
+    /// [`StorageProfile::normalize_location`] plus the stricter rules for a location that
+    /// becomes a table's root (create with a location, register, `set-location`): at most
+    /// [`rules::MAX_TABLE_LOCATION_BYTES`], components of at most
+    /// [`rules::MAX_LOCATION_COMPONENT_BYTES`], and below the warehouse root only the
+    /// characters `file` warehouse roots allow. Object keys below a table (data files,
+    /// Hive-style partition directories with percent-escapes) keep the looser
+    /// `normalize_location` rules.
+    pub fn normalize_table_location(&self, loc: &str) -> Result<String, StorageError> {
+        let canonical = self.normalize_location(loc)?;
+        let base = self.base_location();
+        let rel = canonical
+            .strip_prefix(base.as_str())
+            .unwrap_or("")
+            .trim_start_matches('/');
+        if !rel.is_empty() {
+            rules::check_table_location(&canonical, rel).map_err(|e| {
+                let shown: String = loc.chars().take(120).collect();
+                let more = if loc.chars().count() > 120 { "…" } else { "" };
+                StorageError::Invalid(format!("table location '{shown}{more}' {e}"))
+            })?;
+        }
+        Ok(canonical)
     }
 
     /// Canonicalizes a location and checks it lies within `base_location()`.
@@ -1334,5 +1363,165 @@ mod tests {
         assert!(is_within("s3://b/t1/x", "s3://b/t1"));
         assert!(!is_within("s3://b/t10", "s3://b/t1"));
         assert!(!is_within("s3://b", "s3://b/t1"));
+    }
+
+    /// The probe's attacks on table locations: `%2E%2E`, `?`, `#` components and a
+    /// 5,000-byte component all refused as invalid input, not stored or passed to the
+    /// filesystem.
+    #[test]
+    fn table_location_rules() {
+        let s3w = s3("bkt", Some("wh"));
+        let filew = file("/data/wh");
+        let inv = |p: &StorageProfile, l: &str| {
+            matches!(p.normalize_table_location(l), Err(StorageError::Invalid(_)))
+        };
+        for rel in [
+            "%2E%2E/x",
+            "ns/%2E%2E",
+            "ns/t%2e%2e",
+            "a?b",
+            "ns/t#frag",
+            "a b",
+            "a\\b",
+            "ns/t%20x",
+            "caf\u{e9}",
+        ] {
+            assert!(inv(&s3w, &format!("s3://bkt/wh/{rel}")), "{rel}");
+            assert!(inv(&filew, &format!("file:///data/wh/{rel}")), "{rel}");
+        }
+        let long = "a".repeat(5000);
+        assert!(inv(&filew, &format!("file:///data/wh/{long}")));
+        assert!(inv(&s3w, &format!("s3://bkt/wh/{long}")));
+        let component = "a".repeat(rules::MAX_LOCATION_COMPONENT_BYTES);
+        assert!(filew
+            .normalize_table_location(&format!("/data/wh/{component}"))
+            .is_ok());
+        assert!(inv(&filew, &format!("/data/wh/{component}b")));
+        // Many short components: the total is bounded too.
+        let deep = vec!["abcdefgh"; 120].join("/");
+        assert!(inv(&s3w, &format!("s3://bkt/wh/{deep}")));
+        let msg = filew
+            .normalize_table_location(&format!("/data/wh/{long}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.len() < 600,
+            "the message does not echo 5,000 bytes: {msg}"
+        );
+        // Ordinary names pass; the warehouse prefix itself is not held to the stricter set.
+        assert_eq!(
+            s3w.normalize_table_location("s3://bkt/wh/ns/t-1_x.y~z+=,@")
+                .unwrap(),
+            "s3://bkt/wh/ns/t-1_x.y~z+=,@"
+        );
+        let spaced = s3("bkt", Some("a b"));
+        assert_eq!(
+            spaced.normalize_table_location("s3://bkt/a b/t").unwrap(),
+            "s3://bkt/a b/t"
+        );
+        // Data-file keys below a table keep the looser rules (Hive partition escapes).
+        assert!(s3w
+            .normalize_location("s3://bkt/wh/t/data/p=a%20b/f.parquet")
+            .is_ok());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn segment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("..".to_string()),
+                Just(".".to_string()),
+                Just("".to_string()),
+                Just("%2E%2E".to_string()),
+                Just("%2e.".to_string()),
+                Just("?".to_string()),
+                Just("#".to_string()),
+                Just("\\..".to_string()),
+                Just("wh".to_string()),
+                Just("wh2".to_string()),
+                Just("bkt".to_string()),
+                Just("data".to_string()),
+                "[a-zA-Z0-9._%?#~+=,@ -]{0,8}",
+                any::<String>(),
+            ]
+        }
+
+        fn location() -> impl Strategy<Value = String> {
+            let head = prop_oneof![
+                Just("s3://bkt/".to_string()),
+                Just("S3A://bkt/".to_string()),
+                Just("s3://bkt".to_string()),
+                Just("gs://bkt/".to_string()),
+                Just("file:///data/".to_string()),
+                Just("file:/data/".to_string()),
+                Just("file://localhost/data/".to_string()),
+                Just("/data/".to_string()),
+                Just("abfss://fs1@acct1.dfs.core.windows.net/".to_string()),
+                Just("wasbs://fs1@acct1.blob.core.windows.net/".to_string()),
+                any::<String>(),
+            ];
+            (
+                head,
+                proptest::collection::vec(segment(), 0..8),
+                any::<bool>(),
+            )
+                .prop_map(|(h, segs, slash)| {
+                    let mut l = h + &segs.join("/");
+                    if slash {
+                        l.push('/');
+                    }
+                    l
+                })
+        }
+
+        fn profiles() -> Vec<StorageProfile> {
+            let mut alt = S3Profile::new("bkt", "r");
+            alt.key_prefix = Some("wh".into());
+            alt.allow_alternative_protocols = true;
+            let mut adls = AdlsProfile::new("acct1", "fs1");
+            adls.key_prefix = Some("wh".into());
+            adls.allow_alternative_protocols = true;
+            vec![
+                s3("bkt", Some("wh")),
+                s3("bkt", None),
+                StorageProfile::S3(alt),
+                file("/data/wh"),
+                StorageProfile::Gcs(GcsProfile::new("bkt", Some("wh"))),
+                StorageProfile::Adls(adls),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            /// Normalization never panics; what it accepts lies inside the warehouse root,
+            /// has no '.', '..' or empty components, and a table location additionally only
+            /// uses the root character set below the root.
+            #[test]
+            fn normalized_locations_stay_inside(loc in location()) {
+                for p in profiles() {
+                    let base = p.base_location();
+                    if let Ok(n) = p.normalize_location(&loc) {
+                        prop_assert!(is_within(&n, &base), "{loc} -> {n} escapes {base}");
+                        let rest = n.split_once("://").map(|(_, r)| r).unwrap_or(&n);
+                        let rest = rest.trim_start_matches('/');
+                        prop_assert!(rest.split('/').all(|c| !c.is_empty() && c != "." && c != ".."), "{loc} -> {n}");
+                        prop_assert!(!n.ends_with('/'), "{n}");
+                        // Normalizing is idempotent.
+                        prop_assert_eq!(p.normalize_location(&n).ok(), Some(n.clone()));
+                    }
+                    if let Ok(t) = p.normalize_table_location(&loc) {
+                        prop_assert!(is_within(&t, &base));
+                        prop_assert!(t.len() <= rules::MAX_TABLE_LOCATION_BYTES);
+                        let rel = t[base.len()..].trim_start_matches('/');
+                        prop_assert!(rel.chars().all(|c| c == '/' || rules::is_location_char(c)), "{t}");
+                        prop_assert!(!rel.split('/').any(|c| c == ".." || c == "."), "{t}");
+                        prop_assert!(rel.split('/').all(|c| c.len() <= rules::MAX_LOCATION_COMPONENT_BYTES));
+                    }
+                }
+            }
+        }
     }
 }

@@ -73,6 +73,49 @@ pub(crate) fn check_segments(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest table location accepted from a client, in bytes. Sluice writes
+/// `<location>/metadata/<version>-<uuid>.metadata.json` itself; with at most 960 bytes that key
+/// stays below S3's 1024-byte key limit, and a file path below every platform's path limit.
+pub const MAX_TABLE_LOCATION_BYTES: usize = 960;
+/// Longest '/'-separated component of a table location: the common file-name limit
+/// (NAME_MAX), so a file warehouse never answers "File name too long".
+pub const MAX_LOCATION_COMPONENT_BYTES: usize = 255;
+
+/// Characters a table location may use below the warehouse root: the character set of
+/// `file` warehouse roots. Nothing a URI parser, a shell, or an object store's URL encoding
+/// would decode or split on (`%`, `?`, `#`, `\`, spaces), so the directory a client names is
+/// the directory every later reader resolves.
+pub fn is_location_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-_.~+=,@".contains(c)
+}
+
+/// Checks the part of a table location below the warehouse root (`rel`, '/'-separated,
+/// no leading or trailing '/') and the whole location's length.
+pub fn check_table_location(location: &str, rel: &str) -> Result<(), String> {
+    if location.len() > MAX_TABLE_LOCATION_BYTES {
+        return Err(format!(
+            "is {} bytes long; table locations may be at most {MAX_TABLE_LOCATION_BYTES} bytes",
+            location.len()
+        ));
+    }
+    check_segments(rel)?;
+    for seg in rel.split('/') {
+        if seg.len() > MAX_LOCATION_COMPONENT_BYTES {
+            return Err(format!(
+                "has a {}-byte component; components may be at most {MAX_LOCATION_COMPONENT_BYTES} bytes",
+                seg.len()
+            ));
+        }
+        if let Some(c) = seg.chars().find(|c| !is_location_char(*c)) {
+            return Err(format!(
+                "contains {c:?}; below the warehouse root only ASCII letters, digits and \
+                 '/-_.~+=,@' are allowed"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `arn:<partition>:iam::<12-digit account>:role/<path/>name`.
 pub fn check_role_arn(field: &str, arn: &str) -> Result<(), String> {
     let fail = || {
