@@ -491,6 +491,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "SLUICE_BOOTSTRAP_ACCESS_KEY_ID": ADMIN_KEY_ID,
         "SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY": ADMIN_SECRET,
         "SLUICE_LOG_LEVEL": "info",
+        # The suite fails authentication on purpose, all from 127.0.0.1: high enough that the
+        # throttle runs without tripping (its own tests set a low limit).
+        "SLUICE_AUTH_FAILURES_PER_MINUTE": "10000",
     }
     # Never let ambient AWS settings leak into the server under test.
     for k in list(env):
@@ -763,6 +766,7 @@ def oidc_server(tmp_path_factory: pytest.TempPathFactory, oidc_provider: OidcPro
             "SLUICE_BOOTSTRAP_ACCESS_KEY_ID": ADMIN_KEY_ID,
             "SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY": ADMIN_SECRET,
             "SLUICE_LOG_LEVEL": "info",
+            "SLUICE_AUTH_FAILURES_PER_MINUTE": "10000",
         }
     )
     peer = start_peer(

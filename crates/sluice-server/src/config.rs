@@ -69,6 +69,20 @@ pub struct ServerConfig {
     /// URLs), besides the clouds' public endpoints and `gcs_endpoint`/`gcs_sts_endpoint`.
     /// Unset: any endpoint (also `SLUICE_ALLOWED_STORAGE_ENDPOINTS`, comma-separated).
     pub allowed_storage_endpoints: Option<Vec<String>>,
+    /// Largest request body accepted (bytes); larger ones answer 413.
+    pub max_request_body_bytes: usize,
+    /// A request (reading its body included) that takes longer answers 504.
+    pub request_timeout_seconds: u64,
+    /// A connection that takes longer to send a request head, from its first byte, is closed.
+    pub header_read_timeout_seconds: u64,
+    /// A connection with no request in flight and no traffic for this long is closed
+    /// (idle keep-alive connections, clients that stop reading).
+    pub idle_timeout_seconds: u64,
+    /// Concurrent connections; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// Failed authentications allowed per minute per source address and per access key
+    /// (or user name) before further attempts answer 429 (0 = no throttling).
+    pub auth_failures_per_minute: u32,
     /// OpenID Connect: bearer tokens, browser SSO and web-identity login (off when unset).
     #[serde(default, skip_serializing)]
     pub oidc: Option<sluice_auth::oidc::OidcConfig>,
@@ -125,6 +139,12 @@ impl Default for ServerConfig {
             gcs_endpoint: None,
             enable_azure_system_credentials: false,
             allowed_storage_endpoints: None,
+            max_request_body_bytes: 64 * 1024 * 1024,
+            request_timeout_seconds: 120,
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            max_connections: 1024,
+            auth_failures_per_minute: 30,
             oidc: None,
             ldap: None,
             aws_iam: None,
@@ -175,6 +195,12 @@ const ENV_KEYS: &[&str] = &[
     "gcs_sts_endpoint",
     "gcs_endpoint",
     "enable_azure_system_credentials",
+    "max_request_body_bytes",
+    "request_timeout_seconds",
+    "header_read_timeout_seconds",
+    "idle_timeout_seconds",
+    "max_connections",
+    "auth_failures_per_minute",
 ];
 
 impl ServerConfig {
@@ -243,6 +269,21 @@ impl ServerConfig {
         }
         if self.database_max_connections == 0 {
             return Err("database_max_connections must be at least 1".into());
+        }
+        if self.max_request_body_bytes < 1024 {
+            return Err("max_request_body_bytes must be at least 1024".into());
+        }
+        for (field, v) in [
+            ("request_timeout_seconds", self.request_timeout_seconds),
+            ("header_read_timeout_seconds", self.header_read_timeout_seconds),
+            ("idle_timeout_seconds", self.idle_timeout_seconds),
+        ] {
+            if v == 0 || v > 86_400 {
+                return Err(format!("{field} must be between 1 and 86400"));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
         }
         if let Some(url) = &self.database_url {
             if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {

@@ -71,3 +71,49 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// The error-model `type` for a status the HTTP layer itself produces (limits, timeouts,
+/// unknown routes, extractor rejections).
+pub fn type_for_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "BadRequestException",
+        401 => "NotAuthorizedException",
+        403 => "ForbiddenException",
+        404 => "NotFoundException",
+        405 => "MethodNotAllowedException",
+        406 => "UnsupportedOperationException",
+        408 => "RequestTimeoutException",
+        409 => "ConflictException",
+        411 => "LengthRequiredException",
+        413 => "PayloadTooLargeException",
+        414 => "UriTooLongException",
+        415 => "UnsupportedMediaTypeException",
+        422 => "UnprocessableEntityException",
+        429 => "TooManyRequestsException",
+        431 => "RequestHeaderFieldsTooLargeException",
+        503 => "ServiceUnavailableException",
+        504 => "GatewayTimeoutException",
+        s if (400..500).contains(&s) => "BadRequestException",
+        _ => "InternalServerError",
+    }
+}
+
+/// 413 in the error model.
+pub fn payload_too_large() -> Response {
+    error_body(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        type_for_status(StatusCode::PAYLOAD_TOO_LARGE),
+        "request body is larger than this server accepts (max_request_body_bytes)",
+    )
+}
+
+/// 429 after too many failed authentications, with `Retry-After`.
+pub fn too_many_auth_failures(retry_after_secs: u64) -> Response {
+    let mut resp = error_body(
+        StatusCode::TOO_MANY_REQUESTS,
+        type_for_status(StatusCode::TOO_MANY_REQUESTS),
+        &format!("too many failed authentication attempts; retry in {retry_after_secs} s"),
+    );
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    resp
+}

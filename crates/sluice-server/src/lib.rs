@@ -7,7 +7,9 @@ pub mod error;
 pub mod extract;
 pub mod login;
 pub mod routes;
+pub mod serve;
 pub mod state;
+pub mod throttle;
 
 pub use config::{CliOverrides, ServerConfig};
 
@@ -53,7 +55,7 @@ impl Server {
     /// Opens the data directory, database and key material and runs the first-start
     /// bootstrap. `bootstrap_key` is the admin key from the environment, if any.
     pub async fn open(config: ServerConfig, bootstrap_key: Option<(String, Secret)>) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)
+        create_data_dir(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let master = key_material(config.master_key.as_deref(), &config.data_dir.join("master.key"), "master key")?;
         let signing = key_material(
@@ -102,11 +104,26 @@ impl Server {
     }
 
     pub fn router(&self) -> axum::Router {
-        app::build_router(state::AppState {
-            services: self.services.clone(),
-            public_url: self.config.public_url.clone(),
-            providers: self.providers.clone(),
-        })
+        app::build_router(
+            state::AppState {
+                services: self.services.clone(),
+                public_url: self.config.public_url.clone(),
+                providers: self.providers.clone(),
+                throttle: Arc::new(throttle::AuthThrottle::new(self.config.auth_failures_per_minute)),
+            },
+            app::HttpLimits {
+                max_body_bytes: self.config.max_request_body_bytes,
+                request_timeout: std::time::Duration::from_secs(self.config.request_timeout_seconds),
+            },
+        )
+    }
+
+    fn connection_limits(&self) -> serve::ConnectionLimits {
+        serve::ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.config.header_read_timeout_seconds),
+            idle_timeout: std::time::Duration::from_secs(self.config.idle_timeout_seconds),
+            max_connections: self.config.max_connections,
+        }
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
@@ -116,12 +133,23 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
+        let limits = self.connection_limits();
         let purger = spawn_purger(self.services.clone(), self.config.purge_interval_seconds);
-        let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await.context("serving HTTP");
+        let result = serve::serve(listener, router, limits, shutdown).await.context("serving HTTP");
         purger.abort();
         drop(self.watchers);
         result
     }
+}
+
+/// Creates the data directory (and missing parents) readable by this user only: it holds
+/// the key files and the database. An existing directory keeps the mode its operator gave it.
+fn create_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
 }
 
 /// Bootstrap admin key from `SLUICE_BOOTSTRAP_ACCESS_KEY_ID` / `SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY`.

@@ -15,6 +15,8 @@ pub struct AppState {
     /// each request's Host / X-Forwarded-* headers.
     pub public_url: Option<String>,
     pub providers: Arc<Providers>,
+    /// Failed-authentication throttling (config `auth_failures_per_minute`).
+    pub throttle: Arc<crate::throttle::AuthThrottle>,
 }
 
 /// Configured external identity providers (each absent unless configured).

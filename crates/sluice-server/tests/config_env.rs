@@ -14,6 +14,29 @@ fn flat_env_keys_are_read() {
     assert_eq!(cfg.gcs_sts_endpoint.as_deref(), Some("http://127.0.0.1:9/v1/token"));
     assert_eq!(cfg.gcs_endpoint.as_deref(), Some("http://127.0.0.1:4443"));
     assert_eq!(cfg.token_ttl_seconds, 120);
+    // The HTTP limits are defaulted, and settable from the environment.
+    assert_eq!(cfg.max_request_body_bytes, 64 * 1024 * 1024);
+    assert_eq!((cfg.header_read_timeout_seconds, cfg.idle_timeout_seconds, cfg.max_connections), (10, 60, 1024));
+    assert_eq!(cfg.auth_failures_per_minute, 30);
+    for (k, v) in [
+        ("SLUICE_MAX_REQUEST_BODY_BYTES", "1048576"),
+        ("SLUICE_REQUEST_TIMEOUT_SECONDS", "30"),
+        ("SLUICE_HEADER_READ_TIMEOUT_SECONDS", "5"),
+        ("SLUICE_IDLE_TIMEOUT_SECONDS", "20"),
+        ("SLUICE_MAX_CONNECTIONS", "64"),
+        ("SLUICE_AUTH_FAILURES_PER_MINUTE", "0"),
+    ] {
+        std::env::set_var(k, v);
+    }
+    let cfg = ServerConfig::load(None, &CliOverrides::default()).unwrap();
+    assert_eq!(cfg.max_request_body_bytes, 1_048_576);
+    assert_eq!(cfg.request_timeout_seconds, 30);
+    assert_eq!((cfg.header_read_timeout_seconds, cfg.idle_timeout_seconds, cfg.max_connections), (5, 20, 64));
+    assert_eq!(cfg.auth_failures_per_minute, 0);
+    std::env::set_var("SLUICE_IDLE_TIMEOUT_SECONDS", "0");
+    let e = ServerConfig::load(None, &CliOverrides::default()).unwrap_err();
+    assert!(e.contains("idle_timeout_seconds"), "{e}");
+    std::env::remove_var("SLUICE_IDLE_TIMEOUT_SECONDS");
 
     std::env::set_var("SLUICE_GCS_ENDPOINT", "not a url");
     let e = ServerConfig::load(None, &CliOverrides::default()).unwrap_err();

@@ -193,7 +193,8 @@ impl Services {
     }
 
     /// OAuth2 token endpoint (RFC 6749 §4.4): client credentials are an access key pair.
-    /// Any scope string is accepted and echoed; scopes do not widen what policies allow.
+    /// Any well-formed scope (RFC 6749 §3.3, at most `MAX_SCOPE_LEN` bytes) is accepted and
+    /// echoed; scopes do not widen what policies allow.
     pub async fn token_grant(
         &self,
         grant_type: Option<&str>,
@@ -211,6 +212,11 @@ impl Services {
                 ))
             }
         }
+        // Checked before the credentials: the scope ends up in the token and in logs.
+        let scope = scope.map(|s| s.trim_matches(' ')).filter(|s| !s.is_empty());
+        if let Some(scope) = scope {
+            validate_scope(scope)?;
+        }
         let (Some(id), Some(secret)) = (client_id, client_secret) else {
             return Err(OAuthError::new(
                 "invalid_client",
@@ -227,7 +233,6 @@ impl Services {
                 return Err(OAuthError::new("server_error", "the server could not issue a token"));
             }
         };
-        let scope = scope.map(str::trim).filter(|s| !s.is_empty());
         let token = self
             .tokens()
             .issue(principal.user_id, &principal.user_name, principal.access_key_id.as_deref(), scope, now().timestamp())
@@ -242,5 +247,47 @@ impl Services {
             issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
             scope: scope.map(str::to_string),
         })
+    }
+}
+
+/// Longest scope the token endpoint accepts; real clients send a few short tokens
+/// (`catalog`, `PRINCIPAL_ROLE:ALL`), and the scope is copied into every token.
+pub const MAX_SCOPE_LEN: usize = 1024;
+
+/// RFC 6749 §3.3: `scope = scope-token *( SP scope-token )`,
+/// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+pub fn validate_scope(scope: &str) -> std::result::Result<(), OAuthError> {
+    if scope.len() > MAX_SCOPE_LEN {
+        return Err(OAuthError::new("invalid_scope", format!("scope is longer than {MAX_SCOPE_LEN} characters")));
+    }
+    let token_char = |b: u8| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b);
+    for token in scope.split(' ') {
+        if token.is_empty() {
+            return Err(OAuthError::new("invalid_scope", "scope tokens must be separated by single spaces"));
+        }
+        if !token.bytes().all(token_char) {
+            return Err(OAuthError::new(
+                "invalid_scope",
+                "scope may contain only printable ASCII other than '\"' and '\\', separated by single spaces",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::validate_scope;
+
+    #[test]
+    fn scopes_per_rfc6749() {
+        for ok in ["catalog", "PRINCIPAL_ROLE:ALL", "a b c", "sql:* x/y!#$%&'()*+,-./:;<=>?@[]^_`{|}~"] {
+            assert!(validate_scope(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a\r\nb", "a\nb", "a  b", "a\tb", "\"q\"", "back\\slash", "caf\u{e9}", "a\0"] {
+            assert_eq!(validate_scope(bad).unwrap_err().error, "invalid_scope", "{bad:?}");
+        }
+        assert!(validate_scope(&"x".repeat(1024)).is_ok());
+        assert!(validate_scope(&"x".repeat(1025)).is_err());
     }
 }

@@ -67,6 +67,7 @@ impl SqliteStore {
                 .connect_with(options)
                 .await?
         } else {
+            restrict_database_files(options.get_filename()).map_err(sqlx::Error::Io)?;
             SqlitePoolOptions::new()
                 .max_connections(MAX_CONNECTIONS)
                 .connect_with(options.journal_mode(SqliteJournalMode::Wal))
@@ -109,6 +110,38 @@ impl SqliteStore {
 // ---------------------------------------------------------------------------------------
 // Encoding helpers
 // ---------------------------------------------------------------------------------------
+
+/// The database holds encrypted key secrets, storage credentials and the audit log:
+/// readable by this user only, like the key files. SQLite
+/// gives the `-wal` and `-shm` files the database file's mode, so creating the database
+/// file 0600 before SQLite does covers all three; files left 0644 by older versions are
+/// tightened.
+fn restrict_database_files(db: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(db) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // A missing directory and the like: SQLite reports it in its own words.
+            Err(_) => return Ok(()),
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            let path = std::path::PathBuf::from(name);
+            if let Ok(meta) = std::fs::metadata(&path) {
+                if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                    tracing::info!(file = %path.display(), "restricted database file to mode 0600");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
+}
 
 fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -2279,6 +2312,20 @@ impl CatalogStore for SqliteStore {
 mod tests {
     use super::*;
     use sqlx::{Connection, Executor};
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_and_wal_files_are_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sluice.db");
+        let store = SqliteStore::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        store.set_setting("k", "v").await.unwrap();
+        for f in ["sluice.db", "sluice.db-wal", "sluice.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+    }
 
     async fn file_store(dir: &tempfile::TempDir) -> (SqliteStore, String) {
         let url = format!("sqlite://{}", dir.path().join("s.db").display());

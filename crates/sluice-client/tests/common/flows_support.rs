@@ -66,6 +66,8 @@ impl Sluice {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_path_buf(),
             allowed_file_roots: vec![dir.path().to_path_buf()],
+            // Tests fail authentication on purpose from 127.0.0.1; keep the throttle from tripping.
+            auth_failures_per_minute: 10_000,
             ..ServerConfig::default()
         };
         configure(&mut config);

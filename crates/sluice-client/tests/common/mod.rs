@@ -32,6 +32,8 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().join("server"),
             allowed_file_roots: vec![dir.path().to_path_buf()],
+            // Tests fail authentication on purpose from 127.0.0.1; keep the throttle from tripping.
+            auth_failures_per_minute: 10_000,
             ..ServerConfig::default()
         };
         adjust(&mut config);

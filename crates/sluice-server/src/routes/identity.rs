@@ -47,7 +47,7 @@ pub fn router() -> Router<AppState> {
         list_policies, create_policy, get_policy, update_policy, delete_policy
     ),
     components(schemas(
-        CreateUserRequest, CreateGroupRequest, PolicyRequest, CheckRequest, NewKeyResponse,
+        CreateUserRequest, CreateGroupRequest, PolicyRequest, StatementSchema, EffectSchema, CheckRequest, NewKeyResponse,
         UsersResponse, GroupsResponse, PoliciesResponse, KeysResponse, AuditResponse
     ))
 )]
@@ -80,8 +80,31 @@ pub struct PolicyRequest {
     #[serde(default)]
     pub description: Option<String>,
     /// `[{"effect":"allow"|"deny","action":["catalog:ReadTable",...],"resource":"sluice:catalog:::warehouse/prod/*"}]`
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<StatementSchema>, min_items = 1, max_items = 100)]
     pub statements: Vec<Statement>,
+}
+
+/// One policy statement (the schema of `sluice_auth::policy::Statement`).
+#[derive(ToSchema)]
+#[schema(as = Statement)]
+#[allow(dead_code)]
+pub struct StatementSchema {
+    effect: EffectSchema,
+    /// One action or a list of them (`catalog:ReadTable`, `catalog:*`, ...).
+    #[schema(value_type = Vec<String>, min_items = 1)]
+    action: Vec<String>,
+    /// `*`, or a resource pattern such as `sluice:catalog:::warehouse/prod/*`.
+    #[schema(min_length = 1)]
+    resource: String,
+}
+
+#[derive(ToSchema, Serialize)]
+#[schema(as = Effect)]
+#[allow(dead_code)]
+#[serde(rename_all = "lowercase")]
+enum EffectSchema {
+    Allow,
+    Deny,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -144,7 +167,7 @@ struct AuditQuery {
     limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/management/v1/audit", params(("before" = Option<i64>, Query), ("limit" = Option<u32>, Query)), responses((status = 200, body = AuditResponse)))]
+#[utoipa::path(get, path = "/management/v1/audit", params(("before" = Option<i64>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000)), responses((status = 200, body = AuditResponse)))]
 async fn audit(State(s): State<AppState>, Caller(c): Caller, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Json<AuditResponse>> {
     Ok(Json(AuditResponse { entries: s.services.list_audit(&c, q.before, q.limit).await? }))
 }

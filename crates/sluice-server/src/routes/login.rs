@@ -262,7 +262,19 @@ async fn ldap_login(State(s): State<AppState>, parts: Parts, body: Bytes) -> Res
         return Err(disabled("LDAP"));
     }
     let req: LdapLoginRequest = parse_body(&parts, &body)?;
-    let principal = ldap_principal(&s, &req.username, &req.password).await?;
+    let source = crate::extract::source_ip(&parts);
+    if let Some(wait) = s.throttle.check(source, Some(&req.username)) {
+        return Ok(crate::extract::throttled(source, Some(&req.username), wait));
+    }
+    let principal = match ldap_principal(&s, &req.username, &req.password).await {
+        Ok(p) => p,
+        Err(e) => {
+            if matches!(e.0, ServiceError::Unauthorized(_)) {
+                s.throttle.record_failure(source, Some(&req.username));
+            }
+            return Err(e);
+        }
+    };
     let (body, _, _) = token_response(&s, &principal, None)?;
     let mut resp = Json(body).into_response();
     no_store(&mut resp);
@@ -356,21 +368,48 @@ async fn web_identity_login(State(s): State<AppState>, parts: Parts, body: Bytes
     Ok(resp)
 }
 
-#[derive(Serialize)]
+/// The AWS principals bound to a user (`/management/v1/users/{user}/external-principals`),
+/// part of the management API's OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list_principals, attach_principal, detach_principal),
+    components(schemas(PrincipalsResponse, AttachPrincipal, ExternalPrincipalView))
+)]
+pub struct PrincipalsApi;
+
+#[derive(Serialize, utoipa::ToSchema)]
 struct PrincipalsResponse {
+    #[schema(value_type = Vec<ExternalPrincipalView>)]
     principals: Vec<ExternalPrincipalInfo>,
 }
 
-#[derive(Deserialize)]
+/// An external principal bound to a user (schema of `ExternalPrincipalInfo`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ExternalPrincipalView {
+    /// `aws-iam`.
+    source: String,
+    /// The principal ARN (an assumed-role ARN is stored as its role ARN).
+    id: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AttachPrincipal {
+    /// An IAM user or role ARN, or an STS assumed-role ARN.
+    #[schema(min_length = 1)]
     arn: String,
 }
 
+#[utoipa::path(get, path = "/management/v1/users/{user}/external-principals", params(("user" = String, Path)),
+    responses((status = 200, body = PrincipalsResponse)))]
 async fn list_principals(State(s): State<AppState>, Caller(c): Caller, ApiPath(user): ApiPath<String>) -> Result<Json<PrincipalsResponse>> {
     Ok(Json(PrincipalsResponse { principals: s.services.list_external_principals(&c, &user).await? }))
 }
 
+#[utoipa::path(post, path = "/management/v1/users/{user}/external-principals", params(("user" = String, Path)),
+    request_body = AttachPrincipal, responses((status = 201, body = ExternalPrincipalView)))]
 async fn attach_principal(
     State(s): State<AppState>,
     Caller(c): Caller,
@@ -380,6 +419,8 @@ async fn attach_principal(
     Ok((StatusCode::CREATED, Json(s.services.attach_external_principal(&c, &user, &req.arn).await?)))
 }
 
+#[utoipa::path(delete, path = "/management/v1/users/{user}/external-principals/{arn}",
+    params(("user" = String, Path), ("arn" = String, Path)), responses((status = 204)))]
 async fn detach_principal(State(s): State<AppState>, Caller(c): Caller, ApiPath((user, arn)): ApiPath<(String, String)>) -> Result<StatusCode> {
     s.services.detach_external_principal(&c, &user, &arn).await?;
     Ok(StatusCode::NO_CONTENT)

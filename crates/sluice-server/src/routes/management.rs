@@ -62,10 +62,71 @@ impl utoipa::Modify for Security {
     }
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+/// The served document: every management route, each with the error answers it can give.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut doc = ManagementApi::openapi();
     doc.merge(super::identity::IdentityApi::openapi());
-    Json(doc)
+    doc.merge(super::login::PrincipalsApi::openapi());
+    utoipa::Modify::modify(&ErrorResponses, &mut doc);
+    doc
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi_document())
+}
+
+/// Adds to every operation the error answers any authenticated route can give, in the
+/// error model: bad input, authentication (401, 429 when throttled), authorization, hidden
+/// or missing objects, the HTTP layer's limits (413, 414, 431, 504) and server-side
+/// failures (500, 503). Changes can also conflict (409) or be refused as unprocessable (422).
+struct ErrorResponses;
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        const ALWAYS: &[(u16, &str)] = &[
+            (400, "The request is malformed or invalid."),
+            (401, "No valid credentials were given."),
+            (403, "The caller may not do this."),
+            (404, "The object does not exist or the caller may not see it."),
+            (413, "The request body is larger than the server accepts."),
+            (414, "The request target is too long."),
+            (429, "Too many failed authentications from this source or for this key; see Retry-After."),
+            (431, "The request headers are too large."),
+            (500, "An unexpected server error."),
+            (503, "The database or a storage service is unavailable; retry."),
+            (504, "The request did not complete within the server's request timeout."),
+        ];
+        const CHANGES: &[(u16, &str)] = &[
+            (406, "The operation is not supported for this object."),
+            (409, "The change conflicts with the current state."),
+            (422, "The request is well-formed but cannot be processed."),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                (&mut item.get, false),
+                (&mut item.put, true),
+                (&mut item.post, true),
+                (&mut item.delete, true),
+                (&mut item.patch, true),
+            ];
+            for (op, changes) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                let extra: &[(u16, &str)] = if changes { CHANGES } else { &[] };
+                for (code, description) in ALWAYS.iter().chain(extra) {
+                    op.responses.responses.entry(code.to_string()).or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(*description)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorModel"))).build(),
+                            )
+                            .build()
+                            .into()
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// Error envelope shared with the Iceberg REST API.
@@ -276,7 +337,8 @@ struct DeletedQuery {
     page_size: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/management/v1/warehouse/{id}/deleted-tables", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/management/v1/warehouse/{id}/deleted-tables",
+    params(("id" = Uuid, Path), ("pageToken" = Option<String>, Query), ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 1000)),
     responses((status = 200, body = DeletedTablesResponse)))]
 async fn list_deleted_tables(
     State(s): State<AppState>,

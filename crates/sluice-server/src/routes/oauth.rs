@@ -31,7 +31,7 @@ fn no_store(h: &mut HeaderMap) {
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(State(s): State<AppState>, extensions: axum::http::Extensions, headers: HeaderMap, body: Bytes) -> Response {
     // RFC 6749 §2.3.1: client credentials in the Authorization header or in the body, but
     // not both.
     let mut form: HashMap<String, String> = HashMap::new();
@@ -66,6 +66,24 @@ async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Re
         }
         None => (form.get("client_id").cloned(), form.get("client_secret").cloned()),
     };
+    let source = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    if let Some(wait) = s.throttle.check(source, client_id.as_deref()) {
+        let secs = crate::throttle::retry_after_secs(wait);
+        tracing::warn!(
+            source = %source.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+            id = %crate::throttle::loggable_id(client_id.as_deref()),
+            retry_after_seconds = secs,
+            "token endpoint throttled after repeated failures"
+        );
+        let mut resp = oauth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "temporarily_unavailable",
+            &format!("too many failed authentication attempts; retry in {secs} s"),
+            used_basic,
+        );
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return resp;
+    }
     match s
         .services
         .token_grant(
@@ -82,6 +100,9 @@ async fn token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Re
             resp
         }
         Err(e) => {
+            if e.error == "invalid_client" {
+                s.throttle.record_failure(source, client_id.as_deref());
+            }
             let status = match e.error {
                 "invalid_client" => StatusCode::UNAUTHORIZED,
                 "server_error" => StatusCode::INTERNAL_SERVER_ERROR,

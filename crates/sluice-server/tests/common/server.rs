@@ -34,10 +34,16 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_path_buf(),
             allowed_file_roots: vec![dir.path().to_path_buf()],
+            // Tests fail authentication on purpose, all from 127.0.0.1: a limit this high
+            // runs the throttle on every request without tripping it (tests of the throttle
+            // set their own).
+            auth_failures_per_minute: 10_000,
             ..ServerConfig::default()
         };
         configure(&mut config);
-        let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET)))).await.unwrap();
+        let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET))))
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -63,8 +69,16 @@ impl TestServer {
         format!("{}{}", self.base, p)
     }
 
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut rb = self.client.request(method, self.url(path)).basic_auth(KEY_ID, Some(SECRET));
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut rb = self
+            .client
+            .request(method, self.url(path))
+            .basic_auth(KEY_ID, Some(SECRET));
         if let Some(b) = body {
             rb = rb.json(&b);
         }
@@ -75,8 +89,17 @@ impl TestServer {
     }
 
     /// A request with the admin key and extra `headers`; the raw body text.
-    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, String) {
-        let mut rb = self.client.request(method, self.url(path)).basic_auth(KEY_ID, Some(SECRET));
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let mut rb = self
+            .client
+            .request(method, self.url(path))
+            .basic_auth(KEY_ID, Some(SECRET));
         for (k, v) in headers {
             rb = rb.header(*k, *v);
         }
@@ -114,7 +137,11 @@ impl TestServer {
         let resp = self
             .client
             .post(self.url("/v1/oauth/tokens"))
-            .form(&[("grant_type", "client_credentials"), ("client_id", KEY_ID), ("client_secret", SECRET)])
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", KEY_ID),
+                ("client_secret", SECRET),
+            ])
             .send()
             .await
             .unwrap();

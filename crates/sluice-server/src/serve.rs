@@ -1,0 +1,276 @@
+//! The HTTP/1.1 listener. hyper is driven directly instead of through `axum::serve`, which
+//! has no header-read or idle timeout and no connection cap: a client trickling header
+//! lines, or one that keeps an idle keep-alive connection open, would hold a connection
+//! (and a task) forever.
+
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+use tower::ServiceExt;
+
+/// Per-connection limits (config `header_read_timeout_seconds`, `idle_timeout_seconds`,
+/// `max_connections`).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// From the first byte of a request head to its last.
+    pub header_read_timeout: Duration,
+    /// No request in flight and no byte read or written for this long closes the
+    /// connection (keep-alive idle, and clients that stop reading a response).
+    pub idle_timeout: Duration,
+    /// Connections beyond this wait in the listen backlog until one closes.
+    pub max_connections: usize,
+}
+
+/// hyper refuses heads with more header lines than this with its own (empty) 431; the
+/// router's stricter limits (app.rs) answer in the JSON error model below it.
+const HYPER_MAX_HEADERS: usize = 256;
+
+const NONE: u64 = u64::MAX;
+
+/// What one connection is doing, shared by its I/O wrapper, its service and its watchdog.
+struct Activity {
+    epoch: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `epoch` of the last byte read or written, or of the end of the
+    /// last request.
+    last_io: AtomicU64,
+    /// Milliseconds since `epoch` of the first byte of a request head not yet handed to
+    /// the router (`NONE` when there is none).
+    head_started: AtomicU64,
+    wake: Notify,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_io: AtomicU64::new(0),
+            head_started: AtomicU64::new(NONE),
+            wake: Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn on_read(&self) {
+        let now = self.now_ms();
+        self.last_io.store(now, Ordering::Relaxed);
+        // Bytes while no request is in flight begin the next head.
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self
+                .head_started
+                .compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.wake.notify_one();
+        }
+    }
+
+    fn on_write(&self) {
+        self.last_io.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// When the connection is to be dropped: `None` while a request is in flight (the
+    /// request timeout covers it).
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<u64> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let head = self.head_started.load(Ordering::Acquire);
+        Some(if head != NONE {
+            head + limits.header_read_timeout.as_millis() as u64
+        } else {
+            self.last_io.load(Ordering::Relaxed) + limits.idle_timeout.as_millis() as u64
+        })
+    }
+}
+
+/// Counts a request in flight from its dispatch until its response (or the connection) is
+/// dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(a: &Arc<Activity>) -> Self {
+        a.in_flight.fetch_add(1, Ordering::AcqRel);
+        a.head_started.store(NONE, Ordering::Release);
+        InFlight(a.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.last_io.store(self.0.now_ms(), Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.wake.notify_one();
+    }
+}
+
+/// Resolves when the connection has broken one of its limits.
+async fn watchdog(a: Arc<Activity>, limits: ConnectionLimits) {
+    // While a request runs, look again now and then: it may end without a read or write.
+    let busy_recheck = limits
+        .idle_timeout
+        .min(limits.header_read_timeout)
+        .max(Duration::from_millis(50));
+    loop {
+        let wait = match a.deadline(&limits) {
+            None => busy_recheck,
+            Some(deadline) => {
+                let now = a.now_ms();
+                if now >= deadline {
+                    return;
+                }
+                Duration::from_millis(deadline - now)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = a.wake.notified() => {}
+        }
+    }
+}
+
+/// The TCP stream, reporting reads and writes to the connection's `Activity`.
+struct TrackedIo<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.on_read();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.on_write();
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.on_write();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish and closes idle connections. Each request carries
+/// `ConnectInfo<SocketAddr>` with the peer address.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // hyper's own head timeout runs from when it starts waiting for a head (so it includes
+    // keep-alive idle time); set to the sum it only backs up the watchdog, e.g. for a
+    // pipelined head trickled in while the previous request was still running.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout + limits.idle_timeout)
+        .max_headers(HYPER_MAX_HEADERS)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the connection semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::new());
+        activity.on_write();
+        let io = TokioIo::new(TrackedIo {
+            inner: stream,
+            activity: activity.clone(),
+        });
+        let svc_activity = activity.clone();
+        let router = router.clone();
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            let guard = InFlight::start(&svc_activity);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let router = router.clone();
+            async move {
+                let resp = router.oneshot(req).await;
+                drop(guard);
+                resp
+            }
+        });
+        let conn = graceful.watch(http.serve_connection(io, svc));
+        tokio::spawn(async move {
+            tokio::select! {
+                r = conn => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, peer = %peer, "connection ended with an error");
+                    }
+                }
+                _ = watchdog(activity, limits) => {
+                    tracing::debug!(peer = %peer, "closing a slow or idle connection");
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
