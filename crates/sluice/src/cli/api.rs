@@ -31,9 +31,15 @@ pub fn parse_statements(v: Value) -> CliResult<Vec<Statement>> {
 }
 
 impl Api {
-    /// A client for `config`, logging in with the flow it selects.
-    pub fn new(config: ClientConfig) -> CliResult<Api> {
+    /// A client for `sluice login`: it may run the flow interactively.
+    pub fn for_login(config: ClientConfig) -> CliResult<Api> {
         Ok(Api { client: Client::from_config(config)? })
+    }
+
+    /// A client for every other command: the login made earlier (cached token, stored
+    /// secret), renewed silently where the flow can; never a browser or device prompt.
+    pub fn new(config: ClientConfig) -> CliResult<Api> {
+        Ok(Api { client: Client::from_login(config)? })
     }
 
     /// Runs the login flow now (ignoring any cached token) and caches the result. Methods
