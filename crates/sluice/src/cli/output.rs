@@ -29,8 +29,6 @@ pub enum Kind {
     Text,
     /// An RFC 3339 string or milliseconds since the epoch → a local ISO date-time.
     Time,
-    /// A byte count (number or numeric string) → B, KiB, MiB, ...
-    Size,
 }
 
 pub const fn col(header: &'static str, path: &'static str) -> Col {
@@ -46,7 +44,6 @@ pub fn cell_as(kind: Kind, v: Option<&Value>) -> String {
     match kind {
         Kind::Text => cell(v),
         Kind::Time => time_cell(v),
-        Kind::Size => size_cell(v),
     }
 }
 

@@ -97,7 +97,7 @@ pub fn wait_healthy(child: &mut Child, port: u16) -> bool {
 }
 
 impl Drop for Server {
-    pub fn drop(&mut self) {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
