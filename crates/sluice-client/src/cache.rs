@@ -214,11 +214,6 @@ impl TokenCache {
         self.file_update(|entries| entries.remove(key).is_some());
     }
 
-    /// Whether `key` is in the keyring (as opposed to the file). For status displays.
-    fn in_keyring(&self, key: &str) -> bool {
-        self.uses_keyring() && keyring_entry(key).and_then(|e| e.get_password()).is_ok()
-    }
-
     /// Read-modify-write of the file; `f` returns whether it changed anything.
     fn file_update(&self, f: impl FnOnce(&mut BTreeMap<String, serde_json::Value>) -> bool) {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -302,6 +297,11 @@ impl std::fmt::Display for StoredIn {
     }
 }
 
+/// Marks a file copy kept until the keyring proves it keeps entries across processes.
+const UNVERIFIED: &str = "unverified-keyring-copy";
+/// Set in the secrets file once the keyring lost an entry: from then on the file is used.
+const KEYRING_UNRELIABLE: &str = "keyring-keeps-nothing";
+
 /// The settings `SecretStore` keeps (profile keys). An LDAP password is deliberately not
 /// among them: a directory password is re-entered, not stored, when its session ends.
 pub const STORED_SECRETS: [&str; 4] = ["secret-access-key", "client-secret", "api-key", "token"];
@@ -330,14 +330,85 @@ impl SecretStore {
     /// The stored secret and where it is.
     pub fn load(&self, endpoint: &str, profile: &str, setting: &str) -> Option<(Secret, StoredIn)> {
         let key = Self::key(endpoint, profile, setting);
-        let value = self.store.get_raw(&key)?;
-        let s = value.as_str().filter(|s| !s.is_empty())?.to_string();
-        let at = if self.store.in_keyring(&key) { StoredIn::Keyring } else { StoredIn::File(self.file_path().to_path_buf()) };
-        Some((Secret::new(s), at))
+        let file_entry = {
+            let _guard = self.store.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.store.read_file().and_then(|d| d.tokens.get(&key).cloned())
+        };
+        if self.store.uses_keyring() && !self.keyring_unreliable() {
+            match keyring_entry(&key).and_then(|e| e.get_password()) {
+                Ok(json) => {
+                    if let Some(s) = serde_json::from_str::<String>(&json).ok().filter(|s| !s.is_empty()) {
+                        if file_entry.is_some() {
+                            // A second process found it: the keyring keeps entries, so the
+                            // file copy written beside it can go.
+                            self.store.file_update(|entries| entries.remove(&key).is_some());
+                        }
+                        return Some((Secret::new(s), StoredIn::Keyring));
+                    }
+                }
+                Err(keyring::Error::NoEntry) => {
+                    if file_entry.as_ref().is_some_and(|v| v.get(UNVERIFIED).is_some()) {
+                        tracing::warn!(
+                            "the OS keyring did not keep a secret beyond the process that stored it; using {} from now on",
+                            self.file_path().display()
+                        );
+                        self.mark_keyring_unreliable();
+                    }
+                }
+                Err(e) => tracing::debug!("reading a secret from the keyring: {e}"),
+            }
+        }
+        let value = file_entry?;
+        let s = value.get(UNVERIFIED).unwrap_or(&value).as_str().filter(|s| !s.is_empty())?.to_string();
+        Some((Secret::new(s), StoredIn::File(self.file_path().to_path_buf())))
     }
 
+    /// Stores `secret`. With a keyring, also a file copy marked unverified until another
+    /// process has read the secret back from the keyring: some keyrings (kernel keyutils
+    /// outside a login session, common in containers) keep an entry only for the process
+    /// that wrote it, which no check inside that process can tell.
     pub fn store(&self, endpoint: &str, profile: &str, setting: &str, secret: &Secret) {
-        self.store.put_raw(&Self::key(endpoint, profile, setting), serde_json::Value::String(secret.expose().to_string()));
+        let key = Self::key(endpoint, profile, setting);
+        let value = serde_json::Value::String(secret.expose().to_string());
+        if self.store.uses_keyring() && !self.keyring_unreliable() {
+            let json = value.to_string();
+            let stored = keyring_entry(&key).and_then(|e| {
+                e.set_password(&json)?;
+                match e.get_password()? {
+                    back if back == json => Ok(()),
+                    _ => Err(keyring::Error::Invalid("entry".into(), "read back differently".into())),
+                }
+            });
+            match stored {
+                Ok(()) => {
+                    self.store.file_update(|entries| {
+                        entries.insert(key.clone(), serde_json::json!({ UNVERIFIED: value }));
+                        true
+                    });
+                    return;
+                }
+                Err(e) => {
+                    self.store.keyring_failed("storing", &e);
+                    let _ = keyring_entry(&key).and_then(|e| e.delete_credential());
+                }
+            }
+        }
+        self.store.file_update(|entries| {
+            entries.insert(key.clone(), value);
+            true
+        });
+    }
+
+    fn keyring_unreliable(&self) -> bool {
+        let _guard = self.store.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.store.read_file().is_some_and(|d| d.tokens.contains_key(KEYRING_UNRELIABLE))
+    }
+
+    fn mark_keyring_unreliable(&self) {
+        self.store.file_update(|entries| {
+            entries.insert(KEYRING_UNRELIABLE.to_string(), serde_json::Value::Bool(true));
+            true
+        });
     }
 
     /// Removes every stored secret of `profile` at `endpoint`; whether there was any.

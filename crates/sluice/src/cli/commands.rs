@@ -81,9 +81,10 @@ fn login_overrides(ctx: &Ctx, a: &LoginArgs) -> CliResult<ConfigOverrides> {
     o.aws_region = a.aws_region.clone();
     if a.secret_stdin {
         // Which secret depends on the method, so resolve once without it to learn the method.
+        // (As the login resolves it: a profile this login is about to create is no error.)
         let method = match &o.auth_method {
             Some(m) => Some(m.clone()),
-            None => ctx.resolve(o.clone())?.effective_auth_method(),
+            None => login_config(ctx, o.clone(), true)?.0.effective_auth_method(),
         };
         let secret = Secret::new(read_stdin_secret()?);
         match method {
@@ -222,6 +223,11 @@ fn save_login_profile(config: &sluice_client::ClientConfig, name: &str, method: 
         profile.ca_bundle = config.ca_bundle.clone();
     }
     file.set_profile(name.to_string(), profile);
+    // The first profile saved becomes the one plain commands use, so `sluice login --profile
+    // X` followed by `sluice whoami` works as it reads.
+    if file.default_profile().is_none() && file.profile("default").is_none() {
+        file.set_default_profile(Some(name.to_string()));
+    }
     file.save()?;
     let mut stored = Vec::new();
     if let Some(endpoint) = &config.endpoint {
