@@ -494,11 +494,13 @@ fn oidc_provider_client_credentials_and_pkce() {
     // token renews silently.
     let home = Home::new(false);
     let r = browser_login(&home, &["--endpoint", &server.endpoint, "--method", "pkce"], "erin").ok();
-    assert!(r.stdout.contains("erin"), "{r:#?}");
-    every_command_works(&home, "erin");
+    assert!(r.stdout.contains("erin@example.org"), "{r:#?}");
+    let admin = Cli::admin(&server);
+    admin.run(&["group", "add-member", "Viewers", "erin@example.org"]).ok();
+    every_command_works(&home, "erin@example.org");
     let before = home.cached_tokens();
     assert!(home.expire_tokens());
-    every_command_works(&home, "erin");
+    every_command_works(&home, "erin@example.org");
     assert_ne!(home.cached_tokens(), before, "refreshed");
     home.run(&["logout"]).ok();
     for t in &before {
@@ -509,9 +511,11 @@ fn oidc_provider_client_credentials_and_pkce() {
 
     // Web identity: the code is single-use, so an expired session needs a new login.
     let home = Home::new(false);
-    let r = browser_login(&home, &["--endpoint", &server.endpoint, "--method", "web-identity"], "frank").ok();
+    let r = browser_login(&home, &["--endpoint", &server.endpoint, "--method", "web-identity", "--client-id", oidc_peer::CONFIDENTIAL.0], "frank").ok();
     assert!(r.stdout.contains("frank"), "{r:#?}");
-    every_command_works(&home, "frank");
+    let name = home.run(&["-o", "json", "whoami"]).ok().json()["name"].as_str().unwrap().to_string();
+    admin.run(&["group", "add-member", "Viewers", &name]).ok();
+    every_command_works(&home, &name);
     assert!(home.expire_tokens());
     let r = home.run(&["whoami"]).code(3);
     assert_eq!(r.stderr.trim(), "error: session expired: run sluice login --profile default", "{r:#?}");

@@ -52,14 +52,16 @@ impl Api {
         Ok(())
     }
 
-    /// Forgets the cached token; false when there is none to forget because the method
-    /// sends fixed credentials (an access key in Basic mode) on every call.
+    /// Forgets the cached token; whether there was one (never in Basic mode: an access key
+    /// sent with every call).
     pub async fn logout(&self) -> CliResult<bool> {
         if self.client.tokens().is_basic() {
             return Ok(false);
         }
+        // Flows without a cache (external command, AWS role) have nothing to forget.
+        let had = self.client.tokens().current_token().await.is_some();
         self.client.logout().await?;
-        Ok(true)
+        Ok(had)
     }
 
     pub async fn whoami(&self) -> CliResult<Value> {
