@@ -425,6 +425,15 @@ impl TokenManager {
         self.state().token.clone()
     }
 
+    /// Whether there is a token here or in the cache, expired or not (what `logout` would
+    /// remove).
+    pub async fn has_token(&self) -> bool {
+        let _renewing = self.renew_lock.lock().await;
+        self.load_cache_once();
+        let st = self.state();
+        st.token.is_some() || st.had_token
+    }
+
     /// Replaces the current token (e.g. one obtained out of band) and caches it.
     pub async fn set_token(&self, token: Token) {
         let _renewing = self.renew_lock.lock().await;

@@ -59,7 +59,7 @@ impl Api {
             return Ok(false);
         }
         // Flows without a cache (external command, AWS role) have nothing to forget.
-        let had = self.client.tokens().current_token().await.is_some();
+        let had = self.client.tokens().has_token().await;
         self.client.logout().await?;
         Ok(had)
     }
