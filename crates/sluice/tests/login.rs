@@ -30,7 +30,10 @@ struct Home {
 
 impl Home {
     fn new(keyring: bool) -> Home {
-        Home { dir: tempfile::tempdir().unwrap(), keyring }
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+            keyring,
+        }
     }
 
     fn config_dir(&self) -> PathBuf {
@@ -53,11 +56,20 @@ impl Home {
 
     fn run_with(&self, args: &[&str], extra: &[(&str, &str)], stdin: Option<&str>) -> Run {
         let mut c = self.command(args, extra);
-        c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().expect("run sluice");
         if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         let out = child.wait_with_output().unwrap();
         Run {
@@ -74,18 +86,31 @@ impl Home {
 
     /// The cached tokens in the file (empty when the keyring holds them).
     fn cached_tokens(&self) -> Vec<String> {
-        let Ok(text) = std::fs::read_to_string(self.tokens_file()) else { return Vec::new() };
+        let Ok(text) = std::fs::read_to_string(self.tokens_file()) else {
+            return Vec::new();
+        };
         let v: Value = serde_json::from_str(&text).unwrap();
-        v["tokens"].as_object().map(|m| m.values().map(|t| t["access_token"].as_str().unwrap().to_string()).collect()).unwrap_or_default()
+        v["tokens"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .map(|t| t["access_token"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Moves every cached token's expiry into the past (the tokens themselves are untouched:
     /// the server would still accept them, so a command that succeeds afterwards shows the
     /// client renewed before sending). False when the tokens are in the keyring instead.
     fn expire_tokens(&self) -> bool {
-        let Ok(text) = std::fs::read_to_string(self.tokens_file()) else { return false };
+        let Ok(text) = std::fs::read_to_string(self.tokens_file()) else {
+            return false;
+        };
         let mut v: Value = serde_json::from_str(&text).unwrap();
-        let Some(tokens) = v["tokens"].as_object_mut().filter(|t| !t.is_empty()) else { return false };
+        let Some(tokens) = v["tokens"].as_object_mut().filter(|t| !t.is_empty()) else {
+            return false;
+        };
         let past = (chrono::Utc::now() - chrono::Duration::seconds(30)).to_rfc3339();
         for t in tokens.values_mut() {
             t["expires_at"] = json!(past);
@@ -101,7 +126,9 @@ impl Home {
                 let p = e.path();
                 if p.is_dir() {
                     walk(&p, needle, out);
-                } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                } else if std::fs::read(&p)
+                    .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+                {
                     out.push(p);
                 }
             }
@@ -137,12 +164,17 @@ struct Flow<'a> {
 /// A warehouse with a namespace and a table, readable by everyone (Viewers).
 fn seed(server: &Server) {
     let admin = Cli::admin(server);
-    admin.run(&["namespace", "create", "-w", "default", "-n", "sales"]).ok();
+    admin
+        .run(&["namespace", "create", "-w", "default", "-n", "sales"])
+        .ok();
     create_table(server, "default", "sales", "orders");
 }
 
 fn create_table(server: &Server, warehouse: &str, ns: &str, name: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let config = sluice_client::ClientConfig {
             endpoint: Some(server.endpoint.clone()),
@@ -156,7 +188,11 @@ fn create_table(server: &Server, warehouse: &str, ns: &str, name: &str) {
             {"id": 1, "name": "id", "required": true, "type": "long"}
         ]}});
         client
-            .raw_json(reqwest::Method::POST, &format!("/v1/{prefix}/namespaces/{ns}/tables"), Some(&body))
+            .raw_json(
+                reqwest::Method::POST,
+                &format!("/v1/{prefix}/namespaces/{ns}/tables"),
+                Some(&body),
+            )
             .await
             .unwrap();
     });
@@ -168,7 +204,10 @@ fn user_with_key(server: &Server, name: &str) -> (String, String) {
     admin.run(&["user", "create", name]).ok();
     admin.run(&["group", "add-member", "Viewers", name]).ok();
     let k = admin.json(&["key", "create", "--user", name]);
-    (k["access-key-id"].as_str().unwrap().to_string(), k["secret-access-key"].as_str().unwrap().to_string())
+    (
+        k["access-key-id"].as_str().unwrap().to_string(),
+        k["secret-access-key"].as_str().unwrap().to_string(),
+    )
 }
 
 /// The commands every login must make work, with no flags or environment.
@@ -177,14 +216,27 @@ fn every_command_works(home: &Home, user: &str) {
     assert_eq!(me["name"], user, "{me}");
     let w = home.run(&["-o", "json", "warehouse", "list"]).ok().json();
     assert!(w["warehouses"].to_string().contains("default"), "{w}");
-    let n = home.run(&["-o", "json", "namespace", "list", "-w", "default"]).ok().json();
+    let n = home
+        .run(&["-o", "json", "namespace", "list", "-w", "default"])
+        .ok()
+        .json();
     assert_eq!(n["namespaces"], json!([["sales"]]), "{n}");
-    let t = home.run(&["-o", "json", "table", "list", "-w", "default", "-n", "sales"]).ok().json();
+    let t = home
+        .run(&[
+            "-o", "json", "table", "list", "-w", "default", "-n", "sales",
+        ])
+        .ok()
+        .json();
     assert_eq!(t["identifiers"][0]["name"], "orders", "{t}");
     home.run(&["key", "list"]).ok();
     // Human output too (timestamps as local date-times, not epoch milliseconds).
-    let human = home.run(&["table", "get", "-w", "default", "-n", "sales", "orders"]).ok();
-    assert!(human.stdout.contains("last updated:") && !human.stdout.contains("(ms)"), "{human:#?}");
+    let human = home
+        .run(&["table", "get", "-w", "default", "-n", "sales", "orders"])
+        .ok();
+    assert!(
+        human.stdout.contains("last updated:") && !human.stdout.contains("(ms)"),
+        "{human:#?}"
+    );
 }
 
 fn scenario(server: &Server, home: &Home, flow: Flow<'_>) {
@@ -192,12 +244,18 @@ fn scenario(server: &Server, home: &Home, flow: Flow<'_>) {
     login.extend(flow.login.iter().copied());
     let r = home.run_with(&login, &flow.login_env, flow.stdin).ok();
     assert!(r.stdout.contains(flow.user), "{r:#?}");
-    assert!(r.stderr.contains("Saved the login settings"), "first login saves: {r:#?}");
+    assert!(
+        r.stderr.contains("Saved the login settings"),
+        "first login saves: {r:#?}"
+    );
     let profile = flow.profile.unwrap_or("default");
     // The profile file holds settings only.
     let config = std::fs::read_to_string(home.config_dir().join("config.yaml")).unwrap();
     for s in &flow.secrets {
-        assert!(!config.contains(s), "a secret in the profile file:\n{config}");
+        assert!(
+            !config.contains(s),
+            "a secret in the profile file:\n{config}"
+        );
     }
     assert!(config.contains(&server.endpoint), "{config}");
 
@@ -205,8 +263,17 @@ fn scenario(server: &Server, home: &Home, flow: Flow<'_>) {
 
     // config show: where each setting comes from; a stored secret is named, never shown.
     let shown = home.run(&["-o", "json", "config", "show"]).ok().json();
-    assert!(shown["settings"]["endpoint"]["source"].as_str().unwrap().contains(&format!("profile '{profile}'")), "{shown}");
-    assert_eq!(shown["settings"]["timeout-seconds"]["source"], "default", "{shown}");
+    assert!(
+        shown["settings"]["endpoint"]["source"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("profile '{profile}'")),
+        "{shown}"
+    );
+    assert_eq!(
+        shown["settings"]["timeout-seconds"]["source"], "default",
+        "{shown}"
+    );
     for s in &flow.secrets {
         assert!(!shown.to_string().contains(s), "{shown}");
     }
@@ -223,13 +290,23 @@ fn scenario(server: &Server, home: &Home, flow: Flow<'_>) {
                         assert_eq!(me["name"], flow.user);
                         // (With a keyring the new token may have gone there instead.)
                         let after = home.cached_tokens();
-                        assert!(after != before, "a new token is cached: {before:?} → {after:?}");
-                        assert!(home.keyring || !after.is_empty(), "a new token is cached: {before:?} → {after:?}");
+                        assert!(
+                            after != before,
+                            "a new token is cached: {before:?} → {after:?}"
+                        );
+                        assert!(
+                            home.keyring || !after.is_empty(),
+                            "a new token is cached: {before:?} → {after:?}"
+                        );
                         every_command_works(home, flow.user);
                     }
                     _ => {
                         let r = home.run(&["whoami"]).code(3);
-                        assert_eq!(r.stderr.trim(), format!("error: session expired: run sluice login --profile {profile}"), "{r:#?}");
+                        assert_eq!(
+                            r.stderr.trim(),
+                            format!("error: session expired: run sluice login --profile {profile}"),
+                            "{r:#?}"
+                        );
                         home.run(&["warehouse", "list"]).code(3);
                     }
                 }
@@ -244,13 +321,19 @@ fn scenario(server: &Server, home: &Home, flow: Flow<'_>) {
     // Logout: nothing secret remains under HOME, and commands need a login again.
     let r = home.run(&["logout"]).ok();
     let removed = r.stdout.contains("Logged out");
-    assert!(removed || flow.after_expiry == AfterExpiry::NothingCached, "{r:#?}");
+    assert!(
+        removed || flow.after_expiry == AfterExpiry::NothingCached,
+        "{r:#?}"
+    );
     for s in &flow.secrets {
         let found = home.files_containing(s);
         assert!(found.is_empty(), "secret still on disk in {found:?}");
     }
     for t in &before {
-        assert!(home.files_containing(t).is_empty(), "a token is still on disk");
+        assert!(
+            home.files_containing(t).is_empty(),
+            "a token is still on disk"
+        );
     }
     let shown = home.run(&["-o", "json", "config", "show"]).ok().json();
     assert!(!shown.to_string().contains("stored for profile"), "{shown}");
@@ -272,7 +355,13 @@ fn access_key_flows(keyring: bool) {
         &server,
         &home,
         Flow {
-            login: vec!["--endpoint", &server.endpoint, "--access-key-id", &id, "--secret-stdin"],
+            login: vec![
+                "--endpoint",
+                &server.endpoint,
+                "--access-key-id",
+                &id,
+                "--secret-stdin",
+            ],
             stdin: Some(&stdin),
             login_env: vec![],
             profile: None,
@@ -288,7 +377,16 @@ fn access_key_flows(keyring: bool) {
         &server,
         &home,
         Flow {
-            login: vec!["--profile", "lake", "--endpoint", &server.endpoint, "--access-key-id", &id, "--exchange-access-key", "--secret-stdin"],
+            login: vec![
+                "--profile",
+                "lake",
+                "--endpoint",
+                &server.endpoint,
+                "--access-key-id",
+                &id,
+                "--exchange-access-key",
+                "--secret-stdin",
+            ],
             stdin: Some(&stdin),
             login_env: vec![],
             profile: Some("lake"),
@@ -322,7 +420,15 @@ fn client_credentials_api_key_and_external_command() {
         &server,
         &home,
         Flow {
-            login: vec!["--endpoint", &server.endpoint, "--method", "client-credentials", "--client-id", &id, "--secret-stdin"],
+            login: vec![
+                "--endpoint",
+                &server.endpoint,
+                "--method",
+                "client-credentials",
+                "--client-id",
+                &id,
+                "--secret-stdin",
+            ],
             stdin: Some(&stdin),
             login_env: vec![],
             profile: None,
@@ -344,7 +450,13 @@ fn client_credentials_api_key_and_external_command() {
         &server,
         &home,
         Flow {
-            login: vec!["--endpoint", &server.endpoint, "--method", "api-key", "--secret-stdin"],
+            login: vec![
+                "--endpoint",
+                &server.endpoint,
+                "--method",
+                "api-key",
+                "--secret-stdin",
+            ],
             stdin: Some(&format!("{api_key}\n")),
             login_env: vec![],
             profile: None,
@@ -361,16 +473,29 @@ fn client_credentials_api_key_and_external_command() {
     let token_file = elsewhere.path().join("issued-token.json");
     let issue = |file: &Path| {
         use sluice_client::Authenticator;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let t = rt.block_on(async {
-            let ctx = sluice_client::AuthContext::new(reqwest::Client::new(), url::Url::parse(&server.endpoint).unwrap());
-            sluice_client::flows::ClientCredentialsAuth::new(id.clone(), sluice_core::Secret::new(secret.clone()))
-                .authenticate(&ctx)
-                .await
-                .unwrap()
+            let ctx = sluice_client::AuthContext::new(
+                reqwest::Client::new(),
+                url::Url::parse(&server.endpoint).unwrap(),
+            );
+            sluice_client::flows::ClientCredentialsAuth::new(
+                id.clone(),
+                sluice_core::Secret::new(secret.clone()),
+            )
+            .authenticate(&ctx)
+            .await
+            .unwrap()
         });
         let token = t.access_token.expose().to_string();
-        std::fs::write(file, json!({"access_token": token, "expires_in": 3600}).to_string()).unwrap();
+        std::fs::write(
+            file,
+            json!({"access_token": token, "expires_in": 3600}).to_string(),
+        )
+        .unwrap();
         token
     };
     let first = issue(&token_file);
@@ -379,7 +504,14 @@ fn client_credentials_api_key_and_external_command() {
         &server,
         &home,
         Flow {
-            login: vec!["--endpoint", &server.endpoint, "--method", "external-command", "--token-command", &command],
+            login: vec![
+                "--endpoint",
+                &server.endpoint,
+                "--method",
+                "external-command",
+                "--token-command",
+                &command,
+            ],
             stdin: None,
             login_env: vec![],
             profile: None,
@@ -401,7 +533,14 @@ fn client_credentials_api_key_and_external_command() {
 fn browser_login(home: &Home, args: &[&str], login: &str) -> Run {
     let url_file = home.dir.path().join("browser-url");
     let script = home.dir.path().join("browser.sh");
-    std::fs::write(&script, format!("#!/bin/sh\nprintf '%s' \"$1\" > {}.tmp && mv {0}.tmp {0}\n", url_file.display())).unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$1\" > {}.tmp && mv {0}.tmp {0}\n",
+            url_file.display()
+        ),
+    )
+    .unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -410,19 +549,29 @@ fn browser_login(home: &Home, args: &[&str], login: &str) -> Run {
     let mut all = vec!["login"];
     all.extend_from_slice(args);
     let mut c = home.command(&all, &[("BROWSER", script.to_str().unwrap())]);
-    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let child = c.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !url_file.exists() {
-        assert!(Instant::now() < deadline, "the CLI never opened the browser");
+        assert!(
+            Instant::now() < deadline,
+            "the CLI never opened the browser"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let auth = url::Url::parse(&std::fs::read_to_string(&url_file).unwrap()).unwrap();
     std::fs::remove_file(&url_file).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let redirect_uri = oidc_peer::query_param(&auth, "redirect_uri").expect("redirect_uri");
-        let cb = oidc_peer::Browser::new().login(auth.as_str(), &redirect_uri, login).await;
+        let cb = oidc_peer::Browser::new()
+            .login(auth.as_str(), &redirect_uri, login)
+            .await;
         let r = oidc_peer::http().get(cb).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
     });
@@ -451,7 +600,10 @@ fn oidc_server(issuer: &str, dir: &Path) -> Server {
 
 #[test]
 fn oidc_provider_client_credentials_and_pkce() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let peer = rt.block_on(oidc_peer::OidcPeer::start());
     let cfg_dir = tempfile::tempdir().unwrap();
     let server = oidc_server(&peer.issuer(), cfg_dir.path());
@@ -493,10 +645,17 @@ fn oidc_provider_client_credentials_and_pkce() {
     // PKCE with the server's public client, the browser step scripted: afterwards the refresh
     // token renews silently.
     let home = Home::new(false);
-    let r = browser_login(&home, &["--endpoint", &server.endpoint, "--method", "pkce"], "erin").ok();
+    let r = browser_login(
+        &home,
+        &["--endpoint", &server.endpoint, "--method", "pkce"],
+        "erin",
+    )
+    .ok();
     assert!(r.stdout.contains("erin@example.org"), "{r:#?}");
     let admin = Cli::admin(&server);
-    admin.run(&["group", "add-member", "Viewers", "erin@example.org"]).ok();
+    admin
+        .run(&["group", "add-member", "Viewers", "erin@example.org"])
+        .ok();
     every_command_works(&home, "erin@example.org");
     let before = home.cached_tokens();
     assert!(home.expire_tokens());
@@ -507,18 +666,41 @@ fn oidc_provider_client_credentials_and_pkce() {
         assert!(home.files_containing(t).is_empty());
     }
     let r = home.run(&["whoami"]).code(3);
-    assert_eq!(r.stderr.trim(), "error: not logged in: run sluice login --profile default", "{r:#?}");
+    assert_eq!(
+        r.stderr.trim(),
+        "error: not logged in: run sluice login --profile default",
+        "{r:#?}"
+    );
 
     // Web identity: the code is single-use, so an expired session needs a new login.
     let home = Home::new(false);
-    let r = browser_login(&home, &["--endpoint", &server.endpoint, "--method", "web-identity", "--client-id", oidc_peer::CONFIDENTIAL.0], "frank").ok();
+    let r = browser_login(
+        &home,
+        &[
+            "--endpoint",
+            &server.endpoint,
+            "--method",
+            "web-identity",
+            "--client-id",
+            oidc_peer::CONFIDENTIAL.0,
+        ],
+        "frank",
+    )
+    .ok();
     assert!(r.stdout.contains("frank"), "{r:#?}");
-    let name = home.run(&["-o", "json", "whoami"]).ok().json()["name"].as_str().unwrap().to_string();
+    let name = home.run(&["-o", "json", "whoami"]).ok().json()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     admin.run(&["group", "add-member", "Viewers", &name]).ok();
     every_command_works(&home, &name);
     assert!(home.expire_tokens());
     let r = home.run(&["whoami"]).code(3);
-    assert_eq!(r.stderr.trim(), "error: session expired: run sluice login --profile default", "{r:#?}");
+    assert_eq!(
+        r.stderr.trim(),
+        "error: session expired: run sluice login --profile default",
+        "{r:#?}"
+    );
     home.run(&["logout"]).ok();
 }
 
@@ -547,7 +729,17 @@ fn ldap_login_then_expiry_needs_a_new_login() {
         &server,
         &home,
         Flow {
-            login: vec!["--profile", "corp", "--endpoint", &server.endpoint, "--method", "ldap", "--username", "alice", "--secret-stdin"],
+            login: vec![
+                "--profile",
+                "corp",
+                "--endpoint",
+                &server.endpoint,
+                "--method",
+                "ldap",
+                "--username",
+                "alice",
+                "--secret-stdin",
+            ],
             stdin: Some("alicepass\n"),
             login_env: vec![],
             profile: Some("corp"),
@@ -566,8 +758,20 @@ fn save_and_no_save() {
     let (id, secret) = user_with_key(&server, "erik");
     let stdin = format!("{secret}\n");
     let home = Home::new(false);
-    home.run_with(&["login", "--no-save", "--endpoint", &server.endpoint, "--access-key-id", &id, "--secret-stdin"], &[], Some(&stdin))
-        .ok();
+    home.run_with(
+        &[
+            "login",
+            "--no-save",
+            "--endpoint",
+            &server.endpoint,
+            "--access-key-id",
+            &id,
+            "--secret-stdin",
+        ],
+        &[],
+        Some(&stdin),
+    )
+    .ok();
     assert!(!home.config_dir().join("config.yaml").exists());
     assert!(home.files_containing(&secret).is_empty());
     // Nothing saved: a plain command has nothing to go on.

@@ -14,7 +14,11 @@ pub const ADMIN_KEY: &str = "AKIACLITEST000000001";
 pub const ADMIN_SECRET: &str = "clitestsecretclitestsecretclitestsecret0";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A command with every SLUICE_* variable of this process removed and HOME moved away.
@@ -53,7 +57,12 @@ impl Server {
         for _ in 0..3 {
             let port = free_port();
             let mut child = clean_command(dir.path())
-                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+                .args([
+                    "serve",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--data-dir",
+                ])
                 .arg(&data_dir)
                 .env("SLUICE_BOOTSTRAP_ACCESS_KEY_ID", ADMIN_KEY)
                 .env("SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY", ADMIN_SECRET)
@@ -65,7 +74,12 @@ impl Server {
                 .spawn()
                 .expect("start sluice serve");
             if wait_healthy(&mut child, port) {
-                return Server { child, endpoint: format!("http://127.0.0.1:{port}"), data_dir, _dir: dir };
+                return Server {
+                    child,
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                    data_dir,
+                    _dir: dir,
+                };
             }
             let _ = child.kill();
             let _ = child.wait();
@@ -84,7 +98,8 @@ pub fn wait_healthy(child: &mut Child, port: u16) -> bool {
         }
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            let _ = s
+                .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
             let mut buf = String::new();
             let _ = s.read_to_string(&mut buf);
             if buf.starts_with("HTTP/1.1 200") {
@@ -124,12 +139,17 @@ impl Run {
     }
     #[track_caller]
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self:#?}"))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self:#?}"))
     }
     /// The error output is one `error:` line, maybe with a `hint:` line.
     #[track_caller]
     pub fn one_line_error(&self) -> &str {
-        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         assert!(!lines.is_empty() && lines.len() <= 2, "{self:#?}");
         assert!(lines[0].starts_with("error: "), "{self:#?}");
         if lines.len() == 2 {
@@ -159,7 +179,10 @@ impl Cli {
     /// Only the profile file, the token cache and no keyring.
     pub fn bare() -> Cli {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Cli { env: Vec::new(), dir };
+        let mut c = Cli {
+            env: Vec::new(),
+            dir,
+        };
         let config = c.config_file();
         let cache = c.dir.path().join("tokens");
         c.set("SLUICE_CONFIG_FILE", config.to_str().unwrap());
@@ -194,11 +217,20 @@ impl Cli {
         for (k, v) in extra {
             c.env(k, v);
         }
-        c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().expect("run sluice");
         if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         let out = child.wait_with_output().unwrap();
         Run {
@@ -216,4 +248,3 @@ impl Cli {
         self.run(&a).ok().json()
     }
 }
-
