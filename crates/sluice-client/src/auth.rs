@@ -116,6 +116,11 @@ pub trait Authenticator: Send + Sync {
     fn basic_credentials(&self) -> Option<(String, Secret)> {
         None
     }
+    /// Whether `authenticate` needs a person (a browser, a device approval, a secret that
+    /// is not at hand). A non-interactive `TokenManager` never runs it outside `login`.
+    fn needs_person(&self) -> bool {
+        false
+    }
 }
 
 /// How close to expiry a token is renewed before use: a request started just before expiry
@@ -135,6 +140,9 @@ struct State {
     /// The error of the latest attempt, if it failed (handed to the callers that waited on it).
     last_failure: Option<ClientError>,
     cache_checked: bool,
+    /// Whether a token was there (in memory or the cache) before: tells "session expired"
+    /// from "not logged in".
+    had_token: bool,
 }
 
 /// Holds the current token for one client; refreshes proactively before expiry and once on
@@ -149,6 +157,10 @@ pub struct TokenManager {
     /// Held for the whole of a renew (the network round trip or the interactive login), so
     /// only one runs at a time.
     renew_lock: tokio::sync::Mutex<()>,
+    /// Whether ordinary calls may run a flow that needs a person (see `non_interactive`).
+    interactive: bool,
+    /// The profile named in `LoginRequired` errors.
+    profile: Option<String>,
 }
 
 impl TokenManager {
@@ -170,9 +182,22 @@ impl TokenManager {
                 attempt: 0,
                 last_failure: None,
                 cache_checked: false,
+                had_token: false,
             }),
             renew_lock: tokio::sync::Mutex::new(()),
+            interactive: true,
+            profile: None,
         }
+    }
+
+    /// Ordinary calls never start a browser login or device approval (or any flow whose
+    /// authenticator `needs_person`): when the token cannot be renewed silently they fail
+    /// with `ClientError::LoginRequired` naming `profile`. Only `login()` runs such flows.
+    /// For command-line tools and services that use a login made earlier.
+    pub fn non_interactive(mut self, profile: Option<String>) -> Self {
+        self.interactive = false;
+        self.profile = profile;
+        self
     }
 
     pub fn context(&self) -> &AuthContext {
@@ -226,7 +251,8 @@ impl TokenManager {
             return;
         }
         let (Some(cache), Some(id)) = (&self.cache, &self.cache_identity) else { return };
-        let Some(t) = cache.load(self.ctx.endpoint.as_str(), id) else { return };
+        let Some((t, obtained_at)) = cache.load_entry(self.ctx.endpoint.as_str(), id) else { return };
+        self.state().had_token = true;
         if t.is_expired() && t.refresh_token.is_none() {
             tracing::debug!("the cached token has expired");
             return;
@@ -234,7 +260,7 @@ impl TokenManager {
         let mut st = self.state();
         if st.token.is_none() {
             st.token = Some(t);
-            st.obtained_at = None;
+            st.obtained_at = obtained_at;
         }
     }
 
@@ -257,7 +283,7 @@ impl TokenManager {
         }
         match self.renew().await {
             Ok(t) => Ok(Self::bearer(&t)),
-            Err(e) => self.still_valid().ok_or(e),
+            Err(e) => self.still_valid(&e).ok_or(e),
         }
     }
 
@@ -295,7 +321,7 @@ impl TokenManager {
         }
         if let Some(e) = st.last_failure.clone() {
             drop(st);
-            return Some(match allow_still_valid.then(|| self.still_valid()).flatten() {
+            return Some(match allow_still_valid.then(|| self.still_valid(&e)).flatten() {
                 Some(h) => Ok(h),
                 None => Err(e),
             });
@@ -305,10 +331,15 @@ impl TokenManager {
 
     /// After a failed proactive renew: the current token if it has not actually expired
     /// (a flaky IdP should not fail requests that would still succeed).
-    fn still_valid(&self) -> Option<String> {
+    fn still_valid(&self, why: &ClientError) -> Option<String> {
         let st = self.state();
         let t = st.token.as_ref().filter(|t| !t.is_expired())?;
-        tracing::warn!("could not renew the token; using the current one until it expires");
+        if matches!(why, ClientError::LoginRequired { .. }) {
+            // Expected for flows that cannot renew on their own: not worth a warning.
+            tracing::debug!("the token cannot be renewed without a login; using it until it expires");
+        } else {
+            tracing::warn!("could not renew the token; using the current one until it expires");
+        }
         Some(Self::bearer(t))
     }
 
@@ -326,15 +357,28 @@ impl TokenManager {
                     }
                     Ok(t)
                 }
-                Ok(None) => self.authenticator.authenticate(ctx).await,
+                Ok(None) => self.authenticate_again().await,
                 Err(e) => {
                     tracing::info!("refreshing the token failed ({e}); logging in again");
-                    self.authenticator.authenticate(ctx).await
+                    self.authenticate_again().await
                 }
             },
-            None => self.authenticator.authenticate(ctx).await,
+            None => self.authenticate_again().await,
         };
         self.record(result)
+    }
+
+    /// The flow's initial authentication, unless it needs a person and this manager is
+    /// non-interactive: then the caller is told to log in.
+    async fn authenticate_again(&self) -> Result<Token> {
+        if !self.interactive && self.authenticator.needs_person() {
+            let expired = {
+                let st = self.state();
+                st.had_token || st.token.is_some()
+            };
+            return Err(ClientError::LoginRequired { profile: self.profile.clone(), expired });
+        }
+        self.authenticator.authenticate(&self.ctx).await
     }
 
     /// Stores the outcome of a renew or login, and saves a new token to the cache.
@@ -347,6 +391,7 @@ impl TokenManager {
                     st.token = Some(t.clone());
                     st.obtained_at = Some(Utc::now());
                     st.last_failure = None;
+                    st.had_token = true;
                 }
                 Err(e) => st.last_failure = Some(e.clone()),
             }
@@ -378,6 +423,15 @@ impl TokenManager {
         let _renewing = self.renew_lock.lock().await;
         self.load_cache_once();
         self.state().token.clone()
+    }
+
+    /// Whether there is a token here or in the cache, expired or not (what `logout` would
+    /// remove).
+    pub async fn has_token(&self) -> bool {
+        let _renewing = self.renew_lock.lock().await;
+        self.load_cache_once();
+        let st = self.state();
+        st.token.is_some() || st.had_token
     }
 
     /// Replaces the current token (e.g. one obtained out of band) and caches it.

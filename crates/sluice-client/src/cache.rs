@@ -29,6 +29,10 @@ struct CachedToken {
     refresh_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at: Option<DateTime<Utc>>,
+    /// When the token was obtained: the next process needs it to size the refresh margin of
+    /// short-lived tokens as the one that obtained it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    obtained_at: Option<DateTime<Utc>>,
 }
 
 impl CachedToken {
@@ -37,6 +41,7 @@ impl CachedToken {
             access_token: t.access_token.expose().to_string(),
             refresh_token: t.refresh_token.as_ref().map(|r| r.expose().to_string()),
             expires_at: t.expires_at,
+            obtained_at: Some(Utc::now()),
         }
     }
     fn into_token(self) -> Option<Token> {
@@ -102,7 +107,7 @@ impl TokenCache {
 
     fn keyring_failed(&self, what: &str, e: &keyring::Error) {
         if self.keyring_usable.swap(false, Ordering::Relaxed) {
-            tracing::warn!("the OS keyring is not usable here ({what}: {e}); caching tokens in {}", self.file.display());
+            tracing::warn!("the OS keyring is not usable here ({what}: {e}); keeping credentials in {}", self.file.display());
         }
     }
 
@@ -115,40 +120,66 @@ impl TokenCache {
     /// The cached token, if any. Expired tokens are returned too: the caller decides whether
     /// a refresh token makes one still useful.
     pub fn load(&self, endpoint: &str, identity: &str) -> Option<Token> {
+        self.load_entry(endpoint, identity).map(|(t, _)| t)
+    }
+
+    /// The cached token and when it was obtained (None for entries written before that was
+    /// recorded).
+    pub fn load_entry(&self, endpoint: &str, identity: &str) -> Option<(Token, Option<DateTime<Utc>>)> {
         let key = Self::key(endpoint, identity);
-        if self.uses_keyring() {
-            match keyring_entry(&key).and_then(|e| e.get_password()) {
-                Ok(json) => match serde_json::from_str::<CachedToken>(&json).ok().and_then(CachedToken::into_token) {
-                    Some(t) => return Some(t),
-                    None => {
-                        tracing::warn!(entry = %key, "discarding a corrupt token cache entry in the keyring");
-                        if let Err(e) = keyring_entry(&key).and_then(|e| e.delete_credential()) {
-                            tracing::debug!(entry = %key, "could not delete the corrupt keyring entry: {e}");
-                        }
-                    }
-                },
-                // Not in the keyring: it may be in the file from a time the keyring failed.
-                Err(keyring::Error::NoEntry) => {}
-                Err(e) => self.keyring_failed("reading", &e),
-            }
+        let raw = self.get_raw(&key)?;
+        let parsed = serde_json::from_value::<CachedToken>(raw).ok().and_then(|c| {
+            let obtained = c.obtained_at;
+            c.into_token().map(|t| (t, obtained))
+        });
+        if parsed.is_none() {
+            tracing::warn!(entry = %key, "discarding a corrupt token cache entry");
+            self.delete_raw(&key);
         }
-        self.file_load(&key)
+        parsed
     }
 
     /// Saves `token`. Never fails: a token that cannot be cached just means a later login.
     pub fn store(&self, endpoint: &str, identity: &str, token: &Token) {
-        let key = Self::key(endpoint, identity);
-        let json = match serde_json::to_string(&CachedToken::from_token(token)) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::warn!("cannot serialize a token for the cache: {e}");
-                return;
+        match serde_json::to_value(CachedToken::from_token(token)) {
+            Ok(v) => self.put_raw(&Self::key(endpoint, identity), v),
+            Err(e) => tracing::warn!("cannot serialize a token for the cache: {e}"),
+        }
+    }
+
+    /// Removes the entry from the keyring and the file.
+    pub fn delete(&self, endpoint: &str, identity: &str) {
+        self.delete_raw(&Self::key(endpoint, identity));
+    }
+
+    /// One entry's JSON value: from the keyring, else from the file (where it lands when the
+    /// keyring failed at the time it was written).
+    fn get_raw(&self, key: &str) -> Option<serde_json::Value> {
+        if self.uses_keyring() {
+            match keyring_entry(key).and_then(|e| e.get_password()) {
+                Ok(json) => match serde_json::from_str::<serde_json::Value>(&json) {
+                    Ok(v) => return Some(v),
+                    Err(_) => {
+                        tracing::warn!(entry = %key, "discarding a corrupt entry in the keyring");
+                        if let Err(e) = keyring_entry(key).and_then(|e| e.delete_credential()) {
+                            tracing::debug!(entry = %key, "could not delete the corrupt keyring entry: {e}");
+                        }
+                    }
+                },
+                Err(keyring::Error::NoEntry) => {}
+                Err(e) => self.keyring_failed("reading", &e),
             }
-        };
+        }
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.read_file()?.tokens.get(key).cloned()
+    }
+
+    fn put_raw(&self, key: &str, value: serde_json::Value) {
+        let json = value.to_string();
         if self.uses_keyring() {
             // Read the entry back: some keyrings accept a write and then cannot find it, and
-            // trusting them would silently lose every token.
-            let stored = keyring_entry(&key).and_then(|e| {
+            // trusting them would silently lose every entry.
+            let stored = keyring_entry(key).and_then(|e| {
                 e.set_password(&json)?;
                 match e.get_password()? {
                     back if back == json => Ok(()),
@@ -157,48 +188,30 @@ impl TokenCache {
             });
             match stored {
                 Ok(()) => {
-                    // Drop any older copy in the file so a stale token cannot resurface.
-                    self.file_update(|tokens| tokens.remove(&key).is_some());
+                    // Drop any older copy in the file so a stale value cannot resurface.
+                    self.file_update(|entries| entries.remove(key).is_some());
                     return;
                 }
                 Err(e) => {
                     self.keyring_failed("storing", &e);
-                    let _ = keyring_entry(&key).and_then(|e| e.delete_credential());
+                    let _ = keyring_entry(key).and_then(|e| e.delete_credential());
                 }
             }
         }
-        let value = serde_json::from_str(&json).unwrap_or_default();
-        self.file_update(|tokens| {
-            tokens.insert(key.clone(), value);
+        self.file_update(|entries| {
+            entries.insert(key.to_string(), value);
             true
         });
     }
 
-    /// Removes the entry from the keyring and the file.
-    pub fn delete(&self, endpoint: &str, identity: &str) {
-        let key = Self::key(endpoint, identity);
+    fn delete_raw(&self, key: &str) {
         if self.uses_keyring() {
-            match keyring_entry(&key).and_then(|e| e.delete_credential()) {
+            match keyring_entry(key).and_then(|e| e.delete_credential()) {
                 Ok(()) | Err(keyring::Error::NoEntry) => {}
                 Err(e) => tracing::debug!("cannot delete the keyring entry: {e}"),
             }
         }
-        self.file_update(|tokens| tokens.remove(&key).is_some());
-    }
-
-    fn file_load(&self, key: &str) -> Option<Token> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut data = self.read_file()?;
-        let raw = data.tokens.get(key)?.clone();
-        match serde_json::from_value::<CachedToken>(raw).ok().and_then(CachedToken::into_token) {
-            Some(t) => Some(t),
-            None => {
-                tracing::warn!(entry = %key, "discarding a corrupt entry in {}", self.file.display());
-                data.tokens.remove(key);
-                self.write_file(&data);
-                None
-            }
-        }
+        self.file_update(|entries| entries.remove(key).is_some());
     }
 
     /// Read-modify-write of the file; `f` returns whether it changed anything.
@@ -256,6 +269,157 @@ impl TokenCache {
         if let Err(e) = crate::fsutil::write_private(&self.file, &bytes) {
             tracing::warn!("cannot write the token cache {}: {e}", self.file.display());
         }
+    }
+}
+
+/// Secrets a login used (access-key secret, client secret, API key, static token), kept so
+/// later commands can renew the session without asking again. Same storage as tokens: the
+/// OS keyring, else `secrets.json` (0600) beside the token cache. Keyed by endpoint and
+/// profile, so two profiles (or two servers) never share a secret.
+#[derive(Debug)]
+pub struct SecretStore {
+    store: TokenCache,
+}
+
+/// Where a stored secret was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredIn {
+    Keyring,
+    File(PathBuf),
+}
+
+impl std::fmt::Display for StoredIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredIn::Keyring => f.write_str("OS keyring"),
+            StoredIn::File(p) => write!(f, "file {}", p.display()),
+        }
+    }
+}
+
+/// Marks a file copy kept until the keyring proves it keeps entries across processes.
+const UNVERIFIED: &str = "unverified-keyring-copy";
+/// Set in the secrets file once the keyring lost an entry: from then on the file is used.
+const KEYRING_UNRELIABLE: &str = "keyring-keeps-nothing";
+
+/// The settings `SecretStore` keeps (profile keys). An LDAP password is deliberately not
+/// among them: a directory password is re-entered, not stored, when its session ends.
+pub const STORED_SECRETS: [&str; 4] = ["secret-access-key", "client-secret", "api-key", "token"];
+
+impl SecretStore {
+    /// The store in `dir` (the token cache's directory), keyring first when `use_keyring`.
+    pub fn new(dir: &Path, use_keyring: bool) -> SecretStore {
+        SecretStore { store: TokenCache::new(dir.join("secrets.json"), use_keyring) }
+    }
+
+    /// The store for `config` (beside its token cache).
+    pub fn from_config(config: &ClientConfig) -> Result<SecretStore> {
+        let tokens = config.token_cache_path()?;
+        let dir = tokens.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(SecretStore::new(&dir, !config.no_keyring))
+    }
+
+    pub fn file_path(&self) -> &Path {
+        self.store.file_path()
+    }
+
+    fn key(endpoint: &str, profile: &str, setting: &str) -> String {
+        format!("secret:{}", TokenCache::key(endpoint, &format!("profile:{profile}:{setting}")))
+    }
+
+    /// The stored secret and where it is.
+    pub fn load(&self, endpoint: &str, profile: &str, setting: &str) -> Option<(Secret, StoredIn)> {
+        let key = Self::key(endpoint, profile, setting);
+        let file_entry = {
+            let _guard = self.store.lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.store.read_file().and_then(|d| d.tokens.get(&key).cloned())
+        };
+        if self.store.uses_keyring() && !self.keyring_unreliable() {
+            match keyring_entry(&key).and_then(|e| e.get_password()) {
+                Ok(json) => {
+                    if let Some(s) = serde_json::from_str::<String>(&json).ok().filter(|s| !s.is_empty()) {
+                        if file_entry.is_some() {
+                            // A second process found it: the keyring keeps entries, so the
+                            // file copy written beside it can go.
+                            self.store.file_update(|entries| entries.remove(&key).is_some());
+                        }
+                        return Some((Secret::new(s), StoredIn::Keyring));
+                    }
+                }
+                Err(keyring::Error::NoEntry) => {
+                    if file_entry.as_ref().is_some_and(|v| v.get(UNVERIFIED).is_some()) {
+                        tracing::warn!(
+                            "the OS keyring did not keep a secret beyond the process that stored it; using {} from now on",
+                            self.file_path().display()
+                        );
+                        self.mark_keyring_unreliable();
+                    }
+                }
+                Err(e) => tracing::debug!("reading a secret from the keyring: {e}"),
+            }
+        }
+        let value = file_entry?;
+        let s = value.get(UNVERIFIED).unwrap_or(&value).as_str().filter(|s| !s.is_empty())?.to_string();
+        Some((Secret::new(s), StoredIn::File(self.file_path().to_path_buf())))
+    }
+
+    /// Stores `secret`. With a keyring, also a file copy marked unverified until another
+    /// process has read the secret back from the keyring: some keyrings (kernel keyutils
+    /// outside a login session, common in containers) keep an entry only for the process
+    /// that wrote it, which no check inside that process can tell.
+    pub fn store(&self, endpoint: &str, profile: &str, setting: &str, secret: &Secret) {
+        let key = Self::key(endpoint, profile, setting);
+        let value = serde_json::Value::String(secret.expose().to_string());
+        if self.store.uses_keyring() && !self.keyring_unreliable() {
+            let json = value.to_string();
+            let stored = keyring_entry(&key).and_then(|e| {
+                e.set_password(&json)?;
+                match e.get_password()? {
+                    back if back == json => Ok(()),
+                    _ => Err(keyring::Error::Invalid("entry".into(), "read back differently".into())),
+                }
+            });
+            match stored {
+                Ok(()) => {
+                    self.store.file_update(|entries| {
+                        entries.insert(key.clone(), serde_json::json!({ UNVERIFIED: value }));
+                        true
+                    });
+                    return;
+                }
+                Err(e) => {
+                    self.store.keyring_failed("storing", &e);
+                    let _ = keyring_entry(&key).and_then(|e| e.delete_credential());
+                }
+            }
+        }
+        self.store.file_update(|entries| {
+            entries.insert(key.clone(), value);
+            true
+        });
+    }
+
+    fn keyring_unreliable(&self) -> bool {
+        let _guard = self.store.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.store.read_file().is_some_and(|d| d.tokens.contains_key(KEYRING_UNRELIABLE))
+    }
+
+    fn mark_keyring_unreliable(&self) {
+        self.store.file_update(|entries| {
+            entries.insert(KEYRING_UNRELIABLE.to_string(), serde_json::Value::Bool(true));
+            true
+        });
+    }
+
+    /// Removes every stored secret of `profile` at `endpoint`; whether there was any.
+    pub fn delete_all(&self, endpoint: &str, profile: &str) -> bool {
+        let mut found = false;
+        for s in STORED_SECRETS {
+            let key = Self::key(endpoint, profile, s);
+            found |= self.store.get_raw(&key).is_some();
+            self.store.delete_raw(&key);
+        }
+        found
     }
 }
 

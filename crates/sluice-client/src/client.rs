@@ -49,6 +49,10 @@ impl Client {
     /// A client for `config` (its `endpoint` is required) logging in with `authenticator`.
     /// Nothing is sent until the first call.
     pub fn new(config: ClientConfig, authenticator: Arc<dyn Authenticator>) -> Result<Client> {
+        Client::build(config, authenticator, true)
+    }
+
+    fn build(config: ClientConfig, authenticator: Arc<dyn Authenticator>, interactive: bool) -> Result<Client> {
         let endpoint = config.endpoint_url()?;
         let http = config.http_client()?;
         let header = config.auth_header.as_deref().unwrap_or("authorization");
@@ -72,15 +76,52 @@ impl Client {
             None
         };
         let ctx = AuthContext::new(http.clone(), endpoint.clone());
-        let tokens = TokenManager::new(authenticator, ctx, cache);
+        let mut tokens = TokenManager::new(authenticator, ctx, cache);
+        if !interactive {
+            tokens = tokens.non_interactive(config.profile.clone());
+        }
         Ok(Client { inner: Arc::new(Inner { config, endpoint, http, auth_header, tokens }) })
     }
 
     /// A client for `config` with the authenticator its auth method names
     /// (`crate::flows::from_config`).
+    /// A flow that lacks only its secret still uses the token an earlier login cached
+    /// (`crate::flows::from_config_or_cached`).
     pub fn from_config(config: ClientConfig) -> Result<Client> {
-        let authenticator = crate::flows::from_config(&config)?;
+        let authenticator = crate::flows::from_config_or_cached(&config)?;
         Client::new(config, authenticator)
+    }
+
+    /// A client that uses the login `sluice login` made for `config`'s profile: its cached
+    /// token, renewed silently where the flow can (refresh token, the stored key or client
+    /// secret, the external command, AWS credentials). It never opens a browser or waits for
+    /// a device approval: when only a new login would help, calls fail with
+    /// [`ClientError::LoginRequired`] (`session expired: run sluice login --profile X`).
+    pub fn from_login(config: ClientConfig) -> Result<Client> {
+        let authenticator = crate::flows::from_config_or_cached(&config)?;
+        Client::build(config, authenticator, false)
+    }
+
+    /// A client for profile `profile` (None: `SLUICE_PROFILE`, else the file's
+    /// `default-profile`, else `default`) with the environment applied on top, using the
+    /// login the `sluice` CLI made for it (see [`Client::from_login`]).
+    ///
+    /// ```no_run
+    /// # async fn run() -> sluice_client::Result<()> {
+    /// // After `sluice login --profile prod ...` once on this machine:
+    /// let client = sluice_client::Client::from_profile(Some("prod"))?;
+    /// for w in client.list_warehouses().await? {
+    ///     println!("{} {}", w.name, w.id);
+    /// }
+    /// // The default profile, as plain `sluice` commands use it:
+    /// let me = sluice_client::Client::from_profile(None)?.whoami().await?;
+    /// println!("logged in as {}", me.name);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_profile(profile: Option<&str>) -> Result<Client> {
+        let overrides = ClientConfig { profile: profile.map(str::to_string), ..Default::default() };
+        Client::from_login(ClientConfig::resolve(overrides)?)
     }
 
     /// A client from the environment and the profile file alone (`ClientConfig::resolve`

@@ -579,6 +579,7 @@ impl ClientConfig {
         if out.endpoint.is_some() {
             out.endpoint_url()?;
         }
+        out.load_stored_secrets(env);
         if let Some(h) = &out.auth_header {
             if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 return Err(ClientError::Config(format!(
@@ -588,6 +589,45 @@ impl ClientConfig {
             }
         }
         Ok(out)
+    }
+
+    /// Fills the secret the auth method needs, when code, environment and profile file left
+    /// it unset, from what `sluice login` stored for this profile and endpoint (OS keyring or
+    /// `secrets.json`). Nothing stored, or no store to be found, leaves it unset.
+    fn load_stored_secrets(&mut self, env: EnvLookup<'_>) {
+        let (Some(profile), Some(endpoint)) = (self.profile.clone(), self.endpoint.clone()) else { return };
+        let settings: &[&str] = match self.effective_auth_method() {
+            Some(AuthMethod::AccessKey) => &["secret-access-key"],
+            Some(AuthMethod::ClientCredentials | AuthMethod::Pkce | AuthMethod::Device | AuthMethod::WebIdentity) => {
+                &["client-secret"]
+            }
+            Some(AuthMethod::ApiKey) => &["api-key"],
+            Some(AuthMethod::StaticToken) => &["token"],
+            _ => &[],
+        };
+        let dir = match &self.token_cache_dir {
+            Some(d) => d.clone(),
+            None => match config_dir(env) {
+                Ok(d) => d,
+                Err(_) => return,
+            },
+        };
+        let store = crate::cache::SecretStore::new(&dir, !self.no_keyring);
+        for &setting in settings {
+            let slot = match setting {
+                "secret-access-key" => &mut self.secret_access_key,
+                "client-secret" => &mut self.client_secret,
+                "api-key" => &mut self.api_key,
+                _ => &mut self.token,
+            };
+            if slot.is_some() {
+                continue;
+            }
+            if let Some((secret, at)) = store.load(&endpoint, &profile, setting) {
+                *slot = Some(secret);
+                self.sources.insert(setting.to_string(), format!("stored for profile '{profile}' ({at})"));
+            }
+        }
     }
 
     /// The auth method: the configured one, else derived from which credentials are set.

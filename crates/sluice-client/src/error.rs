@@ -13,6 +13,11 @@ pub enum ClientError {
     /// Network / TLS / timeout.
     #[error("could not reach {url}: {message}")]
     Transport { url: String, message: String },
+    /// The session cannot be renewed without a person: the cached token has expired (or there
+    /// is none) and the flow needs a browser, a device approval or a secret that is not
+    /// stored. `profile` is the profile to log in again with.
+    #[error("{}", login_required_message(.profile.as_deref(), *.expired))]
+    LoginRequired { profile: Option<String>, expired: bool },
     #[error("unexpected response: {0}")]
     Protocol(String),
     #[error("{0}")]
@@ -108,6 +113,14 @@ impl ClientError {
             quote
         };
         ClientError::Api { status, kind: reason, message }
+    }
+}
+
+fn login_required_message(profile: Option<&str>, expired: bool) -> String {
+    let what = if expired { "session expired" } else { "not logged in" };
+    match profile {
+        Some(p) => format!("{what}: run sluice login --profile {p}"),
+        None => format!("{what}: run sluice login"),
     }
 }
 

@@ -81,6 +81,10 @@ impl Authenticator for DeviceAuth {
         "device"
     }
 
+    fn needs_person(&self) -> bool {
+        true
+    }
+
     fn cache_identity(&self) -> Option<String> {
         Some(format!(
             "device:{}",

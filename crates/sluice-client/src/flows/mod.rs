@@ -204,6 +204,57 @@ pub fn from_config(config: &ClientConfig) -> Result<Arc<dyn Authenticator>> {
     })
 }
 
+/// A flow whose secret is not at hand (not given, not stored) but whose identity is known
+/// from its non-secret settings: it can use the token an earlier login cached, and is
+/// renewed by `refresh` where that needs no secret, but never logs in by itself.
+struct CachedSession {
+    name: &'static str,
+    identity: String,
+    /// Why the flow itself could not be built (for interactive callers).
+    missing: ClientError,
+}
+
+#[async_trait::async_trait]
+impl Authenticator for CachedSession {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn cache_identity(&self) -> Option<String> {
+        Some(self.identity.clone())
+    }
+    async fn authenticate(&self, _ctx: &crate::auth::AuthContext) -> Result<crate::auth::Token> {
+        Err(self.missing.clone())
+    }
+    fn needs_person(&self) -> bool {
+        true
+    }
+}
+
+/// Like [`from_config`], but a flow that lacks only its secret still gets an authenticator
+/// that uses the token cached for its identity (so `sluice login` once is enough even when
+/// the secret was not kept). Other configuration errors are returned as they are.
+pub fn from_config_or_cached(config: &ClientConfig) -> Result<Arc<dyn Authenticator>> {
+    let missing = match from_config(config) {
+        Ok(a) => return Ok(a),
+        Err(e @ ClientError::Config(_)) => e,
+        Err(e) => return Err(e),
+    };
+    let set = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    let session = |name: &'static str, identity: String| -> Arc<dyn Authenticator> {
+        Arc::new(CachedSession { name, identity, missing: missing.clone() })
+    };
+    Ok(match (select_method(config)?, set(&config.access_key_id), set(&config.client_id), set(&config.username)) {
+        (AuthMethod::AccessKey, Some(id), _, _) if config.exchange_access_key => {
+            session("access-key", format!("access-key:{id}"))
+        }
+        (AuthMethod::ClientCredentials, _, Some(id), _) => {
+            session("client-credentials", format!("client-credentials:{id}"))
+        }
+        (AuthMethod::Ldap, _, _, Some(user)) => session("ldap", format!("ldap:{user}")),
+        _ => return Err(missing),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -352,6 +352,10 @@ impl Authenticator for PkceAuth {
         "pkce"
     }
 
+    fn needs_person(&self) -> bool {
+        true
+    }
+
     fn cache_identity(&self) -> Option<String> {
         Some(format!(
             "pkce:{}",

@@ -212,6 +212,11 @@ impl Authenticator for WebIdentityAuth {
         "web-identity"
     }
 
+    fn needs_person(&self) -> bool {
+        // A code handed over in code is used once; either way a new login needs a person.
+        true
+    }
+
     fn cache_identity(&self) -> Option<String> {
         match &self.source {
             Source::Code(_) => None,

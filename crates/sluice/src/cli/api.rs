@@ -31,9 +31,15 @@ pub fn parse_statements(v: Value) -> CliResult<Vec<Statement>> {
 }
 
 impl Api {
-    /// A client for `config`, logging in with the flow it selects.
-    pub fn new(config: ClientConfig) -> CliResult<Api> {
+    /// A client for `sluice login`: it may run the flow interactively.
+    pub fn for_login(config: ClientConfig) -> CliResult<Api> {
         Ok(Api { client: Client::from_config(config)? })
+    }
+
+    /// A client for every other command: the login made earlier (cached token, stored
+    /// secret), renewed silently where the flow can; never a browser or device prompt.
+    pub fn new(config: ClientConfig) -> CliResult<Api> {
+        Ok(Api { client: Client::from_login(config)? })
     }
 
     /// Runs the login flow now (ignoring any cached token) and caches the result. Methods
@@ -46,14 +52,16 @@ impl Api {
         Ok(())
     }
 
-    /// Forgets the cached token; false when there is none to forget because the method
-    /// sends fixed credentials (an access key in Basic mode) on every call.
+    /// Forgets the cached token; whether there was one (never in Basic mode: an access key
+    /// sent with every call).
     pub async fn logout(&self) -> CliResult<bool> {
         if self.client.tokens().is_basic() {
             return Ok(false);
         }
+        // Flows without a cache (external command, AWS role) have nothing to forget.
+        let had = self.client.tokens().has_token().await;
         self.client.logout().await?;
-        Ok(true)
+        Ok(had)
     }
 
     pub async fn whoami(&self) -> CliResult<Value> {

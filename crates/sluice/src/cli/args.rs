@@ -29,7 +29,7 @@ pub struct GlobalOpts {
 pub enum ClientCommand {
     /// Log in (runs the configured or chosen login flow, caches the token) and show who you are.
     Login(Box<LoginArgs>),
-    /// Forget the cached token of the current profile/endpoint.
+    /// Forget the cached token and the stored secret of the current profile/endpoint.
     Logout,
     /// Show the user you are authenticated as, with groups and policies.
     Whoami,
@@ -80,10 +80,16 @@ pub struct LoginArgs {
     /// when a key is configured, else static-token when a token is]
     #[arg(long, value_enum)]
     pub method: Option<Method>,
-    /// Save the endpoint and method into the profile (the selected one, or `default`).
-    /// Secrets are never written to the profile file.
-    #[arg(long)]
+    /// Save the settings this login used (endpoint, method, key id, client id, token URL,
+    /// user name, scopes, ...) into the profile (the selected one, or `default`), and its
+    /// secret (secret access key, client secret, API key, token) into the OS keyring, else a
+    /// 0600 file beside the token cache; never into the profile file. On by default for the
+    /// first login of a profile.
+    #[arg(long, conflicts_with = "no_save")]
     pub save: bool,
+    /// Save nothing: neither the settings nor the secret (the token is still cached).
+    #[arg(long)]
+    pub no_save: bool,
     /// Read the flow's secret (secret access key, token, client secret, API key or password)
     /// from standard input instead of a flag or the environment.
     #[arg(long)]

@@ -4,9 +4,10 @@ use super::api::Api;
 use super::args::*;
 use super::error::{CliError, CliResult};
 use super::input::{json_object_arg, namespace_levels, properties, statements_arg};
-use super::output::{cell, col, print_str, render_fields, render_table, Col};
+use super::output::{cell, col, print_str, render_fields, render_table, size_cell, time_cell, time_col, Col};
 use super::Ctx;
 use serde_json::{json, Value};
+use sluice_client::cache::SecretStore;
 use sluice_client::config::ProfileFile;
 use sluice_client::{AuthMethod, ConfigOverrides};
 use sluice_core::Secret;
@@ -80,9 +81,10 @@ fn login_overrides(ctx: &Ctx, a: &LoginArgs) -> CliResult<ConfigOverrides> {
     o.aws_region = a.aws_region.clone();
     if a.secret_stdin {
         // Which secret depends on the method, so resolve once without it to learn the method.
+        // (As the login resolves it: a profile this login is about to create is no error.)
         let method = match &o.auth_method {
             Some(m) => Some(m.clone()),
-            None => ctx.resolve(o.clone())?.effective_auth_method(),
+            None => login_config(ctx, o.clone(), true)?.0.effective_auth_method(),
         };
         let secret = Secret::new(read_stdin_secret()?);
         match method {
@@ -141,14 +143,31 @@ async fn login(ctx: &Ctx, a: LoginArgs) -> CliResult {
     })
 }
 
+/// Whether this login saves its settings: `--save`, `--no-save`, else only when the
+/// profile does not exist yet (the first login of a profile).
+fn should_save(ctx: &Ctx, a: &LoginArgs) -> CliResult<bool> {
+    if a.no_save {
+        return Ok(false);
+    }
+    if a.save {
+        return Ok(true);
+    }
+    let file = ProfileFile::load_default()?;
+    let name = selected_profile(ctx)
+        .or_else(|| file.default_profile().map(str::to_string))
+        .unwrap_or_else(|| "default".to_string());
+    Ok(file.profile(&name).is_none())
+}
+
 async fn login_inner(ctx: &Ctx, a: LoginArgs) -> CliResult {
     let overrides = login_overrides(ctx, &a)?;
-    let (config, profile_name) = login_config(ctx, overrides, a.save)?;
+    let save = should_save(ctx, &a)?;
+    let (config, profile_name) = login_config(ctx, overrides, save)?;
     let method = config.effective_auth_method();
-    let api = Api::new(config.clone())?;
+    let api = Api::for_login(config.clone())?;
     api.login().await?;
     let me = api.whoami().await?;
-    if a.save {
+    if save {
         save_login_profile(&config, &profile_name, method.as_ref())?;
     }
     if ctx.out.is_json() {
@@ -162,9 +181,10 @@ async fn login_inner(ctx: &Ctx, a: LoginArgs) -> CliResult {
     Ok(())
 }
 
-/// `login --save`: endpoint and method (and whether the key is exchanged) into profile
-/// `name`, created if needed. Secrets are left out on purpose: the profile file holds
-/// settings, the token cache holds credentials.
+/// Saving a login: the non-secret settings it used into profile `name` (created if
+/// needed), its secret into the secret store (OS keyring, else `secrets.json` 0600 beside the
+/// token cache). The profile file never receives a secret: it is a settings file people copy
+/// and share.
 fn save_login_profile(config: &sluice_client::ClientConfig, name: &str, method: Option<&AuthMethod>) -> CliResult {
     let mut file = match &config.config_file {
         Some(p) => ProfileFile::load(p.clone())?,
@@ -175,23 +195,93 @@ fn save_login_profile(config: &sluice_client::ClientConfig, name: &str, method: 
     if let Some(m) = method {
         profile.auth_method = Some(m.clone());
     }
+    let keep = |new: &Option<String>, old: &mut Option<String>| {
+        if let Some(v) = new.as_ref().filter(|v| !v.is_empty()) {
+            *old = Some(v.clone());
+        }
+    };
+    keep(&config.access_key_id, &mut profile.access_key_id);
+    keep(&config.client_id, &mut profile.client_id);
+    keep(&config.token_url, &mut profile.token_url);
+    keep(&config.audience, &mut profile.audience);
+    keep(&config.token_command, &mut profile.token_command);
+    keep(&config.username, &mut profile.username);
+    keep(&config.aws_region, &mut profile.aws_region);
     if config.exchange_access_key {
         profile.exchange_access_key = Some(true);
     }
+    if !config.scopes.is_empty() {
+        profile.scopes = Some(config.scopes.clone());
+    }
+    if config.redirect_port.is_some() {
+        profile.redirect_port = config.redirect_port;
+    }
+    if config.insecure {
+        profile.insecure = Some(true);
+    }
+    if config.ca_bundle.is_some() {
+        profile.ca_bundle = config.ca_bundle.clone();
+    }
     file.set_profile(name.to_string(), profile);
+    // The first profile saved becomes the one plain commands use, so `sluice login --profile
+    // X` followed by `sluice whoami` works as it reads.
+    if file.default_profile().is_none() && file.profile("default").is_none() {
+        file.set_default_profile(Some(name.to_string()));
+    }
     file.save()?;
-    eprintln!("Saved endpoint and method to profile '{name}' in {}.", file.path().display());
+    let mut stored = Vec::new();
+    if let Some(endpoint) = &config.endpoint {
+        let store = SecretStore::from_config(config)?;
+        let secrets = [
+            ("secret-access-key", &config.secret_access_key),
+            ("client-secret", &config.client_secret),
+            ("api-key", &config.api_key),
+            ("token", &config.token),
+        ];
+        for (setting, value) in secrets {
+            if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
+                store.store(endpoint, name, setting, v);
+                stored.push(setting);
+            }
+        }
+    }
+    eprintln!("Saved the login settings to profile '{name}' in {}.", file.path().display());
+    if !stored.is_empty() {
+        eprintln!("Stored the {} for profile '{name}' (OS keyring, else {}).", stored.join(" and "), SecretStore::from_config(config)?.file_path().display());
+    }
     Ok(())
 }
 
 async fn logout(ctx: &Ctx) -> CliResult {
-    let api = ctx.api()?;
-    if api.logout().await? {
-        ctx.out.done("Logged out: the cached token was removed.", json!({"status": "logged-out"}));
+    let config = ctx.resolve(ctx.overrides())?;
+    let secrets = match (&config.profile, &config.endpoint) {
+        (Some(p), Some(e)) => SecretStore::from_config(&config)?.delete_all(e, p),
+        _ => false,
+    };
+    // A profile whose method cannot be built any more still gets its secrets removed.
+    let token = match Api::new(config) {
+        Ok(api) => api.logout().await?,
+        Err(e) if secrets => {
+            tracing::debug!("no token to remove: {}", e.message);
+            false
+        }
+        Err(e) => return Err(e),
+    };
+    let removed = match (token, secrets) {
+        (true, true) => Some("the cached token and the stored secret were removed"),
+        (true, false) => Some("the cached token was removed"),
+        (false, true) => Some("the stored secret was removed"),
+        (false, false) => None,
+    };
+    if let Some(what) = removed {
+        ctx.out.done(
+            &format!("Logged out: {what}."),
+            json!({"status": "logged-out", "token-removed": token, "secret-removed": secrets}),
+        );
     } else {
         ctx.out.done(
-            "Nothing to log out: the access key is sent with every request and no token is cached \
-             (remove the key from the environment or the profile to stop using it).",
+            "Nothing to log out: no token is cached and no secret is stored for this profile \
+             (credentials in the environment or the profile file are yours to remove).",
             json!({"status": "no-token"}),
         );
     }
@@ -338,13 +428,37 @@ fn config_show(ctx: &Ctx) -> CliResult {
         ("no-keyring", flag(c.no_keyring)),
         ("token-cache-dir", path(&c.token_cache_dir)),
     ];
+    // What applies when nothing is set (the SDK's own defaults), shown as such.
+    let cache_dir = c.token_cache_path().ok().and_then(|p| p.parent().map(|d| d.display().to_string()));
+    let defaults: Vec<(&str, Option<String>)> = vec![
+        ("auth-header", Some("authorization".into())),
+        ("timeout-seconds", Some(sluice_client::http::DEFAULT_TIMEOUT.as_secs().to_string())),
+        ("connect-timeout-seconds", Some(sluice_client::http::DEFAULT_CONNECT_TIMEOUT.as_secs().to_string())),
+        ("login-timeout-seconds", Some(sluice_client::flows::DEFAULT_LOGIN_TIMEOUT.as_secs().to_string())),
+        ("token-cache-dir", cache_dir),
+    ];
+    let settings: Vec<(&str, Option<String>, String)> = settings
+        .into_iter()
+        .map(|(k, v)| match v {
+            // Code-level overrides in the CLI are its flags.
+            Some(v) => (k, Some(v), c.source_of(k).replace("code", "flag")),
+            None => match defaults.iter().find(|(d, _)| *d == k).and_then(|(_, v)| v.clone()) {
+                Some(d) => (k, Some(d), "default".to_string()),
+                None => (k, None, String::new()),
+            },
+        })
+        .collect();
     let profile = c.profile.clone();
     let file = path(&c.config_file);
     if ctx.out.is_json() {
         let mut map = serde_json::Map::new();
-        for (k, v) in &settings {
+        for (k, v, source) in &settings {
             if let Some(v) = v {
-                map.insert(k.to_string(), json!({"value": v, "source": c.source_of(k)}));
+                let mut entry = json!({"value": v, "source": source});
+                if source.starts_with("stored for profile") {
+                    entry["stored"] = json!(true);
+                }
+                map.insert(k.to_string(), entry);
             }
         }
         super::output::print_json(&json!({"profile": profile, "config-file": file, "settings": map}));
@@ -355,7 +469,7 @@ fn config_show(ctx: &Ctx) -> CliResult {
     print_str("\n");
     let rows: Vec<Vec<String>> = settings
         .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| vec![k.to_string(), cell(Some(&json!(v))), c.source_of(k)]))
+        .filter_map(|(k, v, source)| v.as_ref().map(|v| vec![k.to_string(), cell(Some(&json!(v))), source.clone()]))
         .collect();
     if rows.is_empty() {
         print_str("(nothing configured)\n");
@@ -385,8 +499,8 @@ const WAREHOUSE_FIELDS: &[Col] = &[
     col("storage profile", "storage-profile"),
     col("storage credential", "has-storage-credential"),
     col("delete profile", "delete-profile"),
-    col("created", "created-at"),
-    col("updated", "updated-at"),
+    time_col("created", "created-at"),
+    time_col("updated", "updated-at"),
 ];
 
 async fn warehouse(ctx: &Ctx, c: WarehouseCommand) -> CliResult {
@@ -574,25 +688,34 @@ async fn table(ctx: &Ctx, c: TableCommand) -> CliResult {
     Ok(())
 }
 
-/// A loaded table for people: identity, location, current snapshot and the current schema.
+/// A loaded table for people: identity, location, current snapshot, the current schema,
+/// the snapshot history (newest first) and the refs (branches and tags).
 fn print_table(levels: &[String], name: &str, raw: &Value) {
     let m = &raw["metadata"];
-    let snapshots = m.get("snapshots").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+    let snapshots = m.get("snapshots").and_then(Value::as_array).cloned().unwrap_or_default();
     let current_schema_id = m.get("current-schema-id").cloned().unwrap_or(Value::Null);
     let schema = m
         .get("schemas")
         .and_then(Value::as_array)
         .and_then(|s| s.iter().find(|s| s.get("schema-id") == Some(&current_schema_id)))
         .or_else(|| m.get("schema"));
+    let current = m.get("current-snapshot-id").filter(|v| v.as_i64().is_some_and(|id| id >= 0));
+    let current_summary = current
+        .and_then(|id| snapshots.iter().find(|s| s.get("snapshot-id") == Some(id)))
+        .and_then(|s| s.get("summary"));
+    let summary = |k: &str| current_summary.and_then(|s| s.get(k));
     let rows = vec![
         ("table".to_string(), format!("{}.{}", levels.join("."), cell(Some(&json!(name))))),
         ("uuid".to_string(), cell(m.get("table-uuid"))),
         ("location".to_string(), cell(m.get("location"))),
         ("format version".to_string(), cell(m.get("format-version"))),
         ("metadata location".to_string(), cell(raw.get("metadata-location"))),
-        ("current snapshot".to_string(), cell(m.get("current-snapshot-id"))),
-        ("snapshots".to_string(), snapshots.to_string()),
-        ("last updated (ms)".to_string(), cell(m.get("last-updated-ms"))),
+        ("current snapshot".to_string(), cell(current)),
+        ("records".to_string(), cell(summary("total-records"))),
+        ("data files".to_string(), cell(summary("total-data-files"))),
+        ("size".to_string(), size_cell(summary("total-files-size"))),
+        ("snapshots".to_string(), snapshots.len().to_string()),
+        ("last updated".to_string(), time_cell(m.get("last-updated-ms"))),
     ];
     print_str(&render_fields(&rows));
     if let Some(fields) = schema.and_then(|s| s.get("fields")).and_then(Value::as_array) {
@@ -611,6 +734,38 @@ fn print_table(levels: &[String], name: &str, raw: &Value) {
         print_str("schema:\n");
         print_str(&render_table(&["ID", "NAME", "TYPE", "REQUIRED"], &table));
     }
+    if !snapshots.is_empty() {
+        let mut history = snapshots.clone();
+        history.sort_by_key(|s| std::cmp::Reverse(s.get("timestamp-ms").and_then(Value::as_i64).unwrap_or(0)));
+        let table: Vec<Vec<String>> = history
+            .iter()
+            .map(|s| {
+                let sum = |k: &str| s.get("summary").and_then(|x| x.get(k));
+                let id = s.get("snapshot-id");
+                let marker = if id.is_some() && id == current { " *" } else { "" };
+                vec![
+                    format!("{}{marker}", cell(id)),
+                    time_cell(s.get("timestamp-ms")),
+                    cell(sum("operation")),
+                    cell(sum("added-records")),
+                    cell(sum("deleted-records")),
+                    size_cell(sum("added-files-size")),
+                ]
+            })
+            .collect();
+        print_str("\n");
+        print_str("snapshots (newest first, * = current):\n");
+        print_str(&render_table(&["SNAPSHOT", "TIME", "OPERATION", "ADDED RECORDS", "REMOVED RECORDS", "ADDED SIZE"], &table));
+    }
+    if let Some(refs) = m.get("refs").and_then(Value::as_object).filter(|r| !r.is_empty()) {
+        let table: Vec<Vec<String>> = refs
+            .iter()
+            .map(|(name, r)| vec![cell(Some(&json!(name))), cell(r.get("type")), cell(r.get("snapshot-id"))])
+            .collect();
+        print_str("\n");
+        print_str("refs:\n");
+        print_str(&render_table(&["REF", "TYPE", "SNAPSHOT"], &table));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -622,7 +777,7 @@ const USER_COLS: &[Col] = &[
     col("ID", "id"),
     col("EMAIL", "email"),
     col("SOURCE", "source"),
-    col("CREATED", "created-at"),
+    time_col("CREATED", "created-at"),
 ];
 const USER_FIELDS: &[Col] = &[
     col("name", "name"),
@@ -630,7 +785,7 @@ const USER_FIELDS: &[Col] = &[
     col("email", "email"),
     col("friendly name", "friendly-name"),
     col("source", "source"),
-    col("created", "created-at"),
+    time_col("created", "created-at"),
 ];
 
 async fn user(ctx: &Ctx, c: UserCommand) -> CliResult {
@@ -657,9 +812,9 @@ async fn user(ctx: &Ctx, c: UserCommand) -> CliResult {
     Ok(())
 }
 
-const GROUP_COLS: &[Col] = &[col("NAME", "name"), col("ID", "id"), col("DESCRIPTION", "description"), col("CREATED", "created-at")];
+const GROUP_COLS: &[Col] = &[col("NAME", "name"), col("ID", "id"), col("DESCRIPTION", "description"), time_col("CREATED", "created-at")];
 const GROUP_FIELDS: &[Col] =
-    &[col("name", "name"), col("id", "id"), col("description", "description"), col("created", "created-at")];
+    &[col("name", "name"), col("id", "id"), col("description", "description"), time_col("created", "created-at")];
 
 async fn group(ctx: &Ctx, c: GroupCommand) -> CliResult {
     let api = ctx.api()?;
@@ -785,8 +940,8 @@ fn print_policy(ctx: &Ctx, p: &Value) {
         ("id".to_string(), cell(p.get("id"))),
         ("description".to_string(), cell(p.get("description"))),
         ("builtin".to_string(), cell(p.get("builtin"))),
-        ("created".to_string(), cell(p.get("created-at"))),
-        ("updated".to_string(), cell(p.get("updated-at"))),
+        ("created".to_string(), time_cell(p.get("created-at"))),
+        ("updated".to_string(), time_cell(p.get("updated-at"))),
     ];
     print_str(&render_fields(&rows));
     let statements = p.get("statements").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -799,7 +954,7 @@ fn print_policy(ctx: &Ctx, p: &Value) {
     print_str(&render_table(&["EFFECT", "ACTIONS", "RESOURCE"], &table));
 }
 
-const KEY_COLS: &[Col] = &[col("ACCESS KEY ID", "access-key-id"), col("CREATED", "created-at"), col("LAST USED", "last-used-at")];
+const KEY_COLS: &[Col] = &[col("ACCESS KEY ID", "access-key-id"), time_col("CREATED", "created-at"), time_col("LAST USED", "last-used-at")];
 
 async fn key(ctx: &Ctx, c: KeyCommand) -> CliResult {
     let api = ctx.api()?;

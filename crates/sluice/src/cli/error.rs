@@ -64,6 +64,8 @@ impl From<ClientError> for CliError {
         match &e {
             ClientError::Config(_) => CliError::new(exit::FAILURE, message)
                 .with_hint("see `sluice config show`; set --endpoint/--profile, SLUICE_* variables or run `sluice login`"),
+            // Already says what to do, in one line.
+            ClientError::LoginRequired { .. } => CliError::new(exit::AUTH, message),
             ClientError::Auth(_) => CliError::new(exit::AUTH, message)
                 .with_hint("check the credentials of this profile, then run `sluice login`"),
             ClientError::Api { status: 401, .. } => CliError::new(exit::AUTH, format!("authentication failed: {message}"))
@@ -86,6 +88,8 @@ mod tests {
     fn codes() {
         let c = |e: ClientError| CliError::from(e).code;
         assert_eq!(c(ClientError::Auth("bad".into())), exit::AUTH);
+        let e = CliError::from(ClientError::LoginRequired { profile: Some("prod".into()), expired: true });
+        assert_eq!((e.code, e.message.as_str(), e.hint.is_none()), (exit::AUTH, "session expired: run sluice login --profile prod", true));
         assert_eq!(c(ClientError::Api { status: 401, kind: "x".into(), message: "m".into() }), exit::AUTH);
         assert_eq!(c(ClientError::Api { status: 404, kind: "x".into(), message: "m".into() }), exit::NOT_FOUND);
         assert_eq!(c(ClientError::Api { status: 409, kind: "x".into(), message: "m".into() }), exit::FAILURE);

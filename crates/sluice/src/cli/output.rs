@@ -14,16 +14,72 @@ pub enum OutputFormat {
     Json,
 }
 
-/// One column: its header and where its value is in each row object (a dotted path;
-/// `*` as the whole value, for lists of plain strings).
+/// One column: its header, where its value is in each row object (a dotted path; `*` as
+/// the whole value, for lists of plain strings) and how it reads.
 #[derive(Clone, Copy, Debug)]
 pub struct Col {
     pub header: &'static str,
     pub path: &'static str,
+    pub kind: Kind,
+}
+
+/// How a value is shown to people (JSON output always keeps the server's value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    /// An RFC 3339 string or milliseconds since the epoch → a local ISO date-time.
+    Time,
 }
 
 pub const fn col(header: &'static str, path: &'static str) -> Col {
-    Col { header, path }
+    Col { header, path, kind: Kind::Text }
+}
+
+pub const fn time_col(header: &'static str, path: &'static str) -> Col {
+    Col { header, path, kind: Kind::Time }
+}
+
+/// A value as a column of `kind` shows it.
+pub fn cell_as(kind: Kind, v: Option<&Value>) -> String {
+    match kind {
+        Kind::Text => cell(v),
+        Kind::Time => time_cell(v),
+    }
+}
+
+/// A timestamp as a local ISO 8601 date-time (`2026-12-05T16:04:05+01:00`); RFC 3339 strings
+/// and epoch milliseconds (Iceberg's `timestamp-ms`) alike. Anything else as it is.
+pub fn time_cell(v: Option<&Value>) -> String {
+    let parsed = match v {
+        Some(Value::Number(n)) => n.as_i64().and_then(chrono::DateTime::from_timestamp_millis),
+        Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.to_utc()),
+        _ => None,
+    };
+    match parsed {
+        Some(t) => t.with_timezone(&chrono::Local).format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+        None => cell(v),
+    }
+}
+
+/// A byte count in binary units (`512 B`, `1.5 KiB`, `20.0 MiB`).
+pub fn size_cell(v: Option<&Value>) -> String {
+    let bytes = match v {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    let Some(bytes) = bytes else { return cell(v) };
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -52,7 +108,7 @@ impl Output {
             return;
         }
         let table: Vec<Vec<String>> =
-            rows.iter().map(|r| cols.iter().map(|c| cell(lookup(r, c.path))).collect()).collect();
+            rows.iter().map(|r| cols.iter().map(|c| cell_as(c.kind, lookup(r, c.path))).collect()).collect();
         let headers: Vec<&str> = cols.iter().map(|c| c.header).collect();
         print_str(&render_table(&headers, &table));
     }
@@ -64,7 +120,7 @@ impl Output {
             return;
         }
         let rows: Vec<(String, String)> =
-            fields.iter().map(|f| (f.header.to_string(), cell(lookup(raw, f.path)))).collect();
+            fields.iter().map(|f| (f.header.to_string(), cell_as(f.kind, lookup(raw, f.path)))).collect();
         print_str(&render_fields(&rows));
     }
 
@@ -182,6 +238,21 @@ mod tests {
         assert_eq!(cell(Some(&json!("x\ny\u{1b}[31m"))), "x?y?[31m");
         assert_eq!(cell(Some(&json!({"k": 1}))), r#"{"k":1}"#);
         assert_eq!(cell(lookup(&json!({"a": {"b": "c"}}), "a.b")), "c");
+    }
+
+    #[test]
+    fn times_and_sizes() {
+        // Same instant, two spellings: the same local date-time.
+        let a = time_cell(Some(&json!("2026-01-02T03:04:05Z")));
+        let b = time_cell(Some(&json!(1_767_323_045_000_i64)));
+        assert_eq!(a, b);
+        assert!(a.len() == 25 && a.as_bytes()[10] == b'T', "{a}");
+        assert_eq!(time_cell(Some(&json!("soon"))), "soon");
+        assert_eq!(time_cell(None), "-");
+        assert_eq!(size_cell(Some(&json!(512))), "512 B");
+        assert_eq!(size_cell(Some(&json!("1536"))), "1.5 KiB");
+        assert_eq!(size_cell(Some(&json!(20 * 1024 * 1024))), "20.0 MiB");
+        assert_eq!(size_cell(Some(&json!("x"))), "x");
     }
 
     #[test]

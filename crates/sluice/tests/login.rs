@@ -1,0 +1,781 @@
+//! `sluice login` once, then every command works: the built binary against a real `sluice
+//! serve`, with a temporary HOME (XDG config dir inside it) and no SLUICE_* settings after
+//! the login. Each flow: log in, run whoami / warehouse list / namespace list / table list /
+//! key list with no flags or environment, expire the cached token, show the next command
+//! renews silently or stops with `session expired: run sluice login --profile X` (exit 3),
+//! then log out and find no secret left anywhere under HOME.
+//!
+//! Keyring: `SLUICE_NO_KEYRING=1` (file only), or on (the kernel keyring where it works,
+//! else the 0600 file fallback). Peers: slapd and the node oidc-provider through the
+//! helpers the auth and client tests use (missing peers FAIL with install instructions).
+
+mod common;
+#[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
+mod oidc_peer;
+#[path = "../../sluice-auth/tests/common/slapd.rs"]
+mod slapd;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// A temporary HOME for the CLI; the config dir is `$XDG_CONFIG_HOME/sluice` inside it.
+struct Home {
+    dir: tempfile::TempDir,
+    keyring: bool,
+}
+
+impl Home {
+    fn new(keyring: bool) -> Home {
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+            keyring,
+        }
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("xdg").join("sluice")
+    }
+
+    fn tokens_file(&self) -> PathBuf {
+        self.config_dir().join("tokens.json")
+    }
+
+    fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> std::process::Command {
+        let mut c = clean_command(self.dir.path());
+        c.env("XDG_CONFIG_HOME", self.dir.path().join("xdg"));
+        if !self.keyring {
+            c.env("SLUICE_NO_KEYRING", "1");
+        }
+        c.envs(extra.iter().copied()).args(args);
+        c
+    }
+
+    fn run_with(&self, args: &[&str], extra: &[(&str, &str)], stdin: Option<&str>) -> Run {
+        let mut c = self.command(args, extra);
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("run sluice");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A command with no flags and no environment beyond HOME (and the keyring switch).
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[], None)
+    }
+
+    /// The cached tokens in the file (empty when the keyring holds them).
+    fn cached_tokens(&self) -> Vec<String> {
+        let Ok(text) = std::fs::read_to_string(self.tokens_file()) else {
+            return Vec::new();
+        };
+        let v: Value = serde_json::from_str(&text).unwrap();
+        v["tokens"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .map(|t| t["access_token"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Moves every cached token's expiry into the past (the tokens themselves are untouched:
+    /// the server would still accept them, so a command that succeeds afterwards shows the
+    /// client renewed before sending). False when the tokens are in the keyring instead.
+    fn expire_tokens(&self) -> bool {
+        let Ok(text) = std::fs::read_to_string(self.tokens_file()) else {
+            return false;
+        };
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        let Some(tokens) = v["tokens"].as_object_mut().filter(|t| !t.is_empty()) else {
+            return false;
+        };
+        let past = (chrono::Utc::now() - chrono::Duration::seconds(30)).to_rfc3339();
+        for t in tokens.values_mut() {
+            t["expires_at"] = json!(past);
+        }
+        std::fs::write(self.tokens_file(), v.to_string()).unwrap();
+        true
+    }
+
+    /// Files under HOME whose bytes contain `needle`.
+    fn files_containing(&self, needle: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, needle: &[u8], out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, needle, out);
+                } else if std::fs::read(&p)
+                    .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+                {
+                    out.push(p);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.dir.path(), needle.as_bytes(), &mut out);
+        out
+    }
+}
+
+/// What the command after an expiry must do.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum AfterExpiry {
+    /// Renew without asking (a new token is cached).
+    Renews,
+    /// Stop with the one-line `session expired` error and exit code 3.
+    SessionExpired,
+    /// Nothing expires: the credential is sent (or produced) anew on every call.
+    NothingCached,
+}
+
+struct Flow<'a> {
+    login: Vec<&'a str>,
+    stdin: Option<&'a str>,
+    login_env: Vec<(&'a str, &'a str)>,
+    profile: Option<&'a str>,
+    user: &'a str,
+    after_expiry: AfterExpiry,
+    /// Must not be found under HOME after logout.
+    secrets: Vec<&'a str>,
+}
+
+/// A warehouse with a namespace and a table, readable by everyone (Viewers).
+fn seed(server: &Server) {
+    let admin = Cli::admin(server);
+    admin
+        .run(&["namespace", "create", "-w", "default", "-n", "sales"])
+        .ok();
+    create_table(server, "default", "sales", "orders");
+}
+
+fn create_table(server: &Server, warehouse: &str, ns: &str, name: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = sluice_client::ClientConfig {
+            endpoint: Some(server.endpoint.clone()),
+            access_key_id: Some(ADMIN_KEY.into()),
+            secret_access_key: Some(sluice_core::Secret::new(ADMIN_SECRET)),
+            ..Default::default()
+        };
+        let client = sluice_client::Client::from_config(config).unwrap();
+        let prefix = client.warehouse_prefix(warehouse).await.unwrap();
+        let body = json!({"name": name, "schema": {"type": "struct", "schema-id": 0, "fields": [
+            {"id": 1, "name": "id", "required": true, "type": "long"}
+        ]}});
+        client
+            .raw_json(
+                reqwest::Method::POST,
+                &format!("/v1/{prefix}/namespaces/{ns}/tables"),
+                Some(&body),
+            )
+            .await
+            .unwrap();
+    });
+}
+
+/// A user with an access key of its own, in Viewers: (key id, secret).
+fn user_with_key(server: &Server, name: &str) -> (String, String) {
+    let admin = Cli::admin(server);
+    admin.run(&["user", "create", name]).ok();
+    admin.run(&["group", "add-member", "Viewers", name]).ok();
+    let k = admin.json(&["key", "create", "--user", name]);
+    (
+        k["access-key-id"].as_str().unwrap().to_string(),
+        k["secret-access-key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The commands every login must make work, with no flags or environment.
+fn every_command_works(home: &Home, user: &str) {
+    let me = home.run(&["-o", "json", "whoami"]).ok().json();
+    assert_eq!(me["name"], user, "{me}");
+    let w = home.run(&["-o", "json", "warehouse", "list"]).ok().json();
+    assert!(w["warehouses"].to_string().contains("default"), "{w}");
+    let n = home
+        .run(&["-o", "json", "namespace", "list", "-w", "default"])
+        .ok()
+        .json();
+    assert_eq!(n["namespaces"], json!([["sales"]]), "{n}");
+    let t = home
+        .run(&[
+            "-o", "json", "table", "list", "-w", "default", "-n", "sales",
+        ])
+        .ok()
+        .json();
+    assert_eq!(t["identifiers"][0]["name"], "orders", "{t}");
+    home.run(&["key", "list"]).ok();
+    // Human output too (timestamps as local date-times, not epoch milliseconds).
+    let human = home
+        .run(&["table", "get", "-w", "default", "-n", "sales", "orders"])
+        .ok();
+    assert!(
+        human.stdout.contains("last updated:") && !human.stdout.contains("(ms)"),
+        "{human:#?}"
+    );
+}
+
+fn scenario(server: &Server, home: &Home, flow: Flow<'_>) {
+    let mut login = vec!["login"];
+    login.extend(flow.login.iter().copied());
+    let r = home.run_with(&login, &flow.login_env, flow.stdin).ok();
+    assert!(r.stdout.contains(flow.user), "{r:#?}");
+    assert!(
+        r.stderr.contains("Saved the login settings"),
+        "first login saves: {r:#?}"
+    );
+    let profile = flow.profile.unwrap_or("default");
+    // The profile file holds settings only.
+    let config = std::fs::read_to_string(home.config_dir().join("config.yaml")).unwrap();
+    for s in &flow.secrets {
+        assert!(
+            !config.contains(s),
+            "a secret in the profile file:\n{config}"
+        );
+    }
+    assert!(config.contains(&server.endpoint), "{config}");
+
+    every_command_works(home, flow.user);
+
+    // config show: where each setting comes from; a stored secret is named, never shown.
+    let shown = home.run(&["-o", "json", "config", "show"]).ok().json();
+    assert!(
+        shown["settings"]["endpoint"]["source"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("profile '{profile}'")),
+        "{shown}"
+    );
+    assert_eq!(
+        shown["settings"]["timeout-seconds"]["source"], "default",
+        "{shown}"
+    );
+    for s in &flow.secrets {
+        assert!(!shown.to_string().contains(s), "{shown}");
+    }
+
+    // Expiry.
+    let before = home.cached_tokens();
+    match flow.after_expiry {
+        AfterExpiry::NothingCached => assert!(before.is_empty(), "{before:?}"),
+        expect => {
+            if home.expire_tokens() {
+                match expect {
+                    AfterExpiry::Renews => {
+                        let me = home.run(&["-o", "json", "whoami"]).ok().json();
+                        assert_eq!(me["name"], flow.user);
+                        // (With a keyring the new token may have gone there instead.)
+                        let after = home.cached_tokens();
+                        assert!(
+                            after != before,
+                            "a new token is cached: {before:?} → {after:?}"
+                        );
+                        assert!(
+                            home.keyring || !after.is_empty(),
+                            "a new token is cached: {before:?} → {after:?}"
+                        );
+                        every_command_works(home, flow.user);
+                    }
+                    _ => {
+                        let r = home.run(&["whoami"]).code(3);
+                        assert_eq!(
+                            r.stderr.trim(),
+                            format!("error: session expired: run sluice login --profile {profile}"),
+                            "{r:#?}"
+                        );
+                        home.run(&["warehouse", "list"]).code(3);
+                    }
+                }
+            } else {
+                // The keyring holds the token (it works here): it cannot be aged from
+                // outside, and the no-keyring run of the same flow covers expiry.
+                assert!(home.keyring, "no cached token in the file and no keyring");
+            }
+        }
+    }
+
+    // Logout: nothing secret remains under HOME, and commands need a login again.
+    let r = home.run(&["logout"]).ok();
+    let removed = r.stdout.contains("Logged out");
+    assert!(
+        removed || flow.after_expiry == AfterExpiry::NothingCached,
+        "{r:#?}"
+    );
+    for s in &flow.secrets {
+        let found = home.files_containing(s);
+        assert!(found.is_empty(), "secret still on disk in {found:?}");
+    }
+    for t in &before {
+        assert!(
+            home.files_containing(t).is_empty(),
+            "a token is still on disk"
+        );
+    }
+    let shown = home.run(&["-o", "json", "config", "show"]).ok().json();
+    assert!(!shown.to_string().contains("stored for profile"), "{shown}");
+    if removed {
+        let r = home.run(&["whoami"]);
+        assert_ne!(r.code, 0, "{r:#?}");
+    }
+}
+
+fn access_key_flows(keyring: bool) {
+    let server = Server::start();
+    seed(&server);
+    let (id, secret) = user_with_key(&server, "carol");
+    let stdin = format!("{secret}\n");
+
+    // Plain: the key is sent with every call.
+    let home = Home::new(keyring);
+    scenario(
+        &server,
+        &home,
+        Flow {
+            login: vec![
+                "--endpoint",
+                &server.endpoint,
+                "--access-key-id",
+                &id,
+                "--secret-stdin",
+            ],
+            stdin: Some(&stdin),
+            login_env: vec![],
+            profile: None,
+            user: "carol",
+            after_expiry: AfterExpiry::NothingCached,
+            secrets: vec![&secret],
+        },
+    );
+
+    // Exchanged for a token: the stored secret re-exchanges it when it runs out.
+    let home = Home::new(keyring);
+    scenario(
+        &server,
+        &home,
+        Flow {
+            login: vec![
+                "--profile",
+                "lake",
+                "--endpoint",
+                &server.endpoint,
+                "--access-key-id",
+                &id,
+                "--exchange-access-key",
+                "--secret-stdin",
+            ],
+            stdin: Some(&stdin),
+            login_env: vec![],
+            profile: Some("lake"),
+            user: "carol",
+            after_expiry: AfterExpiry::Renews,
+            secrets: vec![&secret],
+        },
+    );
+}
+
+#[test]
+fn access_key_plain_and_exchanged_without_keyring() {
+    access_key_flows(false);
+}
+
+#[test]
+fn access_key_plain_and_exchanged_with_keyring_or_file_fallback() {
+    access_key_flows(true);
+}
+
+#[test]
+fn client_credentials_api_key_and_external_command() {
+    let server = Server::start();
+    seed(&server);
+    let (id, secret) = user_with_key(&server, "dave");
+    let stdin = format!("{secret}\n");
+
+    // Client credentials against Sluice's own token endpoint (an access key as the client).
+    let home = Home::new(false);
+    scenario(
+        &server,
+        &home,
+        Flow {
+            login: vec![
+                "--endpoint",
+                &server.endpoint,
+                "--method",
+                "client-credentials",
+                "--client-id",
+                &id,
+                "--secret-stdin",
+            ],
+            stdin: Some(&stdin),
+            login_env: vec![],
+            profile: None,
+            user: "dave",
+            after_expiry: AfterExpiry::Renews,
+            secrets: vec![&secret],
+        },
+    );
+
+    // API key (endpoint, client id and secret in one string).
+    let api_key = sluice_client::flows::encode_api_key(&sluice_client::flows::ApiKey {
+        endpoint: server.endpoint.clone(),
+        client_id: id.clone(),
+        client_secret: sluice_core::Secret::new(secret.clone()),
+        org: None,
+    });
+    let home = Home::new(false);
+    scenario(
+        &server,
+        &home,
+        Flow {
+            login: vec![
+                "--endpoint",
+                &server.endpoint,
+                "--method",
+                "api-key",
+                "--secret-stdin",
+            ],
+            stdin: Some(&format!("{api_key}\n")),
+            login_env: vec![],
+            profile: None,
+            user: "dave",
+            after_expiry: AfterExpiry::Renews,
+            secrets: vec![&api_key, &secret],
+        },
+    );
+
+    // External command: its output is the token; it runs again whenever one is needed.
+    // (The command's own file lives outside HOME: it is the command's business, not ours.)
+    let home = Home::new(false);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let token_file = elsewhere.path().join("issued-token.json");
+    let issue = |file: &Path| {
+        use sluice_client::Authenticator;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let t = rt.block_on(async {
+            let ctx = sluice_client::AuthContext::new(
+                reqwest::Client::new(),
+                url::Url::parse(&server.endpoint).unwrap(),
+            );
+            sluice_client::flows::ClientCredentialsAuth::new(
+                id.clone(),
+                sluice_core::Secret::new(secret.clone()),
+            )
+            .authenticate(&ctx)
+            .await
+            .unwrap()
+        });
+        let token = t.access_token.expose().to_string();
+        std::fs::write(
+            file,
+            json!({"access_token": token, "expires_in": 3600}).to_string(),
+        )
+        .unwrap();
+        token
+    };
+    let first = issue(&token_file);
+    let command = format!("cat {}", token_file.display());
+    scenario(
+        &server,
+        &home,
+        Flow {
+            login: vec![
+                "--endpoint",
+                &server.endpoint,
+                "--method",
+                "external-command",
+                "--token-command",
+                &command,
+            ],
+            stdin: None,
+            login_env: vec![],
+            profile: None,
+            user: "dave",
+            after_expiry: AfterExpiry::NothingCached,
+            secrets: vec![&first],
+        },
+    );
+    // The command runs for every call: a new token it prints is used at once.
+    let second = issue(&token_file);
+    assert_ne!(first, second);
+    let r = home.run(&["-o", "json", "whoami"]).ok().json();
+    assert_eq!(r["name"], "dave");
+}
+
+/// Logs in through a real browser step: `BROWSER` is a script that writes the URL it is
+/// given to a file; this test then logs in on the provider's pages as `login` and follows
+/// the redirect to the CLI's loopback listener.
+fn browser_login(home: &Home, args: &[&str], login: &str) -> Run {
+    let url_file = home.dir.path().join("browser-url");
+    let script = home.dir.path().join("browser.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$1\" > {}.tmp && mv {0}.tmp {0}\n",
+            url_file.display()
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut all = vec!["login"];
+    all.extend_from_slice(args);
+    let mut c = home.command(&all, &[("BROWSER", script.to_str().unwrap())]);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !url_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the CLI never opened the browser"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let auth = url::Url::parse(&std::fs::read_to_string(&url_file).unwrap()).unwrap();
+    std::fs::remove_file(&url_file).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let redirect_uri = oidc_peer::query_param(&auth, "redirect_uri").expect("redirect_uri");
+        let cb = oidc_peer::Browser::new()
+            .login(auth.as_str(), &redirect_uri, login)
+            .await;
+        let r = oidc_peer::http().get(cb).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    });
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn oidc_server(issuer: &str, dir: &Path) -> Server {
+    let toml = format!(
+        "[oidc]\nurl = \"{issuer}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\npublic_client_id = \"{}\"\n\
+         allowed_audiences = [\"{}\"]\ninitial_groups_claim_name = \"groups\"\ndefault_initial_groups = [\"Viewers\"]\n\
+         scopes = [\"openid\", \"profile\", \"email\", \"groups\", \"offline_access\"]\n",
+        oidc_peer::CONFIDENTIAL.0,
+        oidc_peer::CONFIDENTIAL.1,
+        oidc_peer::PUBLIC_CLIENT,
+        oidc_peer::API_AUDIENCE,
+    );
+    let file = dir.join("server.toml");
+    std::fs::write(&file, toml).unwrap();
+    Server::start_with(&[("SLUICE_CONFIG", file.to_str().unwrap())])
+}
+
+#[test]
+fn oidc_provider_client_credentials_and_pkce() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let peer = rt.block_on(oidc_peer::OidcPeer::start());
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let server = oidc_server(&peer.issuer(), cfg_dir.path());
+    seed(&server);
+
+    // Client credentials at the provider's token endpoint; the stored client secret
+    // repeats the grant when the token runs out.
+    let home = Home::new(false);
+    let token_url = format!("{}/token", peer.issuer());
+    let stdin = format!("{}\n", oidc_peer::CONFIDENTIAL.1);
+    scenario(
+        &server,
+        &home,
+        Flow {
+            login: vec![
+                "--endpoint",
+                &server.endpoint,
+                "--method",
+                "client-credentials",
+                "--client-id",
+                oidc_peer::CONFIDENTIAL.0,
+                "--secret-stdin",
+                "--token-url",
+                &token_url,
+                "--scope",
+                "lakehouse",
+                "--audience",
+                oidc_peer::API_AUDIENCE,
+            ],
+            stdin: Some(&stdin),
+            login_env: vec![],
+            profile: None,
+            user: oidc_peer::CONFIDENTIAL.0,
+            after_expiry: AfterExpiry::Renews,
+            secrets: vec![oidc_peer::CONFIDENTIAL.1],
+        },
+    );
+
+    // PKCE with the server's public client, the browser step scripted: afterwards the refresh
+    // token renews silently.
+    let home = Home::new(false);
+    let r = browser_login(
+        &home,
+        &["--endpoint", &server.endpoint, "--method", "pkce"],
+        "erin",
+    )
+    .ok();
+    assert!(r.stdout.contains("erin@example.org"), "{r:#?}");
+    let admin = Cli::admin(&server);
+    admin
+        .run(&["group", "add-member", "Viewers", "erin@example.org"])
+        .ok();
+    every_command_works(&home, "erin@example.org");
+    let before = home.cached_tokens();
+    assert!(home.expire_tokens());
+    every_command_works(&home, "erin@example.org");
+    assert_ne!(home.cached_tokens(), before, "refreshed");
+    home.run(&["logout"]).ok();
+    for t in &before {
+        assert!(home.files_containing(t).is_empty());
+    }
+    let r = home.run(&["whoami"]).code(3);
+    assert_eq!(
+        r.stderr.trim(),
+        "error: not logged in: run sluice login --profile default",
+        "{r:#?}"
+    );
+
+    // Web identity: the code is single-use, so an expired session needs a new login.
+    let home = Home::new(false);
+    let r = browser_login(
+        &home,
+        &[
+            "--endpoint",
+            &server.endpoint,
+            "--method",
+            "web-identity",
+            "--client-id",
+            oidc_peer::CONFIDENTIAL.0,
+        ],
+        "frank",
+    )
+    .ok();
+    assert!(r.stdout.contains("frank"), "{r:#?}");
+    let name = home.run(&["-o", "json", "whoami"]).ok().json()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    admin.run(&["group", "add-member", "Viewers", &name]).ok();
+    every_command_works(&home, &name);
+    assert!(home.expire_tokens());
+    let r = home.run(&["whoami"]).code(3);
+    assert_eq!(
+        r.stderr.trim(),
+        "error: session expired: run sluice login --profile default",
+        "{r:#?}"
+    );
+    home.run(&["logout"]).ok();
+}
+
+#[test]
+fn ldap_login_then_expiry_needs_a_new_login() {
+    let dir = slapd::Slapd::start();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let file = cfg_dir.path().join("server.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[ldap]\nserver_endpoint = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\nuser_base_dn = \"{}\"\n\
+             user_filter = \"(objectClass=inetOrgPerson)\"\ndefault_user_group = \"Viewers\"\n\
+             connection_timeout_seconds = 2\nrequest_timeout_seconds = 2\n",
+            dir.url(),
+            slapd::SVC_DN,
+            slapd::SVC_PASSWORD,
+            slapd::PEOPLE
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(&[("SLUICE_CONFIG", file.to_str().unwrap())]);
+    seed(&server);
+    let home = Home::new(false);
+    scenario(
+        &server,
+        &home,
+        Flow {
+            login: vec![
+                "--profile",
+                "corp",
+                "--endpoint",
+                &server.endpoint,
+                "--method",
+                "ldap",
+                "--username",
+                "alice",
+                "--secret-stdin",
+            ],
+            stdin: Some("alicepass\n"),
+            login_env: vec![],
+            profile: Some("corp"),
+            user: "alice",
+            // The directory password is not stored: a new session needs a new login.
+            after_expiry: AfterExpiry::SessionExpired,
+            secrets: vec!["alicepass"],
+        },
+    );
+}
+
+/// `--no-save` keeps the profile file untouched; `--save` on an existing profile updates it.
+#[test]
+fn save_and_no_save() {
+    let server = Server::start();
+    let (id, secret) = user_with_key(&server, "erik");
+    let stdin = format!("{secret}\n");
+    let home = Home::new(false);
+    home.run_with(
+        &[
+            "login",
+            "--no-save",
+            "--endpoint",
+            &server.endpoint,
+            "--access-key-id",
+            &id,
+            "--secret-stdin",
+        ],
+        &[],
+        Some(&stdin),
+    )
+    .ok();
+    assert!(!home.config_dir().join("config.yaml").exists());
+    assert!(home.files_containing(&secret).is_empty());
+    // Nothing saved: a plain command has nothing to go on.
+    home.run(&["whoami"]).code(1);
+    // --save and --no-save together: a usage error.
+    home.run(&["login", "--save", "--no-save"]).code(2);
+}
