@@ -111,3 +111,57 @@ def test_view_endpoints_are_advertised(warehouse):
         "POST /v1/{prefix}/views/rename",
     ):
         assert e in endpoints, e
+
+
+def test_soft_dropped_view_is_undropped_through_the_management_api(server):
+    """On a warehouse with a soft delete profile, PyIceberg's drop_view hides the view, the
+    deleted list shows it as a view, and undrop brings it back for the client."""
+    from pyiceberg.catalog import load_catalog
+
+    name = unique("softwh")
+    root = server.data_dir / "extra-warehouses" / name
+    root.mkdir(parents=True)
+    r = server.post(
+        "/management/v1/warehouse",
+        json={
+            "warehouse-name": name,
+            "storage-profile": {"type": "file", "root": str(root)},
+            "delete-profile": {"type": "soft", "expiration-seconds": 3600},
+        },
+    )
+    assert r.status_code == 201, r.text
+    wid = r.json()["warehouse-id"]
+    catalog = load_catalog(
+        "sluice-soft",
+        type="rest",
+        uri=server.base_url,
+        credential=f"{server.key_id}:{server.secret}",
+        warehouse=name,
+    )
+    ns = unique("ns")
+    catalog.create_namespace(ns)
+    view = catalog.create_view((ns, "v"), schema=SCHEMA, view_version=_version(ns, "SELECT 4"))
+    catalog.drop_view((ns, "v"))
+    assert not catalog.view_exists((ns, "v"))
+    with pytest.raises(NoSuchViewError):
+        catalog.load_view((ns, "v"))
+
+    r = server.get(f"/management/v1/warehouse/{wid}/deleted-tables")
+    assert r.status_code == 200, r.text
+    [entry] = r.json()["tables"]
+    assert (entry["kind"], entry["name"], entry["namespace"]) == ("view", "v", [ns])
+    assert entry["table-id"] == str(view.uuid())
+
+    # The name is free while the view is deleted; undrop then needs another name.
+    catalog.create_table((ns, "v"), schema=SCHEMA)
+    r = server.post(f"/management/v1/warehouse/{wid}/deleted-tables/{entry['table-id']}/undrop")
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["type"] == "AlreadyExistsException"
+    r = server.post(
+        f"/management/v1/warehouse/{wid}/deleted-tables/{entry['table-id']}/undrop", json={"new-name": "v_back"}
+    )
+    assert r.status_code == 200, r.text
+    back = catalog.load_view((ns, "v_back"))
+    assert back.uuid() == view.uuid()
+    assert back.current_version().representations[0].root.sql == "SELECT 4"
+    assert catalog.list_views(ns) == [(ns, "v_back")]

@@ -587,3 +587,137 @@ async fn view_authorization_hidden_views_are_missing_and_listings_filtered() {
     assert_error(st, &v, "NoSuchNamespaceException", 404);
     s.stop().await;
 }
+
+/// A warehouse whose delete profile is soft, with namespace `ns`; returns its id (which is
+/// also its catalog prefix).
+async fn soft_warehouse(s: &TestServer, name: &str, expiration: u64) -> String {
+    let (st, v) = s
+        .post(
+            "/management/v1/warehouse",
+            json!({
+                "warehouse-name": name,
+                "storage-profile": {"type": "file", "root": s.data_dir.join(name)},
+                "delete-profile": {"type": "soft", "expiration-seconds": expiration}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let id = v["warehouse-id"].as_str().unwrap().to_string();
+    let (st, v) = s
+        .post(&format!("/v1/{id}/namespaces"), json!({"namespace": ["ns"]}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    id
+}
+
+#[tokio::test]
+async fn soft_dropped_view_is_listed_and_can_be_undropped() {
+    let s = TestServer::start().await;
+    let wh = soft_warehouse(&s, "soft", 3600).await;
+    let ns = |rest: &str| format!("/v1/{wh}/namespaces/ns{rest}");
+    let deleted = format!("/management/v1/warehouse/{wh}/deleted-tables");
+    let (st, v) = s.post(&ns("/views"), create_body("v")).await;
+    assert_eq!(st, 200, "{v}");
+    let loc0 = v["metadata-location"].as_str().unwrap().to_string();
+    let uuid = v["metadata"]["view-uuid"].as_str().unwrap().to_string();
+
+    let (st, v) = s.delete(&ns("/views/v")).await;
+    assert_eq!(st, 204, "{v}");
+    // Hidden at once, its metadata file kept.
+    let (st, v) = s.get(&ns("/views/v")).await;
+    assert_error(st, &v, "NoSuchViewException", 404);
+    let (_, v) = s.get(&ns("/views")).await;
+    assert_eq!(v["identifiers"], json!([]));
+    assert!(file_of(&loc0).exists());
+    // Listed as a deleted view.
+    let (st, v) = s.get(&deleted).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["tables"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["tables"][0]["table-id"], uuid.as_str());
+    assert_eq!(v["tables"][0]["kind"], "view");
+    assert_eq!(v["tables"][0]["name"], "v");
+    assert_eq!(v["tables"][0]["namespace"], json!(["ns"]));
+    assert_eq!(v["tables"][0]["purge-requested"], false);
+    assert_eq!(v["tables"][0]["deleted-by"], "admin");
+    let undrop = format!("{deleted}/{uuid}/undrop");
+
+    // The name is free again: a table takes it, and undrop under it is a conflict...
+    let (st, v) = s
+        .post(&ns("/tables"), json!({"name": "v", "schema": schema(0, false)}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.post(&undrop, json!({})).await;
+    assert_error(st, &v, "AlreadyExistsException", 409);
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("Table "), "{v}");
+    // ...as it is when a new view takes it.
+    let (st, _) = s.delete(&ns("/tables/v")).await;
+    assert_eq!(st, 204);
+    let (st, v) = s.post(&ns("/views"), create_body("v")).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.post(&undrop, json!({})).await;
+    assert_error(st, &v, "AlreadyExistsException", 409);
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("View "), "{v}");
+
+    // Under a new name it comes back as the same view.
+    let (st, v) = s.post(&undrop, json!({"new-name": "v_restored"})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v, json!({"namespace": ["ns"], "name": "v_restored", "kind": "view"}));
+    let (st, v) = s.get(&ns("/views/v_restored")).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["metadata"]["view-uuid"], uuid.as_str());
+    assert_eq!(v["metadata-location"], loc0.as_str());
+    let (st, _) = s.get(&ns("/tables/v_restored")).await;
+    assert_eq!(st, 404);
+    let (_, v) = s.get(&deleted).await;
+    let kinds: Vec<(&str, &str)> = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["kind"].as_str().unwrap(), d["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds, [("table", "v")], "{v}");
+    let (st, _) = s.post(&undrop, json!({})).await;
+    assert_eq!(st, 404);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn expired_deleted_views_are_purged_with_their_files_when_asked() {
+    let s = TestServer::start_with(|c| c.purge_interval_seconds = 1).await;
+    let wh = soft_warehouse(&s, "soft", 1).await;
+    let ns = |rest: &str| format!("/v1/{wh}/namespaces/ns{rest}");
+    let mut files = vec![];
+    for name in ["purged", "kept"] {
+        let (st, v) = s.post(&ns("/views"), create_body(name)).await;
+        assert_eq!(st, 200, "{v}");
+        files.push(file_of(v["metadata-location"].as_str().unwrap()));
+    }
+    let (st, v) = s.delete(&ns("/views/purged?purgeRequested=true")).await;
+    assert_eq!(st, 204, "{v}");
+    let (st, v) = s.delete(&ns("/views/kept")).await;
+    assert_eq!(st, 204, "{v}");
+    let mut gone = false;
+    for _ in 0..60 {
+        let (_, v) = s.get(&format!("/management/v1/warehouse/{wh}/deleted-tables")).await;
+        if v["tables"] == json!([]) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(gone, "expired deleted views were not removed");
+    assert!(!files[0].exists(), "the metadata of a purge-requested drop must be deleted");
+    assert!(files[1].exists(), "the metadata of a drop without purge must stay");
+    // Purged for good: nothing to undrop, the names are free.
+    let (st, v) = s.post(&ns("/views"), create_body("purged")).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.get("/management/v1/audit?limit=1000").await;
+    assert_eq!(st, 200, "{v}");
+    let purges = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "catalog:PurgeDeletedView")
+        .count();
+    assert_eq!(purges, 2, "{v}");
+    s.stop().await;
+}

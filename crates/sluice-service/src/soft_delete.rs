@@ -1,12 +1,13 @@
-//! Soft-deleted tables: listing, undrop, and the purge of expired ones. The purge claims
-//! rows with a lease, so several replicas can run it and each table is purged once; a
-//! replica that dies mid-purge just lets its lease run out.
+//! Soft-deleted tables and views: listing, undrop, and the purge of expired ones. Both kinds
+//! share one deleted list (each entry says which it was), so the same paging, undrop and
+//! purge serve them. The purge claims rows with a lease, so several replicas can run it and
+//! each entry is purged once; a replica that dies mid-purge just lets its lease run out.
 
 use crate::{now, Result, ServiceError, Services};
 use serde::Serialize;
 use sluice_auth::policy::{actions, resource};
 use sluice_core::{Principal, TableName};
-use sluice_store::{AuditRecord, DeletedTableRecord, Page, StoreError};
+use sluice_store::{AuditRecord, DeletedTableRecord, EntityKind, Page, StoreError};
 use uuid::Uuid;
 
 /// The default of how long a purge worker holds a claimed table before another may take it
@@ -15,13 +16,18 @@ pub const PURGE_LEASE: std::time::Duration = std::time::Duration::from_secs(600)
 const PURGE_BATCH: u32 = 50;
 /// The audit-log action of a deleted table removed for good (by the background purge).
 pub const PURGE_AUDIT_ACTION: &str = "catalog:PurgeDeletedTable";
+/// The audit-log action of a deleted view removed for good.
+pub const PURGE_VIEW_AUDIT_ACTION: &str = "catalog:PurgeDeletedView";
 /// The actor name the purge writes to the audit log.
 pub const PURGE_ACTOR: &str = "sluice-purge";
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct DeletedTableInfo {
+    /// The entry's id: the table's or view's id (the undrop endpoint takes it).
     pub table_id: Uuid,
+    /// `table` or `view`.
+    pub kind: &'static str,
     pub namespace: Vec<String>,
     pub name: String,
     pub location: String,
@@ -35,6 +41,7 @@ impl From<DeletedTableRecord> for DeletedTableInfo {
     fn from(d: DeletedTableRecord) -> Self {
         DeletedTableInfo {
             table_id: d.table.id,
+            kind: d.kind.as_str(),
             namespace: d.table.namespace.into_parts(),
             name: d.table.name,
             location: d.table.location,
@@ -50,6 +57,24 @@ impl From<DeletedTableRecord> for DeletedTableInfo {
 pub struct UndroppedTable {
     pub namespace: Vec<String>,
     pub name: String,
+    /// `table` or `view`.
+    pub kind: &'static str,
+}
+
+/// The authorization resource of a deleted entry, by its kind.
+fn entry_resource(warehouse: &str, d: &DeletedTableRecord, name: &str) -> String {
+    match d.kind {
+        EntityKind::Table => resource::table(warehouse, d.table.namespace.parts(), name),
+        EntityKind::View => resource::view(warehouse, d.table.namespace.parts(), name),
+    }
+}
+
+/// The read and create actions that guard a deleted entry, by its kind.
+fn entry_actions(kind: EntityKind) -> (&'static str, &'static str) {
+    match kind {
+        EntityKind::Table => (actions::READ_TABLE, actions::CREATE_TABLE),
+        EntityKind::View => (actions::READ_VIEW, actions::CREATE_VIEW),
+    }
 }
 
 impl Services {
@@ -71,12 +96,12 @@ impl Services {
             .list_deleted_tables(wh.id, &page)
             .await?
             .into_iter()
-            .filter(|d| policies.is_allowed(actions::READ_TABLE, &resource::table(&wh.name, d.table.namespace.parts(), &d.table.name)))
+            .filter(|d| policies.is_allowed(entry_actions(d.kind).0, &entry_resource(&wh.name, d, &d.table.name)))
             .map(Into::into)
             .collect())
     }
 
-    /// Restores a soft-deleted table, under its old name or `new_name`.
+    /// Restores a soft-deleted table or view, under its old name or `new_name`.
     pub async fn undrop_table(
         &self,
         caller: &Principal,
@@ -85,17 +110,18 @@ impl Services {
         new_name: Option<&str>,
     ) -> Result<UndroppedTable> {
         let wh = self.resolve_warehouse(&warehouse_id.to_string()).await?;
-        let not_found = || ServiceError::NoSuchTable(format!("no deleted table {table_id} in warehouse '{}'", wh.name));
+        let not_found = || ServiceError::NoSuchTable(format!("no deleted table or view {table_id} in warehouse '{}'", wh.name));
         let d = self.store().get_deleted_table(table_id).await?.filter(|d| d.table.warehouse_id == wh.id).ok_or_else(not_found)?;
+        let kind = d.kind.as_str();
         let name = match new_name {
-            Some(n) => TableName::parse(n).map_err(|e| ServiceError::BadRequest(format!("invalid table name: {e}")))?.to_string(),
+            Some(n) => TableName::parse(n).map_err(|e| ServiceError::BadRequest(format!("invalid {kind} name: {e}")))?.to_string(),
             None => d.table.name.clone(),
         };
-        let old_res = resource::table(&wh.name, d.table.namespace.parts(), &d.table.name);
-        if !self.is_allowed(caller, actions::READ_TABLE, &old_res).await? {
+        let (read, create) = entry_actions(d.kind);
+        if !self.is_allowed(caller, read, &entry_resource(&wh.name, &d, &d.table.name)).await? {
             return Err(not_found());
         }
-        self.authorize(caller, actions::CREATE_TABLE, &resource::table(&wh.name, d.table.namespace.parts(), &name)).await?;
+        self.authorize(caller, create, &entry_resource(&wh.name, &d, &name)).await?;
         let rec = self.store().undrop_table(table_id, new_name).await.map_err(|e| match e {
             StoreError::AlreadyExists(m) => ServiceError::AlreadyExists(format!(
                 "{} already exists: {}.{name}; undrop it under another name",
@@ -105,10 +131,11 @@ impl Services {
             StoreError::NotFound(m) => ServiceError::NotFound(format!("cannot undrop: {m} not found")),
             other => other.into(),
         })?;
-        Ok(UndroppedTable { namespace: rec.namespace.into_parts(), name: rec.name })
+        Ok(UndroppedTable { namespace: rec.namespace.into_parts(), name: rec.name, kind })
     }
 
-    /// One pass of the purge of expired soft-deleted tables; returns how many were removed.
+    /// One pass of the purge of expired soft-deleted tables and views; returns how many were
+    /// removed.
     pub async fn purge_expired_tables(&self) -> Result<usize> {
         let n = now();
         let lease = chrono::Duration::from_std(self.config().purge_lease).unwrap_or(chrono::Duration::minutes(10));
@@ -126,7 +153,16 @@ impl Services {
                         continue;
                     }
                 };
-                if let Err(e) = storage.delete_prefix(&d.table.location).await {
+                // A view's location is not reserved against tables created later, so its files
+                // are only removed while no other table (live or deleted) lies in or around it.
+                if d.kind == EntityKind::View {
+                    if let Some(other) = self.store().location_overlaps(wh.id, &d.table.location, Some(d.table.id)).await? {
+                        tracing::warn!(view = %d.table.id, location = %d.table.location, overlaps = %other, "not purging the files of a deleted view: its location overlaps a table");
+                    } else if let Err(e) = storage.delete_prefix(&d.table.location).await {
+                        tracing::error!(view = %d.table.id, location = %d.table.location, error = %e, "purging files of a deleted view failed; will retry after the lease");
+                        continue;
+                    }
+                } else if let Err(e) = storage.delete_prefix(&d.table.location).await {
                     tracing::error!(table = %d.table.id, location = %d.table.location, error = %e, "purging files of a deleted table failed; will retry after the lease");
                     continue;
                 }
@@ -134,18 +170,22 @@ impl Services {
             // The removal and its audit entry commit together: one entry per table removed,
             // and the lease makes that happen once across replicas.
             let target = match &wh {
-                Some(w) => resource::table(&w.name, d.table.namespace.parts(), &d.table.name),
+                Some(w) => entry_resource(&w.name, &d, &d.table.name),
                 None => format!("{}.{}", d.table.namespace, d.table.name),
+            };
+            let (action, kind) = match d.kind {
+                EntityKind::Table => (PURGE_AUDIT_ACTION, "table"),
+                EntityKind::View => (PURGE_VIEW_AUDIT_ACTION, "view"),
             };
             let rec = AuditRecord {
                 id: 0,
                 at: now(),
                 actor_id: None,
                 actor_name: PURGE_ACTOR.to_string(),
-                action: PURGE_AUDIT_ACTION.to_string(),
+                action: action.to_string(),
                 target,
                 result: "success".to_string(),
-                detail: Some(format!("table-id {}; files purged: {}", d.table.id, d.purge_requested)),
+                detail: Some(format!("{kind}-id {}; files purged: {}", d.table.id, d.purge_requested)),
             };
             match self.store().purge_deleted_table(d.table.id, &rec).await {
                 Ok(()) => {}
@@ -156,7 +196,7 @@ impl Services {
                 }
                 Err(e) => return Err(e.into()),
             }
-            tracing::info!(table = %format!("{}.{}", d.table.namespace, d.table.name), purged_files = d.purge_requested, "expired soft-deleted table removed");
+            tracing::info!(kind, name = %format!("{}.{}", d.table.namespace, d.table.name), purged_files = d.purge_requested, "expired soft-deleted entry removed");
             done += 1;
         }
         Ok(done)

@@ -9,9 +9,10 @@
 //! (`.../namespace/<ns>/view/<name>`): a view the caller may not read is reported exactly
 //! like a missing one.
 //!
-//! Dropping a view removes it from the catalog at once, whatever the warehouse's delete
-//! profile (soft deletion covers tables only); its metadata files stay, as for a table
-//! dropped without purge.
+//! Dropping a view follows the warehouse's delete profile like a table: `hard` removes it
+//! from the catalog at once, `soft` moves it to the warehouse's deleted list (name free at
+//! once, undroppable until it expires, then purged; see `soft_delete`). Its metadata files
+//! stay unless the drop asked for a purge (`purgeRequested`, as for tables).
 
 use crate::catalog::{
     bad, commit_write_error, metadata_file, namespace_from_parts, next_token, next_version,
@@ -584,19 +585,56 @@ impl Services {
         prefix: &str,
         ns: &str,
         view: &str,
+        purge: bool,
     ) -> Result<()> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         self.require_view_visible(caller, &wh, &ns, view).await?;
         self.authorize(caller, actions::DROP_VIEW, &Self::view_res(&wh, &ns, view))
             .await?;
-        self.store()
-            .drop_view(wh.id, &ns, view)
-            .await
-            .map_err(|e| match e {
+        let not_found = |e: StoreError| -> ServiceError {
+            match e {
                 StoreError::NotFound(_) => no_such_view(&ns, view),
                 other => other.into(),
+            }
+        };
+        let delete_profile: sluice_storage::DeleteProfile =
+            serde_json::from_value(wh.delete_profile.clone()).map_err(|e| {
+                ServiceError::Internal(format!("stored delete profile of {}: {e}", wh.name))
             })?;
+        if let sluice_storage::DeleteProfile::Soft { expiration_seconds } = delete_profile {
+            let n = now();
+            let expires = n + chrono::Duration::seconds(
+                i64::try_from(expiration_seconds)
+                    .unwrap_or(i64::MAX / 1000)
+                    .min(100 * 365 * 86_400),
+            );
+            self.store()
+                .soft_drop_view(wh.id, &ns, view, n, expires, Some(&caller.user_name), purge)
+                .await
+                .map_err(not_found)?;
+            return Ok(());
+        }
+        let rec = self
+            .store()
+            .drop_view(wh.id, &ns, view)
+            .await
+            .map_err(not_found)?;
+        if purge {
+            // Gone from the catalog already: a failed purge leaves files behind, logged.
+            match self
+                .store()
+                .location_overlaps(wh.id, &rec.location, None)
+                .await
+            {
+                Ok(None) => match self.storage_for(&wh)?.delete_prefix(&rec.location).await {
+                    Ok(n) => tracing::info!(view = %format!("{ns}.{view}"), files = n, "purged view files"),
+                    Err(e) => tracing::error!(view = %format!("{ns}.{view}"), location = %rec.location, error = %e, "purging view files failed"),
+                },
+                Ok(Some(other)) => tracing::warn!(view = %format!("{ns}.{view}"), overlaps = %other, "not purging view files: the location overlaps a table"),
+                Err(e) => tracing::error!(view = %format!("{ns}.{view}"), error = %e, "purging view files failed"),
+            }
+        }
         Ok(())
     }
 

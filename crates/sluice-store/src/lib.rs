@@ -251,7 +251,21 @@ pub trait CatalogStore: Send + Sync + 'static {
         deleted_by: Option<&str>,
         purge_requested: bool,
     ) -> Result<DeletedTableRecord>;
-    /// Deleted tables of a warehouse, newest deletion first (ordered by deleted_at, then id,
+    /// [`Self::soft_drop_table`] for a view: it joins the same deleted list (kind
+    /// [`EntityKind::View`]), so listing, undrop, claim and purge serve both. NotFound if
+    /// absent.
+    #[allow(clippy::too_many_arguments)]
+    async fn soft_drop_view(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        name: &str,
+        deleted_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        deleted_by: Option<&str>,
+        purge_requested: bool,
+    ) -> Result<DeletedTableRecord>;
+    /// Deleted tables and views of a warehouse, newest deletion first (ordered by deleted_at, then id,
     /// both descending). Paging: `page.after` is the [`DeletedTableRecord::page_key`] of the
     /// last row seen; a malformed key is NotFound (a stale or forged page token).
     async fn list_deleted_tables(
@@ -260,7 +274,8 @@ pub trait CatalogStore: Send + Sync + 'static {
         page: &Page,
     ) -> Result<Vec<DeletedTableRecord>>;
     async fn get_deleted_table(&self, table_id: Uuid) -> Result<Option<DeletedTableRecord>>;
-    /// Puts a deleted table back under its old namespace and name (or `new_name`). NotFound
+    /// Puts a deleted table (or view, by the entry's kind: the returned record then holds the
+    /// view's row) back under its old namespace and name (or `new_name`). NotFound
     /// if it is not in the deleted list, is leased by a purge in progress, or its namespace
     /// is gone (a namespace dropped and recreated under the same name counts as present);
     /// AlreadyExists if the name is taken again.
@@ -333,10 +348,11 @@ pub trait CatalogStore: Send + Sync + 'static {
 
     // ---- views ----
     // Views and tables share one name space per namespace: every operation that claims a
-    // name (creating or renaming a table or view, undropping a table) fails with
+    // name (creating or renaming a table or view, undropping either) fails with
     // AlreadyExists if a table OR a view holds it, checked inside its write transaction.
 
-    /// AlreadyExists if the name is taken by a view or a table, or the id by another view;
+    /// AlreadyExists if the name is taken by a view or a table, or the id by another view
+    /// (live or soft-deleted);
     /// NotFound if the namespace is absent.
     async fn create_view(&self, view: &ViewRecord) -> Result<()>;
     async fn get_view(

@@ -163,11 +163,37 @@ pub struct AuditRecord {
     pub detail: Option<String>,
 }
 
-/// A soft-deleted table: hidden from the catalog, files kept until `expires_at`.
+/// What a soft-deleted entry was before it was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityKind {
+    Table,
+    View,
+}
+
+impl EntityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Table => "table",
+            EntityKind::View => "view",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "table" => Some(EntityKind::Table),
+            "view" => Some(EntityKind::View),
+            _ => None,
+        }
+    }
+}
+
+/// A soft-deleted table or view: hidden from the catalog, files kept until `expires_at`.
+/// Both kinds share one list (and its paging, undrop and leased purge): a view's row has
+/// exactly a table's columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeletedTableRecord {
-    /// The table as it was when dropped (same id).
+    /// The table (or view, see `kind`) as it was when dropped (same id).
     pub table: TableRecord,
+    pub kind: EntityKind,
     pub deleted_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub deleted_by: Option<String>,
@@ -212,4 +238,40 @@ pub struct ViewRecord {
     pub metadata_json: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A view's row and a table's row have the same facts; a soft-deleted view is kept in the
+/// table-shaped part of a [`DeletedTableRecord`].
+impl From<ViewRecord> for TableRecord {
+    fn from(v: ViewRecord) -> Self {
+        TableRecord {
+            id: v.id,
+            warehouse_id: v.warehouse_id,
+            namespace_id: v.namespace_id,
+            namespace: v.namespace,
+            name: v.name,
+            location: v.location,
+            metadata_location: v.metadata_location,
+            metadata_json: v.metadata_json,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+        }
+    }
+}
+
+impl From<TableRecord> for ViewRecord {
+    fn from(t: TableRecord) -> Self {
+        ViewRecord {
+            id: t.id,
+            warehouse_id: t.warehouse_id,
+            namespace_id: t.namespace_id,
+            namespace: t.namespace,
+            name: t.name,
+            location: t.location,
+            metadata_location: t.metadata_location,
+            metadata_json: t.metadata_json,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
 }

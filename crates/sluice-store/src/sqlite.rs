@@ -10,7 +10,7 @@
 //! the mutex and, under WAL, never wait for a writer.
 
 use crate::{
-    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy,
+    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy, EntityKind,
     ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, Result, StoreError,
     TableRecord, TableSummary, UserRecord, ViewRecord, WarehouseRecord, WarehouseStatus,
 };
@@ -444,13 +444,16 @@ macro_rules! deleted_columns {
     () => {
         "id, warehouse_id, namespace_id, namespace_name AS ns_name, name, location, \
          metadata_location, metadata_json, created_at, updated_at, deleted_at, expires_at, \
-         deleted_by, purge_requested"
+         deleted_by, purge_requested, kind"
     };
 }
 
 fn deleted_table_from_row(r: &SqliteRow) -> Result<DeletedTableRecord> {
+    let kind: String = r.try_get("kind")?;
     Ok(DeletedTableRecord {
         table: table_from_row(r)?,
+        kind: EntityKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("deleted entry kind {kind:?}")))?,
         deleted_at: get_time(r, "deleted_at")?,
         expires_at: get_time(r, "expires_at")?,
         deleted_by: r.try_get("deleted_by")?,
@@ -530,19 +533,74 @@ macro_rules! view_select {
 }
 
 fn view_from_row(r: &SqliteRow) -> Result<ViewRecord> {
-    let t = table_from_row(r)?;
-    Ok(ViewRecord {
-        id: t.id,
-        warehouse_id: t.warehouse_id,
-        namespace_id: t.namespace_id,
-        namespace: t.namespace,
-        name: t.name,
-        location: t.location,
-        metadata_location: t.metadata_location,
-        metadata_json: t.metadata_json,
-        created_at: t.created_at,
-        updated_at: t.updated_at,
-    })
+    table_from_row(r).map(Into::into)
+}
+
+/// Inserts the view row; the caller has checked the namespace and the name.
+async fn insert_view(
+    conn: &mut SqliteConnection,
+    v: &ViewRecord,
+    namespace: &NamespaceName,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO views (id, warehouse_id, namespace_id, name, location, metadata_location, \
+         metadata_json, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(v.id.to_string())
+    .bind(v.warehouse_id.to_string())
+    .bind(v.namespace_id.to_string())
+    .bind(&v.name)
+    .bind(&v.location)
+    .bind(&v.metadata_location)
+    .bind(&v.metadata_json)
+    .bind(millis(v.created_at))
+    .bind(millis(v.updated_at))
+    .execute(conn)
+    .await
+    .map_err(|e| map_constraint(e, || format!("view id {}", v.id), || format!("namespace {namespace}")))?;
+    Ok(())
+}
+
+/// Moves a dropped table or view into `deleted_tables` and removes its live row, inside the
+/// caller's write transaction.
+async fn move_to_deleted(conn: &mut SqliteConnection, record: &DeletedTableRecord) -> Result<()> {
+    let t = &record.table;
+    sqlx::query(
+        "INSERT INTO deleted_tables (id, warehouse_id, namespace_id, namespace_name, name, \
+         location, metadata_location, metadata_json, created_at, updated_at, deleted_at, \
+         expires_at, deleted_by, purge_requested, lease_until, kind) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+    )
+    .bind(t.id.to_string())
+    .bind(t.warehouse_id.to_string())
+    .bind(t.namespace_id.to_string())
+    .bind(t.namespace.storage_key())
+    .bind(&t.name)
+    .bind(&t.location)
+    .bind(&t.metadata_location)
+    .bind(&t.metadata_json)
+    .bind(millis(t.created_at))
+    .bind(millis(t.updated_at))
+    .bind(millis(record.deleted_at))
+    .bind(millis(record.expires_at))
+    .bind(&record.deleted_by)
+    .bind(i64::from(record.purge_requested))
+    .bind(record.kind.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        map_constraint(
+            e,
+            || format!("deleted {} id {}", record.kind.as_str(), t.id),
+            || format!("warehouse {}", t.warehouse_id),
+        )
+    })?;
+    let live = match record.kind {
+        EntityKind::Table => "DELETE FROM tables WHERE id = ?",
+        EntityKind::View => "DELETE FROM views WHERE id = ?",
+    };
+    sqlx::query(live).bind(t.id.to_string()).execute(conn).await?;
+    Ok(())
 }
 
 async fn fetch_view(
@@ -1777,45 +1835,40 @@ impl CatalogStore for SqliteStore {
         };
         let record = DeletedTableRecord {
             table,
+            kind: EntityKind::Table,
             deleted_at: truncate_millis(deleted_at),
             expires_at: truncate_millis(expires_at),
             deleted_by: deleted_by.map(str::to_string),
             purge_requested,
         };
-        let t = &record.table;
-        sqlx::query(
-            "INSERT INTO deleted_tables (id, warehouse_id, namespace_id, namespace_name, name, \
-             location, metadata_location, metadata_json, created_at, updated_at, deleted_at, \
-             expires_at, deleted_by, purge_requested, lease_until) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-        )
-        .bind(t.id.to_string())
-        .bind(t.warehouse_id.to_string())
-        .bind(t.namespace_id.to_string())
-        .bind(t.namespace.storage_key())
-        .bind(&t.name)
-        .bind(&t.location)
-        .bind(&t.metadata_location)
-        .bind(&t.metadata_json)
-        .bind(millis(t.created_at))
-        .bind(millis(t.updated_at))
-        .bind(millis(record.deleted_at))
-        .bind(millis(record.expires_at))
-        .bind(&record.deleted_by)
-        .bind(i64::from(record.purge_requested))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            map_constraint(
-                e,
-                || format!("deleted table id {}", t.id),
-                || format!("warehouse {warehouse_id}"),
-            )
-        })?;
-        sqlx::query("DELETE FROM tables WHERE id = ?")
-            .bind(t.id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        move_to_deleted(&mut tx, &record).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn soft_drop_view(
+        &self,
+        warehouse_id: Uuid,
+        namespace: &NamespaceName,
+        name: &str,
+        deleted_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        deleted_by: Option<&str>,
+        purge_requested: bool,
+    ) -> Result<DeletedTableRecord> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        let Some(view) = fetch_view(&mut tx, warehouse_id, namespace, name).await? else {
+            return Err(StoreError::NotFound(view_label(namespace, name)));
+        };
+        let record = DeletedTableRecord {
+            table: view.into(),
+            kind: EntityKind::View,
+            deleted_at: truncate_millis(deleted_at),
+            expires_at: truncate_millis(expires_at),
+            deleted_by: deleted_by.map(str::to_string),
+            purge_requested,
+        };
+        move_to_deleted(&mut tx, &record).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -1911,7 +1964,10 @@ impl CatalogStore for SqliteStore {
             name: name.to_string(),
             ..deleted.table
         };
-        insert_table(&mut tx, &table, &table.namespace).await?;
+        match deleted.kind {
+            EntityKind::Table => insert_table(&mut tx, &table, &table.namespace).await?,
+            EntityKind::View => insert_view(&mut tx, &table.clone().into(), &table.namespace).await?,
+        }
         sqlx::query("DELETE FROM deleted_tables WHERE id = ?")
             .bind(table_id.to_string())
             .execute(&mut *tx)
@@ -2151,22 +2207,16 @@ impl CatalogStore for SqliteStore {
         if let Some(holder) = name_holder(&mut tx, &v.namespace_id.to_string(), &v.name).await? {
             return Err(holder.taken(&namespace, &v.name));
         }
-        sqlx::query(
-            "INSERT INTO views (id, warehouse_id, namespace_id, name, location, metadata_location, \
-             metadata_json, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(v.id.to_string())
-        .bind(v.warehouse_id.to_string())
-        .bind(v.namespace_id.to_string())
-        .bind(&v.name)
-        .bind(&v.location)
-        .bind(&v.metadata_location)
-        .bind(&v.metadata_json)
-        .bind(millis(v.created_at))
-        .bind(millis(v.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| map_constraint(e, || format!("view id {}", v.id), || format!("namespace {namespace}")))?;
+        // Ids are unique across live and deleted entries, or the deleted one could not come back.
+        let id_taken: bool =
+            sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM deleted_tables WHERE id = ?)")
+                .bind(v.id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+        if id_taken {
+            return Err(StoreError::AlreadyExists(format!("view id {}", v.id)));
+        }
+        insert_view(&mut tx, v, &namespace).await?;
         tx.commit().await?;
         Ok(())
     }

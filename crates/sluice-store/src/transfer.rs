@@ -121,7 +121,7 @@ const TABLES: &[TableSpec] = &[
             ("id", Text), ("warehouse_id", Text), ("namespace_id", Text), ("namespace_name", Text), ("name", Text),
             ("location", Text), ("metadata_location", Text), ("metadata_json", Text), ("created_at", Int),
             ("updated_at", Int), ("deleted_at", Int), ("expires_at", Int), ("deleted_by", Text),
-            ("purge_requested", Bool), ("lease_until", Int),
+            ("purge_requested", Bool), ("lease_until", Int), ("kind", Text),
         ],
         order_by: "id",
     },

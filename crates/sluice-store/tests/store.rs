@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sluice_core::NamespaceName;
 use sluice_store::{
-    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy,
+    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy, EntityKind,
     ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, PostgresStore, SqliteStore,
     StoreError, TableRecord, UserRecord, ViewRecord, WarehouseRecord, WarehouseStatus,
 };
@@ -1775,6 +1775,7 @@ pub async fn soft_drop_table(store: &dyn CatalogStore) {
         d,
         DeletedTableRecord {
             table: t.clone(),
+            kind: EntityKind::Table,
             deleted_at,
             expires_at,
             deleted_by: Some("alice".into()),
@@ -2898,6 +2899,78 @@ pub async fn views_and_tables_share_names(store: &dyn CatalogStore) {
     store.drop_namespace(w.id, &lone.name).await.unwrap();
 }
 
+/// A soft-dropped view joins the deleted list (kind view): its name is free at once, undrop
+/// brings it back as a view (unless a table or view took the name), its id stays reserved,
+/// and the leased claim and purge handle it like a table.
+pub async fn soft_drop_view(store: &dyn CatalogStore) {
+    let w = new_warehouse(store, "wh").await;
+    let n = new_namespace(store, w.id, "db").await;
+    let v = new_view(store, &n, "v").await;
+    new_table(store, &n, "t", "s3://wh/db/t").await;
+
+    let at = now();
+    let d = store.soft_drop_view(w.id, &n.name, "v", at, at + Duration::days(1), Some("alice"), true).await.unwrap();
+    assert_eq!(
+        d,
+        DeletedTableRecord {
+            table: v.clone().into(),
+            kind: EntityKind::View,
+            deleted_at: at,
+            expires_at: at + Duration::days(1),
+            deleted_by: Some("alice".into()),
+            purge_requested: true,
+        }
+    );
+    assert_eq!(store.get_deleted_table(v.id).await.unwrap(), Some(d.clone()));
+    assert_eq!(store.list_deleted_tables(w.id, &page(None, None)).await.unwrap(), vec![d.clone()]);
+    assert_eq!(store.get_view(w.id, &n.name, "v").await.unwrap(), None);
+    assert_eq!(store.get_view_by_id(v.id).await.unwrap(), None);
+    assert_err!(store.soft_drop_view(w.id, &n.name, "v", at, at, None, false).await, StoreError::NotFound(_));
+    // A table is not a view.
+    assert_err!(store.soft_drop_view(w.id, &n.name, "t", at, at, None, false).await, StoreError::NotFound(_));
+    assert!(store.get_table(w.id, &n.name, "t").await.unwrap().is_some());
+    // The id stays reserved while the view is in the deleted list.
+    assert_err!(store.create_view(&ViewRecord { name: "other".into(), ..v.clone() }).await, StoreError::AlreadyExists(_));
+
+    // The name is free again: a table takes it, and undrop under that name is refused...
+    let t = new_table(store, &n, "v", "s3://wh/db/tv").await;
+    match store.undrop_table(v.id, None).await {
+        Err(StoreError::AlreadyExists(m)) => assert!(m.starts_with("table "), "{m}"),
+        other => panic!("undrop over a table: {other:?}"),
+    }
+    // ...as it is when a view holds it.
+    store.drop_table(w.id, &n.name, "v").await.unwrap();
+    let other = new_view(store, &n, "v").await;
+    match store.undrop_table(v.id, None).await {
+        Err(StoreError::AlreadyExists(m)) => assert!(m.starts_with("view "), "{m}"),
+        other => panic!("undrop over a view: {other:?}"),
+    }
+    assert_eq!(store.get_deleted_table(v.id).await.unwrap(), Some(d.clone()));
+    assert_eq!(store.get_table_by_id(t.id).await.unwrap(), None);
+
+    // Undropped under a new name, it is a view again with everything else as it was.
+    let back = store.undrop_table(v.id, Some("v2")).await.unwrap();
+    let restored = ViewRecord { name: "v2".into(), ..v.clone() };
+    assert_eq!(ViewRecord::from(back), restored);
+    assert_eq!(store.get_view(w.id, &n.name, "v2").await.unwrap(), Some(restored));
+    assert_eq!(store.get_table(w.id, &n.name, "v2").await.unwrap(), None);
+    assert_eq!(store.get_deleted_table(v.id).await.unwrap(), None);
+    assert_eq!(store.get_view(w.id, &n.name, "v").await.unwrap().unwrap().id, other.id);
+
+    // Expired, it is claimed and purged like a table.
+    let past = now() - Duration::hours(1);
+    store.soft_drop_view(w.id, &n.name, "v2", past, past, None, false).await.unwrap();
+    let claimed = store.claim_expired_deleted_tables(now(), now() + Duration::minutes(10), 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|c| (c.table.id, c.kind)).collect::<Vec<_>>(), [(v.id, EntityKind::View)]);
+    let mut rec = audit("catalog:PurgeDeletedView", None, None);
+    rec.target = v.id.to_string();
+    store.purge_deleted_table(v.id, &rec).await.unwrap();
+    assert_eq!(store.get_deleted_table(v.id).await.unwrap(), None);
+    assert_eq!(store.get_view_by_id(v.id).await.unwrap(), None);
+    // Once forgotten, the id may be used again.
+    store.create_view(&ViewRecord { name: "v3".into(), ..v.clone() }).await.unwrap();
+}
+
 /// Racing creates of a table and a view with the same name: exactly one wins per round.
 pub async fn concurrent_view_table_name_claims(store: Arc<dyn CatalogStore>) {
     let w = new_warehouse(&*store, "wh").await;
@@ -2996,6 +3069,7 @@ macro_rules! with_suite_functions {
             views,
             rename_view,
             views_and_tables_share_names,
+            soft_drop_view,
         );
     };
 }

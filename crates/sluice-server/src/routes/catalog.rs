@@ -208,7 +208,7 @@ struct DropQuery {
     purge_requested: Option<String>,
 }
 
-fn parse_bool(name: &str, v: Option<&str>) -> Result<bool> {
+pub(crate) fn parse_bool(name: &str, v: Option<&str>) -> Result<bool> {
     match v.map(str::to_ascii_lowercase).as_deref() {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),

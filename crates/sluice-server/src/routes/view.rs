@@ -106,12 +106,21 @@ async fn replace_view(
     ))
 }
 
+#[derive(Deserialize)]
+struct DropQuery {
+    /// Not in the spec for views; accepted like the table drop's, so a purge can be asked for.
+    #[serde(rename = "purgeRequested")]
+    purge_requested: Option<String>,
+}
+
 async fn drop_view(
     State(s): State<AppState>,
     Caller(c): Caller,
     ApiPath((prefix, ns, view)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<DropQuery>,
 ) -> Result<StatusCode> {
-    s.services.drop_view(&c, &prefix, &ns, &view).await?;
+    let purge = crate::routes::catalog::parse_bool("purgeRequested", q.purge_requested.as_deref())?;
+    s.services.drop_view(&c, &prefix, &ns, &view, purge).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
