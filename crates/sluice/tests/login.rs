@@ -6,17 +6,24 @@
 //! then log out and find no secret left anywhere under HOME.
 //!
 //! Keyring: `SLUICE_NO_KEYRING=1` (file only), or on (the kernel keyring where it works,
-//! else the 0600 file fallback). Peers: slapd and the node oidc-provider through the
-//! helpers the auth and client tests use (missing peers FAIL with install instructions).
+//! else the 0600 file fallback). Peers: slapd, the node oidc-provider and the STS stand-in
+//! through the helpers the auth and client tests use (missing peers FAIL with install
+//! instructions); the device approval on the provider's pages is the client tests' scripted
+//! browser.
 
 mod common;
+#[path = "../../sluice-client/tests/common/flows_support.rs"]
+mod flows_support;
 #[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
 mod oidc_peer;
 #[path = "../../sluice-auth/tests/common/slapd.rs"]
 mod slapd;
+#[path = "../../sluice-auth/tests/common/sts_stub.rs"]
+mod sts_stub;
 
 use common::*;
 use serde_json::{json, Value};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -46,6 +53,14 @@ impl Home {
     fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> std::process::Command {
         let mut c = clean_command(self.dir.path());
         c.env("XDG_CONFIG_HOME", self.dir.path().join("xdg"));
+        // The AWS credential chain (aws-role) sees only HOME/.aws, never this machine's AWS
+        // settings or instance metadata.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("AWS_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("AWS_EC2_METADATA_DISABLED", "true");
         if !self.keyring {
             c.env("SLUICE_NO_KEYRING", "1");
         }
@@ -64,6 +79,11 @@ impl Home {
 
     /// The cached tokens in the file (empty when the keyring holds them).
     fn cached_tokens(&self) -> Vec<String> {
+        self.cached("access_token")
+    }
+
+    /// One field of every cached token in the file (e.g. `refresh_token`), where present.
+    fn cached(&self, field: &str) -> Vec<String> {
         let Ok(text) = std::fs::read_to_string(self.tokens_file()) else {
             return Vec::new();
         };
@@ -72,7 +92,7 @@ impl Home {
             .as_object()
             .map(|m| {
                 m.values()
-                    .map(|t| t["access_token"].as_str().unwrap().to_string())
+                    .filter_map(|t| t[field].as_str().map(str::to_string))
                     .collect()
             })
             .unwrap_or_default()
@@ -149,6 +169,21 @@ fn seed(server: &Server) {
 }
 
 fn create_table(server: &Server, warehouse: &str, ns: &str, name: &str) {
+    let body = json!({"name": name, "schema": {"type": "struct", "schema-id": 0, "fields": [
+        {"id": 1, "name": "id", "required": true, "type": "long"}
+    ]}});
+    admin_call(server, warehouse, |prefix| {
+        (format!("/v1/{prefix}/namespaces/{ns}/tables"), body)
+    });
+}
+
+/// A POST as the bootstrap admin through the SDK (for what the CLI has no command for);
+/// `request` gets the catalog prefix of `warehouse` and gives the path and body.
+fn admin_call(
+    server: &Server,
+    warehouse: &str,
+    request: impl FnOnce(&str) -> (String, Value),
+) -> Value {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -162,18 +197,12 @@ fn create_table(server: &Server, warehouse: &str, ns: &str, name: &str) {
         };
         let client = sluice_client::Client::from_config(config).unwrap();
         let prefix = client.warehouse_prefix(warehouse).await.unwrap();
-        let body = json!({"name": name, "schema": {"type": "struct", "schema-id": 0, "fields": [
-            {"id": 1, "name": "id", "required": true, "type": "long"}
-        ]}});
+        let (path, body) = request(&prefix);
         client
-            .raw_json(
-                reqwest::Method::POST,
-                &format!("/v1/{prefix}/namespaces/{ns}/tables"),
-                Some(&body),
-            )
+            .raw_json(reqwest::Method::POST, &path, Some(&body))
             .await
-            .unwrap();
-    });
+            .unwrap()
+    })
 }
 
 /// A user with an access key of its own, in Viewers: (key id, secret).
@@ -221,6 +250,11 @@ fn scenario(server: &Server, home: &Home, flow: Flow<'_>) {
     let mut login = vec!["login"];
     login.extend(flow.login.iter().copied());
     let r = home.run_with(&login, &flow.login_env, flow.stdin).ok();
+    logged_in(server, home, flow, r);
+}
+
+/// Everything after the login (`r`, its output): commands, config show, expiry, logout.
+fn logged_in(server: &Server, home: &Home, flow: Flow<'_>, r: Run) {
     assert!(r.stdout.contains(flow.user), "{r:#?}");
     assert!(
         r.stderr.contains("Saved the login settings"),
@@ -756,4 +790,244 @@ fn save_and_no_save() {
     home.run(&["whoami"]).code(1);
     // --save and --no-save together: a usage error.
     home.run(&["login", "--save", "--no-save"]).code(2);
+}
+
+/// `sluice login … --method device` with the approval scripted: the CLI's stderr is read
+/// while it polls; the verification URI and user code it shows are entered on the
+/// provider's pages, where `login` signs in and consents. Returns the finished login.
+fn device_login(home: &Home, args: &[&str], issuer: &str, login: &'static str) -> Run {
+    let mut all = vec!["login"];
+    all.extend_from_slice(args);
+    let mut c = home.command(&all, &[]);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // "To log in, visit:\n\n    URI\n\nand enter the code:\n\n    CODE\n"
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut shown = Vec::new();
+    let (mut uri, mut code) = (None, None);
+    while code.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            panic!("the CLI never showed a user code; stderr so far: {shown:#?}");
+        };
+        let value = line.trim().to_string();
+        if !value.is_empty() {
+            match shown.last().map(String::as_str) {
+                Some("To log in, visit:") => uri = Some(value.clone()),
+                Some("and enter the code:") => code = Some(value.clone()),
+                _ => {}
+            }
+            shown.push(value);
+        }
+    }
+    assert_eq!(
+        uri.as_deref(),
+        Some(format!("{issuer}/device").as_str()),
+        "{shown:#?}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let page = rt.block_on(flows_support::Jar::new().device(
+        issuer,
+        code.as_deref().unwrap(),
+        login,
+        true,
+    ));
+    assert!(page.contains("Sign-in Success"), "{page}");
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: reader.join().unwrap(),
+    }
+}
+
+/// Device code against the oidc-provider (the server's public client `lake-cli`, offline
+/// access granted): once approved, the refresh token renews silently after expiry, and
+/// logout leaves neither token on disk.
+fn device_code_flow(keyring: bool) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let peer = rt.block_on(oidc_peer::OidcPeer::start());
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let server = oidc_server(&peer.issuer(), cfg_dir.path());
+    seed(&server);
+
+    let home = Home::new(keyring);
+    let args: [&str; 6] = [
+        "--endpoint",
+        &server.endpoint,
+        "--method",
+        "device",
+        "--login-timeout",
+        "120",
+    ];
+    let r = device_login(&home, &args, &peer.issuer(), "gina").ok();
+    assert!(r.stderr.contains("Logged in to"), "{r:#?}");
+    let name = home.run(&["-o", "json", "whoami"]).ok().json()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(name.starts_with("gina"), "{name}");
+    Cli::admin(&server)
+        .run(&["group", "add-member", "Viewers", &name])
+        .ok();
+    // (Empty when the keyring holds the tokens.)
+    let refresh = home.cached("refresh_token");
+    assert!(
+        refresh.len() == 1 || (keyring && !home.tokens_file().exists()),
+        "offline_access gives a refresh token: {refresh:?}"
+    );
+    logged_in(
+        &server,
+        &home,
+        Flow {
+            login: vec![],
+            stdin: None,
+            login_env: vec![],
+            profile: None,
+            user: &name,
+            after_expiry: AfterExpiry::Renews,
+            secrets: refresh.iter().map(String::as_str).collect(),
+        },
+        r,
+    );
+    // Renewed with the refresh token, not a new device approval: logout removed the newer
+    // tokens too, and a plain command now asks for a login instead of showing a code.
+    assert!(home.cached_tokens().is_empty());
+    let r = home.run(&["whoami"]).code(3);
+    assert_eq!(
+        r.stderr.trim(),
+        "error: not logged in: run sluice login --profile default",
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn device_code_without_keyring() {
+    device_code_flow(false);
+}
+
+#[test]
+fn device_code_with_keyring_or_file_fallback() {
+    device_code_flow(true);
+}
+
+/// AWS role with the STS stand-in: the CLI signs GetCallerIdentity with the AWS credentials
+/// in HOME/.aws (the default chain), the server replays it to the stand-in. Nothing is
+/// cached (the principal is whatever the AWS chain yields), so there is no session to
+/// expire: every command logs in again silently; logout leaves no Sluice token and the AWS
+/// secret only in the AWS credentials file it came from.
+fn aws_role_flow(keyring: bool) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stub = rt.block_on(sts_stub::StsStub::start());
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let file = cfg_dir.path().join("server.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[aws_iam]\nserver_id = \"sluice-login-test\"\nallowed_sts_hosts = [\"sts.amazonaws.com\", \"sts.*.amazonaws.com\"]\n\
+             sts_endpoint_override = \"{}\"\n",
+            stub.endpoint
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(&[("SLUICE_CONFIG", file.to_str().unwrap())]);
+    seed(&server);
+    let admin = Cli::admin(&server);
+    admin.run(&["user", "create", "alice-aws"]).ok();
+    admin
+        .run(&["group", "add-member", "Viewers", "alice-aws"])
+        .ok();
+    let alice = sts_stub::alice();
+    admin_call(&server, "default", |_| {
+        (
+            "/management/v1/users/alice-aws/external-principals".into(),
+            json!({"arn": alice.arn}),
+        )
+    });
+
+    let home = Home::new(keyring);
+    let aws = home.dir.path().join(".aws");
+    std::fs::create_dir(&aws).unwrap();
+    let credentials = aws.join("credentials");
+    std::fs::write(
+        &credentials,
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            alice.access_key_id, alice.secret_access_key
+        ),
+    )
+    .unwrap();
+    scenario(
+        &server,
+        &home,
+        Flow {
+            login: vec![
+                "--endpoint",
+                &server.endpoint,
+                "--method",
+                "aws-role",
+                "--aws-region",
+                "eu-west-1",
+            ],
+            stdin: None,
+            login_env: vec![],
+            profile: None,
+            user: "alice-aws",
+            after_expiry: AfterExpiry::NothingCached,
+            secrets: vec![],
+        },
+    );
+    let seen = stub.seen();
+    assert!(
+        seen.iter()
+            .all(|s| s.status == 200 && s.host.as_deref() == Some("sts.eu-west-1.amazonaws.com")),
+        "{seen:?}"
+    );
+    // Whatever the session's age, the next command logs in again, without a word.
+    let hits = stub.hits();
+    let me = home.run(&["-o", "json", "whoami"]).ok();
+    assert_eq!(me.json()["name"], "alice-aws");
+    assert!(me.stderr.is_empty(), "{me:#?}");
+    assert_eq!(stub.hits(), hits + 1, "one new AWS login");
+    home.run(&["logout"]).ok();
+    assert_eq!(
+        home.files_containing(&alice.secret_access_key),
+        vec![credentials],
+        "the AWS secret stays only where it came from"
+    );
+    assert!(home.files_containing(&alice.access_key_id).len() == 1);
+}
+
+#[test]
+fn aws_role_without_keyring() {
+    aws_role_flow(false);
+}
+
+#[test]
+fn aws_role_with_keyring_or_file_fallback() {
+    aws_role_flow(true);
 }
