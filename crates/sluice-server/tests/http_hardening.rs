@@ -301,9 +301,8 @@ async fn bodies_beyond_the_limit_answer_413_in_the_error_model() {
     assert_eq!(st, 413);
     assert_error(&json_of(&body), "PayloadTooLargeException", 413);
     // The token endpoint answers in the OAuth2 shape.
-    let head = format!(
-        "POST /v1/oauth/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    );
+    let head = "POST /v1/oauth/tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        .to_string();
     let (st, _, body) = raw(&s, &head, &chunked);
     assert_eq!(st, 413);
     let v = json_of(&body);
