@@ -47,13 +47,14 @@ async fn config(State(s): State<AppState>, Caller(c): Caller, ApiQuery(q): ApiQu
     Ok(Json(s.services.catalog_config(&c, q.warehouse.as_deref()).await?))
 }
 
+/// Paging (and, for namespaces, `parent`) of every listing route, views included.
 #[derive(Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     parent: Option<String>,
     #[serde(rename = "pageToken")]
-    page_token: Option<String>,
+    pub(crate) page_token: Option<String>,
     #[serde(rename = "pageSize")]
-    page_size: Option<u32>,
+    pub(crate) page_size: Option<u32>,
 }
 
 async fn list_namespaces(

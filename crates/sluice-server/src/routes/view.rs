@@ -4,6 +4,7 @@
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use crate::routes::catalog::ListQuery;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -35,14 +36,6 @@ pub fn router() -> Router<AppState> {
             post(register_view),
         )
         .route("/v1/{prefix}/views/rename", post(rename_view))
-}
-
-#[derive(Deserialize)]
-struct ListQuery {
-    #[serde(rename = "pageToken")]
-    page_token: Option<String>,
-    #[serde(rename = "pageSize")]
-    page_size: Option<u32>,
 }
 
 async fn list_views(
