@@ -93,16 +93,15 @@ const VERSION: u8 = 1;
 
 impl SecretBox {
     pub fn new(key: &KeyMaterial) -> Self {
-        SecretBox { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.bytes())) }
+        SecretBox {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.bytes())),
+        }
     }
 
     pub fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         // Encryption with a valid key and a 12-byte nonce cannot fail for in-memory sizes.
-        let ct = self
-            .cipher
-            .encrypt(&nonce, plaintext)
-            .unwrap_or_default();
+        let ct = self.cipher.encrypt(&nonce, plaintext).unwrap_or_default();
         let mut out = Vec::with_capacity(1 + 12 + ct.len());
         out.push(VERSION);
         out.extend_from_slice(&nonce);

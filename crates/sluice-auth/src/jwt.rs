@@ -58,7 +58,14 @@ impl TokenIssuer {
         scope: Option<&str>,
         now: i64,
     ) -> Result<String, AuthError> {
-        self.issue_with_ttl(user_id, user_name, access_key_id, scope, now, self.ttl_seconds)
+        self.issue_with_ttl(
+            user_id,
+            user_name,
+            access_key_id,
+            scope,
+            now,
+            self.ttl_seconds,
+        )
     }
 
     /// As `issue`, with a caller-chosen lifetime (callers cap it).
@@ -113,7 +120,9 @@ mod tests {
     fn issue_verify() {
         let t = TokenIssuer::new(&KeyMaterial::random(), "sluice", 3600);
         let id = Uuid::new_v4();
-        let tok = t.issue(id, "admin", Some("AKIAX"), Some("catalog"), now()).unwrap();
+        let tok = t
+            .issue(id, "admin", Some("AKIAX"), Some("catalog"), now())
+            .unwrap();
         let c = t.verify(&tok).unwrap();
         assert_eq!(c.sub, id.to_string());
         assert_eq!(c.akid.as_deref(), Some("AKIAX"));
@@ -125,7 +134,9 @@ mod tests {
         let other = TokenIssuer::new(&KeyMaterial::random(), "sluice", 3600);
         let tok = other.issue(Uuid::new_v4(), "x", None, None, now()).unwrap();
         assert!(t.verify(&tok).is_err());
-        let old = t.issue(Uuid::new_v4(), "x", None, None, now() - 10_000).unwrap();
+        let old = t
+            .issue(Uuid::new_v4(), "x", None, None, now() - 10_000)
+            .unwrap();
         assert!(matches!(t.verify(&old), Err(AuthError::Expired)));
         assert!(t.verify("a.b.c").is_err());
     }

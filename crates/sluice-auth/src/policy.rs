@@ -970,9 +970,15 @@ mod tests {
     #[test]
     fn views_have_their_own_resources_and_default_groups_cover_them() {
         let v = resource::view("prod", &["a", "b"], "v*");
-        assert_eq!(v, "sluice:catalog:::warehouse/prod/namespace/a/namespace/b/view/v%2A");
+        assert_eq!(
+            v,
+            "sluice:catalog:::warehouse/prod/namespace/a/namespace/b/view/v%2A"
+        );
         // A table and a view of the same name are different resources.
-        assert_ne!(resource::view("w", &["a"], "x"), resource::table("w", &["a"], "x"));
+        assert_ne!(
+            resource::view("w", &["a"], "x"),
+            resource::table("w", &["a"], "x")
+        );
         let viewers = PolicySet::new(vec![default_policy("Viewers")]);
         let devs = PolicySet::new(vec![default_policy("Developers")]);
         for read in [READ_VIEW, LIST_VIEWS] {

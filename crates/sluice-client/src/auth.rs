@@ -19,7 +19,11 @@ impl Token {
     /// A token that never expires as far as the client knows (static tokens, or a server
     /// that sent no `expires_in`).
     pub fn new(access_token: impl Into<String>) -> Token {
-        Token { access_token: Secret::new(access_token.into()), refresh_token: None, expires_at: None }
+        Token {
+            access_token: Secret::new(access_token.into()),
+            refresh_token: None,
+            expires_at: None,
+        }
     }
 
     /// True once `expires_at` has passed (never for a token without expiry).
@@ -41,7 +45,11 @@ pub struct AuthContext {
 impl AuthContext {
     /// A context with an empty metadata cache.
     pub fn new(http: reqwest::Client, endpoint: url::Url) -> AuthContext {
-        AuthContext { http, endpoint, metadata: Arc::new(tokio::sync::OnceCell::new()) }
+        AuthContext {
+            http,
+            endpoint,
+            metadata: Arc::new(tokio::sync::OnceCell::new()),
+        }
     }
 
     /// The server's auth metadata (cached after the first successful fetch; a failed fetch
@@ -49,7 +57,10 @@ impl AuthContext {
     pub async fn server_metadata(&self) -> Result<&serde_json::Value> {
         self.metadata
             .get_or_try_init(|| async {
-                let url = join_segments(&self.endpoint, &[".well-known", "oauth-authorization-server"]);
+                let url = join_segments(
+                    &self.endpoint,
+                    &[".well-known", "oauth-authorization-server"],
+                );
                 let resp = self
                     .http
                     .get(url.clone())
@@ -60,12 +71,13 @@ impl AuthContext {
                 if !resp.status().is_success() {
                     return Err(ClientError::from_response(resp).await);
                 }
-                let v: serde_json::Value = resp
-                    .json()
-                    .await
-                    .map_err(|e| ClientError::Protocol(format!("the auth metadata at {url} is not JSON: {e}")))?;
+                let v: serde_json::Value = resp.json().await.map_err(|e| {
+                    ClientError::Protocol(format!("the auth metadata at {url} is not JSON: {e}"))
+                })?;
                 if !v.is_object() {
-                    return Err(ClientError::Protocol(format!("the auth metadata at {url} is not a JSON object")));
+                    return Err(ClientError::Protocol(format!(
+                        "the auth metadata at {url} is not a JSON object"
+                    )));
                 }
                 Ok(v)
             })
@@ -82,8 +94,13 @@ impl AuthContext {
 /// Appends a raw (already percent-encoded) path, optionally with a query, to `base`.
 /// `Url::join` would instead *replace* the last segment of a base without a trailing slash.
 pub fn join_path(base: &url::Url, path: &str) -> Result<url::Url> {
-    let s = format!("{}/{}", base.as_str().trim_end_matches('/'), path.trim_start_matches('/'));
-    url::Url::parse(&s).map_err(|e| ClientError::Other(format!("invalid request path '{path}': {e}")))
+    let s = format!(
+        "{}/{}",
+        base.as_str().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
+    url::Url::parse(&s)
+        .map_err(|e| ClientError::Other(format!("invalid request path '{path}': {e}")))
 }
 
 /// Appends path segments to `base`, percent-encoding each one (so a name containing `/`,
@@ -170,7 +187,11 @@ impl TokenManager {
         cache: Option<Arc<crate::cache::TokenCache>>,
     ) -> Self {
         // Basic credentials are sent as they are; there is no token to cache.
-        let cache_identity = if authenticator.basic_credentials().is_some() { None } else { authenticator.cache_identity() };
+        let cache_identity = if authenticator.basic_credentials().is_some() {
+            None
+        } else {
+            authenticator.cache_identity()
+        };
         TokenManager {
             authenticator,
             ctx,
@@ -222,7 +243,10 @@ impl TokenManager {
     fn basic(&self) -> Option<String> {
         self.authenticator.basic_credentials().map(|(id, secret)| {
             let raw = format!("{id}:{}", secret.expose());
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            )
         })
     }
 
@@ -241,7 +265,10 @@ impl TokenManager {
 
     fn fresh_header(&self) -> Option<String> {
         let st = self.state();
-        st.token.as_ref().filter(|t| Self::is_fresh(t, st.obtained_at)).map(Self::bearer)
+        st.token
+            .as_ref()
+            .filter(|t| Self::is_fresh(t, st.obtained_at))
+            .map(Self::bearer)
     }
 
     /// Loads the cached token once per manager (before the first renew decision). Expired
@@ -250,8 +277,12 @@ impl TokenManager {
         if std::mem::replace(&mut self.state().cache_checked, true) {
             return;
         }
-        let (Some(cache), Some(id)) = (&self.cache, &self.cache_identity) else { return };
-        let Some((t, obtained_at)) = cache.load_entry(self.ctx.endpoint.as_str(), id) else { return };
+        let (Some(cache), Some(id)) = (&self.cache, &self.cache_identity) else {
+            return;
+        };
+        let Some((t, obtained_at)) = cache.load_entry(self.ctx.endpoint.as_str(), id) else {
+            return;
+        };
         self.state().had_token = true;
         if t.is_expired() && t.refresh_token.is_none() {
             tracing::debug!("the cached token has expired");
@@ -321,10 +352,12 @@ impl TokenManager {
         }
         if let Some(e) = st.last_failure.clone() {
             drop(st);
-            return Some(match allow_still_valid.then(|| self.still_valid(&e)).flatten() {
-                Some(h) => Ok(h),
-                None => Err(e),
-            });
+            return Some(
+                match allow_still_valid.then(|| self.still_valid(&e)).flatten() {
+                    Some(h) => Ok(h),
+                    None => Err(e),
+                },
+            );
         }
         st.token.as_ref().map(|t| Ok(Self::bearer(t)))
     }
@@ -336,7 +369,9 @@ impl TokenManager {
         let t = st.token.as_ref().filter(|t| !t.is_expired())?;
         if matches!(why, ClientError::LoginRequired { .. }) {
             // Expected for flows that cannot renew on their own: not worth a warning.
-            tracing::debug!("the token cannot be renewed without a login; using it until it expires");
+            tracing::debug!(
+                "the token cannot be renewed without a login; using it until it expires"
+            );
         } else {
             tracing::warn!("could not renew the token; using the current one until it expires");
         }
@@ -376,7 +411,10 @@ impl TokenManager {
                 let st = self.state();
                 st.had_token || st.token.is_some()
             };
-            return Err(ClientError::LoginRequired { profile: self.profile.clone(), expired });
+            return Err(ClientError::LoginRequired {
+                profile: self.profile.clone(),
+                expired,
+            });
         }
         self.authenticator.authenticate(&self.ctx).await
     }
@@ -496,7 +534,10 @@ mod tests {
             }
         }
         fn calls(&self) -> (usize, usize) {
-            (self.authenticate.load(Ordering::SeqCst), self.refresh.load(Ordering::SeqCst))
+            (
+                self.authenticate.load(Ordering::SeqCst),
+                self.refresh.load(Ordering::SeqCst),
+            )
         }
     }
 
@@ -526,7 +567,10 @@ mod tests {
     }
 
     fn ctx() -> AuthContext {
-        AuthContext::new(reqwest::Client::new(), url::Url::parse("http://127.0.0.1:9").unwrap())
+        AuthContext::new(
+            reqwest::Client::new(),
+            url::Url::parse("http://127.0.0.1:9").unwrap(),
+        )
     }
 
     fn expired(rt: Option<&str>) -> Token {
@@ -639,7 +683,10 @@ mod tests {
         // Saved after authenticate.
         let m = TokenManager::new(auth.clone(), ctx(), Some(cache.clone()));
         assert_eq!(m.authorization().await.unwrap(), "Bearer tok-1");
-        assert_eq!(cache.load(&endpoint, "me").unwrap().access_token.expose(), "tok-1");
+        assert_eq!(
+            cache.load(&endpoint, "me").unwrap().access_token.expose(),
+            "tok-1"
+        );
 
         // A new manager starts from the cache.
         let m2 = TokenManager::new(auth.clone(), ctx(), Some(cache.clone()));
@@ -656,7 +703,10 @@ mod tests {
         let m4 = TokenManager::new(auth.clone(), ctx(), Some(cache.clone()));
         assert_eq!(m4.authorization().await.unwrap(), "Bearer tok-101");
         assert_eq!(auth.calls(), (2, 1));
-        assert_eq!(cache.load(&endpoint, "me").unwrap().access_token.expose(), "tok-101");
+        assert_eq!(
+            cache.load(&endpoint, "me").unwrap().access_token.expose(),
+            "tok-101"
+        );
 
         m4.logout().await.unwrap();
         assert!(cache.load(&endpoint, "me").is_none());
@@ -684,7 +734,13 @@ mod tests {
     async fn basic_mode() {
         let m = TokenManager::new(Arc::new(Basic), ctx(), None);
         let h = m.authorization().await.unwrap();
-        assert_eq!(h, format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("AKIA:s")));
+        assert_eq!(
+            h,
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("AKIA:s")
+            )
+        );
         assert_eq!(m.on_unauthorized(&h).await.unwrap(), h);
         assert!(m.login().await.is_err());
     }
@@ -692,7 +748,10 @@ mod tests {
     #[test]
     fn url_joining_keeps_prefixes() {
         let base = url::Url::parse("https://h/sluice").unwrap();
-        assert_eq!(join_path(&base, "/v1/config?warehouse=a").unwrap().as_str(), "https://h/sluice/v1/config?warehouse=a");
+        assert_eq!(
+            join_path(&base, "/v1/config?warehouse=a").unwrap().as_str(),
+            "https://h/sluice/v1/config?warehouse=a"
+        );
         let base = url::Url::parse("https://h/").unwrap();
         assert_eq!(join_path(&base, "v1/x").unwrap().as_str(), "https://h/v1/x");
         assert_eq!(

@@ -50,7 +50,10 @@ impl CachedToken {
         }
         Some(Token {
             access_token: Secret::new(self.access_token),
-            refresh_token: self.refresh_token.filter(|r| !r.is_empty()).map(Secret::new),
+            refresh_token: self
+                .refresh_token
+                .filter(|r| !r.is_empty())
+                .map(Secret::new),
             expires_at: self.expires_at,
         })
     }
@@ -80,20 +83,31 @@ pub struct TokenCache {
 
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenCache").field("file", &self.file).field("use_keyring", &self.use_keyring).finish()
+        f.debug_struct("TokenCache")
+            .field("file", &self.file)
+            .field("use_keyring", &self.use_keyring)
+            .finish()
     }
 }
 
 impl TokenCache {
     /// A cache at `file`, trying the OS keyring first when `use_keyring`.
     pub fn new(file: impl Into<PathBuf>, use_keyring: bool) -> TokenCache {
-        TokenCache { file: file.into(), use_keyring, keyring_usable: AtomicBool::new(true), lock: Mutex::new(()) }
+        TokenCache {
+            file: file.into(),
+            use_keyring,
+            keyring_usable: AtomicBool::new(true),
+            lock: Mutex::new(()),
+        }
     }
 
     /// The cache for `config`: `token_cache_dir`/tokens.json (default: the config dir) and
     /// the keyring unless `no_keyring`.
     pub fn from_config(config: &ClientConfig) -> Result<TokenCache> {
-        Ok(TokenCache::new(config.token_cache_path()?, !config.no_keyring))
+        Ok(TokenCache::new(
+            config.token_cache_path()?,
+            !config.no_keyring,
+        ))
     }
 
     pub fn file_path(&self) -> &Path {
@@ -107,7 +121,10 @@ impl TokenCache {
 
     fn keyring_failed(&self, what: &str, e: &keyring::Error) {
         if self.keyring_usable.swap(false, Ordering::Relaxed) {
-            tracing::warn!("the OS keyring is not usable here ({what}: {e}); keeping credentials in {}", self.file.display());
+            tracing::warn!(
+                "the OS keyring is not usable here ({what}: {e}); keeping credentials in {}",
+                self.file.display()
+            );
         }
     }
 
@@ -125,13 +142,19 @@ impl TokenCache {
 
     /// The cached token and when it was obtained (None for entries written before that was
     /// recorded).
-    pub fn load_entry(&self, endpoint: &str, identity: &str) -> Option<(Token, Option<DateTime<Utc>>)> {
+    pub fn load_entry(
+        &self,
+        endpoint: &str,
+        identity: &str,
+    ) -> Option<(Token, Option<DateTime<Utc>>)> {
         let key = Self::key(endpoint, identity);
         let raw = self.get_raw(&key)?;
-        let parsed = serde_json::from_value::<CachedToken>(raw).ok().and_then(|c| {
-            let obtained = c.obtained_at;
-            c.into_token().map(|t| (t, obtained))
-        });
+        let parsed = serde_json::from_value::<CachedToken>(raw)
+            .ok()
+            .and_then(|c| {
+                let obtained = c.obtained_at;
+                c.into_token().map(|t| (t, obtained))
+            });
         if parsed.is_none() {
             tracing::warn!(entry = %key, "discarding a corrupt token cache entry");
             self.delete_raw(&key);
@@ -183,7 +206,10 @@ impl TokenCache {
                 e.set_password(&json)?;
                 match e.get_password()? {
                     back if back == json => Ok(()),
-                    _ => Err(keyring::Error::Invalid("entry".into(), "read back differently".into())),
+                    _ => Err(keyring::Error::Invalid(
+                        "entry".into(),
+                        "read back differently".into(),
+                    )),
                 }
             });
             match stored {
@@ -232,7 +258,10 @@ impl TokenCache {
                 self.file.display()
             ),
             Ok(false) => {}
-            Err(e) => tracing::warn!("cannot check the permissions of {}: {e}", self.file.display()),
+            Err(e) => tracing::warn!(
+                "cannot check the permissions of {}: {e}",
+                self.file.display()
+            ),
         }
         let text = match std::fs::read_to_string(&self.file) {
             Ok(t) => t,
@@ -258,7 +287,10 @@ impl TokenCache {
     }
 
     fn write_file(&self, data: &CacheFile) {
-        let data = CacheFile { version: FILE_VERSION, tokens: data.tokens.clone() };
+        let data = CacheFile {
+            version: FILE_VERSION,
+            tokens: data.tokens.clone(),
+        };
         let bytes = match serde_json::to_vec_pretty(&data) {
             Ok(b) => b,
             Err(e) => {
@@ -309,7 +341,9 @@ pub const STORED_SECRETS: [&str; 4] = ["secret-access-key", "client-secret", "ap
 impl SecretStore {
     /// The store in `dir` (the token cache's directory), keyring first when `use_keyring`.
     pub fn new(dir: &Path, use_keyring: bool) -> SecretStore {
-        SecretStore { store: TokenCache::new(dir.join("secrets.json"), use_keyring) }
+        SecretStore {
+            store: TokenCache::new(dir.join("secrets.json"), use_keyring),
+        }
     }
 
     /// The store for `config` (beside its token cache).
@@ -324,7 +358,10 @@ impl SecretStore {
     }
 
     fn key(endpoint: &str, profile: &str, setting: &str) -> String {
-        format!("secret:{}", TokenCache::key(endpoint, &format!("profile:{profile}:{setting}")))
+        format!(
+            "secret:{}",
+            TokenCache::key(endpoint, &format!("profile:{profile}:{setting}"))
+        )
     }
 
     /// The stored secret and where it is.
@@ -332,22 +369,31 @@ impl SecretStore {
         let key = Self::key(endpoint, profile, setting);
         let file_entry = {
             let _guard = self.store.lock.lock().unwrap_or_else(|p| p.into_inner());
-            self.store.read_file().and_then(|d| d.tokens.get(&key).cloned())
+            self.store
+                .read_file()
+                .and_then(|d| d.tokens.get(&key).cloned())
         };
         if self.store.uses_keyring() && !self.keyring_unreliable() {
             match keyring_entry(&key).and_then(|e| e.get_password()) {
                 Ok(json) => {
-                    if let Some(s) = serde_json::from_str::<String>(&json).ok().filter(|s| !s.is_empty()) {
+                    if let Some(s) = serde_json::from_str::<String>(&json)
+                        .ok()
+                        .filter(|s| !s.is_empty())
+                    {
                         if file_entry.is_some() {
                             // A second process found it: the keyring keeps entries, so the
                             // file copy written beside it can go.
-                            self.store.file_update(|entries| entries.remove(&key).is_some());
+                            self.store
+                                .file_update(|entries| entries.remove(&key).is_some());
                         }
                         return Some((Secret::new(s), StoredIn::Keyring));
                     }
                 }
                 Err(keyring::Error::NoEntry) => {
-                    if file_entry.as_ref().is_some_and(|v| v.get(UNVERIFIED).is_some()) {
+                    if file_entry
+                        .as_ref()
+                        .is_some_and(|v| v.get(UNVERIFIED).is_some())
+                    {
                         tracing::warn!(
                             "the OS keyring did not keep a secret beyond the process that stored it; using {} from now on",
                             self.file_path().display()
@@ -359,8 +405,16 @@ impl SecretStore {
             }
         }
         let value = file_entry?;
-        let s = value.get(UNVERIFIED).unwrap_or(&value).as_str().filter(|s| !s.is_empty())?.to_string();
-        Some((Secret::new(s), StoredIn::File(self.file_path().to_path_buf())))
+        let s = value
+            .get(UNVERIFIED)
+            .unwrap_or(&value)
+            .as_str()
+            .filter(|s| !s.is_empty())?
+            .to_string();
+        Some((
+            Secret::new(s),
+            StoredIn::File(self.file_path().to_path_buf()),
+        ))
     }
 
     /// Stores `secret`. With a keyring, also a file copy marked unverified until another
@@ -376,7 +430,10 @@ impl SecretStore {
                 e.set_password(&json)?;
                 match e.get_password()? {
                     back if back == json => Ok(()),
-                    _ => Err(keyring::Error::Invalid("entry".into(), "read back differently".into())),
+                    _ => Err(keyring::Error::Invalid(
+                        "entry".into(),
+                        "read back differently".into(),
+                    )),
                 }
             });
             match stored {
@@ -401,12 +458,17 @@ impl SecretStore {
 
     fn keyring_unreliable(&self) -> bool {
         let _guard = self.store.lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.store.read_file().is_some_and(|d| d.tokens.contains_key(KEYRING_UNRELIABLE))
+        self.store
+            .read_file()
+            .is_some_and(|d| d.tokens.contains_key(KEYRING_UNRELIABLE))
     }
 
     fn mark_keyring_unreliable(&self) {
         self.store.file_update(|entries| {
-            entries.insert(KEYRING_UNRELIABLE.to_string(), serde_json::Value::Bool(true));
+            entries.insert(
+                KEYRING_UNRELIABLE.to_string(),
+                serde_json::Value::Bool(true),
+            );
             true
         });
     }
@@ -454,12 +516,25 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-            assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            assert_eq!(
+                std::fs::metadata(path.parent().unwrap())
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777,
+                0o700
+            );
         }
         c.delete("https://h", "me");
         assert!(c.load("https://h", "me").is_none());
-        assert_eq!(c.load("https://h", "other").unwrap().access_token.expose(), "a2");
+        assert_eq!(
+            c.load("https://h", "other").unwrap().access_token.expose(),
+            "a2"
+        );
     }
 
     #[cfg(unix)]
@@ -472,7 +547,10 @@ mod tests {
         c.store("e", "i", &token("a", None));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(c.load("e", "i").is_some());
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -486,11 +564,13 @@ mod tests {
         assert_eq!(c.load("e", "i").unwrap().access_token.expose(), "a");
 
         // One bad entry next to a good one: the bad one goes, the good one stays.
-        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         v["tokens"]["e#bad"] = serde_json::json!({"access_token": 42});
         std::fs::write(&path, v.to_string()).unwrap();
         assert!(c.load("e", "bad").is_none());
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert!(v["tokens"].get("e#bad").is_none(), "{v}");
         assert!(c.load("e", "i").is_some());
     }
@@ -505,7 +585,9 @@ mod tests {
         // copy behind, and a fixed name means reruns replace it instead of adding more.
         let ident = "sluice-client-unit-test".to_string();
         c.store("https://keyring.test", &ident, &token("k", Some("r")));
-        let t = c.load("https://keyring.test", &ident).expect("stored in the keyring or the file");
+        let t = c
+            .load("https://keyring.test", &ident)
+            .expect("stored in the keyring or the file");
         assert_eq!(t.access_token.expose(), "k");
         c.delete("https://keyring.test", &ident);
         assert!(c.load("https://keyring.test", &ident).is_none());

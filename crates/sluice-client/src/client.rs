@@ -52,7 +52,11 @@ impl Client {
         Client::build(config, authenticator, true)
     }
 
-    fn build(config: ClientConfig, authenticator: Arc<dyn Authenticator>, interactive: bool) -> Result<Client> {
+    fn build(
+        config: ClientConfig,
+        authenticator: Arc<dyn Authenticator>,
+        interactive: bool,
+    ) -> Result<Client> {
         let endpoint = config.endpoint_url()?;
         let http = config.http_client()?;
         let header = config.auth_header.as_deref().unwrap_or("authorization");
@@ -64,7 +68,9 @@ impl Client {
         })?;
         // Only authenticators with an identity and a token to keep use the cache; a cache
         // that cannot be located (no HOME) just means logging in every time.
-        let cache = if authenticator.cache_identity().is_some() && authenticator.basic_credentials().is_none() {
+        let cache = if authenticator.cache_identity().is_some()
+            && authenticator.basic_credentials().is_none()
+        {
             match TokenCache::from_config(&config) {
                 Ok(c) => Some(Arc::new(c)),
                 Err(e) => {
@@ -80,7 +86,15 @@ impl Client {
         if !interactive {
             tokens = tokens.non_interactive(config.profile.clone());
         }
-        Ok(Client { inner: Arc::new(Inner { config, endpoint, http, auth_header, tokens }) })
+        Ok(Client {
+            inner: Arc::new(Inner {
+                config,
+                endpoint,
+                http,
+                auth_header,
+                tokens,
+            }),
+        })
     }
 
     /// A client for `config` with the authenticator its auth method names
@@ -120,7 +134,10 @@ impl Client {
     /// # }
     /// ```
     pub fn from_profile(profile: Option<&str>) -> Result<Client> {
-        let overrides = ClientConfig { profile: profile.map(str::to_string), ..Default::default() };
+        let overrides = ClientConfig {
+            profile: profile.map(str::to_string),
+            ..Default::default()
+        };
         Client::from_login(ClientConfig::resolve(overrides)?)
     }
 
@@ -173,12 +190,21 @@ impl Client {
 
     /// The server's version, from its metadata.
     pub async fn server_version(&self) -> Result<Option<String>> {
-        Ok(self.server_metadata().await?.get("sluice_version").and_then(|v| v.as_str()).map(str::to_string))
+        Ok(self
+            .server_metadata()
+            .await?
+            .get("sluice_version")
+            .and_then(|v| v.as_str())
+            .map(str::to_string))
     }
 
     /// `GET /health` without credentials.
     pub async fn health(&self) -> Result<()> {
-        self.request(Method::GET, "/health").unauthenticated().send().await.map(drop)
+        self.request(Method::GET, "/health")
+            .unauthenticated()
+            .send()
+            .await
+            .map(drop)
     }
 
     // -------------------------------------------------------------- raw access
@@ -204,19 +230,34 @@ impl Client {
 
     fn request_url(&self, method: Method, url: url::Url) -> Request {
         let builder = self.inner.http.request(method.clone(), url.clone());
-        Request { client: self.clone(), method, url, builder, authenticated: true, error: None }
+        Request {
+            client: self.clone(),
+            method,
+            url,
+            builder,
+            authenticated: true,
+            error: None,
+        }
     }
 
     /// Sends `body` (if any) as JSON to `path` and returns the response body as JSON: `null`
     /// for an empty body, a JSON string for a non-JSON body. For `sluice api`-style access.
-    pub async fn raw_json(&self, method: Method, path: &str, body: Option<&serde_json::Value>) -> Result<serde_json::Value> {
+    pub async fn raw_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value> {
         let mut r = self.request(method, path);
         if let Some(b) = body {
             r = r.json(b);
         }
         let resp = r.send().await?;
         let url = resp.url().clone();
-        let text = resp.text().await.map_err(|e| ClientError::transport(&url, &e))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ClientError::transport(&url, &e))?;
         if text.trim().is_empty() {
             return Ok(serde_json::Value::Null);
         }
@@ -236,10 +277,19 @@ impl Client {
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        Ok(self.mgmt(Method::GET, &["users"]).send_json::<UsersEnvelope>().await?.users)
+        Ok(self
+            .mgmt(Method::GET, &["users"])
+            .send_json::<UsersEnvelope>()
+            .await?
+            .users)
     }
 
-    pub async fn create_user(&self, name: &str, email: Option<&str>, friendly_name: Option<&str>) -> Result<User> {
+    pub async fn create_user(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        friendly_name: Option<&str>,
+    ) -> Result<User> {
         let mut body = json!({ "name": name });
         if let Some(e) = email {
             body["email"] = json!(e);
@@ -247,7 +297,10 @@ impl Client {
         if let Some(f) = friendly_name {
             body["friendly-name"] = json!(f);
         }
-        self.mgmt(Method::POST, &["users"]).json(&body).send_json().await
+        self.mgmt(Method::POST, &["users"])
+            .json(&body)
+            .send_json()
+            .await
     }
 
     pub async fn get_user(&self, name: &str) -> Result<User> {
@@ -255,7 +308,12 @@ impl Client {
     }
 
     /// Changes email and/or friendly name: `None` leaves a field alone, `Some(None)` clears it.
-    pub async fn update_user(&self, name: &str, email: Option<Option<&str>>, friendly_name: Option<Option<&str>>) -> Result<User> {
+    pub async fn update_user(
+        &self,
+        name: &str,
+        email: Option<Option<&str>>,
+        friendly_name: Option<Option<&str>>,
+    ) -> Result<User> {
         let mut body = serde_json::Map::new();
         if let Some(e) = email {
             body.insert("email".into(), json!(e));
@@ -263,38 +321,66 @@ impl Client {
         if let Some(f) = friendly_name {
             body.insert("friendly-name".into(), json!(f));
         }
-        self.mgmt(Method::PATCH, &["users", name]).json(&body).send_json().await
+        self.mgmt(Method::PATCH, &["users", name])
+            .json(&body)
+            .send_json()
+            .await
     }
 
     pub async fn delete_user(&self, name: &str) -> Result<()> {
-        self.mgmt(Method::DELETE, &["users", name]).send_empty().await
+        self.mgmt(Method::DELETE, &["users", name])
+            .send_empty()
+            .await
     }
 
     /// The groups `user` belongs to.
     pub async fn user_groups(&self, user: &str) -> Result<Vec<Group>> {
-        Ok(self.mgmt(Method::GET, &["users", user, "groups"]).send_json::<GroupsEnvelope>().await?.groups)
+        Ok(self
+            .mgmt(Method::GET, &["users", user, "groups"])
+            .send_json::<GroupsEnvelope>()
+            .await?
+            .groups)
     }
 
     /// The policies attached to `user` directly.
     pub async fn user_policies(&self, user: &str) -> Result<Vec<Policy>> {
-        Ok(self.mgmt(Method::GET, &["users", user, "policies"]).send_json::<PoliciesEnvelope>().await?.policies)
+        Ok(self
+            .mgmt(Method::GET, &["users", user, "policies"])
+            .send_json::<PoliciesEnvelope>()
+            .await?
+            .policies)
     }
 
     /// Creates an access key for `user`. The secret is in the result and nowhere else, ever.
     pub async fn create_access_key(&self, user: &str) -> Result<NewAccessKey> {
-        self.mgmt(Method::POST, &["users", user, "access-keys"]).send_json().await
+        self.mgmt(Method::POST, &["users", user, "access-keys"])
+            .send_json()
+            .await
     }
 
     pub async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKey>> {
-        Ok(self.mgmt(Method::GET, &["users", user, "access-keys"]).send_json::<KeysEnvelope>().await?.access_keys)
+        Ok(self
+            .mgmt(Method::GET, &["users", user, "access-keys"])
+            .send_json::<KeysEnvelope>()
+            .await?
+            .access_keys)
     }
 
     pub async fn delete_access_key(&self, user: &str, access_key_id: &str) -> Result<()> {
-        self.mgmt(Method::DELETE, &["users", user, "access-keys", access_key_id]).send_empty().await
+        self.mgmt(
+            Method::DELETE,
+            &["users", user, "access-keys", access_key_id],
+        )
+        .send_empty()
+        .await
     }
 
     pub async fn list_groups(&self) -> Result<Vec<Group>> {
-        Ok(self.mgmt(Method::GET, &["groups"]).send_json::<GroupsEnvelope>().await?.groups)
+        Ok(self
+            .mgmt(Method::GET, &["groups"])
+            .send_json::<GroupsEnvelope>()
+            .await?
+            .groups)
     }
 
     pub async fn create_group(&self, name: &str, description: Option<&str>) -> Result<Group> {
@@ -302,7 +388,10 @@ impl Client {
         if let Some(d) = description {
             body["description"] = json!(d);
         }
-        self.mgmt(Method::POST, &["groups"]).json(&body).send_json().await
+        self.mgmt(Method::POST, &["groups"])
+            .json(&body)
+            .send_json()
+            .await
     }
 
     pub async fn get_group(&self, name: &str) -> Result<Group> {
@@ -310,70 +399,124 @@ impl Client {
     }
 
     pub async fn delete_group(&self, name: &str) -> Result<()> {
-        self.mgmt(Method::DELETE, &["groups", name]).send_empty().await
+        self.mgmt(Method::DELETE, &["groups", name])
+            .send_empty()
+            .await
     }
 
     pub async fn add_group_member(&self, group: &str, user: &str) -> Result<()> {
-        self.mgmt(Method::PUT, &["groups", group, "members", user]).send_empty().await
+        self.mgmt(Method::PUT, &["groups", group, "members", user])
+            .send_empty()
+            .await
     }
 
     pub async fn remove_group_member(&self, group: &str, user: &str) -> Result<()> {
-        self.mgmt(Method::DELETE, &["groups", group, "members", user]).send_empty().await
+        self.mgmt(Method::DELETE, &["groups", group, "members", user])
+            .send_empty()
+            .await
     }
 
     pub async fn group_members(&self, group: &str) -> Result<Vec<User>> {
-        Ok(self.mgmt(Method::GET, &["groups", group, "members"]).send_json::<UsersEnvelope>().await?.users)
+        Ok(self
+            .mgmt(Method::GET, &["groups", group, "members"])
+            .send_json::<UsersEnvelope>()
+            .await?
+            .users)
     }
 
     /// The policies attached to `group`.
     pub async fn group_policies(&self, group: &str) -> Result<Vec<Policy>> {
-        Ok(self.mgmt(Method::GET, &["groups", group, "policies"]).send_json::<PoliciesEnvelope>().await?.policies)
+        Ok(self
+            .mgmt(Method::GET, &["groups", group, "policies"])
+            .send_json::<PoliciesEnvelope>()
+            .await?
+            .policies)
     }
 
     pub async fn list_policies(&self) -> Result<Vec<Policy>> {
-        Ok(self.mgmt(Method::GET, &["policies"]).send_json::<PoliciesEnvelope>().await?.policies)
+        Ok(self
+            .mgmt(Method::GET, &["policies"])
+            .send_json::<PoliciesEnvelope>()
+            .await?
+            .policies)
     }
 
-    pub async fn create_policy(&self, name: &str, description: Option<&str>, statements: &[Statement]) -> Result<Policy> {
+    pub async fn create_policy(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        statements: &[Statement],
+    ) -> Result<Policy> {
         let body = json!({ "name": name, "description": description, "statements": statements });
-        self.mgmt(Method::POST, &["policies"]).json(&body).send_json().await
+        self.mgmt(Method::POST, &["policies"])
+            .json(&body)
+            .send_json()
+            .await
     }
 
     pub async fn get_policy(&self, name: &str) -> Result<Policy> {
-        self.mgmt(Method::GET, &["policies", name]).send_json().await
+        self.mgmt(Method::GET, &["policies", name])
+            .send_json()
+            .await
     }
 
     /// Replaces a policy's statements, and its description when `description` is Some (None
     /// keeps the current one). Policies cannot be renamed.
-    pub async fn update_policy(&self, name: &str, description: Option<&str>, statements: &[Statement]) -> Result<Policy> {
+    pub async fn update_policy(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        statements: &[Statement],
+    ) -> Result<Policy> {
         let body = json!({ "description": description, "statements": statements });
-        self.mgmt(Method::PUT, &["policies", name]).json(&body).send_json().await
+        self.mgmt(Method::PUT, &["policies", name])
+            .json(&body)
+            .send_json()
+            .await
     }
 
     pub async fn delete_policy(&self, name: &str) -> Result<()> {
-        self.mgmt(Method::DELETE, &["policies", name]).send_empty().await
+        self.mgmt(Method::DELETE, &["policies", name])
+            .send_empty()
+            .await
     }
 
     pub async fn attach_user_policy(&self, user: &str, policy: &str) -> Result<()> {
-        self.mgmt(Method::PUT, &["users", user, "policies", policy]).send_empty().await
+        self.mgmt(Method::PUT, &["users", user, "policies", policy])
+            .send_empty()
+            .await
     }
 
     pub async fn detach_user_policy(&self, user: &str, policy: &str) -> Result<()> {
-        self.mgmt(Method::DELETE, &["users", user, "policies", policy]).send_empty().await
+        self.mgmt(Method::DELETE, &["users", user, "policies", policy])
+            .send_empty()
+            .await
     }
 
     pub async fn attach_group_policy(&self, group: &str, policy: &str) -> Result<()> {
-        self.mgmt(Method::PUT, &["groups", group, "policies", policy]).send_empty().await
+        self.mgmt(Method::PUT, &["groups", group, "policies", policy])
+            .send_empty()
+            .await
     }
 
     pub async fn detach_group_policy(&self, group: &str, policy: &str) -> Result<()> {
-        self.mgmt(Method::DELETE, &["groups", group, "policies", policy]).send_empty().await
+        self.mgmt(Method::DELETE, &["groups", group, "policies", policy])
+            .send_empty()
+            .await
     }
 
     /// Explains whether `user` may do `action` on `resource`.
-    pub async fn check_permission(&self, user: &str, action: &str, resource: &str) -> Result<CheckResult> {
+    pub async fn check_permission(
+        &self,
+        user: &str,
+        action: &str,
+        resource: &str,
+    ) -> Result<CheckResult> {
         let body = json!({ "user": user, "action": action, "resource": resource });
-        self.mgmt(Method::POST, &["authz", "check"]).json(&body).send_json().await
+        self.mgmt(Method::POST, &["authz", "check"])
+            .json(&body)
+            .send_json()
+            .await
     }
 
     /// Audit log entries, newest first; `before` is an entry id to page backwards from.
@@ -391,15 +534,24 @@ impl Client {
     // -------------------------------------------------------------- warehouses
 
     pub async fn list_warehouses(&self) -> Result<Vec<Warehouse>> {
-        Ok(self.mgmt(Method::GET, &["warehouse"]).send_json::<WarehousesEnvelope>().await?.warehouses)
+        Ok(self
+            .mgmt(Method::GET, &["warehouse"])
+            .send_json::<WarehousesEnvelope>()
+            .await?
+            .warehouses)
     }
 
     pub async fn create_warehouse(&self, req: &CreateWarehouseRequest) -> Result<Warehouse> {
-        self.mgmt(Method::POST, &["warehouse"]).json(req).send_json().await
+        self.mgmt(Method::POST, &["warehouse"])
+            .json(req)
+            .send_json()
+            .await
     }
 
     pub async fn get_warehouse(&self, id: Uuid) -> Result<Warehouse> {
-        self.mgmt(Method::GET, &["warehouse", &id.to_string()]).send_json().await
+        self.mgmt(Method::GET, &["warehouse", &id.to_string()])
+            .send_json()
+            .await
     }
 
     /// A warehouse by id (a UUID) or by name: what a person types on a command line.
@@ -407,11 +559,17 @@ impl Client {
         if let Ok(id) = Uuid::parse_str(name_or_id) {
             return self.get_warehouse(id).await;
         }
-        self.list_warehouses().await?.into_iter().find(|w| w.name == name_or_id).ok_or_else(|| ClientError::Api {
-            status: 404,
-            kind: "NoSuchWarehouseException".into(),
-            message: format!("warehouse '{name_or_id}' does not exist (or is not visible to you)"),
-        })
+        self.list_warehouses()
+            .await?
+            .into_iter()
+            .find(|w| w.name == name_or_id)
+            .ok_or_else(|| ClientError::Api {
+                status: 404,
+                kind: "NoSuchWarehouseException".into(),
+                message: format!(
+                    "warehouse '{name_or_id}' does not exist (or is not visible to you)"
+                ),
+            })
     }
 
     pub async fn rename_warehouse(&self, id: Uuid, new_name: &str) -> Result<Warehouse> {
@@ -422,15 +580,21 @@ impl Client {
     }
 
     pub async fn delete_warehouse(&self, id: Uuid) -> Result<()> {
-        self.mgmt(Method::DELETE, &["warehouse", &id.to_string()]).send_empty().await
+        self.mgmt(Method::DELETE, &["warehouse", &id.to_string()])
+            .send_empty()
+            .await
     }
 
     pub async fn activate_warehouse(&self, id: Uuid) -> Result<Warehouse> {
-        self.mgmt(Method::POST, &["warehouse", &id.to_string(), "activate"]).send_json().await
+        self.mgmt(Method::POST, &["warehouse", &id.to_string(), "activate"])
+            .send_json()
+            .await
     }
 
     pub async fn deactivate_warehouse(&self, id: Uuid) -> Result<Warehouse> {
-        self.mgmt(Method::POST, &["warehouse", &id.to_string(), "deactivate"]).send_json().await
+        self.mgmt(Method::POST, &["warehouse", &id.to_string(), "deactivate"])
+            .send_json()
+            .await
     }
 
     /// Replaces the storage profile; `credential` None keeps the current credential.
@@ -444,35 +608,69 @@ impl Client {
         if let Some(c) = credential {
             body["storage-credential"] = c;
         }
-        self.mgmt(Method::POST, &["warehouse", &id.to_string(), "storage"]).json(&body).send_json().await
+        self.mgmt(Method::POST, &["warehouse", &id.to_string(), "storage"])
+            .json(&body)
+            .send_json()
+            .await
     }
 
     /// Replaces the storage credential; None removes it.
-    pub async fn update_warehouse_credential(&self, id: Uuid, credential: Option<serde_json::Value>) -> Result<Warehouse> {
-        self.mgmt(Method::POST, &["warehouse", &id.to_string(), "storage-credential"])
-            .json(&json!({ "new-storage-credential": credential }))
-            .send_json()
-            .await
+    pub async fn update_warehouse_credential(
+        &self,
+        id: Uuid,
+        credential: Option<serde_json::Value>,
+    ) -> Result<Warehouse> {
+        self.mgmt(
+            Method::POST,
+            &["warehouse", &id.to_string(), "storage-credential"],
+        )
+        .json(&json!({ "new-storage-credential": credential }))
+        .send_json()
+        .await
     }
 
-    pub async fn update_warehouse_delete_profile(&self, id: Uuid, delete_profile: serde_json::Value) -> Result<Warehouse> {
-        self.mgmt(Method::POST, &["warehouse", &id.to_string(), "delete-profile"])
-            .json(&json!({ "delete-profile": delete_profile }))
-            .send_json()
-            .await
+    pub async fn update_warehouse_delete_profile(
+        &self,
+        id: Uuid,
+        delete_profile: serde_json::Value,
+    ) -> Result<Warehouse> {
+        self.mgmt(
+            Method::POST,
+            &["warehouse", &id.to_string(), "delete-profile"],
+        )
+        .json(&json!({ "delete-profile": delete_profile }))
+        .send_json()
+        .await
     }
 
     pub async fn list_deleted_tables(&self, id: Uuid) -> Result<Vec<DeletedTable>> {
         Ok(self
-            .mgmt(Method::GET, &["warehouse", &id.to_string(), "deleted-tables"])
+            .mgmt(
+                Method::GET,
+                &["warehouse", &id.to_string(), "deleted-tables"],
+            )
             .send_json::<DeletedTablesEnvelope>()
             .await?
             .tables)
     }
 
     /// Restores a soft-deleted table, optionally under a new name; returns where it is now.
-    pub async fn undrop_table(&self, id: Uuid, table_id: Uuid, new_name: Option<&str>) -> Result<TableIdentifier> {
-        let mut r = self.mgmt(Method::POST, &["warehouse", &id.to_string(), "deleted-tables", &table_id.to_string(), "undrop"]);
+    pub async fn undrop_table(
+        &self,
+        id: Uuid,
+        table_id: Uuid,
+        new_name: Option<&str>,
+    ) -> Result<TableIdentifier> {
+        let mut r = self.mgmt(
+            Method::POST,
+            &[
+                "warehouse",
+                &id.to_string(),
+                "deleted-tables",
+                &table_id.to_string(),
+                "undrop",
+            ],
+        );
         if let Some(n) = new_name {
             r = r.json(&json!({ "new-name": n }));
         }
@@ -483,15 +681,20 @@ impl Client {
 
     /// `GET /v1/config?warehouse=…`
     pub async fn catalog_config(&self, warehouse: &str) -> Result<CatalogConfig> {
-        self.request_segments(Method::GET, &["v1", "config"]).query(&[("warehouse", warehouse)]).send_json().await
+        self.request_segments(Method::GET, &["v1", "config"])
+            .query(&[("warehouse", warehouse)])
+            .send_json()
+            .await
     }
 
     /// The catalog prefix of `warehouse` (what every `/v1/{prefix}/…` call needs).
     pub async fn warehouse_prefix(&self, warehouse: &str) -> Result<String> {
         let cfg = self.catalog_config(warehouse).await?;
-        cfg.prefix()
-            .map(str::to_string)
-            .ok_or_else(|| ClientError::Protocol(format!("the catalog config of warehouse '{warehouse}' has no prefix")))
+        cfg.prefix().map(str::to_string).ok_or_else(|| {
+            ClientError::Protocol(format!(
+                "the catalog config of warehouse '{warehouse}' has no prefix"
+            ))
+        })
     }
 
     fn catalog(&self, method: Method, prefix: &str, rest: &[&str]) -> Request {
@@ -501,7 +704,11 @@ impl Client {
     }
 
     /// Every namespace under `parent` (top level when None), following pagination.
-    pub async fn list_namespaces<S: AsRef<str>>(&self, prefix: &str, parent: Option<&[S]>) -> Result<Vec<Vec<String>>> {
+    pub async fn list_namespaces<S: AsRef<str>>(
+        &self,
+        prefix: &str,
+        parent: Option<&[S]>,
+    ) -> Result<Vec<Vec<String>>> {
         let parent = parent.map(encode_namespace);
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -530,19 +737,48 @@ impl Client {
     ) -> Result<Namespace> {
         let ns: Vec<&str> = namespace.iter().map(AsRef::as_ref).collect();
         let body = json!({ "namespace": ns, "properties": properties });
-        self.catalog(Method::POST, prefix, &["namespaces"]).json(&body).send_json().await
+        self.catalog(Method::POST, prefix, &["namespaces"])
+            .json(&body)
+            .send_json()
+            .await
     }
 
-    pub async fn load_namespace<S: AsRef<str>>(&self, prefix: &str, namespace: &[S]) -> Result<Namespace> {
-        self.catalog(Method::GET, prefix, &["namespaces", &encode_namespace(namespace)]).send_json().await
+    pub async fn load_namespace<S: AsRef<str>>(
+        &self,
+        prefix: &str,
+        namespace: &[S],
+    ) -> Result<Namespace> {
+        self.catalog(
+            Method::GET,
+            prefix,
+            &["namespaces", &encode_namespace(namespace)],
+        )
+        .send_json()
+        .await
     }
 
-    pub async fn namespace_exists<S: AsRef<str>>(&self, prefix: &str, namespace: &[S]) -> Result<bool> {
-        self.catalog(Method::HEAD, prefix, &["namespaces", &encode_namespace(namespace)]).exists().await
+    pub async fn namespace_exists<S: AsRef<str>>(
+        &self,
+        prefix: &str,
+        namespace: &[S],
+    ) -> Result<bool> {
+        self.catalog(
+            Method::HEAD,
+            prefix,
+            &["namespaces", &encode_namespace(namespace)],
+        )
+        .exists()
+        .await
     }
 
     pub async fn drop_namespace<S: AsRef<str>>(&self, prefix: &str, namespace: &[S]) -> Result<()> {
-        self.catalog(Method::DELETE, prefix, &["namespaces", &encode_namespace(namespace)]).send_empty().await
+        self.catalog(
+            Method::DELETE,
+            prefix,
+            &["namespaces", &encode_namespace(namespace)],
+        )
+        .send_empty()
+        .await
     }
 
     pub async fn update_namespace_properties<S: AsRef<str>>(
@@ -553,14 +789,22 @@ impl Client {
         updates: HashMap<String, String>,
     ) -> Result<UpdatePropertiesResult> {
         let body = json!({ "removals": removals, "updates": updates });
-        self.catalog(Method::POST, prefix, &["namespaces", &encode_namespace(namespace), "properties"])
-            .json(&body)
-            .send_json()
-            .await
+        self.catalog(
+            Method::POST,
+            prefix,
+            &["namespaces", &encode_namespace(namespace), "properties"],
+        )
+        .json(&body)
+        .send_json()
+        .await
     }
 
     /// Every table in `namespace`, following pagination.
-    pub async fn list_tables<S: AsRef<str>>(&self, prefix: &str, namespace: &[S]) -> Result<Vec<TableIdentifier>> {
+    pub async fn list_tables<S: AsRef<str>>(
+        &self,
+        prefix: &str,
+        namespace: &[S],
+    ) -> Result<Vec<TableIdentifier>> {
         let ns = encode_namespace(namespace);
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -578,27 +822,60 @@ impl Client {
         }
     }
 
-    pub async fn load_table<S: AsRef<str>>(&self, prefix: &str, namespace: &[S], table: &str) -> Result<LoadTableResult> {
-        self.catalog(Method::GET, prefix, &["namespaces", &encode_namespace(namespace), "tables", table])
-            .send_json()
-            .await
+    pub async fn load_table<S: AsRef<str>>(
+        &self,
+        prefix: &str,
+        namespace: &[S],
+        table: &str,
+    ) -> Result<LoadTableResult> {
+        self.catalog(
+            Method::GET,
+            prefix,
+            &["namespaces", &encode_namespace(namespace), "tables", table],
+        )
+        .send_json()
+        .await
     }
 
-    pub async fn table_exists<S: AsRef<str>>(&self, prefix: &str, namespace: &[S], table: &str) -> Result<bool> {
-        self.catalog(Method::HEAD, prefix, &["namespaces", &encode_namespace(namespace), "tables", table])
-            .exists()
-            .await
+    pub async fn table_exists<S: AsRef<str>>(
+        &self,
+        prefix: &str,
+        namespace: &[S],
+        table: &str,
+    ) -> Result<bool> {
+        self.catalog(
+            Method::HEAD,
+            prefix,
+            &["namespaces", &encode_namespace(namespace), "tables", table],
+        )
+        .exists()
+        .await
     }
 
     /// Drops a table; `purge` also deletes its data files.
-    pub async fn drop_table<S: AsRef<str>>(&self, prefix: &str, namespace: &[S], table: &str, purge: bool) -> Result<()> {
-        self.catalog(Method::DELETE, prefix, &["namespaces", &encode_namespace(namespace), "tables", table])
-            .query(&[("purgeRequested", if purge { "true" } else { "false" })])
-            .send_empty()
-            .await
+    pub async fn drop_table<S: AsRef<str>>(
+        &self,
+        prefix: &str,
+        namespace: &[S],
+        table: &str,
+        purge: bool,
+    ) -> Result<()> {
+        self.catalog(
+            Method::DELETE,
+            prefix,
+            &["namespaces", &encode_namespace(namespace), "tables", table],
+        )
+        .query(&[("purgeRequested", if purge { "true" } else { "false" })])
+        .send_empty()
+        .await
     }
 
-    pub async fn rename_table(&self, prefix: &str, from: &TableIdentifier, to: &TableIdentifier) -> Result<()> {
+    pub async fn rename_table(
+        &self,
+        prefix: &str,
+        from: &TableIdentifier,
+        to: &TableIdentifier,
+    ) -> Result<()> {
         self.catalog(Method::POST, prefix, &["tables", "rename"])
             .json(&json!({ "source": from, "destination": to }))
             .send_empty()
@@ -607,7 +884,10 @@ impl Client {
 }
 
 fn encode_namespace<S: AsRef<str>>(ns: &[S]) -> String {
-    ns.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(NAMESPACE_SEPARATOR)
+    ns.iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(NAMESPACE_SEPARATOR)
 }
 
 /// The next page token, refusing a server that hands back the token it was given (which
@@ -615,9 +895,9 @@ fn encode_namespace<S: AsRef<str>>(ns: &[S]) -> String {
 fn next_token(current: &Option<String>, next: Option<String>) -> Result<Option<String>> {
     match next.filter(|t| !t.is_empty()) {
         None => Ok(None),
-        Some(t) if current.as_ref() == Some(&t) => {
-            Err(ClientError::Protocol("the server returned the same page token twice".into()))
-        }
+        Some(t) if current.as_ref() == Some(&t) => Err(ClientError::Protocol(
+            "the server returned the same page token twice".into(),
+        )),
         Some(t) => Ok(Some(t)),
     }
 }
@@ -652,7 +932,10 @@ impl Request {
 
     /// Any other `reqwest::RequestBuilder` adjustment (body, timeout, ...). A streaming body
     /// cannot be replayed, so such a request is not retried after a 401.
-    pub fn with(mut self, f: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder) -> Self {
+    pub fn with(
+        mut self,
+        f: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Self {
         self.builder = f(self.builder);
         self
     }
@@ -670,9 +953,19 @@ impl Request {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let Request { client, method, url, builder, authenticated, .. } = self;
+        let Request {
+            client,
+            method,
+            url,
+            builder,
+            authenticated,
+            ..
+        } = self;
         if !authenticated {
-            return builder.send().await.map_err(|e| ClientError::transport(&url, &e));
+            return builder
+                .send()
+                .await
+                .map_err(|e| ClientError::transport(&url, &e));
         }
         let tokens = client.tokens();
         let header = &client.inner.auth_header;
@@ -687,7 +980,9 @@ impl Request {
         if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
-        let Some(replay) = replay else { return Ok(resp) };
+        let Some(replay) = replay else {
+            return Ok(resp);
+        };
         let renewed = tokens.on_unauthorized(&credential).await?;
         if renewed == credential {
             return Ok(resp);
@@ -715,7 +1010,10 @@ impl Request {
     pub async fn send_json<T: DeserializeOwned>(self) -> Result<T> {
         let resp = self.send().await?;
         let url = resp.url().clone();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::transport(&url, &e))?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::transport(&url, &e))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Protocol(format!("cannot parse the response of {url}: {e}")))
     }
@@ -738,8 +1036,9 @@ impl Request {
 
 /// A header value that reqwest/http keep out of Debug output.
 fn sensitive(v: &str) -> Result<HeaderValue> {
-    let mut h = HeaderValue::from_str(v)
-        .map_err(|_| ClientError::Auth("the credential contains characters not allowed in an HTTP header".into()))?;
+    let mut h = HeaderValue::from_str(v).map_err(|_| {
+        ClientError::Auth("the credential contains characters not allowed in an HTTP header".into())
+    })?;
     h.set_sensitive(true);
     Ok(h)
 }

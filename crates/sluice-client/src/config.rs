@@ -94,10 +94,16 @@ impl std::str::FromStr for AuthMethod {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let s = s.trim().to_ascii_lowercase().replace('_', "-");
-        AuthMethod::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| {
-            let names: Vec<&str> = AuthMethod::ALL.iter().map(AuthMethod::as_str).collect();
-            format!("unknown auth method '{s}': expected one of {}", names.join(", "))
-        })
+        AuthMethod::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = AuthMethod::ALL.iter().map(AuthMethod::as_str).collect();
+                format!(
+                    "unknown auth method '{s}': expected one of {}",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -205,7 +211,10 @@ pub struct Profile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
     /// A YAML list or one space-separated string.
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "de_scopes")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_scopes"
+    )]
     pub scopes: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_port: Option<u16>,
@@ -248,7 +257,9 @@ fn ser_secret<S: Serializer>(v: &Option<Secret>, s: S) -> std::result::Result<S:
     }
 }
 
-fn de_scopes<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<String>>, D::Error> {
+fn de_scopes<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<String>>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Scopes {
@@ -292,11 +303,20 @@ impl ProfileFile {
     pub fn load(path: impl Into<PathBuf>) -> Result<ProfileFile> {
         let path = path.into();
         match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(ProfileFile { data: parse_file(&path, &text)?, path, exists: true }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Ok(ProfileFile { path, exists: false, data: FileData::default() })
-            }
-            Err(e) => Err(ClientError::Config(format!("cannot read profile file {}: {e}", path.display()))),
+            Ok(text) => Ok(ProfileFile {
+                data: parse_file(&path, &text)?,
+                path,
+                exists: true,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ProfileFile {
+                path,
+                exists: false,
+                data: FileData::default(),
+            }),
+            Err(e) => Err(ClientError::Config(format!(
+                "cannot read profile file {}: {e}",
+                path.display()
+            ))),
         }
     }
 
@@ -349,8 +369,12 @@ impl ProfileFile {
     pub fn save(&mut self) -> Result<()> {
         let text = serde_yaml_ng::to_string(&self.data)
             .map_err(|e| ClientError::Config(format!("cannot serialize profile file: {e}")))?;
-        crate::fsutil::write_private(&self.path, text.as_bytes())
-            .map_err(|e| ClientError::Config(format!("cannot write profile file {}: {e}", self.path.display())))?;
+        crate::fsutil::write_private(&self.path, text.as_bytes()).map_err(|e| {
+            ClientError::Config(format!(
+                "cannot write profile file {}: {e}",
+                self.path.display()
+            ))
+        })?;
         self.exists = true;
         Ok(())
     }
@@ -358,7 +382,10 @@ impl ProfileFile {
 
 fn parse_file(path: &Path, text: &str) -> Result<FileData> {
     // An empty (or comment-only) file is a valid, empty configuration.
-    if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
         return Ok(FileData::default());
     }
     serde_yaml_ng::from_str(text)
@@ -374,7 +401,9 @@ fn process_env(key: &str) -> Option<String> {
 }
 
 fn env_value(env: EnvLookup<'_>, key: &str) -> Option<String> {
-    env(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    env(key)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// Sluice's config directory: `$XDG_CONFIG_HOME/sluice`, else `~/.config/sluice`.
@@ -384,16 +413,21 @@ pub fn default_config_dir() -> Result<PathBuf> {
 
 fn config_dir(env: EnvLookup<'_>) -> Result<PathBuf> {
     // XDG says relative values are invalid and must be ignored.
-    if let Some(x) = env_value(env, "XDG_CONFIG_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+    if let Some(x) = env_value(env, "XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
         return Ok(x.join("sluice"));
     }
-    let home = env_value(env, "HOME").or_else(|| env_value(env, "USERPROFILE")).ok_or_else(|| {
-        ClientError::Config(
-            "cannot find the config directory: neither HOME nor XDG_CONFIG_HOME is set \
+    let home = env_value(env, "HOME")
+        .or_else(|| env_value(env, "USERPROFILE"))
+        .ok_or_else(|| {
+            ClientError::Config(
+                "cannot find the config directory: neither HOME nor XDG_CONFIG_HOME is set \
              (set SLUICE_CONFIG_FILE and SLUICE_TOKEN_CACHE_DIR instead)"
-                .into(),
-        )
-    })?;
+                    .into(),
+            )
+        })?;
     Ok(PathBuf::from(home).join(".config").join("sluice"))
 }
 
@@ -408,12 +442,15 @@ fn parse_bool(s: &str) -> std::result::Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("expected true/false (or 1/0, yes/no, on/off), got '{s}'")),
+        _ => Err(format!(
+            "expected true/false (or 1/0, yes/no, on/off), got '{s}'"
+        )),
     }
 }
 
 fn parse_seconds(s: &str) -> std::result::Result<u64, String> {
-    s.parse::<u64>().map_err(|_| format!("expected a whole number of seconds, got '{s}'"))
+    s.parse::<u64>()
+        .map_err(|_| format!("expected a whole number of seconds, got '{s}'"))
 }
 
 /// Merges one setting at a time and remembers where each value came from.
@@ -438,8 +475,10 @@ impl Merge<'_> {
             return Ok(Some(v));
         }
         if let Some(raw) = env_value(self.env, var) {
-            let v = parse(&raw).map_err(|e| ClientError::Config(format!("{var} (environment): {e}")))?;
-            self.sources.insert(key.into(), format!("environment variable {var}"));
+            let v = parse(&raw)
+                .map_err(|e| ClientError::Config(format!("{var} (environment): {e}")))?;
+            self.sources
+                .insert(key.into(), format!("environment variable {var}"));
             return Ok(Some(v));
         }
         if let Some(v) = self.profile.and_then(from_profile) {
@@ -449,24 +488,62 @@ impl Merge<'_> {
         Ok(None)
     }
 
-    fn string(&mut self, key: &str, var: &str, code: Option<String>, p: impl Fn(&Profile) -> Option<String>) -> Result<Option<String>> {
+    fn string(
+        &mut self,
+        key: &str,
+        var: &str,
+        code: Option<String>,
+        p: impl Fn(&Profile) -> Option<String>,
+    ) -> Result<Option<String>> {
         self.take(key, var, code, |s| Ok(s.to_string()), p)
     }
 
-    fn secret(&mut self, key: &str, var: &str, code: Option<Secret>, p: impl Fn(&Profile) -> Option<Secret>) -> Result<Option<Secret>> {
+    fn secret(
+        &mut self,
+        key: &str,
+        var: &str,
+        code: Option<Secret>,
+        p: impl Fn(&Profile) -> Option<Secret>,
+    ) -> Result<Option<Secret>> {
         self.take(key, var, code, |s| Ok(Secret::new(s)), p)
     }
 
-    fn path(&mut self, key: &str, var: &str, code: Option<PathBuf>, p: impl Fn(&Profile) -> Option<PathBuf>) -> Result<Option<PathBuf>> {
+    fn path(
+        &mut self,
+        key: &str,
+        var: &str,
+        code: Option<PathBuf>,
+        p: impl Fn(&Profile) -> Option<PathBuf>,
+    ) -> Result<Option<PathBuf>> {
         self.take(key, var, code, |s| Ok(PathBuf::from(s)), p)
     }
 
-    fn flag(&mut self, key: &str, var: &str, code: bool, p: impl Fn(&Profile) -> Option<bool>) -> Result<bool> {
-        Ok(self.take(key, var, code.then_some(true), parse_bool, p)?.unwrap_or(false))
+    fn flag(
+        &mut self,
+        key: &str,
+        var: &str,
+        code: bool,
+        p: impl Fn(&Profile) -> Option<bool>,
+    ) -> Result<bool> {
+        Ok(self
+            .take(key, var, code.then_some(true), parse_bool, p)?
+            .unwrap_or(false))
     }
 
-    fn seconds(&mut self, key: &str, var: &str, code: Option<Duration>, p: impl Fn(&Profile) -> Option<u64>) -> Result<Option<Duration>> {
-        self.take(key, var, code, |s| parse_seconds(s).map(Duration::from_secs), |pr| p(pr).map(Duration::from_secs))
+    fn seconds(
+        &mut self,
+        key: &str,
+        var: &str,
+        code: Option<Duration>,
+        p: impl Fn(&Profile) -> Option<u64>,
+    ) -> Result<Option<Duration>> {
+        self.take(
+            key,
+            var,
+            code,
+            |s| parse_seconds(s).map(Duration::from_secs),
+            |pr| p(pr).map(Duration::from_secs),
+        )
     }
 }
 
@@ -480,11 +557,18 @@ impl ClientConfig {
     /// `resolve` with an explicit environment lookup instead of the process environment.
     pub fn resolve_with_env(code: ConfigOverrides, env: EnvLookup<'_>) -> Result<ClientConfig> {
         // Which file. A missing HOME only matters if a file is actually needed.
-        let (file_path, file_source) = match (&code.config_file, env_value(env, "SLUICE_CONFIG_FILE")) {
-            (Some(p), _) => (Some(p.clone()), "code"),
-            (None, Some(p)) => (Some(PathBuf::from(p)), "environment variable SLUICE_CONFIG_FILE"),
-            (None, None) => (config_dir(env).ok().map(|d| d.join("config.yaml")), "default location"),
-        };
+        let (file_path, file_source) =
+            match (&code.config_file, env_value(env, "SLUICE_CONFIG_FILE")) {
+                (Some(p), _) => (Some(p.clone()), "code"),
+                (None, Some(p)) => (
+                    Some(PathBuf::from(p)),
+                    "environment variable SLUICE_CONFIG_FILE",
+                ),
+                (None, None) => (
+                    config_dir(env).ok().map(|d| d.join("config.yaml")),
+                    "default location",
+                ),
+            };
         let file = match &file_path {
             Some(p) => Some(ProfileFile::load(p)?),
             None => None,
@@ -495,8 +579,16 @@ impl ClientConfig {
             (p, Some("code".to_string()))
         } else if let Some(p) = env_value(env, "SLUICE_PROFILE") {
             (p, Some("environment variable SLUICE_PROFILE".to_string()))
-        } else if let Some(p) = file.as_ref().and_then(|f| f.default_profile().map(str::to_string)) {
-            let src = format!("default-profile in {}", file.as_ref().map(|f| f.path().display().to_string()).unwrap_or_default());
+        } else if let Some(p) = file
+            .as_ref()
+            .and_then(|f| f.default_profile().map(str::to_string))
+        {
+            let src = format!(
+                "default-profile in {}",
+                file.as_ref()
+                    .map(|f| f.path().display().to_string())
+                    .unwrap_or_default()
+            );
             (p, Some(src))
         } else {
             ("default".to_string(), None)
@@ -513,7 +605,9 @@ impl ClientConfig {
                     Some(f) => format!("{} (the file does not exist; its location comes from the {file_source})", f.path().display()),
                     None => "any profile file (no HOME, XDG_CONFIG_HOME or SLUICE_CONFIG_FILE to find one)".to_string(),
                 };
-                return Err(ClientError::Config(format!("profile '{profile_name}' ({src}) is not defined in {where_}")));
+                return Err(ClientError::Config(format!(
+                    "profile '{profile_name}' ({src}) is not defined in {where_}"
+                )));
             }
         }
         let profile_desc = match &file {
@@ -521,19 +615,58 @@ impl ClientConfig {
             None => format!("profile '{profile_name}'"),
         };
 
-        let mut m = Merge { env, profile, profile_desc, sources: BTreeMap::new() };
+        let mut m = Merge {
+            env,
+            profile,
+            profile_desc,
+            sources: BTreeMap::new(),
+        };
         let c = code;
         let mut out = ClientConfig {
-            endpoint: m.string("endpoint", "SLUICE_ENDPOINT", c.endpoint, |p| p.endpoint.clone())?,
-            auth_method: m.take("auth-method", "SLUICE_AUTH_METHOD", c.auth_method, str::parse, |p| p.auth_method.clone())?,
-            access_key_id: m.string("access-key-id", "SLUICE_ACCESS_KEY_ID", c.access_key_id, |p| p.access_key_id.clone())?,
-            secret_access_key: m.secret("secret-access-key", "SLUICE_SECRET_ACCESS_KEY", c.secret_access_key, |p| p.secret_access_key.clone())?,
-            exchange_access_key: m.flag("exchange-access-key", "SLUICE_EXCHANGE_ACCESS_KEY", c.exchange_access_key, |p| p.exchange_access_key)?,
+            endpoint: m.string("endpoint", "SLUICE_ENDPOINT", c.endpoint, |p| {
+                p.endpoint.clone()
+            })?,
+            auth_method: m.take(
+                "auth-method",
+                "SLUICE_AUTH_METHOD",
+                c.auth_method,
+                str::parse,
+                |p| p.auth_method.clone(),
+            )?,
+            access_key_id: m.string(
+                "access-key-id",
+                "SLUICE_ACCESS_KEY_ID",
+                c.access_key_id,
+                |p| p.access_key_id.clone(),
+            )?,
+            secret_access_key: m.secret(
+                "secret-access-key",
+                "SLUICE_SECRET_ACCESS_KEY",
+                c.secret_access_key,
+                |p| p.secret_access_key.clone(),
+            )?,
+            exchange_access_key: m.flag(
+                "exchange-access-key",
+                "SLUICE_EXCHANGE_ACCESS_KEY",
+                c.exchange_access_key,
+                |p| p.exchange_access_key,
+            )?,
             token: m.secret("token", "SLUICE_TOKEN", c.token, |p| p.token.clone())?,
-            client_id: m.string("client-id", "SLUICE_CLIENT_ID", c.client_id, |p| p.client_id.clone())?,
-            client_secret: m.secret("client-secret", "SLUICE_CLIENT_SECRET", c.client_secret, |p| p.client_secret.clone())?,
-            token_url: m.string("token-url", "SLUICE_TOKEN_URL", c.token_url, |p| p.token_url.clone())?,
-            audience: m.string("audience", "SLUICE_AUDIENCE", c.audience, |p| p.audience.clone())?,
+            client_id: m.string("client-id", "SLUICE_CLIENT_ID", c.client_id, |p| {
+                p.client_id.clone()
+            })?,
+            client_secret: m.secret(
+                "client-secret",
+                "SLUICE_CLIENT_SECRET",
+                c.client_secret,
+                |p| p.client_secret.clone(),
+            )?,
+            token_url: m.string("token-url", "SLUICE_TOKEN_URL", c.token_url, |p| {
+                p.token_url.clone()
+            })?,
+            audience: m.string("audience", "SLUICE_AUDIENCE", c.audience, |p| {
+                p.audience.clone()
+            })?,
             scopes: m
                 .take(
                     "scopes",
@@ -547,23 +680,65 @@ impl ClientConfig {
                 "redirect-port",
                 "SLUICE_REDIRECT_PORT",
                 c.redirect_port,
-                |s| s.parse::<u16>().map_err(|_| format!("expected a port number 0-65535, got '{s}'")),
+                |s| {
+                    s.parse::<u16>()
+                        .map_err(|_| format!("expected a port number 0-65535, got '{s}'"))
+                },
                 |p| p.redirect_port,
             )?,
-            login_timeout: m.seconds("login-timeout-seconds", "SLUICE_LOGIN_TIMEOUT_SECONDS", c.login_timeout, |p| p.login_timeout_seconds)?,
-            token_command: m.string("token-command", "SLUICE_TOKEN_COMMAND", c.token_command, |p| p.token_command.clone())?,
-            api_key: m.secret("api-key", "SLUICE_API_KEY", c.api_key, |p| p.api_key.clone())?,
-            username: m.string("username", "SLUICE_USERNAME", c.username, |p| p.username.clone())?,
-            password: m.secret("password", "SLUICE_PASSWORD", c.password, |p| p.password.clone())?,
-            aws_region: m.string("aws-region", "SLUICE_AWS_REGION", c.aws_region, |p| p.aws_region.clone())?,
-            auth_header: m.string("auth-header", "SLUICE_AUTH_HEADER", c.auth_header, |p| p.auth_header.clone())?,
+            login_timeout: m.seconds(
+                "login-timeout-seconds",
+                "SLUICE_LOGIN_TIMEOUT_SECONDS",
+                c.login_timeout,
+                |p| p.login_timeout_seconds,
+            )?,
+            token_command: m.string(
+                "token-command",
+                "SLUICE_TOKEN_COMMAND",
+                c.token_command,
+                |p| p.token_command.clone(),
+            )?,
+            api_key: m.secret("api-key", "SLUICE_API_KEY", c.api_key, |p| {
+                p.api_key.clone()
+            })?,
+            username: m.string("username", "SLUICE_USERNAME", c.username, |p| {
+                p.username.clone()
+            })?,
+            password: m.secret("password", "SLUICE_PASSWORD", c.password, |p| {
+                p.password.clone()
+            })?,
+            aws_region: m.string("aws-region", "SLUICE_AWS_REGION", c.aws_region, |p| {
+                p.aws_region.clone()
+            })?,
+            auth_header: m.string("auth-header", "SLUICE_AUTH_HEADER", c.auth_header, |p| {
+                p.auth_header.clone()
+            })?,
             insecure: m.flag("insecure", "SLUICE_INSECURE", c.insecure, |p| p.insecure)?,
-            ca_bundle: m.path("ca-bundle", "SLUICE_CA_BUNDLE", c.ca_bundle, |p| p.ca_bundle.clone())?,
+            ca_bundle: m.path("ca-bundle", "SLUICE_CA_BUNDLE", c.ca_bundle, |p| {
+                p.ca_bundle.clone()
+            })?,
             proxy: m.string("proxy", "SLUICE_PROXY", c.proxy, |p| p.proxy.clone())?,
-            timeout: m.seconds("timeout-seconds", "SLUICE_TIMEOUT_SECONDS", c.timeout, |p| p.timeout_seconds)?,
-            connect_timeout: m.seconds("connect-timeout-seconds", "SLUICE_CONNECT_TIMEOUT_SECONDS", c.connect_timeout, |p| p.connect_timeout_seconds)?,
-            no_keyring: m.flag("no-keyring", "SLUICE_NO_KEYRING", c.no_keyring, |p| p.no_keyring)?,
-            token_cache_dir: m.path("token-cache-dir", "SLUICE_TOKEN_CACHE_DIR", c.token_cache_dir, |p| p.token_cache_dir.clone())?,
+            timeout: m.seconds(
+                "timeout-seconds",
+                "SLUICE_TIMEOUT_SECONDS",
+                c.timeout,
+                |p| p.timeout_seconds,
+            )?,
+            connect_timeout: m.seconds(
+                "connect-timeout-seconds",
+                "SLUICE_CONNECT_TIMEOUT_SECONDS",
+                c.connect_timeout,
+                |p| p.connect_timeout_seconds,
+            )?,
+            no_keyring: m.flag("no-keyring", "SLUICE_NO_KEYRING", c.no_keyring, |p| {
+                p.no_keyring
+            })?,
+            token_cache_dir: m.path(
+                "token-cache-dir",
+                "SLUICE_TOKEN_CACHE_DIR",
+                c.token_cache_dir,
+                |p| p.token_cache_dir.clone(),
+            )?,
             profile: profile.map(|_| profile_name.clone()),
             config_file: file_path,
             sources: BTreeMap::new(),
@@ -571,7 +746,10 @@ impl ClientConfig {
         out.sources = m.sources;
         if out.auth_method.is_none() {
             if let Some(derived) = out.effective_auth_method() {
-                out.sources.insert("auth-method".into(), "derived from the credentials that are set".into());
+                out.sources.insert(
+                    "auth-method".into(),
+                    "derived from the credentials that are set".into(),
+                );
                 out.auth_method = Some(derived);
             }
         }
@@ -595,12 +773,17 @@ impl ClientConfig {
     /// it unset, from what `sluice login` stored for this profile and endpoint (OS keyring or
     /// `secrets.json`). Nothing stored, or no store to be found, leaves it unset.
     fn load_stored_secrets(&mut self, env: EnvLookup<'_>) {
-        let (Some(profile), Some(endpoint)) = (self.profile.clone(), self.endpoint.clone()) else { return };
+        let (Some(profile), Some(endpoint)) = (self.profile.clone(), self.endpoint.clone()) else {
+            return;
+        };
         let settings: &[&str] = match self.effective_auth_method() {
             Some(AuthMethod::AccessKey) => &["secret-access-key"],
-            Some(AuthMethod::ClientCredentials | AuthMethod::Pkce | AuthMethod::Device | AuthMethod::WebIdentity) => {
-                &["client-secret"]
-            }
+            Some(
+                AuthMethod::ClientCredentials
+                | AuthMethod::Pkce
+                | AuthMethod::Device
+                | AuthMethod::WebIdentity,
+            ) => &["client-secret"],
             Some(AuthMethod::ApiKey) => &["api-key"],
             Some(AuthMethod::StaticToken) => &["token"],
             _ => &[],
@@ -625,7 +808,10 @@ impl ClientConfig {
             }
             if let Some((secret, at)) = store.load(&endpoint, &profile, setting) {
                 *slot = Some(secret);
-                self.sources.insert(setting.to_string(), format!("stored for profile '{profile}' ({at})"));
+                self.sources.insert(
+                    setting.to_string(),
+                    format!("stored for profile '{profile}' ({at})"),
+                );
             }
         }
     }
@@ -652,7 +838,10 @@ impl ClientConfig {
 
     /// Where a setting came from (profile key, e.g. `endpoint`), for error messages.
     pub fn source_of(&self, key: &str) -> String {
-        self.sources.get(key).cloned().unwrap_or_else(|| "code".to_string())
+        self.sources
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| "code".to_string())
     }
 
     /// The endpoint as a URL, validated: http(s), a host, no query or fragment, and plain
@@ -664,16 +853,23 @@ impl ClientConfig {
             )
         })?;
         let src = self.source_of("endpoint");
-        let url = url::Url::parse(raw.trim())
-            .map_err(|e| ClientError::Config(format!("endpoint '{raw}' ({src}) is not a valid URL: {e}")))?;
+        let url = url::Url::parse(raw.trim()).map_err(|e| {
+            ClientError::Config(format!("endpoint '{raw}' ({src}) is not a valid URL: {e}"))
+        })?;
         if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(ClientError::Config(format!("endpoint '{raw}' ({src}) must start with https:// or http://")));
+            return Err(ClientError::Config(format!(
+                "endpoint '{raw}' ({src}) must start with https:// or http://"
+            )));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(ClientError::Config(format!("endpoint '{raw}' ({src}) has no host")));
+            return Err(ClientError::Config(format!(
+                "endpoint '{raw}' ({src}) has no host"
+            )));
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(ClientError::Config(format!("endpoint '{raw}' ({src}) must not have a query or fragment")));
+            return Err(ClientError::Config(format!(
+                "endpoint '{raw}' ({src}) must not have a query or fragment"
+            )));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(ClientError::Config(format!(
@@ -700,7 +896,9 @@ impl ClientConfig {
     /// needed. Returns the file's path.
     pub fn save_profile(name: &str, profile: &Profile) -> Result<PathBuf> {
         if name.trim().is_empty() {
-            return Err(ClientError::Config("a profile name must not be empty".into()));
+            return Err(ClientError::Config(
+                "a profile name must not be empty".into(),
+            ));
         }
         let mut f = ProfileFile::load_default()?;
         f.set_profile(name, profile.clone());
@@ -737,7 +935,9 @@ pub fn require_secure_url(url: &url::Url, insecure: bool) -> Result<()> {
 
 fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost"),
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -750,7 +950,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 
@@ -769,24 +972,42 @@ mod tests {
         let p = path.to_str().unwrap();
 
         // Profile only.
-        let c = ClientConfig::resolve_with_env(ClientConfig::default(), &env_of(&[("SLUICE_CONFIG_FILE", p)])).unwrap();
+        let c = ClientConfig::resolve_with_env(
+            ClientConfig::default(),
+            &env_of(&[("SLUICE_CONFIG_FILE", p)]),
+        )
+        .unwrap();
         assert_eq!(c.profile.as_deref(), Some("dev"));
         assert_eq!(c.endpoint.as_deref(), Some("http://localhost:1"));
         assert_eq!(c.timeout, Some(Duration::from_secs(5)));
         assert_eq!(c.scopes, ["a", "b"]);
         assert_eq!(c.auth_method, Some(AuthMethod::AccessKey));
-        assert!(c.source_of("endpoint").contains("profile 'dev'"), "{:?}", c.sources);
+        assert!(
+            c.source_of("endpoint").contains("profile 'dev'"),
+            "{:?}",
+            c.sources
+        );
 
         // Env beats profile.
-        let env = env_of(&[("SLUICE_CONFIG_FILE", p), ("SLUICE_ENDPOINT", "http://127.0.0.1:2"), ("SLUICE_TIMEOUT_SECONDS", "7")]);
+        let env = env_of(&[
+            ("SLUICE_CONFIG_FILE", p),
+            ("SLUICE_ENDPOINT", "http://127.0.0.1:2"),
+            ("SLUICE_TIMEOUT_SECONDS", "7"),
+        ]);
         let c = ClientConfig::resolve_with_env(ClientConfig::default(), &env).unwrap();
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:2"));
         assert_eq!(c.timeout, Some(Duration::from_secs(7)));
-        assert_eq!(c.source_of("endpoint"), "environment variable SLUICE_ENDPOINT");
+        assert_eq!(
+            c.source_of("endpoint"),
+            "environment variable SLUICE_ENDPOINT"
+        );
         assert_eq!(c.access_key_id.as_deref(), Some("AKIADEV"));
 
         // Code beats env.
-        let code = ClientConfig { endpoint: Some("http://[::1]:3".into()), ..Default::default() };
+        let code = ClientConfig {
+            endpoint: Some("http://[::1]:3".into()),
+            ..Default::default()
+        };
         let c = ClientConfig::resolve_with_env(code, &env).unwrap();
         assert_eq!(c.endpoint.as_deref(), Some("http://[::1]:3"));
         assert_eq!(c.source_of("endpoint"), "code");
@@ -797,8 +1018,17 @@ mod tests {
         assert_eq!(c.profile.as_deref(), Some("prod"));
         assert_eq!(c.auth_method, Some(AuthMethod::Pkce));
         assert_eq!(c.scopes, ["x", "y"]);
-        let code = ClientConfig { profile: Some("dev".into()), ..Default::default() };
-        assert_eq!(ClientConfig::resolve_with_env(code, &env).unwrap().profile.as_deref(), Some("dev"));
+        let code = ClientConfig {
+            profile: Some("dev".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ClientConfig::resolve_with_env(code, &env)
+                .unwrap()
+                .profile
+                .as_deref(),
+            Some("dev")
+        );
     }
 
     #[test]
@@ -809,30 +1039,59 @@ mod tests {
         let err = |pairs: &[(&str, &str)]| {
             let mut all = vec![("SLUICE_CONFIG_FILE", p)];
             all.extend_from_slice(pairs);
-            ClientConfig::resolve_with_env(ClientConfig::default(), &env_of(&all)).unwrap_err().to_string()
+            ClientConfig::resolve_with_env(ClientConfig::default(), &env_of(&all))
+                .unwrap_err()
+                .to_string()
         };
         let e = err(&[("SLUICE_TIMEOUT_SECONDS", "soon")]);
-        assert!(e.contains("SLUICE_TIMEOUT_SECONDS") && e.contains("soon"), "{e}");
+        assert!(
+            e.contains("SLUICE_TIMEOUT_SECONDS") && e.contains("soon"),
+            "{e}"
+        );
         let e = err(&[("SLUICE_AUTH_METHOD", "magic")]);
-        assert!(e.contains("SLUICE_AUTH_METHOD") && e.contains("pkce"), "{e}");
+        assert!(
+            e.contains("SLUICE_AUTH_METHOD") && e.contains("pkce"),
+            "{e}"
+        );
         let e = err(&[("SLUICE_PROFILE", "nope")]);
-        assert!(e.contains("'nope'") && e.contains("SLUICE_PROFILE") && e.contains("dev, prod"), "{e}");
+        assert!(
+            e.contains("'nope'") && e.contains("SLUICE_PROFILE") && e.contains("dev, prod"),
+            "{e}"
+        );
         let e = err(&[("SLUICE_ENDPOINT", "http://example.com")]);
-        assert!(e.contains("SLUICE_ENDPOINT") && e.contains("insecure"), "{e}");
+        assert!(
+            e.contains("SLUICE_ENDPOINT") && e.contains("insecure"),
+            "{e}"
+        );
         let e = err(&[("SLUICE_INSECURE", "maybe")]);
         assert!(e.contains("SLUICE_INSECURE"), "{e}");
         // insecure lets plain http through.
-        let env = env_of(&[("SLUICE_CONFIG_FILE", p), ("SLUICE_ENDPOINT", "http://example.com"), ("SLUICE_INSECURE", "1")]);
-        assert!(ClientConfig::resolve_with_env(ClientConfig::default(), &env).unwrap().insecure);
+        let env = env_of(&[
+            ("SLUICE_CONFIG_FILE", p),
+            ("SLUICE_ENDPOINT", "http://example.com"),
+            ("SLUICE_INSECURE", "1"),
+        ]);
+        assert!(
+            ClientConfig::resolve_with_env(ClientConfig::default(), &env)
+                .unwrap()
+                .insecure
+        );
 
         // Unknown key: names the key and the file.
         let bad = write(dir.path(), "profiles:\n  x:\n    endpont: https://a\n");
         let env = env_of(&[("SLUICE_CONFIG_FILE", bad.to_str().unwrap())]);
-        let e = ClientConfig::resolve_with_env(ClientConfig::default(), &env).unwrap_err().to_string();
-        assert!(e.contains("endpont") && e.contains(bad.to_str().unwrap()), "{e}");
+        let e = ClientConfig::resolve_with_env(ClientConfig::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("endpont") && e.contains(bad.to_str().unwrap()),
+            "{e}"
+        );
         let bad = write(dir.path(), "default_profile: x\n");
         let env = env_of(&[("SLUICE_CONFIG_FILE", bad.to_str().unwrap())]);
-        let e = ClientConfig::resolve_with_env(ClientConfig::default(), &env).unwrap_err().to_string();
+        let e = ClientConfig::resolve_with_env(ClientConfig::default(), &env)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("default_profile"), "{e}");
     }
 
@@ -841,9 +1100,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().to_str().unwrap();
         // No file: fine, no profile.
-        let c = ClientConfig::resolve_with_env(ClientConfig::default(), &env_of(&[("HOME", home)])).unwrap();
+        let c = ClientConfig::resolve_with_env(ClientConfig::default(), &env_of(&[("HOME", home)]))
+            .unwrap();
         assert_eq!(c.profile, None);
-        assert_eq!(c.config_file, Some(dir.path().join(".config/sluice/config.yaml")));
+        assert_eq!(
+            c.config_file,
+            Some(dir.path().join(".config/sluice/config.yaml"))
+        );
         // XDG wins over HOME.
         let xdg = dir.path().join("xdg");
         let c = ClientConfig::resolve_with_env(
@@ -853,14 +1116,21 @@ mod tests {
         .unwrap();
         assert_eq!(c.config_file, Some(xdg.join("sluice/config.yaml")));
         // Explicit profile with no file: clear error.
-        let e = ClientConfig::resolve_with_env(ClientConfig::default(), &env_of(&[("HOME", home), ("SLUICE_PROFILE", "p")]))
-            .unwrap_err()
-            .to_string();
+        let e = ClientConfig::resolve_with_env(
+            ClientConfig::default(),
+            &env_of(&[("HOME", home), ("SLUICE_PROFILE", "p")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("'p'") && e.contains("does not exist"), "{e}");
         // Nothing at all still resolves (no endpoint yet).
         let c = ClientConfig::resolve_with_env(ClientConfig::default(), &env_of(&[])).unwrap();
         assert_eq!(c.endpoint, None);
-        assert!(c.endpoint_url().unwrap_err().to_string().contains("SLUICE_ENDPOINT"));
+        assert!(c
+            .endpoint_url()
+            .unwrap_err()
+            .to_string()
+            .contains("SLUICE_ENDPOINT"));
     }
 
     #[test]
@@ -884,33 +1154,67 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("auth-method: device") && text.contains("client-secret: s3cret"), "{text}");
+        assert!(
+            text.contains("auth-method: device") && text.contains("client-secret: s3cret"),
+            "{text}"
+        );
         let g = ProfileFile::load(&path).unwrap();
         assert_eq!(g.default_profile(), Some("work"));
         assert_eq!(g.profile_names(), ["work"]);
         let p = g.profile("work").unwrap();
         assert_eq!(p.client_secret.as_ref().unwrap().expose(), "s3cret");
-        assert_eq!(p.scopes.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
+        assert_eq!(
+            p.scopes.as_deref(),
+            Some(&["a".to_string(), "b".to_string()][..])
+        );
     }
 
     #[test]
     fn loopback_rules() {
-        for ok in ["https://example.com", "http://localhost:8181", "http://127.0.0.5", "http://[::1]:80", "http://a.localhost"] {
-            assert!(require_secure_url(&url::Url::parse(ok).unwrap(), false).is_ok(), "{ok}");
+        for ok in [
+            "https://example.com",
+            "http://localhost:8181",
+            "http://127.0.0.5",
+            "http://[::1]:80",
+            "http://a.localhost",
+        ] {
+            assert!(
+                require_secure_url(&url::Url::parse(ok).unwrap(), false).is_ok(),
+                "{ok}"
+            );
         }
-        for bad in ["http://example.com", "http://10.0.0.1", "http://localhost.example.com"] {
-            assert!(require_secure_url(&url::Url::parse(bad).unwrap(), false).is_err(), "{bad}");
-            assert!(require_secure_url(&url::Url::parse(bad).unwrap(), true).is_ok(), "{bad}");
+        for bad in [
+            "http://example.com",
+            "http://10.0.0.1",
+            "http://localhost.example.com",
+        ] {
+            assert!(
+                require_secure_url(&url::Url::parse(bad).unwrap(), false).is_err(),
+                "{bad}"
+            );
+            assert!(
+                require_secure_url(&url::Url::parse(bad).unwrap(), true).is_ok(),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn auth_method_parsing() {
-        assert_eq!("client_credentials".parse::<AuthMethod>().unwrap(), AuthMethod::ClientCredentials);
-        assert_eq!("AWS-ROLE".parse::<AuthMethod>().unwrap(), AuthMethod::AwsRole);
+        assert_eq!(
+            "client_credentials".parse::<AuthMethod>().unwrap(),
+            AuthMethod::ClientCredentials
+        );
+        assert_eq!(
+            "AWS-ROLE".parse::<AuthMethod>().unwrap(),
+            AuthMethod::AwsRole
+        );
         for m in AuthMethod::ALL {
             assert_eq!(serde_json::to_value(&m).unwrap(), m.as_str());
         }

@@ -6,7 +6,11 @@ pub enum ClientError {
     Config(String),
     /// The server answered with an error body (Iceberg model or OAuth2).
     #[error("{status} {kind}: {message}")]
-    Api { status: u16, kind: String, message: String },
+    Api {
+        status: u16,
+        kind: String,
+        message: String,
+    },
     /// Login failed (wrong credentials, IdP refused, user denied, code expired).
     #[error("authentication failed: {0}")]
     Auth(String),
@@ -17,7 +21,10 @@ pub enum ClientError {
     /// is none) and the flow needs a browser, a device approval or a secret that is not
     /// stored. `profile` is the profile to log in again with.
     #[error("{}", login_required_message(.profile.as_deref(), *.expired))]
-    LoginRequired { profile: Option<String>, expired: bool },
+    LoginRequired {
+        profile: Option<String>,
+        expired: bool,
+    },
     #[error("unexpected response: {0}")]
     Protocol(String),
     #[error("{0}")]
@@ -35,7 +42,11 @@ impl ClientError {
     /// message because reqwest's top-level text ("error sending request") alone says nothing
     /// about *why* (certificate, DNS, refused, timeout).
     pub fn transport(url: impl std::fmt::Display, err: &reqwest::Error) -> Self {
-        let mut message = if err.is_timeout() { "timed out".to_string() } else { err.to_string() };
+        let mut message = if err.is_timeout() {
+            "timed out".to_string()
+        } else {
+            err.to_string()
+        };
         let mut source = std::error::Error::source(err);
         while let Some(s) = source {
             let text = s.to_string();
@@ -45,7 +56,10 @@ impl ClientError {
             }
             source = s.source();
         }
-        ClientError::Transport { url: url.to_string(), message }
+        ClientError::Transport {
+            url: url.to_string(),
+            message,
+        }
     }
 
     /// The HTTP status of an API error, if this is one.
@@ -86,9 +100,21 @@ impl ClientError {
             match v.get("error") {
                 // Iceberg REST / management error model.
                 Some(serde_json::Value::Object(e)) => {
-                    let message = e.get("message").and_then(|m| m.as_str()).unwrap_or("").to_string();
-                    let kind = e.get("type").and_then(|t| t.as_str()).map(str::to_string).unwrap_or(reason);
-                    return ClientError::Api { status, kind, message: non_empty(message, status) };
+                    let message = e
+                        .get("message")
+                        .and_then(|m| m.as_str())
+                        .unwrap_or("")
+                        .to_string();
+                    let kind = e
+                        .get("type")
+                        .and_then(|t| t.as_str())
+                        .map(str::to_string)
+                        .unwrap_or(reason);
+                    return ClientError::Api {
+                        status,
+                        kind,
+                        message: non_empty(message, status),
+                    };
                 }
                 // OAuth2 (RFC 6749 §5.2).
                 Some(serde_json::Value::String(code)) => {
@@ -97,7 +123,11 @@ impl ClientError {
                         .and_then(|d| d.as_str())
                         .map(str::to_string)
                         .unwrap_or_else(|| code.clone());
-                    return ClientError::Api { status, kind: code.clone(), message: non_empty(message, status) };
+                    return ClientError::Api {
+                        status,
+                        kind: code.clone(),
+                        message: non_empty(message, status),
+                    };
                 }
                 _ => {}
             }
@@ -112,12 +142,20 @@ impl ClientError {
             }
             quote
         };
-        ClientError::Api { status, kind: reason, message }
+        ClientError::Api {
+            status,
+            kind: reason,
+            message,
+        }
     }
 }
 
 fn login_required_message(profile: Option<&str>, expired: bool) -> String {
-    let what = if expired { "session expired" } else { "not logged in" };
+    let what = if expired {
+        "session expired"
+    } else {
+        "not logged in"
+    };
     match profile {
         Some(p) => format!("{what}: run sluice login --profile {p}"),
         None => format!("{what}: run sluice login"),
@@ -142,10 +180,16 @@ mod tests {
             404,
             r#"{"error":{"message":"Namespace does not exist: a","type":"NoSuchNamespaceException","code":404}}"#,
         );
-        assert_eq!(e.to_string(), "404 NoSuchNamespaceException: Namespace does not exist: a");
+        assert_eq!(
+            e.to_string(),
+            "404 NoSuchNamespaceException: Namespace does not exist: a"
+        );
         assert!(e.is_not_found());
 
-        let e = ClientError::from_body(401, r#"{"error":"invalid_client","error_description":"bad secret"}"#);
+        let e = ClientError::from_body(
+            401,
+            r#"{"error":"invalid_client","error_description":"bad secret"}"#,
+        );
         assert_eq!(e.to_string(), "401 invalid_client: bad secret");
 
         let e = ClientError::from_body(400, r#"{"error":"invalid_grant"}"#);
@@ -155,6 +199,9 @@ mod tests {
         assert_eq!(e.to_string(), "502 Bad Gateway: <html>Bad gateway</html>");
 
         let e = ClientError::from_body(500, "");
-        assert_eq!(e.to_string(), "500 Internal Server Error: the server answered 500 with no explanation");
+        assert_eq!(
+            e.to_string(),
+            "500 Internal Server Error: the server answered 500 with no explanation"
+        );
     }
 }

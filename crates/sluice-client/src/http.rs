@@ -36,10 +36,16 @@ impl ClientConfig {
         if let Some(path) = &self.ca_bundle {
             let src = self.source_of("ca-bundle");
             let pem = std::fs::read(path).map_err(|e| {
-                ClientError::Config(format!("ca-bundle {} ({src}): cannot read: {e}", path.display()))
+                ClientError::Config(format!(
+                    "ca-bundle {} ({src}): cannot read: {e}",
+                    path.display()
+                ))
             })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                ClientError::Config(format!("ca-bundle {} ({src}): not a PEM certificate bundle: {e}", path.display()))
+                ClientError::Config(format!(
+                    "ca-bundle {} ({src}): not a PEM certificate bundle: {e}",
+                    path.display()
+                ))
             })?;
             if certs.is_empty() {
                 return Err(ClientError::Config(format!(
@@ -54,8 +60,11 @@ impl ClientConfig {
 
         if let Some(proxy) = &self.proxy {
             let src = self.source_of("proxy");
-            let p = reqwest::Proxy::all(proxy.as_str())
-                .map_err(|e| ClientError::Config(format!("proxy '{proxy}' ({src}) is not a valid proxy URL: {e}")))?;
+            let p = reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
+                ClientError::Config(format!(
+                    "proxy '{proxy}' ({src}) is not a valid proxy URL: {e}"
+                ))
+            })?;
             b = b.proxy(p);
         }
 
@@ -64,7 +73,8 @@ impl ClientConfig {
             b = b.danger_accept_invalid_certs(true);
         }
 
-        b.build().map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))
+        b.build()
+            .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))
     }
 }
 
@@ -77,16 +87,31 @@ mod tests {
         assert!(ClientConfig::default().http_client().is_ok());
 
         let dir = tempfile::tempdir().unwrap();
-        let missing = ClientConfig { ca_bundle: Some(dir.path().join("nope.pem")), ..Default::default() };
+        let missing = ClientConfig {
+            ca_bundle: Some(dir.path().join("nope.pem")),
+            ..Default::default()
+        };
         let e = missing.http_client().unwrap_err().to_string();
         assert!(e.contains("ca-bundle") && e.contains("nope.pem"), "{e}");
 
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate").unwrap();
-        let e = ClientConfig { ca_bundle: Some(junk), ..Default::default() }.http_client().unwrap_err().to_string();
+        let e = ClientConfig {
+            ca_bundle: Some(junk),
+            ..Default::default()
+        }
+        .http_client()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("junk.pem"), "{e}");
 
-        let e = ClientConfig { proxy: Some("::::".into()), ..Default::default() }.http_client().unwrap_err().to_string();
+        let e = ClientConfig {
+            proxy: Some("::::".into()),
+            ..Default::default()
+        }
+        .http_client()
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("proxy"), "{e}");
     }
 
@@ -99,6 +124,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pem = dir.path().join("ca.pem");
         std::fs::write(&pem, ca.pem()).unwrap();
-        assert!(ClientConfig { ca_bundle: Some(pem), ..Default::default() }.http_client().is_ok());
+        assert!(ClientConfig {
+            ca_bundle: Some(pem),
+            ..Default::default()
+        }
+        .http_client()
+        .is_ok());
     }
 }

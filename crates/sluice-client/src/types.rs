@@ -103,11 +103,25 @@ pub struct Statement {
 }
 
 impl Statement {
-    pub fn allow<I: IntoIterator<Item = S>, S: Into<String>>(action: I, resource: impl Into<String>) -> Self {
-        Statement { effect: Effect::Allow, action: action.into_iter().map(Into::into).collect(), resource: resource.into() }
+    pub fn allow<I: IntoIterator<Item = S>, S: Into<String>>(
+        action: I,
+        resource: impl Into<String>,
+    ) -> Self {
+        Statement {
+            effect: Effect::Allow,
+            action: action.into_iter().map(Into::into).collect(),
+            resource: resource.into(),
+        }
     }
-    pub fn deny<I: IntoIterator<Item = S>, S: Into<String>>(action: I, resource: impl Into<String>) -> Self {
-        Statement { effect: Effect::Deny, action: action.into_iter().map(Into::into).collect(), resource: resource.into() }
+    pub fn deny<I: IntoIterator<Item = S>, S: Into<String>>(
+        action: I,
+        resource: impl Into<String>,
+    ) -> Self {
+        Statement {
+            effect: Effect::Deny,
+            action: action.into_iter().map(Into::into).collect(),
+            resource: resource.into(),
+        }
     }
 }
 
@@ -252,7 +266,10 @@ pub struct CatalogConfig {
 impl CatalogConfig {
     /// The catalog prefix for the warehouse (`overrides.prefix`, else `defaults.prefix`).
     pub fn prefix(&self) -> Option<&str> {
-        self.overrides.get("prefix").or_else(|| self.defaults.get("prefix")).map(String::as_str)
+        self.overrides
+            .get("prefix")
+            .or_else(|| self.defaults.get("prefix"))
+            .map(String::as_str)
     }
 }
 
@@ -282,8 +299,14 @@ pub struct TableIdentifier {
 }
 
 impl TableIdentifier {
-    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(namespace: I, name: impl Into<String>) -> Self {
-        TableIdentifier { namespace: namespace.into_iter().map(Into::into).collect(), name: name.into() }
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(
+        namespace: I,
+        name: impl Into<String>,
+    ) -> Self {
+        TableIdentifier {
+            namespace: namespace.into_iter().map(Into::into).collect(),
+            name: name.into(),
+        }
     }
 }
 

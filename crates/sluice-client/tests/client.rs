@@ -8,7 +8,8 @@ use common::{BasicKey, ExchangeKey, TestServer, KEY_ID, SECRET};
 use reqwest::Method;
 use serde_json::json;
 use sluice_client::{
-    AuthMethod, Client, ClientConfig, ClientError, CreateWarehouseRequest, Effect, Statement, TableIdentifier,
+    AuthMethod, Client, ClientConfig, ClientError, CreateWarehouseRequest, Effect, Statement,
+    TableIdentifier,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +20,11 @@ fn admin(s: &TestServer) -> Client {
 
 fn assert_api(e: &ClientError, status: u16, kind: &str) {
     match e {
-        ClientError::Api { status: s, kind: k, message } => {
+        ClientError::Api {
+            status: s,
+            kind: k,
+            message,
+        } => {
             assert_eq!((*s, k.as_str()), (status, kind), "{e}");
             assert!(!message.trim().is_empty(), "{e}");
         }
@@ -34,7 +39,10 @@ async fn metadata_health_and_whoami() {
     c.health().await.unwrap();
     let md = c.server_metadata().await.unwrap();
     assert_eq!(md["token_endpoint"], format!("{}/v1/oauth/tokens", s.base));
-    assert_eq!(c.server_version().await.unwrap().as_deref(), Some(env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        c.server_version().await.unwrap().as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
 
     let me = c.whoami().await.unwrap();
     assert_eq!(me.name, "admin");
@@ -42,7 +50,9 @@ async fn metadata_health_and_whoami() {
 
     // Clones share everything and work from other tasks.
     let c2 = c.clone();
-    let name = tokio::spawn(async move { c2.whoami().await.unwrap().name }).await.unwrap();
+    let name = tokio::spawn(async move { c2.whoami().await.unwrap().name })
+        .await
+        .unwrap();
     assert_eq!(name, "admin");
     s.stop().await;
 }
@@ -50,14 +60,20 @@ async fn metadata_health_and_whoami() {
 #[tokio::test]
 async fn unauthorized_is_an_error_with_the_servers_message() {
     let s = TestServer::start().await;
-    let wrong = Arc::new(BasicKey { id: KEY_ID.into(), secret: "wrong-secret-wrong-secret-wrong-secret-xx".into() });
+    let wrong = Arc::new(BasicKey {
+        id: KEY_ID.into(),
+        secret: "wrong-secret-wrong-secret-wrong-secret-xx".into(),
+    });
     let c = Client::new(s.config(), wrong).unwrap();
     let e = c.whoami().await.unwrap_err();
     assert_api(&e, 401, "NotAuthorizedException");
 
     // A bearer token the server cannot verify, from an authenticator that cannot do better:
     // one retry, then the server's 401.
-    let bad = Arc::new(ExchangeKey { bogus_first: usize::MAX, ..ExchangeKey::admin(0) });
+    let bad = Arc::new(ExchangeKey {
+        bogus_first: usize::MAX,
+        ..ExchangeKey::admin(0)
+    });
     let c = Client::new(s.config(), bad.clone()).unwrap();
     let e = c.list_users().await.unwrap_err();
     assert_api(&e, 401, "NotAuthorizedException");
@@ -67,7 +83,10 @@ async fn unauthorized_is_an_error_with_the_servers_message() {
     let e = admin(&s).get_user("nobody-by-that-name").await.unwrap_err();
     assert_eq!(e.status(), Some(404), "{e}");
     assert!(e.to_string().contains("nobody-by-that-name"), "{e}");
-    let e = admin(&s).raw_json(Method::GET, "/no/such/route", None).await.unwrap_err();
+    let e = admin(&s)
+        .raw_json(Method::GET, "/no/such/route", None)
+        .await
+        .unwrap_err();
     assert_api(&e, 404, "NotFoundException");
     s.stop().await;
 }
@@ -83,7 +102,10 @@ async fn bearer_retry_after_401_and_token_cache() {
     assert_eq!(auth.logins(), 2);
 
     // Many concurrent requests on a fresh client: one login between them.
-    let auth2 = Arc::new(ExchangeKey { identity: Some("other".into()), ..ExchangeKey::admin(0) });
+    let auth2 = Arc::new(ExchangeKey {
+        identity: Some("other".into()),
+        ..ExchangeKey::admin(0)
+    });
     let c2 = Client::new(s.config(), auth2.clone()).unwrap();
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -102,15 +124,27 @@ async fn bearer_retry_after_401_and_token_cache() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.contains(KEY_ID) && text.contains("expires_at"), "{text}");
+    assert!(
+        text.contains(KEY_ID) && text.contains("expires_at"),
+        "{text}"
+    );
     let auth3 = Arc::new(ExchangeKey::admin(0));
     let c3 = Client::new(s.config(), auth3.clone()).unwrap();
     assert_eq!(c3.whoami().await.unwrap().name, "admin");
     assert_eq!(auth3.logins(), 0, "the cached token was used");
-    assert!(c3.tokens().current_token().await.unwrap().expires_at.is_some());
+    assert!(c3
+        .tokens()
+        .current_token()
+        .await
+        .unwrap()
+        .expires_at
+        .is_some());
 
     // Logout removes it: the next client has to log in.
     c3.logout().await.unwrap();
@@ -131,10 +165,20 @@ async fn custom_auth_header() {
     // The server only reads `authorization`; a client told to use another header sends the
     // credential there instead, so the server sees an anonymous request.
     let s = TestServer::start().await;
-    let cfg = ClientConfig { auth_header: Some("x-sluice-auth".into()), ..s.config() };
+    let cfg = ClientConfig {
+        auth_header: Some("x-sluice-auth".into()),
+        ..s.config()
+    };
     let c = Client::new(cfg, BasicKey::admin()).unwrap();
-    assert_api(&c.whoami().await.unwrap_err(), 401, "NotAuthorizedException");
-    let cfg = ClientConfig { auth_header: Some("bad header".into()), ..s.config() };
+    assert_api(
+        &c.whoami().await.unwrap_err(),
+        401,
+        "NotAuthorizedException",
+    );
+    let cfg = ClientConfig {
+        auth_header: Some("bad header".into()),
+        ..s.config()
+    };
     let e = Client::new(cfg, BasicKey::admin()).unwrap_err();
     assert!(e.to_string().contains("auth-header"), "{e}");
     s.stop().await;
@@ -142,11 +186,21 @@ async fn custom_auth_header() {
 
 #[tokio::test]
 async fn refuses_plain_http_to_remote_hosts() {
-    let cfg = ClientConfig { endpoint: Some("http://sluice.example.com".into()), ..Default::default() };
+    let cfg = ClientConfig {
+        endpoint: Some("http://sluice.example.com".into()),
+        ..Default::default()
+    };
     let e = Client::new(cfg.clone(), BasicKey::admin()).unwrap_err();
     assert!(matches!(e, ClientError::Config(_)), "{e:?}");
     assert!(e.to_string().contains("insecure"), "{e}");
-    assert!(Client::new(ClientConfig { insecure: true, ..cfg }, BasicKey::admin()).is_ok());
+    assert!(Client::new(
+        ClientConfig {
+            insecure: true,
+            ..cfg
+        },
+        BasicKey::admin()
+    )
+    .is_ok());
     let e = Client::new(ClientConfig::default(), BasicKey::admin()).unwrap_err();
     assert!(e.to_string().contains("endpoint"), "{e}");
 }
@@ -171,7 +225,10 @@ async fn warehouses() {
     let s = TestServer::start().await;
     let c = admin(&s);
     let all = c.list_warehouses().await.unwrap();
-    assert_eq!(all.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["default"]);
+    assert_eq!(
+        all.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
+        ["default"]
+    );
 
     let root = s.root().join("second");
     let mut req = CreateWarehouseRequest::new("second", json!({"type": "file", "root": root}));
@@ -181,18 +238,31 @@ async fn warehouses() {
     assert_eq!(w.status, "active");
     assert_eq!(w.delete_profile["type"], "soft");
     assert!(!w.has_storage_credential);
-    assert_api(&c.create_warehouse(&req).await.unwrap_err(), 409, "AlreadyExistsException");
+    assert_api(
+        &c.create_warehouse(&req).await.unwrap_err(),
+        409,
+        "AlreadyExistsException",
+    );
 
     assert_eq!(c.get_warehouse(w.id).await.unwrap().name, "second");
     assert_eq!(c.find_warehouse("second").await.unwrap().id, w.id);
-    assert_eq!(c.find_warehouse(&w.id.to_string()).await.unwrap().name, "second");
+    assert_eq!(
+        c.find_warehouse(&w.id.to_string()).await.unwrap().name,
+        "second"
+    );
     assert!(c.find_warehouse("nope").await.unwrap_err().is_not_found());
 
     let w = c.rename_warehouse(w.id, "renamed").await.unwrap();
     assert_eq!(w.name, "renamed");
-    assert_eq!(c.deactivate_warehouse(w.id).await.unwrap().status, "inactive");
+    assert_eq!(
+        c.deactivate_warehouse(w.id).await.unwrap().status,
+        "inactive"
+    );
     assert_eq!(c.activate_warehouse(w.id).await.unwrap().status, "active");
-    let w = c.update_warehouse_delete_profile(w.id, json!({"type": "hard"})).await.unwrap();
+    let w = c
+        .update_warehouse_delete_profile(w.id, json!({"type": "hard"}))
+        .await
+        .unwrap();
     assert_eq!(w.delete_profile["type"], "hard");
     assert!(c.list_deleted_tables(w.id).await.unwrap().is_empty());
     assert_eq!(c.list_warehouses().await.unwrap().len(), 2);
@@ -208,78 +278,190 @@ async fn users_keys_groups_policies() {
     let c = admin(&s);
 
     // Users.
-    let u = c.create_user("alice", Some("alice@example.com"), Some("Alice")).await.unwrap();
-    assert_eq!((u.name.as_str(), u.email.as_deref(), u.friendly_name.as_deref()), ("alice", Some("alice@example.com"), Some("Alice")));
-    assert_api(&c.create_user("alice", None, None).await.unwrap_err(), 409, "AlreadyExistsException");
-    assert!(c.list_users().await.unwrap().iter().any(|u| u.name == "alice"));
+    let u = c
+        .create_user("alice", Some("alice@example.com"), Some("Alice"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            u.name.as_str(),
+            u.email.as_deref(),
+            u.friendly_name.as_deref()
+        ),
+        ("alice", Some("alice@example.com"), Some("Alice"))
+    );
+    assert_api(
+        &c.create_user("alice", None, None).await.unwrap_err(),
+        409,
+        "AlreadyExistsException",
+    );
+    assert!(c
+        .list_users()
+        .await
+        .unwrap()
+        .iter()
+        .any(|u| u.name == "alice"));
     assert_eq!(c.get_user("alice").await.unwrap().id, u.id);
     let u2 = c.update_user("alice", Some(None), None).await.unwrap();
-    assert_eq!((u2.email, u2.friendly_name.as_deref()), (None, Some("Alice")));
+    assert_eq!(
+        (u2.email, u2.friendly_name.as_deref()),
+        (None, Some("Alice"))
+    );
 
     // Access keys: the secret comes back once and works.
     let k = c.create_access_key("alice").await.unwrap();
     assert_eq!(k.user, "alice");
-    assert!(!format!("{k:?}").contains(k.secret_access_key.expose()), "the secret must not print");
+    assert!(
+        !format!("{k:?}").contains(k.secret_access_key.expose()),
+        "the secret must not print"
+    );
     let keys = c.list_access_keys("alice").await.unwrap();
-    assert_eq!(keys.iter().map(|k| k.access_key_id.as_str()).collect::<Vec<_>>(), [k.access_key_id.as_str()]);
+    assert_eq!(
+        keys.iter()
+            .map(|k| k.access_key_id.as_str())
+            .collect::<Vec<_>>(),
+        [k.access_key_id.as_str()]
+    );
     let alice = Client::new(
         s.config(),
-        Arc::new(BasicKey { id: k.access_key_id.clone(), secret: k.secret_access_key.expose().to_string() }),
+        Arc::new(BasicKey {
+            id: k.access_key_id.clone(),
+            secret: k.secret_access_key.expose().to_string(),
+        }),
     )
     .unwrap();
     let me = alice.whoami().await.unwrap();
-    assert_eq!((me.name.as_str(), me.access_key_id.as_deref()), ("alice", Some(k.access_key_id.as_str())));
+    assert_eq!(
+        (me.name.as_str(), me.access_key_id.as_deref()),
+        ("alice", Some(k.access_key_id.as_str()))
+    );
     // Alice has no policies: management calls are forbidden, with the server's reason.
-    assert_api(&alice.list_users().await.unwrap_err(), 403, "ForbiddenException");
+    assert_api(
+        &alice.list_users().await.unwrap_err(),
+        403,
+        "ForbiddenException",
+    );
 
     // Groups and membership.
     let g = c.create_group("analysts", Some("read only")).await.unwrap();
     assert_eq!(g.description.as_deref(), Some("read only"));
-    assert!(c.list_groups().await.unwrap().iter().any(|x| x.name == "analysts"));
+    assert!(c
+        .list_groups()
+        .await
+        .unwrap()
+        .iter()
+        .any(|x| x.name == "analysts"));
     assert_eq!(c.get_group("analysts").await.unwrap().id, g.id);
     c.add_group_member("analysts", "alice").await.unwrap();
-    assert_eq!(c.group_members("analysts").await.unwrap().iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["alice"]);
-    assert_eq!(c.user_groups("alice").await.unwrap().iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["analysts"]);
+    assert_eq!(
+        c.group_members("analysts")
+            .await
+            .unwrap()
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect::<Vec<_>>(),
+        ["alice"]
+    );
+    assert_eq!(
+        c.user_groups("alice")
+            .await
+            .unwrap()
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect::<Vec<_>>(),
+        ["analysts"]
+    );
 
     // Policies: create, read, update, attach to user and group.
     let st = vec![Statement::allow(["auth:ListUsers"], "sluice:auth:::user/*")];
-    let p = c.create_policy("list-users", Some("may list users"), &st).await.unwrap();
+    let p = c
+        .create_policy("list-users", Some("may list users"), &st)
+        .await
+        .unwrap();
     assert_eq!(p.statements, st);
     assert!(!p.builtin);
-    assert!(c.list_policies().await.unwrap().iter().any(|x| x.name == "list-users"));
+    assert!(c
+        .list_policies()
+        .await
+        .unwrap()
+        .iter()
+        .any(|x| x.name == "list-users"));
     assert_eq!(c.get_policy("list-users").await.unwrap().id, p.id);
     let st2 = vec![
         Statement::allow(["auth:ListUsers", "auth:ReadUser"], "sluice:auth:::user/*"),
-        Statement { effect: Effect::Deny, action: vec!["auth:ReadUser".into()], resource: "sluice:auth:::user/admin".into() },
+        Statement {
+            effect: Effect::Deny,
+            action: vec!["auth:ReadUser".into()],
+            resource: "sluice:auth:::user/admin".into(),
+        },
     ];
     let p = c.update_policy("list-users", None, &st2).await.unwrap();
     assert_eq!(p.statements, st2);
-    assert_eq!(p.description.as_deref(), Some("may list users"), "None keeps the description");
-    let p = c.update_policy("list-users", Some("list and read"), &st2).await.unwrap();
+    assert_eq!(
+        p.description.as_deref(),
+        Some("may list users"),
+        "None keeps the description"
+    );
+    let p = c
+        .update_policy("list-users", Some("list and read"), &st2)
+        .await
+        .unwrap();
     assert_eq!(p.description.as_deref(), Some("list and read"));
 
-    c.attach_group_policy("analysts", "list-users").await.unwrap();
+    c.attach_group_policy("analysts", "list-users")
+        .await
+        .unwrap();
     assert_eq!(c.group_policies("analysts").await.unwrap().len(), 1);
-    assert!(alice.list_users().await.is_ok(), "allowed through the group");
-    let why = c.check_permission("alice", "auth:ReadUser", "sluice:auth:::user/admin").await.unwrap();
+    assert!(
+        alice.list_users().await.is_ok(),
+        "allowed through the group"
+    );
+    let why = c
+        .check_permission("alice", "auth:ReadUser", "sluice:auth:::user/admin")
+        .await
+        .unwrap();
     assert!(!why.allowed(), "{why:?}");
     assert!(why.reason.contains("list-users"), "{why:?}");
     let me = alice.whoami().await.unwrap();
     assert_eq!(me.groups, ["analysts"]);
     assert_eq!(me.policies[0].via_group.as_deref(), Some("analysts"));
-    c.detach_group_policy("analysts", "list-users").await.unwrap();
+    c.detach_group_policy("analysts", "list-users")
+        .await
+        .unwrap();
 
     c.attach_user_policy("alice", "list-users").await.unwrap();
-    assert_eq!(c.user_policies("alice").await.unwrap().iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["list-users"]);
+    assert_eq!(
+        c.user_policies("alice")
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["list-users"]
+    );
     assert!(alice.list_users().await.is_ok(), "allowed directly");
     c.detach_user_policy("alice", "list-users").await.unwrap();
     assert!(c.user_policies("alice").await.unwrap().is_empty());
-    assert_api(&alice.list_users().await.unwrap_err(), 403, "ForbiddenException");
+    assert_api(
+        &alice.list_users().await.unwrap_err(),
+        403,
+        "ForbiddenException",
+    );
 
     // The audit log saw it all.
     let audit = c.audit(None, Some(200)).await.unwrap();
-    assert!(audit.iter().any(|e| e.action == "auth:CreatePolicy" && e.actor == "admin"), "{audit:?}");
-    assert!(audit.iter().any(|e| e.action == "auth:AttachPolicy" && e.result == "success"), "{audit:?}");
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "auth:CreatePolicy" && e.actor == "admin"),
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "auth:AttachPolicy" && e.result == "success"),
+        "{audit:?}"
+    );
 
     // Tear down.
     c.remove_group_member("analysts", "alice").await.unwrap();
@@ -288,8 +470,14 @@ async fn users_keys_groups_policies() {
     assert!(c.get_group("analysts").await.unwrap_err().is_not_found());
     c.delete_policy("list-users").await.unwrap();
     assert!(c.get_policy("list-users").await.unwrap_err().is_not_found());
-    c.delete_access_key("alice", &k.access_key_id).await.unwrap();
-    assert_api(&alice.whoami().await.unwrap_err(), 401, "NotAuthorizedException");
+    c.delete_access_key("alice", &k.access_key_id)
+        .await
+        .unwrap();
+    assert_api(
+        &alice.whoami().await.unwrap_err(),
+        401,
+        "NotAuthorizedException",
+    );
     c.delete_user("alice").await.unwrap();
     assert!(c.get_user("alice").await.unwrap_err().is_not_found());
 
@@ -307,28 +495,57 @@ async fn catalog() {
     let prefix = c.warehouse_prefix("default").await.unwrap();
     assert_eq!(cfg.prefix(), Some(prefix.as_str()));
     assert!(!cfg.endpoints.is_empty());
-    assert_api(&c.catalog_config("nope").await.unwrap_err(), 404, "NoSuchWarehouseException");
+    assert_api(
+        &c.catalog_config("nope").await.unwrap_err(),
+        404,
+        "NoSuchWarehouseException",
+    );
 
     // Namespaces, nested.
     let props = HashMap::from([("owner".to_string(), "data-team".to_string())]);
-    let ns = c.create_namespace(&prefix, &["sales"], props).await.unwrap();
+    let ns = c
+        .create_namespace(&prefix, &["sales"], props)
+        .await
+        .unwrap();
     assert_eq!(ns.namespace, ["sales"]);
-    c.create_namespace(&prefix, &["sales", "eu"], HashMap::new()).await.unwrap();
-    c.create_namespace(&prefix, &["hr"], HashMap::new()).await.unwrap();
+    c.create_namespace(&prefix, &["sales", "eu"], HashMap::new())
+        .await
+        .unwrap();
+    c.create_namespace(&prefix, &["hr"], HashMap::new())
+        .await
+        .unwrap();
     let mut top = c.list_namespaces::<&str>(&prefix, None).await.unwrap();
     top.sort();
     assert_eq!(top, [vec!["hr".to_string()], vec!["sales".to_string()]]);
     let children = c.list_namespaces(&prefix, Some(&["sales"])).await.unwrap();
     assert_eq!(children, [vec!["sales".to_string(), "eu".to_string()]]);
-    assert_eq!(c.load_namespace(&prefix, &["sales"]).await.unwrap().properties["owner"], "data-team");
+    assert_eq!(
+        c.load_namespace(&prefix, &["sales"])
+            .await
+            .unwrap()
+            .properties["owner"],
+        "data-team"
+    );
     assert!(c.namespace_exists(&prefix, &["sales", "eu"]).await.unwrap());
     assert!(!c.namespace_exists(&prefix, &["nope"]).await.unwrap());
     let upd = c
-        .update_namespace_properties(&prefix, &["sales"], &["owner".to_string()], HashMap::from([("tier".into(), "gold".into())]))
+        .update_namespace_properties(
+            &prefix,
+            &["sales"],
+            &["owner".to_string()],
+            HashMap::from([("tier".into(), "gold".into())]),
+        )
         .await
         .unwrap();
-    assert_eq!((upd.updated, upd.removed), (vec!["tier".to_string()], vec!["owner".to_string()]));
-    assert_api(&c.load_namespace(&prefix, &["nope"]).await.unwrap_err(), 404, "NoSuchNamespaceException");
+    assert_eq!(
+        (upd.updated, upd.removed),
+        (vec!["tier".to_string()], vec!["owner".to_string()])
+    );
+    assert_api(
+        &c.load_namespace(&prefix, &["nope"]).await.unwrap_err(),
+        404,
+        "NoSuchNamespaceException",
+    );
 
     // Tables: created through raw access (the typed API has no create), then the typed calls.
     let schema = json!({"type": "struct", "schema-id": 0, "fields": [
@@ -347,34 +564,72 @@ async fn catalog() {
     }
     let mut tables = c.list_tables(&prefix, &["sales", "eu"]).await.unwrap();
     tables.sort_by(|a, b| a.name.cmp(&b.name));
-    assert_eq!(tables, [TableIdentifier::new(["sales", "eu"], "orders"), TableIdentifier::new(["sales", "eu"], "refunds")]);
-    let t = c.load_table(&prefix, &["sales", "eu"], "orders").await.unwrap();
-    assert!(t.metadata_location.is_some());
-    assert_eq!(t.metadata["format-version"], 2);
-    assert!(c.table_exists(&prefix, &["sales", "eu"], "orders").await.unwrap());
-    assert!(!c.table_exists(&prefix, &["sales", "eu"], "nope").await.unwrap());
-
-    c.rename_table(&prefix, &TableIdentifier::new(["sales", "eu"], "orders"), &TableIdentifier::new(["hr"], "orders2"))
+    assert_eq!(
+        tables,
+        [
+            TableIdentifier::new(["sales", "eu"], "orders"),
+            TableIdentifier::new(["sales", "eu"], "refunds")
+        ]
+    );
+    let t = c
+        .load_table(&prefix, &["sales", "eu"], "orders")
         .await
         .unwrap();
-    assert_eq!(c.list_tables(&prefix, &["hr"]).await.unwrap(), [TableIdentifier::new(["hr"], "orders2")]);
+    assert!(t.metadata_location.is_some());
+    assert_eq!(t.metadata["format-version"], 2);
+    assert!(c
+        .table_exists(&prefix, &["sales", "eu"], "orders")
+        .await
+        .unwrap());
+    assert!(!c
+        .table_exists(&prefix, &["sales", "eu"], "nope")
+        .await
+        .unwrap());
+
+    c.rename_table(
+        &prefix,
+        &TableIdentifier::new(["sales", "eu"], "orders"),
+        &TableIdentifier::new(["hr"], "orders2"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.list_tables(&prefix, &["hr"]).await.unwrap(),
+        [TableIdentifier::new(["hr"], "orders2")]
+    );
     assert_api(
-        &c.load_table(&prefix, &["sales", "eu"], "orders").await.unwrap_err(),
+        &c.load_table(&prefix, &["sales", "eu"], "orders")
+            .await
+            .unwrap_err(),
         404,
         "NoSuchTableException",
     );
 
-    c.drop_table(&prefix, &["hr"], "orders2", true).await.unwrap();
-    c.drop_table(&prefix, &["sales", "eu"], "refunds", false).await.unwrap();
+    c.drop_table(&prefix, &["hr"], "orders2", true)
+        .await
+        .unwrap();
+    c.drop_table(&prefix, &["sales", "eu"], "refunds", false)
+        .await
+        .unwrap();
     assert!(c.list_tables(&prefix, &["hr"]).await.unwrap().is_empty());
     c.drop_namespace(&prefix, &["sales", "eu"]).await.unwrap();
     c.drop_namespace(&prefix, &["hr"]).await.unwrap();
-    assert_eq!(c.list_namespaces::<&str>(&prefix, None).await.unwrap(), [vec!["sales".to_string()]]);
+    assert_eq!(
+        c.list_namespaces::<&str>(&prefix, None).await.unwrap(),
+        [vec!["sales".to_string()]]
+    );
 
     // Raw access returns JSON for any path.
-    let v = c.raw_json(Method::GET, "/management/v1/users", None).await.unwrap();
+    let v = c
+        .raw_json(Method::GET, "/management/v1/users", None)
+        .await
+        .unwrap();
     assert!(v["users"].as_array().is_some_and(|u| !u.is_empty()), "{v}");
-    let r: serde_json::Value = c.request(Method::GET, "/v1/config?warehouse=default").send_json().await.unwrap();
+    let r: serde_json::Value = c
+        .request(Method::GET, "/v1/config?warehouse=default")
+        .send_json()
+        .await
+        .unwrap();
     assert_eq!(r["overrides"]["prefix"], prefix);
     s.stop().await;
 }

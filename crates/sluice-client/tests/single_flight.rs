@@ -175,7 +175,11 @@ async fn token_manager_expired_token_one_request_for_1000_tasks() {
     // First token: one real request.
     let first = m.authorization().await.unwrap();
     assert_eq!(proxy.token_requests(), 1);
-    assert_eq!(m.authorization().await.unwrap(), first, "a fresh token is reused");
+    assert_eq!(
+        m.authorization().await.unwrap(),
+        first,
+        "a fresh token is reused"
+    );
     assert_eq!(proxy.token_requests(), 1);
 
     // Expire it; then 1000 concurrent callers.
@@ -203,7 +207,12 @@ async fn token_manager_expired_token_one_request_for_1000_tasks() {
         1,
         "{TASKS} tasks with an expired token must share ONE token request"
     );
-    assert_eq!(seen.len(), 1, "all tasks got the same token: {} distinct", seen.len());
+    assert_eq!(
+        seen.len(),
+        1,
+        "all tasks got the same token: {} distinct",
+        seen.len()
+    );
     let new = seen.into_iter().next().unwrap();
     assert_ne!(new, first, "the expired token was replaced");
     // It is a real token from the provider for lake-client.

@@ -7,8 +7,7 @@ use rand::Rng;
 use std::fmt;
 
 const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-const SECRET_ALPHABET: &[u8] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 #[derive(Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -30,7 +29,9 @@ impl AccessKeyId {
     pub fn generate() -> Self {
         let mut rng = rand::thread_rng();
         let dist = Uniform::from(0..ID_ALPHABET.len());
-        let tail: String = (0..16).map(|_| ID_ALPHABET[dist.sample(&mut rng)] as char).collect();
+        let tail: String = (0..16)
+            .map(|_| ID_ALPHABET[dist.sample(&mut rng)] as char)
+            .collect();
         AccessKeyId(format!("AKIA{tail}"))
     }
     pub fn as_str(&self) -> &str {
@@ -95,10 +96,19 @@ mod tests {
     }
     #[test]
     fn rejects_bad_ids() {
-        for bad in ["", "AKIA", "AKIAabcdefghijklmnop", "ASIAABCDEFGHIJKLMNOP", "AKIAABCDEFGHIJKLMNOPQ"] {
+        for bad in [
+            "",
+            "AKIA",
+            "AKIAabcdefghijklmnop",
+            "ASIAABCDEFGHIJKLMNOP",
+            "AKIAABCDEFGHIJKLMNOPQ",
+        ] {
             assert!(AccessKeyId::parse(bad).is_err(), "{bad}");
         }
         assert!(SecretAccessKey::validate("short").is_err());
-        assert!(SecretAccessKey::validate(&"a".repeat(39).chars().chain(['!']).collect::<String>()).is_err());
+        assert!(SecretAccessKey::validate(
+            &"a".repeat(39).chars().chain(['!']).collect::<String>()
+        )
+        .is_err());
     }
 }

@@ -20,12 +20,16 @@ fn check_part(kind: &str, s: &str) -> Result<(), IdentError> {
         return Err(IdentError::new(format!("{kind} must not be empty")));
     }
     if s.len() > MAX_PART {
-        return Err(IdentError::new(format!("{kind} is longer than {MAX_PART} bytes")));
+        return Err(IdentError::new(format!(
+            "{kind} is longer than {MAX_PART} bytes"
+        )));
     }
     // Control characters (incl. the 0x1F separator the store uses to join namespace
     // levels) would make names ambiguous or unprintable.
     if s.chars().any(|c| c.is_control()) {
-        return Err(IdentError::new(format!("{kind} must not contain control characters")));
+        return Err(IdentError::new(format!(
+            "{kind} must not contain control characters"
+        )));
     }
     Ok(())
 }
@@ -40,7 +44,9 @@ impl WarehouseName {
             return Err(IdentError::new("warehouse name must not contain '/'"));
         }
         if s.trim() != s {
-            return Err(IdentError::new("warehouse name must not start or end with whitespace"));
+            return Err(IdentError::new(
+                "warehouse name must not start or end with whitespace",
+            ));
         }
         Ok(WarehouseName(s.to_string()))
     }

@@ -31,17 +31,41 @@ struct Backend {
 
 impl Backend {
     async fn start(name: &'static str, database_url: Option<String>) -> Backend {
-        let common::BenchServer { base, client, dir } = common::start_server_with(database_url).await;
-        let cfg: Value = client.get(format!("{base}/v1/config?warehouse=default")).send().await.unwrap().json().await.unwrap();
+        let common::BenchServer { base, client, dir } =
+            common::start_server_with(database_url).await;
+        let cfg: Value = client
+            .get(format!("{base}/v1/config?warehouse=default"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let prefix = cfg["overrides"]["prefix"].as_str().unwrap().to_string();
-        let b = Backend { name, base, client, prefix, counter: AtomicU64::new(0), failed_commits: AtomicU64::new(0), _dir: dir };
-        b.post(&format!("/v1/{}/namespaces", b.prefix), json!({"namespace": ["bench"]})).await;
+        let b = Backend {
+            name,
+            base,
+            client,
+            prefix,
+            counter: AtomicU64::new(0),
+            failed_commits: AtomicU64::new(0),
+            _dir: dir,
+        };
+        b.post(
+            &format!("/v1/{}/namespaces", b.prefix),
+            json!({"namespace": ["bench"]}),
+        )
+        .await;
         let schema = json!({"type": "struct", "schema-id": 0, "fields": [
             {"id": 1, "name": "id", "required": true, "type": "long"},
             {"id": 2, "name": "ts", "required": false, "type": "timestamptz"},
             {"id": 3, "name": "data", "required": false, "type": "string"}]});
         for t in std::iter::once("t".to_string()).chain((0..8).map(|i| format!("c{i}"))) {
-            b.post(&format!("/v1/{}/namespaces/bench/tables", b.prefix), json!({"name": t, "schema": schema})).await;
+            b.post(
+                &format!("/v1/{}/namespaces/bench/tables", b.prefix),
+                json!({"name": t, "schema": schema}),
+            )
+            .await;
         }
         // A table with history: 100 commits make a metadata log of 100 entries.
         for _ in 0..100 {
@@ -51,12 +75,26 @@ impl Backend {
     }
 
     async fn post(&self, path: &str, body: Value) {
-        let r = self.client.post(format!("{}{}", self.base, path)).json(&body).send().await.unwrap();
-        assert!(r.status().is_success(), "{} {path}: {}", self.name, r.status());
+        let r = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "{} {path}: {}",
+            self.name,
+            r.status()
+        );
     }
 
     fn table_url(&self, table: &str) -> String {
-        format!("{}/v1/{}/namespaces/bench/tables/{table}", self.base, self.prefix)
+        format!(
+            "{}/v1/{}/namespaces/bench/tables/{table}",
+            self.base, self.prefix
+        )
     }
 
     async fn load(&self) {
@@ -71,14 +109,24 @@ impl Backend {
         for _ in 0..5 {
             let i = self.counter.fetch_add(1, Ordering::Relaxed);
             let body = json!({"requirements": [], "updates": [{"action": "set-properties", "updates": {"i": i.to_string()}}]});
-            let r = self.client.post(self.table_url(table)).json(&body).send().await.unwrap();
+            let r = self
+                .client
+                .post(self.table_url(table))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             st = r.status();
             if st.is_success() {
                 return st;
             }
             let n = self.failed_commits.fetch_add(1, Ordering::Relaxed);
             if n < 5 {
-                eprintln!("{}: commit to {table} answered {st}: {}", self.name, r.text().await.unwrap_or_default());
+                eprintln!(
+                    "{}: commit to {table} answered {st}: {}",
+                    self.name,
+                    r.text().await.unwrap_or_default()
+                );
             }
         }
         st
@@ -104,7 +152,13 @@ fn criterion_dir() -> std::path::PathBuf {
 
 /// Median over `rounds` of (time of `n` PostgreSQL ops) / (time of `n` SQLite ops), the two
 /// sides alternating round by round.
-async fn paired<'a, F, Fut>(rounds: usize, n: usize, sqlite: &'a Backend, pg: &'a Backend, op: F) -> Value
+async fn paired<'a, F, Fut>(
+    rounds: usize,
+    n: usize,
+    sqlite: &'a Backend,
+    pg: &'a Backend,
+    op: F,
+) -> Value
 where
     F: Fn(&'a Backend) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -140,13 +194,26 @@ fn benches(c: &mut Criterion) {
             "SKIPPED backends bench: PostgreSQL server binaries (initdb, pg_ctl, postgres) are not on PATH; \
              install postgresql-15 and put /usr/lib/postgresql/15/bin on PATH to compare backends"
         );
-        std::fs::write(&marker, serde_json::to_vec_pretty(&json!({"skipped": "PostgreSQL server binaries not on PATH"})).unwrap()).unwrap();
+        std::fs::write(
+            &marker,
+            serde_json::to_vec_pretty(
+                &json!({"skipped": "PostgreSQL server binaries not on PATH"}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (sqlite, pg) = rt.block_on(async {
         let url = pg_cluster::fresh_database().await;
-        (Backend::start("sqlite", None).await, Backend::start("postgres", Some(url)).await)
+        (
+            Backend::start("sqlite", None).await,
+            Backend::start("postgres", Some(url)).await,
+        )
     });
     let backends = [&sqlite, &pg];
 
@@ -208,7 +275,10 @@ fn benches(c: &mut Criterion) {
     let (load, commit, commit8) = rt.block_on(async {
         (
             paired(21, 200, &sqlite, &pg, |b| b.load()).await,
-            paired(21, 50, &sqlite, &pg, |b| async move { assert!(b.commit("c1").await.is_success()) }).await,
+            paired(21, 50, &sqlite, &pg, |b| async move {
+                assert!(b.commit("c1").await.is_success())
+            })
+            .await,
             paired(21, 20, &sqlite, &pg, |b| b.commit_8()).await,
         )
     });

@@ -23,16 +23,38 @@ struct Env {
 
 async fn start() -> Env {
     let common::BenchServer { base, client, dir } = common::start_server().await;
-    let cfg: Value = client.get(format!("{base}/v1/config?warehouse=default")).send().await.unwrap().json().await.unwrap();
+    let cfg: Value = client
+        .get(format!("{base}/v1/config?warehouse=default"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let prefix = cfg["overrides"]["prefix"].as_str().unwrap().to_string();
-    let env = Env { base, client, prefix, _dir: dir };
-    env.post(&format!("/v1/{}/namespaces", env.prefix), json!({"namespace": ["bench"]})).await;
+    let env = Env {
+        base,
+        client,
+        prefix,
+        _dir: dir,
+    };
+    env.post(
+        &format!("/v1/{}/namespaces", env.prefix),
+        json!({"namespace": ["bench"]}),
+    )
+    .await;
     env
 }
 
 impl Env {
     async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self.client.post(format!("{}{}", self.base, path)).json(&body).send().await.unwrap();
+        let r = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success(), "{path}: {}", r.status());
         r.json().await.unwrap_or(Value::Null)
     }
@@ -42,13 +64,20 @@ impl Env {
             {"id": 1, "name": "id", "required": true, "type": "long"},
             {"id": 2, "name": "ts", "required": false, "type": "timestamptz"},
             {"id": 3, "name": "data", "required": false, "type": "string"}]});
-        self.post(&format!("/v1/{}/namespaces/bench/tables", self.prefix), json!({"name": name, "schema": schema})).await
+        self.post(
+            &format!("/v1/{}/namespaces/bench/tables", self.prefix),
+            json!({"name": name, "schema": schema}),
+        )
+        .await
     }
 
     async fn commit_property(&self, table: &str, i: u64) -> reqwest::StatusCode {
         let body = json!({"requirements": [], "updates": [{"action": "set-properties", "updates": {"i": i.to_string()}}]});
         self.client
-            .post(format!("{}/v1/{}/namespaces/bench/tables/{table}", self.base, self.prefix))
+            .post(format!(
+                "{}/v1/{}/namespaces/bench/tables/{table}",
+                self.base, self.prefix
+            ))
             .json(&body)
             .send()
             .await
@@ -58,7 +87,10 @@ impl Env {
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let env = rt.block_on(start());
     let loaded = rt.block_on(async {
         env.create_table("t").await;
@@ -70,7 +102,10 @@ fn benches(c: &mut Criterion) {
             env.create_table(&format!("c{i}")).await;
         }
         env.client
-            .get(format!("{}/v1/{}/namespaces/bench/tables/t", env.base, env.prefix))
+            .get(format!(
+                "{}/v1/{}/namespaces/bench/tables/t",
+                env.base, env.prefix
+            ))
             .send()
             .await
             .unwrap()
@@ -81,7 +116,12 @@ fn benches(c: &mut Criterion) {
     let metadata_location = loaded["metadata-location"].as_str().unwrap().to_string();
     let storage = sluice_storage::Storage::open(
         &sluice_storage::StorageProfile::File(sluice_storage::FileProfile {
-            root: env._dir.path().join("warehouse").to_string_lossy().into_owned(),
+            root: env
+                ._dir
+                .path()
+                .join("warehouse")
+                .to_string_lossy()
+                .into_owned(),
         }),
         None,
     )
@@ -94,7 +134,12 @@ fn benches(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let r = env.client.get(format!("{}/health", env.base)).send().await.unwrap();
+                    let r = env
+                        .client
+                        .get(format!("{}/health", env.base))
+                        .send()
+                        .await
+                        .unwrap();
                     r.bytes().await.unwrap();
                 }
                 start.elapsed()

@@ -46,12 +46,22 @@ struct Env {
 
 async fn start_server() -> Env {
     let common::BenchServer { base, client, dir } = common::start_server().await;
-    Env { base, client, _dir: dir }
+    Env {
+        base,
+        client,
+        _dir: dir,
+    }
 }
 
 impl Env {
     async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self.client.post(format!("{}{}", self.base, path)).json(&body).send().await.unwrap();
+        let r = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
         let text = r.text().await.unwrap();
         assert!(status.is_success(), "{path}: {status}: {text}");
@@ -72,7 +82,13 @@ impl Env {
 
     /// Creates an S3 warehouse with one namespace `bench` and one table `t`; returns the
     /// table's REST path (`/v1/{prefix}/namespaces/bench/tables/t`).
-    async fn s3_warehouse_with_table(&self, name: &str, profile: Value, access_key: &str, secret_key: &str) -> String {
+    async fn s3_warehouse_with_table(
+        &self,
+        name: &str,
+        profile: Value,
+        access_key: &str,
+        secret_key: &str,
+    ) -> String {
         self.post(
             "/management/v1/warehouse",
             json!({
@@ -86,15 +102,25 @@ impl Env {
             }),
         )
         .await;
-        let cfg = self.get(&format!("/v1/config?warehouse={name}"), None).await;
+        let cfg = self
+            .get(&format!("/v1/config?warehouse={name}"), None)
+            .await;
         let prefix = cfg["overrides"]["prefix"].as_str().unwrap().to_string();
-        self.post(&format!("/v1/{prefix}/namespaces"), json!({"namespace": ["bench"]})).await;
+        self.post(
+            &format!("/v1/{prefix}/namespaces"),
+            json!({"namespace": ["bench"]}),
+        )
+        .await;
         let schema = json!({"type": "struct", "schema-id": 0, "fields": [
             {"id": 1, "name": "id", "required": true, "type": "long"},
             {"id": 2, "name": "ts", "required": false, "type": "timestamptz"},
             {"id": 3, "name": "data", "required": false, "type": "string"}]});
         // Created without a delegation header: no credentials are vended here.
-        self.post(&format!("/v1/{prefix}/namespaces/bench/tables"), json!({"name": "t", "schema": schema})).await;
+        self.post(
+            &format!("/v1/{prefix}/namespaces/bench/tables"),
+            json!({"name": "t", "schema": schema}),
+        )
+        .await;
         format!("/v1/{prefix}/namespaces/bench/tables/t")
     }
 }
@@ -167,37 +193,84 @@ fn criterion_dir() -> PathBuf {
 /// with an access key, and a role trusting exactly that user. Auth checks go on at the end,
 /// so AssumeRole really verifies the caller. Returns (access key, secret key, role ARN).
 async fn moto_setup(moto: &Moto) -> (String, String, String) {
-    let r = reqwest::Client::new().put(format!("{}/{MOTO_BUCKET}", moto.endpoint)).send().await.unwrap();
-    assert!(r.status().is_success(), "create bucket on moto: {}", r.status());
-    let user = moto.query_ok("iam", MOTO_SETUP, &[("Action", "CreateUser"), ("UserName", "sluice")]).await;
+    let r = reqwest::Client::new()
+        .put(format!("{}/{MOTO_BUCKET}", moto.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "create bucket on moto: {}",
+        r.status()
+    );
+    let user = moto
+        .query_ok(
+            "iam",
+            MOTO_SETUP,
+            &[("Action", "CreateUser"), ("UserName", "sluice")],
+        )
+        .await;
     let user_arn = xml_text(&user, "Arn").expect("user Arn");
-    let allow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+    let allow =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
     moto.query_ok(
         "iam",
         MOTO_SETUP,
-        &[("Action", "PutUserPolicy"), ("UserName", "sluice"), ("PolicyName", "everything"), ("PolicyDocument", allow)],
+        &[
+            ("Action", "PutUserPolicy"),
+            ("UserName", "sluice"),
+            ("PolicyName", "everything"),
+            ("PolicyDocument", allow),
+        ],
     )
     .await;
-    let key = moto.query_ok("iam", MOTO_SETUP, &[("Action", "CreateAccessKey"), ("UserName", "sluice")]).await;
+    let key = moto
+        .query_ok(
+            "iam",
+            MOTO_SETUP,
+            &[("Action", "CreateAccessKey"), ("UserName", "sluice")],
+        )
+        .await;
     let access_key = xml_text(&key, "AccessKeyId").expect("AccessKeyId");
     let secret_key = xml_text(&key, "SecretAccessKey").expect("SecretAccessKey");
     let trust = format!(
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{user_arn}"}},"Action":"sts:AssumeRole"}}]}}"#
     );
     let role = moto
-        .query_ok("iam", MOTO_SETUP, &[("Action", "CreateRole"), ("RoleName", "lake"), ("AssumeRolePolicyDocument", &trust)])
+        .query_ok(
+            "iam",
+            MOTO_SETUP,
+            &[
+                ("Action", "CreateRole"),
+                ("RoleName", "lake"),
+                ("AssumeRolePolicyDocument", &trust),
+            ],
+        )
         .await;
     let role_arn = xml_text(&role, "Arn").expect("role Arn");
     moto.enable_auth();
     // Checks really are on: the set-up key no longer works, the user's key does.
-    let (status, body) = moto.query("sts", MOTO_SETUP, &[("Action", "GetCallerIdentity")]).await;
-    assert!(status == 403 || status == 400, "moto auth checks did not turn on: {status} {body}");
-    moto.query_ok("sts", (&access_key, &secret_key, None), &[("Action", "GetCallerIdentity")]).await;
+    let (status, body) = moto
+        .query("sts", MOTO_SETUP, &[("Action", "GetCallerIdentity")])
+        .await;
+    assert!(
+        status == 403 || status == 400,
+        "moto auth checks did not turn on: {status} {body}"
+    );
+    moto.query_ok(
+        "sts",
+        (&access_key, &secret_key, None),
+        &[("Action", "GetCallerIdentity")],
+    )
+    .await;
     (access_key, secret_key, role_arn)
 }
 
 fn benches(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     // Peers first: they panic with install instructions when their binary is missing.
     let s3 = S3sFs::start(&[S3S_BUCKET]);
     let moto = Moto::start();
@@ -209,17 +282,27 @@ fn benches(c: &mut Criterion) {
             "type": "s3", "bucket": S3S_BUCKET, "key-prefix": "bench", "region": "us-east-1",
             "endpoint": s3.endpoint, "path-style-access": true, "flavor": "s3-compat",
         });
-        let table = env.s3_warehouse_with_table("signwh", profile, s3s_fs::ACCESS_KEY, s3s_fs::SECRET_KEY).await;
+        let table = env
+            .s3_warehouse_with_table("signwh", profile, s3s_fs::ACCESS_KEY, s3s_fs::SECRET_KEY)
+            .await;
         let loaded = env.get(&table, Some("remote-signing")).await;
         let cfg = &loaded["config"];
         let signer = format!(
             "{}/{}",
-            cfg["s3.signer.uri"].as_str().expect("s3.signer.uri").trim_end_matches('/'),
-            cfg["s3.signer.endpoint"].as_str().expect("s3.signer.endpoint").trim_start_matches('/')
+            cfg["s3.signer.uri"]
+                .as_str()
+                .expect("s3.signer.uri")
+                .trim_end_matches('/'),
+            cfg["s3.signer.endpoint"]
+                .as_str()
+                .expect("s3.signer.endpoint")
+                .trim_start_matches('/')
         );
         // A real object (the current metadata file), so the signature can be checked once.
         let metadata_location = loaded["metadata-location"].as_str().unwrap();
-        let key = metadata_location.strip_prefix(&format!("s3://{S3S_BUCKET}/")).expect("metadata in the bucket");
+        let key = metadata_location
+            .strip_prefix(&format!("s3://{S3S_BUCKET}/"))
+            .expect("metadata in the bucket");
         let body = json!({
             "method": "GET",
             "region": "us-east-1",
@@ -227,7 +310,16 @@ fn benches(c: &mut Criterion) {
             "headers": {"user-agent": ["bench"]},
         });
         // Sanity: the signed request is accepted by s3s-fs (which verifies SigV4).
-        let signed: Value = env.client.post(&signer).json(&body).send().await.unwrap().json().await.unwrap();
+        let signed: Value = env
+            .client
+            .post(&signer)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let mut get = reqwest::Client::new().get(signed["uri"].as_str().expect("signed uri"));
         for (k, vs) in signed["headers"].as_object().expect("signed headers") {
             for v in vs.as_array().unwrap() {
@@ -235,7 +327,12 @@ fn benches(c: &mut Criterion) {
             }
         }
         let r = get.send().await.unwrap();
-        assert_eq!(r.status(), 200, "signed GET against s3s-fs: {}", r.text().await.unwrap_or_default());
+        assert_eq!(
+            r.status(),
+            200,
+            "signed GET against s3s-fs: {}",
+            r.text().await.unwrap_or_default()
+        );
         let unscoped = format!("{}/v1/aws/s3/sign", env.base);
         let r = env.client.post(&unscoped).json(&body).send().await.unwrap();
         assert!(r.status().is_success(), "unscoped sign: {}", r.status());
@@ -248,11 +345,19 @@ fn benches(c: &mut Criterion) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let empty_url = format!("http://{}/empty", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, empty).await.unwrap() });
-        (signer, unscoped, serde_json::to_vec(&body).unwrap(), empty_url)
+        (
+            signer,
+            unscoped,
+            serde_json::to_vec(&body).unwrap(),
+            empty_url,
+        )
     });
 
     let post = |url: &str| {
-        env.client.post(url).header("content-type", "application/json").body(sign_body.clone())
+        env.client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(sign_body.clone())
     };
     let mut g = c.benchmark_group("remote_signing");
     g.measurement_time(Duration::from_secs(4));
@@ -310,7 +415,12 @@ fn benches(c: &mut Criterion) {
         });
     }
     g.finish();
-    let sign_paired = rt.block_on(paired(21, 200, || post(&empty_url), || post(&sign_scoped_url)));
+    let sign_paired = rt.block_on(paired(
+        21,
+        200,
+        || post(&empty_url),
+        || post(&sign_scoped_url),
+    ));
     println!("remote_signing paired (empty handler vs table-scoped sign): {sign_paired}");
 
     // --- vended credentials on moto -----------------------------------------------------
@@ -321,26 +431,46 @@ fn benches(c: &mut Criterion) {
             "endpoint": moto.endpoint, "path-style-access": true, "flavor": "s3-compat",
             "sts-enabled": true, "sts-role-arn": role_arn,
         });
-        let table = env.s3_warehouse_with_table("vendwh", profile, &access_key, &secret_key).await;
+        let table = env
+            .s3_warehouse_with_table("vendwh", profile, &access_key, &secret_key)
+            .await;
         // The first load with the header misses the cache and calls STS (AssumeRole on moto).
         let start = Instant::now();
         let loaded = env.get(&table, Some("vended-credentials")).await;
         let cold = start.elapsed();
         let cfg = &loaded["config"];
-        let key_id = cfg["s3.access-key-id"].as_str().expect("vended s3.access-key-id");
-        assert!(key_id.starts_with("ASIA") && cfg["s3.session-token"].is_string(), "{cfg}");
+        let key_id = cfg["s3.access-key-id"]
+            .as_str()
+            .expect("vended s3.access-key-id");
+        assert!(
+            key_id.starts_with("ASIA") && cfg["s3.session-token"].is_string(),
+            "{cfg}"
+        );
         // Served from the cache from now on: the same credentials again.
         let again = env.get(&table, Some("vended-credentials")).await;
-        assert_eq!(again["config"]["s3.access-key-id"].as_str(), Some(key_id), "second load hit the cache");
+        assert_eq!(
+            again["config"]["s3.access-key-id"].as_str(),
+            Some(key_id),
+            "second load hit the cache"
+        );
         let plain = env.get(&table, None).await;
-        assert!(plain["config"].get("s3.access-key-id").is_none(), "no credentials without the header");
+        assert!(
+            plain["config"].get("s3.access-key-id").is_none(),
+            "no credentials without the header"
+        );
         (format!("{}{table}", env.base), cold)
     });
-    println!("vended_credentials/cold_first_load: {:.1} ms (one sample)", cold.as_secs_f64() * 1e3);
+    println!(
+        "vended_credentials/cold_first_load: {:.1} ms (one sample)",
+        cold.as_secs_f64() * 1e3
+    );
 
     let mut g = c.benchmark_group("vended_credentials");
     g.measurement_time(Duration::from_secs(4));
-    for (name, delegation) in [("load_without_delegation", None), ("load_warm_cache", Some("vended-credentials"))] {
+    for (name, delegation) in [
+        ("load_without_delegation", None),
+        ("load_warm_cache", Some("vended-credentials")),
+    ] {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
@@ -364,7 +494,11 @@ fn benches(c: &mut Criterion) {
         21,
         200,
         || env.client.get(&table),
-        || env.client.get(&table).header(DELEGATION, "vended-credentials"),
+        || {
+            env.client
+                .get(&table)
+                .header(DELEGATION, "vended-credentials")
+        },
     ));
     println!("vended_credentials paired (load without delegation vs warm cache): {load_paired}");
 
@@ -375,7 +509,11 @@ fn benches(c: &mut Criterion) {
         "sign_vs_empty_paired": sign_paired,
         "vend_vs_plain_load_paired": load_paired,
     });
-    std::fs::write(dir.join("delegation_extra.json"), serde_json::to_vec_pretty(&extra).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("delegation_extra.json"),
+        serde_json::to_vec_pretty(&extra).unwrap(),
+    )
+    .unwrap();
     drop(env);
     drop(moto);
     drop(s3);

@@ -63,17 +63,28 @@ pub fn build_router(state: AppState, limits: HttpLimits) -> Router {
 async fn request_limits(State(limits): State<HttpLimits>, req: Request, next: Next) -> Response {
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_len > MAX_URI_BYTES {
-        let msg = format!("request target is {uri_len} bytes; at most {MAX_URI_BYTES} are accepted");
-        return error_body(StatusCode::URI_TOO_LONG, type_for_status(StatusCode::URI_TOO_LONG), &msg);
+        let msg =
+            format!("request target is {uri_len} bytes; at most {MAX_URI_BYTES} are accepted");
+        return error_body(
+            StatusCode::URI_TOO_LONG,
+            type_for_status(StatusCode::URI_TOO_LONG),
+            &msg,
+        );
     }
     let headers = req.headers();
-    let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
     if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
         let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
         let msg = format!("at most {MAX_HEADERS} header lines and {MAX_HEADER_BYTES} bytes of headers are accepted");
         return error_body(status, type_for_status(status), &msg);
     }
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
         return crate::error::payload_too_large();
     }
@@ -81,7 +92,10 @@ async fn request_limits(State(limits): State<HttpLimits>, req: Request, next: Ne
         Ok(resp) => resp,
         Err(_) => {
             let status = StatusCode::GATEWAY_TIMEOUT;
-            let msg = format!("the request did not complete within {} s", limits.request_timeout.as_secs());
+            let msg = format!(
+                "the request did not complete within {} s",
+                limits.request_timeout.as_secs()
+            );
             error_body(status, type_for_status(status), &msg)
         }
     }
@@ -98,7 +112,11 @@ async fn json_errors(req: Request, next: Next) -> Response {
     if head || !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if content_type.starts_with("application/json") || content_type.starts_with("text/html") {
         return resp;
     }
@@ -111,8 +129,16 @@ async fn json_errors(req: Request, next: Next) -> Response {
         .filter(|t| !t.is_empty());
     let message = text.unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
     let new = if oauth {
-        let error = if status.is_server_error() { "server_error" } else { "invalid_request" };
-        (status, Json(json!({"error": error, "error_description": message}))).into_response()
+        let error = if status.is_server_error() {
+            "server_error"
+        } else {
+            "invalid_request"
+        };
+        (
+            status,
+            Json(json!({"error": error, "error_description": message})),
+        )
+            .into_response()
     } else {
         error_body(status, type_for_status(status), &message)
     };
@@ -129,7 +155,11 @@ async fn health(State(s): State<AppState>) -> Response {
         Ok(_) => Json(json!({"status": "ok"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable"})),
+            )
+                .into_response()
         }
     }
 }
@@ -139,5 +169,9 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> Response {
-    error_body(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowedException", "method not allowed on this route")
+    error_body(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowedException",
+        "method not allowed on this route",
+    )
 }

@@ -102,12 +102,21 @@ impl std::fmt::Debug for ServerConfig {
             .field("database_url", &self.database_url)
             .field("log_level", &self.log_level)
             .field("master_key", &self.master_key.as_ref().map(|_| "***"))
-            .field("jwt_signing_key", &self.jwt_signing_key.as_ref().map(|_| "***"))
+            .field(
+                "jwt_signing_key",
+                &self.jwt_signing_key.as_ref().map(|_| "***"),
+            )
             .field("token_ttl_seconds", &self.token_ttl_seconds)
             .field("allowed_file_roots", &self.allowed_file_roots)
             .field("oidc", &self.oidc.as_ref().map(|o| o.url.clone()))
-            .field("ldap", &self.ldap.as_ref().map(|l| l.server_endpoint.clone()))
-            .field("aws_iam", &self.aws_iam.as_ref().map(|a| a.server_id.clone()))
+            .field(
+                "ldap",
+                &self.ldap.as_ref().map(|l| l.server_endpoint.clone()),
+            )
+            .field(
+                "aws_iam",
+                &self.aws_iam.as_ref().map(|a| a.server_id.clone()),
+            )
             .finish()
     }
 }
@@ -218,16 +227,29 @@ impl ServerConfig {
                 // The filter sees the variable's own case (figment lowercases later).
                 .filter(|k| {
                     let k = k.as_str().to_ascii_lowercase();
-                    ENV_KEYS.contains(&k.as_str()) || ENV_SECTIONS.iter().any(|s| k.starts_with(&format!("{s}__")))
+                    ENV_KEYS.contains(&k.as_str())
+                        || ENV_SECTIONS
+                            .iter()
+                            .any(|s| k.starts_with(&format!("{s}__")))
                 })
                 .split("__"),
         );
         if let Ok(roots) = std::env::var("SLUICE_ALLOWED_FILE_ROOTS") {
-            let roots: Vec<PathBuf> = roots.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+            let roots: Vec<PathBuf> = roots
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect();
             fig = fig.merge(Serialized::default("allowed_file_roots", roots));
         }
         if let Ok(list) = std::env::var("SLUICE_ALLOWED_STORAGE_ENDPOINTS") {
-            let list: Vec<String> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+            let list: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
             fig = fig.merge(Serialized::default("allowed_storage_endpoints", list));
         }
         // The name the storage-delegation issue documents (Lakekeeper's double-underscore style).
@@ -237,7 +259,10 @@ impl ServerConfig {
                 "false" | "0" | "no" => false,
                 other => return Err(format!("SLUICE__S3_REQUIRE_EXTERNAL_ID_FOR_SYSTEM_CREDENTIALS: expected true or false, got '{other}'")),
             };
-            fig = fig.merge(Serialized::default("require_external_id_for_system_credentials", b));
+            fig = fig.merge(Serialized::default(
+                "require_external_id_for_system_credentials",
+                b,
+            ));
         }
         fig = fig.merge(Serialized::defaults(cli));
         let mut cfg: ServerConfig = fig.extract().map_err(|e| {
@@ -249,7 +274,11 @@ impl ServerConfig {
         if cfg.allowed_file_roots.is_empty() {
             cfg.allowed_file_roots.push(cfg.data_dir.clone());
         } else {
-            cfg.allowed_file_roots = cfg.allowed_file_roots.iter().map(|p| absolute(p)).collect::<Result<_, _>>()?;
+            cfg.allowed_file_roots = cfg
+                .allowed_file_roots
+                .iter()
+                .map(|p| absolute(p))
+                .collect::<Result<_, _>>()?;
         }
         Ok(cfg)
     }
@@ -275,7 +304,10 @@ impl ServerConfig {
         }
         for (field, v) in [
             ("request_timeout_seconds", self.request_timeout_seconds),
-            ("header_read_timeout_seconds", self.header_read_timeout_seconds),
+            (
+                "header_read_timeout_seconds",
+                self.header_read_timeout_seconds,
+            ),
             ("idle_timeout_seconds", self.idle_timeout_seconds),
         ] {
             if v == 0 || v > 86_400 {
@@ -286,14 +318,20 @@ impl ServerConfig {
             return Err("max_connections must be at least 1".into());
         }
         if let Some(url) = &self.database_url {
-            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
                 return Err(format!(
                     "database_url: expected a sqlite: or postgres:// URL (got scheme '{}')",
                     url.split(':').next().unwrap_or("")
                 ));
             }
         }
-        for (field, value) in [("gcs_sts_endpoint", &self.gcs_sts_endpoint), ("gcs_endpoint", &self.gcs_endpoint)] {
+        for (field, value) in [
+            ("gcs_sts_endpoint", &self.gcs_sts_endpoint),
+            ("gcs_endpoint", &self.gcs_endpoint),
+        ] {
             if let Some(v) = value {
                 match url::Url::parse(v) {
                     Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}

@@ -28,7 +28,10 @@ pub fn status_and_type(e: &ServiceError) -> (StatusCode, &'static str) {
     use ServiceError::*;
     match e {
         BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequestException"),
-        Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "UnprocessableEntityException"),
+        Unprocessable(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "UnprocessableEntityException",
+        ),
         Unauthorized(_) => (StatusCode::UNAUTHORIZED, "NotAuthorizedException"),
         Forbidden(_) => (StatusCode::FORBIDDEN, "ForbiddenException"),
         NoSuchWarehouse(_) => (StatusCode::NOT_FOUND, "NoSuchWarehouseException"),
@@ -41,7 +44,10 @@ pub fn status_and_type(e: &ServiceError) -> (StatusCode, &'static str) {
         Conflict(_) => (StatusCode::CONFLICT, "ConflictException"),
         CommitFailed(_) => (StatusCode::CONFLICT, "CommitFailedException"),
         Unsupported(_) => (StatusCode::NOT_ACCEPTABLE, "UnsupportedOperationException"),
-        Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableException"),
+        Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableException",
+        ),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
     }
 }
@@ -114,6 +120,7 @@ pub fn too_many_auth_failures(retry_after_secs: u64) -> Response {
         type_for_status(StatusCode::TOO_MANY_REQUESTS),
         &format!("too many failed authentication attempts; retry in {retry_after_secs} s"),
     );
-    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     resp
 }

@@ -28,7 +28,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             }
         })?;
         if bytes.is_empty() {
-            return Err(ApiError::bad_request("request body is empty; expected JSON").into_response());
+            return Err(
+                ApiError::bad_request("request body is empty; expected JSON").into_response(),
+            );
         }
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de)
@@ -37,9 +39,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
                 if path.is_empty() || path == "." {
-                    ApiError::bad_request(format!("malformed request body: {inner}")).into_response()
+                    ApiError::bad_request(format!("malformed request body: {inner}"))
+                        .into_response()
                 } else {
-                    ApiError::bad_request(format!("malformed request body at '{path}': {inner}")).into_response()
+                    ApiError::bad_request(format!("malformed request body at '{path}': {inner}"))
+                        .into_response()
                 }
             })
     }
@@ -80,7 +84,11 @@ pub struct Caller(pub Principal);
 /// refused outright: proxies and frameworks disagree on which one counts, so the identity
 /// checked here might not be the one another hop acted on.
 pub fn repeated_authorization(headers: &axum::http::HeaderMap) -> bool {
-    headers.get_all(header::AUTHORIZATION).iter().nth(1).is_some()
+    headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
 }
 
 pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<Result<(String, String), ()>> {
@@ -92,7 +100,10 @@ pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<Result<(Stri
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = B64.decode(rest.trim()).ok().and_then(|b| String::from_utf8(b).ok());
+    let decoded = B64
+        .decode(rest.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
     Some(match decoded.as_deref().and_then(|s| s.split_once(':')) {
         Some((id, secret)) => Ok((id.to_string(), secret.to_string())),
         None => Err(()),
@@ -102,13 +113,19 @@ pub fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<Result<(Stri
 /// The peer address the listener attached to the request (absent when the router is driven
 /// some other way, e.g. in-memory).
 pub fn source_ip(parts: &Parts) -> Option<std::net::IpAddr> {
-    parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let source = source_ip(parts);
         let id = match basic_credentials(&parts.headers) {
             Some(Ok((id, _))) => Some(id),
@@ -130,7 +147,11 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// The 429 for a throttled source or id, logged without the credential.
-pub fn throttled(source: Option<std::net::IpAddr>, id: Option<&str>, wait: std::time::Duration) -> Response {
+pub fn throttled(
+    source: Option<std::net::IpAddr>,
+    id: Option<&str>,
+    wait: std::time::Duration,
+) -> Response {
     let secs = crate::throttle::retry_after_secs(wait);
     tracing::warn!(
         source = %source.map_or_else(|| "-".to_string(), |ip| ip.to_string()),
@@ -144,7 +165,9 @@ pub fn throttled(source: Option<std::net::IpAddr>, id: Option<&str>, wait: std::
 async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
     let unauthorized = |m: &str| ApiError(ServiceError::Unauthorized(m.to_string()));
     if repeated_authorization(&parts.headers) {
-        return Err(unauthorized("more than one Authorization header; send exactly one"));
+        return Err(unauthorized(
+            "more than one Authorization header; send exactly one",
+        ));
     }
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         // The browser session cookie from SSO, for safe methods only: a cookie rides
@@ -154,17 +177,26 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Principal, 
                 return Ok(state.services.authenticate_token(&token).await?);
             }
         }
-        return Err(unauthorized("authentication required: use HTTP Basic with an access key or a bearer token"));
+        return Err(unauthorized(
+            "authentication required: use HTTP Basic with an access key or a bearer token",
+        ));
     };
-    let value = value.to_str().map_err(|_| unauthorized("malformed Authorization header"))?;
-    let (scheme, rest) = value.split_once(' ').ok_or_else(|| unauthorized("malformed Authorization header"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| unauthorized("malformed Authorization header"))?;
+    let (scheme, rest) = value
+        .split_once(' ')
+        .ok_or_else(|| unauthorized("malformed Authorization header"))?;
     let principal = if scheme.eq_ignore_ascii_case("bearer") {
         let token = rest.trim();
         match &state.providers.oidc {
             // Tokens from the configured IdP are routed by their (unverified) issuer;
             // the signature and claims are verified next.
             Some(oidc) if oidc.is_candidate(token) => {
-                let identity = oidc.verify_bearer(token).await.map_err(crate::login::oidc_error)?;
+                let identity = oidc
+                    .verify_bearer(token)
+                    .await
+                    .map_err(crate::login::oidc_error)?;
                 crate::login::oidc_principal(state, "oidc", identity).await?
             }
             _ => state.services.authenticate_token(token).await?,
@@ -172,7 +204,11 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Principal, 
     } else if scheme.eq_ignore_ascii_case("basic") {
         match basic_credentials(&parts.headers) {
             Some(Ok((id, secret))) => {
-                let ldap_basic = state.providers.ldap.as_ref().is_some_and(|l| l.config().allow_basic_auth);
+                let ldap_basic = state
+                    .providers
+                    .ldap
+                    .as_ref()
+                    .is_some_and(|l| l.config().allow_basic_auth);
                 if ldap_basic && sluice_core::AccessKeyId::parse(&id).is_err() {
                     crate::login::ldap_basic(state, &id, &secret).await?
                 } else {
@@ -195,8 +231,16 @@ pub fn base_url(parts: &Parts, configured: Option<&str>) -> String {
     if let Some(u) = configured {
         return u.trim_end_matches('/').to_string();
     }
-    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).map(|s| s.split(',').next().unwrap_or("").trim().to_string());
-    let proto = header("x-forwarded-proto").filter(|p| p == "http" || p == "https").unwrap_or_else(|| "http".into());
+    let header = |n: &str| {
+        parts
+            .headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
+    };
+    let proto = header("x-forwarded-proto")
+        .filter(|p| p == "http" || p == "https")
+        .unwrap_or_else(|| "http".into());
     let host = header("x-forwarded-host")
         .or_else(|| header("host"))
         .or_else(|| parts.uri.authority().map(|a| a.to_string()))
@@ -207,10 +251,18 @@ pub fn base_url(parts: &Parts, configured: Option<&str>) -> String {
 impl FromRequestParts<AppState> for Delegation {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let value = parts.headers.get("x-iceberg-access-delegation").and_then(|v| v.to_str().ok());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get("x-iceberg-access-delegation")
+            .and_then(|v| v.to_str().ok());
         let base = base_url(parts, state.public_url.as_deref());
-        Ok(Delegation(sluice_service::delegation::AccessDelegation::from_header(value, base)))
+        Ok(Delegation(
+            sluice_service::delegation::AccessDelegation::from_header(value, base),
+        ))
     }
 }
 

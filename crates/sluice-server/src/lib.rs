@@ -44,9 +44,15 @@ impl Drop for Watchers {
     }
 }
 
-fn key_material(configured: Option<&str>, file: &std::path::Path, what: &str) -> anyhow::Result<KeyMaterial> {
+fn key_material(
+    configured: Option<&str>,
+    file: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<KeyMaterial> {
     match configured {
-        Some(b64) => KeyMaterial::from_base64(b64).with_context(|| format!("{what} from configuration")),
+        Some(b64) => {
+            KeyMaterial::from_base64(b64).with_context(|| format!("{what} from configuration"))
+        }
         None => KeyMaterial::load_or_create(file).with_context(|| format!("{what} file")),
     }
 }
@@ -54,10 +60,17 @@ fn key_material(configured: Option<&str>, file: &std::path::Path, what: &str) ->
 impl Server {
     /// Opens the data directory, database and key material and runs the first-start
     /// bootstrap. `bootstrap_key` is the admin key from the environment, if any.
-    pub async fn open(config: ServerConfig, bootstrap_key: Option<(String, Secret)>) -> anyhow::Result<Self> {
+    pub async fn open(
+        config: ServerConfig,
+        bootstrap_key: Option<(String, Secret)>,
+    ) -> anyhow::Result<Self> {
         create_data_dir(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let master = key_material(config.master_key.as_deref(), &config.data_dir.join("master.key"), "master key")?;
+        let master = key_material(
+            config.master_key.as_deref(),
+            &config.data_dir.join("master.key"),
+            "master key",
+        )?;
         let signing = key_material(
             config.jwt_signing_key.as_deref(),
             &config.data_dir.join("jwt-signing.key"),
@@ -70,7 +83,8 @@ impl Server {
             TokenIssuer::new(&signing, "sluice", config.token_ttl_seconds),
             ServiceConfig {
                 enable_aws_system_credentials: config.enable_aws_system_credentials,
-                require_external_id_for_system_credentials: config.require_external_id_for_system_credentials,
+                require_external_id_for_system_credentials: config
+                    .require_external_id_for_system_credentials,
                 cloudflare_api_base: config.cloudflare_api_base.clone(),
                 enable_gcp_system_credentials: config.enable_gcp_system_credentials,
                 gcs_sts_endpoint: config.gcs_sts_endpoint.clone(),
@@ -85,11 +99,21 @@ impl Server {
         // Follow other replicas' changes from before our own first write, so nothing this
         // replica caches during bootstrap can be stale.
         let mut watchers = Watchers::default();
-        if let Some(t) = services.watch_changes().await.context("subscribing to the database change feed")? {
+        if let Some(t) = services
+            .watch_changes()
+            .await
+            .context("subscribing to the database change feed")?
+        {
             watchers.0.push(t);
         }
-        let bootstrap = services.bootstrap(bootstrap_key).await.context("bootstrapping the admin user")?;
-        services.ensure_default_groups().await.context("creating the default groups and policies")?;
+        let bootstrap = services
+            .bootstrap(bootstrap_key)
+            .await
+            .context("bootstrapping the admin user")?;
+        services
+            .ensure_default_groups()
+            .await
+            .context("creating the default groups and policies")?;
         if config.create_default_warehouse {
             services
                 .ensure_default_warehouse(&config.data_dir.join("warehouse"))
@@ -100,7 +124,13 @@ impl Server {
         if let Some(t) = watch_ldap_cache(&services, &providers).await? {
             watchers.0.push(t);
         }
-        Ok(Server { services, config, bootstrap, providers, watchers })
+        Ok(Server {
+            services,
+            config,
+            bootstrap,
+            providers,
+            watchers,
+        })
     }
 
     pub fn router(&self) -> axum::Router {
@@ -109,18 +139,24 @@ impl Server {
                 services: self.services.clone(),
                 public_url: self.config.public_url.clone(),
                 providers: self.providers.clone(),
-                throttle: Arc::new(throttle::AuthThrottle::new(self.config.auth_failures_per_minute)),
+                throttle: Arc::new(throttle::AuthThrottle::new(
+                    self.config.auth_failures_per_minute,
+                )),
             },
             app::HttpLimits {
                 max_body_bytes: self.config.max_request_body_bytes,
-                request_timeout: std::time::Duration::from_secs(self.config.request_timeout_seconds),
+                request_timeout: std::time::Duration::from_secs(
+                    self.config.request_timeout_seconds,
+                ),
             },
         )
     }
 
     fn connection_limits(&self) -> serve::ConnectionLimits {
         serve::ConnectionLimits {
-            header_read_timeout: std::time::Duration::from_secs(self.config.header_read_timeout_seconds),
+            header_read_timeout: std::time::Duration::from_secs(
+                self.config.header_read_timeout_seconds,
+            ),
             idle_timeout: std::time::Duration::from_secs(self.config.idle_timeout_seconds),
             max_connections: self.config.max_connections,
         }
@@ -135,7 +171,9 @@ impl Server {
         let router = self.router();
         let limits = self.connection_limits();
         let purger = spawn_purger(self.services.clone(), self.config.purge_interval_seconds);
-        let result = serve::serve(listener, router, limits, shutdown).await.context("serving HTTP");
+        let result = serve::serve(listener, router, limits, shutdown)
+            .await
+            .context("serving HTTP");
         purger.abort();
         drop(self.watchers);
         result
@@ -154,8 +192,12 @@ fn create_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// Bootstrap admin key from `SLUICE_BOOTSTRAP_ACCESS_KEY_ID` / `SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY`.
 pub fn bootstrap_key_from_env() -> anyhow::Result<Option<(String, Secret)>> {
-    let id = std::env::var("SLUICE_BOOTSTRAP_ACCESS_KEY_ID").ok().filter(|s| !s.is_empty());
-    let secret = std::env::var("SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY").ok().filter(|s| !s.is_empty());
+    let id = std::env::var("SLUICE_BOOTSTRAP_ACCESS_KEY_ID")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let secret = std::env::var("SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY")
+        .ok()
+        .filter(|s| !s.is_empty());
     match (id, secret) {
         (None, None) => Ok(None),
         (Some(id), Some(secret)) => Ok(Some((id, Secret::new(secret)))),
@@ -190,16 +232,22 @@ pub async fn shutdown_signal() {
 
 /// Background purge of expired soft-deleted tables. Every replica may run it: rows are
 /// claimed with a lease, so each table is purged once.
-fn spawn_purger(services: sluice_service::Services, interval_seconds: u64) -> tokio::task::JoinHandle<()> {
+fn spawn_purger(
+    services: sluice_service::Services,
+    interval_seconds: u64,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(interval_seconds.max(1)));
+        let mut tick =
+            tokio::time::interval(std::time::Duration::from_secs(interval_seconds.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             match services.purge_expired_tables().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(tables = n, "purged expired soft-deleted tables"),
-                Err(e) => tracing::warn!(error = %e, "purge of soft-deleted tables failed; retrying next interval"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "purge of soft-deleted tables failed; retrying next interval")
+                }
             }
         }
     })
@@ -214,7 +262,12 @@ async fn watch_ldap_cache(
     if providers.ldap.is_none() {
         return Ok(None);
     }
-    let Some(mut rx) = services.store().subscribe_changes().await.context("subscribing to the database change feed")? else {
+    let Some(mut rx) = services
+        .store()
+        .subscribe_changes()
+        .await
+        .context("subscribing to the database change feed")?
+    else {
         return Ok(None);
     };
     let providers = Arc::downgrade(providers);
@@ -228,7 +281,10 @@ async fn watch_ldap_cache(
             };
             let Some(p) = providers.upgrade() else { return };
             if clear {
-                p.ldap_basic_cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                p.ldap_basic_cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
             }
         }
     })))
@@ -247,15 +303,22 @@ fn build_providers(config: &ServerConfig) -> anyhow::Result<state::Providers> {
     let mut p = state::Providers::default();
     if let Some(c) = &config.oidc {
         p.oidc = Some(Arc::new(
-            sluice_auth::oidc::OidcProvider::new(c.clone(), http.clone()).map_err(|e| anyhow::anyhow!("oidc: {e}"))?,
+            sluice_auth::oidc::OidcProvider::new(c.clone(), http.clone())
+                .map_err(|e| anyhow::anyhow!("oidc: {e}"))?,
         ));
     }
     if let Some(c) = &config.ldap {
-        p.ldap = Some(Arc::new(sluice_auth::ldap::LdapAuthenticator::new(c.clone()).map_err(|e| anyhow::anyhow!("ldap: {e}"))?));
+        p.ldap = Some(Arc::new(
+            sluice_auth::ldap::LdapAuthenticator::new(c.clone())
+                .map_err(|e| anyhow::anyhow!("ldap: {e}"))?,
+        ));
     }
     if let Some(c) = &config.aws_iam {
         c.validate().map_err(anyhow::Error::msg)?;
-        p.aws_iam = Some(Arc::new(sluice_auth::aws_iam::AwsIamVerifier::new(c.clone(), http)));
+        p.aws_iam = Some(Arc::new(sluice_auth::aws_iam::AwsIamVerifier::new(
+            c.clone(),
+            http,
+        )));
     }
     Ok(p)
 }
@@ -267,7 +330,10 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn sluice_store::Catal
 }
 
 /// As `open_store`, with the pool settings of `config`.
-pub async fn open_store_with(url: &str, config: &ServerConfig) -> anyhow::Result<Arc<dyn sluice_store::CatalogStore>> {
+pub async fn open_store_with(
+    url: &str,
+    config: &ServerConfig,
+) -> anyhow::Result<Arc<dyn sluice_store::CatalogStore>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let shown = redact_url(url);
         let opts = sluice_store::PgOptions {
@@ -282,7 +348,9 @@ pub async fn open_store_with(url: &str, config: &ServerConfig) -> anyhow::Result
             .with_context(|| format!("opening PostgreSQL database {shown}"))?;
         Ok(Arc::new(store))
     } else {
-        let store = SqliteStore::connect(url).await.with_context(|| format!("opening database {url}"))?;
+        let store = SqliteStore::connect(url)
+            .await
+            .with_context(|| format!("opening database {url}"))?;
         Ok(Arc::new(store))
     }
 }

@@ -19,7 +19,9 @@ pub fn oidc_error(e: OidcError) -> ApiError {
         }
         OidcError::Unavailable(m) => {
             tracing::warn!(reason = %m, "identity provider unavailable");
-            ApiError(ServiceError::Unavailable("the identity provider is unavailable".into()))
+            ApiError(ServiceError::Unavailable(
+                "the identity provider is unavailable".into(),
+            ))
         }
         other => {
             tracing::error!(error = %other, "OIDC configuration error");
@@ -30,8 +32,16 @@ pub fn oidc_error(e: OidcError) -> ApiError {
 
 /// First login: groups from the configured claim when the token carries it, otherwise
 /// the configured defaults.
-pub async fn oidc_principal(state: &AppState, source: &'static str, id: OidcIdentity) -> Result<Principal, ApiError> {
-    let oidc = state.providers.oidc.as_ref().ok_or_else(|| ApiError::not_found("OIDC is not configured"))?;
+pub async fn oidc_principal(
+    state: &AppState,
+    source: &'static str,
+    id: OidcIdentity,
+) -> Result<Principal, ApiError> {
+    let oidc = state
+        .providers
+        .oidc
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("OIDC is not configured"))?;
     let cfg = oidc.config();
     let groups = if cfg.initial_groups_claim_name.is_some() && !id.groups.is_empty() {
         id.groups.clone()
@@ -55,8 +65,16 @@ fn invalid_credentials() -> ApiError {
 
 /// LDAP username/password → principal. Every failure reads "invalid credentials" to the
 /// caller; the reason goes to the log only.
-pub async fn ldap_principal(state: &AppState, username: &str, password: &str) -> Result<Principal, ApiError> {
-    let ldap = state.providers.ldap.as_ref().ok_or_else(|| ApiError::not_found("LDAP is not configured"))?;
+pub async fn ldap_principal(
+    state: &AppState,
+    username: &str,
+    password: &str,
+) -> Result<Principal, ApiError> {
+    let ldap = state
+        .providers
+        .ldap
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("LDAP is not configured"))?;
     let identity = match ldap.authenticate(username, password).await {
         Ok(i) => i,
         Err(LdapError::InvalidCredentials) => return Err(invalid_credentials()),
@@ -77,15 +95,34 @@ pub async fn ldap_principal(state: &AppState, username: &str, password: &str) ->
 }
 
 /// LDAP credentials sent as HTTP Basic on the API, with a short-lived result cache.
-pub async fn ldap_basic(state: &AppState, username: &str, password: &str) -> Result<Principal, ApiError> {
-    let key: [u8; 32] = Sha256::new().chain_update(username.as_bytes()).chain_update([0u8]).chain_update(password.as_bytes()).finalize().into();
-    if let Some((at, p)) = state.providers.ldap_basic_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+pub async fn ldap_basic(
+    state: &AppState,
+    username: &str,
+    password: &str,
+) -> Result<Principal, ApiError> {
+    let key: [u8; 32] = Sha256::new()
+        .chain_update(username.as_bytes())
+        .chain_update([0u8])
+        .chain_update(password.as_bytes())
+        .finalize()
+        .into();
+    if let Some((at, p)) = state
+        .providers
+        .ldap_basic_cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+    {
         if at.elapsed() < LDAP_BASIC_CACHE_TTL {
             return Ok(p.clone());
         }
     }
     let p = ldap_principal(state, username, password).await?;
-    let mut cache = state.providers.ldap_basic_cache.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cache = state
+        .providers
+        .ldap_basic_cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     if cache.len() > 10_000 {
         cache.retain(|_, (at, _)| at.elapsed() < LDAP_BASIC_CACHE_TTL);
     }

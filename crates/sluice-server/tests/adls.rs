@@ -55,14 +55,28 @@ async fn adls_warehouse_create_vend_and_bad_input() {
 
     // A table, loaded with vended credentials.
     let p = s.prefix_of("az").await;
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]})).await;
+    let (st, v) = s
+        .post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]}))
+        .await;
     assert_eq!(st, 200, "{v}");
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t", "schema": schema()})).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/db/tables"),
+            json!({"name": "t", "schema": schema()}),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     let location = v["metadata"]["location"].as_str().unwrap().to_string();
     let base = format!("abfss://warehouse@{}.{}/wh", azurite::ACCOUNT, az.host);
     assert!(location.starts_with(&format!("{base}/")), "{location}");
-    let (st, v) = s.request(reqwest::Method::GET, &format!("/v1/{p}/namespaces/db/tables/t"), None, VENDED).await;
+    let (st, v) = s
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/{p}/namespaces/db/tables/t"),
+            None,
+            VENDED,
+        )
+        .await;
     let v = json_or_text(v);
     assert_eq!(st, 200, "{v}");
     let sas_key = format!("adls.sas-token.{}.{}", azurite::ACCOUNT, az.host);
@@ -71,12 +85,20 @@ async fn adls_warehouse_create_vend_and_bad_input() {
     let creds = &v["storage-credentials"][0];
     assert_eq!(creds["prefix"], location.as_str());
     assert_eq!(creds["config"][&sas_key], sas);
-    assert!(creds["config"][format!("adls.sas-token-expires-at-ms.{}.{}", azurite::ACCOUNT, az.host)].is_string());
+    assert!(creds["config"][format!(
+        "adls.sas-token-expires-at-ms.{}.{}",
+        azurite::ACCOUNT,
+        az.host
+    )]
+    .is_string());
     assert!(!v.to_string().contains(azurite::KEY));
 
     // Table locations with the wrong scheme or outside the warehouse.
     let (st, v) = s
-        .post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t2", "schema": schema(), "location": "s3://warehouse/wh/db/t2"}))
+        .post(
+            &format!("/v1/{p}/namespaces/db/tables"),
+            json!({"name": "t2", "schema": schema(), "location": "s3://warehouse/wh/db/t2"}),
+        )
         .await;
     assert_eq!(st, 400, "{v}");
     assert!(message(&v).contains("abfss://"), "{v}");
@@ -88,14 +110,46 @@ async fn adls_warehouse_create_vend_and_bad_input() {
 
     // Bad warehouses: each refused with a message that names the problem's field.
     let cases = [
-        (json!({"type": "az", "credential-type": "sas-token", "token": "x"}), profile(&az, "w1"), "storage-credential"),
-        (json!({"type": "az", "credential-type": "azure-system-identity"}), profile(&az, "w2"), "enable_azure_system_credentials"),
-        (json!({"type": "az", "credential-type": "shared-access-key", "key": "not base64!"}), profile(&az, "w3"), "key"),
-        (json!({"type": "s3", "credential-type": "access-key", "aws-access-key-id": "A", "aws-secret-access-key": "S"}), profile(&az, "w4"), "az"),
-        (key_cred(), json!({"type": "adls", "account-name": "UPPER", "filesystem": "warehouse", "host": az.host}), "account-name"),
-        (key_cred(), json!({"type": "adls", "account-name": azurite::ACCOUNT, "filesystem": "warehouse", "host": "http://x"}), "host"),
-        (key_cred(), json!({"type": "adls", "account-name": azurite::ACCOUNT, "filesystem": "warehouse", "host": az.host, "sas-token-validity-seconds": 5}), "sas-token-validity-seconds"),
-        (key_cred(), json!({"type": "adls", "account-name": azurite::ACCOUNT, "filesystem": "warehouse", "host": az.host, "region": "x"}), "region"),
+        (
+            json!({"type": "az", "credential-type": "sas-token", "token": "x"}),
+            profile(&az, "w1"),
+            "storage-credential",
+        ),
+        (
+            json!({"type": "az", "credential-type": "azure-system-identity"}),
+            profile(&az, "w2"),
+            "enable_azure_system_credentials",
+        ),
+        (
+            json!({"type": "az", "credential-type": "shared-access-key", "key": "not base64!"}),
+            profile(&az, "w3"),
+            "key",
+        ),
+        (
+            json!({"type": "s3", "credential-type": "access-key", "aws-access-key-id": "A", "aws-secret-access-key": "S"}),
+            profile(&az, "w4"),
+            "az",
+        ),
+        (
+            key_cred(),
+            json!({"type": "adls", "account-name": "UPPER", "filesystem": "warehouse", "host": az.host}),
+            "account-name",
+        ),
+        (
+            key_cred(),
+            json!({"type": "adls", "account-name": azurite::ACCOUNT, "filesystem": "warehouse", "host": "http://x"}),
+            "host",
+        ),
+        (
+            key_cred(),
+            json!({"type": "adls", "account-name": azurite::ACCOUNT, "filesystem": "warehouse", "host": az.host, "sas-token-validity-seconds": 5}),
+            "sas-token-validity-seconds",
+        ),
+        (
+            key_cred(),
+            json!({"type": "adls", "account-name": azurite::ACCOUNT, "filesystem": "warehouse", "host": az.host, "region": "x"}),
+            "region",
+        ),
         // Overlaps the first warehouse.
         (key_cred(), profile(&az, "wh/sub"), "overlaps"),
     ];
@@ -126,8 +180,14 @@ async fn adls_warehouse_create_vend_and_bad_input() {
         .await;
     assert_eq!(st, 201, "{v}");
     let p = s.prefix_of("strict").await;
-    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]})).await;
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t", "schema": schema()})).await;
+    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]}))
+        .await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/db/tables"),
+            json!({"name": "t", "schema": schema()}),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     let resp = s
         .client
@@ -138,15 +198,30 @@ async fn adls_warehouse_create_vend_and_bad_input() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let outcome = resp.headers()["x-sluice-delegation"].to_str().unwrap().to_string();
-    assert!(outcome.starts_with("none; reason=") && outcome.contains("allow-container-wide-sas"), "{outcome}");
+    let outcome = resp.headers()["x-sluice-delegation"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        outcome.starts_with("none; reason=") && outcome.contains("allow-container-wide-sas"),
+        "{outcome}"
+    );
     let v: Value = resp.json().await.unwrap();
-    assert!(v["config"].get("adls.sas-token").is_none() && v.get("storage-credentials").is_none(), "{v}");
-    let (st, v) = s.get(&format!("/v1/{p}/namespaces/db/tables/t/credentials")).await;
+    assert!(
+        v["config"].get("adls.sas-token").is_none() && v.get("storage-credentials").is_none(),
+        "{v}"
+    );
+    let (st, v) = s
+        .get(&format!("/v1/{p}/namespaces/db/tables/t/credentials"))
+        .await;
     assert_eq!(st, 400, "{v}");
     assert!(message(&v).contains("allow-container-wide-sas"), "{v}");
     // Without the header the table loads, with no secrets.
     let (st, v) = s.get(&format!("/v1/{p}/namespaces/db/tables/t")).await;
     assert_eq!(st, 200, "{v}");
-    assert!(v["config"].get("adls.sas-token").is_none() && v["config"]["adls.account-name"] == azurite::ACCOUNT, "{v}");
+    assert!(
+        v["config"].get("adls.sas-token").is_none()
+            && v["config"]["adls.account-name"] == azurite::ACCOUNT,
+        "{v}"
+    );
 }

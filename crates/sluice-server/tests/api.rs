@@ -10,7 +10,12 @@ use server::{TestServer, KEY_ID, SECRET};
 fn assert_error(v: &Value, kind: &str, code: u16) {
     assert_eq!(v["error"]["type"], kind, "{v}");
     assert_eq!(v["error"]["code"], code, "{v}");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
 }
 
 fn schema() -> Value {
@@ -26,7 +31,12 @@ async fn health_and_auth_errors() {
     let r = s.client.get(s.url("/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 
-    let r = s.client.get(s.url("/v1/config?warehouse=default")).send().await.unwrap();
+    let r = s
+        .client
+        .get(s.url("/v1/config?warehouse=default"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers().get("www-authenticate").is_some());
     let v: Value = r.json().await.unwrap();
@@ -41,7 +51,13 @@ async fn health_and_auth_errors() {
         .unwrap();
     assert_eq!(r.status(), 401);
 
-    let r = s.client.get(s.url("/v1/config")).bearer_auth("not-a-jwt").send().await.unwrap();
+    let r = s
+        .client
+        .get(s.url("/v1/config"))
+        .bearer_auth("not-a-jwt")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     let (st, v) = s.get("/no/such/route").await;
@@ -57,7 +73,12 @@ async fn token_endpoint_body_basic_and_errors() {
     let r = s
         .client
         .post(s.url("/v1/oauth/tokens"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", KEY_ID), ("client_secret", SECRET), ("scope", "catalog PRINCIPAL_ROLE:ALL")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", KEY_ID),
+            ("client_secret", SECRET),
+            ("scope", "catalog PRINCIPAL_ROLE:ALL"),
+        ])
         .send()
         .await
         .unwrap();
@@ -69,9 +90,21 @@ async fn token_endpoint_body_basic_and_errors() {
     let token = v["access_token"].as_str().unwrap().to_string();
 
     // The token works on the catalog and management APIs.
-    let r = s.client.get(s.url("/v1/config?warehouse=default")).bearer_auth(&token).send().await.unwrap();
+    let r = s
+        .client
+        .get(s.url("/v1/config?warehouse=default"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = s.client.get(s.url("/management/v1/whoami")).bearer_auth(&token).send().await.unwrap();
+    let r = s
+        .client
+        .get(s.url("/management/v1/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["name"], "admin");
     assert_eq!(v["access-key-id"], KEY_ID);
@@ -91,7 +124,11 @@ async fn token_endpoint_body_basic_and_errors() {
     let r = s
         .client
         .post(s.url("/v1/oauth/tokens"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", KEY_ID), ("client_secret", "nope")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", KEY_ID),
+            ("client_secret", "nope"),
+        ])
         .send()
         .await
         .unwrap();
@@ -101,10 +138,25 @@ async fn token_endpoint_body_basic_and_errors() {
     assert!(v["error_description"].is_string());
 
     // Unsupported grant and missing grant.
-    let r = s.client.post(s.url("/v1/oauth/tokens")).form(&[("grant_type", "password")]).send().await.unwrap();
+    let r = s
+        .client
+        .post(s.url("/v1/oauth/tokens"))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
-    let r = s.client.post(s.url("/v1/oauth/tokens")).form(&[("client_id", KEY_ID)]).send().await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "unsupported_grant_type"
+    );
+    let r = s
+        .client
+        .post(s.url("/v1/oauth/tokens"))
+        .form(&[("client_id", KEY_ID)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
     s.stop().await;
@@ -114,47 +166,90 @@ async fn token_endpoint_body_basic_and_errors() {
 async fn namespaces_lifecycle_and_paging() {
     let s = TestServer::start().await;
     let p = s.prefix().await;
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["a"], "properties": {"owner": "me"}})).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces"),
+            json!({"namespace": ["a"], "properties": {"owner": "me"}}),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["properties"]["owner"], "me");
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["a"]})).await;
+    let (st, v) = s
+        .post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["a"]}))
+        .await;
     assert_eq!(st, 409);
     assert_error(&v, "AlreadyExistsException", 409);
     // Nested: parent must exist.
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["nope", "b"]})).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces"),
+            json!({"namespace": ["nope", "b"]}),
+        )
+        .await;
     assert_eq!(st, 404);
     assert_error(&v, "NoSuchNamespaceException", 404);
     for child in ["b", "c", "d"] {
-        let (st, _) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["a", child]})).await;
+        let (st, _) = s
+            .post(
+                &format!("/v1/{p}/namespaces"),
+                json!({"namespace": ["a", child]}),
+            )
+            .await;
         assert_eq!(st, 200);
     }
     let (st, v) = s.get(&format!("/v1/{p}/namespaces?parent=a")).await;
     assert_eq!(st, 200);
     assert_eq!(v["namespaces"], json!([["a", "b"], ["a", "c"], ["a", "d"]]));
     // Paging.
-    let (_, v) = s.get(&format!("/v1/{p}/namespaces?parent=a&pageSize=2")).await;
+    let (_, v) = s
+        .get(&format!("/v1/{p}/namespaces?parent=a&pageSize=2"))
+        .await;
     assert_eq!(v["namespaces"], json!([["a", "b"], ["a", "c"]]));
     let tok = v["next-page-token"].as_str().unwrap().to_string();
-    let (_, v) = s.get(&format!("/v1/{p}/namespaces?parent=a&pageSize=2&pageToken={tok}")).await;
+    let (_, v) = s
+        .get(&format!(
+            "/v1/{p}/namespaces?parent=a&pageSize=2&pageToken={tok}"
+        ))
+        .await;
     assert_eq!(v["namespaces"], json!([["a", "d"]]));
     assert!(v.get("next-page-token").is_none() || v["next-page-token"].is_null());
     // Load / exists.
     let (st, v) = s.get(&format!("/v1/{p}/namespaces/a%1Fb")).await;
     assert_eq!(st, 200);
     assert_eq!(v["namespace"], json!(["a", "b"]));
-    let r = s.client.head(s.url(&format!("/v1/{p}/namespaces/zzz"))).basic_auth(KEY_ID, Some(SECRET)).send().await.unwrap();
+    let r = s
+        .client
+        .head(s.url(&format!("/v1/{p}/namespaces/zzz")))
+        .basic_auth(KEY_ID, Some(SECRET))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let r = s.client.head(s.url(&format!("/v1/{p}/namespaces/a"))).basic_auth(KEY_ID, Some(SECRET)).send().await.unwrap();
+    let r = s
+        .client
+        .head(s.url(&format!("/v1/{p}/namespaces/a")))
+        .basic_auth(KEY_ID, Some(SECRET))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     // Properties.
     let (st, v) = s
-        .post(&format!("/v1/{p}/namespaces/a/properties"), json!({"removals": ["owner", "ghost"], "updates": {"k": "v"}}))
+        .post(
+            &format!("/v1/{p}/namespaces/a/properties"),
+            json!({"removals": ["owner", "ghost"], "updates": {"k": "v"}}),
+        )
         .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["removed"], json!(["owner"]));
     assert_eq!(v["missing"], json!(["ghost"]));
     assert_eq!(v["updated"], json!(["k"]));
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/a/properties"), json!({"removals": ["k"], "updates": {"k": "v"}})).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/a/properties"),
+            json!({"removals": ["k"], "updates": {"k": "v"}}),
+        )
+        .await;
     assert_eq!(st, 422);
     assert_error(&v, "UnprocessableEntityException", 422);
     // Drop: not empty, then empty.
@@ -185,14 +280,24 @@ async fn bad_input_gets_4xx() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_error(&r.json::<Value>().await.unwrap(), "BadRequestException", 400);
+    assert_error(
+        &r.json::<Value>().await.unwrap(),
+        "BadRequestException",
+        400,
+    );
     // Wrong shape.
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": "flat"})).await;
+    let (st, v) = s
+        .post(&format!("/v1/{p}/namespaces"), json!({"namespace": "flat"}))
+        .await;
     assert_eq!(st, 400, "{v}");
     // Empty / bad identifiers.
-    let (st, _) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": []})).await;
+    let (st, _) = s
+        .post(&format!("/v1/{p}/namespaces"), json!({"namespace": []}))
+        .await;
     assert_eq!(st, 400);
-    let (st, _) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": [""]})).await;
+    let (st, _) = s
+        .post(&format!("/v1/{p}/namespaces"), json!({"namespace": [""]}))
+        .await;
     assert_eq!(st, 400);
     // Unknown warehouse.
     let (st, v) = s.get("/v1/config?warehouse=nope").await;
@@ -206,15 +311,33 @@ async fn bad_input_gets_4xx() {
     let (st, _) = s.get(&format!("/v1/{p}/namespaces?pageToken=%21%21")).await;
     assert_eq!(st, 400);
     // Table in a missing namespace; bad schema.
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/ghost/tables"), json!({"name": "t", "schema": schema()})).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/ghost/tables"),
+            json!({"name": "t", "schema": schema()}),
+        )
+        .await;
     assert_eq!(st, 404);
     assert_error(&v, "NoSuchNamespaceException", 404);
-    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["n"]})).await;
-    let (st, _) = s.post(&format!("/v1/{p}/namespaces/n/tables"), json!({"name": "t", "schema": {"type": "struct"}})).await;
+    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["n"]}))
+        .await;
+    let (st, _) = s
+        .post(
+            &format!("/v1/{p}/namespaces/n/tables"),
+            json!({"name": "t", "schema": {"type": "struct"}}),
+        )
+        .await;
     assert_eq!(st, 400);
-    let (st, _) = s.post(&format!("/v1/{p}/namespaces/n/tables"), json!({"name": "", "schema": schema()})).await;
+    let (st, _) = s
+        .post(
+            &format!("/v1/{p}/namespaces/n/tables"),
+            json!({"name": "", "schema": schema()}),
+        )
+        .await;
     assert_eq!(st, 400);
-    let (st, _) = s.get(&format!("/v1/{p}/namespaces/n/tables/t?snapshots=bogus")).await;
+    let (st, _) = s
+        .get(&format!("/v1/{p}/namespaces/n/tables/t?snapshots=bogus"))
+        .await;
     assert_eq!(st, 400);
     s.stop().await;
 }
@@ -223,8 +346,13 @@ async fn bad_input_gets_4xx() {
 async fn tables_create_load_commit_conflict_rename_drop() {
     let s = TestServer::start().await;
     let p = s.prefix().await;
-    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]})).await;
-    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["other"]})).await;
+    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]}))
+        .await;
+    s.post(
+        &format!("/v1/{p}/namespaces"),
+        json!({"namespace": ["other"]}),
+    )
+    .await;
     let (st, v) = s
         .post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t1", "schema": schema(), "properties": {"format-version": "2", "x": "y"}}))
         .await;
@@ -240,7 +368,12 @@ async fn tables_create_load_commit_conflict_rename_drop() {
     let uuid = v["metadata"]["table-uuid"].as_str().unwrap().to_string();
 
     // Duplicate.
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t1", "schema": schema()})).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/db/tables"),
+            json!({"name": "t1", "schema": schema()}),
+        )
+        .await;
     assert_eq!(st, 409);
     assert_error(&v, "AlreadyExistsException", 409);
 
@@ -255,16 +388,23 @@ async fn tables_create_load_commit_conflict_rename_drop() {
     // Commit: set a property, with a requirement on the uuid.
     let commit = json!({"requirements": [{"type": "assert-table-uuid", "uuid": uuid}],
                         "updates": [{"action": "set-properties", "updates": {"k": "1"}}]});
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/tables/t1"), commit).await;
+    let (st, v) = s
+        .post(&format!("/v1/{p}/namespaces/db/tables/t1"), commit)
+        .await;
     assert_eq!(st, 200, "{v}");
     let loc2 = v["metadata-location"].as_str().unwrap().to_string();
     assert!(loc2.contains("/metadata/00001-"), "{loc2}");
-    assert_eq!(v["metadata"]["metadata-log"][0]["metadata-file"], loc.as_str());
+    assert_eq!(
+        v["metadata"]["metadata-log"][0]["metadata-file"],
+        loc.as_str()
+    );
 
     // A stale requirement fails with CommitFailedException.
     let commit = json!({"requirements": [{"type": "assert-current-schema-id", "current-schema-id": 7}],
                         "updates": [{"action": "set-properties", "updates": {"k": "2"}}]});
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/tables/t1"), commit).await;
+    let (st, v) = s
+        .post(&format!("/v1/{p}/namespaces/db/tables/t1"), commit)
+        .await;
     assert_eq!(st, 409);
     assert_error(&v, "CommitFailedException", 409);
 
@@ -276,13 +416,18 @@ async fn tables_create_load_commit_conflict_rename_drop() {
     let commit = json!({"requirements": [{"type": "assert-current-schema-id", "current-schema-id": 0}],
         "updates": [{"action": "add-schema", "schema": new_schema, "last-column-id": 3},
                     {"action": "set-current-schema", "schema-id": -1}]});
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/tables/t1"), commit).await;
+    let (st, v) = s
+        .post(&format!("/v1/{p}/namespaces/db/tables/t1"), commit)
+        .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["metadata"]["current-schema-id"], 1);
 
     // List, rename across namespaces.
     let (_, v) = s.get(&format!("/v1/{p}/namespaces/db/tables")).await;
-    assert_eq!(v["identifiers"], json!([{"namespace": ["db"], "name": "t1"}]));
+    assert_eq!(
+        v["identifiers"],
+        json!([{"namespace": ["db"], "name": "t1"}])
+    );
     let (st, _) = s
         .post(&format!("/v1/{p}/tables/rename"), json!({"source": {"namespace": ["db"], "name": "t1"}, "destination": {"namespace": ["other"], "name": "t2"}}))
         .await;
@@ -296,31 +441,59 @@ async fn tables_create_load_commit_conflict_rename_drop() {
     assert_error(&v, "NoSuchTableException", 404);
 
     // Metrics accepted.
-    let (st, _) = s.post(&format!("/v1/{p}/namespaces/other/tables/t2/metrics"), json!({"report-type": "scan-report"})).await;
+    let (st, _) = s
+        .post(
+            &format!("/v1/{p}/namespaces/other/tables/t2/metrics"),
+            json!({"report-type": "scan-report"}),
+        )
+        .await;
     assert_eq!(st, 204);
 
     // Drop without purge keeps files; register brings the table back.
     let (_, v) = s.get(&format!("/v1/{p}/namespaces/other/tables/t2")).await;
     let current = v["metadata-location"].as_str().unwrap().to_string();
-    let (st, _) = s.delete(&format!("/v1/{p}/namespaces/other/tables/t2")).await;
+    let (st, _) = s
+        .delete(&format!("/v1/{p}/namespaces/other/tables/t2"))
+        .await;
     assert_eq!(st, 204);
     assert!(std::path::Path::new(current.trim_start_matches("file://")).exists());
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/register"), json!({"name": "back", "metadata-location": current})).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/db/register"),
+            json!({"name": "back", "metadata-location": current}),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["metadata"]["current-schema-id"], 1);
     // Register of a file outside the warehouse is refused.
-    let (st, _) = s.post(&format!("/v1/{p}/namespaces/db/register"), json!({"name": "evil", "metadata-location": "file:///etc/passwd"})).await;
+    let (st, _) = s
+        .post(
+            &format!("/v1/{p}/namespaces/db/register"),
+            json!({"name": "evil", "metadata-location": "file:///etc/passwd"}),
+        )
+        .await;
     assert_eq!(st, 400);
 
     // Drop with purge removes the files.
     let table_dir = {
         let (_, v) = s.get(&format!("/v1/{p}/namespaces/db/tables/back")).await;
-        v["metadata"]["location"].as_str().unwrap().trim_start_matches("file://").to_string()
+        v["metadata"]["location"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("file://")
+            .to_string()
     };
     assert!(std::path::Path::new(&table_dir).exists());
-    let (st, _) = s.delete(&format!("/v1/{p}/namespaces/db/tables/back?purgeRequested=true")).await;
+    let (st, _) = s
+        .delete(&format!(
+            "/v1/{p}/namespaces/db/tables/back?purgeRequested=true"
+        ))
+        .await;
     assert_eq!(st, 204);
-    assert!(!std::path::Path::new(&table_dir).exists(), "{table_dir} still exists");
+    assert!(
+        !std::path::Path::new(&table_dir).exists(),
+        "{table_dir} still exists"
+    );
     s.stop().await;
 }
 
@@ -328,8 +501,14 @@ async fn tables_create_load_commit_conflict_rename_drop() {
 async fn stage_create_then_assert_create_commit() {
     let s = TestServer::start().await;
     let p = s.prefix().await;
-    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["st"]})).await;
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/st/tables"), json!({"name": "staged", "schema": schema(), "stage-create": true})).await;
+    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["st"]}))
+        .await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/st/tables"),
+            json!({"name": "staged", "schema": schema(), "stage-create": true}),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     assert!(v.get("metadata-location").is_none() || v["metadata-location"].is_null());
     // Not visible yet.
@@ -337,28 +516,35 @@ async fn stage_create_then_assert_create_commit() {
     assert_eq!(st, 404);
     let md = &v["metadata"];
     let commit = json!({
-        "identifier": {"namespace": ["st"], "name": "staged"},
-        "requirements": [{"type": "assert-create"}],
-        "updates": [
-            {"action": "assign-uuid", "uuid": md["table-uuid"]},
-            {"action": "upgrade-format-version", "format-version": 2},
-            {"action": "add-schema", "schema": md["schemas"][0]},
-            {"action": "set-current-schema", "schema-id": -1},
-            {"action": "add-spec", "spec": md["partition-specs"][0]},
-            {"action": "set-default-spec", "spec-id": -1},
-            {"action": "add-sort-order", "sort-order": md["sort-orders"][0]},
-            {"action": "set-default-sort-order", "sort-order-id": -1},
-            {"action": "set-location", "location": md["location"]},
-            {"action": "set-properties", "updates": {"created-by": "test"}}
-        ]});
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/st/tables/staged"), commit.clone()).await;
+    "identifier": {"namespace": ["st"], "name": "staged"},
+    "requirements": [{"type": "assert-create"}],
+    "updates": [
+        {"action": "assign-uuid", "uuid": md["table-uuid"]},
+        {"action": "upgrade-format-version", "format-version": 2},
+        {"action": "add-schema", "schema": md["schemas"][0]},
+        {"action": "set-current-schema", "schema-id": -1},
+        {"action": "add-spec", "spec": md["partition-specs"][0]},
+        {"action": "set-default-spec", "spec-id": -1},
+        {"action": "add-sort-order", "sort-order": md["sort-orders"][0]},
+        {"action": "set-default-sort-order", "sort-order-id": -1},
+        {"action": "set-location", "location": md["location"]},
+        {"action": "set-properties", "updates": {"created-by": "test"}}
+    ]});
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/st/tables/staged"),
+            commit.clone(),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["metadata"]["table-uuid"], md["table-uuid"]);
     assert_eq!(v["metadata"]["properties"]["created-by"], "test");
     let (st, _) = s.get(&format!("/v1/{p}/namespaces/st/tables/staged")).await;
     assert_eq!(st, 200);
     // A second assert-create on the same name loses.
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/st/tables/staged"), commit).await;
+    let (st, v) = s
+        .post(&format!("/v1/{p}/namespaces/st/tables/staged"), commit)
+        .await;
     assert_eq!(st, 409);
     assert_error(&v, "CommitFailedException", 409);
     // A commit to a missing table without assert-create is a 404.
@@ -373,9 +559,15 @@ async fn stage_create_then_assert_create_commit() {
 async fn multi_table_transaction_is_all_or_nothing() {
     let s = TestServer::start().await;
     let p = s.prefix().await;
-    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["tx"]})).await;
+    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["tx"]}))
+        .await;
     for t in ["a", "b"] {
-        let (st, _) = s.post(&format!("/v1/{p}/namespaces/tx/tables"), json!({"name": t, "schema": schema()})).await;
+        let (st, _) = s
+            .post(
+                &format!("/v1/{p}/namespaces/tx/tables"),
+                json!({"name": t, "schema": schema()}),
+            )
+            .await;
         assert_eq!(st, 200);
     }
     let change = |t: &str, schema_id: i32, val: &str| {
@@ -384,18 +576,37 @@ async fn multi_table_transaction_is_all_or_nothing() {
                "updates": [{"action": "set-properties", "updates": {"v": val}}]})
     };
     // Second change's requirement fails: nothing applies.
-    let (st, v) = s.post(&format!("/v1/{p}/transactions/commit"), json!({"table-changes": [change("a", 0, "1"), change("b", 9, "1")]})).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/transactions/commit"),
+            json!({"table-changes": [change("a", 0, "1"), change("b", 9, "1")]}),
+        )
+        .await;
     assert_eq!(st, 409, "{v}");
     let (_, v) = s.get(&format!("/v1/{p}/namespaces/tx/tables/a")).await;
     assert!(v["metadata"]["properties"].get("v").is_none());
     let files = std::fs::read_dir(
-        std::path::Path::new(v["metadata"]["location"].as_str().unwrap().trim_start_matches("file://")).join("metadata"),
+        std::path::Path::new(
+            v["metadata"]["location"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("file://"),
+        )
+        .join("metadata"),
     )
     .unwrap()
     .count();
-    assert_eq!(files, 1, "the failed transaction must not leave metadata files behind");
+    assert_eq!(
+        files, 1,
+        "the failed transaction must not leave metadata files behind"
+    );
     // Both succeed together.
-    let (st, v) = s.post(&format!("/v1/{p}/transactions/commit"), json!({"table-changes": [change("a", 0, "2"), change("b", 0, "2")]})).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/transactions/commit"),
+            json!({"table-changes": [change("a", 0, "2"), change("b", 0, "2")]}),
+        )
+        .await;
     assert_eq!(st, 204, "{v}");
     for t in ["a", "b"] {
         let (_, v) = s.get(&format!("/v1/{p}/namespaces/tx/tables/{t}")).await;
@@ -408,8 +619,13 @@ async fn multi_table_transaction_is_all_or_nothing() {
 async fn concurrent_commits_exactly_one_wins_per_round() {
     let s = TestServer::start().await;
     let p = s.prefix().await;
-    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["cc"]})).await;
-    s.post(&format!("/v1/{p}/namespaces/cc/tables"), json!({"name": "t", "schema": schema()})).await;
+    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["cc"]}))
+        .await;
+    s.post(
+        &format!("/v1/{p}/namespaces/cc/tables"),
+        json!({"name": "t", "schema": schema()}),
+    )
+    .await;
     let (_, v) = s.get(&format!("/v1/{p}/namespaces/cc/tables/t")).await;
     let base = v["metadata-location"].as_str().unwrap().to_string();
     // Every writer asserts the same "last-assigned-field-id" and adds a column: all but one
@@ -440,9 +656,22 @@ async fn concurrent_commits_exactly_one_wins_per_round() {
     assert_eq!(ok, 1);
     let (_, v) = s.get(&format!("/v1/{p}/namespaces/cc/tables/t")).await;
     assert_eq!(v["metadata"]["schemas"].as_array().unwrap().len(), 2);
-    assert_eq!(v["metadata"]["metadata-log"][0]["metadata-file"], base.as_str());
-    let dir = std::path::Path::new(v["metadata"]["location"].as_str().unwrap().trim_start_matches("file://")).join("metadata");
-    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 2, "losers' metadata files must be cleaned up");
+    assert_eq!(
+        v["metadata"]["metadata-log"][0]["metadata-file"],
+        base.as_str()
+    );
+    let dir = std::path::Path::new(
+        v["metadata"]["location"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("file://"),
+    )
+    .join("metadata");
+    assert_eq!(
+        std::fs::read_dir(dir).unwrap().count(),
+        2,
+        "losers' metadata files must be cleaned up"
+    );
     s.stop().await;
 }
 
@@ -452,24 +681,43 @@ async fn warehouse_management() {
     let (st, v) = s.get("/management/v1/warehouse").await;
     assert_eq!(st, 200);
     assert_eq!(v["warehouses"][0]["name"], "default");
-    let default_id = v["warehouses"][0]["warehouse-id"].as_str().unwrap().to_string();
+    let default_id = v["warehouses"][0]["warehouse-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Outside the allowed roots.
     let (st, v) = s
-        .post("/management/v1/warehouse", json!({"warehouse-name": "evil", "storage-profile": {"type": "file", "root": "/etc"}}))
+        .post(
+            "/management/v1/warehouse",
+            json!({"warehouse-name": "evil", "storage-profile": {"type": "file", "root": "/etc"}}),
+        )
         .await;
     assert_eq!(st, 400, "{v}");
     assert_error(&v, "BadRequestException", 400);
     // Overlapping the default warehouse.
     let inner = s.data_dir.join("warehouse").join("inner");
     let (st, _) = s
-        .post("/management/v1/warehouse", json!({"warehouse-name": "inner", "storage-profile": {"type": "file", "root": inner}}))
+        .post(
+            "/management/v1/warehouse",
+            json!({"warehouse-name": "inner", "storage-profile": {"type": "file", "root": inner}}),
+        )
         .await;
     assert_eq!(st, 400);
     // Unknown profile type, missing fields.
-    let (st, _) = s.post("/management/v1/warehouse", json!({"warehouse-name": "x", "storage-profile": {"type": "ftp"}})).await;
+    let (st, _) = s
+        .post(
+            "/management/v1/warehouse",
+            json!({"warehouse-name": "x", "storage-profile": {"type": "ftp"}}),
+        )
+        .await;
     assert_eq!(st, 400);
-    let (st, _) = s.post("/management/v1/warehouse", json!({"storage-profile": {"type": "file", "root": "/tmp"}})).await;
+    let (st, _) = s
+        .post(
+            "/management/v1/warehouse",
+            json!({"storage-profile": {"type": "file", "root": "/tmp"}}),
+        )
+        .await;
     assert_eq!(st, 400);
 
     // A good second warehouse.
@@ -486,23 +734,47 @@ async fn warehouse_management() {
     assert_eq!(st, 409);
 
     // Rename, deactivate (catalog refuses), activate.
-    let (st, v) = s.post(&format!("/management/v1/warehouse/{id}/rename"), json!({"new-name": "renamed"})).await;
+    let (st, v) = s
+        .post(
+            &format!("/management/v1/warehouse/{id}/rename"),
+            json!({"new-name": "renamed"}),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["name"], "renamed");
-    let (st, _) = s.post(&format!("/management/v1/warehouse/{id}/rename"), json!({"new-name": "default"})).await;
+    let (st, _) = s
+        .post(
+            &format!("/management/v1/warehouse/{id}/rename"),
+            json!({"new-name": "default"}),
+        )
+        .await;
     assert_eq!(st, 409);
-    let (st, _) = s.post(&format!("/management/v1/warehouse/{id}/deactivate"), json!({})).await;
+    let (st, _) = s
+        .post(
+            &format!("/management/v1/warehouse/{id}/deactivate"),
+            json!({}),
+        )
+        .await;
     assert_eq!(st, 200);
     let (st, _) = s.get("/v1/config?warehouse=renamed").await;
     assert_eq!(st, 404);
-    let (st, _) = s.post(&format!("/management/v1/warehouse/{id}/activate"), json!({})).await;
+    let (st, _) = s
+        .post(
+            &format!("/management/v1/warehouse/{id}/activate"),
+            json!({}),
+        )
+        .await;
     assert_eq!(st, 200);
     let (st, v) = s.get("/v1/config?warehouse=renamed").await;
     assert_eq!(st, 200);
     let p = v["overrides"]["prefix"].as_str().unwrap().to_string();
 
     // Delete refused while it holds a namespace.
-    s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["keep"]})).await;
+    s.post(
+        &format!("/v1/{p}/namespaces"),
+        json!({"namespace": ["keep"]}),
+    )
+    .await;
     let (st, v) = s.delete(&format!("/management/v1/warehouse/{id}")).await;
     assert_eq!(st, 409, "{v}");
     s.delete(&format!("/v1/{p}/namespaces/keep")).await;
@@ -510,7 +782,9 @@ async fn warehouse_management() {
     assert_eq!(st, 204);
     let (st, _) = s.get(&format!("/management/v1/warehouse/{id}")).await;
     assert_eq!(st, 404);
-    let (st, _) = s.get(&format!("/management/v1/warehouse/{default_id}")).await;
+    let (st, _) = s
+        .get(&format!("/management/v1/warehouse/{default_id}"))
+        .await;
     assert_eq!(st, 200);
     let (st, _) = s.get("/management/v1/warehouse/not-a-uuid").await;
     assert_eq!(st, 400);
@@ -530,18 +804,34 @@ async fn secrets_are_encrypted_at_rest_and_keys_are_private() {
     let mut searched = 0;
     for entry in std::fs::read_dir(&s.data_dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("sluice.db") {
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("sluice.db")
+        {
             let bytes = std::fs::read(&path).unwrap();
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "plaintext secret in {}", path.display());
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "plaintext secret in {}",
+                path.display()
+            );
             searched += 1;
         }
     }
-    assert!(searched >= 2, "expected the database and its WAL, found {searched} files");
+    assert!(
+        searched >= 2,
+        "expected the database and its WAL, found {searched} files"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         for f in ["master.key", "jwt-signing.key"] {
-            let mode = std::fs::metadata(s.data_dir.join(f)).unwrap().permissions().mode() & 0o777;
+            let mode = std::fs::metadata(s.data_dir.join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600, "{f}");
         }
     }

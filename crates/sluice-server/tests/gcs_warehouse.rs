@@ -30,7 +30,9 @@ async fn start(gcs: &FakeGcs, google: &GoogleStandIn) -> TestServer {
 }
 
 async fn post(s: &TestServer, path: &str, body: Value) -> (StatusCode, Value) {
-    let (st, t) = s.request(reqwest::Method::POST, path, Some(body), VENDED).await;
+    let (st, t) = s
+        .request(reqwest::Method::POST, path, Some(body), VENDED)
+        .await;
     (st, serde_json::from_str(&t).unwrap_or(Value::Null))
 }
 
@@ -61,15 +63,22 @@ fn assert_400(st: StatusCode, v: &Value, words: &[&str]) {
 }
 
 async fn objects(gcs: &FakeGcs, prefix: &str) -> Vec<String> {
-    let v: Value = reqwest::get(format!("{}/storage/v1/b/{BUCKET}/o?prefix={prefix}", gcs.endpoint))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = reqwest::get(format!(
+        "{}/storage/v1/b/{BUCKET}/o?prefix={prefix}",
+        gcs.endpoint
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     v["items"]
         .as_array()
-        .map(|a| a.iter().map(|o| o["name"].as_str().unwrap().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|o| o["name"].as_str().unwrap().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -83,19 +92,48 @@ async fn gcs_warehouse_create_vend_purge_and_bad_input() {
     let cred = json!({"type": "gcs", "credential-type": "service-account-key", "key": sa});
     let profile = json!({"type": "gcs", "bucket": BUCKET, "key-prefix": "/wh/"});
 
-    let (st, v) = post(&s, "/management/v1/warehouse", warehouse("g1", profile.clone(), cred.clone())).await;
+    let (st, v) = post(
+        &s,
+        "/management/v1/warehouse",
+        warehouse("g1", profile.clone(), cred.clone()),
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let id = v["warehouse-id"].as_str().unwrap().to_string();
-    assert_eq!(v["storage-profile"], json!({"type": "gcs", "bucket": BUCKET, "key-prefix": "wh"}));
+    assert_eq!(
+        v["storage-profile"],
+        json!({"type": "gcs", "bucket": BUCKET, "key-prefix": "wh"})
+    );
     // The key is never returned, and never stored in clear text.
     let pem_body: String = key.private_pem.lines().nth(1).unwrap().to_string();
-    let (_, text) = s.request(reqwest::Method::GET, &format!("/management/v1/warehouse/{id}"), None, VENDED).await;
-    assert!(!text.contains(&pem_body) && !text.contains("private_key"), "{text}");
+    let (_, text) = s
+        .request(
+            reqwest::Method::GET,
+            &format!("/management/v1/warehouse/{id}"),
+            None,
+            VENDED,
+        )
+        .await;
+    assert!(
+        !text.contains(&pem_body) && !text.contains("private_key"),
+        "{text}"
+    );
     for entry in std::fs::read_dir(&s.data_dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("sluice.db") {
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("sluice.db")
+        {
             let bytes = std::fs::read(&path).unwrap();
-            assert!(!bytes.windows(pem_body.len()).any(|w| w == pem_body.as_bytes()), "{}", path.display());
+            assert!(
+                !bytes
+                    .windows(pem_body.len())
+                    .any(|w| w == pem_body.as_bytes()),
+                "{}",
+                path.display()
+            );
         }
     }
     // The probe left nothing behind.
@@ -105,21 +143,56 @@ async fn gcs_warehouse_create_vend_purge_and_bad_input() {
     let (st, v) = get(&s, "/v1/config?warehouse=g1").await;
     assert_eq!(st, 200, "{v}");
     let p = v["overrides"]["prefix"].as_str().unwrap().to_string();
-    let (st, v) = post(&s, &format!("/v1/{p}/namespaces"), json!({"namespace": ["ns"]})).await;
+    let (st, v) = post(
+        &s,
+        &format!("/v1/{p}/namespaces"),
+        json!({"namespace": ["ns"]}),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
-    let (st, v) = post(&s, &format!("/v1/{p}/namespaces/ns/tables"), json!({"name": "t", "schema": schema()})).await;
+    let (st, v) = post(
+        &s,
+        &format!("/v1/{p}/namespaces/ns/tables"),
+        json!({"name": "t", "schema": schema()}),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     let loc = v["metadata"]["location"].as_str().unwrap().to_string();
     assert!(loc.starts_with(&format!("gs://{BUCKET}/wh/")), "{loc}");
-    assert!(v["metadata-location"].as_str().unwrap().starts_with(&format!("{loc}/metadata/")), "{v}");
-    assert_eq!(v["config"]["gcs.oauth2.token"].as_str().map(|t| t.starts_with("ya29.downscoped-")), Some(true), "{v}");
+    assert!(
+        v["metadata-location"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{loc}/metadata/")),
+        "{v}"
+    );
+    assert_eq!(
+        v["config"]["gcs.oauth2.token"]
+            .as_str()
+            .map(|t| t.starts_with("ya29.downscoped-")),
+        Some(true),
+        "{v}"
+    );
     let creds = &v["storage-credentials"][0];
     assert_eq!(creds["prefix"], loc.as_str(), "{v}");
-    assert_eq!(creds["config"]["gcs.oauth2.token"], v["config"]["gcs.oauth2.token"]);
-    assert!(creds["config"]["gcs.oauth2.token-expires-at"].as_str().unwrap().parse::<i64>().is_ok());
+    assert_eq!(
+        creds["config"]["gcs.oauth2.token"],
+        v["config"]["gcs.oauth2.token"]
+    );
+    assert!(creds["config"]["gcs.oauth2.token-expires-at"]
+        .as_str()
+        .unwrap()
+        .parse::<i64>()
+        .is_ok());
     assert_eq!(creds["config"]["gcs.service.host"], gcs.endpoint.as_str());
-    let key_prefix = loc.trim_start_matches(&format!("gs://{BUCKET}/")).to_string();
-    assert_eq!(objects(&gcs, &key_prefix).await.len(), 1, "the first metadata file");
+    let key_prefix = loc
+        .trim_start_matches(&format!("gs://{BUCKET}/"))
+        .to_string();
+    assert_eq!(
+        objects(&gcs, &key_prefix).await.len(),
+        1,
+        "the first metadata file"
+    );
 
     let (st, v) = get(&s, &format!("/v1/{p}/namespaces/ns/tables/t")).await;
     assert_eq!(st, 200, "{v}");
@@ -129,12 +202,22 @@ async fn gcs_warehouse_create_vend_purge_and_bad_input() {
         assert!(seen.errors.is_empty(), "{:?}", seen.errors);
         let last = seen.boundaries.last().expect("a token exchange");
         let rule = &last["accessBoundary"]["accessBoundaryRules"][0];
-        assert_eq!(rule["availableResource"], format!("//storage.googleapis.com/projects/_/buckets/{BUCKET}"));
+        assert_eq!(
+            rule["availableResource"],
+            format!("//storage.googleapis.com/projects/_/buckets/{BUCKET}")
+        );
         // The admin may write: objectAdmin, limited to the table's prefix.
-        assert_eq!(rule["availablePermissions"], json!(["inRole:roles/storage.objectAdmin"]));
-        let expr = rule["availabilityCondition"]["expression"].as_str().unwrap();
+        assert_eq!(
+            rule["availablePermissions"],
+            json!(["inRole:roles/storage.objectAdmin"])
+        );
+        let expr = rule["availabilityCondition"]["expression"]
+            .as_str()
+            .unwrap();
         assert!(
-            expr.starts_with(&format!("resource.name.startsWith('projects/_/buckets/{BUCKET}/objects/{key_prefix}/')")),
+            expr.starts_with(&format!(
+                "resource.name.startsWith('projects/_/buckets/{BUCKET}/objects/{key_prefix}/')"
+            )),
             "{expr}"
         );
     }
@@ -143,10 +226,16 @@ async fn gcs_warehouse_create_vend_purge_and_bad_input() {
     for (loc, words) in [
         (format!("s3://{BUCKET}/wh/ns/x"), vec!["s3://"]),
         (format!("gs://{BUCKET}/elsewhere/x"), vec!["gs://"]),
-        ("gs://other-bucket/wh/ns/x".to_string(), vec!["gs://other-bucket"]),
+        (
+            "gs://other-bucket/wh/ns/x".to_string(),
+            vec!["gs://other-bucket"],
+        ),
     ] {
         let (st, v) = s
-            .post(&format!("/v1/{p}/namespaces/ns/tables"), json!({"name": "x", "schema": schema(), "location": loc}))
+            .post(
+                &format!("/v1/{p}/namespaces/ns/tables"),
+                json!({"name": "x", "schema": schema(), "location": loc}),
+            )
             .await;
         assert_400(st, &v, &words);
         let m = v["error"]["message"].as_str().unwrap();
@@ -155,34 +244,84 @@ async fn gcs_warehouse_create_vend_purge_and_bad_input() {
 
     // Purge: dropping with purgeRequested deletes the table's objects from the bucket.
     let (st, _) = s
-        .request(reqwest::Method::DELETE, &format!("/v1/{p}/namespaces/ns/tables/t?purgeRequested=true"), None, VENDED)
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/{p}/namespaces/ns/tables/t?purgeRequested=true"),
+            None,
+            VENDED,
+        )
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !objects(&gcs, &key_prefix).await.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "purge left {:?}", objects(&gcs, &key_prefix).await);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "purge left {:?}",
+            objects(&gcs, &key_prefix).await
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
     // Bad input, each answered 400 with the offending field named.
-    let wh = |cred: Value| warehouse("bad", json!({"type": "gcs", "bucket": BUCKET, "key-prefix": "bad"}), cred);
-    let (st, v) = post(&s, "/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "hmac-key"}))).await;
+    let wh = |cred: Value| {
+        warehouse(
+            "bad",
+            json!({"type": "gcs", "bucket": BUCKET, "key-prefix": "bad"}),
+            cred,
+        )
+    };
+    let (st, v) = post(
+        &s,
+        "/management/v1/warehouse",
+        wh(json!({"type": "gcs", "credential-type": "hmac-key"})),
+    )
+    .await;
     assert_400(st, &v, &["hmac-key"]);
-    let (st, v) = post(&s, "/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "gcp-system-identity"}))).await;
-    assert_400(st, &v, &["gcp-system-identity", "enable_gcp_system_credentials"]);
+    let (st, v) = post(
+        &s,
+        "/management/v1/warehouse",
+        wh(json!({"type": "gcs", "credential-type": "gcp-system-identity"})),
+    )
+    .await;
+    assert_400(
+        st,
+        &v,
+        &["gcp-system-identity", "enable_gcp_system_credentials"],
+    );
     let mut bad = sa.clone();
-    bad["private_key"] = json!("-----BEGIN PRIVATE KEY-----\nnot-a-key\n-----END PRIVATE KEY-----\n");
-    let (st, v) = post(&s, "/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": bad}))).await;
+    bad["private_key"] =
+        json!("-----BEGIN PRIVATE KEY-----\nnot-a-key\n-----END PRIVATE KEY-----\n");
+    let (st, v) = post(
+        &s,
+        "/management/v1/warehouse",
+        wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": bad})),
+    )
+    .await;
     assert_400(st, &v, &["key.private_key"]);
     let mut bad = sa.clone();
     bad["type"] = json!("authorized_user");
-    let (st, v) = post(&s, "/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": bad}))).await;
+    let (st, v) = post(
+        &s,
+        "/management/v1/warehouse",
+        wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": bad})),
+    )
+    .await;
     assert_400(st, &v, &["key.type"]);
     let mut bad = sa.clone();
     bad.as_object_mut().unwrap().remove("client_email");
-    let (st, v) = post(&s, "/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": bad}))).await;
+    let (st, v) = post(
+        &s,
+        "/management/v1/warehouse",
+        wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": bad})),
+    )
+    .await;
     assert_400(st, &v, &["client_email"]);
-    let (st, v) = post(&s, "/management/v1/warehouse", wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": "{not json"}))).await;
+    let (st, v) = post(
+        &s,
+        "/management/v1/warehouse",
+        wh(json!({"type": "gcs", "credential-type": "service-account-key", "key": "{not json"})),
+    )
+    .await;
     assert_400(st, &v, &["key"]);
     // An S3 credential on a GCS profile.
     let (st, v) = s
@@ -191,22 +330,53 @@ async fn gcs_warehouse_create_vend_purge_and_bad_input() {
     assert_400(st, &v, &["gcs", "s3"]);
     // Profile fields.
     let (st, v) = s
-        .post("/management/v1/warehouse", warehouse("bad", json!({"type": "gcs", "bucket": "Not_A_Bucket"}), cred.clone()))
+        .post(
+            "/management/v1/warehouse",
+            warehouse(
+                "bad",
+                json!({"type": "gcs", "bucket": "Not_A_Bucket"}),
+                cred.clone(),
+            ),
+        )
         .await;
     assert_400(st, &v, &["bucket"]);
     let (st, v) = s
-        .post("/management/v1/warehouse", warehouse("bad", json!({"type": "gcs", "bucket": BUCKET, "region": "x"}), cred.clone()))
+        .post(
+            "/management/v1/warehouse",
+            warehouse(
+                "bad",
+                json!({"type": "gcs", "bucket": BUCKET, "region": "x"}),
+                cred.clone(),
+            ),
+        )
         .await;
     assert_400(st, &v, &["region"]);
     // Overlapping the first warehouse.
     let (st, v) = s
-        .post("/management/v1/warehouse", warehouse("bad", json!({"type": "gcs", "bucket": BUCKET, "key-prefix": "wh/inner"}), cred.clone()))
+        .post(
+            "/management/v1/warehouse",
+            warehouse(
+                "bad",
+                json!({"type": "gcs", "bucket": BUCKET, "key-prefix": "wh/inner"}),
+                cred.clone(),
+            ),
+        )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     // A bucket that does not exist fails the probe.
     let (st, v) = s
-        .post("/management/v1/warehouse", warehouse("bad", json!({"type": "gcs", "bucket": "no-such-bucket"}), cred.clone()))
+        .post(
+            "/management/v1/warehouse",
+            warehouse(
+                "bad",
+                json!({"type": "gcs", "bucket": "no-such-bucket"}),
+                cred.clone(),
+            ),
+        )
         .await;
     assert!(st.is_client_error(), "{st} {v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("write"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("write"),
+        "{v}"
+    );
 }

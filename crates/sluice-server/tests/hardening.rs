@@ -61,7 +61,9 @@ impl Attacker {
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 65536];
                     let n = sock.read(&mut buf).await.unwrap_or(0);
-                    r.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    r.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned());
                     let body = format!(
                         "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code><Message>{ORACLE}</Message></Error>"
                     );
@@ -73,7 +75,12 @@ impl Attacker {
                 });
             }
         });
-        Attacker { url, connections, requests, task }
+        Attacker {
+            url,
+            connections,
+            requests,
+            task,
+        }
     }
 
     fn hits(&self) -> usize {
@@ -90,8 +97,16 @@ impl Drop for Attacker {
 /// moto with the bucket; auth stays off, so any well-formed key works.
 async fn moto_bucket() -> Moto {
     let moto = Moto::start();
-    let r = reqwest::Client::new().put(format!("{}/{BUCKET}", moto.endpoint)).send().await.unwrap();
-    assert!(r.status().is_success(), "create bucket: {}", r.text().await.unwrap_or_default());
+    let r = reqwest::Client::new()
+        .put(format!("{}/{BUCKET}", moto.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "create bucket: {}",
+        r.text().await.unwrap_or_default()
+    );
     moto
 }
 
@@ -129,7 +144,10 @@ async fn storage_update_cannot_redirect_the_stored_credential() {
     let mut moved = s3_profile(&attacker.url, "wh");
     let (st, v) = s.post(&path, json!({"storage-profile": moved})).await;
     let m = assert_error(st, &v, 400, "BadRequestException");
-    assert!(m.contains("endpoint") && m.contains("storage-credential"), "{m}");
+    assert!(
+        m.contains("endpoint") && m.contains("storage-credential"),
+        "{m}"
+    );
 
     // Only the STS endpoint, or the bucket, or the region: the same.
     moved = s3_profile(&moto.endpoint, "wh");
@@ -145,15 +163,33 @@ async fn storage_update_cannot_redirect_the_stored_credential() {
     let (st, v) = s.post(&path, json!({"storage-profile": moved})).await;
     assert!(assert_error(st, &v, 400, "BadRequestException").contains("region"));
     // A credential of null is not a credential.
-    let (st, v) = s.post(&path, json!({"storage-profile": s3_profile(&attacker.url, "wh"), "storage-credential": null})).await;
+    let (st, v) = s
+        .post(
+            &path,
+            json!({"storage-profile": s3_profile(&attacker.url, "wh"), "storage-credential": null}),
+        )
+        .await;
     assert_error(st, &v, 400, "BadRequestException");
 
-    assert_eq!(attacker.hits(), 0, "nothing was sent to the attacker's endpoint");
+    assert_eq!(
+        attacker.hits(),
+        0,
+        "nothing was sent to the attacker's endpoint"
+    );
     let (_, w) = s.get(&format!("/management/v1/warehouse/{id}")).await;
-    assert_eq!(w["storage-profile"]["endpoint"], moto.endpoint.as_str(), "unchanged: {w}");
+    assert_eq!(
+        w["storage-profile"]["endpoint"],
+        moto.endpoint.as_str(),
+        "unchanged: {w}"
+    );
 
     // A change that keeps the destination needs no credential (the empty warehouse moves).
-    let (st, v) = s.post(&path, json!({"storage-profile": s3_profile(&moto.endpoint, "wh2")})).await;
+    let (st, v) = s
+        .post(
+            &path,
+            json!({"storage-profile": s3_profile(&moto.endpoint, "wh2")}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["storage-profile"]["key-prefix"], "wh2");
 
@@ -164,7 +200,10 @@ async fn storage_update_cannot_redirect_the_stored_credential() {
     let m = assert_error(st, &v, 400, "BadRequestException");
     assert!(attacker.hits() > 0);
     assert!(m.contains("write") && m.contains("403"), "{m}");
-    assert!(!m.contains(ORACLE) && !m.contains("<Error>") && !m.contains("AccessDenied"), "{m}");
+    assert!(
+        !m.contains(ORACLE) && !m.contains("<Error>") && !m.contains("AccessDenied"),
+        "{m}"
+    );
     assert!(!v.to_string().contains(S3_SECRET));
     s.stop().await;
 }
@@ -184,8 +223,19 @@ async fn probe_errors_do_not_echo_the_remote_answer() {
         .await;
     let m = assert_error(st, &v, 400, "BadRequestException");
     assert!(m.contains("step 'write'") && m.contains("HTTP 403"), "{m}");
-    assert!(!m.contains(ORACLE) && !m.contains("<Error>") && !m.contains("<Code>"), "{m}");
-    assert!(attacker.requests.lock().unwrap().iter().any(|r| r.starts_with("PUT ")), "the probe did reach the endpoint");
+    assert!(
+        !m.contains(ORACLE) && !m.contains("<Error>") && !m.contains("<Code>"),
+        "{m}"
+    );
+    assert!(
+        attacker
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.starts_with("PUT ")),
+        "the probe did reach the endpoint"
+    );
     s.stop().await;
 }
 
@@ -215,8 +265,16 @@ async fn storage_endpoint_allowlist() {
     }
     let adls = json!({"type": "adls", "account-name": "acct1", "filesystem": "fs1", "authority-host": attacker.url});
     let cred = json!({"type": "az", "credential-type": "client-credentials", "client-id": "c", "client-secret": "s", "tenant-id": "t"});
-    let (st, v) = s.post("/management/v1/warehouse", json!({"warehouse-name": "az", "storage-profile": adls, "storage-credential": cred})).await;
-    assert!(assert_error(st, &v, 400, "BadRequestException").contains("authority-host"), "{v}");
+    let (st, v) = s
+        .post(
+            "/management/v1/warehouse",
+            json!({"warehouse-name": "az", "storage-profile": adls, "storage-credential": cred}),
+        )
+        .await;
+    assert!(
+        assert_error(st, &v, 400, "BadRequestException").contains("authority-host"),
+        "{v}"
+    );
     assert_eq!(attacker.hits(), 0);
     s.stop().await;
 
@@ -240,20 +298,42 @@ async fn warehouse_changes_are_audited_without_secrets() {
     let s = TestServer::start().await;
     let id = create_s3_warehouse(&s, "audited", &moto.endpoint, "wh").await;
     let wh = format!("/management/v1/warehouse/{id}");
-    let (st, v) = s.post(&format!("{wh}/rename"), json!({"new-name": "audited2"})).await;
+    let (st, v) = s
+        .post(&format!("{wh}/rename"), json!({"new-name": "audited2"}))
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let (st, v) = s.post(&format!("{wh}/storage-credential"), json!({"new-storage-credential": s3_cred()})).await;
+    let (st, v) = s
+        .post(
+            &format!("{wh}/storage-credential"),
+            json!({"new-storage-credential": s3_cred()}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let (st, v) = s.post(&format!("{wh}/storage"), json!({"storage-profile": s3_profile(&moto.endpoint, "moved")})).await;
+    let (st, v) = s
+        .post(
+            &format!("{wh}/storage"),
+            json!({"storage-profile": s3_profile(&moto.endpoint, "moved")}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let (st, v) = s.post(&format!("{wh}/delete-profile"), json!({"delete-profile": {"type": "soft", "expiration-seconds": 3600}})).await;
+    let (st, v) = s
+        .post(
+            &format!("{wh}/delete-profile"),
+            json!({"delete-profile": {"type": "soft", "expiration-seconds": 3600}}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (st, v) = s.post(&format!("{wh}/deactivate"), json!({})).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (st, v) = s.post(&format!("{wh}/activate"), json!({})).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     // A refused change is recorded too.
-    let (st, _) = s.post(&format!("{wh}/storage"), json!({"storage-profile": s3_profile("http://127.0.0.1:9", "moved")})).await;
+    let (st, _) = s
+        .post(
+            &format!("{wh}/storage"),
+            json!({"storage-profile": s3_profile("http://127.0.0.1:9", "moved")}),
+        )
+        .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let (st, v) = s.delete(&wh).await;
     assert!(st.is_success(), "{st} {v}");
@@ -261,21 +341,34 @@ async fn warehouse_changes_are_audited_without_secrets() {
     let (st, audit) = s.get("/management/v1/audit?limit=100").await;
     assert_eq!(st, StatusCode::OK, "{audit}");
     let text = audit.to_string();
-    assert!(!text.contains(S3_SECRET), "the secret is in the audit log: {text}");
+    assert!(
+        !text.contains(S3_SECRET),
+        "the secret is in the audit log: {text}"
+    );
     let entries: Vec<&Value> = audit
         .as_array()
         .or_else(|| audit["entries"].as_array())
         .expect("a list of entries")
         .iter()
-        .filter(|e| e["action"].as_str().is_some_and(|a| a.starts_with("warehouse:")))
+        .filter(|e| {
+            e["action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("warehouse:"))
+        })
         .filter(|e| e["target"].as_str().is_some_and(|t| t.contains("audited")))
         .collect();
     // The default warehouse created at bootstrap is there too, by the server itself.
     assert!(text.contains("sluice-bootstrap"), "{text}");
-    let detail = |e: &Value| -> Value { serde_json::from_str(e["detail"].as_str().unwrap()).unwrap() };
+    let detail =
+        |e: &Value| -> Value { serde_json::from_str(e["detail"].as_str().unwrap()).unwrap() };
     let ops: Vec<(String, String)> = entries
         .iter()
-        .map(|e| (detail(e)["operation"].as_str().unwrap().to_string(), e["result"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                detail(e)["operation"].as_str().unwrap().to_string(),
+                e["result"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     for (op, result) in [
         ("create", "success"),
@@ -288,12 +381,21 @@ async fn warehouse_changes_are_audited_without_secrets() {
         ("update-storage", "failure"),
         ("delete", "success"),
     ] {
-        assert!(ops.contains(&(op.to_string(), result.to_string())), "{op}/{result} missing from {ops:?}");
+        assert!(
+            ops.contains(&(op.to_string(), result.to_string())),
+            "{op}/{result} missing from {ops:?}"
+        );
     }
     for e in &entries {
         assert_eq!(e["actor"], "admin", "{e}");
     }
-    let find = |op: &str| entries.iter().find(|e| detail(e)["operation"] == op && e["result"] == "success").map(|e| detail(e)).unwrap();
+    let find = |op: &str| {
+        entries
+            .iter()
+            .find(|e| detail(e)["operation"] == op && e["result"] == "success")
+            .map(|e| detail(e))
+            .unwrap()
+    };
     let rename = find("rename");
     assert_eq!(rename["before"]["name"], "audited");
     assert_eq!(rename["after"]["name"], "audited2");
@@ -302,7 +404,10 @@ async fn warehouse_changes_are_audited_without_secrets() {
     assert_eq!(storage["after"]["storage-profile"]["key-prefix"], "moved");
     assert_eq!(storage["credential-supplied"], false);
     let cred = find("update-credential");
-    assert_eq!(cred["after"]["storage-credential"], json!({"type": "s3", "credential-type": "access-key"}));
+    assert_eq!(
+        cred["after"]["storage-credential"],
+        json!({"type": "s3", "credential-type": "access-key"})
+    );
     assert_eq!(find("deactivate")["after"]["status"], "inactive");
     assert_eq!(find("delete")["after"], Value::Null);
     assert_eq!(find("delete")["before"]["name"], "audited2");
@@ -324,7 +429,12 @@ async fn table_location_attacks_are_refused() {
         .as_str()
         .unwrap()
         .to_string();
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["finance"]})).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces"),
+            json!({"namespace": ["finance"]}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let create = |name: &str, location: Option<String>| {
         let mut body = json!({"name": name, "schema": schema()});
@@ -336,33 +446,78 @@ async fn table_location_attacks_are_refused() {
 
     // 7: a 5,000-byte component, and a location too long in total: 400, not 500.
     let long = "a".repeat(5000);
-    for loc in [format!("{root}/{long}"), format!("{root}/{}", vec!["abcdefgh"; 200].join("/"))] {
-        let (st, v) = s.post(&format!("/v1/{p}/namespaces/finance/tables"), create("t7", Some(loc))).await;
+    for loc in [
+        format!("{root}/{long}"),
+        format!("{root}/{}", vec!["abcdefgh"; 200].join("/")),
+    ] {
+        let (st, v) = s
+            .post(
+                &format!("/v1/{p}/namespaces/finance/tables"),
+                create("t7", Some(loc)),
+            )
+            .await;
         let m = assert_error(st, &v, 400, "BadRequestException");
-        assert!(m.len() < 1000, "the message does not echo the input: {} bytes", m.len());
+        assert!(
+            m.len() < 1000,
+            "the message does not echo the input: {} bytes",
+            m.len()
+        );
     }
     // 8: components a URI parser would decode or split on.
     for rel in ["%2E%2E", "x/%2E%2E/y", "a?b", "t#x", "a%2Fb", "sp ace"] {
-        let (st, v) = s.post(&format!("/v1/{p}/namespaces/finance/tables"), create("t8", Some(format!("{root}/{rel}")))).await;
+        let (st, v) = s
+            .post(
+                &format!("/v1/{p}/namespaces/finance/tables"),
+                create("t8", Some(format!("{root}/{rel}"))),
+            )
+            .await;
         assert_error(st, &v, 400, "BadRequestException");
     }
-    assert!(!std::path::Path::new(&root.replace("file://", "")).join("%2E%2E").exists(), "no such directory created");
+    assert!(
+        !std::path::Path::new(&root.replace("file://", ""))
+            .join("%2E%2E")
+            .exists(),
+        "no such directory created"
+    );
 
     // 9: the hidden table is not named in the overlap error.
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/finance/tables"), create("secret", None)).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/finance/tables"),
+            create("secret", None),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let secret_loc = v["metadata"]["location"].as_str().unwrap().to_string();
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["other"]})).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces"),
+            json!({"namespace": ["other"]}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     for loc in [secret_loc.clone(), format!("{secret_loc}/inner")] {
-        let (st, v) = s.post(&format!("/v1/{p}/namespaces/other/tables"), create("mine", Some(loc))).await;
+        let (st, v) = s
+            .post(
+                &format!("/v1/{p}/namespaces/other/tables"),
+                create("mine", Some(loc)),
+            )
+            .await;
         let m = assert_error(st, &v, 400, "BadRequestException");
         assert!(m.contains("already in use"), "{m}");
-        assert!(!m.contains("finance") && !m.contains("secret"), "names the other table: {m}");
+        assert!(
+            !m.contains("finance") && !m.contains("secret"),
+            "names the other table: {m}"
+        );
     }
 
     // 8 via set-location on an existing table and via register.
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/other/tables"), create("t", None)).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/other/tables"),
+            create("t", None),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let uuid = v["metadata"]["table-uuid"].as_str().unwrap().to_string();
     let (st, v) = s
@@ -383,7 +538,10 @@ async fn table_location_attacks_are_refused() {
     let file = std::path::Path::new(&root.replace("file://", "")).join("evil.metadata.json");
     std::fs::write(&file, md.to_string()).unwrap();
     let (st, v) = s
-        .post(&format!("/v1/{p}/namespaces/other/register"), json!({"name": "reg", "metadata-location": format!("file://{}", file.display())}))
+        .post(
+            &format!("/v1/{p}/namespaces/other/register"),
+            json!({"name": "reg", "metadata-location": format!("file://{}", file.display())}),
+        )
         .await;
     assert_error(st, &v, 400, "BadRequestException");
     s.stop().await;
@@ -397,18 +555,27 @@ async fn signer_refuses_repeated_parameters() {
     let s = TestServer::start().await;
     create_s3_warehouse(&s, "signed", &moto.endpoint, "wh").await;
     let p = s.prefix_of("signed").await;
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]})).await;
+    let (st, v) = s
+        .post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]}))
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let (st, v) = s.post(&format!("/v1/{p}/namespaces/db/tables"), json!({"name": "t", "schema": schema()})).await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/db/tables"),
+            json!({"name": "t", "schema": schema()}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let location = v["metadata"]["location"].as_str().unwrap().to_string();
     let table_id = v["metadata"]["table-uuid"].as_str().unwrap().to_string();
-    let own = location.trim_start_matches(&format!("s3://{BUCKET}/")).to_string();
-    let sign = |query: String| {
-        json!({"method": "GET", "region": "us-east-1", "uri": format!("{}/{BUCKET}?{query}", moto.endpoint), "headers": {}})
-    };
+    let own = location
+        .trim_start_matches(&format!("s3://{BUCKET}/"))
+        .to_string();
+    let sign = |query: String| json!({"method": "GET", "region": "us-east-1", "uri": format!("{}/{BUCKET}?{query}", moto.endpoint), "headers": {}});
     let path = format!("/v1/{p}/tables/{table_id}/sign");
-    let (st, v) = s.post(&path, sign(format!("list-type=2&prefix={own}/"))).await;
+    let (st, v) = s
+        .post(&path, sign(format!("list-type=2&prefix={own}/")))
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     for query in [
         format!("list-type=2&prefix={own}/&prefix=other-warehouse/"),
@@ -419,7 +586,12 @@ async fn signer_refuses_repeated_parameters() {
         let m = assert_error(st, &v, 400, "BadRequestException");
         assert!(m.contains("repeated"), "{query}: {m}");
     }
-    let (st, v) = s.post("/v1/aws/s3/sign", sign(format!("list-type=2&prefix={own}/&prefix=x/"))).await;
+    let (st, v) = s
+        .post(
+            "/v1/aws/s3/sign",
+            sign(format!("list-type=2&prefix={own}/&prefix=x/")),
+        )
+        .await;
     assert!(st.is_client_error(), "{st} {v}");
     s.stop().await;
 }
@@ -439,7 +611,13 @@ async fn two_authorization_headers_are_refused() {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.append(reqwest::header::AUTHORIZATION, a.parse().unwrap());
         headers.append(reqwest::header::AUTHORIZATION, b.parse().unwrap());
-        let r = s.client.get(s.url("/management/v1/whoami")).headers(headers.clone()).send().await.unwrap();
+        let r = s
+            .client
+            .get(s.url("/management/v1/whoami"))
+            .headers(headers.clone())
+            .send()
+            .await
+            .unwrap();
         let st = r.status();
         let v: Value = r.json().await.unwrap();
         let m = assert_error(st, &v, 401, "NotAuthorizedException");
@@ -458,7 +636,13 @@ async fn two_authorization_headers_are_refused() {
         assert_eq!(v["error"], "invalid_client", "{v}");
     }
     // One header still works.
-    let r = s.client.get(s.url("/management/v1/whoami")).bearer_auth(&token).send().await.unwrap();
+    let r = s
+        .client
+        .get(s.url("/management/v1/whoami"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     s.stop().await;
 }

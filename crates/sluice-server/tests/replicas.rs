@@ -26,7 +26,12 @@ async fn replica(db_url: &str, data: &std::path::Path, keys: &(String, String)) 
     replica_with(db_url, data, keys, ServerConfig::default()).await
 }
 
-async fn replica_with(db_url: &str, data: &std::path::Path, keys: &(String, String), base: ServerConfig) -> Replica {
+async fn replica_with(
+    db_url: &str,
+    data: &std::path::Path,
+    keys: &(String, String),
+    base: ServerConfig,
+) -> Replica {
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.to_path_buf(),
@@ -36,21 +41,34 @@ async fn replica_with(db_url: &str, data: &std::path::Path, keys: &(String, Stri
         jwt_signing_key: Some(keys.1.clone()),
         ..base
     };
-    let server = Server::open(config, Some((KEY.into(), Secret::new(SECRET)))).await.unwrap();
+    let server = Server::open(config, Some((KEY.into(), Secret::new(SECRET))))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(server.serve(listener, std::future::pending()));
     Replica { base }
 }
 
-async fn call(base: &str, auth: (&str, &str), method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut rb = Client::new().request(method, format!("{base}{path}")).basic_auth(auth.0, Some(auth.1));
+async fn call(
+    base: &str,
+    auth: (&str, &str),
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut rb = Client::new()
+        .request(method, format!("{base}{path}"))
+        .basic_auth(auth.0, Some(auth.1));
     if let Some(b) = body {
         rb = rb.json(&b);
     }
     let r = rb.send().await.unwrap();
     let st = r.status();
-    (st, serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null))
+    (
+        st,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null),
+    )
 }
 
 fn schema() -> Value {
@@ -61,23 +79,54 @@ fn schema() -> Value {
 async fn replicas_share_one_postgres_catalog() {
     let db = pg_cluster::fresh_database().await;
     let data = tempfile::tempdir().unwrap();
-    let keys = (sluice_auth::KeyMaterial::random().to_base64(), sluice_auth::KeyMaterial::random().to_base64());
+    let keys = (
+        sluice_auth::KeyMaterial::random().to_base64(),
+        sluice_auth::KeyMaterial::random().to_base64(),
+    );
     // Sequential first start: one replica bootstraps, the others find it done.
     let a = replica(&db, data.path(), &keys).await;
     let b = replica(&db, data.path(), &keys).await;
     let c = replica(&db, data.path(), &keys).await;
     let admin = (KEY, SECRET);
 
-    let (_, v) = call(&a.base, admin, Method::GET, "/v1/config?warehouse=default", None).await;
+    let (_, v) = call(
+        &a.base,
+        admin,
+        Method::GET,
+        "/v1/config?warehouse=default",
+        None,
+    )
+    .await;
     let p = v["overrides"]["prefix"].as_str().unwrap().to_string();
-    let (st, _) = call(&a.base, admin, Method::POST, &format!("/v1/{p}/namespaces"), Some(json!({"namespace": ["r"]}))).await;
+    let (st, _) = call(
+        &a.base,
+        admin,
+        Method::POST,
+        &format!("/v1/{p}/namespaces"),
+        Some(json!({"namespace": ["r"]})),
+    )
+    .await;
     assert_eq!(st, 200);
-    let (st, _) = call(&b.base, admin, Method::POST, &format!("/v1/{p}/namespaces/r/tables"), Some(json!({"name": "t", "schema": schema()}))).await;
+    let (st, _) = call(
+        &b.base,
+        admin,
+        Method::POST,
+        &format!("/v1/{p}/namespaces/r/tables"),
+        Some(json!({"name": "t", "schema": schema()})),
+    )
+    .await;
     assert_eq!(st, 200);
 
     // 30 concurrent commits spread over three replicas, all asserting the same starting
     // state: exactly one wins, the rest get 409, nothing is lost.
-    let (_, v) = call(&c.base, admin, Method::GET, &format!("/v1/{p}/namespaces/r/tables/t"), None).await;
+    let (_, v) = call(
+        &c.base,
+        admin,
+        Method::GET,
+        &format!("/v1/{p}/namespaces/r/tables/t"),
+        None,
+    )
+    .await;
     let uuid = v["metadata"]["table-uuid"].as_str().unwrap().to_string();
     let mut tasks = vec![];
     for i in 0..30 {
@@ -89,7 +138,17 @@ async fn replicas_share_one_postgres_catalog() {
                 {"id": 1, "name": "id", "required": true, "type": "long"},
                 {"id": 2, "name": format!("c{i}"), "required": false, "type": "int"}]}},
                 {"action": "set-current-schema", "schema-id": -1}]});
-        tasks.push(tokio::spawn(async move { call(&base, admin, Method::POST, &format!("/v1/{p}/namespaces/r/tables/t"), Some(body)).await.0 }));
+        tasks.push(tokio::spawn(async move {
+            call(
+                &base,
+                admin,
+                Method::POST,
+                &format!("/v1/{p}/namespaces/r/tables/t"),
+                Some(body),
+            )
+            .await
+            .0
+        }));
     }
     let mut wins = 0;
     for t in tasks {
@@ -101,14 +160,25 @@ async fn replicas_share_one_postgres_catalog() {
     }
     assert_eq!(wins, 1);
     for r in [&a, &b, &c] {
-        let (_, v) = call(&r.base, admin, Method::GET, &format!("/v1/{p}/namespaces/r/tables/t"), None).await;
+        let (_, v) = call(
+            &r.base,
+            admin,
+            Method::GET,
+            &format!("/v1/{p}/namespaces/r/tables/t"),
+            None,
+        )
+        .await;
         assert_eq!(v["metadata"]["schemas"].as_array().unwrap().len(), 2);
     }
 
     // A token minted by one replica works on another (shared signing key).
     let tok: Value = Client::new()
         .post(format!("{}/v1/oauth/tokens", a.base))
-        .form(&[("grant_type", "client_credentials"), ("client_id", KEY), ("client_secret", SECRET)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", KEY),
+            ("client_secret", SECRET),
+        ])
         .send()
         .await
         .unwrap()
@@ -124,23 +194,64 @@ async fn replicas_share_one_postgres_catalog() {
     assert_eq!(r.status(), 200);
 
     // A policy change made through replica A applies on replica B within the cache bound.
-    let (st, v) = call(&a.base, admin, Method::POST, "/management/v1/users", Some(json!({"name": "ron"}))).await;
+    let (st, v) = call(
+        &a.base,
+        admin,
+        Method::POST,
+        "/management/v1/users",
+        Some(json!({"name": "ron"})),
+    )
+    .await;
     assert_eq!(st, 201, "{v}");
-    let (_, v) = call(&a.base, admin, Method::POST, "/management/v1/users/ron/access-keys", None).await;
-    let (rid, rsec) = (v["access-key-id"].as_str().unwrap().to_string(), v["secret-access-key"].as_str().unwrap().to_string());
+    let (_, v) = call(
+        &a.base,
+        admin,
+        Method::POST,
+        "/management/v1/users/ron/access-keys",
+        None,
+    )
+    .await;
+    let (rid, rsec) = (
+        v["access-key-id"].as_str().unwrap().to_string(),
+        v["secret-access-key"].as_str().unwrap().to_string(),
+    );
     let ron = (rid.as_str(), rsec.as_str());
-    let (st, _) = call(&b.base, ron, Method::GET, &format!("/v1/{p}/namespaces/r"), None).await;
+    let (st, _) = call(
+        &b.base,
+        ron,
+        Method::GET,
+        &format!("/v1/{p}/namespaces/r"),
+        None,
+    )
+    .await;
     assert_eq!(st, 404, "no rights yet");
-    let (st, _) = call(&a.base, admin, Method::PUT, "/management/v1/groups/Viewers/members/ron", None).await;
+    let (st, _) = call(
+        &a.base,
+        admin,
+        Method::PUT,
+        "/management/v1/groups/Viewers/members/ron",
+        None,
+    )
+    .await;
     assert_eq!(st, 204);
     let bound = sluice_service::authz::POLICY_CACHE_TTL + Duration::from_secs(2);
     let start = std::time::Instant::now();
     loop {
-        let (st, _) = call(&b.base, ron, Method::GET, &format!("/v1/{p}/namespaces/r"), None).await;
+        let (st, _) = call(
+            &b.base,
+            ron,
+            Method::GET,
+            &format!("/v1/{p}/namespaces/r"),
+            None,
+        )
+        .await;
         if st == 200 {
             break;
         }
-        assert!(start.elapsed() < bound, "policy change not visible on replica B within {bound:?}");
+        assert!(
+            start.elapsed() < bound,
+            "policy change not visible on replica B within {bound:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -158,7 +269,10 @@ where
         if st.as_u16() == want {
             return;
         }
-        assert!(start.elapsed() < deadline, "{what}: still {st} after {deadline:?} (wanted {want})");
+        assert!(
+            start.elapsed() < deadline,
+            "{what}: still {st} after {deadline:?} (wanted {want})"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -167,22 +281,59 @@ where
 async fn policy_changes_reach_other_replicas_through_notify() {
     let db = pg_cluster::fresh_database().await;
     let data = tempfile::tempdir().unwrap();
-    let keys = (sluice_auth::KeyMaterial::random().to_base64(), sluice_auth::KeyMaterial::random().to_base64());
+    let keys = (
+        sluice_auth::KeyMaterial::random().to_base64(),
+        sluice_auth::KeyMaterial::random().to_base64(),
+    );
     // A TTL of five minutes: only an invalidation can make B see A's changes in time.
-    let long_ttl = ServerConfig { policy_cache_ttl_seconds: 300, ..ServerConfig::default() };
+    let long_ttl = ServerConfig {
+        policy_cache_ttl_seconds: 300,
+        ..ServerConfig::default()
+    };
     let a = replica_with(&db, data.path(), &keys, long_ttl.clone()).await;
     let b = replica_with(&db, data.path(), &keys, long_ttl).await;
     let admin = (KEY, SECRET);
     let deadline = Duration::from_secs(3);
 
-    let (_, v) = call(&a.base, admin, Method::GET, "/v1/config?warehouse=default", None).await;
+    let (_, v) = call(
+        &a.base,
+        admin,
+        Method::GET,
+        "/v1/config?warehouse=default",
+        None,
+    )
+    .await;
     let p = v["overrides"]["prefix"].as_str().unwrap().to_string();
-    let (st, _) = call(&a.base, admin, Method::POST, &format!("/v1/{p}/namespaces"), Some(json!({"namespace": ["r"]}))).await;
+    let (st, _) = call(
+        &a.base,
+        admin,
+        Method::POST,
+        &format!("/v1/{p}/namespaces"),
+        Some(json!({"namespace": ["r"]})),
+    )
+    .await;
     assert_eq!(st, 200);
-    let (st, _) = call(&a.base, admin, Method::POST, "/management/v1/users", Some(json!({"name": "ron"}))).await;
+    let (st, _) = call(
+        &a.base,
+        admin,
+        Method::POST,
+        "/management/v1/users",
+        Some(json!({"name": "ron"})),
+    )
+    .await;
     assert_eq!(st, 201);
-    let (_, v) = call(&a.base, admin, Method::POST, "/management/v1/users/ron/access-keys", None).await;
-    let (rid, rsec) = (v["access-key-id"].as_str().unwrap().to_string(), v["secret-access-key"].as_str().unwrap().to_string());
+    let (_, v) = call(
+        &a.base,
+        admin,
+        Method::POST,
+        "/management/v1/users/ron/access-keys",
+        None,
+    )
+    .await;
+    let (rid, rsec) = (
+        v["access-key-id"].as_str().unwrap().to_string(),
+        v["secret-access-key"].as_str().unwrap().to_string(),
+    );
     let ns_path = format!("/v1/{p}/namespaces/r");
     let probe_b = || {
         let (base, path, rid, rsec) = (b.base.clone(), ns_path.clone(), rid.clone(), rsec.clone());
@@ -192,7 +343,14 @@ async fn policy_changes_reach_other_replicas_through_notify() {
     // B caches ron's (empty) policy set for the next five minutes...
     assert_eq!(probe_b().await, 404);
     // ...yet a group membership granted on A applies on B at once,
-    let (st, _) = call(&a.base, admin, Method::PUT, "/management/v1/groups/Viewers/members/ron", None).await;
+    let (st, _) = call(
+        &a.base,
+        admin,
+        Method::PUT,
+        "/management/v1/groups/Viewers/members/ron",
+        None,
+    )
+    .await;
     assert_eq!(st, 204);
     eventually("membership granted on A, seen on B", deadline, probe_b, 200).await;
 
@@ -201,9 +359,22 @@ async fn policy_changes_reach_other_replicas_through_notify() {
         "name": "NoR",
         "statements": [{"effect": "deny", "action": ["catalog:*"], "resource": "sluice:catalog:::warehouse/default/namespace/r"}]}))).await;
     assert_eq!(st, 201, "{v}");
-    let (st, _) = call(&a.base, admin, Method::PUT, "/management/v1/users/ron/policies/NoR", None).await;
+    let (st, _) = call(
+        &a.base,
+        admin,
+        Method::PUT,
+        "/management/v1/users/ron/policies/NoR",
+        None,
+    )
+    .await;
     assert_eq!(st, 204);
-    eventually("deny policy attached on A, enforced on B", deadline, probe_b, 404).await;
+    eventually(
+        "deny policy attached on A, enforced on B",
+        deadline,
+        probe_b,
+        404,
+    )
+    .await;
 
     // and editing a policy's statements (no membership or attachment changes).
     let (st, v) = call(&a.base, admin, Method::PUT, "/management/v1/policies/NoR", Some(json!({
@@ -213,7 +384,9 @@ async fn policy_changes_reach_other_replicas_through_notify() {
 
     // Kill every replica's LISTEN connection: each clears its caches, reconnects, and
     // changes keep arriving.
-    let mut pg = <sqlx::PgConnection as sqlx::Connection>::connect(&db).await.unwrap();
+    let mut pg = <sqlx::PgConnection as sqlx::Connection>::connect(&db)
+        .await
+        .unwrap();
     let killed: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE application_name = 'sluice-listener' AND datname = current_database()",
@@ -236,11 +409,27 @@ async fn policy_changes_reach_other_replicas_through_notify() {
         if n == 2 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "listeners did not reconnect");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "listeners did not reconnect"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(probe_b().await, 200);
-    let (st, _) = call(&a.base, admin, Method::DELETE, "/management/v1/groups/Viewers/members/ron", None).await;
+    let (st, _) = call(
+        &a.base,
+        admin,
+        Method::DELETE,
+        "/management/v1/groups/Viewers/members/ron",
+        None,
+    )
+    .await;
     assert_eq!(st, 204);
-    eventually("membership revoked on A after the listeners reconnected, seen on B", deadline, probe_b, 404).await;
+    eventually(
+        "membership revoked on A after the listeners reconnected, seen on B",
+        deadline,
+        probe_b,
+        404,
+    )
+    .await;
 }

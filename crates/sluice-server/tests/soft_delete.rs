@@ -26,25 +26,37 @@ async fn start(dir: &Path) -> Running {
         purge_interval_seconds: 1,
         ..ServerConfig::default()
     };
-    let server = Server::open(config, Some((KEY.into(), Secret::new(SECRET)))).await.unwrap();
+    let server = Server::open(config, Some((KEY.into(), Secret::new(SECRET))))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
-        server.serve(listener, async move { let _ = rx.await; }).await.unwrap();
+        server
+            .serve(listener, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
     });
     Running { base, stop, handle }
 }
 
 impl Running {
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut rb = Client::new().request(method, format!("{}{}", self.base, path)).basic_auth(KEY, Some(SECRET));
+        let mut rb = Client::new()
+            .request(method, format!("{}{}", self.base, path))
+            .basic_auth(KEY, Some(SECRET));
         if let Some(b) = body {
             rb = rb.json(&b);
         }
         let r = rb.send().await.unwrap();
         let st = r.status();
-        (st, serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null))
+        (
+            st,
+            serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null),
+        )
     }
 
     async fn shutdown(self) {
@@ -59,14 +71,23 @@ fn schema() -> Value {
 
 async fn soft_warehouse(s: &Running, dir: &Path, expiration: u64) -> (String, String) {
     let (st, v) = s
-        .call(Method::POST, "/management/v1/warehouse", Some(json!({
+        .call(
+            Method::POST,
+            "/management/v1/warehouse",
+            Some(json!({
             "warehouse-name": "soft",
             "storage-profile": {"type": "file", "root": dir.join("soft")},
-            "delete-profile": {"type": "soft", "expiration-seconds": expiration}})))
+            "delete-profile": {"type": "soft", "expiration-seconds": expiration}})),
+        )
         .await;
     assert_eq!(st, 201, "{v}");
     let id = v["warehouse-id"].as_str().unwrap().to_string();
-    s.call(Method::POST, &format!("/v1/{id}/namespaces"), Some(json!({"namespace": ["ns"]}))).await;
+    s.call(
+        Method::POST,
+        &format!("/v1/{id}/namespaces"),
+        Some(json!({"namespace": ["ns"]})),
+    )
+    .await;
     (id.clone(), id)
 }
 
@@ -75,17 +96,41 @@ async fn soft_dropped_table_can_be_undropped_until_it_expires() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path()).await;
     let (wh, p) = soft_warehouse(&s, dir.path(), 3600).await;
-    let (st, v) = s.call(Method::POST, &format!("/v1/{p}/namespaces/ns/tables"), Some(json!({"name": "t", "schema": schema()}))).await;
+    let (st, v) = s
+        .call(
+            Method::POST,
+            &format!("/v1/{p}/namespaces/ns/tables"),
+            Some(json!({"name": "t", "schema": schema()})),
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
-    let location = v["metadata"]["location"].as_str().unwrap().trim_start_matches("file://").to_string();
+    let location = v["metadata"]["location"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("file://")
+        .to_string();
     let table_id = v["metadata"]["table-uuid"].as_str().unwrap().to_string();
 
-    let (st, _) = s.call(Method::DELETE, &format!("/v1/{p}/namespaces/ns/tables/t?purgeRequested=true"), None).await;
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/{p}/namespaces/ns/tables/t?purgeRequested=true"),
+            None,
+        )
+        .await;
     assert_eq!(st, 204);
     // Hidden at once; files kept.
-    let (st, _) = s.call(Method::GET, &format!("/v1/{p}/namespaces/ns/tables/t"), None).await;
+    let (st, _) = s
+        .call(
+            Method::GET,
+            &format!("/v1/{p}/namespaces/ns/tables/t"),
+            None,
+        )
+        .await;
     assert_eq!(st, 404);
-    let (_, v) = s.call(Method::GET, &format!("/v1/{p}/namespaces/ns/tables"), None).await;
+    let (_, v) = s
+        .call(Method::GET, &format!("/v1/{p}/namespaces/ns/tables"), None)
+        .await;
     assert_eq!(v["identifiers"], json!([]));
     assert!(Path::new(&location).exists());
     // Its location stays reserved.
@@ -94,7 +139,13 @@ async fn soft_dropped_table_can_be_undropped_until_it_expires() {
         .await;
     assert_eq!(st, 400);
     // Listed as deleted.
-    let (st, v) = s.call(Method::GET, &format!("/management/v1/warehouse/{wh}/deleted-tables"), None).await;
+    let (st, v) = s
+        .call(
+            Method::GET,
+            &format!("/management/v1/warehouse/{wh}/deleted-tables"),
+            None,
+        )
+        .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["tables"][0]["table-id"], table_id.as_str());
     assert_eq!(v["tables"][0]["name"], "t");
@@ -102,21 +153,55 @@ async fn soft_dropped_table_can_be_undropped_until_it_expires() {
     assert_eq!(v["tables"][0]["deleted-by"], "admin");
 
     // The name is free again: a new table takes it, so undrop under the old name conflicts.
-    let (st, _) = s.call(Method::POST, &format!("/v1/{p}/namespaces/ns/tables"), Some(json!({"name": "t", "schema": schema()}))).await;
+    let (st, _) = s
+        .call(
+            Method::POST,
+            &format!("/v1/{p}/namespaces/ns/tables"),
+            Some(json!({"name": "t", "schema": schema()})),
+        )
+        .await;
     assert_eq!(st, 200);
-    let (st, v) = s.call(Method::POST, &format!("/management/v1/warehouse/{wh}/deleted-tables/{table_id}/undrop"), None).await;
+    let (st, v) = s
+        .call(
+            Method::POST,
+            &format!("/management/v1/warehouse/{wh}/deleted-tables/{table_id}/undrop"),
+            None,
+        )
+        .await;
     assert_eq!(st, 409, "{v}");
     let (st, v) = s
-        .call(Method::POST, &format!("/management/v1/warehouse/{wh}/deleted-tables/{table_id}/undrop"), Some(json!({"new-name": "t_restored"})))
+        .call(
+            Method::POST,
+            &format!("/management/v1/warehouse/{wh}/deleted-tables/{table_id}/undrop"),
+            Some(json!({"new-name": "t_restored"})),
+        )
         .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["name"], "t_restored");
-    let (st, v) = s.call(Method::GET, &format!("/v1/{p}/namespaces/ns/tables/t_restored"), None).await;
+    let (st, v) = s
+        .call(
+            Method::GET,
+            &format!("/v1/{p}/namespaces/ns/tables/t_restored"),
+            None,
+        )
+        .await;
     assert_eq!(st, 200);
     assert_eq!(v["metadata"]["table-uuid"], table_id.as_str());
-    let (_, v) = s.call(Method::GET, &format!("/management/v1/warehouse/{wh}/deleted-tables"), None).await;
+    let (_, v) = s
+        .call(
+            Method::GET,
+            &format!("/management/v1/warehouse/{wh}/deleted-tables"),
+            None,
+        )
+        .await;
     assert_eq!(v["tables"], json!([]));
-    let (st, _) = s.call(Method::POST, &format!("/management/v1/warehouse/{wh}/deleted-tables/{table_id}/undrop"), None).await;
+    let (st, _) = s
+        .call(
+            Method::POST,
+            &format!("/management/v1/warehouse/{wh}/deleted-tables/{table_id}/undrop"),
+            None,
+        )
+        .await;
     assert_eq!(st, 404);
     s.shutdown().await;
 }
@@ -128,12 +213,36 @@ async fn expired_tables_are_purged_in_the_background_even_across_restarts() {
     let (wh, p) = soft_warehouse(&s, dir.path(), 2).await;
     let mut locations = vec![];
     for t in ["purged", "kept"] {
-        let (_, v) = s.call(Method::POST, &format!("/v1/{p}/namespaces/ns/tables"), Some(json!({"name": t, "schema": schema()}))).await;
-        locations.push(v["metadata"]["location"].as_str().unwrap().trim_start_matches("file://").to_string());
+        let (_, v) = s
+            .call(
+                Method::POST,
+                &format!("/v1/{p}/namespaces/ns/tables"),
+                Some(json!({"name": t, "schema": schema()})),
+            )
+            .await;
+        locations.push(
+            v["metadata"]["location"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("file://")
+                .to_string(),
+        );
     }
-    let (st, _) = s.call(Method::DELETE, &format!("/v1/{p}/namespaces/ns/tables/purged?purgeRequested=true"), None).await;
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/{p}/namespaces/ns/tables/purged?purgeRequested=true"),
+            None,
+        )
+        .await;
     assert_eq!(st, 204);
-    let (st, _) = s.call(Method::DELETE, &format!("/v1/{p}/namespaces/ns/tables/kept"), None).await;
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/{p}/namespaces/ns/tables/kept"),
+            None,
+        )
+        .await;
     assert_eq!(st, 204);
     // Stop before expiry; the purge must happen after a restart.
     s.shutdown().await;
@@ -141,7 +250,13 @@ async fn expired_tables_are_purged_in_the_background_even_across_restarts() {
     let s = start(dir.path()).await;
     let mut gone = false;
     for _ in 0..50 {
-        let (_, v) = s.call(Method::GET, &format!("/management/v1/warehouse/{wh}/deleted-tables"), None).await;
+        let (_, v) = s
+            .call(
+                Method::GET,
+                &format!("/management/v1/warehouse/{wh}/deleted-tables"),
+                None,
+            )
+            .await;
         if v["tables"] == json!([]) {
             gone = true;
             break;
@@ -149,7 +264,13 @@ async fn expired_tables_are_purged_in_the_background_even_across_restarts() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(gone, "expired deleted tables were not removed");
-    assert!(!Path::new(&locations[0]).exists(), "files of a purge-requested drop must be deleted");
-    assert!(Path::new(&locations[1]).exists(), "files of a drop without purge must stay");
+    assert!(
+        !Path::new(&locations[0]).exists(),
+        "files of a purge-requested drop must be deleted"
+    );
+    assert!(
+        Path::new(&locations[1]).exists(),
+        "files of a drop without purge must stay"
+    );
     s.shutdown().await;
 }

@@ -6,9 +6,9 @@
 #[path = "common/server.rs"]
 mod server;
 
-use server::{TestServer, KEY_ID, SECRET};
 use reqwest::Method;
 use serde_json::{json, Value};
+use server::{TestServer, KEY_ID, SECRET};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,7 +19,10 @@ const ROUNDS: usize = 15;
 
 /// `SLUICE_CONTENTION_ROUNDS` lengthens the run for soak testing by hand.
 fn rounds() -> usize {
-    std::env::var("SLUICE_CONTENTION_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROUNDS)
+    std::env::var("SLUICE_CONTENTION_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ROUNDS)
 }
 
 fn schema() -> Value {
@@ -43,7 +46,13 @@ enum Auth {
     Bearer(String),
 }
 
-async fn call(s: &TestServer, auth: &Auth, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    s: &TestServer,
+    auth: &Auth,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut rb = s.client.request(method, s.url(path));
     rb = match auth {
         Auth::Basic(id, secret) => rb.basic_auth(id, Some(secret)),
@@ -55,7 +64,10 @@ async fn call(s: &TestServer, auth: &Auth, method: Method, path: &str, body: Opt
     let resp = rb.send().await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -64,13 +76,27 @@ async fn concurrent_commits_never_answer_5xx_and_lose_nothing() {
     let s = Arc::new(TestServer::start().await);
     let p = s.prefix().await;
     let admin = Auth::Basic(KEY_ID.into(), SECRET.into());
-    let (st, v) = call(&s, &admin, Method::POST, &format!("/v1/{p}/namespaces"), Some(json!({"namespace": ["hot"]}))).await;
+    let (st, v) = call(
+        &s,
+        &admin,
+        Method::POST,
+        &format!("/v1/{p}/namespaces"),
+        Some(json!({"namespace": ["hot"]})),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
     let tables: Vec<String> = std::iter::once("shared".to_string())
         .chain((0..OWN_TABLE_WRITERS).map(|i| format!("own{i}")))
         .collect();
     for t in &tables {
-        let (st, v) = call(&s, &admin, Method::POST, &format!("/v1/{p}/namespaces/hot/tables"), Some(json!({"name": t, "schema": schema()}))).await;
+        let (st, v) = call(
+            &s,
+            &admin,
+            Method::POST,
+            &format!("/v1/{p}/namespaces/hot/tables"),
+            Some(json!({"name": t, "schema": schema()})),
+        )
+        .await;
         assert_eq!(st, 200, "{v}");
     }
     let token = s.oauth_token().await;
@@ -82,7 +108,11 @@ async fn concurrent_commits_never_answer_5xx_and_lose_nothing() {
     for w in 0..SHARED_WRITERS + OWN_TABLE_WRITERS {
         let s = s.clone();
         let p = p.clone();
-        let auth = if w % 2 == 0 { Auth::Bearer(token.clone()) } else { Auth::Basic(KEY_ID.into(), SECRET.into()) };
+        let auth = if w % 2 == 0 {
+            Auth::Bearer(token.clone())
+        } else {
+            Auth::Basic(KEY_ID.into(), SECRET.into())
+        };
         writers.push(tokio::spawn(async move {
             let table = if w < SHARED_WRITERS { "shared".to_string() } else { format!("own{}", w - SHARED_WRITERS) };
             let mut won = Vec::new();
@@ -106,7 +136,11 @@ async fn concurrent_commits_never_answer_5xx_and_lose_nothing() {
         let s = s.clone();
         let p = p.clone();
         let stop = stop.clone();
-        let auth = if r % 2 == 0 { Auth::Bearer(token.clone()) } else { Auth::Basic(KEY_ID.into(), SECRET.into()) };
+        let auth = if r % 2 == 0 {
+            Auth::Bearer(token.clone())
+        } else {
+            Auth::Basic(KEY_ID.into(), SECRET.into())
+        };
         others.push(tokio::spawn(async move {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
@@ -131,9 +165,23 @@ async fn concurrent_commits_never_answer_5xx_and_lose_nothing() {
                 // A new user and key: writes the user, the key and two audit rows; the key's
                 // first use then stamps its last-used time.
                 let name = format!("u{i}");
-                let (st, v) = call(&s, &admin, Method::POST, "/management/v1/users", Some(json!({"name": name}))).await;
+                let (st, v) = call(
+                    &s,
+                    &admin,
+                    Method::POST,
+                    "/management/v1/users",
+                    Some(json!({"name": name})),
+                )
+                .await;
                 assert_eq!(st, 201, "create user: {v}");
-                let (st, v) = call(&s, &admin, Method::POST, &format!("/management/v1/users/{name}/access-keys"), None).await;
+                let (st, v) = call(
+                    &s,
+                    &admin,
+                    Method::POST,
+                    &format!("/management/v1/users/{name}/access-keys"),
+                    None,
+                )
+                .await;
                 assert_eq!(st, 201, "create key: {v}");
                 let key = Auth::Basic(
                     v["access-key-id"].as_str().unwrap().into(),
@@ -153,7 +201,11 @@ async fn concurrent_commits_never_answer_5xx_and_lose_nothing() {
         if table == "shared" {
             shared_wins += won.len();
         } else {
-            assert_eq!(won.len(), rounds(), "the only writer of {table} must never conflict");
+            assert_eq!(
+                won.len(),
+                rounds(),
+                "the only writer of {table} must never conflict"
+            );
         }
         expected.entry(table).or_default().extend(won);
     }
@@ -164,11 +216,25 @@ async fn concurrent_commits_never_answer_5xx_and_lose_nothing() {
     assert!(shared_wins > 0);
 
     for (table, keys) in expected {
-        let (st, v) = call(&s, &admin, Method::GET, &format!("/v1/{p}/namespaces/hot/tables/{table}"), None).await;
+        let (st, v) = call(
+            &s,
+            &admin,
+            Method::GET,
+            &format!("/v1/{p}/namespaces/hot/tables/{table}"),
+            None,
+        )
+        .await;
         assert_eq!(st, 200, "{v}");
         let props = v["metadata"]["properties"].as_object().unwrap();
-        let present: BTreeSet<String> = props.keys().filter(|k| k.starts_with('w')).cloned().collect();
-        assert_eq!(present, keys, "{table}: acknowledged commits missing or unacknowledged ones present");
+        let present: BTreeSet<String> = props
+            .keys()
+            .filter(|k| k.starts_with('w'))
+            .cloned()
+            .collect();
+        assert_eq!(
+            present, keys,
+            "{table}: acknowledged commits missing or unacknowledged ones present"
+        );
     }
     Arc::try_unwrap(s).ok().unwrap().stop().await;
 }

@@ -603,7 +603,10 @@ async fn soft_warehouse(s: &TestServer, name: &str, expiration: u64) -> String {
     assert_eq!(st, 201, "{v}");
     let id = v["warehouse-id"].as_str().unwrap().to_string();
     let (st, v) = s
-        .post(&format!("/v1/{id}/namespaces"), json!({"namespace": ["ns"]}))
+        .post(
+            &format!("/v1/{id}/namespaces"),
+            json!({"namespace": ["ns"]}),
+        )
         .await;
     assert_eq!(st, 200, "{v}");
     id
@@ -642,12 +645,21 @@ async fn soft_dropped_view_is_listed_and_can_be_undropped() {
 
     // The name is free again: a table takes it, and undrop under it is a conflict...
     let (st, v) = s
-        .post(&ns("/tables"), json!({"name": "v", "schema": schema(0, false)}))
+        .post(
+            &ns("/tables"),
+            json!({"name": "v", "schema": schema(0, false)}),
+        )
         .await;
     assert_eq!(st, 200, "{v}");
     let (st, v) = s.post(&undrop, json!({})).await;
     assert_error(st, &v, "AlreadyExistsException", 409);
-    assert!(v["error"]["message"].as_str().unwrap().starts_with("Table "), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Table "),
+        "{v}"
+    );
     // ...as it is when a new view takes it.
     let (st, _) = s.delete(&ns("/tables/v")).await;
     assert_eq!(st, 204);
@@ -655,12 +667,18 @@ async fn soft_dropped_view_is_listed_and_can_be_undropped() {
     assert_eq!(st, 200, "{v}");
     let (st, v) = s.post(&undrop, json!({})).await;
     assert_error(st, &v, "AlreadyExistsException", 409);
-    assert!(v["error"]["message"].as_str().unwrap().starts_with("View "), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().starts_with("View "),
+        "{v}"
+    );
 
     // Under a new name it comes back as the same view.
     let (st, v) = s.post(&undrop, json!({"new-name": "v_restored"})).await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(v, json!({"namespace": ["ns"], "name": "v_restored", "kind": "view"}));
+    assert_eq!(
+        v,
+        json!({"namespace": ["ns"], "name": "v_restored", "kind": "view"})
+    );
     let (st, v) = s.get(&ns("/views/v_restored")).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["metadata"]["view-uuid"], uuid.as_str());
@@ -697,7 +715,9 @@ async fn expired_deleted_views_are_purged_with_their_files_when_asked() {
     assert_eq!(st, 204, "{v}");
     let mut gone = false;
     for _ in 0..60 {
-        let (_, v) = s.get(&format!("/management/v1/warehouse/{wh}/deleted-tables")).await;
+        let (_, v) = s
+            .get(&format!("/management/v1/warehouse/{wh}/deleted-tables"))
+            .await;
         if v["tables"] == json!([]) {
             gone = true;
             break;
@@ -705,8 +725,14 @@ async fn expired_deleted_views_are_purged_with_their_files_when_asked() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert!(gone, "expired deleted views were not removed");
-    assert!(!files[0].exists(), "the metadata of a purge-requested drop must be deleted");
-    assert!(files[1].exists(), "the metadata of a drop without purge must stay");
+    assert!(
+        !files[0].exists(),
+        "the metadata of a purge-requested drop must be deleted"
+    );
+    assert!(
+        files[1].exists(),
+        "the metadata of a drop without purge must stay"
+    );
     // Purged for good: nothing to undrop, the names are free.
     let (st, v) = s.post(&ns("/views"), create_body("purged")).await;
     assert_eq!(st, 200, "{v}");

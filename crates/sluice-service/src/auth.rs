@@ -16,7 +16,10 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn new(error: &'static str, description: impl Into<String>) -> Self {
-        OAuthError { error, description: description.into() }
+        OAuthError {
+            error,
+            description: description.into(),
+        }
     }
 }
 
@@ -110,11 +113,15 @@ impl Services {
                 if store.get_access_key(&key_id).await?.is_none() {
                     self.insert_key(admin_id, &key_id, &secret).await?;
                 }
-                Bootstrap::FromEnvironment { access_key_id: key_id }
+                Bootstrap::FromEnvironment {
+                    access_key_id: key_id,
+                }
             }
             None => Bootstrap::Generated(self.create_access_key(admin_id).await?),
         };
-        store.set_setting(BOOTSTRAP_SETTING, &admin_id.to_string()).await?;
+        store
+            .set_setting(BOOTSTRAP_SETTING, &admin_id.to_string())
+            .await?;
         Ok(result)
     }
 
@@ -122,7 +129,11 @@ impl Services {
         let id = AccessKeyId::generate();
         let secret = SecretAccessKey::generate();
         self.insert_key(user_id, id.as_str(), &secret).await?;
-        Ok(NewAccessKey { access_key_id: id.to_string(), secret_access_key: secret, user_id })
+        Ok(NewAccessKey {
+            access_key_id: id.to_string(),
+            secret_access_key: secret,
+            user_id,
+        })
     }
 
     async fn insert_key(&self, user_id: Uuid, key_id: &str, secret: &Secret) -> Result<()> {
@@ -141,7 +152,9 @@ impl Services {
         let plain = self
             .secrets()
             .decrypt(&rec.secret_ciphertext)
-            .map_err(|e| ServiceError::Internal(format!("access key {}: {e}", rec.access_key_id)))?;
+            .map_err(|e| {
+                ServiceError::Internal(format!("access key {}: {e}", rec.access_key_id))
+            })?;
         String::from_utf8(plain.to_vec())
             .map(Secret::new)
             .map_err(|_| ServiceError::Internal("stored secret is not UTF-8".into()))
@@ -160,14 +173,25 @@ impl Services {
         if !self.decrypt_key_secret(&rec)?.ct_eq(secret) {
             return Err(invalid());
         }
-        let user = self.store().get_user(rec.user_id).await?.ok_or_else(invalid)?;
+        let user = self
+            .store()
+            .get_user(rec.user_id)
+            .await?
+            .ok_or_else(invalid)?;
         let n = now();
-        if rec.last_used_at.is_none_or(|t| (n - t).num_seconds() >= TOUCH_INTERVAL_SECS) {
+        if rec
+            .last_used_at
+            .is_none_or(|t| (n - t).num_seconds() >= TOUCH_INTERVAL_SECS)
+        {
             if let Err(e) = self.store().touch_access_key(key_id, n).await {
                 tracing::debug!(error = %e, "could not record key use");
             }
         }
-        Ok(Principal { user_id: user.id, user_name: user.name, access_key_id: Some(rec.access_key_id) })
+        Ok(Principal {
+            user_id: user.id,
+            user_name: user.name,
+            access_key_id: Some(rec.access_key_id),
+        })
     }
 
     /// Verifies a Sluice-issued bearer token. A token minted from an access key dies with
@@ -184,12 +208,15 @@ impl Services {
                 return Err(ServiceError::Unauthorized("token was revoked".into()));
             }
         }
-        let user = self
-            .store()
-            .get_user(user_id)
-            .await?
-            .ok_or_else(|| ServiceError::Unauthorized("token subject no longer exists".into()))?;
-        Ok(Principal { user_id: user.id, user_name: user.name, access_key_id: claims.akid })
+        let user =
+            self.store().get_user(user_id).await?.ok_or_else(|| {
+                ServiceError::Unauthorized("token subject no longer exists".into())
+            })?;
+        Ok(Principal {
+            user_id: user.id,
+            user_name: user.name,
+            access_key_id: claims.akid,
+        })
     }
 
     /// OAuth2 token endpoint (RFC 6749 §4.4): client credentials are an access key pair.
@@ -226,16 +253,28 @@ impl Services {
         let principal = match self.authenticate_key(id, secret).await {
             Ok(p) => p,
             Err(ServiceError::Unauthorized(_)) => {
-                return Err(OAuthError::new("invalid_client", "client authentication failed"))
+                return Err(OAuthError::new(
+                    "invalid_client",
+                    "client authentication failed",
+                ))
             }
             Err(e) => {
                 tracing::error!(error = %e, "token endpoint failure");
-                return Err(OAuthError::new("server_error", "the server could not issue a token"));
+                return Err(OAuthError::new(
+                    "server_error",
+                    "the server could not issue a token",
+                ));
             }
         };
         let token = self
             .tokens()
-            .issue(principal.user_id, &principal.user_name, principal.access_key_id.as_deref(), scope, now().timestamp())
+            .issue(
+                principal.user_id,
+                &principal.user_name,
+                principal.access_key_id.as_deref(),
+                scope,
+                now().timestamp(),
+            )
             .map_err(|e| {
                 tracing::error!(error = %e, "token signing failed");
                 OAuthError::new("server_error", "the server could not issue a token")
@@ -258,12 +297,18 @@ pub const MAX_SCOPE_LEN: usize = 1024;
 /// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 pub fn validate_scope(scope: &str) -> std::result::Result<(), OAuthError> {
     if scope.len() > MAX_SCOPE_LEN {
-        return Err(OAuthError::new("invalid_scope", format!("scope is longer than {MAX_SCOPE_LEN} characters")));
+        return Err(OAuthError::new(
+            "invalid_scope",
+            format!("scope is longer than {MAX_SCOPE_LEN} characters"),
+        ));
     }
     let token_char = |b: u8| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b);
     for token in scope.split(' ') {
         if token.is_empty() {
-            return Err(OAuthError::new("invalid_scope", "scope tokens must be separated by single spaces"));
+            return Err(OAuthError::new(
+                "invalid_scope",
+                "scope tokens must be separated by single spaces",
+            ));
         }
         if !token.bytes().all(token_char) {
             return Err(OAuthError::new(
@@ -281,11 +326,29 @@ mod scope_tests {
 
     #[test]
     fn scopes_per_rfc6749() {
-        for ok in ["catalog", "PRINCIPAL_ROLE:ALL", "a b c", "sql:* x/y!#$%&'()*+,-./:;<=>?@[]^_`{|}~"] {
+        for ok in [
+            "catalog",
+            "PRINCIPAL_ROLE:ALL",
+            "a b c",
+            "sql:* x/y!#$%&'()*+,-./:;<=>?@[]^_`{|}~",
+        ] {
             assert!(validate_scope(ok).is_ok(), "{ok}");
         }
-        for bad in ["a\r\nb", "a\nb", "a  b", "a\tb", "\"q\"", "back\\slash", "caf\u{e9}", "a\0"] {
-            assert_eq!(validate_scope(bad).unwrap_err().error, "invalid_scope", "{bad:?}");
+        for bad in [
+            "a\r\nb",
+            "a\nb",
+            "a  b",
+            "a\tb",
+            "\"q\"",
+            "back\\slash",
+            "caf\u{e9}",
+            "a\0",
+        ] {
+            assert_eq!(
+                validate_scope(bad).unwrap_err().error,
+                "invalid_scope",
+                "{bad:?}"
+            );
         }
         assert!(validate_scope(&"x".repeat(1024)).is_ok());
         assert!(validate_scope(&"x".repeat(1025)).is_err());

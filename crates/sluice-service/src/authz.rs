@@ -34,12 +34,20 @@ pub(crate) struct PolicyCache {
 
 impl PolicyCache {
     pub(crate) fn new(ttl: Duration) -> Self {
-        PolicyCache { ttl, generation: AtomicU64::new(0), bypass: AtomicBool::new(false), entries: Mutex::new(HashMap::new()) }
+        PolicyCache {
+            ttl,
+            generation: AtomicU64::new(0),
+            bypass: AtomicBool::new(false),
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     pub(crate) fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     pub(crate) fn set_bypass(&self, on: bool) {
@@ -52,10 +60,17 @@ impl Services {
     pub async fn policy_set(&self, p: &Principal) -> Result<Arc<PolicySet>> {
         let cache = self.policy_cache();
         if cache.bypass.load(Ordering::SeqCst) || cache.ttl.is_zero() {
-            return Ok(Arc::new(self.load_policy_set(p.user_id, &p.user_name).await?));
+            return Ok(Arc::new(
+                self.load_policy_set(p.user_id, &p.user_name).await?,
+            ));
         }
         let generation = cache.generation.load(Ordering::SeqCst);
-        if let Some((g, at, set)) = cache.entries.lock().unwrap_or_else(|e| e.into_inner()).get(&p.user_id) {
+        if let Some((g, at, set)) = cache
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&p.user_id)
+        {
             if *g == generation && at.elapsed() < cache.ttl {
                 return Ok(set.clone());
             }
@@ -70,7 +85,11 @@ impl Services {
         Ok(set)
     }
 
-    pub(crate) async fn load_policy_set(&self, user_id: Uuid, user_name: &str) -> Result<PolicySet> {
+    pub(crate) async fn load_policy_set(
+        &self,
+        user_id: Uuid,
+        user_name: &str,
+    ) -> Result<PolicySet> {
         let rows = self.store().effective_policies(user_id).await?;
         let mut policies = Vec::with_capacity(rows.len() + 1);
         let mut seen = std::collections::HashSet::new();
@@ -80,7 +99,10 @@ impl Services {
                 continue;
             }
             match policy::parse_statements(&row.policy.statements_json) {
-                Ok(statements) => policies.push(Policy { name: row.policy.name, statements }),
+                Ok(statements) => policies.push(Policy {
+                    name: row.policy.name,
+                    statements,
+                }),
                 // Fail closed for the whole request: skipping the policy could drop a deny.
                 Err(e) => {
                     return Err(ServiceError::Internal(format!(
@@ -111,7 +133,16 @@ impl Services {
     }
 
     /// Explains a decision for any user (operators need to see why).
-    pub async fn explain(&self, user_id: Uuid, user_name: &str, action: &str, resource: &str) -> Result<Decision> {
-        Ok(self.load_policy_set(user_id, user_name).await?.evaluate(action, resource))
+    pub async fn explain(
+        &self,
+        user_id: Uuid,
+        user_name: &str,
+        action: &str,
+        resource: &str,
+    ) -> Result<Decision> {
+        Ok(self
+            .load_policy_set(user_id, user_name)
+            .await?
+            .evaluate(action, resource))
     }
 }

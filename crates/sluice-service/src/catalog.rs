@@ -6,8 +6,8 @@
 
 use crate::delegation::AccessDelegation;
 use crate::metadata_json::metadata_json;
-use crate::{field_ids, spec_compat};
 use crate::rest::*;
+use crate::{field_ids, spec_compat};
 use crate::{now, Result, ServiceError, Services};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -113,7 +113,10 @@ pub(crate) fn page(token: Option<&str>, size: Option<u32>) -> Result<Page> {
         (_, Some(s)) => Some(s.min(MAX_PAGE_SIZE)),
         (Some(_), None) => Some(DEFAULT_PAGE_SIZE),
     };
-    Ok(Page { after: decode_page_token(token)?, limit })
+    Ok(Page {
+        after: decode_page_token(token)?,
+        limit,
+    })
 }
 
 pub(crate) fn next_token(len: usize, page: &Page, last_key: Option<String>) -> Option<String> {
@@ -173,7 +176,10 @@ fn format_version_from(props: &mut HashMap<String, String>) -> Result<FormatVers
 
 /// The new table's metadata with the field ids the client assigned (or the reference
 /// implementation's order) instead of the crate's renumbering; see `field_ids`.
-fn with_client_field_ids(metadata: &TableMetadata, requested_schema: &serde_json::Value) -> Result<TableMetadata> {
+fn with_client_field_ids(
+    metadata: &TableMetadata,
+    requested_schema: &serde_json::Value,
+) -> Result<TableMetadata> {
     let mut v = serde_json::to_value(metadata).map_err(ServiceError::internal)?;
     field_ids::apply_to_new_metadata(&mut v, requested_schema);
     serde_json::from_value(v).map_err(|e| bad(format!("invalid schema field ids: {e}")))
@@ -185,10 +191,18 @@ fn only_ref_snapshots(json: &str) -> Result<String> {
     let keep: HashSet<i64> = v
         .get("refs")
         .and_then(|r| r.as_object())
-        .map(|refs| refs.values().filter_map(|r| r.get("snapshot-id")?.as_i64()).collect())
+        .map(|refs| {
+            refs.values()
+                .filter_map(|r| r.get("snapshot-id")?.as_i64())
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(snaps) = v.get_mut("snapshots").and_then(|s| s.as_array_mut()) {
-        snaps.retain(|s| s.get("snapshot-id").and_then(|i| i.as_i64()).is_some_and(|i| keep.contains(&i)));
+        snaps.retain(|s| {
+            s.get("snapshot-id")
+                .and_then(|i| i.as_i64())
+                .is_some_and(|i| keep.contains(&i))
+        });
     }
     serde_json::to_string(&v).map_err(ServiceError::internal)
 }
@@ -197,7 +211,6 @@ impl Services {
     fn storage_parts(&self, wh: &WarehouseRecord) -> Result<(StorageProfile, Storage)> {
         Ok((Self::decode_profile(wh)?, self.storage_for(wh)?))
     }
-
 
     pub(crate) fn ns_res(wh: &WarehouseRecord, ns: &NamespaceName) -> String {
         resource::namespace(&wh.name, ns.parts())
@@ -208,8 +221,16 @@ impl Services {
     }
 
     /// A namespace the caller may not read is reported exactly like a missing one.
-    pub(crate) async fn require_namespace_visible(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName) -> Result<()> {
-        if self.is_allowed(caller, actions::READ_NAMESPACE, &Self::ns_res(wh, ns)).await? {
+    pub(crate) async fn require_namespace_visible(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        ns: &NamespaceName,
+    ) -> Result<()> {
+        if self
+            .is_allowed(caller, actions::READ_NAMESPACE, &Self::ns_res(wh, ns))
+            .await?
+        {
             Ok(())
         } else {
             Err(no_such_namespace(ns))
@@ -217,8 +238,17 @@ impl Services {
     }
 
     /// A table the caller may not read is reported exactly like a missing one.
-    async fn require_table_visible(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<()> {
-        if self.is_allowed(caller, actions::READ_TABLE, &Self::table_res(wh, ns, name)).await? {
+    async fn require_table_visible(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        ns: &NamespaceName,
+        name: &str,
+    ) -> Result<()> {
+        if self
+            .is_allowed(caller, actions::READ_TABLE, &Self::table_res(wh, ns, name))
+            .await?
+        {
             Ok(())
         } else {
             Err(no_such_table(ns, name))
@@ -227,35 +257,83 @@ impl Services {
 
     /// Creating needs `catalog:CreateTable` on the new table; a caller who cannot even see
     /// the namespace is told it does not exist.
-    pub(crate) async fn require_create_table(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<()> {
-        if self.is_allowed(caller, actions::CREATE_TABLE, &Self::table_res(wh, ns, name)).await? {
+    pub(crate) async fn require_create_table(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        ns: &NamespaceName,
+        name: &str,
+    ) -> Result<()> {
+        if self
+            .is_allowed(
+                caller,
+                actions::CREATE_TABLE,
+                &Self::table_res(wh, ns, name),
+            )
+            .await?
+        {
             return Ok(());
         }
         self.require_namespace_visible(caller, wh, ns).await?;
-        self.authorize(caller, actions::CREATE_TABLE, &Self::table_res(wh, ns, name)).await
+        self.authorize(
+            caller,
+            actions::CREATE_TABLE,
+            &Self::table_res(wh, ns, name),
+        )
+        .await
     }
 
     /// The checks for one table change of a commit: create rights when the change asserts
     /// creation, otherwise visibility plus `catalog:WriteTable`.
-    async fn require_commit(&self, caller: &Principal, wh: &WarehouseRecord, ns: &NamespaceName, name: &str, requirements: &[TableRequirement]) -> Result<()> {
+    async fn require_commit(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        ns: &NamespaceName,
+        name: &str,
+        requirements: &[TableRequirement],
+    ) -> Result<()> {
         if requirements.contains(&TableRequirement::NotExist) {
             return self.require_create_table(caller, wh, ns, name).await;
         }
         self.require_table_visible(caller, wh, ns, name).await?;
-        self.authorize(caller, actions::WRITE_TABLE, &Self::table_res(wh, ns, name)).await
+        self.authorize(caller, actions::WRITE_TABLE, &Self::table_res(wh, ns, name))
+            .await
     }
 
-    pub(crate) async fn namespace_record(&self, wh: &WarehouseRecord, ns: &NamespaceName) -> Result<NamespaceRecord> {
-        self.store().get_namespace(wh.id, ns).await?.ok_or_else(|| no_such_namespace(ns))
+    pub(crate) async fn namespace_record(
+        &self,
+        wh: &WarehouseRecord,
+        ns: &NamespaceName,
+    ) -> Result<NamespaceRecord> {
+        self.store()
+            .get_namespace(wh.id, ns)
+            .await?
+            .ok_or_else(|| no_such_namespace(ns))
     }
 
     // ------------------------------------------------------------------ config
 
-    pub async fn catalog_config(&self, caller: &Principal, warehouse: Option<&str>) -> Result<CatalogConfig> {
-        let name = warehouse.filter(|w| !w.is_empty()).unwrap_or(crate::warehouse::DEFAULT_WAREHOUSE);
+    pub async fn catalog_config(
+        &self,
+        caller: &Principal,
+        warehouse: Option<&str>,
+    ) -> Result<CatalogConfig> {
+        let name = warehouse
+            .filter(|w| !w.is_empty())
+            .unwrap_or(crate::warehouse::DEFAULT_WAREHOUSE);
         let wh = self.resolve_warehouse(name).await?;
-        if !self.is_allowed(caller, actions::READ_WAREHOUSE, &resource::warehouse(&wh.name)).await? {
-            return Err(ServiceError::NoSuchWarehouse(format!("warehouse '{name}' does not exist")));
+        if !self
+            .is_allowed(
+                caller,
+                actions::READ_WAREHOUSE,
+                &resource::warehouse(&wh.name),
+            )
+            .await?
+        {
+            return Err(ServiceError::NoSuchWarehouse(format!(
+                "warehouse '{name}' does not exist"
+            )));
         }
         let mut overrides = HashMap::new();
         overrides.insert("prefix".to_string(), wh.id.to_string());
@@ -265,7 +343,11 @@ impl Services {
         Ok(CatalogConfig {
             defaults: HashMap::new(),
             overrides,
-            endpoints: ENDPOINTS.iter().chain(crate::view::VIEW_ENDPOINTS).map(|s| s.to_string()).collect(),
+            endpoints: ENDPOINTS
+                .iter()
+                .chain(crate::view::VIEW_ENDPOINTS)
+                .map(|s| s.to_string())
+                .collect(),
         })
     }
 
@@ -284,24 +366,35 @@ impl Services {
             Some(p) => {
                 let p = parse_namespace(p)?;
                 self.require_namespace_visible(caller, &wh, &p).await?;
-                self.authorize(caller, actions::LIST_NAMESPACES, &Self::ns_res(&wh, &p)).await?;
+                self.authorize(caller, actions::LIST_NAMESPACES, &Self::ns_res(&wh, &p))
+                    .await?;
                 self.namespace_record(&wh, &p).await?;
                 Some(p)
             }
             None => {
-                self.authorize(caller, actions::LIST_NAMESPACES, &resource::warehouse(&wh.name)).await?;
+                self.authorize(
+                    caller,
+                    actions::LIST_NAMESPACES,
+                    &resource::warehouse(&wh.name),
+                )
+                .await?;
                 None
             }
         };
         let page = page(page_token, page_size)?;
-        let rows = self.store().list_namespaces(wh.id, parent.as_ref(), &page).await?;
+        let rows = self
+            .store()
+            .list_namespaces(wh.id, parent.as_ref(), &page)
+            .await?;
         let next = next_token(rows.len(), &page, rows.last().map(|r| r.name.storage_key()));
         // One policy set for the whole listing: filtering is in memory, per item.
         let policies = self.policy_set(caller).await?;
         Ok(ListNamespacesResponse {
             namespaces: rows
                 .into_iter()
-                .filter(|r| policies.is_allowed(actions::READ_NAMESPACE, &Self::ns_res(&wh, &r.name)))
+                .filter(|r| {
+                    policies.is_allowed(actions::READ_NAMESPACE, &Self::ns_res(&wh, &r.name))
+                })
                 .map(|r| r.name.into_parts())
                 .collect(),
             next_page_token: next,
@@ -316,7 +409,8 @@ impl Services {
     ) -> Result<NamespaceResponse> {
         let wh = self.resolve_warehouse(prefix).await?;
         let name = namespace_from_parts(req.namespace)?;
-        self.authorize(caller, actions::CREATE_NAMESPACE, &Self::ns_res(&wh, &name)).await?;
+        self.authorize(caller, actions::CREATE_NAMESPACE, &Self::ns_res(&wh, &name))
+            .await?;
         let n = now();
         let rec = NamespaceRecord {
             id: Uuid::now_v7(),
@@ -326,39 +420,57 @@ impl Services {
             created_at: n,
             updated_at: n,
         };
-        self.store().create_namespace(&rec).await.map_err(|e| match e {
-            StoreError::AlreadyExists(_) => {
-                ServiceError::AlreadyExists(format!("Namespace already exists: {name}"))
-            }
-            StoreError::NotFound(_) => ServiceError::NoSuchNamespace(format!(
-                "Parent namespace does not exist: {}",
-                name.parent().map(|p| p.to_string()).unwrap_or_default()
-            )),
-            other => other.into(),
-        })?;
-        Ok(NamespaceResponse { namespace: rec.name.into_parts(), properties: rec.properties })
+        self.store()
+            .create_namespace(&rec)
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists(_) => {
+                    ServiceError::AlreadyExists(format!("Namespace already exists: {name}"))
+                }
+                StoreError::NotFound(_) => ServiceError::NoSuchNamespace(format!(
+                    "Parent namespace does not exist: {}",
+                    name.parent().map(|p| p.to_string()).unwrap_or_default()
+                )),
+                other => other.into(),
+            })?;
+        Ok(NamespaceResponse {
+            namespace: rec.name.into_parts(),
+            properties: rec.properties,
+        })
     }
 
-    pub async fn load_namespace(&self, caller: &Principal, prefix: &str, ns: &str) -> Result<NamespaceResponse> {
+    pub async fn load_namespace(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        ns: &str,
+    ) -> Result<NamespaceResponse> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         self.require_namespace_visible(caller, &wh, &ns).await?;
         let rec = self.namespace_record(&wh, &ns).await?;
-        Ok(NamespaceResponse { namespace: rec.name.into_parts(), properties: rec.properties })
+        Ok(NamespaceResponse {
+            namespace: rec.name.into_parts(),
+            properties: rec.properties,
+        })
     }
 
     pub async fn drop_namespace(&self, caller: &Principal, prefix: &str, ns: &str) -> Result<()> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         self.require_namespace_visible(caller, &wh, &ns).await?;
-        self.authorize(caller, actions::DROP_NAMESPACE, &Self::ns_res(&wh, &ns)).await?;
-        self.store().drop_namespace(wh.id, &ns).await.map_err(|e| match e {
-            StoreError::NotFound(_) => no_such_namespace(&ns),
-            StoreError::NotEmpty(_) => ServiceError::NamespaceNotEmpty(format!(
-                "Namespace {ns} is not empty: it contains tables, views or namespaces"
-            )),
-            other => other.into(),
-        })
+        self.authorize(caller, actions::DROP_NAMESPACE, &Self::ns_res(&wh, &ns))
+            .await?;
+        self.store()
+            .drop_namespace(wh.id, &ns)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => no_such_namespace(&ns),
+                StoreError::NotEmpty(_) => ServiceError::NamespaceNotEmpty(format!(
+                    "Namespace {ns} is not empty: it contains tables, views or namespaces"
+                )),
+                other => other.into(),
+            })
     }
 
     pub async fn update_namespace_properties(
@@ -371,10 +483,14 @@ impl Services {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         self.require_namespace_visible(caller, &wh, &ns).await?;
-        self.authorize(caller, actions::UPDATE_NAMESPACE, &Self::ns_res(&wh, &ns)).await?;
+        self.authorize(caller, actions::UPDATE_NAMESPACE, &Self::ns_res(&wh, &ns))
+            .await?;
         let removals = req.removals.unwrap_or_default();
         let updates = req.updates.unwrap_or_default();
-        let both: Vec<&String> = removals.iter().filter(|k| updates.contains_key(*k)).collect();
+        let both: Vec<&String> = removals
+            .iter()
+            .filter(|k| updates.contains_key(*k))
+            .collect();
         if !both.is_empty() {
             return Err(ServiceError::Unprocessable(format!(
                 "properties are both removed and updated: {both:?}"
@@ -388,8 +504,9 @@ impl Services {
                 StoreError::NotFound(_) => no_such_namespace(&ns),
                 other => other.into(),
             })?;
-        let (removed, missing): (Vec<String>, Vec<String>) =
-            removals.into_iter().partition(|k| before.properties.contains_key(k));
+        let (removed, missing): (Vec<String>, Vec<String>) = removals
+            .into_iter()
+            .partition(|k| before.properties.contains_key(k));
         let mut updated: Vec<String> = updates.into_keys().collect();
         updated.sort();
         Ok(UpdateNamespacePropertiesResponse {
@@ -412,19 +529,32 @@ impl Services {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         self.require_namespace_visible(caller, &wh, &ns).await?;
-        self.authorize(caller, actions::LIST_TABLES, &Self::ns_res(&wh, &ns)).await?;
+        self.authorize(caller, actions::LIST_TABLES, &Self::ns_res(&wh, &ns))
+            .await?;
         let page = page(page_token, page_size)?;
-        let rows = self.store().list_tables(wh.id, &ns, &page).await.map_err(|e| match e {
-            StoreError::NotFound(_) => no_such_namespace(&ns),
-            other => other.into(),
-        })?;
+        let rows = self
+            .store()
+            .list_tables(wh.id, &ns, &page)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => no_such_namespace(&ns),
+                other => other.into(),
+            })?;
         let next = next_token(rows.len(), &page, rows.last().map(|r| r.name.clone()));
         let policies = self.policy_set(caller).await?;
         Ok(ListTablesResponse {
             identifiers: rows
                 .into_iter()
-                .filter(|r| policies.is_allowed(actions::READ_TABLE, &Self::table_res(&wh, &r.namespace, &r.name)))
-                .map(|r| TableIdentifier { namespace: r.namespace.into_parts(), name: r.name })
+                .filter(|r| {
+                    policies.is_allowed(
+                        actions::READ_TABLE,
+                        &Self::table_res(&wh, &r.namespace, &r.name),
+                    )
+                })
+                .map(|r| TableIdentifier {
+                    namespace: r.namespace.into_parts(),
+                    name: r.name,
+                })
                 .collect(),
             next_page_token: next,
         })
@@ -443,13 +573,23 @@ impl Services {
     ) -> Result<String> {
         let location = match requested {
             Some(l) => profile.normalize_table_location(l)?,
-            None => format!("{}/{}/{}", wh.location.trim_end_matches('/'), ns_id, table_id),
+            None => format!(
+                "{}/{}/{}",
+                wh.location.trim_end_matches('/'),
+                ns_id,
+                table_id
+            ),
         };
         if location.trim_end_matches('/') == wh.location.trim_end_matches('/') {
             return Err(bad("a table location must not be the warehouse root"));
         }
         // The other table is not named: the caller may not be allowed to know it exists.
-        if self.store().location_overlaps(wh.id, &location, except).await?.is_some() {
+        if self
+            .store()
+            .location_overlaps(wh.id, &location, except)
+            .await?
+            .is_some()
+        {
             tracing::debug!(%location, "table location refused: it overlaps another table's");
             return Err(location_taken(&location));
         }
@@ -467,16 +607,31 @@ impl Services {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         let name = parse_table_name(&req.name)?;
-        self.require_create_table(caller, &wh, &ns, name.as_str()).await?;
+        self.require_create_table(caller, &wh, &ns, name.as_str())
+            .await?;
         let ns_rec = self.namespace_record(&wh, &ns).await?;
-        if self.store().get_table(wh.id, &ns, name.as_str()).await?.is_some() {
-            return Err(ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}")));
+        if self
+            .store()
+            .get_table(wh.id, &ns, name.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(ServiceError::AlreadyExists(format!(
+                "Table already exists: {ns}.{name}"
+            )));
         }
         self.require_no_view(&wh, &ns, name.as_str()).await?;
         let (profile, storage) = self.storage_parts(&wh)?;
         let table_id = Uuid::now_v7();
         let location = self
-            .table_location(&wh, &profile, req.location.as_deref(), ns_rec.id, table_id, None)
+            .table_location(
+                &wh,
+                &profile,
+                req.location.as_deref(),
+                ns_rec.id,
+                table_id,
+                None,
+            )
             .await?;
         let requested_schema = serde_json::to_value(&req.schema).map_err(ServiceError::internal)?;
         let mut props = req.properties.unwrap_or_default();
@@ -513,13 +668,23 @@ impl Services {
         // Before anything is written, so a delegation failure leaves no table behind. A
         // staged table gets access too: clients write data files before the create commit.
         let staged = req.stage_create.unwrap_or(false);
-        let delegated = self.delegate_access(caller, &wh, &profile, &rec, staged, delegation).await?;
+        let delegated = self
+            .delegate_access(caller, &wh, &profile, &rec, staged, delegation)
+            .await?;
         if staged {
             // Nothing is persisted: the client commits the staged metadata later with an
             // assert-create requirement.
-            return Ok(LoadTableResult { metadata_location: None, metadata: to_raw(json)?, config: delegated.config, storage_credentials: delegated.storage_credentials, delegation: delegated.outcome });
+            return Ok(LoadTableResult {
+                metadata_location: None,
+                metadata: to_raw(json)?,
+                config: delegated.config,
+                storage_credentials: delegated.storage_credentials,
+                delegation: delegated.outcome,
+            });
         }
-        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await?;
+        storage
+            .write_new(&metadata_location, json.clone().into_bytes().into())
+            .await?;
         if let Err(e) = self.store().commit(&[CommitOp::Create(rec.clone())]).await {
             self.remove_quietly(&storage, &metadata_location).await;
             return Err(match e {
@@ -530,7 +695,13 @@ impl Services {
                 other => other.into(),
             });
         }
-        Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata: to_raw(json)?, config: delegated.config, storage_credentials: delegated.storage_credentials, delegation: delegated.outcome })
+        Ok(LoadTableResult {
+            metadata_location: Some(metadata_location),
+            metadata: to_raw(json)?,
+            config: delegated.config,
+            storage_credentials: delegated.storage_credentials,
+            delegation: delegated.outcome,
+        })
     }
 
     pub(crate) async fn remove_quietly(&self, storage: &Storage, location: &str) {
@@ -550,27 +721,43 @@ impl Services {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         let name = parse_table_name(&req.name)?;
-        self.require_create_table(caller, &wh, &ns, name.as_str()).await?;
+        self.require_create_table(caller, &wh, &ns, name.as_str())
+            .await?;
         let ns_rec = self.namespace_record(&wh, &ns).await?;
         let (profile, storage) = self.storage_parts(&wh)?;
         let existing = self.store().get_table(wh.id, &ns, name.as_str()).await?;
         let overwrite = req.overwrite.unwrap_or(false);
         if existing.is_some() && !overwrite {
-            return Err(ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}")));
+            return Err(ServiceError::AlreadyExists(format!(
+                "Table already exists: {ns}.{name}"
+            )));
         }
         self.require_no_view(&wh, &ns, name.as_str()).await?;
         let metadata_location = profile.normalize_location(&req.metadata_location)?;
-        let bytes = storage.read(&metadata_location).await.map_err(|e| match e {
-            sluice_storage::StorageError::NotFound(_) => {
-                bad(format!("metadata file {metadata_location} does not exist"))
-            }
-            other => other.into(),
+        let bytes = storage
+            .read(&metadata_location)
+            .await
+            .map_err(|e| match e {
+                sluice_storage::StorageError::NotFound(_) => {
+                    bad(format!("metadata file {metadata_location} does not exist"))
+                }
+                other => other.into(),
+            })?;
+        let metadata: TableMetadata = serde_json::from_slice(&bytes).map_err(|e| {
+            bad(format!(
+                "{metadata_location} is not valid table metadata: {e}"
+            ))
         })?;
-        let metadata: TableMetadata = serde_json::from_slice(&bytes)
-            .map_err(|e| bad(format!("{metadata_location} is not valid table metadata: {e}")))?;
         let except = existing.as_ref().map(|t| t.id);
         let location = self
-            .table_location(&wh, &profile, Some(metadata.location()), ns_rec.id, metadata.uuid(), except)
+            .table_location(
+                &wh,
+                &profile,
+                Some(metadata.location()),
+                ns_rec.id,
+                metadata.uuid(),
+                except,
+            )
             .await?;
         let json = metadata_json(&metadata)?;
         let op = match &existing {
@@ -605,19 +792,38 @@ impl Services {
                 })
             }
         };
-        self.store().commit(std::slice::from_ref(&op)).await.map_err(|e| match e {
-            StoreError::AlreadyExists(_) => {
-                ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}"))
-            }
-            other => other.into(),
-        })?;
+        self.store()
+            .commit(std::slice::from_ref(&op))
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists(_) => {
+                    ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}"))
+                }
+                other => other.into(),
+            })?;
         let rec = self.table_record(&wh, &ns, name.as_str()).await?;
-        let delegated = self.delegate_access(caller, &wh, &profile, &rec, false, delegation).await?;
-        Ok(LoadTableResult { metadata_location: Some(metadata_location), metadata: to_raw(json)?, config: delegated.config, storage_credentials: delegated.storage_credentials, delegation: delegated.outcome })
+        let delegated = self
+            .delegate_access(caller, &wh, &profile, &rec, false, delegation)
+            .await?;
+        Ok(LoadTableResult {
+            metadata_location: Some(metadata_location),
+            metadata: to_raw(json)?,
+            config: delegated.config,
+            storage_credentials: delegated.storage_credentials,
+            delegation: delegated.outcome,
+        })
     }
 
-    async fn table_record(&self, wh: &WarehouseRecord, ns: &NamespaceName, name: &str) -> Result<TableRecord> {
-        self.store().get_table(wh.id, ns, name).await?.ok_or_else(|| no_such_table(ns, name))
+    async fn table_record(
+        &self,
+        wh: &WarehouseRecord,
+        ns: &NamespaceName,
+        name: &str,
+    ) -> Result<TableRecord> {
+        self.store()
+            .get_table(wh.id, ns, name)
+            .await?
+            .ok_or_else(|| no_such_table(ns, name))
     }
 
     pub async fn load_table(
@@ -634,22 +840,42 @@ impl Services {
         self.require_table_visible(caller, &wh, &ns, table).await?;
         let rec = self.table_record(&wh, &ns, table).await?;
         let profile = Self::decode_profile(&wh)?;
-        let delegated = self.delegate_access(caller, &wh, &profile, &rec, false, delegation).await?;
+        let delegated = self
+            .delegate_access(caller, &wh, &profile, &rec, false, delegation)
+            .await?;
         let json = match snapshots {
             SnapshotsMode::All => rec.metadata_json,
             SnapshotsMode::Refs => only_ref_snapshots(&rec.metadata_json)?,
         };
-        Ok(LoadTableResult { metadata_location: Some(rec.metadata_location), metadata: to_raw(json)?, config: delegated.config, storage_credentials: delegated.storage_credentials, delegation: delegated.outcome })
+        Ok(LoadTableResult {
+            metadata_location: Some(rec.metadata_location),
+            metadata: to_raw(json)?,
+            config: delegated.config,
+            storage_credentials: delegated.storage_credentials,
+            delegation: delegated.outcome,
+        })
     }
 
-    pub async fn table_exists(&self, caller: &Principal, prefix: &str, ns: &str, table: &str) -> Result<()> {
+    pub async fn table_exists(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        table: &str,
+    ) -> Result<()> {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         self.require_table_visible(caller, &wh, &ns, table).await?;
         self.table_record(&wh, &ns, table).await.map(|_| ())
     }
 
-    pub async fn report_metrics(&self, caller: &Principal, prefix: &str, ns: &str, table: &str) -> Result<()> {
+    pub async fn report_metrics(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        table: &str,
+    ) -> Result<()> {
         // Accepted and dropped: the spec only requires that reports are accepted.
         self.table_exists(caller, prefix, ns, table).await
     }
@@ -669,13 +895,19 @@ impl Services {
     ) -> Result<Prepared> {
         let current = self.store().get_table(wh.id, ns, name).await?;
         let Some(current) = current else {
-            return self.prepare_create_commit(wh, profile, storage, ns, name, requirements, updates).await;
+            return self
+                .prepare_create_commit(wh, profile, storage, ns, name, requirements, updates)
+                .await;
         };
         let mut stored: serde_json::Value = serde_json::from_str(&current.metadata_json)
             .map_err(|e| ServiceError::Internal(format!("stored table metadata: {e}")))?;
         // Specs the reference implementation accepts but the crate's builder would refuse
         // are disguised for the builder and restored when the result is serialized.
-        let mut schemas: Vec<serde_json::Value> = stored.get("schemas").and_then(|s| s.as_array()).cloned().unwrap_or_default();
+        let mut schemas: Vec<serde_json::Value> = stored
+            .get("schemas")
+            .and_then(|s| s.as_array())
+            .cloned()
+            .unwrap_or_default();
         schemas.extend(stored.get("schema").cloned());
         for u in &updates {
             if let TableUpdate::AddSchema { schema } = u {
@@ -685,10 +917,11 @@ impl Services {
         let names = spec_compat::source_names(&schemas);
         let refs = stored.get("refs").cloned();
         spec_compat::disguise_metadata(&mut stored, &names);
-        let metadata: TableMetadata =
-            serde_json::from_value(stored).map_err(|e| ServiceError::Internal(format!("stored table metadata: {e}")))?;
+        let metadata: TableMetadata = serde_json::from_value(stored)
+            .map_err(|e| ServiceError::Internal(format!("stored table metadata: {e}")))?;
         for r in &requirements {
-            crate::requirements::check(r, &metadata, refs.as_ref()).map_err(ServiceError::CommitFailed)?;
+            crate::requirements::check(r, &metadata, refs.as_ref())
+                .map_err(ServiceError::CommitFailed)?;
         }
         if updates.is_empty() {
             return Ok(Prepared {
@@ -707,21 +940,38 @@ impl Services {
         let mut builder = metadata.into_builder(Some(current.metadata_location.clone()));
         for u in updates {
             let u = match u {
-                TableUpdate::AddSpec { spec } => TableUpdate::AddSpec { spec: spec_compat::disguise_spec(spec, &names)? },
+                TableUpdate::AddSpec { spec } => TableUpdate::AddSpec {
+                    spec: spec_compat::disguise_spec(spec, &names)?,
+                },
                 other => other,
             };
-            builder = u.apply(builder).map_err(|e| bad(format!("invalid update: {e}")))?;
+            builder = u
+                .apply(builder)
+                .map_err(|e| bad(format!("invalid update: {e}")))?;
         }
-        let new_metadata = builder.build().map_err(|e| bad(format!("invalid update: {e}")))?.metadata;
+        let new_metadata = builder
+            .build()
+            .map_err(|e| bad(format!("invalid update: {e}")))?
+            .metadata;
         let mut location = current.location.clone();
         if new_metadata.location().trim_end_matches('/') != current.location.trim_end_matches('/') {
             location = self
-                .table_location(wh, profile, Some(new_metadata.location()), current.namespace_id, current.id, Some(current.id))
+                .table_location(
+                    wh,
+                    profile,
+                    Some(new_metadata.location()),
+                    current.namespace_id,
+                    current.id,
+                    Some(current.id),
+                )
                 .await?;
         }
         let json = metadata_json(&new_metadata)?;
         let metadata_location = metadata_file(&location, next_version(&current.metadata_location));
-        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await.map_err(commit_write_error)?;
+        storage
+            .write_new(&metadata_location, json.clone().into_bytes().into())
+            .await
+            .map_err(commit_write_error)?;
         Ok(Prepared {
             op: CommitOp::Update {
                 table_id: current.id,
@@ -752,7 +1002,10 @@ impl Services {
         if !requirements.contains(&TableRequirement::NotExist) {
             return Err(no_such_table(ns, name));
         }
-        if let Some(r) = requirements.iter().find(|r| **r != TableRequirement::NotExist) {
+        if let Some(r) = requirements
+            .iter()
+            .find(|r| **r != TableRequirement::NotExist)
+        {
             return Err(ServiceError::CommitFailed(format!(
                 "requirement {r:?} cannot hold for a table that does not exist yet"
             )));
@@ -770,9 +1023,13 @@ impl Services {
         let mut uuid = None;
         for u in &updates {
             match u {
-                TableUpdate::AddSchema { schema: s } if schema.is_none() => schema = Some(s.clone()),
+                TableUpdate::AddSchema { schema: s } if schema.is_none() => {
+                    schema = Some(s.clone())
+                }
                 TableUpdate::AddSpec { spec: s } if spec.is_none() => spec = Some(s.clone()),
-                TableUpdate::AddSortOrder { sort_order } if order.is_none() => order = Some(sort_order.clone()),
+                TableUpdate::AddSortOrder { sort_order } if order.is_none() => {
+                    order = Some(sort_order.clone())
+                }
                 TableUpdate::SetLocation { location: l } => location = Some(l.clone()),
                 TableUpdate::UpgradeFormatVersion { format_version: v } => format_version = *v,
                 TableUpdate::AssignUuid { uuid: u } => uuid = Some(*u),
@@ -782,7 +1039,9 @@ impl Services {
         let schema = schema.ok_or_else(|| bad("creating a table requires an add-schema update"))?;
         let table_id = uuid.unwrap_or_else(Uuid::now_v7);
         if self.store().get_table_by_id(table_id).await?.is_some() {
-            return Err(ServiceError::AlreadyExists(format!("a table with uuid {table_id} already exists")));
+            return Err(ServiceError::AlreadyExists(format!(
+                "a table with uuid {table_id} already exists"
+            )));
         }
         let location = self
             .table_location(wh, profile, location.as_deref(), ns_rec.id, table_id, None)
@@ -801,19 +1060,32 @@ impl Services {
         .metadata;
         // With the client's ids, its own add-schema below finds the same schema instead of
         // adding a second one.
-        let mut builder = TableMetadataBuilder::new_from_metadata(with_client_field_ids(&base, &requested_schema)?, None);
+        let mut builder = TableMetadataBuilder::new_from_metadata(
+            with_client_field_ids(&base, &requested_schema)?,
+            None,
+        );
         for u in updates {
             let u = match u {
                 // Normalized form (e.g. s3a:// → s3://) wins over what the client sent.
-                TableUpdate::SetLocation { .. } => TableUpdate::SetLocation { location: location.clone() },
+                TableUpdate::SetLocation { .. } => TableUpdate::SetLocation {
+                    location: location.clone(),
+                },
                 other => other,
             };
-            builder = u.apply(builder).map_err(|e| bad(format!("invalid update: {e}")))?;
+            builder = u
+                .apply(builder)
+                .map_err(|e| bad(format!("invalid update: {e}")))?;
         }
-        let metadata = builder.build().map_err(|e| bad(format!("invalid update: {e}")))?.metadata;
+        let metadata = builder
+            .build()
+            .map_err(|e| bad(format!("invalid update: {e}")))?
+            .metadata;
         let json = metadata_json(&metadata)?;
         let metadata_location = metadata_file(&location, 0);
-        storage.write_new(&metadata_location, json.clone().into_bytes().into()).await.map_err(commit_write_error)?;
+        storage
+            .write_new(&metadata_location, json.clone().into_bytes().into())
+            .await
+            .map_err(commit_write_error)?;
         let n = now();
         Ok(Prepared {
             op: CommitOp::Create(TableRecord {
@@ -839,12 +1111,12 @@ impl Services {
             StoreError::Conflict(m) => ServiceError::CommitFailed(format!(
                 "Commit failed: the table was changed concurrently ({m}); refresh and retry"
             )),
-            StoreError::AlreadyExists(m) => ServiceError::CommitFailed(format!(
-                "Commit failed: {m} was created concurrently"
-            )),
-            StoreError::NotFound(m) => ServiceError::CommitFailed(format!(
-                "Commit failed: {m} was dropped concurrently"
-            )),
+            StoreError::AlreadyExists(m) => {
+                ServiceError::CommitFailed(format!("Commit failed: {m} was created concurrently"))
+            }
+            StoreError::NotFound(m) => {
+                ServiceError::CommitFailed(format!("Commit failed: {m} was dropped concurrently"))
+            }
             other => other.into(),
         }
     }
@@ -864,10 +1136,19 @@ impl Services {
                 return Err(bad("the identifier in the body does not match the path"));
             }
         }
-        self.require_commit(caller, &wh, &ns, table, &req.requirements).await?;
+        self.require_commit(caller, &wh, &ns, table, &req.requirements)
+            .await?;
         let (profile, storage) = self.storage_parts(&wh)?;
         let prepared = self
-            .prepare_commit(&wh, &profile, &storage, &ns, table, req.requirements, req.updates)
+            .prepare_commit(
+                &wh,
+                &profile,
+                &storage,
+                &ns,
+                table,
+                req.requirements,
+                req.updates,
+            )
             .await?;
         if prepared.written.is_none() {
             return Ok(CommitTableResponse {
@@ -875,7 +1156,11 @@ impl Services {
                 metadata: to_raw(prepared.metadata_json)?,
             });
         }
-        if let Err(e) = self.store().commit(std::slice::from_ref(&prepared.op)).await {
+        if let Err(e) = self
+            .store()
+            .commit(std::slice::from_ref(&prepared.op))
+            .await
+        {
             if let Some(w) = &prepared.written {
                 self.remove_quietly(&storage, w).await;
             }
@@ -906,15 +1191,22 @@ impl Services {
                 .ok_or_else(|| bad("every table change in a transaction needs an identifier"))?;
             let ns = namespace_from_parts(id.namespace.clone())?;
             if !seen.insert((ns.clone(), id.name.clone())) {
-                return Err(bad(format!("table {ns}.{} appears twice in the transaction", id.name)));
+                return Err(bad(format!(
+                    "table {ns}.{} appears twice in the transaction",
+                    id.name
+                )));
             }
-            self.require_commit(caller, &wh, &ns, &id.name, &change.requirements).await?;
+            self.require_commit(caller, &wh, &ns, &id.name, &change.requirements)
+                .await?;
             targets.push((ns, id.name, change.requirements, change.updates));
         }
         let mut prepared: Vec<Prepared> = Vec::with_capacity(targets.len());
         let mut failure = None;
         for (ns, name, reqs, updates) in targets {
-            match self.prepare_commit(&wh, &profile, &storage, &ns, &name, reqs, updates).await {
+            match self
+                .prepare_commit(&wh, &profile, &storage, &ns, &name, reqs, updates)
+                .await
+            {
                 Ok(p) => prepared.push(p),
                 Err(e) => {
                     failure = Some(e);
@@ -925,7 +1217,11 @@ impl Services {
         let result = match failure {
             Some(e) => Err(e),
             None => {
-                let ops: Vec<CommitOp> = prepared.iter().filter(|p| p.written.is_some()).map(|p| p.op.clone()).collect();
+                let ops: Vec<CommitOp> = prepared
+                    .iter()
+                    .filter(|p| p.written.is_some())
+                    .map(|p| p.op.clone())
+                    .collect();
                 if ops.is_empty() {
                     Ok(())
                 } else {
@@ -952,16 +1248,35 @@ impl Services {
         let wh = self.resolve_warehouse(prefix).await?;
         let ns = parse_namespace(ns)?;
         self.require_table_visible(caller, &wh, &ns, table).await?;
-        self.authorize(caller, actions::DROP_TABLE, &Self::table_res(&wh, &ns, table)).await?;
-        let delete_profile: sluice_storage::DeleteProfile = serde_json::from_value(wh.delete_profile.clone())
-            .map_err(|e| ServiceError::Internal(format!("stored delete profile of {}: {e}", wh.name)))?;
+        self.authorize(
+            caller,
+            actions::DROP_TABLE,
+            &Self::table_res(&wh, &ns, table),
+        )
+        .await?;
+        let delete_profile: sluice_storage::DeleteProfile =
+            serde_json::from_value(wh.delete_profile.clone()).map_err(|e| {
+                ServiceError::Internal(format!("stored delete profile of {}: {e}", wh.name))
+            })?;
         if let sluice_storage::DeleteProfile::Soft { expiration_seconds } = delete_profile {
             // Hidden at once, files kept; undroppable until it expires, then the purge task
             // removes it (and its files, if the client asked for a purge).
             let n = now();
-            let expires = n + chrono::Duration::seconds(i64::try_from(expiration_seconds).unwrap_or(i64::MAX / 1000).min(100 * 365 * 86_400));
+            let expires = n + chrono::Duration::seconds(
+                i64::try_from(expiration_seconds)
+                    .unwrap_or(i64::MAX / 1000)
+                    .min(100 * 365 * 86_400),
+            );
             self.store()
-                .soft_drop_table(wh.id, &ns, table, n, expires, Some(&caller.user_name), purge)
+                .soft_drop_table(
+                    wh.id,
+                    &ns,
+                    table,
+                    n,
+                    expires,
+                    Some(&caller.user_name),
+                    purge,
+                )
                 .await
                 .map_err(|e| match e {
                     StoreError::NotFound(_) => no_such_table(&ns, table),
@@ -969,34 +1284,61 @@ impl Services {
                 })?;
             return Ok(());
         }
-        let rec = self.store().drop_table(wh.id, &ns, table).await.map_err(|e| match e {
-            StoreError::NotFound(_) => no_such_table(&ns, table),
-            other => other.into(),
-        })?;
+        let rec = self
+            .store()
+            .drop_table(wh.id, &ns, table)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => no_such_table(&ns, table),
+                other => other.into(),
+            })?;
         if purge {
             let storage = self.storage_for(&wh)?;
             // The table is already gone from the catalog; a purge failure leaves files
             // behind but must not resurrect it, so it is logged rather than returned.
             match storage.delete_prefix(&rec.location).await {
-                Ok(n) => tracing::info!(table = %format!("{ns}.{table}"), files = n, "purged table files"),
-                Err(e) => tracing::error!(table = %format!("{ns}.{table}"), location = %rec.location, error = %e, "purging table files failed"),
+                Ok(n) => {
+                    tracing::info!(table = %format!("{ns}.{table}"), files = n, "purged table files")
+                }
+                Err(e) => {
+                    tracing::error!(table = %format!("{ns}.{table}"), location = %rec.location, error = %e, "purging table files failed")
+                }
             }
         }
         Ok(())
     }
 
-    pub async fn rename_table(&self, caller: &Principal, prefix: &str, req: RenameTableRequest) -> Result<()> {
+    pub async fn rename_table(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        req: RenameTableRequest,
+    ) -> Result<()> {
         let wh = self.resolve_warehouse(prefix).await?;
         let from_ns = namespace_from_parts(req.source.namespace)?;
         let to_ns = namespace_from_parts(req.destination.namespace)?;
         let to_name = parse_table_name(&req.destination.name)?;
-        self.require_table_visible(caller, &wh, &from_ns, &req.source.name).await?;
-        self.authorize(caller, actions::RENAME_TABLE, &Self::table_res(&wh, &from_ns, &req.source.name)).await?;
-        self.require_create_table(caller, &wh, &to_ns, to_name.as_str()).await?;
+        self.require_table_visible(caller, &wh, &from_ns, &req.source.name)
+            .await?;
+        self.authorize(
+            caller,
+            actions::RENAME_TABLE,
+            &Self::table_res(&wh, &from_ns, &req.source.name),
+        )
+        .await?;
+        self.require_create_table(caller, &wh, &to_ns, to_name.as_str())
+            .await?;
         self.table_record(&wh, &from_ns, &req.source.name).await?;
         self.namespace_record(&wh, &to_ns).await?;
-        if self.store().get_table(wh.id, &to_ns, to_name.as_str()).await?.is_some() {
-            return Err(ServiceError::AlreadyExists(format!("Table already exists: {to_ns}.{to_name}")));
+        if self
+            .store()
+            .get_table(wh.id, &to_ns, to_name.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(ServiceError::AlreadyExists(format!(
+                "Table already exists: {to_ns}.{to_name}"
+            )));
         }
         self.require_no_view(&wh, &to_ns, to_name.as_str()).await?;
         self.store()
@@ -1018,14 +1360,19 @@ mod tests {
 
     #[test]
     fn a_metadata_file_written_concurrently_fails_the_commit_not_the_server() {
-        let e = commit_write_error(StorageError::AlreadyExists("file:///w/t/metadata/00001-x.metadata.json".into()));
+        let e = commit_write_error(StorageError::AlreadyExists(
+            "file:///w/t/metadata/00001-x.metadata.json".into(),
+        ));
         assert!(matches!(e, ServiceError::CommitFailed(_)), "{e:?}");
     }
 
     #[test]
     fn versions_from_file_names() {
         assert_eq!(next_version("s3://b/t/metadata/00000-abc.metadata.json"), 1);
-        assert_eq!(next_version("s3://b/t/metadata/00041-abc.metadata.json"), 42);
+        assert_eq!(
+            next_version("s3://b/t/metadata/00041-abc.metadata.json"),
+            42
+        );
         assert_eq!(next_version("s3://b/t/metadata/v3.metadata.json"), 1);
     }
 
@@ -1042,7 +1389,8 @@ mod tests {
     #[test]
     fn refs_filter_keeps_referenced_snapshots() {
         let json = r#"{"refs":{"main":{"snapshot-id":2,"type":"branch"}},"snapshots":[{"snapshot-id":1},{"snapshot-id":2}]}"#;
-        let out: serde_json::Value = serde_json::from_str(&only_ref_snapshots(json).unwrap()).unwrap();
+        let out: serde_json::Value =
+            serde_json::from_str(&only_ref_snapshots(json).unwrap()).unwrap();
         assert_eq!(out["snapshots"].as_array().unwrap().len(), 1);
     }
 }

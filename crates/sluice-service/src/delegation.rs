@@ -3,9 +3,9 @@
 //! own keys.
 
 use crate::{Result, ServiceError, Services};
-use chrono::{DateTime, Utc};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_auth::policy::{actions, resource};
 use sluice_core::{NamespaceName, Principal};
@@ -30,7 +30,10 @@ impl AccessDelegation {
     /// Parses the header value: a comma-separated list; unknown entries are ignored, as
     /// the spec allows servers to.
     pub fn from_header(value: Option<&str>, base_url: String) -> Self {
-        let mut d = AccessDelegation { base_url, ..Default::default() };
+        let mut d = AccessDelegation {
+            base_url,
+            ..Default::default()
+        };
         for part in value.unwrap_or("").split(',').map(str::trim) {
             match part.to_ascii_lowercase().as_str() {
                 "vended-credentials" => d.vended_credentials = true,
@@ -57,7 +60,11 @@ pub struct Delegated {
 
 impl Delegated {
     fn none(config: HashMap<String, String>, reason: String) -> Self {
-        Delegated { config, storage_credentials: vec![], outcome: Some(DelegationOutcome::None { reason }) }
+        Delegated {
+            config,
+            storage_credentials: vec![],
+            outcome: Some(DelegationOutcome::None { reason }),
+        }
     }
 }
 
@@ -80,7 +87,13 @@ impl DelegationOutcome {
             DelegationOutcome::None { reason } => {
                 let quoted: String = reason
                     .chars()
-                    .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+                    .map(|c| {
+                        if c == ' ' || c.is_ascii_graphic() {
+                            c
+                        } else {
+                            '?'
+                        }
+                    })
                     .flat_map(|c| match c {
                         '"' | '\\' => vec!['\\', c],
                         c => vec![c],
@@ -142,14 +155,21 @@ pub(crate) struct CredentialCache {
 
 impl CredentialCache {
     pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
-        CredentialCache { clock, slots: Mutex::new(HashMap::new()) }
+        CredentialCache {
+            clock,
+            slots: Mutex::new(HashMap::new()),
+        }
     }
 
     fn fresh(&self, c: &TableCredentials) -> bool {
         c.expiration - self.clock.now() > REFRESH_MARGIN
     }
 
-    pub(crate) async fn get_or_fetch<F, Fut>(&self, key: CacheKey, fetch: F) -> Result<TableCredentials>
+    pub(crate) async fn get_or_fetch<F, Fut>(
+        &self,
+        key: CacheKey,
+        fetch: F,
+    ) -> Result<TableCredentials>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<TableCredentials>>,
@@ -175,7 +195,10 @@ impl CredentialCache {
 
     /// Drops every cached credential of one warehouse (its settings changed, or it is gone).
     pub(crate) fn forget_warehouse(&self, warehouse: Uuid) {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).retain(|k, _| k.warehouse != warehouse);
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| k.warehouse != warehouse);
     }
 
     pub(crate) fn clear(&self) {
@@ -185,7 +208,9 @@ impl CredentialCache {
     fn prune(&self, slots: &mut HashMap<CacheKey, Slot>) {
         let now = self.clock.now();
         slots.retain(|_, slot| match slot.try_lock() {
-            Ok(g) => g.as_ref().is_some_and(|c| c.expiration - now > REFRESH_MARGIN),
+            Ok(g) => g
+                .as_ref()
+                .is_some_and(|c| c.expiration - now > REFRESH_MARGIN),
             // In use right now: keep.
             Err(_) => true,
         });
@@ -195,13 +220,20 @@ impl CredentialCache {
 impl Services {
     /// The access a caller gets to a table's files: read-write with `catalog:WriteTable`,
     /// otherwise read-only.
-    async fn access_level(&self, caller: &Principal, wh: &WarehouseRecord, table: &TableRecord) -> Result<AccessLevel> {
+    async fn access_level(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        table: &TableRecord,
+    ) -> Result<AccessLevel> {
         let res = resource::table(&wh.name, table.namespace.parts(), &table.name);
-        Ok(if self.is_allowed(caller, actions::WRITE_TABLE, &res).await? {
-            AccessLevel::ReadWrite
-        } else {
-            AccessLevel::Read
-        })
+        Ok(
+            if self.is_allowed(caller, actions::WRITE_TABLE, &res).await? {
+                AccessLevel::ReadWrite
+            } else {
+                AccessLevel::Read
+            },
+        )
     }
 
     async fn vend(
@@ -221,7 +253,10 @@ impl Services {
         let session = format!("sluice-{}", caller.user_name);
         self.credential_cache()
             .get_or_fetch(key, || async {
-                storage.vend(&table.location, level, &session).await.map_err(Into::into)
+                storage
+                    .vend(&table.location, level, &session)
+                    .await
+                    .map_err(Into::into)
             })
             .await
     }
@@ -246,7 +281,11 @@ impl Services {
     ) -> Result<Delegated> {
         let config = profile.table_config();
         if !delegation.requested() {
-            return Ok(Delegated { config, storage_credentials: vec![], outcome: None });
+            return Ok(Delegated {
+                config,
+                storage_credentials: vec![],
+                outcome: None,
+            });
         }
         if profile.needs_no_credentials() {
             let reason = "the warehouse's storage needs no credentials".to_string();
@@ -256,7 +295,8 @@ impl Services {
         let mut why_not = Vec::new();
         if delegation.vended_credentials {
             if profile.vends_credentials() {
-                self.authorize(caller, actions::VEND_CREDENTIALS, &res).await?;
+                self.authorize(caller, actions::VEND_CREDENTIALS, &res)
+                    .await?;
                 let level = self.access_level(caller, wh, table).await?;
                 let storage = self.storage_for(wh)?;
                 match self.vend(caller, wh, &storage, table, level).await {
@@ -265,28 +305,43 @@ impl Services {
                         config.extend(creds.config.clone());
                         return Ok(Delegated {
                             config,
-                            storage_credentials: vec![StorageCredentialEntry { prefix: table.location.clone(), config: creds.config }],
+                            storage_credentials: vec![StorageCredentialEntry {
+                                prefix: table.location.clone(),
+                                config: creds.config,
+                            }],
                             outcome: Some(DelegationOutcome::VendedCredentials),
                         });
                     }
                     // The warehouse's setup rules vending out for this table (e.g. a SAS that
                     // cannot be narrowed below the container); outages stay errors.
-                    Err(ServiceError::BadRequest(m)) => why_not.push(format!("no vended credentials: {m}")),
+                    Err(ServiceError::BadRequest(m)) => {
+                        why_not.push(format!("no vended credentials: {m}"))
+                    }
                     Err(e) => return Err(e),
                 }
             } else {
-                why_not.push(format!("no vended credentials: {}", profile.vending_unavailable_reason()));
+                why_not.push(format!(
+                    "no vended credentials: {}",
+                    profile.vending_unavailable_reason()
+                ));
             }
         }
         // A staged table is not in the catalog yet, so its signer endpoint carries what the
         // signer needs to know about it, sealed with the master key (any replica can open
         // it; nobody else can forge or widen it).
         let endpoint = if staged {
-            format!("v1/{}/staged-tables/{}/sign", wh.id, self.staged_grant(wh, table))
+            format!(
+                "v1/{}/staged-tables/{}/sign",
+                wh.id,
+                self.staged_grant(wh, table)
+            )
         } else {
             format!("v1/{}/tables/{}/sign", wh.id, table.id)
         };
-        match profile.remote_signing_config(SignerEndpoint { uri: &delegation.base_url, endpoint: &endpoint }) {
+        match profile.remote_signing_config(SignerEndpoint {
+            uri: &delegation.base_url,
+            endpoint: &endpoint,
+        }) {
             Some(signing) => {
                 // Asked for explicitly, a missing right is the caller's error; offered in place
                 // of vended credentials, it only means there is nothing to hand out.
@@ -299,11 +354,20 @@ impl Services {
                 if allowed {
                     let mut config = config;
                     config.extend(signing);
-                    return Ok(Delegated { config, storage_credentials: vec![], outcome: Some(DelegationOutcome::RemoteSigning) });
+                    return Ok(Delegated {
+                        config,
+                        storage_credentials: vec![],
+                        outcome: Some(DelegationOutcome::RemoteSigning),
+                    });
                 }
-                why_not.push(format!("no remote signing: the caller may not sign requests for this table ({})", actions::STORAGE_SIGN));
+                why_not.push(format!(
+                    "no remote signing: the caller may not sign requests for this table ({})",
+                    actions::STORAGE_SIGN
+                ));
             }
-            None if delegation.remote_signing => why_not.push("no remote signing: the storage has no remote-signing protocol".into()),
+            None if delegation.remote_signing => {
+                why_not.push("no remote signing: the storage has no remote-signing protocol".into())
+            }
             None => {}
         }
         let reason = why_not.join("; ");
@@ -312,22 +376,36 @@ impl Services {
     }
 
     /// `GET …/tables/{table}/credentials`: fresh (or cached) vended credentials.
-    pub async fn load_credentials(&self, caller: &Principal, prefix: &str, ns: &str, table: &str) -> Result<LoadCredentialsResponse> {
+    pub async fn load_credentials(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        table: &str,
+    ) -> Result<LoadCredentialsResponse> {
         let wh = self.resolve_warehouse(prefix).await?;
-        let ns = NamespaceName::from_rest_path(ns).map_err(|e| ServiceError::BadRequest(format!("invalid namespace: {e}")))?;
+        let ns = NamespaceName::from_rest_path(ns)
+            .map_err(|e| ServiceError::BadRequest(format!("invalid namespace: {e}")))?;
         let res = resource::table(&wh.name, ns.parts(), table);
         if !self.is_allowed(caller, actions::READ_TABLE, &res).await? {
-            return Err(ServiceError::NoSuchTable(format!("Table does not exist: {ns}.{table}")));
+            return Err(ServiceError::NoSuchTable(format!(
+                "Table does not exist: {ns}.{table}"
+            )));
         }
-        self.authorize(caller, actions::VEND_CREDENTIALS, &res).await?;
+        self.authorize(caller, actions::VEND_CREDENTIALS, &res)
+            .await?;
         let rec = self
             .store()
             .get_table(wh.id, &ns, table)
             .await?
-            .ok_or_else(|| ServiceError::NoSuchTable(format!("Table does not exist: {ns}.{table}")))?;
+            .ok_or_else(|| {
+                ServiceError::NoSuchTable(format!("Table does not exist: {ns}.{table}"))
+            })?;
         let profile = Self::decode_profile(&wh)?;
         if profile.needs_no_credentials() {
-            return Ok(LoadCredentialsResponse { storage_credentials: vec![] });
+            return Ok(LoadCredentialsResponse {
+                storage_credentials: vec![],
+            });
         }
         if !profile.vends_credentials() {
             return Err(ServiceError::BadRequest(format!(
@@ -340,7 +418,10 @@ impl Services {
         let storage = self.storage_for(&wh)?;
         let creds = self.vend(caller, &wh, &storage, &rec, level).await?;
         Ok(LoadCredentialsResponse {
-            storage_credentials: vec![StorageCredentialEntry { prefix: rec.location.clone(), config: creds.config }],
+            storage_credentials: vec![StorageCredentialEntry {
+                prefix: rec.location.clone(),
+                config: creds.config,
+            }],
         })
     }
 
@@ -355,7 +436,11 @@ impl Services {
         let (wh, table) = match scope {
             Some((prefix, table_id)) => {
                 let wh = self.resolve_warehouse(prefix).await?;
-                let t = self.store().get_table_by_id(table_id).await?.filter(|t| t.warehouse_id == wh.id);
+                let t = self
+                    .store()
+                    .get_table_by_id(table_id)
+                    .await?
+                    .filter(|t| t.warehouse_id == wh.id);
                 (wh, t)
             }
             None => {
@@ -376,17 +461,28 @@ impl Services {
                         }
                     }
                 }
-                let (w, t) = found.ok_or_else(|| ServiceError::Forbidden("the request does not target a table this server manages".into()))?;
+                let (w, t) = found.ok_or_else(|| {
+                    ServiceError::Forbidden(
+                        "the request does not target a table this server manages".into(),
+                    )
+                })?;
                 if w.status != sluice_store::WarehouseStatus::Active {
-                    return Err(ServiceError::Forbidden(format!("warehouse '{}' is inactive", w.name)));
+                    return Err(ServiceError::Forbidden(format!(
+                        "warehouse '{}' is inactive",
+                        w.name
+                    )));
                 }
                 (w, t)
             }
         };
-        let table = table.ok_or_else(|| ServiceError::NoSuchTable("table does not exist".into()))?;
+        let table =
+            table.ok_or_else(|| ServiceError::NoSuchTable("table does not exist".into()))?;
         let res = resource::table(&wh.name, table.namespace.parts(), &table.name);
         if !self.is_allowed(caller, actions::READ_TABLE, &res).await? {
-            return Err(ServiceError::NoSuchTable(format!("Table does not exist: {}.{}", table.namespace, table.name)));
+            return Err(ServiceError::NoSuchTable(format!(
+                "Table does not exist: {}.{}",
+                table.namespace, table.name
+            )));
         }
         self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
         let scope = SignScope {
@@ -418,13 +514,23 @@ impl Services {
     /// signer endpoint carries. Until the create is committed the caller needs the right to
     /// create that table (it writes the data files the commit will reference); afterwards the
     /// table's own rights apply, as on the ordinary endpoint.
-    pub async fn sign_staged_s3_request(&self, caller: &Principal, prefix: &str, grant: &str, req: SignRequest) -> Result<SignedRequest> {
-        let invalid = || ServiceError::Forbidden("the signer endpoint's staged-table grant is invalid or expired; load or create the table again".into());
+    pub async fn sign_staged_s3_request(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        grant: &str,
+        req: SignRequest,
+    ) -> Result<SignedRequest> {
+        let invalid = || {
+            ServiceError::Forbidden("the signer endpoint's staged-table grant is invalid or expired; load or create the table again".into())
+        };
         let sealed = URL_SAFE_NO_PAD.decode(grant).map_err(|_| invalid())?;
         let grant: StagedGrant = self
             .unseal(&sealed)
             .and_then(|json| serde_json::from_slice(&json).ok())
-            .filter(|g: &StagedGrant| g.kind == STAGED_GRANT_KIND && g.expires > Utc::now().timestamp())
+            .filter(|g: &StagedGrant| {
+                g.kind == STAGED_GRANT_KIND && g.expires > Utc::now().timestamp()
+            })
             .ok_or_else(invalid)?;
         let wh = self.resolve_warehouse(prefix).await?;
         if wh.id != grant.warehouse {
@@ -433,11 +539,21 @@ impl Services {
         let ns = NamespaceName::new(grant.namespace.clone()).map_err(|_| invalid())?;
         let res = resource::table(&wh.name, ns.parts(), &grant.name);
         match self.store().get_table(wh.id, &ns, &grant.name).await? {
-            Some(t) if t.id == grant.table => return self.sign_s3_request(caller, Some((prefix, t.id)), req).await,
-            Some(_) => return Err(ServiceError::Forbidden(format!("table {ns}.{} was created by another request; load it again", grant.name))),
+            Some(t) if t.id == grant.table => {
+                return self
+                    .sign_s3_request(caller, Some((prefix, t.id)), req)
+                    .await
+            }
+            Some(_) => {
+                return Err(ServiceError::Forbidden(format!(
+                    "table {ns}.{} was created by another request; load it again",
+                    grant.name
+                )))
+            }
             None => {}
         }
-        self.require_create_table(caller, &wh, &ns, &grant.name).await?;
+        self.require_create_table(caller, &wh, &ns, &grant.name)
+            .await?;
         self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
         let scope = SignScope {
             ns: &ns,
@@ -454,22 +570,40 @@ impl Services {
     /// objects strictly below the table's location (and, for a staged table, claimed by no
     /// committed table), `write_action` for writes and deletes, deletes only where the
     /// warehouse lets clients delete.
-    async fn sign_inside(&self, caller: &Principal, wh: &WarehouseRecord, scope: SignScope<'_>, req: SignRequest) -> Result<SignedRequest> {
-        let SignScope { ns, name, location, res, write_action, staged } = scope;
+    async fn sign_inside(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        scope: SignScope<'_>,
+        req: SignRequest,
+    ) -> Result<SignedRequest> {
+        let SignScope {
+            ns,
+            name,
+            location,
+            res,
+            write_action,
+            staged,
+        } = scope;
         let profile = Self::decode_profile(wh)?;
         let target = profile.resolve_sign_target(&req)?;
         // Strictly below the table's directory: a list prefix equal to the bare location
         // would also return a sibling table's keys (`t1` → `t10`).
         let inside = |loc: &str| loc.starts_with(&format!("{}/", location.trim_end_matches('/')));
         if let Some(outside) = target.locations.iter().find(|l| !inside(l)) {
-            return Err(ServiceError::Forbidden(format!("{outside} is outside the location of table {ns}.{name}")));
+            return Err(ServiceError::Forbidden(format!(
+                "{outside} is outside the location of table {ns}.{name}"
+            )));
         }
         if staged {
             // The location is reserved only when the create commits: refuse to sign into a
             // table that has taken it since.
             for loc in &target.locations {
                 if let Some(other) = self.store().table_containing_location(loc).await? {
-                    return Err(ServiceError::Forbidden(format!("{loc} belongs to table {}.{}", other.namespace, other.name)));
+                    return Err(ServiceError::Forbidden(format!(
+                        "{loc} belongs to table {}.{}",
+                        other.namespace, other.name
+                    )));
                 }
             }
         }
@@ -536,11 +670,19 @@ mod tests {
     }
 
     fn creds(exp: DateTime<Utc>, n: usize) -> TableCredentials {
-        TableCredentials { config: HashMap::from([("id".to_string(), format!("ASIA{n}"))]), expiration: exp }
+        TableCredentials {
+            config: HashMap::from([("id".to_string(), format!("ASIA{n}"))]),
+            expiration: exp,
+        }
     }
 
     fn key() -> CacheKey {
-        CacheKey { warehouse: Uuid::nil(), warehouse_version: 0, table: Uuid::nil(), level: AccessLevel::Read }
+        CacheKey {
+            warehouse: Uuid::nil(),
+            warehouse_version: 0,
+            table: Uuid::nil(),
+            level: AccessLevel::Read,
+        }
     }
 
     #[tokio::test]
@@ -560,7 +702,8 @@ mod tests {
                     })
                     .await
                     .unwrap()
-                    .config["id"].clone()
+                    .config["id"]
+                    .clone()
             }));
         }
         for t in tasks {
@@ -570,12 +713,20 @@ mod tests {
 
         // Still fresh 50 minutes later (10 minutes left > 5 minute margin).
         clock.0.fetch_add(50 * 60, Ordering::SeqCst);
-        let c = cache.get_or_fetch(key(), || async { Ok(creds(Utc::now(), 99)) }).await.unwrap();
+        let c = cache
+            .get_or_fetch(key(), || async { Ok(creds(Utc::now(), 99)) })
+            .await
+            .unwrap();
         assert_eq!(c.config["id"].clone(), "ASIA0");
         // Inside the margin: renewed.
         clock.0.fetch_add(6 * 60, Ordering::SeqCst);
         let now = clock.now();
-        let c = cache.get_or_fetch(key(), || async move { Ok(creds(now + chrono::Duration::hours(1), 1)) }).await.unwrap();
+        let c = cache
+            .get_or_fetch(key(), || async move {
+                Ok(creds(now + chrono::Duration::hours(1), 1))
+            })
+            .await
+            .unwrap();
         assert_eq!(c.config["id"].clone(), "ASIA1");
     }
 
@@ -583,16 +734,28 @@ mod tests {
     async fn failures_are_not_cached() {
         let clock = Arc::new(FakeClock(AtomicI64::new(0)));
         let cache = CredentialCache::new(clock.clone());
-        let r = cache.get_or_fetch(key(), || async { Err(ServiceError::Unavailable("sts down".into())) }).await;
+        let r = cache
+            .get_or_fetch(key(), || async {
+                Err(ServiceError::Unavailable("sts down".into()))
+            })
+            .await;
         assert!(r.is_err());
         let now = clock.now();
-        let c = cache.get_or_fetch(key(), || async move { Ok(creds(now + chrono::Duration::hours(1), 7)) }).await.unwrap();
+        let c = cache
+            .get_or_fetch(key(), || async move {
+                Ok(creds(now + chrono::Duration::hours(1), 7))
+            })
+            .await
+            .unwrap();
         assert_eq!(c.config["id"].clone(), "ASIA7");
     }
 
     #[test]
     fn header_parsing() {
-        let d = AccessDelegation::from_header(Some("vended-credentials, remote-signing"), String::new());
+        let d = AccessDelegation::from_header(
+            Some("vended-credentials, remote-signing"),
+            String::new(),
+        );
         assert!(d.vended_credentials && d.remote_signing);
         let d = AccessDelegation::from_header(Some(""), String::new());
         assert!(!d.requested());

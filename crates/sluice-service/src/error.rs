@@ -53,12 +53,15 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(m) => ServiceError::NotFound(format!("{m} not found")),
-            StoreError::AlreadyExists(m) => ServiceError::AlreadyExists(format!("{m} already exists")),
+            StoreError::AlreadyExists(m) => {
+                ServiceError::AlreadyExists(format!("{m} already exists"))
+            }
             StoreError::Conflict(m) => ServiceError::CommitFailed(format!("commit conflict: {m}")),
             StoreError::NotEmpty(m) => ServiceError::NamespaceNotEmpty(format!("{m} is not empty")),
             // `m` names the other table, which the caller may not be allowed to see.
             StoreError::LocationOverlap(_) => ServiceError::BadRequest(
-                "the table location is already in use (it overlaps the location of another table)".into(),
+                "the table location is already in use (it overlaps the location of another table)"
+                    .into(),
             ),
             StoreError::Database(sqlx_err) if is_busy(&sqlx_err) => {
                 ServiceError::Unavailable("database is busy, retry".into())
@@ -78,9 +81,9 @@ impl From<StorageError> for ServiceError {
             StorageError::Invalid(m) => ServiceError::BadRequest(m),
             p @ StorageError::Probe { .. } => ServiceError::BadRequest(p.to_string()),
             // The storage message is only the location; say which field is wrong.
-            StorageError::NotInWarehouse(m) => {
-                ServiceError::BadRequest(format!("location {m} is not within the warehouse storage"))
-            }
+            StorageError::NotInWarehouse(m) => ServiceError::BadRequest(format!(
+                "location {m} is not within the warehouse storage"
+            )),
             StorageError::NotFound(m) => ServiceError::NotFound(m),
             StorageError::AlreadyExists(m) => ServiceError::Conflict(m),
             // Almost always the warehouse's role, trust policy or endpoint: the operator's
@@ -89,7 +92,10 @@ impl From<StorageError> for ServiceError {
             // creator chose that endpoint, and its answer is not the caller's business.
             s @ StorageError::Sts(_) => {
                 tracing::warn!(error = %s, "the storage credential service failed");
-                ServiceError::Unavailable(format!("the storage credential service failed: {}", s.client_message()))
+                ServiceError::Unavailable(format!(
+                    "the storage credential service failed: {}",
+                    s.client_message()
+                ))
             }
             other => ServiceError::Internal(other.to_string()),
         }

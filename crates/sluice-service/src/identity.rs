@@ -24,7 +24,14 @@ pub struct UserInfo {
 
 impl From<UserRecord> for UserInfo {
     fn from(u: UserRecord) -> Self {
-        UserInfo { id: u.id, name: u.name, email: u.email, friendly_name: u.friendly_name, source: u.source, created_at: u.created_at }
+        UserInfo {
+            id: u.id,
+            name: u.name,
+            email: u.email,
+            friendly_name: u.friendly_name,
+            source: u.source,
+            created_at: u.created_at,
+        }
     }
 }
 
@@ -39,7 +46,12 @@ pub struct GroupInfo {
 
 impl From<GroupRecord> for GroupInfo {
     fn from(g: GroupRecord) -> Self {
-        GroupInfo { id: g.id, name: g.name, description: g.description, created_at: g.created_at }
+        GroupInfo {
+            id: g.id,
+            name: g.name,
+            description: g.description,
+            created_at: g.created_at,
+        }
     }
 }
 
@@ -134,7 +146,9 @@ pub struct CheckResult {
 fn validate_name(kind: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._@+-=,".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._@+-=,".contains(c));
     if ok {
         Ok(())
     } else {
@@ -146,7 +160,11 @@ fn validate_name(kind: &str, name: &str) -> Result<()> {
 
 fn validate_email(email: &Option<String>) -> Result<()> {
     match email {
-        Some(e) if e.len() > 320 || !e.contains('@') || e.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+        Some(e)
+            if e.len() > 320
+                || !e.contains('@')
+                || e.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
             Err(ServiceError::BadRequest(format!("invalid email '{e}'")))
         }
         _ => Ok(()),
@@ -158,7 +176,13 @@ pub const ADMINS_GROUP: &str = "Admins";
 
 impl Services {
     /// Runs a write, then records who tried what on which target and how it ended.
-    pub(crate) async fn audited<T, F>(&self, caller: &Principal, action: &str, target: &str, op: F) -> Result<T>
+    pub(crate) async fn audited<T, F>(
+        &self,
+        caller: &Principal,
+        action: &str,
+        target: &str,
+        op: F,
+    ) -> Result<T>
     where
         F: Future<Output = Result<T>>,
     {
@@ -213,7 +237,8 @@ impl Services {
     pub async fn ensure_default_groups(&self) -> Result<()> {
         for (group, policy_name, statements) in policy::default_group_policies() {
             let n = now();
-            let statements_json = serde_json::to_string(&statements).map_err(ServiceError::internal)?;
+            let statements_json =
+                serde_json::to_string(&statements).map_err(ServiceError::internal)?;
             let pol = match self.store().get_policy_by_name(policy_name).await? {
                 // Built-in policies follow the release: an upgrade brings their new text.
                 Some(mut p) if p.builtin && p.statements_json != statements_json => {
@@ -240,7 +265,12 @@ impl Services {
             let grp = match self.store().get_group_by_name(group).await? {
                 Some(g) => g,
                 None => {
-                    let rec = GroupRecord { id: Uuid::new_v4(), name: group.to_string(), description: Some(format!("Default group {group}")), created_at: n };
+                    let rec = GroupRecord {
+                        id: Uuid::new_v4(),
+                        name: group.to_string(),
+                        description: Some(format!("Default group {group}")),
+                        created_at: n,
+                    };
                     ignore_exists(self.store().create_group(&rec).await)?;
                     self.group_by_name(group).await?
                 }
@@ -248,7 +278,11 @@ impl Services {
             self.store().attach_group_policy(grp.id, pol.id).await?;
         }
         if self.store().get_setting(BOOTSTRAP_ADMINS).await?.is_none() {
-            if let Some(admin) = self.store().get_user_by_name(crate::auth::ADMIN_USER).await? {
+            if let Some(admin) = self
+                .store()
+                .get_user_by_name(crate::auth::ADMIN_USER)
+                .await?
+            {
                 let admins = self.group_by_name(ADMINS_GROUP).await?;
                 self.store().add_group_member(admins.id, admin.id).await?;
                 self.store().set_setting(BOOTSTRAP_ADMINS, "done").await?;
@@ -261,14 +295,27 @@ impl Services {
     // ------------------------------------------------------------------ whoami / explain
 
     pub async fn whoami(&self, caller: &Principal) -> Result<WhoAmI> {
-        let user = self.store().get_user(caller.user_id).await?.ok_or_else(|| ServiceError::Unauthorized("user no longer exists".into()))?;
-        let groups = self.store().list_user_groups(caller.user_id).await?.into_iter().map(|g| g.name).collect();
+        let user = self
+            .store()
+            .get_user(caller.user_id)
+            .await?
+            .ok_or_else(|| ServiceError::Unauthorized("user no longer exists".into()))?;
+        let groups = self
+            .store()
+            .list_user_groups(caller.user_id)
+            .await?
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
         let policies = self
             .store()
             .effective_policies(caller.user_id)
             .await?
             .into_iter()
-            .map(|e| EffectivePolicyInfo { policy: e.policy.name, via_group: e.via_group })
+            .map(|e| EffectivePolicyInfo {
+                policy: e.policy.name,
+                via_group: e.via_group,
+            })
             .collect();
         Ok(WhoAmI {
             user_id: user.id,
@@ -281,19 +328,39 @@ impl Services {
         })
     }
 
-    pub async fn check_permission(&self, caller: &Principal, user: &str, action: &str, res: &str) -> Result<CheckResult> {
-        self.authorize(caller, actions::CHECK_PERMISSION, &resource::user(user)).await?;
+    pub async fn check_permission(
+        &self,
+        caller: &Principal,
+        user: &str,
+        action: &str,
+        res: &str,
+    ) -> Result<CheckResult> {
+        self.authorize(caller, actions::CHECK_PERMISSION, &resource::user(user))
+            .await?;
         if !policy::ACTIONS.contains(&action) {
-            return Err(ServiceError::BadRequest(format!("unknown action '{action}'")));
+            return Err(ServiceError::BadRequest(format!(
+                "unknown action '{action}'"
+            )));
         }
         if res.is_empty() || res.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(ServiceError::BadRequest(format!("malformed resource '{res}'")));
+            return Err(ServiceError::BadRequest(format!(
+                "malformed resource '{res}'"
+            )));
         }
         let u = self.user_by_name(user).await?;
-        let Decision { allowed, decided_by } = self.explain(u.id, &u.name, action, res).await?;
+        let Decision {
+            allowed,
+            decided_by,
+        } = self.explain(u.id, &u.name, action, res).await?;
         let reason = match (&decided_by, allowed) {
-            (Some(s), true) => format!("allowed by statement {} of policy '{}'", s.statement, s.policy),
-            (Some(s), false) => format!("denied by statement {} of policy '{}' (an explicit deny wins)", s.statement, s.policy),
+            (Some(s), true) => format!(
+                "allowed by statement {} of policy '{}'",
+                s.statement, s.policy
+            ),
+            (Some(s), false) => format!(
+                "denied by statement {} of policy '{}' (an explicit deny wins)",
+                s.statement, s.policy
+            ),
             (None, _) => "denied: no statement of any policy of this user allows it".to_string(),
         };
         Ok(CheckResult {
@@ -306,8 +373,14 @@ impl Services {
         })
     }
 
-    pub async fn list_audit(&self, caller: &Principal, before: Option<i64>, limit: Option<u32>) -> Result<Vec<AuditEntry>> {
-        self.authorize(caller, actions::READ_AUDIT_LOG, &resource::audit_log()).await?;
+    pub async fn list_audit(
+        &self,
+        caller: &Principal,
+        before: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<AuditEntry>> {
+        self.authorize(caller, actions::READ_AUDIT_LOG, &resource::audit_log())
+            .await?;
         let limit = limit.unwrap_or(100).clamp(1, 1000);
         Ok(self
             .store()
@@ -338,7 +411,8 @@ impl Services {
     ) -> Result<UserInfo> {
         let target = resource::user(name);
         self.audited(caller, actions::CREATE_USER, &target, async {
-            self.authorize(caller, actions::CREATE_USER, &target).await?;
+            self.authorize(caller, actions::CREATE_USER, &target)
+                .await?;
             validate_name("user", name)?;
             validate_email(&email)?;
             let rec = UserRecord {
@@ -349,19 +423,30 @@ impl Services {
                 source: "builtin".into(),
                 created_at: now(),
             };
-            self.store().create_user(&rec).await.map_err(|e| exists_as(e, format!("user '{name}' already exists")))?;
+            self.store()
+                .create_user(&rec)
+                .await
+                .map_err(|e| exists_as(e, format!("user '{name}' already exists")))?;
             Ok(rec.into())
         })
         .await
     }
 
     pub async fn list_users(&self, caller: &Principal) -> Result<Vec<UserInfo>> {
-        self.authorize(caller, actions::LIST_USERS, "sluice:auth:::user/*").await?;
-        Ok(self.store().list_users().await?.into_iter().map(Into::into).collect())
+        self.authorize(caller, actions::LIST_USERS, "sluice:auth:::user/*")
+            .await?;
+        Ok(self
+            .store()
+            .list_users()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     pub async fn get_user(&self, caller: &Principal, name: &str) -> Result<UserInfo> {
-        self.authorize(caller, actions::READ_USER, &resource::user(name)).await?;
+        self.authorize(caller, actions::READ_USER, &resource::user(name))
+            .await?;
         Ok(self.user_by_name(name).await?.into())
     }
 
@@ -374,7 +459,8 @@ impl Services {
     ) -> Result<UserInfo> {
         let target = resource::user(name);
         self.audited(caller, actions::UPDATE_USER, &target, async {
-            self.authorize(caller, actions::UPDATE_USER, &target).await?;
+            self.authorize(caller, actions::UPDATE_USER, &target)
+                .await?;
             let mut u = self.user_by_name(name).await?;
             if let Some(e) = email {
                 validate_email(&e)?;
@@ -392,10 +478,13 @@ impl Services {
     pub async fn delete_user(&self, caller: &Principal, name: &str) -> Result<()> {
         let target = resource::user(name);
         self.audited(caller, actions::DELETE_USER, &target, async {
-            self.authorize(caller, actions::DELETE_USER, &target).await?;
+            self.authorize(caller, actions::DELETE_USER, &target)
+                .await?;
             let u = self.user_by_name(name).await?;
             if u.id == caller.user_id {
-                return Err(ServiceError::BadRequest("you cannot delete yourself".into()));
+                return Err(ServiceError::BadRequest(
+                    "you cannot delete yourself".into(),
+                ));
             }
             self.store().delete_user(u.id).await?;
             Ok(())
@@ -408,68 +497,116 @@ impl Services {
     pub async fn create_user_key(&self, caller: &Principal, user: &str) -> Result<NewAccessKey> {
         let target = resource::user(user);
         self.audited(caller, actions::CREATE_CREDENTIALS, &target, async {
-            self.authorize(caller, actions::CREATE_CREDENTIALS, &target).await?;
+            self.authorize(caller, actions::CREATE_CREDENTIALS, &target)
+                .await?;
             let u = self.user_by_name(user).await?;
             self.create_access_key(u.id).await
         })
         .await
     }
 
-    pub async fn list_user_keys(&self, caller: &Principal, user: &str) -> Result<Vec<AccessKeyInfo>> {
-        self.authorize(caller, actions::LIST_CREDENTIALS, &resource::user(user)).await?;
+    pub async fn list_user_keys(
+        &self,
+        caller: &Principal,
+        user: &str,
+    ) -> Result<Vec<AccessKeyInfo>> {
+        self.authorize(caller, actions::LIST_CREDENTIALS, &resource::user(user))
+            .await?;
         let u = self.user_by_name(user).await?;
         Ok(self
             .store()
             .list_access_keys(u.id)
             .await?
             .into_iter()
-            .map(|k| AccessKeyInfo { access_key_id: k.access_key_id, created_at: k.created_at, last_used_at: k.last_used_at })
+            .map(|k| AccessKeyInfo {
+                access_key_id: k.access_key_id,
+                created_at: k.created_at,
+                last_used_at: k.last_used_at,
+            })
             .collect())
     }
 
-    pub async fn delete_user_key(&self, caller: &Principal, user: &str, key_id: &str) -> Result<()> {
+    pub async fn delete_user_key(
+        &self,
+        caller: &Principal,
+        user: &str,
+        key_id: &str,
+    ) -> Result<()> {
         let target = resource::user(user);
-        self.audited(caller, actions::DELETE_CREDENTIALS, &format!("{target}/access-key/{key_id}"), async {
-            self.authorize(caller, actions::DELETE_CREDENTIALS, &target).await?;
-            let u = self.user_by_name(user).await?;
-            match self.store().get_access_key(key_id).await? {
-                Some(k) if k.user_id == u.id => {}
-                _ => return Err(ServiceError::NotFound(format!("user '{user}' has no access key '{key_id}'"))),
-            }
-            self.store().delete_access_key(key_id).await?;
-            Ok(())
-        })
+        self.audited(
+            caller,
+            actions::DELETE_CREDENTIALS,
+            &format!("{target}/access-key/{key_id}"),
+            async {
+                self.authorize(caller, actions::DELETE_CREDENTIALS, &target)
+                    .await?;
+                let u = self.user_by_name(user).await?;
+                match self.store().get_access_key(key_id).await? {
+                    Some(k) if k.user_id == u.id => {}
+                    _ => {
+                        return Err(ServiceError::NotFound(format!(
+                            "user '{user}' has no access key '{key_id}'"
+                        )))
+                    }
+                }
+                self.store().delete_access_key(key_id).await?;
+                Ok(())
+            },
+        )
         .await
     }
 
     // ------------------------------------------------------------------ groups
 
-    pub async fn create_group(&self, caller: &Principal, name: &str, description: Option<String>) -> Result<GroupInfo> {
+    pub async fn create_group(
+        &self,
+        caller: &Principal,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<GroupInfo> {
         let target = resource::group(name);
         self.audited(caller, actions::CREATE_GROUP, &target, async {
-            self.authorize(caller, actions::CREATE_GROUP, &target).await?;
+            self.authorize(caller, actions::CREATE_GROUP, &target)
+                .await?;
             validate_name("group", name)?;
-            let rec = GroupRecord { id: Uuid::new_v4(), name: name.to_string(), description, created_at: now() };
-            self.store().create_group(&rec).await.map_err(|e| exists_as(e, format!("group '{name}' already exists")))?;
+            let rec = GroupRecord {
+                id: Uuid::new_v4(),
+                name: name.to_string(),
+                description,
+                created_at: now(),
+            };
+            self.store()
+                .create_group(&rec)
+                .await
+                .map_err(|e| exists_as(e, format!("group '{name}' already exists")))?;
             Ok(rec.into())
         })
         .await
     }
 
     pub async fn list_groups(&self, caller: &Principal) -> Result<Vec<GroupInfo>> {
-        self.authorize(caller, actions::LIST_GROUPS, "sluice:auth:::group/*").await?;
-        Ok(self.store().list_groups().await?.into_iter().map(Into::into).collect())
+        self.authorize(caller, actions::LIST_GROUPS, "sluice:auth:::group/*")
+            .await?;
+        Ok(self
+            .store()
+            .list_groups()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     pub async fn get_group(&self, caller: &Principal, name: &str) -> Result<GroupInfo> {
-        self.authorize(caller, actions::READ_GROUP, &resource::group(name)).await?;
+        self.authorize(caller, actions::READ_GROUP, &resource::group(name))
+            .await?;
         Ok(self.group_by_name(name).await?.into())
     }
 
     pub async fn delete_group(&self, caller: &Principal, name: &str) -> Result<()> {
         let target = resource::group(name);
         self.audited(caller, actions::DELETE_GROUP, &target, async {
-            self.authorize(caller, actions::DELETE_GROUP, &target).await?;
+            self.authorize(caller, actions::DELETE_GROUP, &target)
+                .await?;
             let g = self.group_by_name(name).await?;
             self.store().delete_group(g.id).await?;
             Ok(())
@@ -477,42 +614,87 @@ impl Services {
         .await
     }
 
-    pub async fn add_group_member(&self, caller: &Principal, group: &str, user: &str) -> Result<()> {
+    pub async fn add_group_member(
+        &self,
+        caller: &Principal,
+        group: &str,
+        user: &str,
+    ) -> Result<()> {
         let target = resource::group(group);
-        self.audited(caller, actions::ADD_GROUP_MEMBER, &format!("{target}/member/{user}"), async {
-            self.authorize(caller, actions::ADD_GROUP_MEMBER, &target).await?;
-            let g = self.group_by_name(group).await?;
-            let u = self.user_by_name(user).await?;
-            self.store().add_group_member(g.id, u.id).await?;
-            Ok(())
-        })
+        self.audited(
+            caller,
+            actions::ADD_GROUP_MEMBER,
+            &format!("{target}/member/{user}"),
+            async {
+                self.authorize(caller, actions::ADD_GROUP_MEMBER, &target)
+                    .await?;
+                let g = self.group_by_name(group).await?;
+                let u = self.user_by_name(user).await?;
+                self.store().add_group_member(g.id, u.id).await?;
+                Ok(())
+            },
+        )
         .await
     }
 
-    pub async fn remove_group_member(&self, caller: &Principal, group: &str, user: &str) -> Result<()> {
+    pub async fn remove_group_member(
+        &self,
+        caller: &Principal,
+        group: &str,
+        user: &str,
+    ) -> Result<()> {
         let target = resource::group(group);
-        self.audited(caller, actions::REMOVE_GROUP_MEMBER, &format!("{target}/member/{user}"), async {
-            self.authorize(caller, actions::REMOVE_GROUP_MEMBER, &target).await?;
-            let g = self.group_by_name(group).await?;
-            let u = self.user_by_name(user).await?;
-            self.store().remove_group_member(g.id, u.id).await.map_err(|e| match e {
-                StoreError::NotFound(_) => ServiceError::NotFound(format!("user '{user}' is not a member of group '{group}'")),
-                other => other.into(),
-            })
-        })
+        self.audited(
+            caller,
+            actions::REMOVE_GROUP_MEMBER,
+            &format!("{target}/member/{user}"),
+            async {
+                self.authorize(caller, actions::REMOVE_GROUP_MEMBER, &target)
+                    .await?;
+                let g = self.group_by_name(group).await?;
+                let u = self.user_by_name(user).await?;
+                self.store()
+                    .remove_group_member(g.id, u.id)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::NotFound(_) => ServiceError::NotFound(format!(
+                            "user '{user}' is not a member of group '{group}'"
+                        )),
+                        other => other.into(),
+                    })
+            },
+        )
         .await
     }
 
-    pub async fn list_group_members(&self, caller: &Principal, group: &str) -> Result<Vec<UserInfo>> {
-        self.authorize(caller, actions::READ_GROUP, &resource::group(group)).await?;
+    pub async fn list_group_members(
+        &self,
+        caller: &Principal,
+        group: &str,
+    ) -> Result<Vec<UserInfo>> {
+        self.authorize(caller, actions::READ_GROUP, &resource::group(group))
+            .await?;
         let g = self.group_by_name(group).await?;
-        Ok(self.store().list_group_members(g.id).await?.into_iter().map(Into::into).collect())
+        Ok(self
+            .store()
+            .list_group_members(g.id)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     pub async fn list_user_groups(&self, caller: &Principal, user: &str) -> Result<Vec<GroupInfo>> {
-        self.authorize(caller, actions::READ_USER, &resource::user(user)).await?;
+        self.authorize(caller, actions::READ_USER, &resource::user(user))
+            .await?;
         let u = self.user_by_name(user).await?;
-        Ok(self.store().list_user_groups(u.id).await?.into_iter().map(Into::into).collect())
+        Ok(self
+            .store()
+            .list_user_groups(u.id)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     // ------------------------------------------------------------------ policies
@@ -526,32 +708,45 @@ impl Services {
     ) -> Result<PolicyInfo> {
         let target = resource::policy(name);
         self.audited(caller, actions::CREATE_POLICY, &target, async {
-            self.authorize(caller, actions::CREATE_POLICY, &target).await?;
+            self.authorize(caller, actions::CREATE_POLICY, &target)
+                .await?;
             validate_name("policy", name)?;
-            policy::validate_statements(&statements).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+            policy::validate_statements(&statements)
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
             let n = now();
             let rec = PolicyRecord {
                 id: Uuid::new_v4(),
                 name: name.to_string(),
                 description,
-                statements_json: serde_json::to_string(&statements).map_err(ServiceError::internal)?,
+                statements_json: serde_json::to_string(&statements)
+                    .map_err(ServiceError::internal)?,
                 builtin: false,
                 created_at: n,
                 updated_at: n,
             };
-            self.store().create_policy(&rec).await.map_err(|e| exists_as(e, format!("policy '{name}' already exists")))?;
+            self.store()
+                .create_policy(&rec)
+                .await
+                .map_err(|e| exists_as(e, format!("policy '{name}' already exists")))?;
             PolicyInfo::try_from(rec)
         })
         .await
     }
 
     pub async fn list_policies(&self, caller: &Principal) -> Result<Vec<PolicyInfo>> {
-        self.authorize(caller, actions::LIST_POLICIES, "sluice:auth:::policy/*").await?;
-        self.store().list_policies().await?.into_iter().map(PolicyInfo::try_from).collect()
+        self.authorize(caller, actions::LIST_POLICIES, "sluice:auth:::policy/*")
+            .await?;
+        self.store()
+            .list_policies()
+            .await?
+            .into_iter()
+            .map(PolicyInfo::try_from)
+            .collect()
     }
 
     pub async fn get_policy(&self, caller: &Principal, name: &str) -> Result<PolicyInfo> {
-        self.authorize(caller, actions::READ_POLICY, &resource::policy(name)).await?;
+        self.authorize(caller, actions::READ_POLICY, &resource::policy(name))
+            .await?;
         PolicyInfo::try_from(self.policy_by_name(name).await?)
     }
 
@@ -564,13 +759,18 @@ impl Services {
     ) -> Result<PolicyInfo> {
         let target = resource::policy(name);
         self.audited(caller, actions::UPDATE_POLICY, &target, async {
-            self.authorize(caller, actions::UPDATE_POLICY, &target).await?;
-            policy::validate_statements(&statements).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+            self.authorize(caller, actions::UPDATE_POLICY, &target)
+                .await?;
+            policy::validate_statements(&statements)
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
             let mut p = self.policy_by_name(name).await?;
             if p.builtin {
-                return Err(ServiceError::BadRequest(format!("policy '{name}' is built in and cannot be changed")));
+                return Err(ServiceError::BadRequest(format!(
+                    "policy '{name}' is built in and cannot be changed"
+                )));
             }
-            p.statements_json = serde_json::to_string(&statements).map_err(ServiceError::internal)?;
+            p.statements_json =
+                serde_json::to_string(&statements).map_err(ServiceError::internal)?;
             if description.is_some() {
                 p.description = description;
             }
@@ -584,10 +784,13 @@ impl Services {
     pub async fn delete_policy(&self, caller: &Principal, name: &str) -> Result<()> {
         let target = resource::policy(name);
         self.audited(caller, actions::DELETE_POLICY, &target, async {
-            self.authorize(caller, actions::DELETE_POLICY, &target).await?;
+            self.authorize(caller, actions::DELETE_POLICY, &target)
+                .await?;
             let p = self.policy_by_name(name).await?;
             if p.builtin {
-                return Err(ServiceError::BadRequest(format!("policy '{name}' is built in and cannot be deleted")));
+                return Err(ServiceError::BadRequest(format!(
+                    "policy '{name}' is built in and cannot be deleted"
+                )));
             }
             self.store().delete_policy(p.id).await?;
             Ok(())
@@ -597,11 +800,22 @@ impl Services {
 
     /// Attaching needs `auth:AttachPolicy` on the policy AND on the user or group it is
     /// attached to, so a narrowly delegated attach right cannot grant arbitrary policies.
-    pub async fn attach_policy(&self, caller: &Principal, to: Attachment<'_>, policy_name: &str) -> Result<()> {
+    pub async fn attach_policy(
+        &self,
+        caller: &Principal,
+        to: Attachment<'_>,
+        policy_name: &str,
+    ) -> Result<()> {
         let target = format!("{}/policy/{policy_name}", to.resource());
         self.audited(caller, actions::ATTACH_POLICY, &target, async {
-            self.authorize(caller, actions::ATTACH_POLICY, &resource::policy(policy_name)).await?;
-            self.authorize(caller, actions::ATTACH_POLICY, &to.resource()).await?;
+            self.authorize(
+                caller,
+                actions::ATTACH_POLICY,
+                &resource::policy(policy_name),
+            )
+            .await?;
+            self.authorize(caller, actions::ATTACH_POLICY, &to.resource())
+                .await?;
             let p = self.policy_by_name(policy_name).await?;
             match to {
                 Attachment::User(u) => {
@@ -618,24 +832,43 @@ impl Services {
         .await
     }
 
-    pub async fn detach_policy(&self, caller: &Principal, from: Attachment<'_>, policy_name: &str) -> Result<()> {
+    pub async fn detach_policy(
+        &self,
+        caller: &Principal,
+        from: Attachment<'_>,
+        policy_name: &str,
+    ) -> Result<()> {
         let target = format!("{}/policy/{policy_name}", from.resource());
         self.audited(caller, actions::DETACH_POLICY, &target, async {
-            self.authorize(caller, actions::DETACH_POLICY, &resource::policy(policy_name)).await?;
-            self.authorize(caller, actions::DETACH_POLICY, &from.resource()).await?;
+            self.authorize(
+                caller,
+                actions::DETACH_POLICY,
+                &resource::policy(policy_name),
+            )
+            .await?;
+            self.authorize(caller, actions::DETACH_POLICY, &from.resource())
+                .await?;
             let p = self.policy_by_name(policy_name).await?;
             let not_attached = |e: StoreError| match e {
-                StoreError::NotFound(_) => ServiceError::NotFound(format!("policy '{policy_name}' is not attached there")),
+                StoreError::NotFound(_) => {
+                    ServiceError::NotFound(format!("policy '{policy_name}' is not attached there"))
+                }
                 other => other.into(),
             };
             match from {
                 Attachment::User(u) => {
                     let u = self.user_by_name(u).await?;
-                    self.store().detach_user_policy(u.id, p.id).await.map_err(not_attached)?;
+                    self.store()
+                        .detach_user_policy(u.id, p.id)
+                        .await
+                        .map_err(not_attached)?;
                 }
                 Attachment::Group(g) => {
                     let g = self.group_by_name(g).await?;
-                    self.store().detach_group_policy(g.id, p.id).await.map_err(not_attached)?;
+                    self.store()
+                        .detach_group_policy(g.id, p.id)
+                        .await
+                        .map_err(not_attached)?;
                 }
             }
             Ok(())
@@ -643,15 +876,21 @@ impl Services {
         .await
     }
 
-    pub async fn list_attached_policies(&self, caller: &Principal, of: Attachment<'_>) -> Result<Vec<PolicyInfo>> {
+    pub async fn list_attached_policies(
+        &self,
+        caller: &Principal,
+        of: Attachment<'_>,
+    ) -> Result<Vec<PolicyInfo>> {
         let rows = match of {
             Attachment::User(u) => {
-                self.authorize(caller, actions::READ_USER, &resource::user(u)).await?;
+                self.authorize(caller, actions::READ_USER, &resource::user(u))
+                    .await?;
                 let u = self.user_by_name(u).await?;
                 self.store().list_user_policies(u.id).await?
             }
             Attachment::Group(g) => {
-                self.authorize(caller, actions::READ_GROUP, &resource::group(g)).await?;
+                self.authorize(caller, actions::READ_GROUP, &resource::group(g))
+                    .await?;
                 let g = self.group_by_name(g).await?;
                 self.store().list_group_policies(g.id).await?
             }

@@ -3,17 +3,17 @@
 
 pub mod auth;
 pub mod authz;
-pub mod identity;
-pub mod login;
 pub mod catalog;
 pub mod delegation;
 pub mod error;
+mod field_ids;
+pub mod identity;
+pub mod login;
 mod metadata_json;
 mod requirements;
-mod spec_compat;
-mod field_ids;
 pub mod rest;
 pub mod soft_delete;
+mod spec_compat;
 pub mod view;
 pub mod warehouse;
 
@@ -162,16 +162,21 @@ impl Services {
     }
 
     pub(crate) fn decode_profile(w: &WarehouseRecord) -> Result<StorageProfile> {
-        serde_json::from_value(w.storage_profile.clone())
-            .map_err(|e| ServiceError::Internal(format!("stored storage profile of {}: {e}", w.name)))
+        serde_json::from_value(w.storage_profile.clone()).map_err(|e| {
+            ServiceError::Internal(format!("stored storage profile of {}: {e}", w.name))
+        })
     }
 
-    pub(crate) fn decrypt_credential(&self, w: &WarehouseRecord) -> Result<Option<StorageCredential>> {
-        let Some(ct) = &w.storage_credential else { return Ok(None) };
-        let plain = self
-            .secrets()
-            .decrypt(ct)
-            .map_err(|e| ServiceError::Internal(format!("storage credential of {}: {e}", w.name)))?;
+    pub(crate) fn decrypt_credential(
+        &self,
+        w: &WarehouseRecord,
+    ) -> Result<Option<StorageCredential>> {
+        let Some(ct) = &w.storage_credential else {
+            return Ok(None);
+        };
+        let plain = self.secrets().decrypt(ct).map_err(|e| {
+            ServiceError::Internal(format!("storage credential of {}: {e}", w.name))
+        })?;
         serde_json::from_slice(&plain)
             .map(Some)
             .map_err(|e| ServiceError::Internal(format!("stored credential of {}: {e}", w.name)))
@@ -184,14 +189,21 @@ impl Services {
 
     /// The opened storage of a warehouse, reusing a cached client while the row is unchanged.
     pub(crate) fn storage_for(&self, w: &WarehouseRecord) -> Result<Storage> {
-        if let Some((at, s)) = self.inner.storages.lock().unwrap_or_else(|p| p.into_inner()).get(&w.id) {
+        if let Some((at, s)) = self
+            .inner
+            .storages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&w.id)
+        {
             if *at == w.updated_at {
                 return Ok(s.clone());
             }
         }
         let profile = Self::decode_profile(w)?;
         let cred = self.decrypt_credential(w)?;
-        let storage = Storage::open_with(&profile, cred.as_ref(), &self.config().storage_settings())?;
+        let storage =
+            Storage::open_with(&profile, cred.as_ref(), &self.config().storage_settings())?;
         self.inner
             .storages
             .lock()
@@ -201,7 +213,11 @@ impl Services {
     }
 
     pub(crate) fn forget_storage(&self, id: Uuid) {
-        self.inner.storages.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.inner
+            .storages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     /// Applies one change another process (or this one) committed to what this replica
@@ -214,9 +230,14 @@ impl Services {
                 self.credential_cache().forget_warehouse(*id);
             }
             Change::Lost | Change::Resumed => {
-                self.policy_cache().set_bypass(matches!(change, Change::Lost));
+                self.policy_cache()
+                    .set_bypass(matches!(change, Change::Lost));
                 self.policy_cache().invalidate();
-                self.inner.storages.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                self.inner
+                    .storages
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
                 self.credential_cache().clear();
             }
         }
@@ -237,7 +258,10 @@ impl Services {
                     Ok(change) => services.apply_change(&change),
                     // Fell behind the feed: some changes were skipped, so forget everything.
                     Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(skipped = n, "change feed subscriber lagged; clearing caches");
+                        tracing::warn!(
+                            skipped = n,
+                            "change feed subscriber lagged; clearing caches"
+                        );
                         services.apply_change(&Change::Lost);
                         services.apply_change(&Change::Resumed);
                     }

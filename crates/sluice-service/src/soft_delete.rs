@@ -86,17 +86,34 @@ impl Services {
         limit: Option<u32>,
     ) -> Result<Vec<DeletedTableInfo>> {
         let wh = self.resolve_warehouse(&warehouse_id.to_string()).await?;
-        if !self.is_allowed(caller, actions::READ_WAREHOUSE, &resource::warehouse(&wh.name)).await? {
-            return Err(ServiceError::NoSuchWarehouse(format!("warehouse {warehouse_id} does not exist")));
+        if !self
+            .is_allowed(
+                caller,
+                actions::READ_WAREHOUSE,
+                &resource::warehouse(&wh.name),
+            )
+            .await?
+        {
+            return Err(ServiceError::NoSuchWarehouse(format!(
+                "warehouse {warehouse_id} does not exist"
+            )));
         }
-        let page = Page { after: after.map(str::to_string), limit: Some(limit.unwrap_or(100).clamp(1, 1000)) };
+        let page = Page {
+            after: after.map(str::to_string),
+            limit: Some(limit.unwrap_or(100).clamp(1, 1000)),
+        };
         let policies = self.policy_set(caller).await?;
         Ok(self
             .store()
             .list_deleted_tables(wh.id, &page)
             .await?
             .into_iter()
-            .filter(|d| policies.is_allowed(entry_actions(d.kind).0, &entry_resource(&wh.name, d, &d.table.name)))
+            .filter(|d| {
+                policies.is_allowed(
+                    entry_actions(d.kind).0,
+                    &entry_resource(&wh.name, d, &d.table.name),
+                )
+            })
             .map(Into::into)
             .collect())
     }
@@ -110,36 +127,70 @@ impl Services {
         new_name: Option<&str>,
     ) -> Result<UndroppedTable> {
         let wh = self.resolve_warehouse(&warehouse_id.to_string()).await?;
-        let not_found = || ServiceError::NoSuchTable(format!("no deleted table or view {table_id} in warehouse '{}'", wh.name));
-        let d = self.store().get_deleted_table(table_id).await?.filter(|d| d.table.warehouse_id == wh.id).ok_or_else(not_found)?;
+        let not_found = || {
+            ServiceError::NoSuchTable(format!(
+                "no deleted table or view {table_id} in warehouse '{}'",
+                wh.name
+            ))
+        };
+        let d = self
+            .store()
+            .get_deleted_table(table_id)
+            .await?
+            .filter(|d| d.table.warehouse_id == wh.id)
+            .ok_or_else(not_found)?;
         let kind = d.kind.as_str();
         let name = match new_name {
-            Some(n) => TableName::parse(n).map_err(|e| ServiceError::BadRequest(format!("invalid {kind} name: {e}")))?.to_string(),
+            Some(n) => TableName::parse(n)
+                .map_err(|e| ServiceError::BadRequest(format!("invalid {kind} name: {e}")))?
+                .to_string(),
             None => d.table.name.clone(),
         };
         let (read, create) = entry_actions(d.kind);
-        if !self.is_allowed(caller, read, &entry_resource(&wh.name, &d, &d.table.name)).await? {
+        if !self
+            .is_allowed(caller, read, &entry_resource(&wh.name, &d, &d.table.name))
+            .await?
+        {
             return Err(not_found());
         }
-        self.authorize(caller, create, &entry_resource(&wh.name, &d, &name)).await?;
-        let rec = self.store().undrop_table(table_id, new_name).await.map_err(|e| match e {
-            StoreError::AlreadyExists(m) => ServiceError::AlreadyExists(format!(
-                "{} already exists: {}.{name}; undrop it under another name",
-                if m.starts_with("view ") { "View" } else { "Table" },
-                d.table.namespace
-            )),
-            StoreError::NotFound(m) => ServiceError::NotFound(format!("cannot undrop: {m} not found")),
-            other => other.into(),
-        })?;
-        Ok(UndroppedTable { namespace: rec.namespace.into_parts(), name: rec.name, kind })
+        self.authorize(caller, create, &entry_resource(&wh.name, &d, &name))
+            .await?;
+        let rec = self
+            .store()
+            .undrop_table(table_id, new_name)
+            .await
+            .map_err(|e| match e {
+                StoreError::AlreadyExists(m) => ServiceError::AlreadyExists(format!(
+                    "{} already exists: {}.{name}; undrop it under another name",
+                    if m.starts_with("view ") {
+                        "View"
+                    } else {
+                        "Table"
+                    },
+                    d.table.namespace
+                )),
+                StoreError::NotFound(m) => {
+                    ServiceError::NotFound(format!("cannot undrop: {m} not found"))
+                }
+                other => other.into(),
+            })?;
+        Ok(UndroppedTable {
+            namespace: rec.namespace.into_parts(),
+            name: rec.name,
+            kind,
+        })
     }
 
     /// One pass of the purge of expired soft-deleted tables and views; returns how many were
     /// removed.
     pub async fn purge_expired_tables(&self) -> Result<usize> {
         let n = now();
-        let lease = chrono::Duration::from_std(self.config().purge_lease).unwrap_or(chrono::Duration::minutes(10));
-        let claimed = self.store().claim_expired_deleted_tables(n, n + lease, PURGE_BATCH).await?;
+        let lease = chrono::Duration::from_std(self.config().purge_lease)
+            .unwrap_or(chrono::Duration::minutes(10));
+        let claimed = self
+            .store()
+            .claim_expired_deleted_tables(n, n + lease, PURGE_BATCH)
+            .await?;
         let mut done = 0;
         for d in claimed {
             let wh = self.store().get_warehouse(d.table.warehouse_id).await?;
@@ -156,7 +207,11 @@ impl Services {
                 // A view's location is not reserved against tables created later, so its files
                 // are only removed while no other table (live or deleted) lies in or around it.
                 if d.kind == EntityKind::View {
-                    if let Some(other) = self.store().location_overlaps(wh.id, &d.table.location, Some(d.table.id)).await? {
+                    if let Some(other) = self
+                        .store()
+                        .location_overlaps(wh.id, &d.table.location, Some(d.table.id))
+                        .await?
+                    {
                         tracing::warn!(view = %d.table.id, location = %d.table.location, overlaps = %other, "not purging the files of a deleted view: its location overlaps a table");
                     } else if let Err(e) = storage.delete_prefix(&d.table.location).await {
                         tracing::error!(view = %d.table.id, location = %d.table.location, error = %e, "purging files of a deleted view failed; will retry after the lease");
@@ -185,7 +240,10 @@ impl Services {
                 action: action.to_string(),
                 target,
                 result: "success".to_string(),
-                detail: Some(format!("{kind}-id {}; files purged: {}", d.table.id, d.purge_requested)),
+                detail: Some(format!(
+                    "{kind}-id {}; files purged: {}",
+                    d.table.id, d.purge_requested
+                )),
             };
             match self.store().purge_deleted_table(d.table.id, &rec).await {
                 Ok(()) => {}

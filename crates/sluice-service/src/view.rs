@@ -628,11 +628,19 @@ impl Services {
                 .await
             {
                 Ok(None) => match self.storage_for(&wh)?.delete_prefix(&rec.location).await {
-                    Ok(n) => tracing::info!(view = %format!("{ns}.{view}"), files = n, "purged view files"),
-                    Err(e) => tracing::error!(view = %format!("{ns}.{view}"), location = %rec.location, error = %e, "purging view files failed"),
+                    Ok(n) => {
+                        tracing::info!(view = %format!("{ns}.{view}"), files = n, "purged view files")
+                    }
+                    Err(e) => {
+                        tracing::error!(view = %format!("{ns}.{view}"), location = %rec.location, error = %e, "purging view files failed")
+                    }
                 },
-                Ok(Some(other)) => tracing::warn!(view = %format!("{ns}.{view}"), overlaps = %other, "not purging view files: the location overlaps a table"),
-                Err(e) => tracing::error!(view = %format!("{ns}.{view}"), error = %e, "purging view files failed"),
+                Ok(Some(other)) => {
+                    tracing::warn!(view = %format!("{ns}.{view}"), overlaps = %other, "not purging view files: the location overlaps a table")
+                }
+                Err(e) => {
+                    tracing::error!(view = %format!("{ns}.{view}"), error = %e, "purging view files failed")
+                }
             }
         }
         Ok(())

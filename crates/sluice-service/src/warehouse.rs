@@ -7,7 +7,8 @@ use serde_json::json;
 use sluice_auth::policy::{actions, resource};
 use sluice_core::{Principal, WarehouseName};
 use sluice_storage::{
-    DeleteProfile, EndpointAllowlist, Storage, StorageCredential, StorageError, StorageProfile, ValidationContext,
+    DeleteProfile, EndpointAllowlist, Storage, StorageCredential, StorageError, StorageProfile,
+    ValidationContext,
 };
 use sluice_store::{AuditRecord, Page, WarehouseRecord, WarehouseStatus};
 use uuid::Uuid;
@@ -56,7 +57,10 @@ struct Actor {
 
 impl Actor {
     fn of(p: &Principal) -> Self {
-        Actor { id: Some(p.user_id).filter(|id| !id.is_nil()), name: p.user_name.clone() }
+        Actor {
+            id: Some(p.user_id).filter(|id| !id.is_nil()),
+            name: p.user_name.clone(),
+        }
     }
 }
 /// Listing warehouses needs `warehouse:List` over all of them.
@@ -83,7 +87,9 @@ impl Services {
         ValidationContext {
             allowed_file_roots: self.config().allowed_file_roots.clone(),
             enable_aws_system_credentials: self.config().enable_aws_system_credentials,
-            require_external_id_for_system_credentials: self.config().require_external_id_for_system_credentials,
+            require_external_id_for_system_credentials: self
+                .config()
+                .require_external_id_for_system_credentials,
             enable_gcp_system_credentials: self.config().enable_gcp_system_credentials,
             enable_azure_system_credentials: self.config().enable_azure_system_credentials,
             allowed_endpoints: self.endpoint_allowlist(),
@@ -153,12 +159,25 @@ impl Services {
         delete_profile: Option<DeleteProfile>,
     ) -> Result<WarehouseInfo> {
         let outcome = async {
-            self.authorize(caller, actions::CREATE_WAREHOUSE, &resource::warehouse(name)).await?;
-            self.create_warehouse_unchecked(name, profile, credential, delete_profile).await
+            self.authorize(
+                caller,
+                actions::CREATE_WAREHOUSE,
+                &resource::warehouse(name),
+            )
+            .await?;
+            self.create_warehouse_unchecked(name, profile, credential, delete_profile)
+                .await
         }
         .await;
         let actor = Actor::of(caller);
-        self.audit_warehouse(&actor, actions::CREATE_WAREHOUSE, "create", Subject::Name(name), outcome).await
+        self.audit_warehouse(
+            &actor,
+            actions::CREATE_WAREHOUSE,
+            "create",
+            Subject::Name(name),
+            outcome,
+        )
+        .await
     }
 
     async fn create_warehouse_unchecked(
@@ -168,33 +187,48 @@ impl Services {
         credential: Option<StorageCredential>,
         delete_profile: Option<DeleteProfile>,
     ) -> Result<Audited<WarehouseInfo>> {
-        let name = WarehouseName::parse(name).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-        if self.store().get_warehouse_by_name(name.as_str()).await?.is_some() {
-            return Err(ServiceError::AlreadyExists(format!("warehouse '{name}' already exists")));
+        let name =
+            WarehouseName::parse(name).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        if self
+            .store()
+            .get_warehouse_by_name(name.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(ServiceError::AlreadyExists(format!(
+                "warehouse '{name}' already exists"
+            )));
         }
         if let Some(d) = &delete_profile {
             d.validate()?;
         }
-        self.validate_storage(&profile, credential.as_ref(), None).await?;
+        self.validate_storage(&profile, credential.as_ref(), None)
+            .await?;
         let n = now();
         let rec = WarehouseRecord {
             id: Uuid::new_v4(),
             name: name.to_string(),
             location: profile.base_location(),
             storage_profile: serde_json::to_value(&profile).map_err(ServiceError::internal)?,
-            storage_credential: credential.as_ref().map(|c| self.encrypt_credential(c)).transpose()?,
+            storage_credential: credential
+                .as_ref()
+                .map(|c| self.encrypt_credential(c))
+                .transpose()?,
             delete_profile: serde_json::to_value(delete_profile.unwrap_or_default())
                 .map_err(ServiceError::internal)?,
             status: WarehouseStatus::Active,
             created_at: n,
             updated_at: n,
         };
-        self.store().create_warehouse(&rec).await.map_err(|e| match e {
-            sluice_store::StoreError::AlreadyExists(_) => {
-                ServiceError::AlreadyExists(format!("warehouse '{name}' already exists"))
-            }
-            other => other.into(),
-        })?;
+        self.store()
+            .create_warehouse(&rec)
+            .await
+            .map_err(|e| match e {
+                sluice_store::StoreError::AlreadyExists(_) => {
+                    ServiceError::AlreadyExists(format!("warehouse '{name}' already exists"))
+                }
+                other => other.into(),
+            })?;
         Ok(Audited {
             value: Self::warehouse_info(&rec)?,
             name: rec.name.clone(),
@@ -205,7 +239,8 @@ impl Services {
     }
 
     pub async fn list_warehouses(&self, caller: &Principal) -> Result<Vec<WarehouseInfo>> {
-        self.authorize(caller, actions::LIST_WAREHOUSES, LIST_WAREHOUSES_RESOURCE).await?;
+        self.authorize(caller, actions::LIST_WAREHOUSES, LIST_WAREHOUSES_RESOURCE)
+            .await?;
         let policies = self.policy_set(caller).await?;
         self.store()
             .list_warehouses()
@@ -219,16 +254,31 @@ impl Services {
     /// The warehouse, if the caller may see it; otherwise the same error as a missing one.
     async fn visible_warehouse(&self, caller: &Principal, id: Uuid) -> Result<WarehouseRecord> {
         let rec = self.warehouse_record(id).await?;
-        if !self.is_allowed(caller, actions::READ_WAREHOUSE, &resource::warehouse(&rec.name)).await? {
-            return Err(ServiceError::NoSuchWarehouse(format!("warehouse {id} does not exist")));
+        if !self
+            .is_allowed(
+                caller,
+                actions::READ_WAREHOUSE,
+                &resource::warehouse(&rec.name),
+            )
+            .await?
+        {
+            return Err(ServiceError::NoSuchWarehouse(format!(
+                "warehouse {id} does not exist"
+            )));
         }
         Ok(rec)
     }
 
     /// Visible and `action` allowed.
-    async fn warehouse_for(&self, caller: &Principal, id: Uuid, action: &str) -> Result<WarehouseRecord> {
+    async fn warehouse_for(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        action: &str,
+    ) -> Result<WarehouseRecord> {
         let rec = self.visible_warehouse(caller, id).await?;
-        self.authorize(caller, action, &resource::warehouse(&rec.name)).await?;
+        self.authorize(caller, action, &resource::warehouse(&rec.name))
+            .await?;
         Ok(rec)
     }
 
@@ -268,28 +318,57 @@ impl Services {
         })
     }
 
-    pub async fn rename_warehouse(&self, caller: &Principal, id: Uuid, new_name: &str) -> Result<WarehouseInfo> {
+    pub async fn rename_warehouse(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        new_name: &str,
+    ) -> Result<WarehouseInfo> {
         let outcome = async {
-            let name = WarehouseName::parse(new_name).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-            let before = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
+            let name = WarehouseName::parse(new_name)
+                .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+            let before = self
+                .warehouse_for(caller, id, actions::UPDATE_WAREHOUSE)
+                .await?;
             // Renaming also needs the right to create a warehouse of the new name.
-            self.authorize(caller, actions::CREATE_WAREHOUSE, &resource::warehouse(name.as_str())).await?;
+            self.authorize(
+                caller,
+                actions::CREATE_WAREHOUSE,
+                &resource::warehouse(name.as_str()),
+            )
+            .await?;
             let mut rec = before.clone();
             rec.name = name.to_string();
-            self.save_audited(&before, rec, None).await.map_err(|e| match e {
-                ServiceError::AlreadyExists(_) => {
-                    ServiceError::AlreadyExists(format!("warehouse '{name}' already exists"))
-                }
-                other => other,
-            })
+            self.save_audited(&before, rec, None)
+                .await
+                .map_err(|e| match e {
+                    ServiceError::AlreadyExists(_) => {
+                        ServiceError::AlreadyExists(format!("warehouse '{name}' already exists"))
+                    }
+                    other => other,
+                })
         }
         .await;
-        self.audit_warehouse(&Actor::of(caller), actions::UPDATE_WAREHOUSE, "rename", Subject::Id(id), outcome).await
+        self.audit_warehouse(
+            &Actor::of(caller),
+            actions::UPDATE_WAREHOUSE,
+            "rename",
+            Subject::Id(id),
+            outcome,
+        )
+        .await
     }
 
     async fn is_empty(&self, id: Uuid) -> Result<bool> {
-        let page = Page { after: None, limit: Some(1) };
-        Ok(self.store().list_namespaces(id, None, &page).await?.is_empty())
+        let page = Page {
+            after: None,
+            limit: Some(1),
+        };
+        Ok(self
+            .store()
+            .list_namespaces(id, None, &page)
+            .await?
+            .is_empty())
     }
 
     /// Replaces the storage profile (and optionally the credential). Moving the location of
@@ -305,7 +384,9 @@ impl Services {
         credential: Option<StorageCredential>,
     ) -> Result<WarehouseInfo> {
         let outcome = async {
-            let before = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
+            let before = self
+                .warehouse_for(caller, id, actions::UPDATE_WAREHOUSE)
+                .await?;
             let replaced = credential.is_some();
             let credential = match credential {
                 Some(c) => Some(c),
@@ -331,16 +412,26 @@ impl Services {
                     profile.base_location()
                 )));
             }
-            self.validate_storage(&profile, credential.as_ref(), Some(id)).await?;
+            self.validate_storage(&profile, credential.as_ref(), Some(id))
+                .await?;
             let mut rec = before.clone();
             rec.location = profile.base_location();
             rec.storage_profile = serde_json::to_value(&profile).map_err(ServiceError::internal)?;
-            rec.storage_credential = credential.as_ref().map(|c| self.encrypt_credential(c)).transpose()?;
+            rec.storage_credential = credential
+                .as_ref()
+                .map(|c| self.encrypt_credential(c))
+                .transpose()?;
             self.save_audited(&before, rec, Some(replaced)).await
         }
         .await;
-        self.audit_warehouse(&Actor::of(caller), actions::UPDATE_WAREHOUSE, "update-storage", Subject::Id(id), outcome)
-            .await
+        self.audit_warehouse(
+            &Actor::of(caller),
+            actions::UPDATE_WAREHOUSE,
+            "update-storage",
+            Subject::Id(id),
+            outcome,
+        )
+        .await
     }
 
     pub async fn update_credential(
@@ -350,16 +441,28 @@ impl Services {
         credential: Option<StorageCredential>,
     ) -> Result<WarehouseInfo> {
         let outcome = async {
-            let before = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
+            let before = self
+                .warehouse_for(caller, id, actions::UPDATE_WAREHOUSE)
+                .await?;
             let profile = Self::decode_profile(&before)?;
-            self.validate_storage(&profile, credential.as_ref(), Some(id)).await?;
+            self.validate_storage(&profile, credential.as_ref(), Some(id))
+                .await?;
             let mut rec = before.clone();
-            rec.storage_credential = credential.as_ref().map(|c| self.encrypt_credential(c)).transpose()?;
+            rec.storage_credential = credential
+                .as_ref()
+                .map(|c| self.encrypt_credential(c))
+                .transpose()?;
             self.save_audited(&before, rec, Some(true)).await
         }
         .await;
-        self.audit_warehouse(&Actor::of(caller), actions::UPDATE_WAREHOUSE, "update-credential", Subject::Id(id), outcome)
-            .await
+        self.audit_warehouse(
+            &Actor::of(caller),
+            actions::UPDATE_WAREHOUSE,
+            "update-credential",
+            Subject::Id(id),
+            outcome,
+        )
+        .await
     }
 
     pub async fn update_delete_profile(
@@ -369,52 +472,99 @@ impl Services {
         delete_profile: DeleteProfile,
     ) -> Result<WarehouseInfo> {
         let outcome = async {
-            let before = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
+            let before = self
+                .warehouse_for(caller, id, actions::UPDATE_WAREHOUSE)
+                .await?;
             delete_profile.validate()?;
             let mut rec = before.clone();
-            rec.delete_profile = serde_json::to_value(delete_profile).map_err(ServiceError::internal)?;
+            rec.delete_profile =
+                serde_json::to_value(delete_profile).map_err(ServiceError::internal)?;
             self.save_audited(&before, rec, None).await
         }
         .await;
-        self.audit_warehouse(&Actor::of(caller), actions::UPDATE_WAREHOUSE, "update-delete-profile", Subject::Id(id), outcome)
-            .await
+        self.audit_warehouse(
+            &Actor::of(caller),
+            actions::UPDATE_WAREHOUSE,
+            "update-delete-profile",
+            Subject::Id(id),
+            outcome,
+        )
+        .await
     }
 
-    pub async fn set_warehouse_active(&self, caller: &Principal, id: Uuid, active: bool) -> Result<WarehouseInfo> {
+    pub async fn set_warehouse_active(
+        &self,
+        caller: &Principal,
+        id: Uuid,
+        active: bool,
+    ) -> Result<WarehouseInfo> {
         let outcome = async {
-            let before = self.warehouse_for(caller, id, actions::UPDATE_WAREHOUSE).await?;
+            let before = self
+                .warehouse_for(caller, id, actions::UPDATE_WAREHOUSE)
+                .await?;
             let mut rec = before.clone();
-            rec.status = if active { WarehouseStatus::Active } else { WarehouseStatus::Inactive };
+            rec.status = if active {
+                WarehouseStatus::Active
+            } else {
+                WarehouseStatus::Inactive
+            };
             self.save_audited(&before, rec, None).await
         }
         .await;
         let operation = if active { "activate" } else { "deactivate" };
-        self.audit_warehouse(&Actor::of(caller), actions::UPDATE_WAREHOUSE, operation, Subject::Id(id), outcome).await
+        self.audit_warehouse(
+            &Actor::of(caller),
+            actions::UPDATE_WAREHOUSE,
+            operation,
+            Subject::Id(id),
+            outcome,
+        )
+        .await
     }
 
     pub async fn delete_warehouse(&self, caller: &Principal, id: Uuid) -> Result<()> {
         let outcome = async {
-            let rec = self.warehouse_for(caller, id, actions::DELETE_WAREHOUSE).await?;
+            let rec = self
+                .warehouse_for(caller, id, actions::DELETE_WAREHOUSE)
+                .await?;
             let before = self.audit_view(&rec);
-            self.store().delete_warehouse(id).await.map_err(|e| match e {
-                sluice_store::StoreError::NotEmpty(_) => ServiceError::Conflict(format!(
-                    "warehouse '{}' still holds namespaces; drop them first",
-                    rec.name
-                )),
-                other => other.into(),
-            })?;
+            self.store()
+                .delete_warehouse(id)
+                .await
+                .map_err(|e| match e {
+                    sluice_store::StoreError::NotEmpty(_) => ServiceError::Conflict(format!(
+                        "warehouse '{}' still holds namespaces; drop them first",
+                        rec.name
+                    )),
+                    other => other.into(),
+                })?;
             self.forget_storage(id);
-            Ok::<_, ServiceError>(Audited { value: (), name: rec.name, before: Some(before), after: None, credential_replaced: None })
+            Ok::<_, ServiceError>(Audited {
+                value: (),
+                name: rec.name,
+                before: Some(before),
+                after: None,
+                credential_replaced: None,
+            })
         }
         .await;
-        self.audit_warehouse(&Actor::of(caller), actions::DELETE_WAREHOUSE, "delete", Subject::Id(id), outcome).await
+        self.audit_warehouse(
+            &Actor::of(caller),
+            actions::DELETE_WAREHOUSE,
+            "delete",
+            Subject::Id(id),
+            outcome,
+        )
+        .await
     }
 
     /// The audit log's view of a warehouse: everything but the credential, of which only
     /// the kind is recorded.
     fn audit_view(&self, w: &WarehouseRecord) -> serde_json::Value {
         let credential = match self.decrypt_credential(w) {
-            Ok(Some(c)) => json!({"type": c.storage_type(), "credential-type": c.credential_type()}),
+            Ok(Some(c)) => {
+                json!({"type": c.storage_type(), "credential-type": c.credential_type()})
+            }
             Ok(None) => serde_json::Value::Null,
             Err(_) => json!("unreadable"),
         };
@@ -443,24 +593,40 @@ impl Services {
     ) -> Result<T> {
         let (result, name, detail, value) = match outcome {
             Ok(a) => {
-                let mut detail = json!({"operation": operation, "before": a.before, "after": a.after});
+                let mut detail =
+                    json!({"operation": operation, "before": a.before, "after": a.after});
                 if let Some(r) = a.credential_replaced {
                     detail["credential-supplied"] = json!(r);
                 }
                 ("success", Some(a.name), detail, Ok(a.value))
             }
             Err(e) => {
-                let result = if matches!(e, ServiceError::Forbidden(_)) { "denied" } else { "failure" };
+                let result = if matches!(e, ServiceError::Forbidden(_)) {
+                    "denied"
+                } else {
+                    "failure"
+                };
                 let name = match subject {
                     Subject::Name(n) => Some(n.to_string()),
-                    Subject::Id(id) => self.store().get_warehouse(id).await.ok().flatten().map(|w| w.name),
+                    Subject::Id(id) => self
+                        .store()
+                        .get_warehouse(id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|w| w.name),
                 };
                 let message = match &e {
                     // Internal details stay in the server log, as in responses.
                     ServiceError::Internal(_) => "internal error".to_string(),
                     other => other.to_string(),
                 };
-                (result, name, json!({"operation": operation, "error": message}), Err(e))
+                (
+                    result,
+                    name,
+                    json!({"operation": operation, "error": message}),
+                    Err(e),
+                )
             }
         };
         let mut detail = detail;
@@ -491,20 +657,41 @@ impl Services {
     /// The embedded default: a `file` warehouse named `default` under the data directory,
     /// created on first start.
     pub async fn ensure_default_warehouse(&self, root: &std::path::Path) -> Result<()> {
-        if self.store().get_warehouse_by_name(DEFAULT_WAREHOUSE).await?.is_some()
-            || self.store().get_setting("bootstrap.default-warehouse").await?.is_some()
+        if self
+            .store()
+            .get_warehouse_by_name(DEFAULT_WAREHOUSE)
+            .await?
+            .is_some()
+            || self
+                .store()
+                .get_setting("bootstrap.default-warehouse")
+                .await?
+                .is_some()
         {
             return Ok(());
         }
         let profile = StorageProfile::File(sluice_storage::FileProfile {
             root: root.to_string_lossy().into_owned(),
         });
-        let outcome = self.create_warehouse_unchecked(DEFAULT_WAREHOUSE, profile, None, None).await;
-        let actor = Actor { id: None, name: "sluice-bootstrap".into() };
-        self.audit_warehouse(&actor, actions::CREATE_WAREHOUSE, "create", Subject::Name(DEFAULT_WAREHOUSE), outcome)
-            .await?;
+        let outcome = self
+            .create_warehouse_unchecked(DEFAULT_WAREHOUSE, profile, None, None)
+            .await;
+        let actor = Actor {
+            id: None,
+            name: "sluice-bootstrap".into(),
+        };
+        self.audit_warehouse(
+            &actor,
+            actions::CREATE_WAREHOUSE,
+            "create",
+            Subject::Name(DEFAULT_WAREHOUSE),
+            outcome,
+        )
+        .await?;
         // Remembered so an operator who deletes or renames it does not get it back.
-        self.store().set_setting("bootstrap.default-warehouse", "created").await?;
+        self.store()
+            .set_setting("bootstrap.default-warehouse", "created")
+            .await?;
         Ok(())
     }
 

@@ -82,7 +82,10 @@ impl StorageProfile {
 
     /// Client properties that make a client sign its requests through this server, or
     /// `None` when the storage has no remote-signing protocol.
-    pub fn remote_signing_config(&self, signer: SignerEndpoint<'_>) -> Option<HashMap<String, String>> {
+    pub fn remote_signing_config(
+        &self,
+        signer: SignerEndpoint<'_>,
+    ) -> Option<HashMap<String, String>> {
         match self {
             StorageProfile::S3(_) => Some(HashMap::from([
                 ("s3.remote-signing-enabled".to_string(), "true".to_string()),
@@ -91,7 +94,10 @@ impl StorageProfile {
                     "s3.signer.uri".to_string(),
                     signer.uri.trim_end_matches('/').to_string(),
                 ),
-                ("s3.signer.endpoint".to_string(), signer.endpoint.to_string()),
+                (
+                    "s3.signer.endpoint".to_string(),
+                    signer.endpoint.to_string(),
+                ),
                 // PyIceberg's PyArrow file IO ignores the signer; its fsspec file IO uses it.
                 (
                     "py-io-impl".to_string(),
@@ -135,7 +141,9 @@ impl Storage {
     ) -> Result<TableCredentials> {
         match self.profile() {
             StorageProfile::S3(p) => {
-                let creds = self.vend_credentials(table_location, level, session_name).await?;
+                let creds = self
+                    .vend_credentials(table_location, level, session_name)
+                    .await?;
                 Ok(TableCredentials {
                     config: crate::s3::vended_config(p, &creds),
                     expiration: creds.expiration,
@@ -174,10 +182,15 @@ mod tests {
 
     #[test]
     fn capabilities_per_profile() {
-        let file = StorageProfile::File(FileProfile { root: "/tmp/x".into() });
+        let file = StorageProfile::File(FileProfile {
+            root: "/tmp/x".into(),
+        });
         assert!(!file.vends_credentials());
         assert!(file.needs_no_credentials());
-        let ep = SignerEndpoint { uri: "http://h/", endpoint: "v1/p/tables/t/sign" };
+        let ep = SignerEndpoint {
+            uri: "http://h/",
+            endpoint: "v1/p/tables/t/sign",
+        };
         assert!(file.remote_signing_config(ep.clone()).is_none());
         let mut s3 = S3Profile::new("b", "eu-west-1");
         assert!(!StorageProfile::S3(s3.clone()).vends_credentials());

@@ -17,9 +17,9 @@ mod storage;
 pub use credential::{S3Credential, StorageCredential};
 pub use delegation::{AccessLevel, SignerEndpoint, TableCredentials};
 pub use delete_profile::{DeleteProfile, MAX_SOFT_DELETE_SECONDS};
-pub use gcs::{GcsCredential, GcsProfile, ServiceAccountKey};
 pub use endpoints::EndpointAllowlist;
 pub use error::{ProbeStep, Result, StorageError};
+pub use gcs::{GcsCredential, GcsProfile, ServiceAccountKey};
 pub use profile::{
     FileProfile, RemoteSigningUrlStyle, S3Flavor, S3Profile, StorageProfile, ValidationContext,
     DEFAULT_STS_TOKEN_VALIDITY_SECONDS, STS_TOKEN_VALIDITY_RANGE,

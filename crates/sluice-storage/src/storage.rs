@@ -17,8 +17,8 @@ use tokio::time::Instant;
 use crate::adls::access::AdlsAccess;
 use crate::credential::StorageCredential;
 use crate::error::{error_chain, ProbeStep, Result, StorageError};
-use crate::profile::{S3Profile, StorageProfile, ValidationContext};
 use crate::gcs::access::GcsAccess;
+use crate::profile::{S3Profile, StorageProfile, ValidationContext};
 use crate::s3::access::{CredentialSource, ObjectStoreCredentials, S3Access};
 
 /// Upper bound for a whole `probe()`, so a dead endpoint fails within seconds rather than

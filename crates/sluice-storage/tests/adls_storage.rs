@@ -30,7 +30,9 @@ fn profile(az: &Azurite, prefix: &str) -> AdlsProfile {
 }
 
 fn key(k: &str) -> StorageCredential {
-    StorageCredential::Az(AzCredential::SharedAccessKey { key: Secret::new(k) })
+    StorageCredential::Az(AzCredential::SharedAccessKey {
+        key: Secret::new(k),
+    })
 }
 
 #[tokio::test]
@@ -39,7 +41,8 @@ async fn probe_round_trip_and_purge() {
     let p = StorageProfile::Adls(profile(&az, "wh1"));
     let ctx = ValidationContext::default();
     p.validate(&ctx).unwrap();
-    p.validate_credential(Some(&key(azurite::KEY)), &ctx).unwrap();
+    p.validate_credential(Some(&key(azurite::KEY)), &ctx)
+        .unwrap();
     let st = Storage::open(&p, Some(&key(azurite::KEY))).unwrap();
     let base = format!("abfss://{FS}@{}.{}/wh1", azurite::ACCOUNT, az.host);
     assert_eq!(st.base_location(), base);
@@ -47,34 +50,60 @@ async fn probe_round_trip_and_purge() {
 
     let meta = format!("{base}/ns/t/metadata/00001.metadata.json");
     assert!(!st.exists(&meta).await.unwrap());
-    assert!(matches!(st.read(&meta).await, Err(StorageError::NotFound(_))));
-    st.write_new(&meta, Bytes::from_static(b"one")).await.unwrap();
+    assert!(matches!(
+        st.read(&meta).await,
+        Err(StorageError::NotFound(_))
+    ));
+    st.write_new(&meta, Bytes::from_static(b"one"))
+        .await
+        .unwrap();
     assert!(matches!(
         st.write_new(&meta, Bytes::from_static(b"two")).await,
         Err(StorageError::AlreadyExists(_))
     ));
     assert_eq!(st.read(&meta).await.unwrap(), Bytes::from_static(b"one"));
-    st.write(&format!("{base}/ns/t/data/a.parquet"), Bytes::from_static(b"x"))
-        .await
-        .unwrap();
-    st.write(&format!("{base}/ns/t10/data/b.parquet"), Bytes::from_static(b"x"))
-        .await
-        .unwrap();
+    st.write(
+        &format!("{base}/ns/t/data/a.parquet"),
+        Bytes::from_static(b"x"),
+    )
+    .await
+    .unwrap();
+    st.write(
+        &format!("{base}/ns/t10/data/b.parquet"),
+        Bytes::from_static(b"x"),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         st.list_prefix(&format!("{base}/ns/t")).await.unwrap(),
         vec![format!("{base}/ns/t/data/a.parquet"), meta.clone()]
     );
     // Purge: everything under the table, nothing of its sibling.
     assert_eq!(st.delete_prefix(&format!("{base}/ns/t")).await.unwrap(), 2);
-    assert!(st.list_prefix(&format!("{base}/ns/t")).await.unwrap().is_empty());
-    assert_eq!(st.list_prefix(&format!("{base}/ns")).await.unwrap().len(), 1);
+    assert!(st
+        .list_prefix(&format!("{base}/ns/t"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        st.list_prefix(&format!("{base}/ns")).await.unwrap().len(),
+        1
+    );
 
     // Outside the warehouse, other schemes.
     assert!(matches!(
-        st.read(&format!("abfss://{FS}@{}.{}/wh2/x", azurite::ACCOUNT, az.host)).await,
+        st.read(&format!(
+            "abfss://{FS}@{}.{}/wh2/x",
+            azurite::ACCOUNT,
+            az.host
+        ))
+        .await,
         Err(StorageError::NotInWarehouse(_))
     ));
-    assert!(matches!(st.read("s3://warehouse/wh1/x").await, Err(StorageError::NotInWarehouse(_))));
+    assert!(matches!(
+        st.read("s3://warehouse/wh1/x").await,
+        Err(StorageError::NotInWarehouse(_))
+    ));
 }
 
 #[tokio::test]
@@ -82,8 +111,14 @@ async fn probe_names_the_failing_step() {
     let az = Azurite::start(&[FS]).await;
     let p = StorageProfile::Adls(profile(&az, "wh"));
     // A well-formed key that is not the account's.
-    let wrong = key("AAAAvdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==");
-    let e = Storage::open(&p, Some(&wrong)).unwrap().probe().await.unwrap_err();
+    let wrong = key(
+        "AAAAvdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+    );
+    let e = Storage::open(&p, Some(&wrong))
+        .unwrap()
+        .probe()
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, StorageError::Probe { step: ProbeStep::Write, message, .. } if message.contains("403")),
         "{e}"
@@ -96,7 +131,16 @@ async fn probe_names_the_failing_step() {
         .probe()
         .await
         .unwrap_err();
-    assert!(matches!(&e, StorageError::Probe { step: ProbeStep::Write, .. }), "{e}");
+    assert!(
+        matches!(
+            &e,
+            StorageError::Probe {
+                step: ProbeStep::Write,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -117,7 +161,9 @@ fn system_identity_only_when_enabled() {
     assert!(p.validate_credential(Some(&sys), &ctx).is_err());
     // Wrong cloud's credential, none at all.
     let s3 = StorageCredential::s3_access_key("AK", Secret::new("s"));
-    assert!(matches!(p.validate_credential(Some(&s3), &ctx), Err(StorageError::Invalid(m)) if m.contains("az")));
+    assert!(
+        matches!(p.validate_credential(Some(&s3), &ctx), Err(StorageError::Invalid(m)) if m.contains("az"))
+    );
     assert!(p.validate_credential(None, &ctx).is_err());
 }
 
@@ -153,8 +199,15 @@ async fn vended_sas_against_azurite() {
     let sas_key = format!("adls.sas-token.{}.{}", azurite::ACCOUNT, az.host);
 
     // Azurite has no hierarchical namespace: without the opt-in, no container-wide SAS.
-    let strict = Storage::open(&StorageProfile::Adls(profile(&az, "wh")), Some(&key(azurite::KEY))).unwrap();
-    let e = strict.vend(&table, AccessLevel::ReadWrite, "s").await.unwrap_err();
+    let strict = Storage::open(
+        &StorageProfile::Adls(profile(&az, "wh")),
+        Some(&key(azurite::KEY)),
+    )
+    .unwrap();
+    let e = strict
+        .vend(&table, AccessLevel::ReadWrite, "s")
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, StorageError::Invalid(m) if m.contains("allow-container-wide-sas") && m.contains("hierarchical namespace")),
         "{e}"
@@ -171,7 +224,11 @@ async fn vended_sas_against_azurite() {
     assert_eq!(c["adls.account-name"], azurite::ACCOUNT);
     assert!(sas.contains("sr=c") && sas.contains("sp=racwdl"), "{sas}");
     assert!(!sas.contains(azurite::KEY) && !c.values().any(|v| v.contains(azurite::KEY)));
-    let exp_ms: i64 = c[&format!("adls.sas-token-expires-at-ms.{}.{}", azurite::ACCOUNT, az.host)]
+    let exp_ms: i64 = c[&format!(
+        "adls.sas-token-expires-at-ms.{}.{}",
+        azurite::ACCOUNT,
+        az.host
+    )]
         .parse()
         .unwrap();
     assert_eq!(exp_ms, rw.expiration.timestamp_millis());
@@ -208,7 +265,12 @@ async fn vended_sas_against_azurite() {
 
     // Locations outside the warehouse get nothing.
     assert!(matches!(
-        st.vend(&format!("abfss://{FS}@{}.{}/other/t", azurite::ACCOUNT, az.host), AccessLevel::Read, "s").await,
+        st.vend(
+            &format!("abfss://{FS}@{}.{}/other/t", azurite::ACCOUNT, az.host),
+            AccessLevel::Read,
+            "s"
+        )
+        .await,
         Err(StorageError::NotInWarehouse(_))
     ));
 }
@@ -234,10 +296,22 @@ async fn user_delegation_path_against_a_stand_in() {
     let table = format!("abfss://fs1@acct1.127.0.0.1:{port}/wh/ns/t");
     let ro = st.vend(&table, AccessLevel::Read, "s").await.unwrap();
     let sas = &ro.config["adls.sas-token"];
-    for part in ["sr=d", "sdd=3", "sp=rl", "skoid=oid-1", "sktid=tid-1", "sks=b", "skv=2021-08-06", "sig="] {
+    for part in [
+        "sr=d",
+        "sdd=3",
+        "sp=rl",
+        "skoid=oid-1",
+        "sktid=tid-1",
+        "sks=b",
+        "skv=2021-08-06",
+        "sig=",
+    ] {
         assert!(sas.contains(part), "{part} missing in {sas}");
     }
-    assert!(!sas.contains("dWRr"), "the delegation key never leaves the server");
+    assert!(
+        !sas.contains("dWRr"),
+        "the delegation key never leaves the server"
+    );
     let rw = st.vend(&table, AccessLevel::ReadWrite, "s").await.unwrap();
     assert!(rw.config["adls.sas-token"].contains("sp=racwdl"));
 
@@ -251,5 +325,8 @@ async fn user_delegation_path_against_a_stand_in() {
     assert_eq!(f["scope"], "https://storage.azure.com/.default");
     assert_eq!(seen.hns_calls, 1);
     assert_eq!(seen.udk_bodies.len(), 2);
-    assert!(seen.udk_bodies[0].contains("<KeyInfo><Start>") && seen.udk_bodies[0].contains("</Expiry></KeyInfo>"));
+    assert!(
+        seen.udk_bodies[0].contains("<KeyInfo><Start>")
+            && seen.udk_bodies[0].contains("</Expiry></KeyInfo>")
+    );
 }

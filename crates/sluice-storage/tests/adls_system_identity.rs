@@ -17,7 +17,10 @@ async fn workload_identity_token_then_user_delegation_sas() {
     std::env::set_var("AZURE_FEDERATED_TOKEN_FILE", &token_file);
     std::env::set_var("AZURE_CLIENT_ID", "wi-client");
     std::env::set_var("AZURE_TENANT_ID", "tenant-9");
-    std::env::set_var("AZURE_AUTHORITY_HOST", format!("http://127.0.0.1:{}/", stub.port));
+    std::env::set_var(
+        "AZURE_AUTHORITY_HOST",
+        format!("http://127.0.0.1:{}/", stub.port),
+    );
 
     let mut p = AdlsProfile::new("acct1", "fs1");
     p.host = Some(format!("127.0.0.1:{}", stub.port));
@@ -29,11 +32,18 @@ async fn workload_identity_token_then_user_delegation_sas() {
     };
     let st = Storage::open_with(&profile, Some(&sys), &on).unwrap();
     let creds = st
-        .vend(&format!("abfss://fs1@acct1.127.0.0.1:{}/ns/t", stub.port), AccessLevel::Read, "s")
+        .vend(
+            &format!("abfss://fs1@acct1.127.0.0.1:{}/ns/t", stub.port),
+            AccessLevel::Read,
+            "s",
+        )
         .await
         .unwrap();
     let sas = &creds.config["adls.sas-token"];
-    assert!(sas.contains("sr=d") && sas.contains("sdd=2") && sas.contains("skoid=oid-1"), "{sas}");
+    assert!(
+        sas.contains("sr=d") && sas.contains("sdd=2") && sas.contains("skoid=oid-1"),
+        "{sas}"
+    );
 
     let seen = stub.seen.lock().unwrap();
     assert_eq!(seen.token_forms.len(), 1);
@@ -41,7 +51,10 @@ async fn workload_identity_token_then_user_delegation_sas() {
     assert_eq!(f["grant_type"], "client_credentials");
     assert_eq!(f["client_id"], "wi-client");
     assert_eq!(f["client_assertion"], "federated-jwt-from-kubelet");
-    assert_eq!(f["client_assertion_type"], "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+    assert_eq!(
+        f["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
     assert_eq!(f["scope"], "https://storage.azure.com/.default");
     assert!(!f.contains_key("client_secret"));
 }

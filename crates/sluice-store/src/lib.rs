@@ -126,7 +126,11 @@ pub trait CatalogStore: Send + Sync + 'static {
     async fn delete_user(&self, id: Uuid) -> Result<()>;
 
     // ---- external identities ----
-    async fn get_external_identity(&self, source: &str, subject: &str) -> Result<Option<ExternalIdentityRecord>>;
+    async fn get_external_identity(
+        &self,
+        source: &str,
+        subject: &str,
+    ) -> Result<Option<ExternalIdentityRecord>>;
     /// AlreadyExists if (source, subject) is linked already; NotFound if the user is absent.
     async fn create_external_identity(&self, rec: &ExternalIdentityRecord) -> Result<()>;
     /// Links of one user, ordered by (source, subject).

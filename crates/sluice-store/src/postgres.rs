@@ -25,9 +25,10 @@
 //! `LISTEN`s through [`CatalogStore::subscribe_changes`] and drops what it caches.
 
 use crate::{
-    AccessKeyRecord, AuditRecord, CatalogStore, Change, ChangeReceiver, CommitOp, DeletedTableRecord, EffectivePolicy, EntityKind,
-    ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, Result, StoreError,
-    TableRecord, TableSummary, UserRecord, ViewRecord, WarehouseRecord, WarehouseStatus,
+    AccessKeyRecord, AuditRecord, CatalogStore, Change, ChangeReceiver, CommitOp,
+    DeletedTableRecord, EffectivePolicy, EntityKind, ExternalIdentityRecord, GroupRecord,
+    NamespaceRecord, Page, PolicyRecord, Result, StoreError, TableRecord, TableSummary, UserRecord,
+    ViewRecord, WarehouseRecord, WarehouseStatus,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -112,14 +113,20 @@ impl PostgresStore {
         }
         // One direct connection first: the pool reports every failure to connect as a
         // timeout, while this says what went wrong (refused, unknown host, password, database).
-        let first = tokio::time::timeout(opts.acquire_timeout, <PgConnection as sqlx::Connection>::connect_with(&options))
-            .await
-            .map_err(|_| {
-                sqlx::Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer from PostgreSQL within {}s", opts.acquire_timeout.as_secs()),
-                ))
-            })??;
+        let first = tokio::time::timeout(
+            opts.acquire_timeout,
+            <PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| {
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from PostgreSQL within {}s",
+                    opts.acquire_timeout.as_secs()
+                ),
+            ))
+        })??;
         let _ = sqlx::Connection::close(first).await;
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
@@ -143,7 +150,11 @@ impl PostgresStore {
     fn wrap(pool: PgPool, retry_attempts: u32) -> Self {
         // The feed's connection: same server and credentials, its own name so operators
         // (and tests) can tell it apart in pg_stat_activity. Connected only on subscribe.
-        let listen_options = pool.connect_options().as_ref().clone().application_name("sluice-listener");
+        let listen_options = pool
+            .connect_options()
+            .as_ref()
+            .clone()
+            .application_name("sluice-listener");
         let listen_pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
@@ -280,15 +291,22 @@ async fn run_feed(
                 None => {
                     // From a newer release, perhaps: whatever it means, dropping every
                     // cached value is always safe.
-                    tracing::warn!(payload = n.payload(), "unknown change notification; clearing caches");
+                    tracing::warn!(
+                        payload = n.payload(),
+                        "unknown change notification; clearing caches"
+                    );
                     let _ = tx.send(Change::Lost);
                     let _ = tx.send(Change::Resumed);
                 }
             },
             Ok(None) | Err(_) => {
                 match received {
-                    Err(e) => tracing::warn!(error = %e, "change feed failed; clearing caches and reconnecting"),
-                    _ => tracing::warn!("change feed connection lost; clearing caches and reconnecting"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change feed failed; clearing caches and reconnecting")
+                    }
+                    _ => tracing::warn!(
+                        "change feed connection lost; clearing caches and reconnecting"
+                    ),
                 }
                 let _ = tx.send(Change::Lost);
                 drop(listener);
@@ -333,7 +351,8 @@ fn is_retryable(e: &StoreError) -> bool {
 /// jitter in its upper half so replicas that collided once do not collide again in step.
 fn retry_backoff(attempt: u32) -> Duration {
     use rand::Rng;
-    let cap = Duration::from_millis(10u64.saturating_mul(1 << attempt.min(7))).min(Duration::from_secs(1));
+    let cap = Duration::from_millis(10u64.saturating_mul(1 << attempt.min(7)))
+        .min(Duration::from_secs(1));
     cap.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 
@@ -573,7 +592,6 @@ macro_rules! policy_columns {
 }
 
 fn policy_from_row(r: &PgRow) -> Result<PolicyRecord> {
-
     Ok(PolicyRecord {
         id: get_uuid(r, "id")?,
         name: r.try_get("name")?,
@@ -713,10 +731,10 @@ async fn fetch_namespace_with(
          FROM namespaces WHERE warehouse_id = $1 AND name = $2{lock}"
     );
     let row = sqlx::query(&sql)
-    .bind(warehouse_id.to_string())
-    .bind(name.storage_key())
-    .fetch_optional(conn)
-    .await?;
+        .bind(warehouse_id.to_string())
+        .bind(name.storage_key())
+        .fetch_optional(conn)
+        .await?;
     row.as_ref().map(namespace_from_row).transpose()
 }
 
@@ -766,11 +784,11 @@ async fn fetch_table_with(
         table_select!()
     );
     let row = sqlx::query(&sql)
-    .bind(warehouse_id.to_string())
-    .bind(namespace.storage_key())
-    .bind(name)
-    .fetch_optional(conn)
-    .await?;
+        .bind(warehouse_id.to_string())
+        .bind(namespace.storage_key())
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
     row.as_ref().map(table_from_row).transpose()
 }
 
@@ -787,7 +805,11 @@ fn view_from_row(r: &PgRow) -> Result<ViewRecord> {
 }
 
 /// Inserts the view row; the caller has checked the namespace and the name.
-async fn insert_view(conn: &mut PgConnection, v: &ViewRecord, namespace: &NamespaceName) -> Result<()> {
+async fn insert_view(
+    conn: &mut PgConnection,
+    v: &ViewRecord,
+    namespace: &NamespaceName,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO views (id, warehouse_id, namespace_id, name, location, metadata_location, \
          metadata_json, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -803,7 +825,13 @@ async fn insert_view(conn: &mut PgConnection, v: &ViewRecord, namespace: &Namesp
     .bind(millis(v.updated_at))
     .execute(conn)
     .await
-    .map_err(|e| map_constraint(e, || format!("view id {}", v.id), || format!("namespace {namespace}")))?;
+    .map_err(|e| {
+        map_constraint(
+            e,
+            || format!("view id {}", v.id),
+            || format!("namespace {namespace}"),
+        )
+    })?;
     Ok(())
 }
 
@@ -845,7 +873,10 @@ async fn move_to_deleted(conn: &mut PgConnection, record: &DeletedTableRecord) -
         EntityKind::Table => "DELETE FROM tables WHERE id = $1",
         EntityKind::View => "DELETE FROM views WHERE id = $1",
     };
-    sqlx::query(live).bind(t.id.to_string()).execute(conn).await?;
+    sqlx::query(live)
+        .bind(t.id.to_string())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -870,10 +901,7 @@ async fn fetch_view_with(
     row.as_ref().map(view_from_row).transpose()
 }
 
-async fn fetch_table_by_id(
-    conn: &mut PgConnection,
-    table_id: Uuid,
-) -> Result<Option<TableRecord>> {
+async fn fetch_table_by_id(conn: &mut PgConnection, table_id: Uuid) -> Result<Option<TableRecord>> {
     let row = sqlx::query(concat!(table_select!(), "WHERE t.id = $1"))
         .bind(table_id.to_string())
         .fetch_optional(conn)
@@ -1106,7 +1134,11 @@ async fn lock_commit_targets(conn: &mut PgConnection, ops: &[CommitOp]) -> Resul
             CommitOp::Create(t) => {
                 warehouses.insert(t.warehouse_id);
             }
-            CommitOp::Update { table_id, new_location, .. } => {
+            CommitOp::Update {
+                table_id,
+                new_location,
+                ..
+            } => {
                 if let Some((wh, loc)) = planned.get(table_id) {
                     if loc != new_location {
                         warehouses.insert(*wh);
@@ -1120,7 +1152,12 @@ async fn lock_commit_targets(conn: &mut PgConnection, ops: &[CommitOp]) -> Resul
     }
     let locked = table_locations(&mut *conn, &updated, true).await?;
     for op in ops {
-        if let CommitOp::Update { table_id, new_location, .. } = op {
+        if let CommitOp::Update {
+            table_id,
+            new_location,
+            ..
+        } = op
+        {
             if let Some((wh, loc)) = locked.get(table_id) {
                 if loc != new_location && !warehouses.contains(wh) {
                     return Ok(false);
@@ -1149,7 +1186,12 @@ async fn table_locations(
     };
     let rows = sqlx::query(sql).bind(ids).fetch_all(conn).await?;
     rows.iter()
-        .map(|r| Ok((get_uuid(r, "id")?, (get_uuid(r, "warehouse_id")?, r.try_get("location")?))))
+        .map(|r| {
+            Ok((
+                get_uuid(r, "id")?,
+                (get_uuid(r, "warehouse_id")?, r.try_get("location")?),
+            ))
+        })
         .collect()
 }
 
@@ -1251,7 +1293,8 @@ impl PostgresStore {
         a: LinkEnd,
         b: LinkEnd,
     ) -> Result<()> {
-        self.retrying("link", || self.link_once(link_table, columns, &a, &b)).await
+        self.retrying("link", || self.link_once(link_table, columns, &a, &b))
+            .await
     }
 
     async fn link_once(
@@ -1434,8 +1477,17 @@ impl CatalogStore for PostgresStore {
         let listener = listen(&self.listen_pool).await?;
         let (tx, rx) = broadcast::channel(1024);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(run_feed(listener, self.listen_pool.clone(), tx.clone(), stop_rx));
-        *feed = Some(Feed { tx, task, _stop: stop_tx });
+        let task = tokio::spawn(run_feed(
+            listener,
+            self.listen_pool.clone(),
+            tx.clone(),
+            stop_rx,
+        ));
+        *feed = Some(Feed {
+            tx,
+            task,
+            _stop: stop_tx,
+        });
         Ok(Some(rx))
     }
 
@@ -1569,11 +1621,13 @@ impl CatalogStore for PostgresStore {
     async fn update_user(&self, user: &UserRecord) -> Result<()> {
         let done = self
             .write_notifying("update_user", Change::Identity, || {
-                sqlx::query("UPDATE users SET email = $1, friendly_name = $2, source = $3 WHERE id = $4")
-                    .bind(&user.email)
-                    .bind(&user.friendly_name)
-                    .bind(&user.source)
-                    .bind(user.id.to_string())
+                sqlx::query(
+                    "UPDATE users SET email = $1, friendly_name = $2, source = $3 WHERE id = $4",
+                )
+                .bind(&user.email)
+                .bind(&user.friendly_name)
+                .bind(&user.source)
+                .bind(user.id.to_string())
             })
             .await?;
         if done == 0 {
@@ -1584,7 +1638,8 @@ impl CatalogStore for PostgresStore {
 
     async fn delete_user(&self, id: Uuid) -> Result<()> {
         // Cascades to access_keys, group_members, user_policies and external_identities.
-        self.delete_by_id("users", "user", id, Some(Change::Identity)).await
+        self.delete_by_id("users", "user", id, Some(Change::Identity))
+            .await
     }
 
     // ---- external identities ----
@@ -1653,19 +1708,23 @@ impl CatalogStore for PostgresStore {
         // Racing first logins: the loser's
         // identity insert hits the primary key and the dropped transaction rolls back its
         // user row too.
-        self.retrying("create_user_with_identity", || self.create_user_with_identity_once(user, identity, group_ids))
-            .await
+        self.retrying("create_user_with_identity", || {
+            self.create_user_with_identity_once(user, identity, group_ids)
+        })
+        .await
     }
 
     // ---- groups ----
 
     async fn create_group(&self, group: &GroupRecord) -> Result<()> {
         self.write_notifying("create_group", Change::Identity, || {
-            sqlx::query("INSERT INTO groups (id, name, description, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(group.id.to_string())
-                .bind(&group.name)
-                .bind(&group.description)
-                .bind(millis(group.created_at))
+            sqlx::query(
+                "INSERT INTO groups (id, name, description, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(group.id.to_string())
+            .bind(&group.name)
+            .bind(&group.description)
+            .bind(millis(group.created_at))
         })
         .await
         .map_err(|e| {
@@ -1698,7 +1757,8 @@ impl CatalogStore for PostgresStore {
 
     async fn delete_group(&self, id: Uuid) -> Result<()> {
         // Cascades to group_members and group_policies.
-        self.delete_by_id("groups", "group", id, Some(Change::Identity)).await
+        self.delete_by_id("groups", "group", id, Some(Change::Identity))
+            .await
     }
 
     async fn add_group_member(&self, group_id: Uuid, user_id: Uuid) -> Result<()> {
@@ -1823,7 +1883,8 @@ impl CatalogStore for PostgresStore {
 
     async fn delete_policy(&self, id: Uuid) -> Result<()> {
         // Cascades to user_policies and group_policies.
-        self.delete_by_id("policies", "policy", id, Some(Change::Identity)).await
+        self.delete_by_id("policies", "policy", id, Some(Change::Identity))
+            .await
     }
 
     async fn attach_user_policy(&self, user_id: Uuid, policy_id: Uuid) -> Result<()> {
@@ -2056,34 +2117,34 @@ impl CatalogStore for PostgresStore {
 
     async fn delete_warehouse(&self, id: Uuid) -> Result<()> {
         self.retrying("delete_warehouse", move || async move {
-        let mut tx = self.pool.begin().await?;
-        let name: Option<String> = // FOR UPDATE: conflicts with the FOR KEY SHARE lock that inserting a namespace or a
+            let mut tx = self.pool.begin().await?;
+            let name: Option<String> = // FOR UPDATE: conflicts with the FOR KEY SHARE lock that inserting a namespace or a
         // deleted table takes through its foreign key.
         sqlx::query_scalar("SELECT name FROM warehouses WHERE id = $1 FOR UPDATE")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(name) = name else {
-            return Err(StoreError::NotFound(format!("warehouse {id}")));
-        };
-        // Deleted tables count: their files still live under the warehouse until purged.
-        let busy: bool = sqlx::query_scalar(
-            "SELECT EXISTS(SELECT 1 FROM namespaces WHERE warehouse_id = $1) \
+            let Some(name) = name else {
+                return Err(StoreError::NotFound(format!("warehouse {id}")));
+            };
+            // Deleted tables count: their files still live under the warehouse until purged.
+            let busy: bool = sqlx::query_scalar(
+                "SELECT EXISTS(SELECT 1 FROM namespaces WHERE warehouse_id = $1) \
              OR EXISTS(SELECT 1 FROM deleted_tables WHERE warehouse_id = $1)",
-        )
-        .bind(id.to_string())
-        .fetch_one(&mut *tx)
-        .await?;
-        if busy {
-            return Err(StoreError::NotEmpty(format!("warehouse {name}")));
-        }
-        sqlx::query("DELETE FROM warehouses WHERE id = $1")
+            )
             .bind(id.to_string())
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
-        notify(&mut tx, Change::Warehouse(id)).await?;
-        tx.commit().await?;
-        Ok(())
+            if busy {
+                return Err(StoreError::NotEmpty(format!("warehouse {name}")));
+            }
+            sqlx::query("DELETE FROM warehouses WHERE id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            notify(&mut tx, Change::Warehouse(id)).await?;
+            tx.commit().await?;
+            Ok(())
         })
         .await
     }
@@ -2092,21 +2153,21 @@ impl CatalogStore for PostgresStore {
 
     async fn create_namespace(&self, ns: &NamespaceRecord) -> Result<()> {
         self.retrying("create_namespace", move || async move {
-        let mut tx = self.pool.begin().await?;
-        let parent_id = match ns.name.parent() {
-            Some(parent) => Some(
-                namespace_id(&mut tx, ns.warehouse_id, &parent)
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::NotFound(_) => {
-                            StoreError::NotFound(format!("parent namespace {parent}"))
-                        }
-                        other => other,
-                    })?,
-            ),
-            None => None,
-        };
-        sqlx::query(
+            let mut tx = self.pool.begin().await?;
+            let parent_id = match ns.name.parent() {
+                Some(parent) => Some(
+                    namespace_id(&mut tx, ns.warehouse_id, &parent)
+                        .await
+                        .map_err(|e| match e {
+                            StoreError::NotFound(_) => {
+                                StoreError::NotFound(format!("parent namespace {parent}"))
+                            }
+                            other => other,
+                        })?,
+                ),
+                None => None,
+            };
+            sqlx::query(
             "INSERT INTO namespaces (id, warehouse_id, name, parent_id, properties, created_at, \
              updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -2126,8 +2187,8 @@ impl CatalogStore for PostgresStore {
                 || format!("warehouse {}", ns.warehouse_id),
             )
         })?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
         })
         .await
     }
@@ -2185,54 +2246,55 @@ impl CatalogStore for PostgresStore {
         updates: &HashMap<String, String>,
     ) -> Result<NamespaceRecord> {
         self.retrying("update_namespace_properties", move || async move {
-        let mut tx = self.pool.begin().await?;
-        let Some(mut ns) = fetch_namespace_for_update(&mut tx, warehouse_id, name).await? else {
-            return Err(StoreError::NotFound(format!("namespace {name}")));
-        };
-        for k in removals {
-            ns.properties.remove(k);
-        }
-        ns.properties
-            .extend(updates.iter().map(|(k, v)| (k.clone(), v.clone())));
-        ns.updated_at = now();
-        sqlx::query("UPDATE namespaces SET properties = $1, updated_at = $2 WHERE id = $3")
-            .bind(to_json(&ns.properties)?)
-            .bind(millis(ns.updated_at))
-            .bind(ns.id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(ns)
+            let mut tx = self.pool.begin().await?;
+            let Some(mut ns) = fetch_namespace_for_update(&mut tx, warehouse_id, name).await?
+            else {
+                return Err(StoreError::NotFound(format!("namespace {name}")));
+            };
+            for k in removals {
+                ns.properties.remove(k);
+            }
+            ns.properties
+                .extend(updates.iter().map(|(k, v)| (k.clone(), v.clone())));
+            ns.updated_at = now();
+            sqlx::query("UPDATE namespaces SET properties = $1, updated_at = $2 WHERE id = $3")
+                .bind(to_json(&ns.properties)?)
+                .bind(millis(ns.updated_at))
+                .bind(ns.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(ns)
         })
         .await
     }
 
     async fn drop_namespace(&self, warehouse_id: Uuid, name: &NamespaceName) -> Result<()> {
         self.retrying("drop_namespace", move || async move {
-        let mut tx = self.pool.begin().await?;
-        // The row lock conflicts with the FOR KEY SHARE lock a child insert takes through its
-        // foreign key, so no child namespace or table can appear between check and delete.
-        let Some(ns) = fetch_namespace_for_update(&mut tx, warehouse_id, name).await? else {
-            return Err(StoreError::NotFound(format!("namespace {name}")));
-        };
-        let id = ns.id.to_string();
-        let busy: bool = sqlx::query_scalar(
-            "SELECT EXISTS(SELECT 1 FROM namespaces WHERE parent_id = $1) \
+            let mut tx = self.pool.begin().await?;
+            // The row lock conflicts with the FOR KEY SHARE lock a child insert takes through its
+            // foreign key, so no child namespace or table can appear between check and delete.
+            let Some(ns) = fetch_namespace_for_update(&mut tx, warehouse_id, name).await? else {
+                return Err(StoreError::NotFound(format!("namespace {name}")));
+            };
+            let id = ns.id.to_string();
+            let busy: bool = sqlx::query_scalar(
+                "SELECT EXISTS(SELECT 1 FROM namespaces WHERE parent_id = $1) \
              OR EXISTS(SELECT 1 FROM tables WHERE namespace_id = $1) \
              OR EXISTS(SELECT 1 FROM views WHERE namespace_id = $1)",
-        )
-        .bind(&id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if busy {
-            return Err(StoreError::NotEmpty(format!("namespace {name}")));
-        }
-        sqlx::query("DELETE FROM namespaces WHERE id = $1")
+            )
             .bind(&id)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(())
+            if busy {
+                return Err(StoreError::NotEmpty(format!("namespace {name}")));
+            }
+            sqlx::query("DELETE FROM namespaces WHERE id = $1")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
         })
         .await
     }
@@ -2250,21 +2312,23 @@ impl CatalogStore for PostgresStore {
         purge_requested: bool,
     ) -> Result<DeletedTableRecord> {
         self.retrying("soft_drop_table", move || async move {
-        let mut tx = self.pool.begin().await?;
-        let Some(table) = fetch_table_for_update(&mut tx, warehouse_id, namespace, name).await? else {
-            return Err(StoreError::NotFound(table_label(namespace, name)));
-        };
-        let record = DeletedTableRecord {
-            table,
-            kind: EntityKind::Table,
-            deleted_at: truncate_millis(deleted_at),
-            expires_at: truncate_millis(expires_at),
-            deleted_by: deleted_by.map(str::to_string),
-            purge_requested,
-        };
-        move_to_deleted(&mut tx, &record).await?;
-        tx.commit().await?;
-        Ok(record)
+            let mut tx = self.pool.begin().await?;
+            let Some(table) =
+                fetch_table_for_update(&mut tx, warehouse_id, namespace, name).await?
+            else {
+                return Err(StoreError::NotFound(table_label(namespace, name)));
+            };
+            let record = DeletedTableRecord {
+                table,
+                kind: EntityKind::Table,
+                deleted_at: truncate_millis(deleted_at),
+                expires_at: truncate_millis(expires_at),
+                deleted_by: deleted_by.map(str::to_string),
+                purge_requested,
+            };
+            move_to_deleted(&mut tx, &record).await?;
+            tx.commit().await?;
+            Ok(record)
         })
         .await
     }
@@ -2281,7 +2345,9 @@ impl CatalogStore for PostgresStore {
     ) -> Result<DeletedTableRecord> {
         self.retrying("soft_drop_view", move || async move {
             let mut tx = self.pool.begin().await?;
-            let Some(view) = fetch_view_with(&mut tx, warehouse_id, namespace, name, " FOR UPDATE OF v").await? else {
+            let Some(view) =
+                fetch_view_with(&mut tx, warehouse_id, namespace, name, " FOR UPDATE OF v").await?
+            else {
                 return Err(StoreError::NotFound(view_label(namespace, name)));
             };
             let record = DeletedTableRecord {
@@ -2352,56 +2418,58 @@ impl CatalogStore for PostgresStore {
 
     async fn undrop_table(&self, table_id: Uuid, new_name: Option<&str>) -> Result<TableRecord> {
         self.retrying("undrop_table", move || async move {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            deleted_columns!(),
-            ", lease_until FROM deleted_tables WHERE id = $1 FOR UPDATE"
-        ))
-        .bind(table_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound(format!("deleted table {table_id}")));
-        };
-        let deleted = deleted_table_from_row(&row)?;
-        let old = &deleted.table;
-        // A purge worker holds the row and may already be deleting its files.
-        let lease_until: Option<i64> = row.try_get("lease_until")?;
-        if lease_until.is_some_and(|l| l > millis(now())) {
-            return Err(StoreError::NotFound(format!(
-                "deleted {} (a purge is in progress)",
-                table_label(&old.namespace, &old.name)
-            )));
-        }
-        // By name, not by the stored id: the namespace may have been dropped and recreated.
-        let Some(ns) = fetch_namespace(&mut tx, old.warehouse_id, &old.namespace).await? else {
-            return Err(StoreError::NotFound(format!("namespace {}", old.namespace)));
-        };
-        let name = new_name.unwrap_or(&old.name);
-        lock_warehouse_locations(&mut tx, old.warehouse_id).await?;
-        if let Some(holder) = name_holder(&mut tx, &ns.id.to_string(), name).await? {
-            return Err(holder.taken(&ns.name, name));
-        }
-        // No overlap check: the location stayed reserved while the table was deleted, so
-        // nothing can have been created over it since (like `apply_update`, which only checks
-        // a moved table). The rest of the row comes back exactly as it was dropped.
-        let table = TableRecord {
-            namespace_id: ns.id,
-            namespace: ns.name,
-            name: name.to_string(),
-            ..deleted.table
-        };
-        match deleted.kind {
-            EntityKind::Table => insert_table(&mut tx, &table, &table.namespace).await?,
-            EntityKind::View => insert_view(&mut tx, &table.clone().into(), &table.namespace).await?,
-        }
-        sqlx::query("DELETE FROM deleted_tables WHERE id = $1")
+            let mut tx = self.pool.begin().await?;
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                deleted_columns!(),
+                ", lease_until FROM deleted_tables WHERE id = $1 FOR UPDATE"
+            ))
             .bind(table_id.to_string())
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(table)
+            let Some(row) = row else {
+                return Err(StoreError::NotFound(format!("deleted table {table_id}")));
+            };
+            let deleted = deleted_table_from_row(&row)?;
+            let old = &deleted.table;
+            // A purge worker holds the row and may already be deleting its files.
+            let lease_until: Option<i64> = row.try_get("lease_until")?;
+            if lease_until.is_some_and(|l| l > millis(now())) {
+                return Err(StoreError::NotFound(format!(
+                    "deleted {} (a purge is in progress)",
+                    table_label(&old.namespace, &old.name)
+                )));
+            }
+            // By name, not by the stored id: the namespace may have been dropped and recreated.
+            let Some(ns) = fetch_namespace(&mut tx, old.warehouse_id, &old.namespace).await? else {
+                return Err(StoreError::NotFound(format!("namespace {}", old.namespace)));
+            };
+            let name = new_name.unwrap_or(&old.name);
+            lock_warehouse_locations(&mut tx, old.warehouse_id).await?;
+            if let Some(holder) = name_holder(&mut tx, &ns.id.to_string(), name).await? {
+                return Err(holder.taken(&ns.name, name));
+            }
+            // No overlap check: the location stayed reserved while the table was deleted, so
+            // nothing can have been created over it since (like `apply_update`, which only checks
+            // a moved table). The rest of the row comes back exactly as it was dropped.
+            let table = TableRecord {
+                namespace_id: ns.id,
+                namespace: ns.name,
+                name: name.to_string(),
+                ..deleted.table
+            };
+            match deleted.kind {
+                EntityKind::Table => insert_table(&mut tx, &table, &table.namespace).await?,
+                EntityKind::View => {
+                    insert_view(&mut tx, &table.clone().into(), &table.namespace).await?
+                }
+            }
+            sqlx::query("DELETE FROM deleted_tables WHERE id = $1")
+                .bind(table_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(table)
         })
         .await
     }
@@ -2553,16 +2621,18 @@ impl CatalogStore for PostgresStore {
         name: &str,
     ) -> Result<TableRecord> {
         self.retrying("drop_table", move || async move {
-        let mut tx = self.pool.begin().await?;
-        let Some(table) = fetch_table_for_update(&mut tx, warehouse_id, namespace, name).await? else {
-            return Err(StoreError::NotFound(table_label(namespace, name)));
-        };
-        sqlx::query("DELETE FROM tables WHERE id = $1")
-            .bind(table.id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(table)
+            let mut tx = self.pool.begin().await?;
+            let Some(table) =
+                fetch_table_for_update(&mut tx, warehouse_id, namespace, name).await?
+            else {
+                return Err(StoreError::NotFound(table_label(namespace, name)));
+            };
+            sqlx::query("DELETE FROM tables WHERE id = $1")
+                .bind(table.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(table)
         })
         .await
     }
@@ -2576,19 +2646,22 @@ impl CatalogStore for PostgresStore {
         to_name: &str,
     ) -> Result<()> {
         self.retrying("rename_table", move || async move {
-        let mut tx = self.pool.begin().await?;
-        // The name lock before the row lock: the order a commit that moves a table takes them.
-        lock_warehouse_locations(&mut tx, warehouse_id).await?;
-        let Some(table) = fetch_table_for_update(&mut tx, warehouse_id, from_namespace, from_name).await?
-        else {
-            return Err(StoreError::NotFound(table_label(from_namespace, from_name)));
-        };
-        let to_ns_id = namespace_id(&mut tx, warehouse_id, to_namespace).await?;
-        // A table with that name is left to the UNIQUE constraint (it may be this table).
-        if name_holder(&mut tx, &to_ns_id, to_name).await? == Some(NameHolder::View) {
-            return Err(NameHolder::View.taken(to_namespace, to_name));
-        }
-        sqlx::query("UPDATE tables SET namespace_id = $1, name = $2, updated_at = $3 WHERE id = $4")
+            let mut tx = self.pool.begin().await?;
+            // The name lock before the row lock: the order a commit that moves a table takes them.
+            lock_warehouse_locations(&mut tx, warehouse_id).await?;
+            let Some(table) =
+                fetch_table_for_update(&mut tx, warehouse_id, from_namespace, from_name).await?
+            else {
+                return Err(StoreError::NotFound(table_label(from_namespace, from_name)));
+            };
+            let to_ns_id = namespace_id(&mut tx, warehouse_id, to_namespace).await?;
+            // A table with that name is left to the UNIQUE constraint (it may be this table).
+            if name_holder(&mut tx, &to_ns_id, to_name).await? == Some(NameHolder::View) {
+                return Err(NameHolder::View.taken(to_namespace, to_name));
+            }
+            sqlx::query(
+                "UPDATE tables SET namespace_id = $1, name = $2, updated_at = $3 WHERE id = $4",
+            )
             .bind(to_ns_id)
             .bind(to_name)
             .bind(millis(now()))
@@ -2602,8 +2675,8 @@ impl CatalogStore for PostgresStore {
                     || format!("namespace {to_namespace}"),
                 )
             })?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
         })
         .await
     }
@@ -2649,7 +2722,9 @@ impl CatalogStore for PostgresStore {
                 tx.commit().await?;
                 return Ok(());
             }
-            Err(StoreError::Conflict("tables moved concurrently while committing".into()))
+            Err(StoreError::Conflict(
+                "tables moved concurrently while committing".into(),
+            ))
         })
         .await
     }
@@ -2670,17 +2745,19 @@ impl CatalogStore for PostgresStore {
         self.retrying("create_view", move || async move {
             let mut tx = self.pool.begin().await?;
             lock_warehouse_locations(&mut tx, v.warehouse_id).await?;
-            let ns_name: Option<String> =
-                sqlx::query_scalar("SELECT name FROM namespaces WHERE id = $1 AND warehouse_id = $2")
-                    .bind(v.namespace_id.to_string())
-                    .bind(v.warehouse_id.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let ns_name: Option<String> = sqlx::query_scalar(
+                "SELECT name FROM namespaces WHERE id = $1 AND warehouse_id = $2",
+            )
+            .bind(v.namespace_id.to_string())
+            .bind(v.warehouse_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
             let Some(ns_name) = ns_name else {
                 return Err(StoreError::NotFound(format!("namespace {}", v.namespace)));
             };
             let namespace = NamespaceName::from_storage_key(&ns_name);
-            if let Some(holder) = name_holder(&mut tx, &v.namespace_id.to_string(), &v.name).await? {
+            if let Some(holder) = name_holder(&mut tx, &v.namespace_id.to_string(), &v.name).await?
+            {
                 return Err(holder.taken(&namespace, &v.name));
             }
             // Ids are unique across live and deleted entries, or the deleted one could not come back.
@@ -2799,7 +2876,9 @@ impl CatalogStore for PostgresStore {
     ) -> Result<ViewRecord> {
         self.retrying("drop_view", move || async move {
             let mut tx = self.pool.begin().await?;
-            let Some(view) = fetch_view_with(&mut tx, warehouse_id, namespace, name, " FOR UPDATE OF v").await? else {
+            let Some(view) =
+                fetch_view_with(&mut tx, warehouse_id, namespace, name, " FOR UPDATE OF v").await?
+            else {
                 return Err(StoreError::NotFound(view_label(namespace, name)));
             };
             sqlx::query("DELETE FROM views WHERE id = $1")
@@ -2823,8 +2902,14 @@ impl CatalogStore for PostgresStore {
         self.retrying("rename_view", move || async move {
             let mut tx = self.pool.begin().await?;
             lock_warehouse_locations(&mut tx, warehouse_id).await?;
-            let Some(view) =
-                fetch_view_with(&mut tx, warehouse_id, from_namespace, from_name, " FOR UPDATE OF v").await?
+            let Some(view) = fetch_view_with(
+                &mut tx,
+                warehouse_id,
+                from_namespace,
+                from_name,
+                " FOR UPDATE OF v",
+            )
+            .await?
             else {
                 return Err(StoreError::NotFound(view_label(from_namespace, from_name)));
             };
@@ -2833,16 +2918,22 @@ impl CatalogStore for PostgresStore {
             if name_holder(&mut tx, &to_ns_id, to_name).await? == Some(NameHolder::Table) {
                 return Err(NameHolder::Table.taken(to_namespace, to_name));
             }
-            sqlx::query("UPDATE views SET namespace_id = $1, name = $2, updated_at = $3 WHERE id = $4")
-                .bind(to_ns_id)
-                .bind(to_name)
-                .bind(millis(now()))
-                .bind(view.id.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    map_constraint(e, || view_label(to_namespace, to_name), || format!("namespace {to_namespace}"))
-                })?;
+            sqlx::query(
+                "UPDATE views SET namespace_id = $1, name = $2, updated_at = $3 WHERE id = $4",
+            )
+            .bind(to_ns_id)
+            .bind(to_name)
+            .bind(millis(now()))
+            .bind(view.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                map_constraint(
+                    e,
+                    || view_label(to_namespace, to_name),
+                    || format!("namespace {to_namespace}"),
+                )
+            })?;
             tx.commit().await?;
             Ok(())
         })

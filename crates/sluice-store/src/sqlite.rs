@@ -10,9 +10,10 @@
 //! the mutex and, under WAL, never wait for a writer.
 
 use crate::{
-    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy, EntityKind,
-    ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, Result, StoreError,
-    TableRecord, TableSummary, UserRecord, ViewRecord, WarehouseRecord, WarehouseStatus,
+    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy,
+    EntityKind, ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, Result,
+    StoreError, TableRecord, TableSummary, UserRecord, ViewRecord, WarehouseRecord,
+    WarehouseStatus,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -80,7 +81,10 @@ impl SqliteStore {
     /// pending migrations.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self> {
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, writer: Default::default() })
+        Ok(Self {
+            pool,
+            writer: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -88,7 +92,12 @@ impl SqliteStore {
     }
 
     /// A write transaction plus this process's writer lock; hold both until commit.
-    async fn write_tx(&self) -> Result<(tokio::sync::OwnedMutexGuard<()>, Transaction<'static, Sqlite>)> {
+    async fn write_tx(
+        &self,
+    ) -> Result<(
+        tokio::sync::OwnedMutexGuard<()>,
+        Transaction<'static, Sqlite>,
+    )> {
         let guard = self.writer.clone().lock_owned().await;
         Ok((guard, self.pool.begin_with("BEGIN IMMEDIATE").await?))
     }
@@ -101,7 +110,10 @@ impl SqliteStore {
     /// busy timeout only ever covers writers in other processes.
     async fn write_conn(
         &self,
-    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, sqlx::pool::PoolConnection<Sqlite>)> {
+    ) -> Result<(
+        tokio::sync::OwnedMutexGuard<()>,
+        sqlx::pool::PoolConnection<Sqlite>,
+    )> {
         let guard = self.writer.clone().lock_owned().await;
         Ok((guard, self.pool.acquire().await?))
     }
@@ -120,7 +132,12 @@ fn restrict_database_files(db: &std::path::Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(db) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(db)
+        {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             // A missing directory and the like: SQLite reports it in its own words.
@@ -557,7 +574,13 @@ async fn insert_view(
     .bind(millis(v.updated_at))
     .execute(conn)
     .await
-    .map_err(|e| map_constraint(e, || format!("view id {}", v.id), || format!("namespace {namespace}")))?;
+    .map_err(|e| {
+        map_constraint(
+            e,
+            || format!("view id {}", v.id),
+            || format!("namespace {namespace}"),
+        )
+    })?;
     Ok(())
 }
 
@@ -599,7 +622,10 @@ async fn move_to_deleted(conn: &mut SqliteConnection, record: &DeletedTableRecor
         EntityKind::Table => "DELETE FROM tables WHERE id = ?",
         EntityKind::View => "DELETE FROM views WHERE id = ?",
     };
-    sqlx::query(live).bind(t.id.to_string()).execute(conn).await?;
+    sqlx::query(live)
+        .bind(t.id.to_string())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -1966,7 +1992,9 @@ impl CatalogStore for SqliteStore {
         };
         match deleted.kind {
             EntityKind::Table => insert_table(&mut tx, &table, &table.namespace).await?,
-            EntityKind::View => insert_view(&mut tx, &table.clone().into(), &table.namespace).await?,
+            EntityKind::View => {
+                insert_view(&mut tx, &table.clone().into(), &table.namespace).await?
+            }
         }
         sqlx::query("DELETE FROM deleted_tables WHERE id = ?")
             .bind(table_id.to_string())
@@ -2302,7 +2330,9 @@ impl CatalogStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("{label} changed concurrently")));
+            return Err(StoreError::Conflict(format!(
+                "{label} changed concurrently"
+            )));
         }
         tx.commit().await?;
         Ok(())
@@ -2351,7 +2381,11 @@ impl CatalogStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| {
-                map_constraint(e, || view_label(to_namespace, to_name), || format!("namespace {to_namespace}"))
+                map_constraint(
+                    e,
+                    || view_label(to_namespace, to_name),
+                    || format!("namespace {to_namespace}"),
+                )
             })?;
         tx.commit().await?;
         Ok(())
@@ -2369,10 +2403,16 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("sluice.db");
-        let store = SqliteStore::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let store = SqliteStore::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
         store.set_setting("k", "v").await.unwrap();
         for f in ["sluice.db", "sluice.db-wal", "sluice.db-shm"] {
-            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode() & 0o777;
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600, "{f}");
         }
     }
@@ -2398,7 +2438,9 @@ mod tests {
     /// A second connection standing in for another process, with no busy timeout so a
     /// lock conflict surfaces at once.
     async fn impatient(url: &str) -> SqliteConnection {
-        let opts = SqliteConnectOptions::from_str(url).unwrap().busy_timeout(Duration::ZERO);
+        let opts = SqliteConnectOptions::from_str(url)
+            .unwrap()
+            .busy_timeout(Duration::ZERO);
         SqliteConnection::connect_with(&opts).await.unwrap()
     }
 
@@ -2423,8 +2465,14 @@ mod tests {
         reader.execute("BEGIN").await.unwrap();
         reader.execute("SELECT value FROM settings").await.unwrap();
         store.set_setting("k", "1").await.unwrap();
-        let e = reader.execute("UPDATE settings SET value = '2'").await.unwrap_err();
-        assert_eq!(e.as_database_error().unwrap().code().as_deref(), Some("517"));
+        let e = reader
+            .execute("UPDATE settings SET value = '2'")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.as_database_error().unwrap().code().as_deref(),
+            Some("517")
+        );
         assert!(is_busy_error(&e), "{e}");
         reader.execute("ROLLBACK").await.unwrap();
 
@@ -2448,8 +2496,14 @@ mod tests {
         // Not a timing assertion on speed: with the lock held this can never finish, so
         // the wait only bounds how long a regression gets to show itself.
         let early = tokio::time::timeout(Duration::from_millis(300), &mut pending).await;
-        assert!(early.is_err(), "a write went through while the writer lock was held");
-        assert!(store.list_audit(None, 10).await.unwrap().is_empty(), "reads must not wait for the lock");
+        assert!(
+            early.is_err(),
+            "a write went through while the writer lock was held"
+        );
+        assert!(
+            store.list_audit(None, 10).await.unwrap().is_empty(),
+            "reads must not wait for the lock"
+        );
         drop(guard);
         pending.await.unwrap();
         assert_eq!(store.list_audit(None, 10).await.unwrap().len(), 1);
@@ -2469,7 +2523,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         foreign.execute("COMMIT").await.unwrap();
         writer.await.unwrap().unwrap();
-        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(store.pool()).await.unwrap();
+        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
         assert_eq!(timeout, BUSY_TIMEOUT.as_millis() as i64);
     }
 }

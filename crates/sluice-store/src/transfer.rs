@@ -83,79 +83,174 @@ use ColumnType::{Blob, Bool, Int, Text};
 
 /// Every table of the catalog schema, in an order that satisfies the foreign keys.
 const TABLES: &[TableSpec] = &[
-    TableSpec { name: "settings", columns: &[("key", Text), ("value", Text)], order_by: "key" },
+    TableSpec {
+        name: "settings",
+        columns: &[("key", Text), ("value", Text)],
+        order_by: "key",
+    },
     TableSpec {
         name: "users",
-        columns: &[("id", Text), ("name", Text), ("email", Text), ("friendly_name", Text), ("source", Text), ("created_at", Int)],
+        columns: &[
+            ("id", Text),
+            ("name", Text),
+            ("email", Text),
+            ("friendly_name", Text),
+            ("source", Text),
+            ("created_at", Int),
+        ],
         order_by: "id",
     },
     TableSpec {
         name: "access_keys",
-        columns: &[("access_key_id", Text), ("user_id", Text), ("secret_ciphertext", Blob), ("created_at", Int), ("last_used_at", Int)],
+        columns: &[
+            ("access_key_id", Text),
+            ("user_id", Text),
+            ("secret_ciphertext", Blob),
+            ("created_at", Int),
+            ("last_used_at", Int),
+        ],
         order_by: "access_key_id",
     },
     TableSpec {
         name: "warehouses",
         columns: &[
-            ("id", Text), ("name", Text), ("storage_profile", Text), ("storage_credential", Blob), ("delete_profile", Text),
-            ("status", Text), ("location", Text), ("created_at", Int), ("updated_at", Int),
+            ("id", Text),
+            ("name", Text),
+            ("storage_profile", Text),
+            ("storage_credential", Blob),
+            ("delete_profile", Text),
+            ("status", Text),
+            ("location", Text),
+            ("created_at", Int),
+            ("updated_at", Int),
         ],
         order_by: "id",
     },
     TableSpec {
         name: "namespaces",
-        columns: &[("id", Text), ("warehouse_id", Text), ("name", Text), ("parent_id", Text), ("properties", Text), ("created_at", Int), ("updated_at", Int)],
+        columns: &[
+            ("id", Text),
+            ("warehouse_id", Text),
+            ("name", Text),
+            ("parent_id", Text),
+            ("properties", Text),
+            ("created_at", Int),
+            ("updated_at", Int),
+        ],
         order_by: "warehouse_id, name",
     },
     TableSpec {
         name: "tables",
         columns: &[
-            ("id", Text), ("warehouse_id", Text), ("namespace_id", Text), ("name", Text), ("location", Text),
-            ("metadata_location", Text), ("metadata_json", Text), ("created_at", Int), ("updated_at", Int),
+            ("id", Text),
+            ("warehouse_id", Text),
+            ("namespace_id", Text),
+            ("name", Text),
+            ("location", Text),
+            ("metadata_location", Text),
+            ("metadata_json", Text),
+            ("created_at", Int),
+            ("updated_at", Int),
         ],
         order_by: "id",
     },
     TableSpec {
         name: "deleted_tables",
         columns: &[
-            ("id", Text), ("warehouse_id", Text), ("namespace_id", Text), ("namespace_name", Text), ("name", Text),
-            ("location", Text), ("metadata_location", Text), ("metadata_json", Text), ("created_at", Int),
-            ("updated_at", Int), ("deleted_at", Int), ("expires_at", Int), ("deleted_by", Text),
-            ("purge_requested", Bool), ("lease_until", Int), ("kind", Text),
+            ("id", Text),
+            ("warehouse_id", Text),
+            ("namespace_id", Text),
+            ("namespace_name", Text),
+            ("name", Text),
+            ("location", Text),
+            ("metadata_location", Text),
+            ("metadata_json", Text),
+            ("created_at", Int),
+            ("updated_at", Int),
+            ("deleted_at", Int),
+            ("expires_at", Int),
+            ("deleted_by", Text),
+            ("purge_requested", Bool),
+            ("lease_until", Int),
+            ("kind", Text),
         ],
         order_by: "id",
     },
     TableSpec {
         name: "views",
         columns: &[
-            ("id", Text), ("warehouse_id", Text), ("namespace_id", Text), ("name", Text), ("location", Text),
-            ("metadata_location", Text), ("metadata_json", Text), ("created_at", Int), ("updated_at", Int),
+            ("id", Text),
+            ("warehouse_id", Text),
+            ("namespace_id", Text),
+            ("name", Text),
+            ("location", Text),
+            ("metadata_location", Text),
+            ("metadata_json", Text),
+            ("created_at", Int),
+            ("updated_at", Int),
         ],
         order_by: "id",
     },
-    TableSpec { name: "groups", columns: &[("id", Text), ("name", Text), ("description", Text), ("created_at", Int)], order_by: "id" },
-    TableSpec { name: "group_members", columns: &[("group_id", Text), ("user_id", Text)], order_by: "group_id, user_id" },
+    TableSpec {
+        name: "groups",
+        columns: &[
+            ("id", Text),
+            ("name", Text),
+            ("description", Text),
+            ("created_at", Int),
+        ],
+        order_by: "id",
+    },
+    TableSpec {
+        name: "group_members",
+        columns: &[("group_id", Text), ("user_id", Text)],
+        order_by: "group_id, user_id",
+    },
     TableSpec {
         name: "policies",
         columns: &[
-            ("id", Text), ("name", Text), ("description", Text), ("statements_json", Text), ("builtin", Bool),
-            ("created_at", Int), ("updated_at", Int),
+            ("id", Text),
+            ("name", Text),
+            ("description", Text),
+            ("statements_json", Text),
+            ("builtin", Bool),
+            ("created_at", Int),
+            ("updated_at", Int),
         ],
         order_by: "id",
     },
-    TableSpec { name: "user_policies", columns: &[("user_id", Text), ("policy_id", Text)], order_by: "user_id, policy_id" },
-    TableSpec { name: "group_policies", columns: &[("group_id", Text), ("policy_id", Text)], order_by: "group_id, policy_id" },
+    TableSpec {
+        name: "user_policies",
+        columns: &[("user_id", Text), ("policy_id", Text)],
+        order_by: "user_id, policy_id",
+    },
+    TableSpec {
+        name: "group_policies",
+        columns: &[("group_id", Text), ("policy_id", Text)],
+        order_by: "group_id, policy_id",
+    },
     TableSpec {
         name: "audit_log",
         columns: &[
-            ("id", Int), ("at", Int), ("actor_id", Text), ("actor_name", Text), ("action", Text), ("target", Text),
-            ("result", Text), ("detail", Text),
+            ("id", Int),
+            ("at", Int),
+            ("actor_id", Text),
+            ("actor_name", Text),
+            ("action", Text),
+            ("target", Text),
+            ("result", Text),
+            ("detail", Text),
         ],
         order_by: "id",
     },
     TableSpec {
         name: "external_identities",
-        columns: &[("source", Text), ("subject", Text), ("user_id", Text), ("created_at", Int)],
+        columns: &[
+            ("source", Text),
+            ("subject", Text),
+            ("user_id", Text),
+            ("created_at", Int),
+        ],
         order_by: "source, subject",
     },
 ];
@@ -166,14 +261,22 @@ const AUDIT_TABLE: &str = "audit_log";
 
 /// The tables a dump holds, with their column names, in dump order.
 pub fn dump_tables() -> Vec<(&'static str, Vec<&'static str>)> {
-    TABLES.iter().map(|t| (t.name, t.columns.iter().map(|c| c.0).collect())).collect()
+    TABLES
+        .iter()
+        .map(|t| (t.name, t.columns.iter().map(|c| c.0).collect()))
+        .collect()
 }
 
 /// The schema version this binary writes into dumps and expects in them: its newest
 /// migration on either backend (a backend may have a migration the other does not need, so
 /// this names the binary's schema generation, not one backend's).
 pub fn schema_version() -> i64 {
-    SQLITE_MIGRATOR.iter().chain(PG_MIGRATOR.iter()).map(|m| m.version).max().unwrap_or(0)
+    SQLITE_MIGRATOR
+        .iter()
+        .chain(PG_MIGRATOR.iter())
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -248,14 +351,20 @@ fn is_postgres(url: &str) -> bool {
 async fn open(url: &str, create: bool) -> Result<Db> {
     if is_postgres(url) {
         let options = PgConnectOptions::from_str(url)?.application_name("sluice-transfer");
-        let pool = PgPoolOptions::new().max_connections(2).connect_with(options).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
         Ok(Db::Postgres(pool))
     } else {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(create)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
         Ok(Db::Sqlite(pool))
     }
 }
@@ -286,10 +395,12 @@ impl Db {
     async fn table_exists(&self, table: &str) -> Result<bool> {
         Ok(match self {
             Db::Sqlite(p) => {
-                sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?")
-                    .bind(table)
-                    .fetch_one(p)
-                    .await?
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+                )
+                .bind(table)
+                .fetch_one(p)
+                .await?
                     > 0
             }
             Db::Postgres(p) => {
@@ -329,10 +440,11 @@ impl Db {
                 .fetch_all(p)
                 .await?;
                 for t in names {
-                    let cols: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?)")
-                        .bind(&t)
-                        .fetch_all(p)
-                        .await?;
+                    let cols: Vec<String> =
+                        sqlx::query_scalar("SELECT name FROM pragma_table_info(?)")
+                            .bind(&t)
+                            .fetch_all(p)
+                            .await?;
                     out.insert(t, cols.into_iter().collect());
                 }
             }
@@ -369,7 +481,12 @@ async fn check_catalog(db: &Db) -> Result<()> {
     let actual = db.catalog().await?;
     let expected: BTreeMap<String, BTreeSet<String>> = TABLES
         .iter()
-        .map(|t| (t.name.to_string(), t.columns.iter().map(|c| c.0.to_string()).collect()))
+        .map(|t| {
+            (
+                t.name.to_string(),
+                t.columns.iter().map(|c| c.0.to_string()).collect(),
+            )
+        })
         .collect();
     if actual == expected {
         return Ok(());
@@ -400,7 +517,12 @@ async fn check_catalog(db: &Db) -> Result<()> {
 
 fn select_sql(t: &TableSpec) -> String {
     let cols: Vec<&str> = t.columns.iter().map(|c| c.0).collect();
-    format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), t.name, t.order_by)
+    format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        cols.join(", "),
+        t.name,
+        t.order_by
+    )
 }
 
 fn corrupt(table: &str, column: &str, what: impl std::fmt::Display) -> TransferError {
@@ -410,8 +532,14 @@ fn corrupt(table: &str, column: &str, what: impl std::fmt::Display) -> TransferE
 fn sqlite_value(row: &SqliteRow, t: &TableSpec, i: usize) -> Result<Value> {
     let (column, ty) = t.columns[i];
     Ok(match ty {
-        Text => row.try_get::<Option<String>, _>(i)?.map(Value::from).unwrap_or(Value::Null),
-        Int => row.try_get::<Option<i64>, _>(i)?.map(Value::from).unwrap_or(Value::Null),
+        Text => row
+            .try_get::<Option<String>, _>(i)?
+            .map(Value::from)
+            .unwrap_or(Value::Null),
+        Int => row
+            .try_get::<Option<i64>, _>(i)?
+            .map(Value::from)
+            .unwrap_or(Value::Null),
         Blob => row
             .try_get::<Option<Vec<u8>>, _>(i)?
             .map(|b| Value::from(base64::engine::general_purpose::STANDARD.encode(b)))
@@ -427,13 +555,22 @@ fn sqlite_value(row: &SqliteRow, t: &TableSpec, i: usize) -> Result<Value> {
 
 fn pg_value(row: &PgRow, t: &TableSpec, i: usize) -> Result<Value> {
     Ok(match t.columns[i].1 {
-        Text => row.try_get::<Option<String>, _>(i)?.map(Value::from).unwrap_or(Value::Null),
-        Int => row.try_get::<Option<i64>, _>(i)?.map(Value::from).unwrap_or(Value::Null),
+        Text => row
+            .try_get::<Option<String>, _>(i)?
+            .map(Value::from)
+            .unwrap_or(Value::Null),
+        Int => row
+            .try_get::<Option<i64>, _>(i)?
+            .map(Value::from)
+            .unwrap_or(Value::Null),
         Blob => row
             .try_get::<Option<Vec<u8>>, _>(i)?
             .map(|b| Value::from(base64::engine::general_purpose::STANDARD.encode(b)))
             .unwrap_or(Value::Null),
-        Bool => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool).unwrap_or(Value::Null),
+        Bool => row
+            .try_get::<Option<bool>, _>(i)?
+            .map(Value::Bool)
+            .unwrap_or(Value::Null),
     })
 }
 
@@ -445,7 +582,8 @@ struct HashingWriter<W: Write> {
 
 impl<W: Write> HashingWriter<W> {
     fn line(&mut self, record: &Record) -> Result<()> {
-        let mut bytes = serde_json::to_vec(record).map_err(|e| TransferError::InvalidDump(e.to_string()))?;
+        let mut bytes =
+            serde_json::to_vec(record).map_err(|e| TransferError::InvalidDump(e.to_string()))?;
         bytes.push(b'\n');
         self.hash.update(&bytes);
         self.out.write_all(&bytes)?;
@@ -465,7 +603,14 @@ fn header(backend: &str, schema_version: i64) -> Record {
             .iter()
             .map(|t| TableHeader {
                 name: t.name.to_string(),
-                columns: t.columns.iter().map(|(n, ty)| ColumnHeader { name: n.to_string(), ty: *ty }).collect(),
+                columns: t
+                    .columns
+                    .iter()
+                    .map(|(n, ty)| ColumnHeader {
+                        name: n.to_string(),
+                        ty: *ty,
+                    })
+                    .collect(),
             })
             .collect(),
     }
@@ -484,7 +629,10 @@ macro_rules! dump_rows {
                 for (i, (column, _)) in t.columns.iter().enumerate() {
                     values.insert(column.to_string(), $value(&row, t, i)?);
                 }
-                $w.line(&Record::Row { table: t.name.to_string(), values })?;
+                $w.line(&Record::Row {
+                    table: t.name.to_string(),
+                    values,
+                })?;
                 n += 1;
             }
             $rows.insert(t.name.to_string(), n);
@@ -528,7 +676,10 @@ async fn export_from(db: &Db, out: impl Write) -> Result<TransferSummary> {
     }
     check_catalog(db).await?;
 
-    let mut w = HashingWriter { out, hash: Sha256::new() };
+    let mut w = HashingWriter {
+        out,
+        hash: Sha256::new(),
+    };
     w.line(&header(db.backend(), schema_version()))?;
     let mut rows = BTreeMap::new();
     let last_id = match db {
@@ -538,15 +689,18 @@ async fn export_from(db: &Db, out: impl Write) -> Result<TransferSummary> {
             dump_rows!(tx, sqlite_value, w, rows);
             // sqlite_sequence exists once an AUTOINCREMENT table does; its row appears with
             // the first insert.
-            let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = ?")
-                .bind(AUDIT_TABLE)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let seq: Option<i64> =
+                sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = ?")
+                    .bind(AUDIT_TABLE)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             tx.commit().await?;
             seq.unwrap_or(0)
         }
         Db::Postgres(p) => {
-            let mut tx = p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+            let mut tx = p
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
             dump_rows!(tx, pg_value, w, rows);
             // Sequences are outside transactions; this is at least every id in the snapshot.
             let seq: Option<i64> = sqlx::query_scalar(
@@ -559,9 +713,16 @@ async fn export_from(db: &Db, out: impl Write) -> Result<TransferSummary> {
         }
     };
     let sha256 = hex(&w.hash.clone().finalize());
-    w.line(&Record::End { rows: rows.clone(), audit_log_last_id: last_id, sha256 })?;
+    w.line(&Record::End {
+        rows: rows.clone(),
+        audit_log_last_id: last_id,
+        sha256,
+    })?;
     w.out.flush()?;
-    Ok(TransferSummary { schema_version: schema_version(), rows })
+    Ok(TransferSummary {
+        schema_version: schema_version(),
+        rows,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -582,16 +743,26 @@ fn table_index(name: &str) -> Option<usize> {
 
 /// Checks a row against its table's columns and converts it for binding.
 fn bind_values(table: &TableSpec, values: &Map<String, Value>, line: usize) -> Result<Vec<Bound>> {
-    let bad = |msg: String| TransferError::InvalidDump(format!("line {line}: {}: {msg}", table.name));
+    let bad =
+        |msg: String| TransferError::InvalidDump(format!("line {line}: {}: {msg}", table.name));
     if values.len() != table.columns.len() {
-        let extra: Vec<&String> = values.keys().filter(|k| !table.columns.iter().any(|c| c.0 == k.as_str())).collect();
-        return Err(bad(format!("expected {} columns, got {} (unknown: {extra:?})", table.columns.len(), values.len())));
+        let extra: Vec<&String> = values
+            .keys()
+            .filter(|k| !table.columns.iter().any(|c| c.0 == k.as_str()))
+            .collect();
+        return Err(bad(format!(
+            "expected {} columns, got {} (unknown: {extra:?})",
+            table.columns.len(),
+            values.len()
+        )));
     }
     table
         .columns
         .iter()
         .map(|(name, ty)| {
-            let v = values.get(*name).ok_or_else(|| bad(format!("column {name} missing")))?;
+            let v = values
+                .get(*name)
+                .ok_or_else(|| bad(format!("column {name} missing")))?;
             let mismatch = || bad(format!("column {name}: expected {ty:?}, got {v}"));
             Ok(match (ty, v) {
                 (Text, Value::Null) => Bound::Text(None),
@@ -632,7 +803,8 @@ fn validate(path: &Path) -> Result<Validated> {
     let mut buf = Vec::new();
     let mut n = 0usize;
     let mut seen_version = None;
-    let mut counted: BTreeMap<String, u64> = TABLES.iter().map(|t| (t.name.to_string(), 0)).collect();
+    let mut counted: BTreeMap<String, u64> =
+        TABLES.iter().map(|t| (t.name.to_string(), 0)).collect();
     let mut last_table = 0usize;
     loop {
         buf.clear();
@@ -643,15 +815,29 @@ fn validate(path: &Path) -> Result<Validated> {
         }
         n += 1;
         if buf.last() != Some(&b'\n') {
-            return Err(TransferError::InvalidDump(format!("line {n} is cut off (truncated?)")));
+            return Err(TransferError::InvalidDump(format!(
+                "line {n} is cut off (truncated?)"
+            )));
         }
         let text = std::str::from_utf8(&buf[..buf.len() - 1])
             .map_err(|_| TransferError::InvalidDump(format!("line {n} is not UTF-8")))?;
         let record = parse_line(text, n)?;
         match (n, record) {
-            (1, Record::Header { format, format_version, schema_version: v, sluice_version, tables, .. }) => {
+            (
+                1,
+                Record::Header {
+                    format,
+                    format_version,
+                    schema_version: v,
+                    sluice_version,
+                    tables,
+                    ..
+                },
+            ) => {
                 if format != FORMAT_NAME {
-                    return Err(TransferError::InvalidDump(format!("not a Sluice dump (format {format:?})")));
+                    return Err(TransferError::InvalidDump(format!(
+                        "not a Sluice dump (format {format:?})"
+                    )));
                 }
                 if format_version != FORMAT_VERSION {
                     return Err(TransferError::InvalidDump(format!(
@@ -676,7 +862,10 @@ fn validate(path: &Path) -> Result<Validated> {
                     && tables.iter().zip(TABLES).all(|(h, t)| {
                         h.name == t.name
                             && h.columns.len() == t.columns.len()
-                            && h.columns.iter().zip(t.columns).all(|(hc, tc)| hc.name == tc.0 && hc.ty == tc.1)
+                            && h.columns
+                                .iter()
+                                .zip(t.columns)
+                                .all(|(hc, tc)| hc.name == tc.0 && hc.ty == tc.1)
                     });
                 if !same {
                     return Err(TransferError::SchemaMismatch(
@@ -687,13 +876,20 @@ fn validate(path: &Path) -> Result<Validated> {
                 }
                 seen_version = Some(v);
             }
-            (1, _) => return Err(TransferError::InvalidDump("the first line is not a dump header".into())),
+            (1, _) => {
+                return Err(TransferError::InvalidDump(
+                    "the first line is not a dump header".into(),
+                ))
+            }
             (_, Record::Header { .. }) => {
-                return Err(TransferError::InvalidDump(format!("line {n}: a second header")))
+                return Err(TransferError::InvalidDump(format!(
+                    "line {n}: a second header"
+                )))
             }
             (_, Record::Row { table, values }) => {
-                let idx = table_index(&table)
-                    .ok_or_else(|| TransferError::InvalidDump(format!("line {n}: unknown table {table:?}")))?;
+                let idx = table_index(&table).ok_or_else(|| {
+                    TransferError::InvalidDump(format!("line {n}: unknown table {table:?}"))
+                })?;
                 if idx < last_table {
                     return Err(TransferError::InvalidDump(format!(
                         "line {n}: {table} row after {} rows (tables out of order)",
@@ -704,9 +900,18 @@ fn validate(path: &Path) -> Result<Validated> {
                 bind_values(&TABLES[idx], &values, n)?;
                 *counted.entry(table).or_default() += 1;
             }
-            (_, Record::End { rows, audit_log_last_id, sha256 }) => {
+            (
+                _,
+                Record::End {
+                    rows,
+                    audit_log_last_id,
+                    sha256,
+                },
+            ) => {
                 if hex(&hash.clone().finalize()) != sha256 {
-                    return Err(TransferError::InvalidDump("checksum mismatch (the dump was modified or damaged)".into()));
+                    return Err(TransferError::InvalidDump(
+                        "checksum mismatch (the dump was modified or damaged)".into(),
+                    ));
                 }
                 if rows != counted {
                     return Err(TransferError::InvalidDump(format!(
@@ -716,7 +921,9 @@ fn validate(path: &Path) -> Result<Validated> {
                 let mut rest = Vec::new();
                 std::io::Read::read_to_end(&mut reader, &mut rest)?;
                 if !rest.iter().all(u8::is_ascii_whitespace) {
-                    return Err(TransferError::InvalidDump(format!("data after the end record (line {n})")));
+                    return Err(TransferError::InvalidDump(format!(
+                        "data after the end record (line {n})"
+                    )));
                 }
                 return Ok(Validated {
                     schema_version: seen_version.unwrap_or_default(),
@@ -734,7 +941,11 @@ fn insert_prefix(t: &TableSpec, postgres: bool) -> String {
     let cols: Vec<&str> = t.columns.iter().map(|c| c.0).collect();
     // The audit log's id is an identity column in PostgreSQL; the dump's ids must be kept
     // (they are paging cursors).
-    let overriding = if postgres && t.name == AUDIT_TABLE { " OVERRIDING SYSTEM VALUE" } else { "" };
+    let overriding = if postgres && t.name == AUDIT_TABLE {
+        " OVERRIDING SYSTEM VALUE"
+    } else {
+        ""
+    };
     format!("INSERT INTO {} ({}){overriding} ", t.name, cols.join(", "))
 }
 
@@ -785,8 +996,12 @@ async fn import_into(db: &Db, path: &Path, validated: &Validated) -> Result<Tran
     check_empty(db).await?;
     // A database that holds someone else's tables is not a fresh catalog database: refuse it
     // before creating anything in it.
-    let foreign: Vec<String> =
-        db.catalog().await?.into_keys().filter(|t| table_index(t).is_none()).collect();
+    let foreign: Vec<String> = db
+        .catalog()
+        .await?
+        .into_keys()
+        .filter(|t| table_index(t).is_none())
+        .collect();
     if !foreign.is_empty() {
         return Err(TransferError::TargetNotEmpty(format!(
             "it holds tables that are not Sluice's ({}); import into a freshly created database",
@@ -829,12 +1044,13 @@ async fn import_into(db: &Db, path: &Path, validated: &Validated) -> Result<Tran
             let last = validated.audit_log_last_id;
             // Explicit ids already raised the counter to max(id); a source whose newest audit
             // rows were removed had it higher still.
-            let updated = sqlx::query("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?")
-                .bind(last)
-                .bind(AUDIT_TABLE)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let updated =
+                sqlx::query("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?")
+                    .bind(last)
+                    .bind(AUDIT_TABLE)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             if updated == 0 && last > 0 {
                 sqlx::query("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)")
                     .bind(AUDIT_TABLE)
@@ -848,9 +1064,12 @@ async fn import_into(db: &Db, path: &Path, validated: &Validated) -> Result<Tran
             let mut tx = p.begin().await?;
             // Keeps a concurrent writer (a server started too early) out until we commit.
             for t in TABLES {
-                sqlx::query(&format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", t.name))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(&format!(
+                    "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+                    t.name
+                ))
+                .execute(&mut *tx)
+                .await?;
             }
             check_empty_tx_pg(&mut tx).await?;
             let mut rows = RowReader::open(path)?;
@@ -876,7 +1095,9 @@ async fn import_into(db: &Db, path: &Path, validated: &Validated) -> Result<Tran
             }
             // The identity sequence knows nothing of explicitly inserted ids: without this the
             // next audit entry would collide with an imported one.
-            let max_id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM audit_log").fetch_one(&mut *tx).await?;
+            let max_id: Option<i64> = sqlx::query_scalar("SELECT max(id) FROM audit_log")
+                .fetch_one(&mut *tx)
+                .await?;
             let last = validated.audit_log_last_id.max(max_id.unwrap_or(0));
             if last > 0 {
                 sqlx::query("SELECT setval(pg_get_serial_sequence('audit_log', 'id'), $1, true)")
@@ -887,7 +1108,10 @@ async fn import_into(db: &Db, path: &Path, validated: &Validated) -> Result<Tran
             tx.commit().await?;
         }
     }
-    Ok(TransferSummary { schema_version: validated.schema_version, rows: validated.rows.clone() })
+    Ok(TransferSummary {
+        schema_version: validated.schema_version,
+        rows: validated.rows.clone(),
+    })
 }
 
 fn verify_count(table: &str, n: i64, validated: &Validated) -> Result<()> {
@@ -906,7 +1130,10 @@ async fn check_empty_tx_sqlite(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>
             .fetch_one(&mut **tx)
             .await?;
         if any {
-            return Err(TransferError::TargetNotEmpty(format!("table {} gained rows during the import", t.name)));
+            return Err(TransferError::TargetNotEmpty(format!(
+                "table {} gained rows during the import",
+                t.name
+            )));
         }
     }
     Ok(())
@@ -918,7 +1145,10 @@ async fn check_empty_tx_pg(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) 
             .fetch_one(&mut **tx)
             .await?;
         if any {
-            return Err(TransferError::TargetNotEmpty(format!("table {} gained rows during the import", t.name)));
+            return Err(TransferError::TargetNotEmpty(format!(
+                "table {} gained rows during the import",
+                t.name
+            )));
         }
     }
     Ok(())
@@ -944,7 +1174,11 @@ struct RowReader {
 
 impl RowReader {
     fn open(path: &Path) -> Result<Self> {
-        Ok(RowReader { lines: std::io::BufReader::new(std::fs::File::open(path)?).lines(), n: 0, pending: None })
+        Ok(RowReader {
+            lines: std::io::BufReader::new(std::fs::File::open(path)?).lines(),
+            n: 0,
+            pending: None,
+        })
     }
 
     fn next_row(&mut self) -> Result<Option<TableRow>> {
@@ -958,9 +1192,9 @@ impl RowReader {
                 continue;
             }
             if let Record::Row { table, values } = parse_line(&line, self.n)? {
-                let t = table_index(&table)
-                    .map(|i| &TABLES[i])
-                    .ok_or_else(|| TransferError::InvalidDump(format!("line {}: unknown table {table:?}", self.n)))?;
+                let t = table_index(&table).map(|i| &TABLES[i]).ok_or_else(|| {
+                    TransferError::InvalidDump(format!("line {}: unknown table {table:?}", self.n))
+                })?;
                 return Ok(Some((t, bind_values(t, &values, self.n)?)));
             }
         }
@@ -969,7 +1203,9 @@ impl RowReader {
 
     /// Up to BATCH_ROWS consecutive rows of one table.
     fn next_batch(&mut self) -> Result<Option<Batch>> {
-        let Some((table, first)) = self.next_row()? else { return Ok(None) };
+        let Some((table, first)) = self.next_row()? else {
+            return Ok(None);
+        };
         let mut batch = vec![first];
         while batch.len() < BATCH_ROWS {
             match self.next_row()? {
@@ -992,12 +1228,25 @@ mod tests {
     #[test]
     fn table_specs_are_consistent() {
         let names: BTreeSet<&str> = TABLES.iter().map(|t| t.name).collect();
-        assert_eq!(names.len(), TABLES.len(), "duplicate table in the dump list");
+        assert_eq!(
+            names.len(),
+            TABLES.len(),
+            "duplicate table in the dump list"
+        );
         for t in TABLES {
             let cols: BTreeSet<&str> = t.columns.iter().map(|c| c.0).collect();
-            assert_eq!(cols.len(), t.columns.len(), "duplicate column in {}", t.name);
+            assert_eq!(
+                cols.len(),
+                t.columns.len(),
+                "duplicate column in {}",
+                t.name
+            );
             for key in t.order_by.split(',') {
-                assert!(cols.contains(key.trim()), "{} orders by unknown column {key}", t.name);
+                assert!(
+                    cols.contains(key.trim()),
+                    "{} orders by unknown column {key}",
+                    t.name
+                );
             }
         }
     }
@@ -1007,15 +1256,25 @@ mod tests {
         let t = &TABLES[table_index("settings").unwrap()];
         let ok: Map<String, Value> = serde_json::from_str(r#"{"key":"k","value":"v"}"#).unwrap();
         assert!(bind_values(t, &ok, 2).is_ok());
-        for bad in [r#"{"key":"k"}"#, r#"{"key":"k","value":1}"#, r#"{"key":"k","value":"v","x":null}"#] {
+        for bad in [
+            r#"{"key":"k"}"#,
+            r#"{"key":"k","value":1}"#,
+            r#"{"key":"k","value":"v","x":null}"#,
+        ] {
             let m: Map<String, Value> = serde_json::from_str(bad).unwrap();
-            assert!(matches!(bind_values(t, &m, 2), Err(TransferError::InvalidDump(_))), "{bad}");
+            assert!(
+                matches!(bind_values(t, &m, 2), Err(TransferError::InvalidDump(_))),
+                "{bad}"
+            );
         }
         let keys = &TABLES[table_index("access_keys").unwrap()];
         let m: Map<String, Value> = serde_json::from_str(
             r#"{"access_key_id":"a","user_id":"u","secret_ciphertext":"not base64!","created_at":1,"last_used_at":null}"#,
         )
         .unwrap();
-        assert!(matches!(bind_values(keys, &m, 2), Err(TransferError::InvalidDump(_))));
+        assert!(matches!(
+            bind_values(keys, &m, 2),
+            Err(TransferError::InvalidDump(_))
+        ));
     }
 }

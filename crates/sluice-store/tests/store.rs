@@ -6,9 +6,10 @@
 use chrono::{DateTime, Duration, Utc};
 use sluice_core::NamespaceName;
 use sluice_store::{
-    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy, EntityKind,
-    ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord, PostgresStore, SqliteStore,
-    StoreError, TableRecord, UserRecord, ViewRecord, WarehouseRecord, WarehouseStatus,
+    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, DeletedTableRecord, EffectivePolicy,
+    EntityKind, ExternalIdentityRecord, GroupRecord, NamespaceRecord, Page, PolicyRecord,
+    PostgresStore, SqliteStore, StoreError, TableRecord, UserRecord, ViewRecord, WarehouseRecord,
+    WarehouseStatus,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -1746,9 +1747,15 @@ async fn purge_deleted_table(store: &dyn CatalogStore) {
     rec.target = t.id.to_string();
     store.purge_deleted_table(t.id, &rec).await.unwrap();
     assert!(store.get_deleted_table(t.id).await.unwrap().is_none());
-    assert_err!(store.purge_deleted_table(t.id, &rec).await, StoreError::NotFound(_));
+    assert_err!(
+        store.purge_deleted_table(t.id, &rec).await,
+        StoreError::NotFound(_)
+    );
     let entries = store.list_audit(None, 100).await.unwrap();
-    let mine: Vec<_> = entries.iter().filter(|e| e.target == t.id.to_string()).collect();
+    let mine: Vec<_> = entries
+        .iter()
+        .filter(|e| e.target == t.id.to_string())
+        .collect();
     assert_eq!(mine.len(), 1, "{entries:?}");
     assert_eq!(mine[0].action, "catalog:PurgeDeletedTable");
     assert_eq!(mine[0].detail.as_deref(), Some("purged"));
@@ -1768,7 +1775,15 @@ pub async fn soft_drop_table(store: &dyn CatalogStore) {
     let deleted_at = now();
     let expires_at = deleted_at + Duration::days(7);
     let d = store
-        .soft_drop_table(w.id, &n.name, "t", deleted_at, expires_at, Some("alice"), true)
+        .soft_drop_table(
+            w.id,
+            &n.name,
+            "t",
+            deleted_at,
+            expires_at,
+            Some("alice"),
+            true,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1808,7 +1823,15 @@ pub async fn soft_drop_table(store: &dyn CatalogStore) {
     );
     assert_err!(
         store
-            .soft_drop_table(w.id, &ns("ghost"), "keep", deleted_at, expires_at, None, false)
+            .soft_drop_table(
+                w.id,
+                &ns("ghost"),
+                "keep",
+                deleted_at,
+                expires_at,
+                None,
+                false
+            )
             .await,
         StoreError::NotFound(_)
     );
@@ -2768,7 +2791,6 @@ pub async fn concurrent_user_with_identity(store: Arc<dyn CatalogStore>) {
 // SQLite bindings
 // ---------------------------------------------------------------------------------------
 
-
 // ---------------------------------------------------------------------------------------
 // Views
 // ---------------------------------------------------------------------------------------
@@ -2805,15 +2827,33 @@ pub async fn views(store: &dyn CatalogStore) {
     let n = new_namespace(store, w.id, "db").await;
     let other = new_namespace(store, w.id, "other").await;
     let v = new_view(store, &n, "v").await;
-    assert_eq!(store.get_view(w.id, &n.name, "v").await.unwrap(), Some(v.clone()));
+    assert_eq!(
+        store.get_view(w.id, &n.name, "v").await.unwrap(),
+        Some(v.clone())
+    );
     assert_eq!(store.get_view_by_id(v.id).await.unwrap(), Some(v.clone()));
     assert_eq!(store.get_view(w.id, &other.name, "v").await.unwrap(), None);
     // Views are not tables.
     assert_eq!(store.get_table(w.id, &n.name, "v").await.unwrap(), None);
-    assert!(store.list_tables(w.id, &n.name, &page(None, None)).await.unwrap().is_empty());
+    assert!(store
+        .list_tables(w.id, &n.name, &page(None, None))
+        .await
+        .unwrap()
+        .is_empty());
 
-    assert_err!(store.create_view(&view(&n, "v")).await, StoreError::AlreadyExists(_));
-    assert_err!(store.create_view(&ViewRecord { name: "w".into(), ..v.clone() }).await, StoreError::AlreadyExists(_));
+    assert_err!(
+        store.create_view(&view(&n, "v")).await,
+        StoreError::AlreadyExists(_)
+    );
+    assert_err!(
+        store
+            .create_view(&ViewRecord {
+                name: "w".into(),
+                ..v.clone()
+            })
+            .await,
+        StoreError::AlreadyExists(_)
+    );
     let mut orphan = view(&n, "x");
     orphan.namespace_id = Uuid::new_v4();
     assert_err!(store.create_view(&orphan).await, StoreError::NotFound(_));
@@ -2821,30 +2861,70 @@ pub async fn views(store: &dyn CatalogStore) {
     for name in ["c", "a", "b"] {
         new_view(store, &n, name).await;
     }
-    let all = store.list_views(w.id, &n.name, &page(None, None)).await.unwrap();
+    let all = store
+        .list_views(w.id, &n.name, &page(None, None))
+        .await
+        .unwrap();
     assert_eq!(summary_names(&all), ["a", "b", "c", "v"]);
-    let first = store.list_views(w.id, &n.name, &page(None, Some(2))).await.unwrap();
+    let first = store
+        .list_views(w.id, &n.name, &page(None, Some(2)))
+        .await
+        .unwrap();
     assert_eq!(summary_names(&first), ["a", "b"]);
-    let rest = store.list_views(w.id, &n.name, &page(Some("b"), Some(2))).await.unwrap();
+    let rest = store
+        .list_views(w.id, &n.name, &page(Some("b"), Some(2)))
+        .await
+        .unwrap();
     assert_eq!(summary_names(&rest), ["c", "v"]);
-    assert!(store.list_views(w.id, &other.name, &page(None, None)).await.unwrap().is_empty());
-    assert_err!(store.list_views(w.id, &ns("missing"), &page(None, None)).await, StoreError::NotFound(_));
+    assert!(store
+        .list_views(w.id, &other.name, &page(None, None))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_err!(
+        store
+            .list_views(w.id, &ns("missing"), &page(None, None))
+            .await,
+        StoreError::NotFound(_)
+    );
 
     // Compare-and-swap on the metadata location.
     let next = "s3://wh/db/v/metadata/00001-x.metadata.json";
-    store.update_view(v.id, &v.metadata_location, next, r#"{"n":1}"#, &v.location).await.unwrap();
+    store
+        .update_view(v.id, &v.metadata_location, next, r#"{"n":1}"#, &v.location)
+        .await
+        .unwrap();
     assert_err!(
-        store.update_view(v.id, &v.metadata_location, "s3://wh/db/v/metadata/00001-y.metadata.json", "{}", &v.location).await,
+        store
+            .update_view(
+                v.id,
+                &v.metadata_location,
+                "s3://wh/db/v/metadata/00001-y.metadata.json",
+                "{}",
+                &v.location
+            )
+            .await,
         StoreError::Conflict(_)
     );
     let got = store.get_view(w.id, &n.name, "v").await.unwrap().unwrap();
-    assert_eq!((got.metadata_location.as_str(), got.metadata_json.as_str()), (next, r#"{"n":1}"#));
-    assert_err!(store.update_view(Uuid::new_v4(), next, next, "{}", "s3://x").await, StoreError::NotFound(_));
+    assert_eq!(
+        (got.metadata_location.as_str(), got.metadata_json.as_str()),
+        (next, r#"{"n":1}"#)
+    );
+    assert_err!(
+        store
+            .update_view(Uuid::new_v4(), next, next, "{}", "s3://x")
+            .await,
+        StoreError::NotFound(_)
+    );
 
     let dropped = store.drop_view(w.id, &n.name, "v").await.unwrap();
     assert_eq!(dropped.id, v.id);
     assert_eq!(store.get_view(w.id, &n.name, "v").await.unwrap(), None);
-    assert_err!(store.drop_view(w.id, &n.name, "v").await, StoreError::NotFound(_));
+    assert_err!(
+        store.drop_view(w.id, &n.name, "v").await,
+        StoreError::NotFound(_)
+    );
 }
 
 pub async fn rename_view(store: &dyn CatalogStore) {
@@ -2853,14 +2933,41 @@ pub async fn rename_view(store: &dyn CatalogStore) {
     let other = new_namespace(store, w.id, "other").await;
     let v = new_view(store, &n, "v").await;
     new_view(store, &n, "taken").await;
-    store.rename_view(w.id, &n.name, "v", &other.name, "moved").await.unwrap();
-    let got = store.get_view(w.id, &other.name, "moved").await.unwrap().unwrap();
-    assert_eq!((got.id, got.namespace_id, &got.namespace), (v.id, other.id, &other.name));
+    store
+        .rename_view(w.id, &n.name, "v", &other.name, "moved")
+        .await
+        .unwrap();
+    let got = store
+        .get_view(w.id, &other.name, "moved")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.id, got.namespace_id, &got.namespace),
+        (v.id, other.id, &other.name)
+    );
     assert_eq!(store.get_view(w.id, &n.name, "v").await.unwrap(), None);
-    assert_err!(store.rename_view(w.id, &n.name, "v", &n.name, "v2").await, StoreError::NotFound(_));
-    assert_err!(store.rename_view(w.id, &other.name, "moved", &ns("missing"), "x").await, StoreError::NotFound(_));
-    assert_err!(store.rename_view(w.id, &other.name, "moved", &n.name, "taken").await, StoreError::AlreadyExists(_));
-    assert!(store.get_view(w.id, &other.name, "moved").await.unwrap().is_some());
+    assert_err!(
+        store.rename_view(w.id, &n.name, "v", &n.name, "v2").await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store
+            .rename_view(w.id, &other.name, "moved", &ns("missing"), "x")
+            .await,
+        StoreError::NotFound(_)
+    );
+    assert_err!(
+        store
+            .rename_view(w.id, &other.name, "moved", &n.name, "taken")
+            .await,
+        StoreError::AlreadyExists(_)
+    );
+    assert!(store
+        .get_view(w.id, &other.name, "moved")
+        .await
+        .unwrap()
+        .is_some());
 }
 
 /// Tables and views share one name space per namespace, whichever claims the name and
@@ -2875,26 +2982,60 @@ pub async fn views_and_tables_share_names(store: &dyn CatalogStore) {
         Err(StoreError::AlreadyExists(m)) => assert!(m.starts_with("table "), "{m}"),
         other => panic!("view over a table: {other:?}"),
     }
-    match store.commit(&[CommitOp::Create(table(&n, "v", "s3://wh/db/tv"))]).await {
+    match store
+        .commit(&[CommitOp::Create(table(&n, "v", "s3://wh/db/tv"))])
+        .await
+    {
         Err(StoreError::AlreadyExists(m)) => assert!(m.starts_with("view "), "{m}"),
         other => panic!("table over a view: {other:?}"),
     }
-    assert_err!(store.rename_table(w.id, &n.name, "t", &n.name, "v").await, StoreError::AlreadyExists(_));
-    assert_err!(store.rename_view(w.id, &n.name, "v", &n.name, "t").await, StoreError::AlreadyExists(_));
-    assert_eq!(store.get_table(w.id, &n.name, "t").await.unwrap().unwrap().id, t.id);
-    assert_eq!(store.get_view(w.id, &n.name, "v").await.unwrap().unwrap().id, v.id);
+    assert_err!(
+        store.rename_table(w.id, &n.name, "t", &n.name, "v").await,
+        StoreError::AlreadyExists(_)
+    );
+    assert_err!(
+        store.rename_view(w.id, &n.name, "v", &n.name, "t").await,
+        StoreError::AlreadyExists(_)
+    );
+    assert_eq!(
+        store
+            .get_table(w.id, &n.name, "t")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        t.id
+    );
+    assert_eq!(
+        store
+            .get_view(w.id, &n.name, "v")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        v.id
+    );
 
     // A soft-deleted table frees its name; a view may take it, and then undrop cannot.
     let at = now();
-    store.soft_drop_table(w.id, &n.name, "t", at, at + Duration::days(1), None, false).await.unwrap();
+    store
+        .soft_drop_table(w.id, &n.name, "t", at, at + Duration::days(1), None, false)
+        .await
+        .unwrap();
     new_view(store, &n, "t").await;
-    assert_err!(store.undrop_table(t.id, None).await, StoreError::AlreadyExists(_));
+    assert_err!(
+        store.undrop_table(t.id, None).await,
+        StoreError::AlreadyExists(_)
+    );
     store.undrop_table(t.id, Some("t2")).await.unwrap();
 
     // A namespace holding only a view is not empty.
     let lone = new_namespace(store, w.id, "lone").await;
     new_view(store, &lone, "only").await;
-    assert_err!(store.drop_namespace(w.id, &lone.name).await, StoreError::NotEmpty(_));
+    assert_err!(
+        store.drop_namespace(w.id, &lone.name).await,
+        StoreError::NotEmpty(_)
+    );
     store.drop_view(w.id, &lone.name, "only").await.unwrap();
     store.drop_namespace(w.id, &lone.name).await.unwrap();
 }
@@ -2909,7 +3050,18 @@ pub async fn soft_drop_view(store: &dyn CatalogStore) {
     new_table(store, &n, "t", "s3://wh/db/t").await;
 
     let at = now();
-    let d = store.soft_drop_view(w.id, &n.name, "v", at, at + Duration::days(1), Some("alice"), true).await.unwrap();
+    let d = store
+        .soft_drop_view(
+            w.id,
+            &n.name,
+            "v",
+            at,
+            at + Duration::days(1),
+            Some("alice"),
+            true,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         d,
         DeletedTableRecord {
@@ -2921,16 +3073,43 @@ pub async fn soft_drop_view(store: &dyn CatalogStore) {
             purge_requested: true,
         }
     );
-    assert_eq!(store.get_deleted_table(v.id).await.unwrap(), Some(d.clone()));
-    assert_eq!(store.list_deleted_tables(w.id, &page(None, None)).await.unwrap(), vec![d.clone()]);
+    assert_eq!(
+        store.get_deleted_table(v.id).await.unwrap(),
+        Some(d.clone())
+    );
+    assert_eq!(
+        store
+            .list_deleted_tables(w.id, &page(None, None))
+            .await
+            .unwrap(),
+        vec![d.clone()]
+    );
     assert_eq!(store.get_view(w.id, &n.name, "v").await.unwrap(), None);
     assert_eq!(store.get_view_by_id(v.id).await.unwrap(), None);
-    assert_err!(store.soft_drop_view(w.id, &n.name, "v", at, at, None, false).await, StoreError::NotFound(_));
+    assert_err!(
+        store
+            .soft_drop_view(w.id, &n.name, "v", at, at, None, false)
+            .await,
+        StoreError::NotFound(_)
+    );
     // A table is not a view.
-    assert_err!(store.soft_drop_view(w.id, &n.name, "t", at, at, None, false).await, StoreError::NotFound(_));
+    assert_err!(
+        store
+            .soft_drop_view(w.id, &n.name, "t", at, at, None, false)
+            .await,
+        StoreError::NotFound(_)
+    );
     assert!(store.get_table(w.id, &n.name, "t").await.unwrap().is_some());
     // The id stays reserved while the view is in the deleted list.
-    assert_err!(store.create_view(&ViewRecord { name: "other".into(), ..v.clone() }).await, StoreError::AlreadyExists(_));
+    assert_err!(
+        store
+            .create_view(&ViewRecord {
+                name: "other".into(),
+                ..v.clone()
+            })
+            .await,
+        StoreError::AlreadyExists(_)
+    );
 
     // The name is free again: a table takes it, and undrop under that name is refused...
     let t = new_table(store, &n, "v", "s3://wh/db/tv").await;
@@ -2945,30 +3124,65 @@ pub async fn soft_drop_view(store: &dyn CatalogStore) {
         Err(StoreError::AlreadyExists(m)) => assert!(m.starts_with("view "), "{m}"),
         other => panic!("undrop over a view: {other:?}"),
     }
-    assert_eq!(store.get_deleted_table(v.id).await.unwrap(), Some(d.clone()));
+    assert_eq!(
+        store.get_deleted_table(v.id).await.unwrap(),
+        Some(d.clone())
+    );
     assert_eq!(store.get_table_by_id(t.id).await.unwrap(), None);
 
     // Undropped under a new name, it is a view again with everything else as it was.
     let back = store.undrop_table(v.id, Some("v2")).await.unwrap();
-    let restored = ViewRecord { name: "v2".into(), ..v.clone() };
+    let restored = ViewRecord {
+        name: "v2".into(),
+        ..v.clone()
+    };
     assert_eq!(ViewRecord::from(back), restored);
-    assert_eq!(store.get_view(w.id, &n.name, "v2").await.unwrap(), Some(restored));
+    assert_eq!(
+        store.get_view(w.id, &n.name, "v2").await.unwrap(),
+        Some(restored)
+    );
     assert_eq!(store.get_table(w.id, &n.name, "v2").await.unwrap(), None);
     assert_eq!(store.get_deleted_table(v.id).await.unwrap(), None);
-    assert_eq!(store.get_view(w.id, &n.name, "v").await.unwrap().unwrap().id, other.id);
+    assert_eq!(
+        store
+            .get_view(w.id, &n.name, "v")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        other.id
+    );
 
     // Expired, it is claimed and purged like a table.
     let past = now() - Duration::hours(1);
-    store.soft_drop_view(w.id, &n.name, "v2", past, past, None, false).await.unwrap();
-    let claimed = store.claim_expired_deleted_tables(now(), now() + Duration::minutes(10), 10).await.unwrap();
-    assert_eq!(claimed.iter().map(|c| (c.table.id, c.kind)).collect::<Vec<_>>(), [(v.id, EntityKind::View)]);
+    store
+        .soft_drop_view(w.id, &n.name, "v2", past, past, None, false)
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_expired_deleted_tables(now(), now() + Duration::minutes(10), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|c| (c.table.id, c.kind))
+            .collect::<Vec<_>>(),
+        [(v.id, EntityKind::View)]
+    );
     let mut rec = audit("catalog:PurgeDeletedView", None, None);
     rec.target = v.id.to_string();
     store.purge_deleted_table(v.id, &rec).await.unwrap();
     assert_eq!(store.get_deleted_table(v.id).await.unwrap(), None);
     assert_eq!(store.get_view_by_id(v.id).await.unwrap(), None);
     // Once forgotten, the id may be used again.
-    store.create_view(&ViewRecord { name: "v3".into(), ..v.clone() }).await.unwrap();
+    store
+        .create_view(&ViewRecord {
+            name: "v3".into(),
+            ..v.clone()
+        })
+        .await
+        .unwrap();
 }
 
 /// Racing creates of a table and a view with the same name: exactly one wins per round.
@@ -2980,7 +3194,8 @@ pub async fn concurrent_view_table_name_claims(store: Arc<dyn CatalogStore>) {
         let barrier = Arc::new(tokio::sync::Barrier::new(4));
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..4 {
-            let (store, barrier, n, name) = (store.clone(), barrier.clone(), n.clone(), name.clone());
+            let (store, barrier, n, name) =
+                (store.clone(), barrier.clone(), n.clone(), name.clone());
             tasks.spawn(async move {
                 barrier.wait().await;
                 if i % 2 == 0 {
@@ -3000,8 +3215,16 @@ pub async fn concurrent_view_table_name_claims(store: Arc<dyn CatalogStore>) {
             }
         }
         assert_eq!(won, 1, "round {round}");
-        let t = store.get_table(w.id, &n.name, &name).await.unwrap().is_some();
-        let v = store.get_view(w.id, &n.name, &name).await.unwrap().is_some();
+        let t = store
+            .get_table(w.id, &n.name, &name)
+            .await
+            .unwrap()
+            .is_some();
+        let v = store
+            .get_view(w.id, &n.name, &name)
+            .await
+            .unwrap()
+            .is_some();
         assert!(t ^ v, "round {round}: table {t}, view {v}");
     }
 }
@@ -3075,7 +3298,6 @@ macro_rules! with_suite_functions {
 }
 
 with_suite_functions!(sqlite_suite);
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_concurrent_view_table_name_claims() {
@@ -3384,14 +3606,22 @@ async fn postgres_claims_across_stores() {
         async {
             let mut got = Vec::new();
             for _ in 0..10 {
-                got.extend(a.claim_expired_deleted_tables(now(), lease, 2).await.unwrap());
+                got.extend(
+                    a.claim_expired_deleted_tables(now(), lease, 2)
+                        .await
+                        .unwrap(),
+                );
             }
             got
         },
         async {
             let mut got = Vec::new();
             for _ in 0..10 {
-                got.extend(b.claim_expired_deleted_tables(now(), lease, 2).await.unwrap());
+                got.extend(
+                    b.claim_expired_deleted_tables(now(), lease, 2)
+                        .await
+                        .unwrap(),
+                );
             }
             got
         }
@@ -3460,7 +3690,11 @@ async fn postgres_change_feed_announces_committed_writes_only() {
     let url = pg_cluster::fresh_database().await;
     let writer = PostgresStore::connect(&url).await.unwrap();
     let reader = PostgresStore::connect(&url).await.unwrap();
-    let mut rx = reader.subscribe_changes().await.unwrap().expect("PostgreSQL has a feed");
+    let mut rx = reader
+        .subscribe_changes()
+        .await
+        .unwrap()
+        .expect("PostgreSQL has a feed");
 
     let g = new_group(&writer, "analysts").await;
     assert_eq!(next_change(&mut rx).await, Change::Identity);
@@ -3476,7 +3710,10 @@ async fn postgres_change_feed_announces_committed_writes_only() {
     assert_eq!(next_change(&mut rx).await, Change::Identity);
 
     // Fails (the name is taken): rolled back, so no notification.
-    assert_err!(writer.create_group(&group("analysts")).await, StoreError::AlreadyExists(_));
+    assert_err!(
+        writer.create_group(&group("analysts")).await,
+        StoreError::AlreadyExists(_)
+    );
     let w = new_warehouse(&writer, "wh").await;
     assert_eq!(next_change(&mut rx).await, Change::Warehouse(w.id));
     let mut w2 = w.clone();
@@ -3518,9 +3755,15 @@ async fn postgres_change_feed_survives_a_killed_connection() {
 }
 
 async fn postgres_store_with(url: &str, retry_attempts: u32) -> PostgresStore {
-    PostgresStore::connect_with(url, sluice_store::PgOptions { retry_attempts, ..Default::default() })
-        .await
-        .unwrap()
+    PostgresStore::connect_with(
+        url,
+        sluice_store::PgOptions {
+            retry_attempts,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
 }
 
 /// Waits until some connection of the store under test (application "sluice") is blocked
@@ -3538,7 +3781,10 @@ async fn wait_until_store_blocks(admin: &mut sqlx::PgConnection) {
         if waiting > 0 {
             return;
         }
-        assert!(start.elapsed() < std::time::Duration::from_secs(10), "the commit never blocked");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the commit never blocked"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -3546,7 +3792,10 @@ async fn wait_until_store_blocks(admin: &mut sqlx::PgConnection) {
 /// Forces a deadlock between a two-table commit and another session, arranged so that
 /// PostgreSQL picks the commit as the victim (its `deadlock_timeout` fires first), and
 /// returns what the commit returned.
-async fn commit_into_deadlock(url: &str, retry_attempts: u32) -> (Result<(), StoreError>, PostgresStore, [TableRecord; 2]) {
+async fn commit_into_deadlock(
+    url: &str,
+    retry_attempts: u32,
+) -> (Result<(), StoreError>, PostgresStore, [TableRecord; 2]) {
     use sqlx::Connection;
     let store = postgres_store_with(url, retry_attempts).await;
     let w = new_warehouse(&store, &format!("wh{retry_attempts}")).await;
@@ -3562,7 +3811,10 @@ async fn commit_into_deadlock(url: &str, retry_attempts: u32) -> (Result<(), Sto
     let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
     // The other session waits long before checking for deadlocks; the store's sessions use
     // the default (1 s), so the store's transaction is the one PostgreSQL aborts.
-    sqlx::query("SET deadlock_timeout = '20s'").execute(&mut other).await.unwrap();
+    sqlx::query("SET deadlock_timeout = '20s'")
+        .execute(&mut other)
+        .await
+        .unwrap();
     sqlx::query("BEGIN").execute(&mut other).await.unwrap();
     sqlx::query("SELECT 1 FROM tables WHERE id = $1 FOR UPDATE")
         .bind(hi.id.to_string())
@@ -3593,13 +3845,19 @@ async fn postgres_deadlocked_commit_fails_without_retry() {
     let (result, store, [lo, _]) = commit_into_deadlock(&url, 1).await;
     match result {
         Err(StoreError::Database(e)) => {
-            let code = e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string());
+            let code = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.to_string());
             assert_eq!(code.as_deref(), Some("40P01"), "{e}");
         }
         other => panic!("expected the deadlock to surface without retries, got {other:?}"),
     }
     let now = store.get_table_by_id(lo.id).await.unwrap().unwrap();
-    assert_eq!(now.metadata_location, lo.metadata_location, "the aborted commit left nothing");
+    assert_eq!(
+        now.metadata_location, lo.metadata_location,
+        "the aborted commit left nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -3607,8 +3865,24 @@ async fn postgres_deadlocked_commit_is_retried_and_succeeds() {
     let url = pg_cluster::fresh_database().await;
     let (result, store, [lo, hi]) = commit_into_deadlock(&url, 5).await;
     result.expect("the retry commits");
-    assert_eq!(store.get_table_by_id(lo.id).await.unwrap().unwrap().metadata_location, "s3://x/lo-2.json");
-    assert_eq!(store.get_table_by_id(hi.id).await.unwrap().unwrap().metadata_location, "s3://x/hi-2.json");
+    assert_eq!(
+        store
+            .get_table_by_id(lo.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata_location,
+        "s3://x/lo-2.json"
+    );
+    assert_eq!(
+        store
+            .get_table_by_id(hi.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata_location,
+        "s3://x/hi-2.json"
+    );
 }
 
 /// Two multi-table commits over the same tables in opposite orders, spanning two
@@ -3634,7 +3908,11 @@ async fn postgres_opposite_order_multi_table_commits_do_not_deadlock() {
             new_metadata_location: format!("{}/metadata/{round}-{side}.json", t.location),
             new_metadata_json: "{}".into(),
             // Every other round moves both tables.
-            new_location: if round % 2 == 0 { format!("{}-{round}{side}", t.location) } else { t.location.clone() },
+            new_location: if round % 2 == 0 {
+                format!("{}-{round}{side}", t.location)
+            } else {
+                t.location.clone()
+            },
         };
         let forward = vec![op(&cur1, "f"), op(&cur2, "f")];
         let backward = vec![op(&cur2, "b"), op(&cur1, "b")];
@@ -3646,7 +3924,10 @@ async fn postgres_opposite_order_multi_table_commits_do_not_deadlock() {
         let results = [r1.unwrap(), r2.unwrap()];
         let wins = results.iter().filter(|r| r.is_ok()).count();
         for r in &results {
-            assert!(matches!(r, Ok(()) | Err(StoreError::Conflict(_))), "round {round}: {r:?}");
+            assert!(
+                matches!(r, Ok(()) | Err(StoreError::Conflict(_))),
+                "round {round}: {r:?}"
+            );
         }
         assert_eq!(wins, 1, "round {round}: {results:?}");
         // Both tables moved together with the winner's metadata.
@@ -3654,7 +3935,11 @@ async fn postgres_opposite_order_multi_table_commits_do_not_deadlock() {
             store.get_table_by_id(t1.id).await.unwrap().unwrap(),
             store.get_table_by_id(t2.id).await.unwrap().unwrap(),
         );
-        assert_eq!(a.metadata_location.ends_with("f.json"), b.metadata_location.ends_with("f.json"), "round {round}");
+        assert_eq!(
+            a.metadata_location.ends_with("f.json"),
+            b.metadata_location.ends_with("f.json"),
+            "round {round}"
+        );
     }
 }
 
@@ -3666,11 +3951,18 @@ async fn postgres_unreachable_says_why() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let started = std::time::Instant::now();
-    let Err(err) = PostgresStore::connect(&format!("postgres://sluice:hunter2@127.0.0.1:{port}/catalog")).await else {
+    let Err(err) = PostgresStore::connect(&format!(
+        "postgres://sluice:hunter2@127.0.0.1:{port}/catalog"
+    ))
+    .await
+    else {
         panic!("nothing listens there");
     };
     let msg = err.to_string();
     assert!(msg.to_lowercase().contains("refused"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took the whole pool timeout: {msg}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took the whole pool timeout: {msg}"
+    );
 }

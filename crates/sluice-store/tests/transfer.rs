@@ -9,8 +9,9 @@ use chrono::{DateTime, Duration, Utc};
 use sluice_core::NamespaceName;
 use sluice_store::transfer::{self, TransferError};
 use sluice_store::{
-    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, ExternalIdentityRecord, GroupRecord, NamespaceRecord,
-    PolicyRecord, PostgresStore, SqliteStore, TableRecord, UserRecord, ViewRecord, WarehouseRecord, WarehouseStatus,
+    AccessKeyRecord, AuditRecord, CatalogStore, CommitOp, ExternalIdentityRecord, GroupRecord,
+    NamespaceRecord, PolicyRecord, PostgresStore, SqliteStore, TableRecord, UserRecord, ViewRecord,
+    WarehouseRecord, WarehouseStatus,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -31,7 +32,12 @@ fn sqlite_url(dir: &Path, name: &str) -> String {
 fn expected_tables() -> BTreeMap<String, BTreeSet<String>> {
     transfer::dump_tables()
         .into_iter()
-        .map(|(t, cols)| (t.to_string(), cols.into_iter().map(str::to_string).collect()))
+        .map(|(t, cols)| {
+            (
+                t.to_string(),
+                cols.into_iter().map(str::to_string).collect(),
+            )
+        })
         .collect()
 }
 
@@ -43,11 +49,19 @@ async fn dump_covers_every_table_the_migrations_create() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path(), "c.db");
     drop(SqliteStore::connect(&url).await.unwrap());
-    assert_eq!(transfer::database_tables(&url).await.unwrap(), expected_tables(), "SQLite");
+    assert_eq!(
+        transfer::database_tables(&url).await.unwrap(),
+        expected_tables(),
+        "SQLite"
+    );
 
     let pg = pg_cluster::fresh_database().await;
     drop(PostgresStore::connect(&pg).await.unwrap());
-    assert_eq!(transfer::database_tables(&pg).await.unwrap(), expected_tables(), "PostgreSQL");
+    assert_eq!(
+        transfer::database_tables(&pg).await.unwrap(),
+        expected_tables(),
+        "PostgreSQL"
+    );
 }
 
 /// One row in every table, with NULLs and non-NULLs, binary ciphertext, a nested namespace,
@@ -63,7 +77,14 @@ async fn populate(store: &dyn CatalogStore) -> Uuid {
         source: "builtin".into(),
         created_at: t,
     };
-    let bob = UserRecord { id: Uuid::new_v4(), name: "bob".into(), email: None, friendly_name: None, source: "oidc".into(), created_at: t };
+    let bob = UserRecord {
+        id: Uuid::new_v4(),
+        name: "bob".into(),
+        email: None,
+        friendly_name: None,
+        source: "oidc".into(),
+        created_at: t,
+    };
     store.create_user(&alice).await.unwrap();
     store
         .create_access_key(&AccessKeyRecord {
@@ -75,12 +96,22 @@ async fn populate(store: &dyn CatalogStore) -> Uuid {
         })
         .await
         .unwrap();
-    let g = GroupRecord { id: Uuid::new_v4(), name: "Developers".into(), description: Some("devs".into()), created_at: t };
+    let g = GroupRecord {
+        id: Uuid::new_v4(),
+        name: "Developers".into(),
+        description: Some("devs".into()),
+        created_at: t,
+    };
     store.create_group(&g).await.unwrap();
     store
         .create_user_with_identity(
             &bob,
-            &ExternalIdentityRecord { source: "oidc".into(), subject: "https://idp#bob".into(), user_id: bob.id, created_at: t },
+            &ExternalIdentityRecord {
+                source: "oidc".into(),
+                subject: "https://idp#bob".into(),
+                user_id: bob.id,
+                created_at: t,
+            },
             &[g.id],
         )
         .await
@@ -138,7 +169,11 @@ async fn populate(store: &dyn CatalogStore) -> Uuid {
             .await
             .unwrap();
     }
-    let a_b = store.get_namespace(w.id, &ns("a.b")).await.unwrap().unwrap();
+    let a_b = store
+        .get_namespace(w.id, &ns("a.b"))
+        .await
+        .unwrap()
+        .unwrap();
     for name in ["t1", "gone"] {
         let loc = format!("file:///data/wh/a/b/{name}");
         store
@@ -174,18 +209,31 @@ async fn populate(store: &dyn CatalogStore) -> Uuid {
         .await
         .unwrap();
     store
-        .soft_drop_table(w.id, &ns("a.b"), "gone", t, t - Duration::seconds(1), Some("alice"), true)
+        .soft_drop_table(
+            w.id,
+            &ns("a.b"),
+            "gone",
+            t,
+            t - Duration::seconds(1),
+            Some("alice"),
+            true,
+        )
         .await
         .unwrap();
     // Leased by a (pretend) purge worker; the lease must survive the move.
-    let claimed = store.claim_expired_deleted_tables(t, t + Duration::seconds(60), 10).await.unwrap();
+    let claimed = store
+        .claim_expired_deleted_tables(t, t + Duration::seconds(60), 10)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     w.id
 }
 
 async fn export_to(url: &str, path: &Path) -> transfer::TransferSummary {
     let f = std::fs::File::create(path).unwrap();
-    transfer::export(url, std::io::BufWriter::new(f)).await.unwrap()
+    transfer::export(url, std::io::BufWriter::new(f))
+        .await
+        .unwrap()
 }
 
 /// The row lines of a dump (header and end record differ by source and time).
@@ -205,13 +253,20 @@ async fn sqlite_to_postgres_to_sqlite_round_trip() {
     let store = SqliteStore::connect(&src).await.unwrap();
     let wh = populate(&store).await;
     // Deleting the newest audit rows leaves the counter ahead of max(id): it must carry over.
-    sqlx::query("DELETE FROM audit_log WHERE id = 3").execute(store.pool()).await.unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE id = 3")
+        .execute(store.pool())
+        .await
+        .unwrap();
     store.pool().close().await;
 
     let dump1 = dir.path().join("1.jsonl");
     let summary = export_to(&src, &dump1).await;
     assert_eq!(summary.schema_version, transfer::schema_version());
-    assert!(summary.rows.values().all(|n| *n > 0), "every table has a row: {:?}", summary.rows);
+    assert!(
+        summary.rows.values().all(|n| *n > 0),
+        "every table has a row: {:?}",
+        summary.rows
+    );
     assert_eq!(summary.rows.len(), expected_tables().len());
 
     let pg = pg_cluster::fresh_database().await;
@@ -220,16 +275,30 @@ async fn sqlite_to_postgres_to_sqlite_round_trip() {
 
     // Through the store API on the new backend.
     let p = PostgresStore::connect(&pg).await.unwrap();
-    assert_eq!(p.get_setting("bootstrap_done").await.unwrap().as_deref(), Some("true"));
-    let key = p.get_access_key("AKIAEXPORT0000000001").await.unwrap().unwrap();
+    assert_eq!(
+        p.get_setting("bootstrap_done").await.unwrap().as_deref(),
+        Some("true")
+    );
+    let key = p
+        .get_access_key("AKIAEXPORT0000000001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(key.secret_ciphertext, vec![0, 1, 2, 254, 255, 10, 13]);
     let t1 = p.get_table(wh, &ns("a.b"), "t1").await.unwrap().unwrap();
     assert!(t1.metadata_json.contains("\"x\":\"é\\n\""));
-    let deleted = p.list_deleted_tables(wh, &Default::default()).await.unwrap();
+    let deleted = p
+        .list_deleted_tables(wh, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(deleted.len(), 1);
     assert!(deleted[0].purge_requested);
     // Still leased: no one else may claim it.
-    assert!(p.claim_expired_deleted_tables(now(), now(), 10).await.unwrap().is_empty());
+    assert!(p
+        .claim_expired_deleted_tables(now(), now(), 10)
+        .await
+        .unwrap()
+        .is_empty());
     let alice = p.get_user_by_name("alice").await.unwrap().unwrap();
     assert_eq!(p.effective_policies(alice.id).await.unwrap().len(), 2);
     let bob = p.get_user_by_name("bob").await.unwrap().unwrap();
@@ -238,28 +307,60 @@ async fn sqlite_to_postgres_to_sqlite_round_trip() {
     assert_eq!(audit.iter().map(|a| a.id).collect::<Vec<_>>(), vec![2, 1]);
     // The identity sequence continues after the source's counter, not after max(id).
     let next = p
-        .append_audit(&AuditRecord { id: 0, at: now(), actor_id: None, actor_name: "x".into(), action: "a".into(), target: "t".into(), result: "success".into(), detail: None })
+        .append_audit(&AuditRecord {
+            id: 0,
+            at: now(),
+            actor_id: None,
+            actor_name: "x".into(),
+            action: "a".into(),
+            target: "t".into(),
+            result: "success".into(),
+            detail: None,
+        })
         .await
         .unwrap();
     assert_eq!(next, 4);
-    sqlx::query("DELETE FROM audit_log WHERE id = 4").execute(p.pool()).await.unwrap();
+    sqlx::query("DELETE FROM audit_log WHERE id = 4")
+        .execute(p.pool())
+        .await
+        .unwrap();
     p.pool().close().await;
 
     // PostgreSQL → SQLite and SQLite → SQLite: the same code path, byte-identical rows.
     let dump2 = dir.path().join("2.jsonl");
     export_to(&pg, &dump2).await;
-    assert_eq!(row_lines(&dump1), row_lines(&dump2), "rows differ after SQLite → PostgreSQL");
+    assert_eq!(
+        row_lines(&dump1),
+        row_lines(&dump2),
+        "rows differ after SQLite → PostgreSQL"
+    );
     let back = sqlite_url(dir.path(), "back.db");
     transfer::import(&back, &dump2).await.unwrap();
     let dump3 = dir.path().join("3.jsonl");
     export_to(&back, &dump3).await;
-    assert_eq!(row_lines(&dump1), row_lines(&dump3), "rows differ after PostgreSQL → SQLite");
+    assert_eq!(
+        row_lines(&dump1),
+        row_lines(&dump3),
+        "rows differ after PostgreSQL → SQLite"
+    );
     let s = SqliteStore::connect(&back).await.unwrap();
     let next = s
-        .append_audit(&AuditRecord { id: 0, at: now(), actor_id: None, actor_name: "x".into(), action: "a".into(), target: "t".into(), result: "success".into(), detail: None })
+        .append_audit(&AuditRecord {
+            id: 0,
+            at: now(),
+            actor_id: None,
+            actor_name: "x".into(),
+            action: "a".into(),
+            target: "t".into(),
+            result: "success".into(),
+            detail: None,
+        })
         .await
         .unwrap();
-    assert_eq!(next, 5, "SQLite's AUTOINCREMENT counter carried the PostgreSQL sequence");
+    assert_eq!(
+        next, 5,
+        "SQLite's AUTOINCREMENT counter carried the PostgreSQL sequence"
+    );
 }
 
 #[tokio::test]
@@ -287,19 +388,35 @@ async fn refuses_non_empty_target_and_bad_dumps_without_writing() {
     {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(&other).await.unwrap();
-        sqlx::query("CREATE TABLE invoices (id int)").execute(&mut c).await.unwrap();
+        sqlx::query("CREATE TABLE invoices (id int)")
+            .execute(&mut c)
+            .await
+            .unwrap();
         c.close().await.unwrap();
     }
     let err = transfer::import(&other, &dump).await.unwrap_err();
-    assert!(matches!(err, TransferError::TargetNotEmpty(_)) && err.to_string().contains("invoices"), "{err}");
-    assert_eq!(transfer::database_tables(&other).await.unwrap().len(), 1, "schema created in a foreign database");
+    assert!(
+        matches!(err, TransferError::TargetNotEmpty(_)) && err.to_string().contains("invoices"),
+        "{err}"
+    );
+    assert_eq!(
+        transfer::database_tables(&other).await.unwrap().len(),
+        1,
+        "schema created in a foreign database"
+    );
 
     let text = std::fs::read_to_string(&dump).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let cases: Vec<(&str, String)> = vec![
-        ("truncated at a line boundary", lines[..lines.len() - 1].join("\n") + "\n"),
+        (
+            "truncated at a line boundary",
+            lines[..lines.len() - 1].join("\n") + "\n",
+        ),
         ("truncated mid-line", text[..text.len() - 20].to_string()),
-        ("a value edited", text.replacen("alice@example.org", "mallory@example.org", 1)),
+        (
+            "a value edited",
+            text.replacen("alice@example.org", "mallory@example.org", 1),
+        ),
         ("a row dropped", {
             let mut l = lines.clone();
             l.remove(3);
@@ -307,20 +424,28 @@ async fn refuses_non_empty_target_and_bad_dumps_without_writing() {
         }),
         ("not JSON", "hello\n".into()),
         ("empty", String::new()),
-        ("other schema version", text.replacen(
-            &format!("\"schema_version\":{}", transfer::schema_version()),
-            "\"schema_version\":1",
-            1,
-        )),
+        (
+            "other schema version",
+            text.replacen(
+                &format!("\"schema_version\":{}", transfer::schema_version()),
+                "\"schema_version\":1",
+                1,
+            ),
+        ),
     ];
     for (what, content) in cases {
         let bad = dir.path().join("bad.jsonl");
         std::fs::write(&bad, &content).unwrap();
         // SQLite: the target file is not even created.
         let target = dir.path().join("never.db");
-        let err = transfer::import(&sqlite_url(dir.path(), "never.db"), &bad).await.unwrap_err();
+        let err = transfer::import(&sqlite_url(dir.path(), "never.db"), &bad)
+            .await
+            .unwrap_err();
         assert!(
-            matches!(err, TransferError::InvalidDump(_) | TransferError::SchemaMismatch(_)),
+            matches!(
+                err,
+                TransferError::InvalidDump(_) | TransferError::SchemaMismatch(_)
+            ),
             "{what}: {err}"
         );
         assert!(!target.exists(), "{what}: the target was created");
@@ -330,7 +455,10 @@ async fn refuses_non_empty_target_and_bad_dumps_without_writing() {
         // PostgreSQL: not even the schema.
         let pg = pg_cluster::fresh_database().await;
         transfer::import(&pg, &bad).await.unwrap_err();
-        assert!(transfer::database_tables(&pg).await.unwrap().is_empty(), "{what}: schema written");
+        assert!(
+            transfer::database_tables(&pg).await.unwrap().is_empty(),
+            "{what}: schema written"
+        );
     }
 }
 
@@ -339,18 +467,32 @@ async fn export_refuses_unknown_tables_and_missing_schema() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path(), "x.db");
     let store = SqliteStore::connect(&url).await.unwrap();
-    sqlx::query("CREATE TABLE surprise (id INTEGER)").execute(store.pool()).await.unwrap();
+    sqlx::query("CREATE TABLE surprise (id INTEGER)")
+        .execute(store.pool())
+        .await
+        .unwrap();
     store.pool().close().await;
     let err = transfer::export(&url, std::io::sink()).await.unwrap_err();
-    assert!(matches!(err, TransferError::SchemaMismatch(_)) && err.to_string().contains("surprise"), "{err}");
+    assert!(
+        matches!(err, TransferError::SchemaMismatch(_)) && err.to_string().contains("surprise"),
+        "{err}"
+    );
 
     // A source at another schema version says what to do.
     let url = sqlite_url(dir.path(), "old.db");
     let store = SqliteStore::connect(&url).await.unwrap();
     let newest = transfer::schema_version();
-    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?").bind(newest).execute(store.pool()).await.unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?")
+        .bind(newest)
+        .execute(store.pool())
+        .await
+        .unwrap();
     let err = transfer::export(&url, std::io::sink()).await.unwrap_err();
-    assert!(matches!(err, TransferError::SchemaMismatch(_)) && err.to_string().contains("sluice migrate"), "{err}");
+    assert!(
+        matches!(err, TransferError::SchemaMismatch(_))
+            && err.to_string().contains("sluice migrate"),
+        "{err}"
+    );
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (9999, 'future', 1, x'00', 0)",
@@ -360,12 +502,17 @@ async fn export_refuses_unknown_tables_and_missing_schema() {
     .unwrap();
     store.pool().close().await;
     let err = transfer::export(&url, std::io::sink()).await.unwrap_err();
-    assert!(matches!(err, TransferError::SchemaMismatch(_)) && err.to_string().contains("newer"), "{err}");
+    assert!(
+        matches!(err, TransferError::SchemaMismatch(_)) && err.to_string().contains("newer"),
+        "{err}"
+    );
 
     let pg = pg_cluster::fresh_database().await;
     let err = transfer::export(&pg, std::io::sink()).await.unwrap_err();
     assert!(matches!(err, TransferError::SchemaMismatch(_)), "{err}");
-    let err = transfer::export(&sqlite_url(dir.path(), "missing.db"), std::io::sink()).await.unwrap_err();
+    let err = transfer::export(&sqlite_url(dir.path(), "missing.db"), std::io::sink())
+        .await
+        .unwrap_err();
     assert!(matches!(err, TransferError::Database(_)), "{err}");
     assert!(!dir.path().join("missing.db").exists());
 }
@@ -391,7 +538,10 @@ async fn long_audit_log_moves_in_batches() {
     assert_eq!(summary.rows["audit_log"], 1237);
 
     let pg = pg_cluster::fresh_database().await;
-    assert_eq!(transfer::import(&pg, &dump).await.unwrap().rows, summary.rows);
+    assert_eq!(
+        transfer::import(&pg, &dump).await.unwrap().rows,
+        summary.rows
+    );
     let again = dir.path().join("again.jsonl");
     export_to(&pg, &again).await;
     assert_eq!(row_lines(&dump), row_lines(&again));

@@ -11,7 +11,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Sluice: an Iceberg REST catalog and front door for a data lake")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: an Iceberg REST catalog and front door for a data lake"
+)]
 struct Cli {
     #[command(flatten)]
     global: cli::args::GlobalOpts,
@@ -120,7 +124,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig::load(args.config.as_deref(), &cli).map_err(anyhow::Error::msg)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .with_context(|| format!("invalid log level '{}'", config.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let bootstrap_key = sluice_server::bootstrap_key_from_env()?;
     let server = Server::open(config, bootstrap_key).await?;
     match &server.bootstrap {
@@ -143,7 +150,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", server.config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(data_dir = %server.config.data_dir.display(), "Sluice listening on http://{addr}");
-    server.serve(listener, sluice_server::shutdown_signal()).await
+    server
+        .serve(listener, sluice_server::shutdown_signal())
+        .await
 }
 
 fn describe(rows: &std::collections::BTreeMap<String, u64>) -> String {
@@ -163,10 +172,13 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
         let mut partial = args.out.clone().into_os_string();
         partial.push(".partial");
         let partial = PathBuf::from(partial);
-        let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
-        let result = sluice_store::transfer::export(&args.database_url, std::io::BufWriter::new(file)).await;
+        let file = std::fs::File::create(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?;
+        let result =
+            sluice_store::transfer::export(&args.database_url, std::io::BufWriter::new(file)).await;
         match &result {
-            Ok(_) => std::fs::rename(&partial, &args.out).with_context(|| format!("writing {}", args.out.display()))?,
+            Ok(_) => std::fs::rename(&partial, &args.out)
+                .with_context(|| format!("writing {}", args.out.display()))?,
             Err(_) => {
                 let _ = std::fs::remove_file(&partial);
             }

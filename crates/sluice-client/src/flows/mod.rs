@@ -241,18 +241,29 @@ pub fn from_config_or_cached(config: &ClientConfig) -> Result<Arc<dyn Authentica
     };
     let set = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
     let session = |name: &'static str, identity: String| -> Arc<dyn Authenticator> {
-        Arc::new(CachedSession { name, identity, missing: missing.clone() })
+        Arc::new(CachedSession {
+            name,
+            identity,
+            missing: missing.clone(),
+        })
     };
-    Ok(match (select_method(config)?, set(&config.access_key_id), set(&config.client_id), set(&config.username)) {
-        (AuthMethod::AccessKey, Some(id), _, _) if config.exchange_access_key => {
-            session("access-key", format!("access-key:{id}"))
-        }
-        (AuthMethod::ClientCredentials, _, Some(id), _) => {
-            session("client-credentials", format!("client-credentials:{id}"))
-        }
-        (AuthMethod::Ldap, _, _, Some(user)) => session("ldap", format!("ldap:{user}")),
-        _ => return Err(missing),
-    })
+    Ok(
+        match (
+            select_method(config)?,
+            set(&config.access_key_id),
+            set(&config.client_id),
+            set(&config.username),
+        ) {
+            (AuthMethod::AccessKey, Some(id), _, _) if config.exchange_access_key => {
+                session("access-key", format!("access-key:{id}"))
+            }
+            (AuthMethod::ClientCredentials, _, Some(id), _) => {
+                session("client-credentials", format!("client-credentials:{id}"))
+            }
+            (AuthMethod::Ldap, _, _, Some(user)) => session("ldap", format!("ldap:{user}")),
+            _ => return Err(missing),
+        },
+    )
 }
 
 #[cfg(test)]

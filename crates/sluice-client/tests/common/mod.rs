@@ -38,7 +38,9 @@ impl TestServer {
         };
         adjust(&mut config);
         std::fs::create_dir_all(&config.data_dir).unwrap();
-        let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET)))).await.unwrap();
+        let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET))))
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -50,7 +52,12 @@ impl TestServer {
                 .await
                 .unwrap();
         });
-        TestServer { base: format!("http://{addr}"), dir, shutdown: Some(tx), handle: Some(handle) }
+        TestServer {
+            base: format!("http://{addr}"),
+            dir,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
     }
 
     /// Settings for a client of this server: its endpoint, and a token cache in the temp dir
@@ -86,7 +93,10 @@ pub struct BasicKey {
 
 impl BasicKey {
     pub fn admin() -> std::sync::Arc<BasicKey> {
-        std::sync::Arc::new(BasicKey { id: KEY_ID.into(), secret: SECRET.into() })
+        std::sync::Arc::new(BasicKey {
+            id: KEY_ID.into(),
+            secret: SECRET.into(),
+        })
     }
 }
 
@@ -145,7 +155,10 @@ impl Authenticator for ExchangeKey {
             return Ok(Token::new(format!("bogus-{n}")));
         }
         let md = ctx.server_metadata().await?;
-        let url = md["token_endpoint"].as_str().expect("token_endpoint").to_string();
+        let url = md["token_endpoint"]
+            .as_str()
+            .expect("token_endpoint")
+            .to_string();
         let resp = ctx
             .http
             .post(&url)
@@ -161,11 +174,16 @@ impl Authenticator for ExchangeKey {
         if !resp.status().is_success() {
             return Err(ClientError::from_response(resp).await);
         }
-        let v: serde_json::Value = resp.json().await.map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok(Token {
             access_token: Secret::new(v["access_token"].as_str().unwrap()),
             refresh_token: None,
-            expires_at: v["expires_in"].as_i64().map(|s| chrono::Utc::now() + chrono::Duration::seconds(s)),
+            expires_at: v["expires_in"]
+                .as_i64()
+                .map(|s| chrono::Utc::now() + chrono::Duration::seconds(s)),
         })
     }
 }

@@ -32,13 +32,19 @@ pub async fn start_server_with(database_url: Option<String>) -> BenchServer {
         log_level: "warn".into(),
         ..ServerConfig::default()
     };
-    let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET)))).await.unwrap();
+    let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET))))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(server.serve(listener, std::future::pending()));
     let tok: Value = reqwest::Client::new()
         .post(format!("{base}/v1/oauth/tokens"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", KEY_ID), ("client_secret", SECRET)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", KEY_ID),
+            ("client_secret", SECRET),
+        ])
         .send()
         .await
         .unwrap()
@@ -48,6 +54,9 @@ pub async fn start_server_with(database_url: Option<String>) -> BenchServer {
     let token = tok["access_token"].as_str().unwrap().to_string();
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let client = reqwest::Client::builder().default_headers(headers).build().unwrap();
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
     BenchServer { base, client, dir }
 }

@@ -17,20 +17,43 @@ type Result<T> = std::result::Result<T, ApiError>;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/config", get(config))
-        .route("/v1/{prefix}/namespaces", get(list_namespaces).post(create_namespace))
+        .route(
+            "/v1/{prefix}/namespaces",
+            get(list_namespaces).post(create_namespace),
+        )
         .route(
             "/v1/{prefix}/namespaces/{namespace}",
-            get(load_namespace).head(namespace_exists).delete(drop_namespace),
+            get(load_namespace)
+                .head(namespace_exists)
+                .delete(drop_namespace),
         )
-        .route("/v1/{prefix}/namespaces/{namespace}/properties", post(update_properties))
-        .route("/v1/{prefix}/namespaces/{namespace}/tables", get(list_tables).post(create_table))
-        .route("/v1/{prefix}/namespaces/{namespace}/register", post(register_table))
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/properties",
+            post(update_properties),
+        )
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/tables",
+            get(list_tables).post(create_table),
+        )
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/register",
+            post(register_table),
+        )
         .route(
             "/v1/{prefix}/namespaces/{namespace}/tables/{table}",
-            get(load_table).head(table_exists).post(commit_table).delete(drop_table),
+            get(load_table)
+                .head(table_exists)
+                .post(commit_table)
+                .delete(drop_table),
         )
-        .route("/v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics", post(report_metrics))
-        .route("/v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials", get(load_credentials))
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+            post(report_metrics),
+        )
+        .route(
+            "/v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
+            get(load_credentials),
+        )
         .route("/v1/{prefix}/tables/{table_id}/sign", post(sign_scoped))
         .route("/v1/{prefix}/staged-tables/{grant}/sign", post(sign_staged))
         .route("/v1/aws/s3/sign", post(sign_unscoped))
@@ -43,8 +66,16 @@ struct ConfigQuery {
     warehouse: Option<String>,
 }
 
-async fn config(State(s): State<AppState>, Caller(c): Caller, ApiQuery(q): ApiQuery<ConfigQuery>) -> Result<Json<CatalogConfig>> {
-    Ok(Json(s.services.catalog_config(&c, q.warehouse.as_deref()).await?))
+async fn config(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiQuery(q): ApiQuery<ConfigQuery>,
+) -> Result<Json<CatalogConfig>> {
+    Ok(Json(
+        s.services
+            .catalog_config(&c, q.warehouse.as_deref())
+            .await?,
+    ))
 }
 
 /// Paging (and, for namespaces, `parent`) of every listing route, views included.
@@ -65,7 +96,13 @@ async fn list_namespaces(
 ) -> Result<Json<ListNamespacesResponse>> {
     Ok(Json(
         s.services
-            .list_namespaces(&c, &prefix, q.parent.as_deref(), q.page_token.as_deref(), q.page_size)
+            .list_namespaces(
+                &c,
+                &prefix,
+                q.parent.as_deref(),
+                q.page_token.as_deref(),
+                q.page_size,
+            )
             .await?,
     ))
 }
@@ -111,7 +148,11 @@ async fn update_properties(
     ApiPath((prefix, ns)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<UpdateNamespacePropertiesRequest>,
 ) -> Result<Json<UpdateNamespacePropertiesResponse>> {
-    Ok(Json(s.services.update_namespace_properties(&c, &prefix, &ns, req).await?))
+    Ok(Json(
+        s.services
+            .update_namespace_properties(&c, &prefix, &ns, req)
+            .await?,
+    ))
 }
 
 async fn list_tables(
@@ -134,7 +175,9 @@ async fn create_table(
     ApiPath((prefix, ns)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<CreateTableRequest>,
 ) -> Result<Response> {
-    Ok(load_result(s.services.create_table(&c, &prefix, &ns, req, &d).await?))
+    Ok(load_result(
+        s.services.create_table(&c, &prefix, &ns, req, &d).await?,
+    ))
 }
 
 async fn register_table(
@@ -144,7 +187,9 @@ async fn register_table(
     ApiPath((prefix, ns)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<RegisterTableRequest>,
 ) -> Result<Response> {
-    Ok(load_result(s.services.register_table(&c, &prefix, &ns, req, &d).await?))
+    Ok(load_result(
+        s.services.register_table(&c, &prefix, &ns, req, &d).await?,
+    ))
 }
 
 /// Says how `X-Iceberg-Access-Delegation` was answered (`X-Sluice-Delegation`), so a client
@@ -181,7 +226,11 @@ async fn load_table(
             )))
         }
     };
-    Ok(load_result(s.services.load_table(&c, &prefix, &ns, &table, mode, &d).await?))
+    Ok(load_result(
+        s.services
+            .load_table(&c, &prefix, &ns, &table, mode, &d)
+            .await?,
+    ))
 }
 
 async fn table_exists(
@@ -199,7 +248,11 @@ async fn commit_table(
     ApiPath((prefix, ns, table)): ApiPath<(String, String, String)>,
     ApiJson(req): ApiJson<CommitTableRequest>,
 ) -> Result<Json<CommitTableResponse>> {
-    Ok(Json(s.services.commit_table(&c, &prefix, &ns, &table, req).await?))
+    Ok(Json(
+        s.services
+            .commit_table(&c, &prefix, &ns, &table, req)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -213,7 +266,9 @@ pub(crate) fn parse_bool(name: &str, v: Option<&str>) -> Result<bool> {
     match v.map(str::to_ascii_lowercase).as_deref() {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!("{name} must be true or false, got '{other}'"))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name} must be true or false, got '{other}'"
+        ))),
     }
 }
 
@@ -224,7 +279,9 @@ async fn drop_table(
     ApiQuery(q): ApiQuery<DropQuery>,
 ) -> Result<StatusCode> {
     let purge = parse_bool("purgeRequested", q.purge_requested.as_deref())?;
-    s.services.drop_table(&c, &prefix, &ns, &table, purge).await?;
+    s.services
+        .drop_table(&c, &prefix, &ns, &table, purge)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -263,14 +320,21 @@ async fn load_credentials(
     Caller(c): Caller,
     ApiPath((prefix, ns, table)): ApiPath<(String, String, String)>,
 ) -> Result<Json<sluice_service::delegation::LoadCredentialsResponse>> {
-    Ok(Json(s.services.load_credentials(&c, &prefix, &ns, &table).await?))
+    Ok(Json(
+        s.services
+            .load_credentials(&c, &prefix, &ns, &table)
+            .await?,
+    ))
 }
 
 /// Signed headers are only good for this caller and a few minutes: clients may reuse them
 /// privately but no shared cache may.
 fn signed_response(signed: sluice_storage::s3::SignedRequest) -> Response {
     let mut resp = Json(signed).into_response();
-    resp.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("private, max-age=60"));
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("private, max-age=60"),
+    );
     resp
 }
 
@@ -280,7 +344,11 @@ async fn sign_scoped(
     ApiPath((prefix, table_id)): ApiPath<(String, uuid::Uuid)>,
     ApiJson(req): ApiJson<sluice_storage::s3::SignRequest>,
 ) -> Result<Response> {
-    Ok(signed_response(s.services.sign_s3_request(&c, Some((&prefix, table_id)), req).await?))
+    Ok(signed_response(
+        s.services
+            .sign_s3_request(&c, Some((&prefix, table_id)), req)
+            .await?,
+    ))
 }
 
 /// The signer endpoint of a table created with `stage-create` (not in the catalog until
@@ -291,7 +359,11 @@ async fn sign_staged(
     ApiPath((prefix, grant)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<sluice_storage::s3::SignRequest>,
 ) -> Result<Response> {
-    Ok(signed_response(s.services.sign_staged_s3_request(&c, &prefix, &grant, req).await?))
+    Ok(signed_response(
+        s.services
+            .sign_staged_s3_request(&c, &prefix, &grant, req)
+            .await?,
+    ))
 }
 
 async fn sign_unscoped(
@@ -299,5 +371,7 @@ async fn sign_unscoped(
     Caller(c): Caller,
     ApiJson(req): ApiJson<sluice_storage::s3::SignRequest>,
 ) -> Result<Response> {
-    Ok(signed_response(s.services.sign_s3_request(&c, None, req).await?))
+    Ok(signed_response(
+        s.services.sign_s3_request(&c, None, req).await?,
+    ))
 }

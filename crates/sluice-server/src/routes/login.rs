@@ -32,8 +32,14 @@ pub fn router() -> Router<AppState> {
         .route("/auth/ldap/login", post(ldap_login))
         .route("/auth/external/principal/login", post(aws_principal_login))
         .route("/auth/sts/login", post(web_identity_login))
-        .route("/management/v1/users/{user}/external-principals", get(list_principals).post(attach_principal))
-        .route("/management/v1/users/{user}/external-principals/{arn}", axum::routing::delete(detach_principal))
+        .route(
+            "/management/v1/users/{user}/external-principals",
+            get(list_principals).post(attach_principal),
+        )
+        .route(
+            "/management/v1/users/{user}/external-principals/{arn}",
+            axum::routing::delete(detach_principal),
+        )
 }
 
 fn disabled(what: &str) -> ApiError {
@@ -63,7 +69,11 @@ async fn metadata(State(s): State<AppState>, parts: Parts) -> Result<Json<serde_
                 return Ok(Json(finish_metadata(doc, &s, &base)));
             }
         };
-        let audience = cfg.allowed_audiences.first().cloned().unwrap_or_else(|| cfg.client_id.clone());
+        let audience = cfg
+            .allowed_audiences
+            .first()
+            .cloned()
+            .unwrap_or_else(|| cfg.client_id.clone());
         doc["oidc"] = json!({
             "issuer": md.issuer,
             "authorization_endpoint": md.authorization_endpoint,
@@ -96,7 +106,11 @@ fn finish_metadata(mut doc: serde_json::Value, s: &AppState, base: &str) -> serd
 }
 
 /// The token JSON every login returns (OAuth2 shape plus lakeFS's `token`/`token_expiration`).
-fn token_response(s: &AppState, p: &Principal, ttl: Option<i64>) -> Result<(serde_json::Value, String, i64)> {
+fn token_response(
+    s: &AppState,
+    p: &Principal,
+    ttl: Option<i64>,
+) -> Result<(serde_json::Value, String, i64)> {
     let t = s.services.issue_session_token(p, ttl)?;
     let exp = chrono::Utc::now().timestamp() + t.expires_in;
     let body = json!({
@@ -111,7 +125,8 @@ fn token_response(s: &AppState, p: &Principal, ttl: Option<i64>) -> Result<(serd
 }
 
 fn no_store(resp: &mut Response) {
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 #[derive(Serialize, Deserialize)]
@@ -131,7 +146,11 @@ fn random_token() -> String {
 }
 
 fn secure_cookies(base: &str) -> &'static str {
-    if base.starts_with("https://") { "; Secure" } else { "" }
+    if base.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
 }
 
 #[derive(Deserialize)]
@@ -154,7 +173,9 @@ async fn oidc_login(State(s): State<AppState>, parts: Parts) -> Result<Response>
             || r.contains('\\')
             || r.chars().any(|c| c.is_control() || c.is_whitespace())
         {
-            return Err(ApiError::bad_request("return_to must be a path on this server"));
+            return Err(ApiError::bad_request(
+                "return_to must be a path on this server",
+            ));
         }
     }
     let base = oidc
@@ -172,14 +193,23 @@ async fn oidc_login(State(s): State<AppState>, parts: Parts) -> Result<Response>
         return_to: q.return_to,
         exp: chrono::Utc::now().timestamp() + LOGIN_STATE_TTL_SECS,
     };
-    let url = oidc.authorization_url(&redirect_uri, &st.state, &st.nonce, &challenge).await.map_err(oidc_error)?;
-    let sealed = B64URL.encode(s.services.seal(&serde_json::to_vec(&st).map_err(|e| ApiError(ServiceError::internal(e)))?));
+    let url = oidc
+        .authorization_url(&redirect_uri, &st.state, &st.nonce, &challenge)
+        .await
+        .map_err(oidc_error)?;
+    let sealed = B64URL.encode(
+        s.services
+            .seal(&serde_json::to_vec(&st).map_err(|e| ApiError(ServiceError::internal(e)))?),
+    );
     let mut resp = Redirect::to(&url).into_response();
     let cookie = format!(
         "{OIDC_STATE_COOKIE}={sealed}; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age={LOGIN_STATE_TTL_SECS}{}",
         secure_cookies(&base)
     );
-    resp.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(|e| ApiError(ServiceError::internal(e)))?);
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(|e| ApiError(ServiceError::internal(e)))?,
+    );
     no_store(&mut resp);
     Ok(resp)
 }
@@ -201,10 +231,17 @@ async fn oidc_callback(State(s): State<AppState>, parts: Parts) -> Result<Respon
     if let Some(err) = q.error {
         return Err(ApiError(ServiceError::Unauthorized(format!(
             "the identity provider refused the login: {err}{}",
-            q.error_description.map(|d| format!(" ({d})")).unwrap_or_default()
+            q.error_description
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
         ))));
     }
-    let bad_state = || ApiError(ServiceError::Unauthorized("login state is missing, expired or does not match; start again at /auth/oidc/login".into()));
+    let bad_state = || {
+        ApiError(ServiceError::Unauthorized(
+            "login state is missing, expired or does not match; start again at /auth/oidc/login"
+                .into(),
+        ))
+    };
     let sealed = named_cookie(&parts, OIDC_STATE_COOKIE).ok_or_else(bad_state)?;
     let st: LoginState = B64URL
         .decode(sealed.as_bytes())
@@ -213,10 +250,14 @@ async fn oidc_callback(State(s): State<AppState>, parts: Parts) -> Result<Respon
         .and_then(|p| serde_json::from_slice(&p).ok())
         .ok_or_else(bad_state)?;
     let given = q.state.unwrap_or_default();
-    if st.exp < chrono::Utc::now().timestamp() || !sluice_core::Secret::new(st.state.clone()).ct_eq(&given) {
+    if st.exp < chrono::Utc::now().timestamp()
+        || !sluice_core::Secret::new(st.state.clone()).ct_eq(&given)
+    {
         return Err(bad_state());
     }
-    let code = q.code.ok_or_else(|| ApiError::bad_request("missing code"))?;
+    let code = q
+        .code
+        .ok_or_else(|| ApiError::bad_request("missing code"))?;
     let identity = oidc
         .exchange_code(&code, &st.redirect_uri, Some(&st.verifier), Some(&st.nonce))
         .await
@@ -228,10 +269,15 @@ async fn oidc_callback(State(s): State<AppState>, parts: Parts) -> Result<Respon
         Some(path) => Redirect::to(path).into_response(),
         None => Json(body).into_response(),
     };
-    let session = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{secure}");
-    let clear = format!("{OIDC_STATE_COOKIE}=; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0{secure}");
+    let session =
+        format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{secure}");
+    let clear =
+        format!("{OIDC_STATE_COOKIE}=; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=0{secure}");
     for c in [session, clear] {
-        resp.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&c).map_err(|e| ApiError(ServiceError::internal(e)))?);
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&c).map_err(|e| ApiError(ServiceError::internal(e)))?,
+        );
     }
     no_store(&mut resp);
     Ok(resp)
@@ -251,9 +297,11 @@ fn parse_body<T: serde::de::DeserializeOwned>(parts: &Parts, body: &Bytes) -> Re
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if is_form {
-        serde_urlencoded::from_bytes(body).map_err(|e| ApiError::bad_request(format!("malformed form body: {e}")))
+        serde_urlencoded::from_bytes(body)
+            .map_err(|e| ApiError::bad_request(format!("malformed form body: {e}")))
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed request body: {e}")))
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("malformed request body: {e}")))
     }
 }
 
@@ -297,8 +345,15 @@ struct IdentityRequest {
     identity_token: String,
 }
 
-async fn aws_principal_login(State(s): State<AppState>, ApiJson(req): ApiJson<PrincipalLoginRequest>) -> Result<Response> {
-    let aws = s.providers.aws_iam.clone().ok_or_else(|| disabled("AWS IAM login"))?;
+async fn aws_principal_login(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<PrincipalLoginRequest>,
+) -> Result<Response> {
+    let aws = s
+        .providers
+        .aws_iam
+        .clone()
+        .ok_or_else(|| disabled("AWS IAM login"))?;
     let token = req
         .identity_token
         .or(req.identity_request.map(|r| r.identity_token))
@@ -307,14 +362,23 @@ async fn aws_principal_login(State(s): State<AppState>, ApiJson(req): ApiJson<Pr
         Ok(p) => p,
         Err(sluice_auth::aws_iam::AwsIamError::Invalid(m)) => {
             tracing::info!(reason = %m, "AWS IAM login refused");
-            return Err(ApiError(ServiceError::Unauthorized(format!("AWS identity rejected: {m}"))));
+            return Err(ApiError(ServiceError::Unauthorized(format!(
+                "AWS identity rejected: {m}"
+            ))));
         }
         Err(e) => {
             tracing::warn!(error = %e, "AWS IAM login: STS unavailable");
-            return Err(ApiError(ServiceError::Unavailable("AWS STS is unavailable".into())));
+            return Err(ApiError(ServiceError::Unavailable(
+                "AWS STS is unavailable".into(),
+            )));
         }
     };
-    let linked = s.services.store().get_external_identity("aws-iam", &principal.principal_arn).await.map_err(|e| ApiError(e.into()))?;
+    let linked = s
+        .services
+        .store()
+        .get_external_identity("aws-iam", &principal.principal_arn)
+        .await
+        .map_err(|e| ApiError(e.into()))?;
     let cfg = aws.config();
     if linked.is_none() && cfg.auto_provision_group.is_none() {
         return Err(ApiError(ServiceError::Unauthorized(format!(
@@ -323,7 +387,12 @@ async fn aws_principal_login(State(s): State<AppState>, ApiJson(req): ApiJson<Pr
         ))));
     }
     // Name for an auto-provisioned user: the role or user name from the ARN.
-    let preferred = principal.principal_arn.rsplit('/').next().unwrap_or("aws-principal").to_string();
+    let preferred = principal
+        .principal_arn
+        .rsplit('/')
+        .next()
+        .unwrap_or("aws-principal")
+        .to_string();
     let p = s
         .services
         .login_external(ExternalLogin {
@@ -335,7 +404,10 @@ async fn aws_principal_login(State(s): State<AppState>, ApiJson(req): ApiJson<Pr
             initial_groups: cfg.auto_provision_group.iter().cloned().collect(),
         })
         .await?;
-    let ttl = req.ttl_seconds.or(req.token_expiration_duration).map(|t| t.min(cfg.max_session_ttl_seconds as i64));
+    let ttl = req
+        .ttl_seconds
+        .or(req.token_expiration_duration)
+        .map(|t| t.min(cfg.max_session_ttl_seconds as i64));
     let (body, _, _) = token_response(&s, &p, ttl)?;
     let mut resp = Json(body).into_response();
     no_store(&mut resp);
@@ -354,11 +426,20 @@ struct WebIdentityRequest {
 }
 
 /// Web-identity login: the client ran the browser step itself and hands over the code.
-async fn web_identity_login(State(s): State<AppState>, parts: Parts, body: Bytes) -> Result<Response> {
+async fn web_identity_login(
+    State(s): State<AppState>,
+    parts: Parts,
+    body: Bytes,
+) -> Result<Response> {
     let oidc = s.providers.oidc.clone().ok_or_else(|| disabled("OIDC"))?;
     let req: WebIdentityRequest = parse_body(&parts, &body)?;
     let identity = oidc
-        .exchange_code(&req.code, &req.redirect_uri, req.code_verifier.as_deref(), None)
+        .exchange_code(
+            &req.code,
+            &req.redirect_uri,
+            req.code_verifier.as_deref(),
+            None,
+        )
         .await
         .map_err(oidc_error)?;
     let p = oidc_principal(&s, "web-identity", identity).await?;
@@ -404,8 +485,14 @@ struct AttachPrincipal {
 
 #[utoipa::path(get, path = "/management/v1/users/{user}/external-principals", params(("user" = String, Path)),
     responses((status = 200, body = PrincipalsResponse)))]
-async fn list_principals(State(s): State<AppState>, Caller(c): Caller, ApiPath(user): ApiPath<String>) -> Result<Json<PrincipalsResponse>> {
-    Ok(Json(PrincipalsResponse { principals: s.services.list_external_principals(&c, &user).await? }))
+async fn list_principals(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(user): ApiPath<String>,
+) -> Result<Json<PrincipalsResponse>> {
+    Ok(Json(PrincipalsResponse {
+        principals: s.services.list_external_principals(&c, &user).await?,
+    }))
 }
 
 #[utoipa::path(post, path = "/management/v1/users/{user}/external-principals", params(("user" = String, Path)),
@@ -416,12 +503,25 @@ async fn attach_principal(
     ApiPath(user): ApiPath<String>,
     ApiJson(req): ApiJson<AttachPrincipal>,
 ) -> Result<(StatusCode, Json<ExternalPrincipalInfo>)> {
-    Ok((StatusCode::CREATED, Json(s.services.attach_external_principal(&c, &user, &req.arn).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            s.services
+                .attach_external_principal(&c, &user, &req.arn)
+                .await?,
+        ),
+    ))
 }
 
 #[utoipa::path(delete, path = "/management/v1/users/{user}/external-principals/{arn}",
     params(("user" = String, Path), ("arn" = String, Path)), responses((status = 204)))]
-async fn detach_principal(State(s): State<AppState>, Caller(c): Caller, ApiPath((user, arn)): ApiPath<(String, String)>) -> Result<StatusCode> {
-    s.services.detach_external_principal(&c, &user, &arn).await?;
+async fn detach_principal(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath((user, arn)): ApiPath<(String, String)>,
+) -> Result<StatusCode> {
+    s.services
+        .detach_external_principal(&c, &user, &arn)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -19,16 +19,40 @@ type Result<T> = std::result::Result<T, ApiError>;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/management/v1/openapi.json", get(openapi))
-        .route("/management/v1/warehouse", get(list_warehouses).post(create_warehouse))
-        .route("/management/v1/warehouse/{id}", get(get_warehouse).delete(delete_warehouse))
-        .route("/management/v1/warehouse/{id}/rename", post(rename_warehouse))
-        .route("/management/v1/warehouse/{id}/storage", post(update_storage))
-        .route("/management/v1/warehouse/{id}/storage-credential", post(update_credential))
-        .route("/management/v1/warehouse/{id}/delete-profile", post(update_delete_profile))
+        .route(
+            "/management/v1/warehouse",
+            get(list_warehouses).post(create_warehouse),
+        )
+        .route(
+            "/management/v1/warehouse/{id}",
+            get(get_warehouse).delete(delete_warehouse),
+        )
+        .route(
+            "/management/v1/warehouse/{id}/rename",
+            post(rename_warehouse),
+        )
+        .route(
+            "/management/v1/warehouse/{id}/storage",
+            post(update_storage),
+        )
+        .route(
+            "/management/v1/warehouse/{id}/storage-credential",
+            post(update_credential),
+        )
+        .route(
+            "/management/v1/warehouse/{id}/delete-profile",
+            post(update_delete_profile),
+        )
         .route("/management/v1/warehouse/{id}/activate", post(activate))
         .route("/management/v1/warehouse/{id}/deactivate", post(deactivate))
-        .route("/management/v1/warehouse/{id}/deleted-tables", get(list_deleted_tables))
-        .route("/management/v1/warehouse/{id}/deleted-tables/{table_id}/undrop", post(undrop_table))
+        .route(
+            "/management/v1/warehouse/{id}/deleted-tables",
+            get(list_deleted_tables),
+        )
+        .route(
+            "/management/v1/warehouse/{id}/deleted-tables/{table_id}/undrop",
+            post(undrop_table),
+        )
 }
 
 #[derive(OpenApi)]
@@ -54,10 +78,18 @@ impl utoipa::Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let c = openapi.components.get_or_insert_with(Default::default);
-        c.add_security_scheme("basic", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()));
+        c.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
         c.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -113,16 +145,21 @@ impl utoipa::Modify for ErrorResponses {
                 let Some(op) = op.as_mut() else { continue };
                 let extra: &[(u16, &str)] = if changes { CHANGES } else { &[] };
                 for (code, description) in ALWAYS.iter().chain(extra) {
-                    op.responses.responses.entry(code.to_string()).or_insert_with(|| {
-                        ResponseBuilder::new()
-                            .description(*description)
-                            .content(
-                                "application/json",
-                                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorModel"))).build(),
-                            )
-                            .build()
-                            .into()
-                    });
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(*description)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorModel")))
+                                        .build(),
+                                )
+                                .build()
+                                .into()
+                        });
                 }
             }
         }
@@ -237,8 +274,17 @@ pub struct UpdateDeleteProfileRequest {
 }
 
 #[utoipa::path(get, path = "/management/v1/warehouse", responses((status = 200, body = ListWarehousesResponse)))]
-async fn list_warehouses(State(s): State<AppState>, Caller(c): Caller) -> Result<Json<ListWarehousesResponse>> {
-    let warehouses = s.services.list_warehouses(&c).await?.into_iter().map(Into::into).collect();
+async fn list_warehouses(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+) -> Result<Json<ListWarehousesResponse>> {
+    let warehouses = s
+        .services
+        .list_warehouses(&c)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(Json(ListWarehousesResponse { warehouses }))
 }
 
@@ -251,20 +297,34 @@ async fn create_warehouse(
 ) -> Result<(StatusCode, Json<WarehouseView>)> {
     let w = s
         .services
-        .create_warehouse(&c, &req.warehouse_name, req.storage_profile, req.storage_credential, req.delete_profile)
+        .create_warehouse(
+            &c,
+            &req.warehouse_name,
+            req.storage_profile,
+            req.storage_credential,
+            req.delete_profile,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(w.into())))
 }
 
 #[utoipa::path(get, path = "/management/v1/warehouse/{id}", params(("id" = Uuid, Path)),
     responses((status = 200, body = WarehouseView), (status = 404, body = ErrorModel)))]
-async fn get_warehouse(State(s): State<AppState>, Caller(c): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<WarehouseView>> {
+async fn get_warehouse(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<WarehouseView>> {
     Ok(Json(s.services.get_warehouse(&c, id).await?.into()))
 }
 
 #[utoipa::path(delete, path = "/management/v1/warehouse/{id}", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorModel), (status = 409, body = ErrorModel)))]
-async fn delete_warehouse(State(s): State<AppState>, Caller(c): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<StatusCode> {
+async fn delete_warehouse(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<StatusCode> {
     s.services.delete_warehouse(&c, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -277,7 +337,12 @@ async fn rename_warehouse(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<RenameWarehouseRequest>,
 ) -> Result<Json<WarehouseView>> {
-    Ok(Json(s.services.rename_warehouse(&c, id, &req.new_name).await?.into()))
+    Ok(Json(
+        s.services
+            .rename_warehouse(&c, id, &req.new_name)
+            .await?
+            .into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/storage", params(("id" = Uuid, Path)), request_body = UpdateStorageRequest,
@@ -288,7 +353,12 @@ async fn update_storage(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<UpdateStorageRequest>,
 ) -> Result<Json<WarehouseView>> {
-    Ok(Json(s.services.update_storage(&c, id, req.storage_profile, req.storage_credential).await?.into()))
+    Ok(Json(
+        s.services
+            .update_storage(&c, id, req.storage_profile, req.storage_credential)
+            .await?
+            .into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/storage-credential", params(("id" = Uuid, Path)), request_body = UpdateCredentialRequest,
@@ -299,7 +369,12 @@ async fn update_credential(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<UpdateCredentialRequest>,
 ) -> Result<Json<WarehouseView>> {
-    Ok(Json(s.services.update_credential(&c, id, req.new_storage_credential).await?.into()))
+    Ok(Json(
+        s.services
+            .update_credential(&c, id, req.new_storage_credential)
+            .await?
+            .into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/delete-profile", params(("id" = Uuid, Path)), request_body = UpdateDeleteProfileRequest,
@@ -310,17 +385,34 @@ async fn update_delete_profile(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<UpdateDeleteProfileRequest>,
 ) -> Result<Json<WarehouseView>> {
-    Ok(Json(s.services.update_delete_profile(&c, id, req.delete_profile).await?.into()))
+    Ok(Json(
+        s.services
+            .update_delete_profile(&c, id, req.delete_profile)
+            .await?
+            .into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/activate", params(("id" = Uuid, Path)), responses((status = 200, body = WarehouseView)))]
-async fn activate(State(s): State<AppState>, Caller(c): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<WarehouseView>> {
-    Ok(Json(s.services.set_warehouse_active(&c, id, true).await?.into()))
+async fn activate(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<WarehouseView>> {
+    Ok(Json(
+        s.services.set_warehouse_active(&c, id, true).await?.into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/deactivate", params(("id" = Uuid, Path)), responses((status = 200, body = WarehouseView)))]
-async fn deactivate(State(s): State<AppState>, Caller(c): Caller, ApiPath(id): ApiPath<Uuid>) -> Result<Json<WarehouseView>> {
-    Ok(Json(s.services.set_warehouse_active(&c, id, false).await?.into()))
+async fn deactivate(
+    State(s): State<AppState>,
+    Caller(c): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<WarehouseView>> {
+    Ok(Json(
+        s.services.set_warehouse_active(&c, id, false).await?.into(),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -346,7 +438,10 @@ async fn list_deleted_tables(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<DeletedQuery>,
 ) -> Result<Json<DeletedTablesResponse>> {
-    let tables = s.services.list_deleted_tables(&c, id, q.page_token.as_deref(), q.page_size).await?;
+    let tables = s
+        .services
+        .list_deleted_tables(&c, id, q.page_token.as_deref(), q.page_size)
+        .await?;
     Ok(Json(DeletedTablesResponse { tables }))
 }
 
@@ -371,7 +466,12 @@ async fn undrop_table(
     let req: UndropRequest = if body.iter().all(u8::is_ascii_whitespace) {
         UndropRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed request body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("malformed request body: {e}")))?
     };
-    Ok(Json(s.services.undrop_table(&c, id, table_id, req.new_name.as_deref()).await?))
+    Ok(Json(
+        s.services
+            .undrop_table(&c, id, table_id, req.new_name.as_deref())
+            .await?,
+    ))
 }

@@ -17,11 +17,20 @@ pub fn router() -> Router<AppState> {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str, basic: bool) -> Response {
-    let mut resp = (status, Json(json!({"error": error, "error_description": description}))).into_response();
+    let mut resp = (
+        status,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
     no_store(resp.headers_mut());
     if status == StatusCode::UNAUTHORIZED {
-        let v = if basic { "Basic realm=\"sluice\"" } else { "Bearer realm=\"sluice\"" };
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
+        let v = if basic {
+            "Basic realm=\"sluice\""
+        } else {
+            "Bearer realm=\"sluice\""
+        };
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
     }
     resp
 }
@@ -31,24 +40,43 @@ fn no_store(h: &mut HeaderMap) {
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-async fn token(State(s): State<AppState>, extensions: axum::http::Extensions, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(
+    State(s): State<AppState>,
+    extensions: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     // RFC 6749 §2.3.1: client credentials in the Authorization header or in the body, but
     // not both.
     let mut form: HashMap<String, String> = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(&body) {
         if form.insert(k.to_string(), v.to_string()).is_some() {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &format!("parameter '{k}' is repeated"), false);
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("parameter '{k}' is repeated"),
+                false,
+            );
         }
     }
     let basic = match basic_credentials(&headers) {
         None => None,
         Some(Ok((id, secret))) => {
             // Basic credentials are form-urlencoded before base64 (RFC 6749 §2.3.1).
-            let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             Some((dec(&id), dec(&secret)))
         }
         Some(Err(())) => {
-            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "malformed Basic client credentials", true)
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "malformed Basic client credentials",
+                true,
+            )
         }
     };
     let used_basic = basic.is_some();
@@ -64,9 +92,14 @@ async fn token(State(s): State<AppState>, extensions: axum::http::Extensions, he
             }
             (Some(id), Some(secret))
         }
-        None => (form.get("client_id").cloned(), form.get("client_secret").cloned()),
+        None => (
+            form.get("client_id").cloned(),
+            form.get("client_secret").cloned(),
+        ),
     };
-    let source = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let source = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     if let Some(wait) = s.throttle.check(source, client_id.as_deref()) {
         let secs = crate::throttle::retry_after_secs(wait);
         tracing::warn!(
@@ -81,7 +114,8 @@ async fn token(State(s): State<AppState>, extensions: axum::http::Extensions, he
             &format!("too many failed authentication attempts; retry in {secs} s"),
             used_basic,
         );
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return resp;
     }
     match s

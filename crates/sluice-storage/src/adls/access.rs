@@ -118,12 +118,9 @@ impl TokenSource {
                     .header("Metadata", "true"),
             },
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| {
-                StorageError::Sts(format!("Azure token request failed: {}", e.without_url()))
-            })?;
+        let resp = req.send().await.map_err(|e| {
+            StorageError::Sts(format!("Azure token request failed: {}", e.without_url()))
+        })?;
         let status = resp.status();
         if !status.is_success() {
             // Entra ID errors carry `error` and `error_description`, never the secret.
@@ -170,10 +167,13 @@ fn workload_identity() -> Option<WorkloadIdentity> {
     let token_file = env("AZURE_FEDERATED_TOKEN_FILE")?;
     let client_id = env("AZURE_CLIENT_ID")?;
     let tenant = env("AZURE_TENANT_ID")?;
-    let authority =
-        env("AZURE_AUTHORITY_HOST").unwrap_or_else(|| super::profile::DEFAULT_AUTHORITY_HOST.into());
+    let authority = env("AZURE_AUTHORITY_HOST")
+        .unwrap_or_else(|| super::profile::DEFAULT_AUTHORITY_HOST.into());
     Some(WorkloadIdentity {
-        token_url: format!("{}/{tenant}/oauth2/v2.0/token", authority.trim_end_matches('/')),
+        token_url: format!(
+            "{}/{tenant}/oauth2/v2.0/token",
+            authority.trim_end_matches('/')
+        ),
         client_id,
         token_file,
     })
@@ -193,11 +193,17 @@ impl std::fmt::Debug for ObjectStoreTokens {
 impl object_store::CredentialProvider for ObjectStoreTokens {
     type Credential = AzureCredential;
     async fn get_credential(&self) -> object_store::Result<Arc<AzureCredential>> {
-        let t = self.0.token().await.map_err(|e| object_store::Error::Generic {
-            store: "MicrosoftAzure",
-            source: Box::new(e),
-        })?;
-        Ok(Arc::new(AzureCredential::BearerToken(t.expose().to_string())))
+        let t = self
+            .0
+            .token()
+            .await
+            .map_err(|e| object_store::Error::Generic {
+                store: "MicrosoftAzure",
+                source: Box::new(e),
+            })?;
+        Ok(Arc::new(AzureCredential::BearerToken(
+            t.expose().to_string(),
+        )))
     }
 }
 
@@ -265,7 +271,11 @@ impl AdlsAccess {
     }
 
     fn container_url(&self) -> String {
-        format!("{}/{}", self.profile.blob_endpoint(), self.profile.filesystem)
+        format!(
+            "{}/{}",
+            self.profile.blob_endpoint(),
+            self.profile.filesystem
+        )
     }
 
     /// Whether the account has a hierarchical namespace (Get Account Information's
@@ -390,7 +400,11 @@ impl AdlsAccess {
     }
 
     /// A SAS for everything below `canonical` (an `abfss://` location of this profile).
-    pub(crate) async fn vend(&self, canonical: &str, level: AccessLevel) -> Result<TableCredentials> {
+    pub(crate) async fn vend(
+        &self,
+        canonical: &str,
+        level: AccessLevel,
+    ) -> Result<TableCredentials> {
         let key = self.profile.key_of(canonical).to_string();
         let scope = self.scope_for(&key).await?;
         let permissions = match level {
@@ -400,7 +414,8 @@ impl AdlsAccess {
         };
         let now = Utc::now();
         let start = now - CLOCK_SKEW;
-        let expiry = now + chrono::Duration::seconds(self.profile.sas_token_validity_seconds as i64);
+        let expiry =
+            now + chrono::Duration::seconds(self.profile.sas_token_validity_seconds as i64);
         let req = SasRequest {
             account: &self.profile.account_name,
             container: &self.profile.filesystem,
@@ -429,7 +444,11 @@ impl AdlsAccess {
 /// PyIceberg's (`adls.sas-token`, `adls.account-name`, and for emulators an
 /// `adls.connection-string`, the only way adlfs reaches a plain-HTTP endpoint), plus the
 /// profile's non-secret properties.
-pub fn vended_config(profile: &AdlsProfile, sas: &str, expiry: DateTime<Utc>) -> HashMap<String, String> {
+pub fn vended_config(
+    profile: &AdlsProfile,
+    sas: &str,
+    expiry: DateTime<Utc>,
+) -> HashMap<String, String> {
     let mut cfg = profile.table_config();
     let host = format!("{}.{}", profile.account_name, profile.host());
     cfg.insert(format!("adls.sas-token.{host}"), sas.to_string());

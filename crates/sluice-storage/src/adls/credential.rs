@@ -145,6 +145,8 @@ mod tests {
             r#"{"type":"az","credential-type":"client-credentials","client-id":"a","client-secret":"s","tenant-id":"../x"}"#,
         )
         .unwrap();
-        assert!(matches!(bad_tenant.validate(), Err(StorageError::Invalid(m)) if m.contains("tenant-id")));
+        assert!(
+            matches!(bad_tenant.validate(), Err(StorageError::Invalid(m)) if m.contains("tenant-id"))
+        );
     }
 }

@@ -81,7 +81,8 @@ fn de_key_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
 /// `s` with a case-insensitive `prefix` removed.
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 impl AdlsProfile {
@@ -173,7 +174,9 @@ impl AdlsProfile {
         let a = &self.account_name;
         if a.len() < 3
             || a.len() > 24
-            || !a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            || !a
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         {
             return Err(inv(format!(
                 "account-name '{a}' must be 3-24 lower-case letters and digits"
@@ -279,7 +282,11 @@ impl AdlsProfile {
         if !authority.eq_ignore_ascii_case(&expected) {
             return Err(StorageError::NotInWarehouse(format!(
                 "{loc} (expected {}://{expected}/…)",
-                if host == self.host() { "abfss" } else { "wasbs" }
+                if host == self.host() {
+                    "abfss"
+                } else {
+                    "wasbs"
+                }
             )));
         }
         let canonical = if key.is_empty() {
@@ -347,7 +354,9 @@ mod tests {
     fn wire_format() {
         let json = r#"{"type":"adls","account-name":"acct1","filesystem":"fs1","key-prefix":"/wh/","host":null,"authority-host":"","sas-token-validity-seconds":null,"allow-alternative-protocols":null}"#;
         let prof: crate::StorageProfile = serde_json::from_str(json).unwrap();
-        let crate::StorageProfile::Adls(a) = &prof else { panic!() };
+        let crate::StorageProfile::Adls(a) = &prof else {
+            panic!()
+        };
         assert_eq!(a.prefix(), "wh");
         assert_eq!(a.sas_token_validity_seconds, 3600);
         assert_eq!(
@@ -367,10 +376,16 @@ mod tests {
         let a = p(Some("wh"));
         assert!(!a.is_emulator());
         assert_eq!(a.blob_endpoint(), "https://acct1.blob.core.windows.net");
-        assert_eq!(a.base_location(), "abfss://fs1@acct1.dfs.core.windows.net/wh");
+        assert_eq!(
+            a.base_location(),
+            "abfss://fs1@acct1.dfs.core.windows.net/wh"
+        );
         let mut cn = a.clone();
         cn.host = Some("dfs.core.chinacloudapi.cn".into());
-        assert_eq!(cn.blob_endpoint(), "https://acct1.blob.core.chinacloudapi.cn");
+        assert_eq!(
+            cn.blob_endpoint(),
+            "https://acct1.blob.core.chinacloudapi.cn"
+        );
         assert_eq!(
             cn.table_config()["adls.account-host"],
             "acct1.blob.core.chinacloudapi.cn"
@@ -403,8 +418,14 @@ mod tests {
         bad(&|x| x.host = Some("https://x.y".into()), "host");
         bad(&|x| x.host = Some("x/y".into()), "host");
         bad(&|x| x.host = Some("x:99999".into()), "host");
-        bad(&|x| x.authority_host = Some("not a url".into()), "authority-host");
-        bad(&|x| x.sas_token_validity_seconds = 10, "sas-token-validity-seconds");
+        bad(
+            &|x| x.authority_host = Some("not a url".into()),
+            "authority-host",
+        );
+        bad(
+            &|x| x.sas_token_validity_seconds = 10,
+            "sas-token-validity-seconds",
+        );
         bad(
             &|x| x.sas_token_validity_seconds = 8 * 24 * 3600,
             "sas-token-validity-seconds",
@@ -423,8 +444,16 @@ mod tests {
             ok("ABFSS://fs1@ACCT1.dfs.core.windows.net/wh/t"),
             format!("{base}/t")
         );
-        assert_eq!(ok("abfs://fs1@acct1.dfs.core.windows.net/wh/t"), format!("{base}/t"));
-        let nw = |l: &str| matches!(a.normalize_location(l), Err(StorageError::NotInWarehouse(_)));
+        assert_eq!(
+            ok("abfs://fs1@acct1.dfs.core.windows.net/wh/t"),
+            format!("{base}/t")
+        );
+        let nw = |l: &str| {
+            matches!(
+                a.normalize_location(l),
+                Err(StorageError::NotInWarehouse(_))
+            )
+        };
         assert!(nw("abfss://fs1@acct1.dfs.core.windows.net/wh2/t"));
         assert!(nw("abfss://fs1@acct1.dfs.core.windows.net"));
         assert!(nw("abfss://fs2@acct1.dfs.core.windows.net/wh/t"));
@@ -439,7 +468,8 @@ mod tests {
         let mut alt = a.clone();
         alt.allow_alternative_protocols = true;
         assert_eq!(
-            alt.normalize_location("wasbs://fs1@acct1.blob.core.windows.net/wh/t").unwrap(),
+            alt.normalize_location("wasbs://fs1@acct1.blob.core.windows.net/wh/t")
+                .unwrap(),
             format!("{base}/t")
         );
         assert!(alt

@@ -181,7 +181,11 @@ mod tests {
     const KEY: &str =
         "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-    fn req(scope: SasScope, perms: &'static str, protocol: Option<&'static str>) -> SasRequest<'static> {
+    fn req(
+        scope: SasScope,
+        perms: &'static str,
+        protocol: Option<&'static str>,
+    ) -> SasRequest<'static> {
         SasRequest {
             account: "devstoreaccount1",
             container: "warehouse",
@@ -195,7 +199,10 @@ mod tests {
 
     fn sig(q: &str) -> String {
         let raw = q.rsplit_once("sig=").unwrap().1;
-        percent_encoding::percent_decode_str(raw).decode_utf8().unwrap().into_owned()
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .unwrap()
+            .into_owned()
     }
 
     /// Expected signature produced by the Python azure-storage-blob 12.31.1 SDK, once, with:
@@ -228,13 +235,17 @@ mod tests {
             signed_expiry: "2026-01-03T03:00:00Z".into(),
             signed_service: "b".into(),
             signed_version: "2021-08-06".into(),
-            value: sluice_core::Secret::new("dWRrLXNlY3JldC1rZXktdmFsdWUtZm9yLXRlc3RzLTAxMjM0NTY3ODk="),
+            value: sluice_core::Secret::new(
+                "dWRrLXNlY3JldC1rZXktdmFsdWUtZm9yLXRlc3RzLTAxMjM0NTY3ODk=",
+            ),
         }
     }
 
     #[test]
     fn service_sas_matches_the_azure_sdk() {
-        let q = req(SasScope::Container, "rl", None).sign(&SasKey::Account(KEY)).unwrap();
+        let q = req(SasScope::Container, "rl", None)
+            .sign(&SasKey::Account(KEY))
+            .unwrap();
         assert_eq!(sig(&q), PY_CONTAINER_RL_SIG, "{q}");
         assert!(q.starts_with("sv=2021-08-06&st=2026-01-02T03%3A04%3A05Z&se=2026-01-02T04%3A04%3A05Z&sr=c&sp=rl&sig="), "{q}");
         let q = req(SasScope::Container, "racwdl", Some("https"))
@@ -262,7 +273,12 @@ mod tests {
         let r = req(SasScope::Container, "rl", None);
         let q = r.sign(&SasKey::UserDelegation(&k)).unwrap();
         assert_eq!(sig(&q), PY_UDK_CONTAINER_RL_SIG, "{q}");
-        assert_eq!(r.string_to_sign(&SasKey::UserDelegation(&k)).split('\n').count(), 24);
+        assert_eq!(
+            r.string_to_sign(&SasKey::UserDelegation(&k))
+                .split('\n')
+                .count(),
+            24
+        );
         assert!(q.contains("skoid=00000000-0000-0000-0000-000000000001&sktid=ab1f708d-50f6-404c-a006-d71b2ac7a606&skt=2026-01-02T03%3A00%3A00Z&ske=2026-01-03T03%3A00%3A00Z&sks=b&skv=2021-08-06&sig="), "{q}");
         assert!(!q.contains("dWRr"), "the key never appears in the SAS");
     }
@@ -270,6 +286,9 @@ mod tests {
     #[test]
     fn bad_key() {
         let r = req(SasScope::Container, "rl", None);
-        assert!(matches!(r.sign(&SasKey::Account("not base64!")), Err(StorageError::Invalid(_))));
+        assert!(matches!(
+            r.sign(&SasKey::Account("not base64!")),
+            Err(StorageError::Invalid(_))
+        ));
     }
 }

@@ -36,7 +36,10 @@ impl GcsAccess {
                 .as_deref()
                 .unwrap_or(DEFAULT_GCS_STS_ENDPOINT)
                 .to_string(),
-            emulator: settings.gcs_endpoint.as_deref().map(|e| e.trim_end_matches('/').to_string()),
+            emulator: settings
+                .gcs_endpoint
+                .as_deref()
+                .map(|e| e.trim_end_matches('/').to_string()),
         })
     }
 
@@ -70,7 +73,15 @@ impl GcsAccess {
             .with_retry(retry)
             .with_client_options(client)
             .build()
-            .map_err(|e| StorageError::Invalid(format!("cannot configure gcs client: {}", error_chain(&e))))?;
-        Ok(GcsStore::new(inner, self.tokens.http().clone(), self.tokens.clone(), base, &profile.bucket))
+            .map_err(|e| {
+                StorageError::Invalid(format!("cannot configure gcs client: {}", error_chain(&e)))
+            })?;
+        Ok(GcsStore::new(
+            inner,
+            self.tokens.http().clone(),
+            self.tokens.clone(),
+            base,
+            &profile.bucket,
+        ))
     }
 }

@@ -82,7 +82,11 @@ pub fn check_bucket_name(bucket: &str) -> Result<(), String> {
     if dotted && bucket.split('.').any(|c| c.is_empty() || c.len() > 63) {
         return fail("each dot-separated component must be 1-63 characters");
     }
-    if bucket.split('.').count() == 4 && bucket.split('.').all(|p| p.bytes().all(|b| b.is_ascii_digit())) {
+    if bucket.split('.').count() == 4
+        && bucket
+            .split('.')
+            .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return fail("must not be formatted as an IP address");
     }
     if bucket.starts_with("goog") || bucket.contains("google") {
@@ -95,7 +99,11 @@ pub fn check_bucket_name(bucket: &str) -> Result<(), String> {
 /// `{"type":"gcs","credential-type":"service-account-key","key":{…the JSON key…}}` or
 /// `{"type":"gcs","credential-type":"gcp-system-identity"}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "credential-type", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(
+    tag = "credential-type",
+    rename_all = "kebab-case",
+    deny_unknown_fields
+)]
 pub enum GcsCredential {
     /// A service account's JSON key as downloaded from Google Cloud.
     ServiceAccountKey {
@@ -139,7 +147,9 @@ pub struct ServiceAccountKey {
 
 /// The key as a JSON object, or as the key file's text in a string (what a form upload
 /// gives). Errors name the `key` field, which serde's tagged enums would otherwise lose.
-fn de_service_account_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<ServiceAccountKey>, D::Error> {
+fn de_service_account_key<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Box<ServiceAccountKey>, D::Error> {
     use serde::de::Error;
     let v = serde_json::Value::deserialize(d)?;
     let v = match v {
@@ -147,7 +157,8 @@ fn de_service_account_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<
             .map_err(|e| D::Error::custom(format!("key: not a service-account JSON key: {e}")))?,
         other => other,
     };
-    serde_json::from_value(v).map_err(|e| D::Error::custom(format!("key: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| D::Error::custom(format!("key: {e}")))
         .map(Box::new)
 }
 
@@ -173,7 +184,11 @@ impl ServiceAccountKey {
             ));
         }
         let e = &self.client_email;
-        if e.is_empty() || e.len() > 320 || !e.contains('@') || !e.bytes().all(|b| b.is_ascii_graphic()) {
+        if e.is_empty()
+            || e.len() > 320
+            || !e.contains('@')
+            || !e.bytes().all(|b| b.is_ascii_graphic())
+        {
             return inv("key.client_email must be a service account's email address".into());
         }
         if let Some(id) = &self.private_key_id {
@@ -241,8 +256,17 @@ mod tests {
             check_bucket_name(ok).unwrap();
         }
         for bad in [
-            "ab", "Upper", "-abc", "abc-", "a..b", "goog-x", "my-google-bucket", "1.2.3.4",
-            "a b", "a/b", &"a".repeat(64),
+            "ab",
+            "Upper",
+            "-abc",
+            "abc-",
+            "a..b",
+            "goog-x",
+            "my-google-bucket",
+            "1.2.3.4",
+            "a b",
+            "a/b",
+            &"a".repeat(64),
         ] {
             let e = check_bucket_name(bad).unwrap_err();
             assert!(e.starts_with("bucket:"), "{e}");
@@ -256,13 +280,20 @@ mod tests {
 
     #[test]
     fn profile_serde_locations_and_overlap() {
-        let p: crate::StorageProfile =
-            serde_json::from_value(serde_json::json!({"type": "gcs", "bucket": "bkt", "key-prefix": "/wh/a/"})).unwrap();
+        let p: crate::StorageProfile = serde_json::from_value(
+            serde_json::json!({"type": "gcs", "bucket": "bkt", "key-prefix": "/wh/a/"}),
+        )
+        .unwrap();
         assert_eq!(p, gcs("bkt", Some("wh/a")));
-        assert_eq!(serde_json::to_value(&p).unwrap(), serde_json::json!({"type": "gcs", "bucket": "bkt", "key-prefix": "wh/a"}));
-        let e = serde_json::from_value::<crate::StorageProfile>(serde_json::json!({"type": "gcs", "bucket": "b", "region": "x"}))
-            .unwrap_err()
-            .to_string();
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            serde_json::json!({"type": "gcs", "bucket": "bkt", "key-prefix": "wh/a"})
+        );
+        let e = serde_json::from_value::<crate::StorageProfile>(
+            serde_json::json!({"type": "gcs", "bucket": "b", "region": "x"}),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("region"), "{e}");
         assert_eq!(p.base_location(), "gs://bkt/wh/a");
         assert_eq!(gcs("bkt", None).base_location(), "gs://bkt");
@@ -270,10 +301,25 @@ mod tests {
         let ok = |l: &str| p.normalize_location(l).unwrap();
         assert_eq!(ok("gs://bkt/wh/a/ns/t/"), "gs://bkt/wh/a/ns/t");
         assert_eq!(ok("GS://bkt/wh/a"), "gs://bkt/wh/a");
-        for outside in ["gs://bkt/wh/ab", "gs://other/wh/a/t", "s3://bkt/wh/a/t", "gcs://bkt/wh/a/t", "/bkt/wh/a"] {
-            assert!(matches!(p.normalize_location(outside), Err(StorageError::NotInWarehouse(_))), "{outside}");
+        for outside in [
+            "gs://bkt/wh/ab",
+            "gs://other/wh/a/t",
+            "s3://bkt/wh/a/t",
+            "gcs://bkt/wh/a/t",
+            "/bkt/wh/a",
+        ] {
+            assert!(
+                matches!(
+                    p.normalize_location(outside),
+                    Err(StorageError::NotInWarehouse(_))
+                ),
+                "{outside}"
+            );
         }
-        assert!(matches!(p.normalize_location("gs://bkt/wh/a/../b"), Err(StorageError::Invalid(_))));
+        assert!(matches!(
+            p.normalize_location("gs://bkt/wh/a/../b"),
+            Err(StorageError::Invalid(_))
+        ));
 
         assert!(gcs("b", Some("x")).overlaps(&gcs("b", Some("x/y"))));
         assert!(gcs("b", None).overlaps(&gcs("b", Some("x"))));
@@ -291,8 +337,15 @@ mod tests {
         check_token_uri("f", "http://127.0.0.1:9/token").unwrap();
         check_token_uri("f", "http://localhost:9/token").unwrap();
         check_token_uri("f", "http://[::1]:9/token").unwrap();
-        for bad in ["http://example.com/token", "ftp://127.0.0.1/x", "https://u:p@x/t", "nope"] {
-            let e = check_token_uri("key.token_uri", bad).unwrap_err().to_string();
+        for bad in [
+            "http://example.com/token",
+            "ftp://127.0.0.1/x",
+            "https://u:p@x/t",
+            "nope",
+        ] {
+            let e = check_token_uri("key.token_uri", bad)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("key.token_uri"), "{e}");
         }
     }

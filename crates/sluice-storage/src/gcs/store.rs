@@ -55,7 +55,9 @@ impl GcsStore {
 
 impl fmt::Debug for GcsStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GcsStore").field("bucket", &self.bucket).finish_non_exhaustive()
+        f.debug_struct("GcsStore")
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
     }
 }
 
@@ -66,7 +68,10 @@ impl fmt::Display for GcsStore {
 }
 
 fn generic(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
-    object_store::Error::Generic { store: STORE, source: Box::new(e) }
+    object_store::Error::Generic {
+        store: STORE,
+        source: Box::new(e),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +141,10 @@ impl ObjectStore for GcsStore {
         match status.as_u16() {
             200..=299 => {
                 let ans: UploadAnswer = serde_json::from_str(&text).map_err(generic)?;
-                Ok(PutResult { e_tag: ans.etag, version: ans.generation })
+                Ok(PutResult {
+                    e_tag: ans.etag,
+                    version: ans.generation,
+                })
             }
             412 => Err(object_store::Error::AlreadyExists {
                 path,
@@ -161,7 +169,11 @@ impl ObjectStore for GcsStore {
         self.inner.put_multipart_opts(location, opts).await
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         self.inner.get_opts(location, options).await
     }
 

@@ -53,8 +53,12 @@ pub(crate) fn signing_key(key: &ServiceAccountKey) -> Result<EncodingKey> {
         )
     };
     let enc = EncodingKey::from_rsa_pem(key.private_key.expose().as_bytes()).map_err(|_| bad())?;
-    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &serde_json::json!({"probe": 1}), &enc)
-        .map_err(|_| bad())?;
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &serde_json::json!({"probe": 1}),
+        &enc,
+    )
+    .map_err(|_| bad())?;
     Ok(enc)
 }
 
@@ -100,7 +104,9 @@ enum Adc {
         refresh_token: Secret,
         token_uri: String,
     },
-    Metadata { host: String },
+    Metadata {
+        host: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -127,12 +133,18 @@ fn resolve_adc() -> Result<Adc> {
         let host = std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| METADATA_HOST.into());
         return Ok(Adc::Metadata { host });
     };
-    let sys = |m: String| StorageError::Sts(format!("application-default credentials {}: {m}", path.display()));
+    let sys = |m: String| {
+        StorageError::Sts(format!(
+            "application-default credentials {}: {m}",
+            path.display()
+        ))
+    };
     let text = std::fs::read_to_string(&path).map_err(|e| sys(e.to_string()))?;
     let file: AdcFile = serde_json::from_str(&text).map_err(|e| sys(e.to_string()))?;
     match file.kind.as_str() {
         "service_account" => {
-            let key: ServiceAccountKey = serde_json::from_str(&text).map_err(|e| sys(e.to_string()))?;
+            let key: ServiceAccountKey =
+                serde_json::from_str(&text).map_err(|e| sys(e.to_string()))?;
             key.validate().map_err(|e| sys(e.to_string()))?;
             Ok(Adc::ServiceAccount(Box::new(key)))
         }
@@ -140,11 +152,18 @@ fn resolve_adc() -> Result<Adc> {
             let (Some(client_id), Some(client_secret), Some(refresh_token)) =
                 (file.client_id, file.client_secret, file.refresh_token)
             else {
-                return Err(sys("client_id, client_secret and refresh_token are required".into()));
+                return Err(sys(
+                    "client_id, client_secret and refresh_token are required".into(),
+                ));
             };
             let token_uri = file.token_uri.unwrap_or_else(|| DEFAULT_TOKEN_URI.into());
             check_token_uri("token_uri", &token_uri).map_err(|e| sys(e.to_string()))?;
-            Ok(Adc::AuthorizedUser { client_id, client_secret, refresh_token, token_uri })
+            Ok(Adc::AuthorizedUser {
+                client_id,
+                client_secret,
+                refresh_token,
+                token_uri,
+            })
         }
         other => Err(sys(format!("unsupported credential type '{other}'"))),
     }
@@ -168,7 +187,11 @@ pub(crate) fn describe_error(status: reqwest::StatusCode, body: &str) -> String 
             let code = match e.error {
                 serde_json::Value::String(s) => s,
                 // Google APIs answer `{"error":{"code","message","status"}}`.
-                other => other.get("message").and_then(|m| m.as_str()).unwrap_or("error").to_string(),
+                other => other
+                    .get("message")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("error")
+                    .to_string(),
             };
             match e.error_description {
                 Some(d) => format!("{status}: {code}: {d}"),
@@ -203,13 +226,19 @@ impl std::fmt::Debug for TokenProvider {
             TokenSource::ServiceAccount(k) => k.client_email.as_str(),
             TokenSource::System => "system identity",
         };
-        f.debug_struct("TokenProvider").field("source", &kind).finish_non_exhaustive()
+        f.debug_struct("TokenProvider")
+            .field("source", &kind)
+            .finish_non_exhaustive()
     }
 }
 
 impl TokenProvider {
     pub(crate) fn new(source: TokenSource) -> Result<Self> {
-        Ok(TokenProvider { source, http: http_client()?, cached: Mutex::new(None) })
+        Ok(TokenProvider {
+            source,
+            http: http_client()?,
+            cached: Mutex::new(None),
+        })
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
@@ -243,21 +272,30 @@ impl TokenProvider {
             TokenSource::ServiceAccount(key) => self.jwt_bearer(key).await,
             TokenSource::System => match resolve_adc()? {
                 Adc::ServiceAccount(key) => self.jwt_bearer(&key).await,
-                Adc::AuthorizedUser { client_id, client_secret, refresh_token, token_uri } => {
+                Adc::AuthorizedUser {
+                    client_id,
+                    client_secret,
+                    refresh_token,
+                    token_uri,
+                } => {
                     let form = [
                         ("grant_type", "refresh_token"),
                         ("client_id", client_id.as_str()),
                         ("client_secret", client_secret.expose()),
                         ("refresh_token", refresh_token.expose()),
                     ];
-                    self.answer(&token_uri, self.http.post(&token_uri).form(&form)).await
+                    self.answer(&token_uri, self.http.post(&token_uri).form(&form))
+                        .await
                 }
                 Adc::Metadata { host } => {
                     let url = format!(
                         "http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
                     );
-                    self.answer(&url, self.http.get(&url).header("Metadata-Flavor", "Google"))
-                        .await
+                    self.answer(
+                        &url,
+                        self.http.get(&url).header("Metadata-Flavor", "Google"),
+                    )
+                    .await
                 }
             },
         }
@@ -266,7 +304,10 @@ impl TokenProvider {
     async fn jwt_bearer(&self, key: &ServiceAccountKey) -> Result<AccessToken> {
         let jwt = assertion(key, Utc::now())?;
         let uri = key.token_uri();
-        let form = [("grant_type", JWT_BEARER_GRANT), ("assertion", jwt.as_str())];
+        let form = [
+            ("grant_type", JWT_BEARER_GRANT),
+            ("assertion", jwt.as_str()),
+        ];
         self.answer(uri, self.http.post(uri).form(&form)).await
     }
 
@@ -278,8 +319,8 @@ impl TokenProvider {
         if !status.is_success() {
             return Err(fail(describe_error(status, &body)));
         }
-        let ans: TokenAnswer = serde_json::from_str(&body)
-            .map_err(|e| fail(format!("unexpected answer: {e}")))?;
+        let ans: TokenAnswer =
+            serde_json::from_str(&body).map_err(|e| fail(format!("unexpected answer: {e}")))?;
         if ans.access_token.is_empty() {
             return Err(fail("the answer has an empty access_token".into()));
         }
@@ -297,10 +338,13 @@ impl object_store::CredentialProvider for TokenProvider {
     type Credential = object_store::gcp::GcpCredential;
 
     async fn get_credential(&self) -> object_store::Result<std::sync::Arc<Self::Credential>> {
-        let t = self.token().await.map_err(|e| object_store::Error::Generic {
-            store: "GCS",
-            source: Box::new(e),
-        })?;
+        let t = self
+            .token()
+            .await
+            .map_err(|e| object_store::Error::Generic {
+                store: "GCS",
+                source: Box::new(e),
+            })?;
         Ok(std::sync::Arc::new(object_store::gcp::GcpCredential {
             bearer: t.token.expose().to_string(),
         }))

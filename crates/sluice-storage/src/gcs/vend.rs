@@ -146,7 +146,11 @@ pub(crate) async fn vend(
 }
 
 /// The client properties Iceberg's GCS FileIOs read (Java `GCPProperties`, PyIceberg).
-fn vended_config(access: &GcsAccess, token: &Secret, expiration: DateTime<Utc>) -> HashMap<String, String> {
+fn vended_config(
+    access: &GcsAccess,
+    token: &Secret,
+    expiration: DateTime<Utc>,
+) -> HashMap<String, String> {
     let mut cfg = HashMap::from([
         ("gcs.oauth2.token".to_string(), token.expose().to_string()),
         (
@@ -172,8 +176,14 @@ mod tests {
         let p = GcsProfile::new("bkt", Some("wh"));
         let b = access_boundary(&p, "gs://bkt/wh/ns/t1/", AccessLevel::Read);
         let rule = &b["accessBoundary"]["accessBoundaryRules"][0];
-        assert_eq!(rule["availableResource"], "//storage.googleapis.com/projects/_/buckets/bkt");
-        assert_eq!(rule["availablePermissions"], json!(["inRole:roles/storage.objectViewer"]));
+        assert_eq!(
+            rule["availableResource"],
+            "//storage.googleapis.com/projects/_/buckets/bkt"
+        );
+        assert_eq!(
+            rule["availablePermissions"],
+            json!(["inRole:roles/storage.objectViewer"])
+        );
         assert_eq!(
             rule["availabilityCondition"]["expression"],
             "resource.name.startsWith('projects/_/buckets/bkt/objects/wh/ns/t1/') || \
@@ -190,15 +200,26 @@ mod tests {
     fn boundary_escapes_and_denies() {
         let p = GcsProfile::new("bkt", None);
         let b = access_boundary(&p, "gs://bkt/it's\\x", AccessLevel::Read);
-        let e = b["accessBoundary"]["accessBoundaryRules"][0]["availabilityCondition"]["expression"]
+        let e = b["accessBoundary"]["accessBoundaryRules"][0]["availabilityCondition"]
+            ["expression"]
             .as_str()
             .unwrap()
             .to_string();
-        assert!(e.contains(r"'projects/_/buckets/bkt/objects/it\'s\\x/'"), "{e}");
-        for outside in ["gs://other/t", "gs://bkt", "gs://bkt/", "s3://bkt/t", "gs://bktx/t"] {
+        assert!(
+            e.contains(r"'projects/_/buckets/bkt/objects/it\'s\\x/'"),
+            "{e}"
+        );
+        for outside in [
+            "gs://other/t",
+            "gs://bkt",
+            "gs://bkt/",
+            "s3://bkt/t",
+            "gs://bktx/t",
+        ] {
             let b = access_boundary(&p, outside, AccessLevel::ReadWrite);
             assert_eq!(
-                b["accessBoundary"]["accessBoundaryRules"][0]["availabilityCondition"]["expression"],
+                b["accessBoundary"]["accessBoundaryRules"][0]["availabilityCondition"]
+                    ["expression"],
                 "false",
                 "{outside}"
             );

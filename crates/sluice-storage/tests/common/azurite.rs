@@ -83,7 +83,10 @@ impl Azurite {
     pub async fn create_container(&self, name: &str) {
         let sas = account_sas("c", "c", chrono::Utc::now() + chrono::Duration::minutes(10));
         let resp = reqwest::Client::new()
-            .put(format!("{}/{name}?restype=container&{sas}", self.blob_endpoint))
+            .put(format!(
+                "{}/{name}?restype=container&{sas}",
+                self.blob_endpoint
+            ))
             .header("x-ms-version", "2021-08-06")
             .header("content-length", "0")
             .send()
@@ -99,14 +102,22 @@ impl Azurite {
 }
 
 /// An account SAS over the blob service, 2021-08-06 layout, for test setup.
-pub fn account_sas(resource_types: &str, perms: &str, expiry: chrono::DateTime<chrono::Utc>) -> String {
+pub fn account_sas(
+    resource_types: &str,
+    perms: &str,
+    expiry: chrono::DateTime<chrono::Utc>,
+) -> String {
     let se = expiry.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let sts = format!("{ACCOUNT}\n{perms}\nb\n{resource_types}\n\n{se}\n\n\n2021-08-06\n\n");
-    let key = base64::engine::general_purpose::STANDARD.decode(KEY).unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(KEY)
+        .unwrap();
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
     mac.update(sts.as_bytes());
     let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
     format!(
         "sv=2021-08-06&ss=b&srt={resource_types}&sp={perms}&se={}&sig={}",
         enc(&se),

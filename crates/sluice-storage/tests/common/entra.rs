@@ -35,10 +35,16 @@ fn bearer_ok(h: &HeaderMap) -> bool {
 
 async fn token(State(s): State<S>, Form(f): Form<HashMap<String, String>>) -> impl IntoResponse {
     s.lock().unwrap().token_forms.push(f);
-    axum::Json(serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "access_token": TOKEN}))
+    axum::Json(
+        serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "access_token": TOKEN}),
+    )
 }
 
-async fn account_info(State(s): State<S>, h: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn account_info(
+    State(s): State<S>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if !bearer_ok(&h) || q.get("comp").map(String::as_str) != Some("properties") {
         return StatusCode::FORBIDDEN.into_response();
     }

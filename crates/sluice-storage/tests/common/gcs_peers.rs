@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde_json::{json, Value};
@@ -74,16 +74,32 @@ impl FakeGcs {
         let child = peer_process::spawn_listening(
             "fake-gcs-server",
             Command::new(fake_gcs_binary())
-                .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string()])
+                .args([
+                    "-scheme",
+                    "http",
+                    "-host",
+                    "127.0.0.1",
+                    "-port",
+                    &port.to_string(),
+                ])
                 .args(["-backend", "filesystem", "-filesystem-root"])
                 .arg(&root)
-                .args(["-external-url", &url, "-public-host", &format!("127.0.0.1:{port}")])
+                .args([
+                    "-external-url",
+                    &url,
+                    "-public-host",
+                    &format!("127.0.0.1:{port}"),
+                ])
                 .args(["-log-level", "error"]),
             tmp.path(),
             port,
             Duration::from_secs(10),
         );
-        FakeGcs { child, endpoint: url, _tmp: tmp }
+        FakeGcs {
+            child,
+            endpoint: url,
+            _tmp: tmp,
+        }
     }
 }
 
@@ -117,12 +133,28 @@ impl TestKey {
             }
             drop(stdin);
             let out = child.wait_with_output().unwrap();
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             String::from_utf8(out.stdout).unwrap()
         };
-        let private_pem = run(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"], None);
+        let private_pem = run(
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ],
+            None,
+        );
         let public_pem = run(&["pkey", "-pubout"], Some(&private_pem));
-        TestKey { private_pem, public_pem }
+        TestKey {
+            private_pem,
+            public_pem,
+        }
     }
 
     /// A service-account JSON key with this private key whose `token_uri` is `token_uri`.
@@ -180,15 +212,23 @@ impl Drop for GoogleStandIn {
 }
 
 fn oauth_error(code: &str, desc: String) -> (StatusCode, String) {
-    (StatusCode::BAD_REQUEST, json!({"error": code, "error_description": desc}).to_string())
+    (
+        StatusCode::BAD_REQUEST,
+        json!({"error": code, "error_description": desc}).to_string(),
+    )
 }
 
 async fn token(
     State(st): State<Arc<StandInState>>,
     Form(form): Form<std::collections::HashMap<String, String>>,
 ) -> (StatusCode, String) {
-    if form.get("grant_type").map(String::as_str) != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
-        return oauth_error("unsupported_grant_type", format!("{:?}", form.get("grant_type")));
+    if form.get("grant_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    {
+        return oauth_error(
+            "unsupported_grant_type",
+            format!("{:?}", form.get("grant_type")),
+        );
     }
     let Some(jwt) = form.get("assertion") else {
         return oauth_error("invalid_request", "no assertion".into());
@@ -201,17 +241,29 @@ async fn token(
     let claims = match jsonwebtoken::decode::<Value>(jwt, &key, &v) {
         Ok(d) => {
             if d.header.kid.as_deref() != Some("test-key-1") {
-                st.seen.lock().unwrap().errors.push(format!("kid {:?}", d.header.kid));
+                st.seen
+                    .lock()
+                    .unwrap()
+                    .errors
+                    .push(format!("kid {:?}", d.header.kid));
             }
             d.claims
         }
         Err(e) => {
-            st.seen.lock().unwrap().errors.push(format!("assertion: {e}"));
+            st.seen
+                .lock()
+                .unwrap()
+                .errors
+                .push(format!("assertion: {e}"));
             return oauth_error("invalid_grant", format!("Invalid JWT Signature: {e}"));
         }
     };
     if claims["scope"] != "https://www.googleapis.com/auth/cloud-platform" {
-        st.seen.lock().unwrap().errors.push(format!("scope {}", claims["scope"]));
+        st.seen
+            .lock()
+            .unwrap()
+            .errors
+            .push(format!("scope {}", claims["scope"]));
         return oauth_error("invalid_scope", "bad scope".into());
     }
     st.seen.lock().unwrap().assertions.push(claims);
@@ -228,15 +280,26 @@ async fn token(
 }
 
 /// The GCE metadata server's token endpoint (what `GCE_METADATA_HOST` points at).
-async fn metadata_token(State(st): State<Arc<StandInState>>, headers: HeaderMap) -> (StatusCode, String) {
+async fn metadata_token(
+    State(st): State<Arc<StandInState>>,
+    headers: HeaderMap,
+) -> (StatusCode, String) {
     if headers.get("metadata-flavor").and_then(|v| v.to_str().ok()) != Some("Google") {
-        st.seen.lock().unwrap().errors.push("metadata request without Metadata-Flavor".into());
-        return (StatusCode::FORBIDDEN, "missing Metadata-Flavor: Google".into());
+        st.seen
+            .lock()
+            .unwrap()
+            .errors
+            .push("metadata request without Metadata-Flavor".into());
+        return (
+            StatusCode::FORBIDDEN,
+            "missing Metadata-Flavor: Google".into(),
+        );
     }
     st.seen.lock().unwrap().metadata_requests += 1;
     (
         StatusCode::OK,
-        json!({"access_token": "ya29.source-metadata", "expires_in": 3599, "token_type": "Bearer"}).to_string(),
+        json!({"access_token": "ya29.source-metadata", "expires_in": 3599, "token_type": "Bearer"})
+            .to_string(),
     )
 }
 
@@ -250,19 +313,30 @@ async fn sts(
         || get("subject_token_type") != at
         || get("requested_token_type") != at
     {
-        st.seen.lock().unwrap().errors.push(format!("sts form {form:?}"));
+        st.seen
+            .lock()
+            .unwrap()
+            .errors
+            .push(format!("sts form {form:?}"));
         return oauth_error("invalid_request", "bad token exchange parameters".into());
     }
     let subject = get("subject_token").to_string();
     if !subject.starts_with("ya29.source-") {
-        st.seen.lock().unwrap().errors.push("unknown subject token".into());
+        st.seen
+            .lock()
+            .unwrap()
+            .errors
+            .push("unknown subject token".into());
         return oauth_error("invalid_grant", "unknown subject token".into());
     }
     let options: Value = match serde_json::from_str(get("options")) {
         Ok(v) => v,
         Err(e) => return oauth_error("invalid_request", format!("options: {e}")),
     };
-    let rules = options["accessBoundary"]["accessBoundaryRules"].as_array().cloned().unwrap_or_default();
+    let rules = options["accessBoundary"]["accessBoundaryRules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if rules.is_empty() {
         return oauth_error("invalid_request", "no access boundary".into());
     }
@@ -307,6 +381,12 @@ impl GoogleStandIn {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        GoogleStandIn { sts_endpoint: format!("{base}/v1/token"), base, token_uri, seen, task }
+        GoogleStandIn {
+            sts_endpoint: format!("{base}/v1/token"),
+            base,
+            token_uri,
+            seen,
+            task,
+        }
     }
 }

@@ -20,7 +20,13 @@ pub fn free_port() -> u16 {
 /// Spawns `cmd` (stdin and stdout closed, stderr to `<log_dir>/stderr.log`) and waits until
 /// it listens on 127.0.0.1:`port`. Panics with the peer's stderr if it exits first, and
 /// kills it if it does not listen within `timeout`.
-pub fn spawn_listening(name: &str, cmd: &mut Command, log_dir: &Path, port: u16, timeout: Duration) -> Child {
+pub fn spawn_listening(
+    name: &str,
+    cmd: &mut Command,
+    log_dir: &Path,
+    port: u16,
+    timeout: Duration,
+) -> Child {
     let log = log_dir.join("stderr.log");
     let mut child = cmd
         .stdin(Stdio::null())
@@ -41,7 +47,10 @@ pub fn spawn_listening(name: &str, cmd: &mut Command, log_dir: &Path, port: u16,
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{name} did not listen on {addr} within {}s", timeout.as_secs());
+            panic!(
+                "{name} did not listen on {addr} within {}s",
+                timeout.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

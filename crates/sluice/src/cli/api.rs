@@ -14,7 +14,8 @@ pub struct Api {
 }
 
 fn to_json<T: Serialize>(v: &T) -> CliResult<Value> {
-    serde_json::to_value(v).map_err(|e| CliError::new(exit::FAILURE, format!("cannot render the response: {e}")))
+    serde_json::to_value(v)
+        .map_err(|e| CliError::new(exit::FAILURE, format!("cannot render the response: {e}")))
 }
 
 fn envelope<T: Serialize>(key: &str, items: &[T]) -> CliResult<Value> {
@@ -33,13 +34,17 @@ pub fn parse_statements(v: Value) -> CliResult<Vec<Statement>> {
 impl Api {
     /// A client for `sluice login`: it may run the flow interactively.
     pub fn for_login(config: ClientConfig) -> CliResult<Api> {
-        Ok(Api { client: Client::from_config(config)? })
+        Ok(Api {
+            client: Client::from_config(config)?,
+        })
     }
 
     /// A client for every other command: the login made earlier (cached token, stored
     /// secret), renewed silently where the flow can; never a browser or device prompt.
     pub fn new(config: ClientConfig) -> CliResult<Api> {
-        Ok(Api { client: Client::from_login(config)? })
+        Ok(Api {
+            client: Client::from_login(config)?,
+        })
     }
 
     /// Runs the login flow now (ignoring any cached token) and caches the result. Methods
@@ -75,8 +80,8 @@ impl Api {
     }
 
     pub async fn create_warehouse(&self, body: Value) -> CliResult<Value> {
-        let req: CreateWarehouseRequest =
-            serde_json::from_value(body).map_err(|e| CliError::usage(format!("warehouse request: {e}")))?;
+        let req: CreateWarehouseRequest = serde_json::from_value(body)
+            .map_err(|e| CliError::usage(format!("warehouse request: {e}")))?;
         to_json(&self.client.create_warehouse(&req).await?)
     }
 
@@ -131,8 +136,10 @@ impl Api {
         props: serde_json::Map<String, Value>,
     ) -> CliResult<Value> {
         let prefix = self.prefix(warehouse).await?;
-        let props: HashMap<String, String> =
-            props.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect();
+        let props: HashMap<String, String> = props
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+            .collect();
         to_json(&self.client.create_namespace(&prefix, ns, props).await?)
     }
 
@@ -151,17 +158,35 @@ impl Api {
         envelope("identifiers", &self.client.list_tables(&prefix, ns).await?)
     }
 
-    pub async fn load_table(&self, warehouse: &str, ns: &[String], table: &str) -> CliResult<Value> {
+    pub async fn load_table(
+        &self,
+        warehouse: &str,
+        ns: &[String],
+        table: &str,
+    ) -> CliResult<Value> {
         let prefix = self.prefix(warehouse).await?;
         to_json(&self.client.load_table(&prefix, ns, table).await?)
     }
 
-    pub async fn drop_table(&self, warehouse: &str, ns: &[String], table: &str, purge: bool) -> CliResult {
+    pub async fn drop_table(
+        &self,
+        warehouse: &str,
+        ns: &[String],
+        table: &str,
+        purge: bool,
+    ) -> CliResult {
         let prefix = self.prefix(warehouse).await?;
         Ok(self.client.drop_table(&prefix, ns, table, purge).await?)
     }
 
-    pub async fn rename_table(&self, warehouse: &str, ns: &[String], table: &str, to_ns: &[String], to: &str) -> CliResult {
+    pub async fn rename_table(
+        &self,
+        warehouse: &str,
+        ns: &[String],
+        table: &str,
+        to_ns: &[String],
+        to: &str,
+    ) -> CliResult {
         let prefix = self.prefix(warehouse).await?;
         let from = TableIdentifier::new(ns.iter().cloned(), table);
         let to = TableIdentifier::new(to_ns.iter().cloned(), to);
@@ -174,7 +199,12 @@ impl Api {
         envelope("users", &self.client.list_users().await?)
     }
 
-    pub async fn create_user(&self, name: &str, email: Option<&str>, friendly_name: Option<&str>) -> CliResult<Value> {
+    pub async fn create_user(
+        &self,
+        name: &str,
+        email: Option<&str>,
+        friendly_name: Option<&str>,
+    ) -> CliResult<Value> {
         to_json(&self.client.create_user(name, email, friendly_name).await?)
     }
 
@@ -222,7 +252,12 @@ impl Api {
         envelope("policies", &self.client.list_policies().await?)
     }
 
-    pub async fn create_policy(&self, name: &str, description: Option<&str>, stmts: Vec<Statement>) -> CliResult<Value> {
+    pub async fn create_policy(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        stmts: Vec<Statement>,
+    ) -> CliResult<Value> {
         to_json(&self.client.create_policy(name, description, &stmts).await?)
     }
 
@@ -230,7 +265,12 @@ impl Api {
         to_json(&self.client.get_policy(name).await?)
     }
 
-    pub async fn update_policy(&self, name: &str, description: Option<&str>, stmts: Vec<Statement>) -> CliResult<Value> {
+    pub async fn update_policy(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        stmts: Vec<Statement>,
+    ) -> CliResult<Value> {
         to_json(&self.client.update_policy(name, description, &stmts).await?)
     }
 
@@ -239,7 +279,13 @@ impl Api {
     }
 
     /// Attaches (`attach`) or detaches `policy` to/from a `user` or `group` (`kind`).
-    pub async fn attach_policy(&self, policy: &str, kind: &str, who: &str, attach: bool) -> CliResult {
+    pub async fn attach_policy(
+        &self,
+        policy: &str,
+        kind: &str,
+        who: &str,
+        attach: bool,
+    ) -> CliResult {
         let c = &self.client;
         match (kind, attach) {
             ("group", true) => c.attach_group_policy(who, policy).await?,

@@ -4,7 +4,9 @@ use super::api::Api;
 use super::args::*;
 use super::error::{CliError, CliResult};
 use super::input::{json_object_arg, namespace_levels, properties, statements_arg};
-use super::output::{cell, col, print_str, render_fields, render_table, size_cell, time_cell, time_col, Col};
+use super::output::{
+    cell, col, print_str, render_fields, render_table, size_cell, time_cell, time_col, Col,
+};
 use super::Ctx;
 use serde_json::{json, Value};
 use sluice_client::cache::SecretStore;
@@ -84,7 +86,9 @@ fn login_overrides(ctx: &Ctx, a: &LoginArgs) -> CliResult<ConfigOverrides> {
         // (As the login resolves it: a profile this login is about to create is no error.)
         let method = match &o.auth_method {
             Some(m) => Some(m.clone()),
-            None => login_config(ctx, o.clone(), true)?.0.effective_auth_method(),
+            None => login_config(ctx, o.clone(), true)?
+                .0
+                .effective_auth_method(),
         };
         let secret = Secret::new(read_stdin_secret()?);
         match method {
@@ -94,9 +98,15 @@ fn login_overrides(ctx: &Ctx, a: &LoginArgs) -> CliResult<ConfigOverrides> {
             Some(AuthMethod::ApiKey) => o.api_key = Some(secret),
             Some(AuthMethod::Ldap) => o.password = Some(secret),
             Some(m) => {
-                return Err(CliError::usage(format!("--secret-stdin: the {m} method takes no secret")));
+                return Err(CliError::usage(format!(
+                    "--secret-stdin: the {m} method takes no secret"
+                )));
             }
-            None => return Err(CliError::usage("--secret-stdin: choose a login method with --method")),
+            None => {
+                return Err(CliError::usage(
+                    "--secret-stdin: choose a login method with --method",
+                ))
+            }
         }
     }
     Ok(o)
@@ -104,24 +114,41 @@ fn login_overrides(ctx: &Ctx, a: &LoginArgs) -> CliResult<ConfigOverrides> {
 
 /// The profile `--profile` or `SLUICE_PROFILE` selects, if any.
 fn selected_profile(ctx: &Ctx) -> Option<String> {
-    ctx.global
-        .profile
-        .clone()
-        .or_else(|| std::env::var("SLUICE_PROFILE").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
+    ctx.global.profile.clone().or_else(|| {
+        std::env::var("SLUICE_PROFILE")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
 }
 
 /// The configuration for a login. `login --save --profile NEW` creates profile NEW, so a
 /// selected profile that is not in the file yet is not an error there: the settings then
 /// come from the flags and the environment alone.
-fn login_config(ctx: &Ctx, overrides: ConfigOverrides, save: bool) -> CliResult<(sluice_client::ClientConfig, String)> {
+fn login_config(
+    ctx: &Ctx,
+    overrides: ConfigOverrides,
+    save: bool,
+) -> CliResult<(sluice_client::ClientConfig, String)> {
     let selected = selected_profile(ctx);
     if save {
         if let Some(name) = &selected {
             let file = ProfileFile::load_default()?;
             if file.profile(name).is_none() {
-                let absent = std::env::temp_dir().join(format!("sluice-no-profile-{}.yaml", uuid::Uuid::new_v4()));
-                let code = ConfigOverrides { profile: None, config_file: Some(absent), ..overrides };
-                let env = |k: &str| if k == "SLUICE_PROFILE" { None } else { std::env::var(k).ok() };
+                let absent = std::env::temp_dir()
+                    .join(format!("sluice-no-profile-{}.yaml", uuid::Uuid::new_v4()));
+                let code = ConfigOverrides {
+                    profile: None,
+                    config_file: Some(absent),
+                    ..overrides
+                };
+                let env = |k: &str| {
+                    if k == "SLUICE_PROFILE" {
+                        None
+                    } else {
+                        std::env::var(k).ok()
+                    }
+                };
                 let mut config = sluice_client::ClientConfig::resolve_with_env(code, &env)?;
                 config.config_file = Some(file.path().to_path_buf());
                 return Ok((config, name.clone()));
@@ -129,7 +156,11 @@ fn login_config(ctx: &Ctx, overrides: ConfigOverrides, save: bool) -> CliResult<
         }
     }
     let config = ctx.resolve(overrides)?;
-    let name = config.profile.clone().or(selected).unwrap_or_else(|| "default".to_string());
+    let name = config
+        .profile
+        .clone()
+        .or(selected)
+        .unwrap_or_else(|| "default".to_string());
     Ok((config, name))
 }
 
@@ -185,7 +216,11 @@ async fn login_inner(ctx: &Ctx, a: LoginArgs) -> CliResult {
 /// needed), its secret into the secret store (OS keyring, else `secrets.json` 0600 beside the
 /// token cache). The profile file never receives a secret: it is a settings file people copy
 /// and share.
-fn save_login_profile(config: &sluice_client::ClientConfig, name: &str, method: Option<&AuthMethod>) -> CliResult {
+fn save_login_profile(
+    config: &sluice_client::ClientConfig,
+    name: &str,
+    method: Option<&AuthMethod>,
+) -> CliResult {
     let mut file = match &config.config_file {
         Some(p) => ProfileFile::load(p.clone())?,
         None => ProfileFile::load_default()?,
@@ -245,9 +280,16 @@ fn save_login_profile(config: &sluice_client::ClientConfig, name: &str, method: 
             }
         }
     }
-    eprintln!("Saved the login settings to profile '{name}' in {}.", file.path().display());
+    eprintln!(
+        "Saved the login settings to profile '{name}' in {}.",
+        file.path().display()
+    );
     if !stored.is_empty() {
-        eprintln!("Stored the {} for profile '{name}' (OS keyring, else {}).", stored.join(" and "), SecretStore::from_config(config)?.file_path().display());
+        eprintln!(
+            "Stored the {} for profile '{name}' (OS keyring, else {}).",
+            stored.join(" and "),
+            SecretStore::from_config(config)?.file_path().display()
+        );
     }
     Ok(())
 }
@@ -307,7 +349,11 @@ fn print_whoami(me: &Value) {
             ps.iter()
                 .map(|p| {
                     let name = cell(p.get("policy"));
-                    match p.get("via-group").or_else(|| p.get("via_group")).and_then(Value::as_str) {
+                    match p
+                        .get("via-group")
+                        .or_else(|| p.get("via_group"))
+                        .and_then(Value::as_str)
+                    {
                         Some(g) => format!("{name} (via {})", cell(Some(&json!(g)))),
                         None => name,
                     }
@@ -323,7 +369,14 @@ fn print_whoami(me: &Value) {
         ("source".to_string(), field("source")),
         ("access key".to_string(), field("access-key-id")),
         ("groups".to_string(), field("groups")),
-        ("policies".to_string(), if policies.is_empty() { "-".into() } else { policies.join(", ") }),
+        (
+            "policies".to_string(),
+            if policies.is_empty() {
+                "-".into()
+            } else {
+                policies.join(", ")
+            },
+        ),
     ];
     print_str(&render_fields(&rows));
 }
@@ -368,7 +421,10 @@ fn config_profiles(ctx: &Ctx) -> CliResult {
         return Ok(());
     }
     if !file.exists() {
-        eprintln!("No profile file at {} (`sluice login --save` creates one).", file.path().display());
+        eprintln!(
+            "No profile file at {} (`sluice login --save` creates one).",
+            file.path().display()
+        );
         return Ok(());
     }
     if rows.is_empty() {
@@ -379,16 +435,26 @@ fn config_profiles(ctx: &Ctx) -> CliResult {
         .iter()
         .map(|r| {
             vec![
-                if r["active"] == json!(true) { "*".to_string() } else { String::new() },
+                if r["active"] == json!(true) {
+                    "*".to_string()
+                } else {
+                    String::new()
+                },
                 cell(r.get("name")),
                 cell(r.get("endpoint")),
                 cell(r.get("auth-method")),
             ]
         })
         .collect();
-    print_str(&render_table(&["", "PROFILE", "ENDPOINT", "AUTH METHOD"], &table));
+    print_str(&render_table(
+        &["", "PROFILE", "ENDPOINT", "AUTH METHOD"],
+        &table,
+    ));
     if !rows.iter().any(|r| r["active"] == json!(true)) {
-        eprintln!("(the selected profile '{active}' is not in {})", file.path().display());
+        eprintln!(
+            "(the selected profile '{active}' is not in {})",
+            file.path().display()
+        );
     }
     Ok(())
 }
@@ -429,12 +495,32 @@ fn config_show(ctx: &Ctx) -> CliResult {
         ("token-cache-dir", path(&c.token_cache_dir)),
     ];
     // What applies when nothing is set (the SDK's own defaults), shown as such.
-    let cache_dir = c.token_cache_path().ok().and_then(|p| p.parent().map(|d| d.display().to_string()));
+    let cache_dir = c
+        .token_cache_path()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.display().to_string()));
     let defaults: Vec<(&str, Option<String>)> = vec![
         ("auth-header", Some("authorization".into())),
-        ("timeout-seconds", Some(sluice_client::http::DEFAULT_TIMEOUT.as_secs().to_string())),
-        ("connect-timeout-seconds", Some(sluice_client::http::DEFAULT_CONNECT_TIMEOUT.as_secs().to_string())),
-        ("login-timeout-seconds", Some(sluice_client::flows::DEFAULT_LOGIN_TIMEOUT.as_secs().to_string())),
+        (
+            "timeout-seconds",
+            Some(sluice_client::http::DEFAULT_TIMEOUT.as_secs().to_string()),
+        ),
+        (
+            "connect-timeout-seconds",
+            Some(
+                sluice_client::http::DEFAULT_CONNECT_TIMEOUT
+                    .as_secs()
+                    .to_string(),
+            ),
+        ),
+        (
+            "login-timeout-seconds",
+            Some(
+                sluice_client::flows::DEFAULT_LOGIN_TIMEOUT
+                    .as_secs()
+                    .to_string(),
+            ),
+        ),
         ("token-cache-dir", cache_dir),
     ];
     let settings: Vec<(&str, Option<String>, String)> = settings
@@ -442,7 +528,11 @@ fn config_show(ctx: &Ctx) -> CliResult {
         .map(|(k, v)| match v {
             // Code-level overrides in the CLI are its flags.
             Some(v) => (k, Some(v), c.source_of(k).replace("code", "flag")),
-            None => match defaults.iter().find(|(d, _)| *d == k).and_then(|(_, v)| v.clone()) {
+            None => match defaults
+                .iter()
+                .find(|(d, _)| *d == k)
+                .and_then(|(_, v)| v.clone())
+            {
                 Some(d) => (k, Some(d), "default".to_string()),
                 None => (k, None, String::new()),
             },
@@ -461,15 +551,26 @@ fn config_show(ctx: &Ctx) -> CliResult {
                 map.insert(k.to_string(), entry);
             }
         }
-        super::output::print_json(&json!({"profile": profile, "config-file": file, "settings": map}));
+        super::output::print_json(
+            &json!({"profile": profile, "config-file": file, "settings": map}),
+        );
         return Ok(());
     }
-    print_str(&format!("profile:      {}\n", profile.as_deref().unwrap_or("(none)")));
-    print_str(&format!("profile file: {}\n", file.as_deref().unwrap_or("(none)")));
+    print_str(&format!(
+        "profile:      {}\n",
+        profile.as_deref().unwrap_or("(none)")
+    ));
+    print_str(&format!(
+        "profile file: {}\n",
+        file.as_deref().unwrap_or("(none)")
+    ));
     print_str("\n");
     let rows: Vec<Vec<String>> = settings
         .iter()
-        .filter_map(|(k, v, source)| v.as_ref().map(|v| vec![k.to_string(), cell(Some(&json!(v))), source.clone()]))
+        .filter_map(|(k, v, source)| {
+            v.as_ref()
+                .map(|v| vec![k.to_string(), cell(Some(&json!(v))), source.clone()])
+        })
         .collect();
     if rows.is_empty() {
         print_str("(nothing configured)\n");
@@ -508,7 +609,12 @@ async fn warehouse(ctx: &Ctx, c: WarehouseCommand) -> CliResult {
     // such even where no server is configured.
     let out = &ctx.out;
     match c {
-        WarehouseCommand::Create { name, storage_profile, storage_credential, delete_profile } => {
+        WarehouseCommand::Create {
+            name,
+            storage_profile,
+            storage_credential,
+            delete_profile,
+        } => {
             let mut body = json!({
                 "warehouse-name": name,
                 "storage-profile": json_object_arg("storage-profile", &storage_profile)?,
@@ -537,9 +643,15 @@ async fn warehouse(ctx: &Ctx, c: WarehouseCommand) -> CliResult {
             let api = ctx.api()?;
             let id = api.warehouse_id(&r.warehouse).await?;
             api.delete_warehouse(&id).await?;
-            out.done(&format!("Deleted warehouse {}.", r.warehouse), json!({"deleted": "warehouse", "id": id.to_string()}));
+            out.done(
+                &format!("Deleted warehouse {}.", r.warehouse),
+                json!({"deleted": "warehouse", "id": id.to_string()}),
+            );
         }
-        WarehouseCommand::Rename { warehouse, new_name } => {
+        WarehouseCommand::Rename {
+            warehouse,
+            new_name,
+        } => {
             let api = ctx.api()?;
             let id = api.warehouse_id(&warehouse.warehouse).await?;
             let w = api.rename_warehouse(&id, &new_name).await?;
@@ -563,7 +675,10 @@ async fn warehouse(ctx: &Ctx, c: WarehouseCommand) -> CliResult {
 
 /// The array under `key` of a list response (empty if absent).
 fn rows(raw: &Value, key: &str) -> Vec<Value> {
-    raw.get(key).and_then(Value::as_array).cloned().unwrap_or_default()
+    raw.get(key)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -572,7 +687,11 @@ fn rows(raw: &Value, key: &str) -> Vec<Value> {
 
 fn dotted(levels: &Value) -> Value {
     match levels.as_array() {
-        Some(a) => json!(a.iter().map(|l| l.as_str().unwrap_or_default().to_string()).collect::<Vec<_>>().join(".")),
+        Some(a) => json!(a
+            .iter()
+            .map(|l| l.as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+            .join(".")),
         None => levels.clone(),
     }
 }
@@ -590,11 +709,16 @@ async fn namespace(ctx: &Ctx, c: NamespaceCommand) -> CliResult {
             let parent = namespace_levels("parent", &parent)?;
             let api = ctx.api()?;
             let raw = api.list_namespaces(&warehouse, &parent).await?;
-            let rows: Vec<Value> =
-                rows(&raw, "namespaces").iter().map(|n| json!({"namespace": dotted(n)})).collect();
+            let rows: Vec<Value> = rows(&raw, "namespaces")
+                .iter()
+                .map(|n| json!({"namespace": dotted(n)}))
+                .collect();
             out.list(&raw, &rows, &[col("NAMESPACE", "namespace")]);
         }
-        NamespaceCommand::Create { ns, properties: props } => {
+        NamespaceCommand::Create {
+            ns,
+            properties: props,
+        } => {
             let levels = ns_levels(&ns)?;
             let props = properties(&props)?;
             let api = ctx.api()?;
@@ -625,7 +749,10 @@ fn print_namespace(ctx: &Ctx, raw: &Value) {
         super::output::print_json(raw);
         return;
     }
-    let mut rows = vec![("namespace".to_string(), cell(Some(&dotted(&raw["namespace"]))))];
+    let mut rows = vec![(
+        "namespace".to_string(),
+        cell(Some(&dotted(&raw["namespace"]))),
+    )];
     if let Some(props) = raw.get("properties").and_then(Value::as_object) {
         for (k, v) in props {
             rows.push((format!("  {}", cell(Some(&json!(k)))), cell(Some(v))));
@@ -647,7 +774,11 @@ async fn table(ctx: &Ctx, c: TableCommand) -> CliResult {
                 .iter()
                 .map(|i| json!({"namespace": dotted(&i["namespace"]), "name": i["name"]}))
                 .collect();
-            out.list(&raw, &rows, &[col("NAMESPACE", "namespace"), col("TABLE", "name")]);
+            out.list(
+                &raw,
+                &rows,
+                &[col("NAMESPACE", "namespace"), col("TABLE", "name")],
+            );
         }
         TableCommand::Get { ns, table } => {
             let levels = ns_levels(&ns)?;
@@ -662,20 +793,39 @@ async fn table(ctx: &Ctx, c: TableCommand) -> CliResult {
         TableCommand::Drop { ns, table, purge } => {
             let levels = ns_levels(&ns)?;
             let api = ctx.api()?;
-            api.drop_table(&ns.warehouse, &levels, &table, purge).await?;
-            let what = if purge { "Dropped and purged" } else { "Dropped" };
+            api.drop_table(&ns.warehouse, &levels, &table, purge)
+                .await?;
+            let what = if purge {
+                "Dropped and purged"
+            } else {
+                "Dropped"
+            };
             out.done(
                 &format!("{what} table {}.{table}.", levels.join(".")),
                 json!({"dropped": "table", "warehouse": ns.warehouse, "namespace": levels, "name": table, "purge": purge}),
             );
         }
-        TableCommand::Rename { ns, table, new_name, to_namespace } => {
+        TableCommand::Rename {
+            ns,
+            table,
+            new_name,
+            to_namespace,
+        } => {
             let levels = ns_levels(&ns)?;
-            let to = if to_namespace.is_empty() { levels.clone() } else { namespace_levels("to-namespace", &to_namespace)? };
+            let to = if to_namespace.is_empty() {
+                levels.clone()
+            } else {
+                namespace_levels("to-namespace", &to_namespace)?
+            };
             let api = ctx.api()?;
-            api.rename_table(&ns.warehouse, &levels, &table, &to, &new_name).await?;
+            api.rename_table(&ns.warehouse, &levels, &table, &to, &new_name)
+                .await?;
             out.done(
-                &format!("Renamed table {}.{table} to {}.{new_name}.", levels.join("."), to.join(".")),
+                &format!(
+                    "Renamed table {}.{table} to {}.{new_name}.",
+                    levels.join("."),
+                    to.join(".")
+                ),
                 json!({
                     "renamed": "table",
                     "warehouse": ns.warehouse,
@@ -692,33 +842,54 @@ async fn table(ctx: &Ctx, c: TableCommand) -> CliResult {
 /// the snapshot history (newest first) and the refs (branches and tags).
 fn print_table(levels: &[String], name: &str, raw: &Value) {
     let m = &raw["metadata"];
-    let snapshots = m.get("snapshots").and_then(Value::as_array).cloned().unwrap_or_default();
+    let snapshots = m
+        .get("snapshots")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let current_schema_id = m.get("current-schema-id").cloned().unwrap_or(Value::Null);
     let schema = m
         .get("schemas")
         .and_then(Value::as_array)
-        .and_then(|s| s.iter().find(|s| s.get("schema-id") == Some(&current_schema_id)))
+        .and_then(|s| {
+            s.iter()
+                .find(|s| s.get("schema-id") == Some(&current_schema_id))
+        })
         .or_else(|| m.get("schema"));
-    let current = m.get("current-snapshot-id").filter(|v| v.as_i64().is_some_and(|id| id >= 0));
+    let current = m
+        .get("current-snapshot-id")
+        .filter(|v| v.as_i64().is_some_and(|id| id >= 0));
     let current_summary = current
         .and_then(|id| snapshots.iter().find(|s| s.get("snapshot-id") == Some(id)))
         .and_then(|s| s.get("summary"));
     let summary = |k: &str| current_summary.and_then(|s| s.get(k));
     let rows = vec![
-        ("table".to_string(), format!("{}.{}", levels.join("."), cell(Some(&json!(name))))),
+        (
+            "table".to_string(),
+            format!("{}.{}", levels.join("."), cell(Some(&json!(name)))),
+        ),
         ("uuid".to_string(), cell(m.get("table-uuid"))),
         ("location".to_string(), cell(m.get("location"))),
         ("format version".to_string(), cell(m.get("format-version"))),
-        ("metadata location".to_string(), cell(raw.get("metadata-location"))),
+        (
+            "metadata location".to_string(),
+            cell(raw.get("metadata-location")),
+        ),
         ("current snapshot".to_string(), cell(current)),
         ("records".to_string(), cell(summary("total-records"))),
         ("data files".to_string(), cell(summary("total-data-files"))),
         ("size".to_string(), size_cell(summary("total-files-size"))),
         ("snapshots".to_string(), snapshots.len().to_string()),
-        ("last updated".to_string(), time_cell(m.get("last-updated-ms"))),
+        (
+            "last updated".to_string(),
+            time_cell(m.get("last-updated-ms")),
+        ),
     ];
     print_str(&render_fields(&rows));
-    if let Some(fields) = schema.and_then(|s| s.get("fields")).and_then(Value::as_array) {
+    if let Some(fields) = schema
+        .and_then(|s| s.get("fields"))
+        .and_then(Value::as_array)
+    {
         let table: Vec<Vec<String>> = fields
             .iter()
             .map(|f| {
@@ -736,13 +907,19 @@ fn print_table(levels: &[String], name: &str, raw: &Value) {
     }
     if !snapshots.is_empty() {
         let mut history = snapshots.clone();
-        history.sort_by_key(|s| std::cmp::Reverse(s.get("timestamp-ms").and_then(Value::as_i64).unwrap_or(0)));
+        history.sort_by_key(|s| {
+            std::cmp::Reverse(s.get("timestamp-ms").and_then(Value::as_i64).unwrap_or(0))
+        });
         let table: Vec<Vec<String>> = history
             .iter()
             .map(|s| {
                 let sum = |k: &str| s.get("summary").and_then(|x| x.get(k));
                 let id = s.get("snapshot-id");
-                let marker = if id.is_some() && id == current { " *" } else { "" };
+                let marker = if id.is_some() && id == current {
+                    " *"
+                } else {
+                    ""
+                };
                 vec![
                     format!("{}{marker}", cell(id)),
                     time_cell(s.get("timestamp-ms")),
@@ -755,12 +932,32 @@ fn print_table(levels: &[String], name: &str, raw: &Value) {
             .collect();
         print_str("\n");
         print_str("snapshots (newest first, * = current):\n");
-        print_str(&render_table(&["SNAPSHOT", "TIME", "OPERATION", "ADDED RECORDS", "REMOVED RECORDS", "ADDED SIZE"], &table));
+        print_str(&render_table(
+            &[
+                "SNAPSHOT",
+                "TIME",
+                "OPERATION",
+                "ADDED RECORDS",
+                "REMOVED RECORDS",
+                "ADDED SIZE",
+            ],
+            &table,
+        ));
     }
-    if let Some(refs) = m.get("refs").and_then(Value::as_object).filter(|r| !r.is_empty()) {
+    if let Some(refs) = m
+        .get("refs")
+        .and_then(Value::as_object)
+        .filter(|r| !r.is_empty())
+    {
         let table: Vec<Vec<String>> = refs
             .iter()
-            .map(|(name, r)| vec![cell(Some(&json!(name))), cell(r.get("type")), cell(r.get("snapshot-id"))])
+            .map(|(name, r)| {
+                vec![
+                    cell(Some(&json!(name))),
+                    cell(r.get("type")),
+                    cell(r.get("snapshot-id")),
+                ]
+            })
             .collect();
         print_str("\n");
         print_str("refs:\n");
@@ -792,8 +989,14 @@ async fn user(ctx: &Ctx, c: UserCommand) -> CliResult {
     let api = ctx.api()?;
     let out = &ctx.out;
     match c {
-        UserCommand::Create { name, email, friendly_name } => {
-            let u = api.create_user(&name, email.as_deref(), friendly_name.as_deref()).await?;
+        UserCommand::Create {
+            name,
+            email,
+            friendly_name,
+        } => {
+            let u = api
+                .create_user(&name, email.as_deref(), friendly_name.as_deref())
+                .await?;
             out.object(&u, USER_FIELDS);
         }
         UserCommand::List => {
@@ -806,15 +1009,27 @@ async fn user(ctx: &Ctx, c: UserCommand) -> CliResult {
         }
         UserCommand::Delete { name } => {
             api.delete_user(&name).await?;
-            out.done(&format!("Deleted user {name}."), json!({"deleted": "user", "name": name}));
+            out.done(
+                &format!("Deleted user {name}."),
+                json!({"deleted": "user", "name": name}),
+            );
         }
     }
     Ok(())
 }
 
-const GROUP_COLS: &[Col] = &[col("NAME", "name"), col("ID", "id"), col("DESCRIPTION", "description"), time_col("CREATED", "created-at")];
-const GROUP_FIELDS: &[Col] =
-    &[col("name", "name"), col("id", "id"), col("description", "description"), time_col("created", "created-at")];
+const GROUP_COLS: &[Col] = &[
+    col("NAME", "name"),
+    col("ID", "id"),
+    col("DESCRIPTION", "description"),
+    time_col("CREATED", "created-at"),
+];
+const GROUP_FIELDS: &[Col] = &[
+    col("name", "name"),
+    col("id", "id"),
+    col("description", "description"),
+    time_col("created", "created-at"),
+];
 
 async fn group(ctx: &Ctx, c: GroupCommand) -> CliResult {
     let api = ctx.api()?;
@@ -834,15 +1049,24 @@ async fn group(ctx: &Ctx, c: GroupCommand) -> CliResult {
         }
         GroupCommand::Delete { name } => {
             api.delete_group(&name).await?;
-            out.done(&format!("Deleted group {name}."), json!({"deleted": "group", "name": name}));
+            out.done(
+                &format!("Deleted group {name}."),
+                json!({"deleted": "group", "name": name}),
+            );
         }
         GroupCommand::AddMember { group, user } => {
             api.add_group_member(&group, &user).await?;
-            out.done(&format!("Added {user} to {group}."), json!({"added": user, "group": group}));
+            out.done(
+                &format!("Added {user} to {group}."),
+                json!({"added": user, "group": group}),
+            );
         }
         GroupCommand::RemoveMember { group, user } => {
             api.remove_group_member(&group, &user).await?;
-            out.done(&format!("Removed {user} from {group}."), json!({"removed": user, "group": group}));
+            out.done(
+                &format!("Removed {user} from {group}."),
+                json!({"removed": user, "group": group}),
+            );
         }
         GroupCommand::Members { group } => {
             let raw = api.group_members(&group).await?;
@@ -864,10 +1088,16 @@ async fn policy(ctx: &Ctx, c: PolicyCommand) -> CliResult {
     // such even where no server is configured.
     let out = &ctx.out;
     match c {
-        PolicyCommand::Create { name, statements, description } => {
+        PolicyCommand::Create {
+            name,
+            statements,
+            description,
+        } => {
             let statements = super::api::parse_statements(statements_arg(&statements)?)?;
             let api = ctx.api()?;
-            let p = api.create_policy(&name, description.as_deref(), statements).await?;
+            let p = api
+                .create_policy(&name, description.as_deref(), statements)
+                .await?;
             print_policy(ctx, &p);
         }
         PolicyCommand::List => {
@@ -876,7 +1106,11 @@ async fn policy(ctx: &Ctx, c: PolicyCommand) -> CliResult {
             let rows: Vec<Value> = rows(&raw, "policies")
                 .into_iter()
                 .map(|mut p| {
-                    let n = p.get("statements").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+                    let n = p
+                        .get("statements")
+                        .and_then(Value::as_array)
+                        .map(Vec::len)
+                        .unwrap_or(0);
                     p["statement-count"] = json!(n);
                     p
                 })
@@ -888,16 +1122,25 @@ async fn policy(ctx: &Ctx, c: PolicyCommand) -> CliResult {
             let p = api.get_policy(&name).await?;
             print_policy(ctx, &p);
         }
-        PolicyCommand::Update { name, statements, description } => {
+        PolicyCommand::Update {
+            name,
+            statements,
+            description,
+        } => {
             let statements = super::api::parse_statements(statements_arg(&statements)?)?;
             let api = ctx.api()?;
-            let p = api.update_policy(&name, description.as_deref(), statements).await?;
+            let p = api
+                .update_policy(&name, description.as_deref(), statements)
+                .await?;
             print_policy(ctx, &p);
         }
         PolicyCommand::Delete { name } => {
             let api = ctx.api()?;
             api.delete_policy(&name).await?;
-            out.done(&format!("Deleted policy {name}."), json!({"deleted": "policy", "name": name}));
+            out.done(
+                &format!("Deleted policy {name}."),
+                json!({"deleted": "policy", "name": name}),
+            );
         }
         PolicyCommand::Attach { name, target } => {
             let (kind, who) = target_of(&target);
@@ -944,17 +1187,31 @@ fn print_policy(ctx: &Ctx, p: &Value) {
         ("updated".to_string(), time_cell(p.get("updated-at"))),
     ];
     print_str(&render_fields(&rows));
-    let statements = p.get("statements").and_then(Value::as_array).cloned().unwrap_or_default();
+    let statements = p
+        .get("statements")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let table: Vec<Vec<String>> = statements
         .iter()
-        .map(|s| vec![cell(s.get("effect")), cell(s.get("action")), cell(s.get("resource"))])
+        .map(|s| {
+            vec![
+                cell(s.get("effect")),
+                cell(s.get("action")),
+                cell(s.get("resource")),
+            ]
+        })
         .collect();
     print_str("\n");
     print_str("statements:\n");
     print_str(&render_table(&["EFFECT", "ACTIONS", "RESOURCE"], &table));
 }
 
-const KEY_COLS: &[Col] = &[col("ACCESS KEY ID", "access-key-id"), time_col("CREATED", "created-at"), time_col("LAST USED", "last-used-at")];
+const KEY_COLS: &[Col] = &[
+    col("ACCESS KEY ID", "access-key-id"),
+    time_col("CREATED", "created-at"),
+    time_col("LAST USED", "last-used-at"),
+];
 
 async fn key(ctx: &Ctx, c: KeyCommand) -> CliResult {
     let api = ctx.api()?;
@@ -971,12 +1228,18 @@ async fn key(ctx: &Ctx, c: KeyCommand) -> CliResult {
                 super::output::print_json(&k);
             } else {
                 let rows = vec![
-                    ("user".to_string(), cell(k.get("user").or(Some(&json!(user))))),
+                    (
+                        "user".to_string(),
+                        cell(k.get("user").or(Some(&json!(user)))),
+                    ),
                     ("access key id".to_string(), cell(k.get("access-key-id"))),
                     // Printed verbatim (no cell() escaping) so it can be copied exactly.
                     (
                         "secret access key".to_string(),
-                        k.get("secret-access-key").and_then(Value::as_str).unwrap_or("-").to_string(),
+                        k.get("secret-access-key")
+                            .and_then(Value::as_str)
+                            .unwrap_or("-")
+                            .to_string(),
                     ),
                 ];
                 print_str(&render_fields(&rows));
@@ -990,7 +1253,10 @@ async fn key(ctx: &Ctx, c: KeyCommand) -> CliResult {
         KeyCommand::Delete { key, user } => {
             let user = owner(&api, user).await?;
             api.delete_key(&user, &key).await?;
-            out.done(&format!("Deleted access key {key} of {user}."), json!({"deleted": "access-key", "access-key-id": key, "user": user}));
+            out.done(
+                &format!("Deleted access key {key} of {user}."),
+                json!({"deleted": "access-key", "access-key-id": key, "user": user}),
+            );
         }
     }
     Ok(())
@@ -1005,5 +1271,10 @@ async fn owner(api: &Api, user: Option<String>) -> CliResult<String> {
     me.get("name")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| CliError::new(super::error::exit::FAILURE, "the server's whoami answer has no user name"))
+        .ok_or_else(|| {
+            CliError::new(
+                super::error::exit::FAILURE,
+                "the server's whoami answer has no user name",
+            )
+        })
 }

@@ -27,7 +27,11 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 
 impl CliError {
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        CliError { code, message: message.into(), hint: None }
+        CliError {
+            code,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// A usage problem found after parsing (bad JSON in a flag, an unreadable @file, ...).
@@ -51,14 +55,22 @@ impl CliError {
 }
 
 fn single_line(s: &str) -> String {
-    s.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    s.split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
         // The server's own explanation first; status and error type after it, for reference.
         let message = match &e {
-            ClientError::Api { status, kind, message } => format!("{message} ({status} {kind})"),
+            ClientError::Api {
+                status,
+                kind,
+                message,
+            } => format!("{message} ({status} {kind})"),
             other => other.to_string(),
         };
         match &e {
@@ -88,12 +100,49 @@ mod tests {
     fn codes() {
         let c = |e: ClientError| CliError::from(e).code;
         assert_eq!(c(ClientError::Auth("bad".into())), exit::AUTH);
-        let e = CliError::from(ClientError::LoginRequired { profile: Some("prod".into()), expired: true });
-        assert_eq!((e.code, e.message.as_str(), e.hint.is_none()), (exit::AUTH, "session expired: run sluice login --profile prod", true));
-        assert_eq!(c(ClientError::Api { status: 401, kind: "x".into(), message: "m".into() }), exit::AUTH);
-        assert_eq!(c(ClientError::Api { status: 404, kind: "x".into(), message: "m".into() }), exit::NOT_FOUND);
-        assert_eq!(c(ClientError::Api { status: 409, kind: "x".into(), message: "m".into() }), exit::FAILURE);
-        assert_eq!(c(ClientError::Transport { url: "u".into(), message: "m".into() }), exit::UNREACHABLE);
+        let e = CliError::from(ClientError::LoginRequired {
+            profile: Some("prod".into()),
+            expired: true,
+        });
+        assert_eq!(
+            (e.code, e.message.as_str(), e.hint.is_none()),
+            (
+                exit::AUTH,
+                "session expired: run sluice login --profile prod",
+                true
+            )
+        );
+        assert_eq!(
+            c(ClientError::Api {
+                status: 401,
+                kind: "x".into(),
+                message: "m".into()
+            }),
+            exit::AUTH
+        );
+        assert_eq!(
+            c(ClientError::Api {
+                status: 404,
+                kind: "x".into(),
+                message: "m".into()
+            }),
+            exit::NOT_FOUND
+        );
+        assert_eq!(
+            c(ClientError::Api {
+                status: 409,
+                kind: "x".into(),
+                message: "m".into()
+            }),
+            exit::FAILURE
+        );
+        assert_eq!(
+            c(ClientError::Transport {
+                url: "u".into(),
+                message: "m".into()
+            }),
+            exit::UNREACHABLE
+        );
         assert_eq!(single_line("a\n  b\r\n"), "a b");
     }
 }

@@ -12,7 +12,8 @@ pub fn json_arg(flag: &str, raw: &str) -> CliResult<Value> {
                 .map_err(|e| CliError::usage(format!("--{flag}: reading standard input: {e}")))?;
             s
         } else {
-            std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("--{flag}: cannot read {path}: {e}")))?
+            std::fs::read_to_string(path)
+                .map_err(|e| CliError::usage(format!("--{flag}: cannot read {path}: {e}")))?
         };
         (text, format!(" (from {path})"))
     } else {
@@ -26,7 +27,9 @@ pub fn json_arg(flag: &str, raw: &str) -> CliResult<Value> {
 pub fn json_object_arg(flag: &str, raw: &str) -> CliResult<Value> {
     let v = json_arg(flag, raw)?;
     if !v.is_object() {
-        return Err(CliError::usage(format!("--{flag}: expected a JSON object ({{...}})")));
+        return Err(CliError::usage(format!(
+            "--{flag}: expected a JSON object ({{...}})"
+        )));
     }
     Ok(v)
 }
@@ -39,9 +42,17 @@ pub fn statements_arg(raw: &str) -> CliResult<Value> {
         Value::Array(_) => v,
         Value::Object(mut o) => match o.remove("statements") {
             Some(a @ Value::Array(_)) => a,
-            _ => return Err(CliError::usage("--statements: expected a JSON array of statements")),
+            _ => {
+                return Err(CliError::usage(
+                    "--statements: expected a JSON array of statements",
+                ))
+            }
         },
-        _ => return Err(CliError::usage("--statements: expected a JSON array of statements")),
+        _ => {
+            return Err(CliError::usage(
+                "--statements: expected a JSON array of statements",
+            ))
+        }
     };
     Ok(arr)
 }
@@ -84,8 +95,14 @@ mod tests {
 
     #[test]
     fn namespaces() {
-        assert_eq!(namespace_levels("n", &["a.b".into()]).unwrap(), vec!["a", "b"]);
-        assert_eq!(namespace_levels("n", &["a.b".into(), "c".into()]).unwrap(), vec!["a.b", "c"]);
+        assert_eq!(
+            namespace_levels("n", &["a.b".into()]).unwrap(),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            namespace_levels("n", &["a.b".into(), "c".into()]).unwrap(),
+            vec!["a.b", "c"]
+        );
         assert!(namespace_levels("n", &["a..b".into()]).is_err());
         assert!(namespace_levels("n", &[]).unwrap().is_empty());
     }
@@ -94,8 +111,15 @@ mod tests {
     fn json_values() {
         assert_eq!(json_arg("x", r#"{"a":1}"#).unwrap()["a"], 1);
         let e = json_arg("storage-profile", "{nope").unwrap_err();
-        assert!(e.message.starts_with("--storage-profile: not valid JSON"), "{}", e.message);
-        assert!(json_arg("x", "@/does/not/exist").unwrap_err().message.contains("cannot read"));
+        assert!(
+            e.message.starts_with("--storage-profile: not valid JSON"),
+            "{}",
+            e.message
+        );
+        assert!(json_arg("x", "@/does/not/exist")
+            .unwrap_err()
+            .message
+            .contains("cannot read"));
         assert!(json_object_arg("x", "[1]").is_err());
         let s = statements_arg(r#"{"name":"p","statements":[{"effect":"allow"}]}"#).unwrap();
         assert!(s.is_array());

@@ -27,11 +27,20 @@ pub fn run(global: GlobalOpts, command: ClientCommand) -> i32 {
             .with_target(false)
             .try_init();
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
-        Err(e) => return CliError::new(exit::FAILURE, format!("starting the async runtime: {e}")).report(),
+        Err(e) => {
+            return CliError::new(exit::FAILURE, format!("starting the async runtime: {e}"))
+                .report()
+        }
     };
-    let ctx = Ctx { out: Output::new(global.output), global };
+    let ctx = Ctx {
+        out: Output::new(global.output),
+        global,
+    };
     match rt.block_on(commands::dispatch(&ctx, command)) {
         Ok(()) => exit::OK,
         Err(e) => e.report(),

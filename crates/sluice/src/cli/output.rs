@@ -32,11 +32,19 @@ pub enum Kind {
 }
 
 pub const fn col(header: &'static str, path: &'static str) -> Col {
-    Col { header, path, kind: Kind::Text }
+    Col {
+        header,
+        path,
+        kind: Kind::Text,
+    }
 }
 
 pub const fn time_col(header: &'static str, path: &'static str) -> Col {
-    Col { header, path, kind: Kind::Time }
+    Col {
+        header,
+        path,
+        kind: Kind::Time,
+    }
 }
 
 /// A value as a column of `kind` shows it.
@@ -52,11 +60,16 @@ pub fn cell_as(kind: Kind, v: Option<&Value>) -> String {
 pub fn time_cell(v: Option<&Value>) -> String {
     let parsed = match v {
         Some(Value::Number(n)) => n.as_i64().and_then(chrono::DateTime::from_timestamp_millis),
-        Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.to_utc()),
+        Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|d| d.to_utc()),
         _ => None,
     };
     match parsed {
-        Some(t) => t.with_timezone(&chrono::Local).format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+        Some(t) => t
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string(),
         None => cell(v),
     }
 }
@@ -107,8 +120,14 @@ impl Output {
             print_str("(none)\n");
             return;
         }
-        let table: Vec<Vec<String>> =
-            rows.iter().map(|r| cols.iter().map(|c| cell_as(c.kind, lookup(r, c.path))).collect()).collect();
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                cols.iter()
+                    .map(|c| cell_as(c.kind, lookup(r, c.path)))
+                    .collect()
+            })
+            .collect();
         let headers: Vec<&str> = cols.iter().map(|c| c.header).collect();
         print_str(&render_table(&headers, &table));
     }
@@ -119,8 +138,10 @@ impl Output {
             print_json(raw);
             return;
         }
-        let rows: Vec<(String, String)> =
-            fields.iter().map(|f| (f.header.to_string(), cell_as(f.kind, lookup(raw, f.path)))).collect();
+        let rows: Vec<(String, String)> = fields
+            .iter()
+            .map(|f| (f.header.to_string(), cell_as(f.kind, lookup(raw, f.path))))
+            .collect();
         print_str(&render_fields(&rows));
     }
 
@@ -166,9 +187,12 @@ pub fn cell(v: Option<&Value>) -> String {
         Some(Value::Bool(b)) => if *b { "yes" } else { "no" }.to_string(),
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::Array(a)) if a.is_empty() => "-".to_string(),
-        Some(Value::Array(a)) if a.iter().all(|x| x.is_string()) => {
-            a.iter().filter_map(|x| x.as_str()).map(one_line).collect::<Vec<_>>().join(", ")
-        }
+        Some(Value::Array(a)) if a.iter().all(|x| x.is_string()) => a
+            .iter()
+            .filter_map(|x| x.as_str())
+            .map(one_line)
+            .collect::<Vec<_>>()
+            .join(", "),
         Some(Value::Object(o)) if o.is_empty() => "-".to_string(),
         Some(other) => one_line(&other.to_string()),
     }
@@ -177,7 +201,9 @@ pub fn cell(v: Option<&Value>) -> String {
 /// Control characters (newlines, escape sequences from a hostile name) never reach the
 /// terminal raw.
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn width(s: &str) -> usize {
@@ -225,7 +251,13 @@ mod tests {
 
     #[test]
     fn aligns_columns() {
-        let t = render_table(&["NAME", "ID"], &[vec!["a".into(), "1".into()], vec!["long-name".into(), "22".into()]]);
+        let t = render_table(
+            &["NAME", "ID"],
+            &[
+                vec!["a".into(), "1".into()],
+                vec!["long-name".into(), "22".into()],
+            ],
+        );
         assert_eq!(t, "NAME       ID\na          1\nlong-name  22\n");
     }
 
