@@ -29,6 +29,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# A test run builds every target once; incremental caches would add ~3 GB to target/ and buy
+# nothing on a clean clone (CI). Developers iterating with cargo directly keep theirs.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LOG_DIR=$TARGET_DIR/test-logs

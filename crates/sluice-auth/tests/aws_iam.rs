@@ -3,8 +3,7 @@
 //! signature with `aws-sigv4` over exactly the request it receives (tests/common/sts_stub.rs;
 //! moto cannot verify presigned GetCallerIdentity, see PEERS.md).
 
-#[path = "common/sts_stub.rs"]
-mod sts_stub;
+use crate::sts_stub;
 
 use std::time::{Duration, SystemTime};
 

@@ -2,8 +2,7 @@
 //! ephemeral port (see tests/common/slapd.rs); missing slapd fails the tests with
 //! instructions (`tests/peers/slapd.sh install`).
 
-#[path = "common/slapd.rs"]
-mod slapd;
+use crate::slapd;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

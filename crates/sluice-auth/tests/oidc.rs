@@ -4,8 +4,7 @@
 //! Needs the provider installed: `tests/peers/oidc.sh install` (→ `.peers/oidc`), or
 //! `SLUICE_OIDC_PEER_DIR`. Without it these tests fail with that instruction.
 
-#[path = "common/oidc_peer.rs"]
-mod oidc_peer;
+use crate::oidc_peer;
 
 use std::sync::Arc;
 use std::time::Duration;

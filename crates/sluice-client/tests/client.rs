@@ -2,7 +2,7 @@
 //! call, error mapping, Basic and bearer credentials, the retry after a 401, the token cache.
 //! Nothing here reads or changes the process environment (see tests/config_env.rs for that).
 
-mod common;
+use crate::common;
 
 use common::{BasicKey, ExchangeKey, TestServer, KEY_ID, SECRET};
 use reqwest::Method;

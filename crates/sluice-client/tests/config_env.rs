@@ -2,7 +2,7 @@
 //! The environment is process-global, so this binary is separate from the others and every
 //! test takes `ENV_LOCK` and works inside an `Env` that restores all variables afterwards.
 
-mod common;
+use crate::common;
 
 use common::{BasicKey, TestServer, KEY_ID, SECRET};
 use sluice_client::{AuthMethod, Client, ClientConfig, Profile, ProfileFile};

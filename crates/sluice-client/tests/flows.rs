@@ -11,14 +11,10 @@
 //! Missing peers FAIL with install instructions (`tests/peers/oidc.sh install`,
 //! `tests/peers/slapd.sh install`).
 
-#[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
-mod oidc_peer;
-#[path = "../../sluice-auth/tests/common/slapd.rs"]
-mod slapd;
-#[path = "../../sluice-auth/tests/common/sts_stub.rs"]
-mod sts_stub;
-#[path = "common/flows_support.rs"]
-mod support;
+use crate::oidc_peer;
+use crate::slapd;
+use crate::sts_stub;
+use crate::support;
 
 use oidc_peer::{query_param, Browser, OidcPeer, API_AUDIENCE, CONFIDENTIAL, PUBLIC_CLIENT};
 use reqwest::Method;

@@ -7,10 +7,8 @@
 //!
 //! A missing oidc-provider FAILS with install instructions (`tests/peers/oidc.sh install`).
 
-#[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
-mod oidc_peer;
-#[path = "common/flows_support.rs"]
-mod support;
+use crate::oidc_peer;
+use crate::support;
 
 use axum::body::Bytes;
 use axum::extract::State;

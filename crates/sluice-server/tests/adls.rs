@@ -1,14 +1,12 @@
 //! ADLS warehouses over HTTP: create + validation against a real Azurite, vended SAS tokens
 //! in load-table, and bad input → 400 with a message naming the field.
 
-#[path = "../../sluice-storage/tests/common/azurite.rs"]
-mod azurite;
+use crate::azurite;
 
 use azurite::Azurite;
 use serde_json::{json, Value};
 
-#[path = "common/server.rs"]
-mod server;
+use crate::server;
 
 use server::TestServer;
 

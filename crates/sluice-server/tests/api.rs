@@ -3,8 +3,7 @@
 
 use serde_json::{json, Value};
 
-#[path = "common/server.rs"]
-mod server;
+use crate::server;
 use server::{TestServer, KEY_ID, SECRET};
 
 fn assert_error(v: &Value, kind: &str, code: u16) {

@@ -3,8 +3,7 @@
 //! boundary asserted at a local STS stand-in), purge, and bad input answered with 400 and
 //! a message naming the field. fake-gcs-server does not check tokens.
 
-#[path = "../../sluice-storage/tests/common/gcs_peers.rs"]
-mod gcs_peers;
+use crate::gcs_peers;
 
 use gcs_peers::{FakeGcs, GoogleStandIn, TestKey};
 use reqwest::StatusCode;
@@ -12,8 +11,7 @@ use serde_json::{json, Value};
 
 const BUCKET: &str = "lake-gcs";
 
-#[path = "common/server.rs"]
-mod server;
+use crate::server;
 
 use server::TestServer;
 

@@ -4,12 +4,8 @@
 //! on loopback that records what reaches it.
 
 // moto.rs takes its free-port helper from the s3s-fs helper, as a sibling module.
-#[path = "../../sluice-storage/tests/common/moto.rs"]
-mod moto;
-#[path = "../../sluice-storage/tests/common/s3s_fs.rs"]
-mod s3s_fs;
-#[path = "common/server.rs"]
-mod server;
+use crate::moto;
+use crate::server;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

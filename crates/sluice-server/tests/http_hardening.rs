@@ -8,8 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-#[path = "common/server.rs"]
-mod server;
+use crate::server;
 use server::{TestServer, KEY_ID, SECRET};
 
 fn assert_error(v: &Value, kind: &str, code: u16) {

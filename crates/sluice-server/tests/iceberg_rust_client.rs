@@ -9,12 +9,10 @@
 //! Peers: an in-process server on SQLite with its default file warehouse, and a real moto
 //! (S3 + IAM + STS, auth checks on) for vended credentials.
 
-#[path = "common/server.rs"]
-mod server;
+use crate::server;
 
 // The storage crate's peer helpers (moto, s3s-fs), shared as files.
-#[path = "../../sluice-storage/tests/common/mod.rs"]
-mod peers;
+use crate::peers;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -12,12 +12,9 @@
 //! Browser SSO: the peer (tests/peers/oidc/server.mjs) registers Sluice's callback
 //! `http://127.0.0.1/auth/oidc/callback` (any port, native clients) beside the CLI's `/callback`.
 
-#[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
-mod oidc_peer;
-#[path = "../../sluice-auth/tests/common/slapd.rs"]
-mod slapd;
-#[path = "../../sluice-auth/tests/common/sts_stub.rs"]
-mod sts_stub;
+use crate::oidc_peer;
+use crate::slapd;
+use crate::sts_stub;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

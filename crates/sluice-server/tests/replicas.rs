@@ -4,8 +4,7 @@
 //! cache TTL far too long to hide anything — at once through LISTEN/NOTIFY, also after the
 //! listening connection was killed.
 
-#[path = "../../sluice-store/tests/common/pg_cluster.rs"]
-mod pg_cluster;
+use crate::pg_cluster;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};

@@ -3,8 +3,7 @@
 //! responses and files, float defaults, `namespace-separator`, commit-conflict messages worded
 //! like Java's, and partition evolution Java accepts.
 
-#[path = "common/server.rs"]
-mod server;
+use crate::server;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -3,8 +3,7 @@
 //! write audit rows and key last-used stamps outside the commit path). Every commit must
 //! answer 200 or 409, never 5xx, and no successful commit may be lost.
 
-#[path = "common/server.rs"]
-mod server;
+use crate::server;
 
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -6,8 +6,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-#[path = "common/server.rs"]
-mod server;
+use crate::server;
 use server::TestServer;
 
 fn assert_error(st: StatusCode, v: &Value, kind: &str, code: u16) {

@@ -7,7 +7,7 @@
 //! SAS strings are covered by the signature vectors in `src/adls/sas.rs`, and the choice of
 //! `sr=d` on HNS accounts by `user_delegation_path_against_a_stand_in` below.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::azurite::{self, Azurite};

@@ -2,7 +2,7 @@
 //! the Entra ID + Blob stand-in. In a file of its own because it sets process environment
 //! variables, which must not leak into other tests.
 
-mod common;
+use crate::common;
 
 use common::entra::EntraStub;
 use sluice_storage::adls::{AdlsProfile, AzCredential};

@@ -3,7 +3,7 @@
 //! (the service account's JWT-bearer grant and the downscoping token exchange, whose
 //! Credential Access Boundary is asserted here). fake-gcs-server does not check tokens.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::gcs_peers::{FakeGcs, GoogleStandIn, TestKey, SA_EMAIL};

@@ -4,7 +4,7 @@
 //! access (fake-gcs-server) and vending (the STS stand-in). One test only: it changes the
 //! process environment.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::gcs_peers::{FakeGcs, GoogleStandIn, TestKey};

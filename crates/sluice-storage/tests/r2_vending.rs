@@ -2,7 +2,7 @@
 //! s3s-fs, which verifies SigV4) and vending through a local stub of Cloudflare's
 //! temp-access-credentials endpoint.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

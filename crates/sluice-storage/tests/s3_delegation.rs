@@ -1,7 +1,7 @@
 //! Access delegation against real peers: requests signed by `Storage::sign` executed
 //! against s3s-fs (which verifies SigV4), and STS credential vending against moto.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! `Storage` against a real S3 server (s3s-fs, which verifies signatures).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

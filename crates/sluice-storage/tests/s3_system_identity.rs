@@ -5,7 +5,7 @@
 //! In its own test binary because it sets process-wide `AWS_*` environment variables
 //! (`cargo test` runs the tests of one binary as threads of one process).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

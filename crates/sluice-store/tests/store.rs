@@ -3540,8 +3540,7 @@ fn sqlite_store_is_shareable() {
 // PostgreSQL bindings: one throwaway cluster per test binary, one database per test
 // ---------------------------------------------------------------------------------------
 
-#[path = "common/pg_cluster.rs"]
-mod pg_cluster;
+use crate::pg_cluster;
 
 async fn postgres_store() -> PostgresStore {
     let url = pg_cluster::fresh_database().await;

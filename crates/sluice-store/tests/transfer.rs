@@ -2,8 +2,7 @@
 //! table the migrations create, rows survive SQLite → PostgreSQL → SQLite byte for byte, and
 //! bad dumps or non-empty targets are refused without writing anything.
 
-#[path = "common/pg_cluster.rs"]
-mod pg_cluster;
+use crate::pg_cluster;
 
 use chrono::{DateTime, Duration, Utc};
 use sluice_core::NamespaceName;

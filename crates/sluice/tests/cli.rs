@@ -4,7 +4,7 @@
 //! a clean environment: no ambient SLUICE_* variable (the harness may export SLUICE_BIN
 //! and the like), HOME pointing into the test's temp dir, no keyring.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

@@ -11,15 +11,11 @@
 //! instructions); the device approval on the provider's pages is the client tests' scripted
 //! browser.
 
-mod common;
-#[path = "../../sluice-client/tests/common/flows_support.rs"]
-mod flows_support;
-#[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
-mod oidc_peer;
-#[path = "../../sluice-auth/tests/common/slapd.rs"]
-mod slapd;
-#[path = "../../sluice-auth/tests/common/sts_stub.rs"]
-mod sts_stub;
+use crate::common;
+use crate::flows_support;
+use crate::oidc_peer;
+use crate::slapd;
+use crate::sts_stub;
 
 use common::*;
 use serde_json::{json, Value};

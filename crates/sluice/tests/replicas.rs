@@ -3,8 +3,7 @@
 //! flight leaves the catalog consistent, and the background purge removes each expired
 //! table exactly once across replicas, including tables whose lease a killed replica left.
 
-#[path = "../../sluice-store/tests/common/pg_cluster.rs"]
-mod pg_cluster;
+use crate::pg_cluster;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};

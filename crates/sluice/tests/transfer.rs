@@ -4,8 +4,7 @@
 //! it (same master key and JWT signing key) must behave exactly as before: same keys, same
 //! tables, same decisions, same deleted tables, same audit log, no second bootstrap.
 
-#[path = "../../sluice-store/tests/common/pg_cluster.rs"]
-mod pg_cluster;
+use crate::pg_cluster;
 
 use base64::Engine as _;
 use reqwest::{Client, Method, StatusCode};

@@ -1,0 +1,31 @@
+//! One test binary per crate: every file beside this one is a module of it, so the
+//! workspace links one executable here instead of one per file (disk and link time).
+
+#[path = "common/server.rs"]
+mod server;
+#[path = "../../sluice-storage/tests/common/mod.rs"]
+mod peers;
+use peers::{azurite, gcs_peers, moto, s3s_fs};
+#[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
+mod oidc_peer;
+#[path = "../../sluice-auth/tests/common/slapd.rs"]
+mod slapd;
+#[path = "../../sluice-auth/tests/common/sts_stub.rs"]
+mod sts_stub;
+#[path = "../../sluice-store/tests/common/pg_cluster.rs"]
+mod pg_cluster;
+
+mod adls;
+mod api;
+mod authz;
+mod config_env;
+mod gcs_warehouse;
+mod hardening;
+mod http_hardening;
+mod iceberg_rust_client;
+mod identity_providers;
+mod replicas;
+mod rest_conformance;
+mod soft_delete;
+mod sqlite_contention;
+mod views;
