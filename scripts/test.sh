@@ -15,7 +15,9 @@
 #        start throw-away instances with tests/peers/slapd/start.sh
 #      - node oidc-provider (OIDC peer, tests/peers/oidc) via npm into .peers/oidc
 #      - PostgreSQL 15 from apt when initdb/pg_ctl are missing; Node.js/npm from apt when missing
-# 2. builds the workspace once (cargo build --workspace --all-targets, default target dir)
+# 2. checks formatting (cargo fmt --check), builds the workspace once (cargo build --workspace
+#    --all-targets, default target dir; no incremental caches) and lints it (cargo clippy
+#    --workspace --all-targets -- -D warnings)
 #    (the two venvs are set up in the background while cargo builds)
 # 3. runs, in parallel, the Rust tests (cargo nextest if available, else cargo test) and the
 #    PyIceberg end-to-end suite (tests/e2e) against the freshly built `sluice` binary, both with
@@ -70,6 +72,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 command -v cargo >/dev/null || { echo "cargo not found (install Rust: https://rustup.rs)" >&2; exit 1; }
+
+# Formatting first: it takes a second and fails fast.
+if [[ $TEST_ONLY != e2e ]]; then
+  step "cargo fmt --all -- --check"
+  cargo fmt --all -- --check
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Python venvs (run in the background while cargo works; pip is mostly network and disk)
@@ -221,6 +229,12 @@ export SLUICE_AZURITE_DIR=$ROOT/.peers/azurite
 # ---------------------------------------------------------------------------------------------
 step "cargo build --workspace --all-targets"
 cargo build --workspace --all-targets
+
+# Lints: clippy checks every target (benches included) without linking them again.
+if [[ $TEST_ONLY != e2e ]]; then
+  step "cargo clippy --workspace --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets -- -D warnings
+fi
 
 # Waits for a background setup job, shows its log, and stops the run if it failed.
 finish_setup() {
