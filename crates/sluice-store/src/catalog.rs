@@ -183,8 +183,8 @@ async fn fetch_namespace<B: Backend>(
     lock: bool,
 ) -> Result<Option<NamespaceRecord>> {
     let sql = format!(
-        "SELECT id, warehouse_id, name, properties, created_at, updated_at \
-         FROM namespaces WHERE warehouse_id = $1 AND name = $2{}",
+        "SELECT {} FROM namespaces WHERE warehouse_id = $1 AND name = $2{}",
+        rows::NAMESPACES.select_list(""),
         if lock {
             for_update::<B>("")
         } else {
@@ -980,10 +980,12 @@ impl<B: Backend> CatalogStore for B {
         source: &str,
         subject: &str,
     ) -> Result<Option<ExternalIdentityRecord>> {
-        let sql = "SELECT source, subject, user_id, created_at FROM external_identities \
-                   WHERE source = $1 AND subject = $2";
+        let sql = format!(
+            "SELECT {} FROM external_identities WHERE source = $1 AND subject = $2",
+            rows::EXTERNAL_IDENTITIES.select_list("")
+        );
         let args = vec![Arg::str(source), Arg::str(subject)];
-        read_one(self, sql, args, rows::external_identity).await
+        read_one(self, &sql, args, rows::external_identity).await
     }
 
     async fn create_external_identity(&self, rec: &ExternalIdentityRecord) -> Result<()> {
@@ -1008,9 +1010,17 @@ impl<B: Backend> CatalogStore for B {
     }
 
     async fn list_external_identities(&self, user_id: Uuid) -> Result<Vec<ExternalIdentityRecord>> {
-        let sql = "SELECT source, subject, user_id, created_at FROM external_identities \
-                   WHERE user_id = $1 ORDER BY source, subject";
-        read_all(self, sql, vec![Arg::uuid(user_id)], rows::external_identity).await
+        let sql = format!(
+            "SELECT {} FROM external_identities WHERE user_id = $1 ORDER BY source, subject",
+            rows::EXTERNAL_IDENTITIES.select_list("")
+        );
+        read_all(
+            self,
+            &sql,
+            vec![Arg::uuid(user_id)],
+            rows::external_identity,
+        )
+        .await
     }
 
     async fn delete_external_identity(&self, source: &str, subject: &str) -> Result<()> {
@@ -1083,13 +1093,19 @@ impl<B: Backend> CatalogStore for B {
     }
 
     async fn get_group_by_name(&self, name: &str) -> Result<Option<GroupRecord>> {
-        let sql = "SELECT id, name, description, created_at FROM groups WHERE name = $1";
-        read_one(self, sql, vec![Arg::str(name)], rows::group).await
+        let sql = format!(
+            "SELECT {} FROM groups WHERE name = $1",
+            rows::GROUPS.select_list("")
+        );
+        read_one(self, &sql, vec![Arg::str(name)], rows::group).await
     }
 
     async fn list_groups(&self) -> Result<Vec<GroupRecord>> {
-        let sql = "SELECT id, name, description, created_at FROM groups ORDER BY name";
-        read_all(self, sql, vec![], rows::group).await
+        let sql = format!(
+            "SELECT {} FROM groups ORDER BY name",
+            rows::GROUPS.select_list("")
+        );
+        read_all(self, &sql, vec![], rows::group).await
     }
 
     async fn delete_group(&self, id: Uuid) -> Result<()> {
@@ -1115,17 +1131,21 @@ impl<B: Backend> CatalogStore for B {
     }
 
     async fn list_group_members(&self, group_id: Uuid) -> Result<Vec<UserRecord>> {
-        let sql = "SELECT u.id, u.name, u.email, u.friendly_name, u.source, u.created_at \
-                   FROM group_members m JOIN users u ON u.id = m.user_id \
-                   WHERE m.group_id = $1 ORDER BY u.name";
-        read_all(self, sql, vec![Arg::uuid(group_id)], rows::user).await
+        let sql = format!(
+            "SELECT {} FROM group_members m JOIN users u ON u.id = m.user_id \
+             WHERE m.group_id = $1 ORDER BY u.name",
+            rows::USERS.select_list("u")
+        );
+        read_all(self, &sql, vec![Arg::uuid(group_id)], rows::user).await
     }
 
     async fn list_user_groups(&self, user_id: Uuid) -> Result<Vec<GroupRecord>> {
-        let sql = "SELECT g.id, g.name, g.description, g.created_at \
-                   FROM group_members m JOIN groups g ON g.id = m.group_id \
-                   WHERE m.user_id = $1 ORDER BY g.name";
-        read_all(self, sql, vec![Arg::uuid(user_id)], rows::group).await
+        let sql = format!(
+            "SELECT {} FROM group_members m JOIN groups g ON g.id = m.group_id \
+             WHERE m.user_id = $1 ORDER BY g.name",
+            rows::GROUPS.select_list("g")
+        );
+        read_all(self, &sql, vec![Arg::uuid(user_id)], rows::group).await
     }
 
     // ---- policies ----
@@ -1270,13 +1290,15 @@ impl<B: Backend> CatalogStore for B {
     async fn list_audit(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>> {
         // Like `after_of`: a sentinel instead of `? IS NULL OR`, so the query stays a plain
         // backwards range scan of the id index.
-        let sql = "SELECT id, at, actor_id, actor_name, action, target, result, detail \
-                   FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2";
+        let sql = format!(
+            "SELECT {} FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2",
+            rows::AUDIT_LOG.select_list("")
+        );
         let args = vec![
             Arg::int(before.unwrap_or(i64::MAX)),
             Arg::int(i64::from(limit)),
         ];
-        read_all(self, sql, args, rows::audit).await
+        read_all(self, &sql, args, rows::audit).await
     }
 
     // ---- warehouses ----
@@ -1424,7 +1446,7 @@ impl<B: Backend> CatalogStore for B {
         page: &Page,
     ) -> Result<Vec<NamespaceRecord>> {
         let mut conn = self.read().await?;
-        let columns = "id, warehouse_id, name, properties, created_at, updated_at";
+        let columns = rows::NAMESPACES.select_list("");
         let (sql, first) = match parent {
             None => (
                 format!(

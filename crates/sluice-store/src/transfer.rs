@@ -7,9 +7,10 @@
 //! before it). Rows are copied column by column, exactly as stored: secrets stay ciphertext
 //! under the master key that wrote them, metadata JSON stays byte for byte.
 //!
-//! The table list below is the contract. Export compares it with the database's own catalog
-//! (`sqlite_master` / `information_schema`) and refuses a table or column it does not know,
-//! so a migration that adds one cannot be silently left out of dumps.
+//! The table list (the store's own column lists, `rows::ALL_TABLES`) is the contract. Export
+//! compares it with the database's own catalog (`sqlite_master` / `information_schema`) and
+//! refuses a table or column it does not know, so a migration that adds one cannot be
+//! silently left out of dumps.
 //!
 //! Import validates the whole dump before it touches the target, refuses a target that
 //! holds any row, migrates it, then loads everything in ONE transaction and checks the row
@@ -683,7 +684,7 @@ fn validate(path: &Path) -> Result<Validated> {
                     )));
                 }
                 last_table = idx;
-                bind_values(&TABLES[idx], &values, n)?;
+                bind_values(TABLES[idx], &values, n)?;
                 *counted.entry(table).or_default() += 1;
             }
             (
