@@ -2,8 +2,11 @@
 //! PostgreSQL implementation ([`PostgresStore`]) serves scale-out deployments. Stores know rows and transactions only:
 //! no HTTP, no policies, no Iceberg metadata semantics (metadata is opaque JSON here).
 
+mod backend;
+mod catalog;
 mod model;
 mod postgres;
+mod rows;
 mod sqlite;
 pub mod transfer;
 

@@ -7,23 +7,24 @@
 //! before it). Rows are copied column by column, exactly as stored: secrets stay ciphertext
 //! under the master key that wrote them, metadata JSON stays byte for byte.
 //!
-//! The table list below is the contract. Export compares it with the database's own catalog
-//! (`sqlite_master` / `information_schema`) and refuses a table or column it does not know,
-//! so a migration that adds one cannot be silently left out of dumps.
+//! The table list (the store's own column lists, `rows::ALL_TABLES`) is the contract. Export
+//! compares it with the database's own catalog (`sqlite_master` / `information_schema`) and
+//! refuses a table or column it does not know, so a migration that adds one cannot be
+//! silently left out of dumps.
 //!
 //! Import validates the whole dump before it touches the target, refuses a target that
 //! holds any row, migrates it, then loads everything in ONE transaction and checks the row
 //! count of every table before committing: all or nothing.
 
+use crate::backend::RowAccess;
 use crate::{PostgresStore, SqliteStore, StoreError};
 use base64::Engine as _;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
-use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -59,201 +60,14 @@ pub enum TransferError {
 
 type Result<T, E = TransferError> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ColumnType {
-    Text,
-    /// 64-bit integer (ids of the audit log, unix-millisecond timestamps).
-    Int,
-    /// Bytes; base64 (standard alphabet, padded) in the dump.
-    Blob,
-    /// BOOLEAN in PostgreSQL, 0/1 INTEGER in SQLite.
-    Bool,
-}
-
-struct TableSpec {
-    name: &'static str,
-    columns: &'static [(&'static str, ColumnType)],
-    /// Export order. Parents precede children: a namespace's storage key is a prefix of its
-    /// children's keys, so (warehouse_id, name) order inserts parents first.
-    order_by: &'static str,
-}
-
+pub use crate::rows::ColumnType;
+use crate::rows::TableSpec;
 use ColumnType::{Blob, Bool, Int, Text};
 
-/// Every table of the catalog schema, in an order that satisfies the foreign keys.
-const TABLES: &[TableSpec] = &[
-    TableSpec {
-        name: "settings",
-        columns: &[("key", Text), ("value", Text)],
-        order_by: "key",
-    },
-    TableSpec {
-        name: "users",
-        columns: &[
-            ("id", Text),
-            ("name", Text),
-            ("email", Text),
-            ("friendly_name", Text),
-            ("source", Text),
-            ("created_at", Int),
-        ],
-        order_by: "id",
-    },
-    TableSpec {
-        name: "access_keys",
-        columns: &[
-            ("access_key_id", Text),
-            ("user_id", Text),
-            ("secret_ciphertext", Blob),
-            ("created_at", Int),
-            ("last_used_at", Int),
-        ],
-        order_by: "access_key_id",
-    },
-    TableSpec {
-        name: "warehouses",
-        columns: &[
-            ("id", Text),
-            ("name", Text),
-            ("storage_profile", Text),
-            ("storage_credential", Blob),
-            ("delete_profile", Text),
-            ("status", Text),
-            ("location", Text),
-            ("created_at", Int),
-            ("updated_at", Int),
-        ],
-        order_by: "id",
-    },
-    TableSpec {
-        name: "namespaces",
-        columns: &[
-            ("id", Text),
-            ("warehouse_id", Text),
-            ("name", Text),
-            ("parent_id", Text),
-            ("properties", Text),
-            ("created_at", Int),
-            ("updated_at", Int),
-        ],
-        order_by: "warehouse_id, name",
-    },
-    TableSpec {
-        name: "tables",
-        columns: &[
-            ("id", Text),
-            ("warehouse_id", Text),
-            ("namespace_id", Text),
-            ("name", Text),
-            ("location", Text),
-            ("metadata_location", Text),
-            ("metadata_json", Text),
-            ("created_at", Int),
-            ("updated_at", Int),
-        ],
-        order_by: "id",
-    },
-    TableSpec {
-        name: "deleted_tables",
-        columns: &[
-            ("id", Text),
-            ("warehouse_id", Text),
-            ("namespace_id", Text),
-            ("namespace_name", Text),
-            ("name", Text),
-            ("location", Text),
-            ("metadata_location", Text),
-            ("metadata_json", Text),
-            ("created_at", Int),
-            ("updated_at", Int),
-            ("deleted_at", Int),
-            ("expires_at", Int),
-            ("deleted_by", Text),
-            ("purge_requested", Bool),
-            ("lease_until", Int),
-            ("kind", Text),
-        ],
-        order_by: "id",
-    },
-    TableSpec {
-        name: "views",
-        columns: &[
-            ("id", Text),
-            ("warehouse_id", Text),
-            ("namespace_id", Text),
-            ("name", Text),
-            ("location", Text),
-            ("metadata_location", Text),
-            ("metadata_json", Text),
-            ("created_at", Int),
-            ("updated_at", Int),
-        ],
-        order_by: "id",
-    },
-    TableSpec {
-        name: "groups",
-        columns: &[
-            ("id", Text),
-            ("name", Text),
-            ("description", Text),
-            ("created_at", Int),
-        ],
-        order_by: "id",
-    },
-    TableSpec {
-        name: "group_members",
-        columns: &[("group_id", Text), ("user_id", Text)],
-        order_by: "group_id, user_id",
-    },
-    TableSpec {
-        name: "policies",
-        columns: &[
-            ("id", Text),
-            ("name", Text),
-            ("description", Text),
-            ("statements_json", Text),
-            ("builtin", Bool),
-            ("created_at", Int),
-            ("updated_at", Int),
-        ],
-        order_by: "id",
-    },
-    TableSpec {
-        name: "user_policies",
-        columns: &[("user_id", Text), ("policy_id", Text)],
-        order_by: "user_id, policy_id",
-    },
-    TableSpec {
-        name: "group_policies",
-        columns: &[("group_id", Text), ("policy_id", Text)],
-        order_by: "group_id, policy_id",
-    },
-    TableSpec {
-        name: "audit_log",
-        columns: &[
-            ("id", Int),
-            ("at", Int),
-            ("actor_id", Text),
-            ("actor_name", Text),
-            ("action", Text),
-            ("target", Text),
-            ("result", Text),
-            ("detail", Text),
-        ],
-        order_by: "id",
-    },
-    TableSpec {
-        name: "external_identities",
-        columns: &[
-            ("source", Text),
-            ("subject", Text),
-            ("user_id", Text),
-            ("created_at", Int),
-        ],
-        order_by: "source, subject",
-    },
-];
+/// Every table of the catalog schema, in an order that satisfies the foreign keys. The
+/// column lists are the store's own ([`crate::rows`]): the ones its statements and row
+/// decoders use.
+const TABLES: &[&TableSpec] = crate::rows::ALL_TABLES;
 
 /// The table whose id counter the dump carries (ids are never reused, even after the
 /// newest rows are gone, so the counter can be ahead of max(id)).
@@ -525,53 +339,26 @@ fn select_sql(t: &TableSpec) -> String {
     )
 }
 
-fn corrupt(table: &str, column: &str, what: impl std::fmt::Display) -> TransferError {
-    TransferError::Store(StoreError::Corrupt(format!("{table}.{column}: {what}")))
-}
-
-fn sqlite_value(row: &SqliteRow, t: &TableSpec, i: usize) -> Result<Value> {
+/// One stored value as the dump writes it, read like the store's row decoders read it.
+fn dump_value(row: &impl RowAccess, t: &TableSpec, i: usize) -> Result<Value> {
     let (column, ty) = t.columns[i];
-    Ok(match ty {
-        Text => row
-            .try_get::<Option<String>, _>(i)?
-            .map(Value::from)
-            .unwrap_or(Value::Null),
-        Int => row
-            .try_get::<Option<i64>, _>(i)?
-            .map(Value::from)
-            .unwrap_or(Value::Null),
+    let value = match ty {
+        Text => row.opt_text(column).map(|v| v.map(Value::from)),
+        Int => row.opt_int(column).map(|v| v.map(Value::from)),
         Blob => row
-            .try_get::<Option<Vec<u8>>, _>(i)?
-            .map(|b| Value::from(base64::engine::general_purpose::STANDARD.encode(b)))
-            .unwrap_or(Value::Null),
-        Bool => match row.try_get::<Option<i64>, _>(i)? {
-            None => Value::Null,
-            Some(0) => Value::Bool(false),
-            Some(1) => Value::Bool(true),
-            Some(v) => return Err(corrupt(t.name, column, format!("flag {v}"))),
-        },
-    })
-}
-
-fn pg_value(row: &PgRow, t: &TableSpec, i: usize) -> Result<Value> {
-    Ok(match t.columns[i].1 {
-        Text => row
-            .try_get::<Option<String>, _>(i)?
-            .map(Value::from)
-            .unwrap_or(Value::Null),
-        Int => row
-            .try_get::<Option<i64>, _>(i)?
-            .map(Value::from)
-            .unwrap_or(Value::Null),
-        Blob => row
-            .try_get::<Option<Vec<u8>>, _>(i)?
-            .map(|b| Value::from(base64::engine::general_purpose::STANDARD.encode(b)))
-            .unwrap_or(Value::Null),
-        Bool => row
-            .try_get::<Option<bool>, _>(i)?
-            .map(Value::Bool)
-            .unwrap_or(Value::Null),
-    })
+            .opt_blob(column)
+            .map(|v| v.map(|b| Value::from(base64::engine::general_purpose::STANDARD.encode(b)))),
+        Bool => row.opt_flag(column).map(|v| v.map(Value::Bool)),
+    };
+    match value {
+        Ok(v) => Ok(v.unwrap_or(Value::Null)),
+        Err(StoreError::Database(e)) => Err(TransferError::Database(e)),
+        Err(StoreError::Corrupt(what)) => Err(TransferError::Store(StoreError::Corrupt(format!(
+            "{}.{what}",
+            t.name
+        )))),
+        Err(other) => Err(TransferError::Store(other)),
+    }
 }
 
 /// Writes lines and hashes exactly the bytes written.
@@ -686,7 +473,7 @@ async fn export_from(db: &Db, out: impl Write) -> Result<TransferSummary> {
         Db::Sqlite(p) => {
             // A deferred transaction's first read pins a WAL snapshot for all that follow.
             let mut tx = p.begin().await?;
-            dump_rows!(tx, sqlite_value, w, rows);
+            dump_rows!(tx, dump_value, w, rows);
             // sqlite_sequence exists once an AUTOINCREMENT table does; its row appears with
             // the first insert.
             let seq: Option<i64> =
@@ -701,7 +488,7 @@ async fn export_from(db: &Db, out: impl Write) -> Result<TransferSummary> {
             let mut tx = p
                 .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .await?;
-            dump_rows!(tx, pg_value, w, rows);
+            dump_rows!(tx, dump_value, w, rows);
             // Sequences are outside transactions; this is at least every id in the snapshot.
             let seq: Option<i64> = sqlx::query_scalar(
                 "SELECT pg_sequence_last_value(pg_get_serial_sequence('audit_log', 'id')::regclass)",
@@ -897,7 +684,7 @@ fn validate(path: &Path) -> Result<Validated> {
                     )));
                 }
                 last_table = idx;
-                bind_values(&TABLES[idx], &values, n)?;
+                bind_values(TABLES[idx], &values, n)?;
                 *counted.entry(table).or_default() += 1;
             }
             (
@@ -1192,7 +979,7 @@ impl RowReader {
                 continue;
             }
             if let Record::Row { table, values } = parse_line(&line, self.n)? {
-                let t = table_index(&table).map(|i| &TABLES[i]).ok_or_else(|| {
+                let t = table_index(&table).map(|i| TABLES[i]).ok_or_else(|| {
                     TransferError::InvalidDump(format!("line {}: unknown table {table:?}", self.n))
                 })?;
                 return Ok(Some((t, bind_values(t, &values, self.n)?)));
