@@ -3,6 +3,7 @@
 //! Knows nothing about catalog tables or HTTP.
 
 pub mod adls;
+mod client;
 mod credential;
 mod delegation;
 mod delete_profile;
@@ -12,6 +13,7 @@ pub mod gcs;
 mod profile;
 pub mod rules;
 pub mod s3;
+mod settings;
 mod storage;
 
 pub use credential::{S3Credential, StorageCredential};
@@ -24,4 +26,5 @@ pub use profile::{
     FileProfile, RemoteSigningUrlStyle, S3Flavor, S3Profile, StorageProfile, ValidationContext,
     DEFAULT_STS_TOKEN_VALIDITY_SECONDS, STS_TOKEN_VALIDITY_RANGE,
 };
-pub use storage::{Storage, StorageSettings, PROBE_TIMEOUT};
+pub use settings::StorageSettings;
+pub use storage::{Storage, PROBE_TIMEOUT};

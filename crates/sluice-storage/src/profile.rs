@@ -8,6 +8,7 @@ use crate::credential::{S3Credential, StorageCredential};
 use crate::error::StorageError;
 use crate::gcs::{GcsCredential, GcsProfile};
 use crate::rules;
+use crate::settings::StorageSettings;
 
 /// Where a warehouse keeps its data, in Lakekeeper's wire format (`{"type":"s3",…}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,41 +162,26 @@ fn trim_root(root: &str) -> &str {
     }
 }
 
-/// Server-side limits that profile and credential validation enforce.
-#[derive(Debug, Clone)]
+/// Server-side limits that profile and credential validation enforce: the operator's
+/// [`StorageSettings`] as they are, plus what the server derives from its own setup.
+#[derive(Debug, Clone, Default)]
 pub struct ValidationContext {
     /// Directories under which `file` profiles may live. Empty disables file storage.
     pub allowed_file_roots: Vec<PathBuf>,
-    /// Whether warehouses may use the server's own AWS identity
-    /// (`credential-type: aws-system-identity`). Off by default: with it, anybody who may
-    /// create a warehouse can act with the server's cloud permissions.
-    pub enable_aws_system_credentials: bool,
-    /// With system identity, require an `external-id` and an `assume-role-arn`, so a
-    /// warehouse can only reach roles whose trust policy names that external id (AWS's
-    /// defence against the confused-deputy problem). On by default.
-    pub require_external_id_for_system_credentials: bool,
-    /// Whether GCS warehouses may use the server's application-default credentials
-    /// (`credential-type: gcp-system-identity`). Off by default, for the same reason as
-    /// `enable_aws_system_credentials`.
-    pub enable_gcp_system_credentials: bool,
-    /// Whether ADLS warehouses may use the server's own Azure identity
-    /// (`credential-type: azure-system-identity`). Off by default, for the same reason as
-    /// `enable_aws_system_credentials`.
-    pub enable_azure_system_credentials: bool,
-    /// The operator's `allowed_storage_endpoints`; `None` sends requests wherever a profile
-    /// says (see [`crate::endpoints`]).
+    /// Which system identities are allowed and whether they need an external id.
+    pub settings: StorageSettings,
+    /// The operator's `allowed_storage_endpoints` with the server's own endpoints added;
+    /// `None` sends requests wherever a profile says (see [`crate::endpoints`]).
     pub allowed_endpoints: Option<crate::endpoints::EndpointAllowlist>,
 }
 
-impl Default for ValidationContext {
-    fn default() -> Self {
+impl ValidationContext {
+    /// The context for accepting warehouses on a server with these settings.
+    pub fn new(settings: &StorageSettings, allowed_file_roots: Vec<PathBuf>) -> Self {
         ValidationContext {
-            allowed_file_roots: Vec::new(),
-            enable_aws_system_credentials: false,
-            require_external_id_for_system_credentials: true,
-            enable_gcp_system_credentials: false,
-            enable_azure_system_credentials: false,
-            allowed_endpoints: None,
+            allowed_file_roots,
+            allowed_endpoints: settings.endpoint_allowlist(),
+            settings: settings.clone(),
         }
     }
 }
@@ -490,7 +476,7 @@ impl StorageProfile {
                 inv("file storage does not take a storage credential")
             }
             (StorageProfile::S3(s), None) => {
-                let kinds = if ctx.enable_aws_system_credentials {
+                let kinds = if ctx.settings.enable_aws_system_credentials {
                     "an access-key, aws-system-identity or cloudflare-r2"
                 } else {
                     "an access-key or cloudflare-r2"
@@ -510,7 +496,7 @@ impl StorageProfile {
             (StorageProfile::Adls(_), Some(c @ StorageCredential::Az(az))) => {
                 c.validate()?;
                 if matches!(az, AzCredential::AzureSystemIdentity {})
-                    && !ctx.enable_azure_system_credentials
+                    && !ctx.settings.enable_azure_system_credentials
                 {
                     return inv(
                         "azure-system-identity credentials are disabled on this server; \
@@ -534,13 +520,13 @@ impl StorageProfile {
                 match s3c {
                     S3Credential::AccessKey { .. } => Ok(()),
                     S3Credential::AwsSystemIdentity { external_id } => {
-                        if !ctx.enable_aws_system_credentials {
+                        if !ctx.settings.enable_aws_system_credentials {
                             return inv(
                                 "aws-system-identity credentials are disabled on this server; \
                                  set enable_aws_system_credentials",
                             );
                         }
-                        if ctx.require_external_id_for_system_credentials
+                        if ctx.settings.require_external_id_for_system_credentials
                             && (external_id.is_none() || s.assume_role_arn.is_none())
                         {
                             return inv(
@@ -576,7 +562,7 @@ impl StorageProfile {
                 }
             }
             (StorageProfile::Gcs(_), None) => {
-                let kinds = if ctx.enable_gcp_system_credentials {
+                let kinds = if ctx.settings.enable_gcp_system_credentials {
                     "a service-account-key or gcp-system-identity"
                 } else {
                     "a service-account-key"
@@ -588,7 +574,7 @@ impl StorageProfile {
             (StorageProfile::Gcs(_), Some(c @ StorageCredential::Gcs(g))) => {
                 c.validate()?;
                 if matches!(g, GcsCredential::GcpSystemIdentity {})
-                    && !ctx.enable_gcp_system_credentials
+                    && !ctx.settings.enable_gcp_system_credentials
                 {
                     return inv(
                         "gcp-system-identity credentials are disabled on this server; \
@@ -1050,8 +1036,8 @@ mod tests {
 
         // Disabled (the default): refused whatever else is set.
         let off = ValidationContext::default();
-        assert!(!off.enable_aws_system_credentials);
-        assert!(off.require_external_id_for_system_credentials);
+        assert!(!off.settings.enable_aws_system_credentials);
+        assert!(off.settings.require_external_id_for_system_credentials);
         let m = invalid_msg(with_role.validate_credential(Some(&ext), &off));
         assert!(
             m.contains("aws-system-identity credentials are disabled on this server")
@@ -1061,7 +1047,10 @@ mod tests {
 
         // Enabled, external id required: both external-id and assume-role-arn.
         let on = ValidationContext {
-            enable_aws_system_credentials: true,
+            settings: StorageSettings {
+                enable_aws_system_credentials: true,
+                ..StorageSettings::default()
+            },
             ..ValidationContext::default()
         };
         assert!(with_role.validate_credential(Some(&ext), &on).is_ok());
@@ -1080,8 +1069,11 @@ mod tests {
 
         // Enabled, not required: the plain server identity is fine.
         let lax = ValidationContext {
-            enable_aws_system_credentials: true,
-            require_external_id_for_system_credentials: false,
+            settings: StorageSettings {
+                enable_aws_system_credentials: true,
+                require_external_id_for_system_credentials: false,
+                ..StorageSettings::default()
+            },
             ..ValidationContext::default()
         };
         assert!(no_role.validate_credential(Some(&no_ext), &lax).is_ok());
@@ -1143,7 +1135,7 @@ mod tests {
             assert!(m.contains("cloudflare-r2"), "{m}");
         }
         // The server's system-identity switch does not concern R2.
-        assert!(!ctx.enable_aws_system_credentials);
+        assert!(!ctx.settings.enable_aws_system_credentials);
     }
 
     #[test]

@@ -9,23 +9,21 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig,
-};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use tokio::time::Instant;
 
 use crate::adls::access::AdlsAccess;
+use crate::client::{client_options, retry_config};
 use crate::credential::StorageCredential;
 use crate::error::{error_chain, ProbeStep, Result, StorageError};
 use crate::gcs::access::GcsAccess;
 use crate::profile::{S3Profile, StorageProfile, ValidationContext};
 use crate::s3::access::{CredentialSource, ObjectStoreCredentials, S3Access};
+use crate::settings::StorageSettings;
 
 /// Upper bound for a whole `probe()`, so a dead endpoint fails within seconds rather than
 /// after the client's retry budget.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An opened warehouse storage. Cheap to clone; every method takes full location URLs as
 /// stored in catalog metadata and refuses anything outside the warehouse's base location.
@@ -59,33 +57,6 @@ enum Backend {
     },
     /// Azure Blob through the account's Blob endpoint; `access` also vends SAS tokens.
     Adls { access: Arc<AdlsAccess> },
-}
-
-/// Process-wide settings for opening storages, from the server's configuration (not from
-/// warehouses: a tenant must not be able to change them).
-#[derive(Debug, Clone, Default)]
-pub struct StorageSettings {
-    /// Whether `aws-system-identity` credentials may be used. Checked when opening, not only
-    /// when a warehouse is created, so switching it off also stops existing warehouses from
-    /// acting with the server's identity. Mirror
-    /// [`ValidationContext::enable_aws_system_credentials`].
-    pub enable_aws_system_credentials: bool,
-    /// Base URL of Cloudflare's API for R2 credential vending, for proxies and tests;
-    /// `None` means [`crate::s3::DEFAULT_CLOUDFLARE_API_BASE`].
-    pub cloudflare_api_base: Option<String>,
-    /// Whether `gcp-system-identity` credentials may be used; checked when opening, like
-    /// `enable_aws_system_credentials`.
-    pub enable_gcp_system_credentials: bool,
-    /// Google STS token-exchange URL for GCS credential vending; `None` means
-    /// [`crate::gcs::DEFAULT_GCS_STS_ENDPOINT`]. Tests point it at a local stand-in.
-    pub gcs_sts_endpoint: Option<String>,
-    /// GCS JSON API base URL for an emulator (fake-gcs-server), like the
-    /// `STORAGE_EMULATOR_HOST` convention; `None` means Google's. Also handed to clients as
-    /// `gcs.service.host`.
-    pub gcs_endpoint: Option<String>,
-    /// Whether `azure-system-identity` credentials may be used; checked on open like
-    /// `enable_aws_system_credentials`.
-    pub enable_azure_system_credentials: bool,
 }
 
 /// A location mapped into the store.
@@ -126,10 +97,10 @@ impl Storage {
         // The external-id requirement is a rule for accepting new warehouses, not for
         // opening existing ones; the on/off switch applies to both.
         let ctx = ValidationContext {
-            enable_aws_system_credentials: settings.enable_aws_system_credentials,
-            require_external_id_for_system_credentials: false,
-            enable_gcp_system_credentials: settings.enable_gcp_system_credentials,
-            enable_azure_system_credentials: settings.enable_azure_system_credentials,
+            settings: StorageSettings {
+                require_external_id_for_system_credentials: false,
+                ..settings.clone()
+            },
             ..ValidationContext::default()
         };
         profile.validate_credential(cred, &ctx)?;
@@ -186,11 +157,7 @@ impl Storage {
                 };
                 let access = Arc::new(AdlsAccess::new(a, cred)?);
                 (
-                    Arc::new(crate::adls::build_store(
-                        &access,
-                        REQUEST_TIMEOUT,
-                        CONNECT_TIMEOUT,
-                    )?),
+                    Arc::new(crate::adls::build_store(&access)?),
                     Backend::Adls { access },
                 )
             }
@@ -641,25 +608,12 @@ async fn step<T>(
 }
 
 fn build_s3(s: &S3Profile, source: &CredentialSource) -> Result<object_store::aws::AmazonS3> {
-    let mut client = ClientOptions::new()
-        .with_timeout(REQUEST_TIMEOUT)
-        .with_connect_timeout(CONNECT_TIMEOUT);
-    // Few, quick retries: a transient hiccup is absorbed, while a wrong endpoint or a dead
-    // server surfaces in about a second instead of the default three minutes.
-    let retry = RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            base: 2.0,
-        },
-        max_retries: 3,
-        retry_timeout: Duration::from_secs(20),
-    };
+    let mut allow_http = false;
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(&s.bucket)
         .with_region(&s.region)
         .with_virtual_hosted_style_request(!s.path_style_access)
-        .with_retry(retry);
+        .with_retry(retry_config());
     builder = match source {
         CredentialSource::Static(c) => {
             builder = builder
@@ -678,7 +632,7 @@ fn build_s3(s: &S3Profile, source: &CredentialSource) -> Result<object_store::aw
         let url = url::Url::parse(ep).map_err(|e| {
             StorageError::Invalid(format!("endpoint '{ep}' is not a valid URL: {e}"))
         })?;
-        client = client.with_allow_http(url.scheme() == "http");
+        allow_http = url.scheme() == "http";
         let endpoint = if s.path_style_access {
             ep.to_string()
         } else {
@@ -691,9 +645,12 @@ fn build_s3(s: &S3Profile, source: &CredentialSource) -> Result<object_store::aw
     if let Some(kms) = &s.aws_kms_key_arn {
         builder = builder.with_sse_kms_encryption(kms);
     }
-    builder.with_client_options(client).build().map_err(|e| {
-        StorageError::Invalid(format!("cannot configure s3 client: {}", error_chain(&e)))
-    })
+    builder
+        .with_client_options(client_options(allow_http))
+        .build()
+        .map_err(|e| {
+            StorageError::Invalid(format!("cannot configure s3 client: {}", error_chain(&e)))
+        })
 }
 
 fn virtual_host_endpoint(mut url: url::Url, bucket: &str) -> Result<String> {

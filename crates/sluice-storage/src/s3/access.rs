@@ -26,7 +26,7 @@ use crate::error::{Result, StorageError};
 use crate::profile::S3Profile;
 use crate::s3::r2::CloudflareR2;
 use crate::s3::vend::{assume_role, http_client, sts_client, RoleRequest};
-use crate::storage::StorageSettings;
+use crate::settings::StorageSettings;
 
 /// Cached temporary credentials are replaced this long before they expire, so a request
 /// signed just before the refresh does not reach S3 with credentials that expired in
