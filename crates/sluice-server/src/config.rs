@@ -242,10 +242,15 @@ impl ServerConfig {
             ));
         }
         fig = fig.merge(Serialized::defaults(cli));
-        let mut cfg: ServerConfig = fig.extract().map_err(|e| {
-            // figment names the key and the source (file or env var) that was wrong.
-            format!("invalid configuration: {e}")
-        })?;
+        // figment names the key and the source (file or env var) that was wrong. serde
+        // reports errors inside a flattened struct without either, so the storage keys are
+        // extracted on their own first, and an unknown key gets its name and source back.
+        let invalid = |e: figment::Error| format!("invalid configuration: {e}");
+        fig.extract::<sluice_storage::StorageSettings>()
+            .map_err(invalid)?;
+        let mut cfg: ServerConfig = fig
+            .extract()
+            .map_err(|e| invalid(locate_unknown_key(&fig, e)))?;
         cfg.validate()?;
         cfg.data_dir = absolute(&cfg.data_dir)?;
         if cfg.allowed_file_roots.is_empty() {
@@ -327,6 +332,23 @@ impl ServerConfig {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("sluice.db").display()))
     }
+}
+
+/// serde reports an unknown key of a struct with a flattened field as a bare message; give
+/// it the key and its source, as figment does for every other error.
+fn locate_unknown_key(fig: &Figment, mut e: figment::Error) -> figment::Error {
+    if let figment::error::Kind::Message(m) = &e.kind {
+        if let Some(key) = m
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.strip_suffix('`'))
+        {
+            let key = key.to_string();
+            e.metadata = fig.find_metadata(&key).cloned();
+            e.profile = Some(fig.profile().clone());
+            e.path = vec![key];
+        }
+    }
+    e
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, String> {

@@ -20,7 +20,11 @@ impl<T> Default for Refreshing<T> {
 impl<T: Clone> Refreshing<T> {
     /// The cached value if `fresh` accepts it, otherwise the result of `refresh` (cached
     /// when it succeeds).
-    pub(crate) async fn get<E, F, Fut>(&self, fresh: impl Fn(&T) -> bool, refresh: F) -> Result<T, E>
+    pub(crate) async fn get<E, F, Fut>(
+        &self,
+        fresh: impl Fn(&T) -> bool,
+        refresh: F,
+    ) -> Result<T, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -46,7 +50,9 @@ mod tests {
         let cache = Arc::new(Refreshing::<u32>::default());
         let calls = Arc::new(AtomicUsize::new(0));
         // A failure is returned and not kept.
-        let e = cache.get(|_| true, || async { Err::<u32, _>("down") }).await;
+        let e = cache
+            .get(|_| true, || async { Err::<u32, _>("down") })
+            .await;
         assert_eq!(e, Err("down"));
         let tasks: Vec<_> = (0..8)
             .map(|_| {
@@ -68,7 +74,11 @@ mod tests {
         for t in tasks {
             assert_eq!(t.await.unwrap(), Ok(7));
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "one refresh for eight callers");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one refresh for eight callers"
+        );
         // Stale: refreshed again.
         let v = cache.get(|_| false, || async { Ok::<_, ()>(8) }).await;
         assert_eq!(v, Ok(8));

@@ -3,12 +3,15 @@
 //! Knows nothing about catalog tables or HTTP.
 
 pub mod adls;
+mod backend;
+mod cache;
 mod client;
 mod credential;
 mod delegation;
 mod delete_profile;
 pub mod endpoints;
 mod error;
+mod file;
 pub mod gcs;
 mod profile;
 pub mod rules;

@@ -238,6 +238,53 @@ impl S3Profile {
         !self.push_s3_delete_disabled
     }
 
+    /// `s3://bucket[/key-prefix]`, never with a trailing '/'.
+    pub fn base_location(&self) -> String {
+        match self.prefix() {
+            "" => format!("s3://{}", self.bucket),
+            p => format!("s3://{}/{p}", self.bucket),
+        }
+    }
+
+    /// [`StorageProfile::normalize_location`] for this profile.
+    pub fn normalize_location(&self, loc: &str) -> Result<String, StorageError> {
+        let canonical = {
+            let rest = if let Some(r) = strip_prefix_ci(loc, "s3://") {
+                r
+            } else if let Some(r) =
+                strip_prefix_ci(loc, "s3a://").or_else(|| strip_prefix_ci(loc, "s3n://"))
+            {
+                if !self.allow_alternative_protocols {
+                    return Err(StorageError::NotInWarehouse(format!(
+                        "{loc} (s3a:// and s3n:// are accepted only with allow-alternative-protocols)"
+                    )));
+                }
+                r
+            } else {
+                return Err(StorageError::NotInWarehouse(format!(
+                    "{loc} (expected an s3:// location)"
+                )));
+            };
+            let rest = rest.trim_end_matches('/');
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket != self.bucket {
+                return Err(StorageError::NotInWarehouse(loc.to_string()));
+            }
+            if key.is_empty() {
+                format!("s3://{bucket}")
+            } else {
+                rules::check_segments(key)
+                    .map_err(|e| StorageError::Invalid(format!("location '{loc}' {e}")))?;
+                format!("s3://{bucket}/{key}")
+            }
+        };
+        if is_within(&canonical, &self.base_location()) {
+            Ok(canonical)
+        } else {
+            Err(StorageError::NotInWarehouse(loc.to_string()))
+        }
+    }
+
     fn validate(&self) -> Result<(), StorageError> {
         let inv = StorageError::Invalid;
         rules::check_bucket_name(&self.bucket).map_err(inv)?;
@@ -596,10 +643,7 @@ impl StorageProfile {
     pub fn base_location(&self) -> String {
         match self {
             StorageProfile::File(f) => format!("file://{}", f.root_trimmed()),
-            StorageProfile::S3(s) => match s.prefix() {
-                "" => format!("s3://{}", s.bucket),
-                p => format!("s3://{}/{p}", s.bucket),
-            },
+            StorageProfile::S3(s) => s.base_location(),
             StorageProfile::Gcs(g) => match g.prefix() {
                 "" => format!("gs://{}", g.bucket),
                 p => format!("gs://{}/{p}", g.bucket),
@@ -689,36 +733,7 @@ impl StorageProfile {
     pub fn normalize_location(&self, loc: &str) -> Result<String, StorageError> {
         let canonical = match self {
             StorageProfile::Adls(a) => return a.normalize_location(loc),
-            StorageProfile::S3(s) => {
-                let rest = if let Some(r) = strip_prefix_ci(loc, "s3://") {
-                    r
-                } else if let Some(r) =
-                    strip_prefix_ci(loc, "s3a://").or_else(|| strip_prefix_ci(loc, "s3n://"))
-                {
-                    if !s.allow_alternative_protocols {
-                        return Err(StorageError::NotInWarehouse(format!(
-                            "{loc} (s3a:// and s3n:// are accepted only with allow-alternative-protocols)"
-                        )));
-                    }
-                    r
-                } else {
-                    return Err(StorageError::NotInWarehouse(format!(
-                        "{loc} (expected an s3:// location)"
-                    )));
-                };
-                let rest = rest.trim_end_matches('/');
-                let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-                if bucket != s.bucket {
-                    return Err(StorageError::NotInWarehouse(loc.to_string()));
-                }
-                if key.is_empty() {
-                    format!("s3://{bucket}")
-                } else {
-                    rules::check_segments(key)
-                        .map_err(|e| StorageError::Invalid(format!("location '{loc}' {e}")))?;
-                    format!("s3://{bucket}/{key}")
-                }
-            }
+            StorageProfile::S3(s) => return s.normalize_location(loc),
             StorageProfile::File(_) => {
                 let path = if let Some(r) = strip_prefix_ci(loc, "file://") {
                     if r.starts_with('/') {

@@ -3,11 +3,13 @@
 //! user-delegation SAS with Entra ID tokens).
 
 pub(crate) mod access;
+mod backend;
 mod credential;
 mod profile;
 pub mod sas;
 
 pub use access::vended_config;
+pub(crate) use backend::AdlsBackend;
 pub use credential::AzCredential;
 pub use profile::{
     AdlsProfile, DEFAULT_ADLS_HOST, DEFAULT_AUTHORITY_HOST, DEFAULT_SAS_TOKEN_VALIDITY_SECONDS,
