@@ -47,28 +47,12 @@ pub struct ServerConfig {
     /// How long a replica holds a claimed expired table while purging it; if the replica
     /// dies, another takes the table over after this long.
     pub purge_lease_seconds: u64,
-    /// Allow `aws-system-identity` S3 credentials (the server's own AWS credential chain).
-    pub enable_aws_system_credentials: bool,
-    /// Require `external-id` (and `assume-role-arn`) with system credentials. Also read from
-    /// `SLUICE__S3_REQUIRE_EXTERNAL_ID_FOR_SYSTEM_CREDENTIALS`.
-    pub require_external_id_for_system_credentials: bool,
-    /// Cloudflare API base URL for R2 temporary credentials.
-    pub cloudflare_api_base: Option<String>,
-    /// Allow `gcp-system-identity` GCS credentials (the server's application-default
-    /// credentials).
-    pub enable_gcp_system_credentials: bool,
-    /// Google STS token-exchange URL for GCS credential vending (default
-    /// `https://sts.googleapis.com/v1/token`).
-    pub gcs_sts_endpoint: Option<String>,
-    /// GCS JSON API base URL of an emulator such as fake-gcs-server (default Google's).
-    pub gcs_endpoint: Option<String>,
-    /// Allow `azure-system-identity` ADLS credentials (the server's workload or managed
-    /// identity). Off by default.
-    pub enable_azure_system_credentials: bool,
-    /// Storage endpoints warehouses may send requests to (hosts, `*.domain`, `host:port` or
-    /// URLs), besides the clouds' public endpoints and `gcs_endpoint`/`gcs_sts_endpoint`.
-    /// Unset: any endpoint (also `SLUICE_ALLOWED_STORAGE_ENDPOINTS`, comma-separated).
-    pub allowed_storage_endpoints: Option<Vec<String>>,
+    /// Storage switches and endpoints (`enable_*_system_credentials`,
+    /// `require_external_id_for_system_credentials`, `cloudflare_api_base`,
+    /// `gcs_sts_endpoint`, `gcs_endpoint`, `allowed_storage_endpoints`): top-level keys,
+    /// handed to the storage layer as they are.
+    #[serde(flatten)]
+    pub storage: sluice_storage::StorageSettings,
     /// Largest request body accepted (bytes); larger ones answer 413.
     pub max_request_body_bytes: usize,
     /// A request (reading its body included) that takes longer answers 504.
@@ -140,14 +124,7 @@ impl Default for ServerConfig {
             public_url: None,
             purge_interval_seconds: 60,
             purge_lease_seconds: 600,
-            enable_aws_system_credentials: false,
-            require_external_id_for_system_credentials: true,
-            cloudflare_api_base: None,
-            enable_gcp_system_credentials: false,
-            gcs_sts_endpoint: None,
-            gcs_endpoint: None,
-            enable_azure_system_credentials: false,
-            allowed_storage_endpoints: None,
+            storage: sluice_storage::StorageSettings::default(),
             max_request_body_bytes: 64 * 1024 * 1024,
             request_timeout_seconds: 120,
             header_read_timeout_seconds: 10,
@@ -265,10 +242,15 @@ impl ServerConfig {
             ));
         }
         fig = fig.merge(Serialized::defaults(cli));
-        let mut cfg: ServerConfig = fig.extract().map_err(|e| {
-            // figment names the key and the source (file or env var) that was wrong.
-            format!("invalid configuration: {e}")
-        })?;
+        // figment names the key and the source (file or env var) that was wrong. serde
+        // reports errors inside a flattened struct without either, so the storage keys are
+        // extracted on their own first, and an unknown key gets its name and source back.
+        let invalid = |e: figment::Error| format!("invalid configuration: {e}");
+        fig.extract::<sluice_storage::StorageSettings>()
+            .map_err(invalid)?;
+        let mut cfg: ServerConfig = fig
+            .extract()
+            .map_err(|e| invalid(locate_unknown_key(&fig, e)))?;
         cfg.validate()?;
         cfg.data_dir = absolute(&cfg.data_dir)?;
         if cfg.allowed_file_roots.is_empty() {
@@ -329,8 +311,8 @@ impl ServerConfig {
             }
         }
         for (field, value) in [
-            ("gcs_sts_endpoint", &self.gcs_sts_endpoint),
-            ("gcs_endpoint", &self.gcs_endpoint),
+            ("gcs_sts_endpoint", &self.storage.gcs_sts_endpoint),
+            ("gcs_endpoint", &self.storage.gcs_endpoint),
         ] {
             if let Some(v) = value {
                 match url::Url::parse(v) {
@@ -339,7 +321,7 @@ impl ServerConfig {
                 }
             }
         }
-        if let Some(list) = &self.allowed_storage_endpoints {
+        if let Some(list) = &self.storage.allowed_storage_endpoints {
             sluice_storage::EndpointAllowlist::new(list, &[])?;
         }
         Ok(())
@@ -350,6 +332,23 @@ impl ServerConfig {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("sluice.db").display()))
     }
+}
+
+/// serde reports an unknown key of a struct with a flattened field as a bare message; give
+/// it the key and its source, as figment does for every other error.
+fn locate_unknown_key(fig: &Figment, mut e: figment::Error) -> figment::Error {
+    if let figment::error::Kind::Message(m) = &e.kind {
+        if let Some(key) = m
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.strip_suffix('`'))
+        {
+            let key = key.to_string();
+            e.metadata = fig.find_metadata(&key).cloned();
+            e.profile = Some(fig.profile().clone());
+            e.path = vec![key];
+        }
+    }
+    e
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, String> {

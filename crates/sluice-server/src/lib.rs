@@ -82,15 +82,7 @@ impl Server {
             SecretBox::new(&master),
             TokenIssuer::new(&signing, "sluice", config.token_ttl_seconds),
             ServiceConfig {
-                enable_aws_system_credentials: config.enable_aws_system_credentials,
-                require_external_id_for_system_credentials: config
-                    .require_external_id_for_system_credentials,
-                cloudflare_api_base: config.cloudflare_api_base.clone(),
-                enable_gcp_system_credentials: config.enable_gcp_system_credentials,
-                gcs_sts_endpoint: config.gcs_sts_endpoint.clone(),
-                gcs_endpoint: config.gcs_endpoint.clone(),
-                enable_azure_system_credentials: config.enable_azure_system_credentials,
-                allowed_storage_endpoints: config.allowed_storage_endpoints.clone(),
+                storage: config.storage.clone(),
                 policy_cache_ttl: std::time::Duration::from_secs(config.policy_cache_ttl_seconds),
                 purge_lease: std::time::Duration::from_secs(config.purge_lease_seconds),
                 ..ServiceConfig::new(config.allowed_file_roots.clone())

@@ -10,12 +10,15 @@ fn flat_env_keys_are_read() {
     std::env::set_var("SLUICE_GCS_ENDPOINT", "http://127.0.0.1:4443");
     std::env::set_var("SLUICE_TOKEN_TTL_SECONDS", "120");
     let cfg = ServerConfig::load(None, &CliOverrides::default()).unwrap();
-    assert!(cfg.enable_gcp_system_credentials);
+    assert!(cfg.storage.enable_gcp_system_credentials);
     assert_eq!(
-        cfg.gcs_sts_endpoint.as_deref(),
+        cfg.storage.gcs_sts_endpoint.as_deref(),
         Some("http://127.0.0.1:9/v1/token")
     );
-    assert_eq!(cfg.gcs_endpoint.as_deref(), Some("http://127.0.0.1:4443"));
+    assert_eq!(
+        cfg.storage.gcs_endpoint.as_deref(),
+        Some("http://127.0.0.1:4443")
+    );
     assert_eq!(cfg.token_ttl_seconds, 120);
     // The HTTP limits are defaulted, and settable from the environment.
     assert_eq!(cfg.max_request_body_bytes, 64 * 1024 * 1024);
@@ -65,6 +68,7 @@ fn flat_env_keys_are_read() {
     assert_eq!(
         ServerConfig::load(None, &CliOverrides::default())
             .unwrap()
+            .storage
             .allowed_storage_endpoints,
         None
     );
@@ -74,7 +78,7 @@ fn flat_env_keys_are_read() {
     );
     let cfg = ServerConfig::load(None, &CliOverrides::default()).unwrap();
     assert_eq!(
-        cfg.allowed_storage_endpoints,
+        cfg.storage.allowed_storage_endpoints,
         Some(vec![
             "minio.internal:9000".to_string(),
             "*.corp.example".to_string()
@@ -91,5 +95,5 @@ fn flat_env_keys_are_read() {
     let file = dir.path().join("sluice.toml");
     std::fs::write(&file, "allowed_storage_endpoints = []\n").unwrap();
     let cfg = ServerConfig::load(Some(&file), &CliOverrides::default()).unwrap();
-    assert_eq!(cfg.allowed_storage_endpoints, Some(vec![]));
+    assert_eq!(cfg.storage.allowed_storage_endpoints, Some(vec![]));
 }

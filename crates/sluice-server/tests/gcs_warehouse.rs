@@ -21,8 +21,8 @@ const VENDED: &[(&str, &str)] = &[("X-Iceberg-Access-Delegation", "vended-creden
 async fn start(gcs: &FakeGcs, google: &GoogleStandIn) -> TestServer {
     let (sts, endpoint) = (google.sts_endpoint.clone(), gcs.endpoint.clone());
     TestServer::start_with(|c| {
-        c.gcs_sts_endpoint = Some(sts);
-        c.gcs_endpoint = Some(endpoint);
+        c.storage.gcs_sts_endpoint = Some(sts);
+        c.storage.gcs_endpoint = Some(endpoint);
     })
     .await
 }

@@ -243,7 +243,7 @@ async fn storage_endpoint_allowlist() {
     let moto = moto_bucket().await;
     let attacker = Attacker::start().await;
     // Public clouds only.
-    let s = TestServer::start_with(|c| c.allowed_storage_endpoints = Some(vec![])).await;
+    let s = TestServer::start_with(|c| c.storage.allowed_storage_endpoints = Some(vec![])).await;
     for (name, profile) in [
         ("internal", s3_profile(&attacker.url, "wh")),
         ("meta", s3_profile("http://169.254.169.254", "wh")),
@@ -276,7 +276,8 @@ async fn storage_endpoint_allowlist() {
 
     // The operator lists moto's host and port: allowed, and still only that port.
     let entry = moto.endpoint.trim_start_matches("http://").to_string();
-    let s = TestServer::start_with(|c| c.allowed_storage_endpoints = Some(vec![entry])).await;
+    let s =
+        TestServer::start_with(|c| c.storage.allowed_storage_endpoints = Some(vec![entry])).await;
     let id = create_s3_warehouse(&s, "listed", &moto.endpoint, "wh").await;
     let (st, v) = s
         .post(&format!("/management/v1/warehouse/{id}/storage"), json!({"storage-profile": s3_profile(&attacker.url, "wh"), "storage-credential": s3_cred()}))

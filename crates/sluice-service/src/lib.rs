@@ -31,25 +31,9 @@ use uuid::Uuid;
 pub struct ServiceConfig {
     /// Directories under which `file` warehouses may live.
     pub allowed_file_roots: Vec<PathBuf>,
-    /// Let S3 warehouses use the server's own AWS credential chain (`aws-system-identity`).
-    pub enable_aws_system_credentials: bool,
-    /// With system credentials, require an external id (and a role to assume), so one
-    /// tenant cannot point a warehouse at another tenant's role.
-    pub require_external_id_for_system_credentials: bool,
-    /// Cloudflare API base for R2 temporary credentials (tests point it at a stub).
-    pub cloudflare_api_base: Option<String>,
-    /// Let GCS warehouses use the server's application-default credentials
-    /// (`gcp-system-identity`).
-    pub enable_gcp_system_credentials: bool,
-    /// Google STS URL for GCS vending (tests point it at a stand-in).
-    pub gcs_sts_endpoint: Option<String>,
-    /// GCS API base URL of an emulator.
-    pub gcs_endpoint: Option<String>,
-    /// Let ADLS warehouses use the server's own Azure identity (`azure-system-identity`).
-    pub enable_azure_system_credentials: bool,
-    /// Storage endpoints warehouses may use besides the clouds' public ones and the
-    /// server's own (`gcs_endpoint`, `gcs_sts_endpoint`); `None` = unrestricted.
-    pub allowed_storage_endpoints: Option<Vec<String>>,
+    /// The operator's storage settings, passed to every storage opened and every profile
+    /// validated as they are.
+    pub storage: sluice_storage::StorageSettings,
     /// How long a user's resolved policies are reused. Changes through this replica, and
     /// through others when the store has a change feed, clear it at once; the TTL bounds
     /// staleness should a notification be lost.
@@ -63,27 +47,9 @@ impl ServiceConfig {
     pub fn new(allowed_file_roots: Vec<PathBuf>) -> Self {
         ServiceConfig {
             allowed_file_roots,
-            enable_aws_system_credentials: false,
-            require_external_id_for_system_credentials: true,
-            cloudflare_api_base: None,
-            enable_gcp_system_credentials: false,
-            gcs_sts_endpoint: None,
-            gcs_endpoint: None,
-            enable_azure_system_credentials: false,
-            allowed_storage_endpoints: None,
+            storage: sluice_storage::StorageSettings::default(),
             policy_cache_ttl: authz::POLICY_CACHE_TTL,
             purge_lease: soft_delete::PURGE_LEASE,
-        }
-    }
-
-    pub(crate) fn storage_settings(&self) -> sluice_storage::StorageSettings {
-        sluice_storage::StorageSettings {
-            enable_aws_system_credentials: self.enable_aws_system_credentials,
-            cloudflare_api_base: self.cloudflare_api_base.clone(),
-            enable_gcp_system_credentials: self.enable_gcp_system_credentials,
-            gcs_sts_endpoint: self.gcs_sts_endpoint.clone(),
-            gcs_endpoint: self.gcs_endpoint.clone(),
-            enable_azure_system_credentials: self.enable_azure_system_credentials,
         }
     }
 }
@@ -202,8 +168,7 @@ impl Services {
         }
         let profile = Self::decode_profile(w)?;
         let cred = self.decrypt_credential(w)?;
-        let storage =
-            Storage::open_with(&profile, cred.as_ref(), &self.config().storage_settings())?;
+        let storage = Storage::open_with(&profile, cred.as_ref(), &self.config().storage)?;
         self.inner
             .storages
             .lock()

@@ -7,8 +7,7 @@ use serde_json::json;
 use sluice_auth::policy::{actions, resource};
 use sluice_core::{Principal, WarehouseName};
 use sluice_storage::{
-    DeleteProfile, EndpointAllowlist, Storage, StorageCredential, StorageError, StorageProfile,
-    ValidationContext,
+    DeleteProfile, Storage, StorageCredential, StorageError, StorageProfile, ValidationContext,
 };
 use sluice_store::{AuditRecord, Page, WarehouseRecord, WarehouseStatus};
 use uuid::Uuid;
@@ -84,34 +83,10 @@ impl Services {
     }
 
     fn validation_context(&self) -> ValidationContext {
-        ValidationContext {
-            allowed_file_roots: self.config().allowed_file_roots.clone(),
-            enable_aws_system_credentials: self.config().enable_aws_system_credentials,
-            require_external_id_for_system_credentials: self
-                .config()
-                .require_external_id_for_system_credentials,
-            enable_gcp_system_credentials: self.config().enable_gcp_system_credentials,
-            enable_azure_system_credentials: self.config().enable_azure_system_credentials,
-            allowed_endpoints: self.endpoint_allowlist(),
-        }
-    }
-
-    /// The operator's `allowed_storage_endpoints` with the server's own endpoints added;
-    /// `None` when unset (unrestricted). The entries were checked when the config loaded.
-    fn endpoint_allowlist(&self) -> Option<EndpointAllowlist> {
-        let entries = self.config().allowed_storage_endpoints.as_ref()?;
-        let own: Vec<&str> = [&self.config().gcs_endpoint, &self.config().gcs_sts_endpoint]
-            .into_iter()
-            .filter_map(|u| u.as_deref())
-            .collect();
-        match EndpointAllowlist::new(entries, &own) {
-            Ok(list) => Some(list),
-            Err(e) => {
-                // Fail closed: an unusable list allows only the public clouds.
-                tracing::error!(error = %e, "allowed_storage_endpoints is invalid; allowing only public cloud endpoints");
-                EndpointAllowlist::new(&[], &own).ok()
-            }
-        }
+        ValidationContext::new(
+            &self.config().storage,
+            self.config().allowed_file_roots.clone(),
+        )
     }
 
     /// Static checks, overlap with other warehouses, then a real write/read/list/delete
@@ -138,7 +113,7 @@ impl Services {
                 )));
             }
         }
-        let storage = Storage::open_with(profile, cred, &self.config().storage_settings())?;
+        let storage = Storage::open_with(profile, cred, &self.config().storage)?;
         storage.probe().await.map_err(|e| match e {
             // The remote's answer stays in the server log; the client learns the step and status.
             StorageError::Probe { .. } | StorageError::Io(_) | StorageError::Sts(_) => {

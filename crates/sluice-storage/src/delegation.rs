@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Result, StorageError};
 use crate::profile::StorageProfile;
-use crate::s3::{SignRequest, TargetObject};
+use crate::s3::{SignRequest, SignedRequest, TargetObject, VendedCredentials};
 use crate::storage::Storage;
 
 /// What a caller may do with a table's files: read-write with the catalog's write right on
@@ -51,6 +51,9 @@ pub struct SignerEndpoint<'a> {
 }
 
 impl StorageProfile {
+    pub(crate) const FILE_VENDING_UNAVAILABLE: &'static str =
+        "local file storage needs no credentials, so none are vended";
+
     /// Whether this storage can vend temporary credentials scoped to one table (S3: only
     /// with `sts-enabled`; local files need none).
     pub fn vends_credentials(&self) -> bool {
@@ -65,9 +68,7 @@ impl StorageProfile {
     /// Why [`StorageProfile::vends_credentials`] is false, in words for the client.
     pub fn vending_unavailable_reason(&self) -> String {
         match self {
-            StorageProfile::File(_) => {
-                "local file storage needs no credentials, so none are vended".into()
-            }
+            StorageProfile::File(_) => Self::FILE_VENDING_UNAVAILABLE.into(),
             StorageProfile::S3(_) => "the storage profile has sts-enabled=false".into(),
             StorageProfile::Gcs(_) => "gcs storage always vends downscoped tokens".into(),
             StorageProfile::Adls(_) => "adls storage always vends SAS tokens".into(),
@@ -139,27 +140,35 @@ impl Storage {
         level: AccessLevel,
         session_name: &str,
     ) -> Result<TableCredentials> {
-        match self.profile() {
-            StorageProfile::S3(p) => {
-                let creds = self
-                    .vend_credentials(table_location, level, session_name)
-                    .await?;
-                Ok(TableCredentials {
-                    config: crate::s3::vended_config(p, &creds),
-                    expiration: creds.expiration,
-                })
+        self.backend()
+            .vend(table_location, level, session_name)
+            .await
+    }
+
+    /// Signs a client's request with the warehouse's identity; `Invalid` for storage
+    /// without remote signing. For S3 see the rules of `S3Backend::sign_request`: a request
+    /// outside the bucket is never signed, whether the caller may touch the target is the
+    /// caller's decision.
+    pub async fn sign(&self, req: &SignRequest) -> Result<SignedRequest> {
+        self.backend().sign(req).await
+    }
+
+    /// S3's temporary credentials themselves (see [`Storage::vend`] for client
+    /// properties); `Invalid` for other storage or without `sts-enabled`.
+    pub async fn vend_credentials(
+        &self,
+        table_location: &str,
+        level: AccessLevel,
+        session_name: &str,
+    ) -> Result<VendedCredentials> {
+        match self.backend().as_s3() {
+            Some(s3) => {
+                s3.vend_credentials(table_location, level, session_name)
+                    .await
             }
-            StorageProfile::Gcs(p) => {
-                let (_, access) = self.gcs_parts()?;
-                crate::gcs::vend::vend(p, access, table_location, level).await
-            }
-            StorageProfile::Adls(_) => {
-                let (canonical, access) = self.adls_parts(table_location)?;
-                access.vend(&canonical, level).await
-            }
-            other => Err(StorageError::Invalid(format!(
-                "cannot vend credentials: {}",
-                other.vending_unavailable_reason()
+            None => Err(StorageError::Invalid(format!(
+                "credential vending is only available for s3 storage, not '{}'",
+                self.profile().storage_type()
             ))),
         }
     }

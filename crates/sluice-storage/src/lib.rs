@@ -3,15 +3,20 @@
 //! Knows nothing about catalog tables or HTTP.
 
 pub mod adls;
+mod backend;
+mod cache;
+mod client;
 mod credential;
 mod delegation;
 mod delete_profile;
 pub mod endpoints;
 mod error;
+mod file;
 pub mod gcs;
 mod profile;
 pub mod rules;
 pub mod s3;
+mod settings;
 mod storage;
 
 pub use credential::{S3Credential, StorageCredential};
@@ -24,4 +29,5 @@ pub use profile::{
     FileProfile, RemoteSigningUrlStyle, S3Flavor, S3Profile, StorageProfile, ValidationContext,
     DEFAULT_STS_TOKEN_VALIDITY_SECONDS, STS_TOKEN_VALIDITY_RANGE,
 };
-pub use storage::{Storage, StorageSettings, PROBE_TIMEOUT};
+pub use settings::StorageSettings;
+pub use storage::{Storage, PROBE_TIMEOUT};

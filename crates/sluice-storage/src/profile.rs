@@ -8,6 +8,7 @@ use crate::credential::{S3Credential, StorageCredential};
 use crate::error::StorageError;
 use crate::gcs::{GcsCredential, GcsProfile};
 use crate::rules;
+use crate::settings::StorageSettings;
 
 /// Where a warehouse keeps its data, in Lakekeeper's wire format (`{"type":"s3",…}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,41 +162,26 @@ fn trim_root(root: &str) -> &str {
     }
 }
 
-/// Server-side limits that profile and credential validation enforce.
-#[derive(Debug, Clone)]
+/// Server-side limits that profile and credential validation enforce: the operator's
+/// [`StorageSettings`] as they are, plus what the server derives from its own setup.
+#[derive(Debug, Clone, Default)]
 pub struct ValidationContext {
     /// Directories under which `file` profiles may live. Empty disables file storage.
     pub allowed_file_roots: Vec<PathBuf>,
-    /// Whether warehouses may use the server's own AWS identity
-    /// (`credential-type: aws-system-identity`). Off by default: with it, anybody who may
-    /// create a warehouse can act with the server's cloud permissions.
-    pub enable_aws_system_credentials: bool,
-    /// With system identity, require an `external-id` and an `assume-role-arn`, so a
-    /// warehouse can only reach roles whose trust policy names that external id (AWS's
-    /// defence against the confused-deputy problem). On by default.
-    pub require_external_id_for_system_credentials: bool,
-    /// Whether GCS warehouses may use the server's application-default credentials
-    /// (`credential-type: gcp-system-identity`). Off by default, for the same reason as
-    /// `enable_aws_system_credentials`.
-    pub enable_gcp_system_credentials: bool,
-    /// Whether ADLS warehouses may use the server's own Azure identity
-    /// (`credential-type: azure-system-identity`). Off by default, for the same reason as
-    /// `enable_aws_system_credentials`.
-    pub enable_azure_system_credentials: bool,
-    /// The operator's `allowed_storage_endpoints`; `None` sends requests wherever a profile
-    /// says (see [`crate::endpoints`]).
+    /// Which system identities are allowed and whether they need an external id.
+    pub settings: StorageSettings,
+    /// The operator's `allowed_storage_endpoints` with the server's own endpoints added;
+    /// `None` sends requests wherever a profile says (see [`crate::endpoints`]).
     pub allowed_endpoints: Option<crate::endpoints::EndpointAllowlist>,
 }
 
-impl Default for ValidationContext {
-    fn default() -> Self {
+impl ValidationContext {
+    /// The context for accepting warehouses on a server with these settings.
+    pub fn new(settings: &StorageSettings, allowed_file_roots: Vec<PathBuf>) -> Self {
         ValidationContext {
-            allowed_file_roots: Vec::new(),
-            enable_aws_system_credentials: false,
-            require_external_id_for_system_credentials: true,
-            enable_gcp_system_credentials: false,
-            enable_azure_system_credentials: false,
-            allowed_endpoints: None,
+            allowed_file_roots,
+            allowed_endpoints: settings.endpoint_allowlist(),
+            settings: settings.clone(),
         }
     }
 }
@@ -250,6 +236,53 @@ impl S3Profile {
     /// `push-s3-delete-disabled`).
     pub fn delete_enabled(&self) -> bool {
         !self.push_s3_delete_disabled
+    }
+
+    /// `s3://bucket[/key-prefix]`, never with a trailing '/'.
+    pub fn base_location(&self) -> String {
+        match self.prefix() {
+            "" => format!("s3://{}", self.bucket),
+            p => format!("s3://{}/{p}", self.bucket),
+        }
+    }
+
+    /// [`StorageProfile::normalize_location`] for this profile.
+    pub fn normalize_location(&self, loc: &str) -> Result<String, StorageError> {
+        let canonical = {
+            let rest = if let Some(r) = strip_prefix_ci(loc, "s3://") {
+                r
+            } else if let Some(r) =
+                strip_prefix_ci(loc, "s3a://").or_else(|| strip_prefix_ci(loc, "s3n://"))
+            {
+                if !self.allow_alternative_protocols {
+                    return Err(StorageError::NotInWarehouse(format!(
+                        "{loc} (s3a:// and s3n:// are accepted only with allow-alternative-protocols)"
+                    )));
+                }
+                r
+            } else {
+                return Err(StorageError::NotInWarehouse(format!(
+                    "{loc} (expected an s3:// location)"
+                )));
+            };
+            let rest = rest.trim_end_matches('/');
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket != self.bucket {
+                return Err(StorageError::NotInWarehouse(loc.to_string()));
+            }
+            if key.is_empty() {
+                format!("s3://{bucket}")
+            } else {
+                rules::check_segments(key)
+                    .map_err(|e| StorageError::Invalid(format!("location '{loc}' {e}")))?;
+                format!("s3://{bucket}/{key}")
+            }
+        };
+        if is_within(&canonical, &self.base_location()) {
+            Ok(canonical)
+        } else {
+            Err(StorageError::NotInWarehouse(loc.to_string()))
+        }
     }
 
     fn validate(&self) -> Result<(), StorageError> {
@@ -490,7 +523,7 @@ impl StorageProfile {
                 inv("file storage does not take a storage credential")
             }
             (StorageProfile::S3(s), None) => {
-                let kinds = if ctx.enable_aws_system_credentials {
+                let kinds = if ctx.settings.enable_aws_system_credentials {
                     "an access-key, aws-system-identity or cloudflare-r2"
                 } else {
                     "an access-key or cloudflare-r2"
@@ -510,7 +543,7 @@ impl StorageProfile {
             (StorageProfile::Adls(_), Some(c @ StorageCredential::Az(az))) => {
                 c.validate()?;
                 if matches!(az, AzCredential::AzureSystemIdentity {})
-                    && !ctx.enable_azure_system_credentials
+                    && !ctx.settings.enable_azure_system_credentials
                 {
                     return inv(
                         "azure-system-identity credentials are disabled on this server; \
@@ -534,13 +567,13 @@ impl StorageProfile {
                 match s3c {
                     S3Credential::AccessKey { .. } => Ok(()),
                     S3Credential::AwsSystemIdentity { external_id } => {
-                        if !ctx.enable_aws_system_credentials {
+                        if !ctx.settings.enable_aws_system_credentials {
                             return inv(
                                 "aws-system-identity credentials are disabled on this server; \
                                  set enable_aws_system_credentials",
                             );
                         }
-                        if ctx.require_external_id_for_system_credentials
+                        if ctx.settings.require_external_id_for_system_credentials
                             && (external_id.is_none() || s.assume_role_arn.is_none())
                         {
                             return inv(
@@ -576,7 +609,7 @@ impl StorageProfile {
                 }
             }
             (StorageProfile::Gcs(_), None) => {
-                let kinds = if ctx.enable_gcp_system_credentials {
+                let kinds = if ctx.settings.enable_gcp_system_credentials {
                     "a service-account-key or gcp-system-identity"
                 } else {
                     "a service-account-key"
@@ -588,7 +621,7 @@ impl StorageProfile {
             (StorageProfile::Gcs(_), Some(c @ StorageCredential::Gcs(g))) => {
                 c.validate()?;
                 if matches!(g, GcsCredential::GcpSystemIdentity {})
-                    && !ctx.enable_gcp_system_credentials
+                    && !ctx.settings.enable_gcp_system_credentials
                 {
                     return inv(
                         "gcp-system-identity credentials are disabled on this server; \
@@ -610,10 +643,7 @@ impl StorageProfile {
     pub fn base_location(&self) -> String {
         match self {
             StorageProfile::File(f) => format!("file://{}", f.root_trimmed()),
-            StorageProfile::S3(s) => match s.prefix() {
-                "" => format!("s3://{}", s.bucket),
-                p => format!("s3://{}/{p}", s.bucket),
-            },
+            StorageProfile::S3(s) => s.base_location(),
             StorageProfile::Gcs(g) => match g.prefix() {
                 "" => format!("gs://{}", g.bucket),
                 p => format!("gs://{}/{p}", g.bucket),
@@ -703,36 +733,7 @@ impl StorageProfile {
     pub fn normalize_location(&self, loc: &str) -> Result<String, StorageError> {
         let canonical = match self {
             StorageProfile::Adls(a) => return a.normalize_location(loc),
-            StorageProfile::S3(s) => {
-                let rest = if let Some(r) = strip_prefix_ci(loc, "s3://") {
-                    r
-                } else if let Some(r) =
-                    strip_prefix_ci(loc, "s3a://").or_else(|| strip_prefix_ci(loc, "s3n://"))
-                {
-                    if !s.allow_alternative_protocols {
-                        return Err(StorageError::NotInWarehouse(format!(
-                            "{loc} (s3a:// and s3n:// are accepted only with allow-alternative-protocols)"
-                        )));
-                    }
-                    r
-                } else {
-                    return Err(StorageError::NotInWarehouse(format!(
-                        "{loc} (expected an s3:// location)"
-                    )));
-                };
-                let rest = rest.trim_end_matches('/');
-                let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-                if bucket != s.bucket {
-                    return Err(StorageError::NotInWarehouse(loc.to_string()));
-                }
-                if key.is_empty() {
-                    format!("s3://{bucket}")
-                } else {
-                    rules::check_segments(key)
-                        .map_err(|e| StorageError::Invalid(format!("location '{loc}' {e}")))?;
-                    format!("s3://{bucket}/{key}")
-                }
-            }
+            StorageProfile::S3(s) => return s.normalize_location(loc),
             StorageProfile::File(_) => {
                 let path = if let Some(r) = strip_prefix_ci(loc, "file://") {
                     if r.starts_with('/') {
@@ -1050,8 +1051,8 @@ mod tests {
 
         // Disabled (the default): refused whatever else is set.
         let off = ValidationContext::default();
-        assert!(!off.enable_aws_system_credentials);
-        assert!(off.require_external_id_for_system_credentials);
+        assert!(!off.settings.enable_aws_system_credentials);
+        assert!(off.settings.require_external_id_for_system_credentials);
         let m = invalid_msg(with_role.validate_credential(Some(&ext), &off));
         assert!(
             m.contains("aws-system-identity credentials are disabled on this server")
@@ -1061,7 +1062,10 @@ mod tests {
 
         // Enabled, external id required: both external-id and assume-role-arn.
         let on = ValidationContext {
-            enable_aws_system_credentials: true,
+            settings: StorageSettings {
+                enable_aws_system_credentials: true,
+                ..StorageSettings::default()
+            },
             ..ValidationContext::default()
         };
         assert!(with_role.validate_credential(Some(&ext), &on).is_ok());
@@ -1080,8 +1084,11 @@ mod tests {
 
         // Enabled, not required: the plain server identity is fine.
         let lax = ValidationContext {
-            enable_aws_system_credentials: true,
-            require_external_id_for_system_credentials: false,
+            settings: StorageSettings {
+                enable_aws_system_credentials: true,
+                require_external_id_for_system_credentials: false,
+                ..StorageSettings::default()
+            },
             ..ValidationContext::default()
         };
         assert!(no_role.validate_credential(Some(&no_ext), &lax).is_ok());
@@ -1143,7 +1150,7 @@ mod tests {
             assert!(m.contains("cloudflare-r2"), "{m}");
         }
         // The server's system-identity switch does not concern R2.
-        assert!(!ctx.enable_aws_system_credentials);
+        assert!(!ctx.settings.enable_aws_system_credentials);
     }
 
     #[test]

@@ -1,34 +1,30 @@
 use std::fmt;
 use std::future::Future;
-use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig,
-};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use tokio::time::Instant;
 
-use crate::adls::access::AdlsAccess;
+use crate::adls::AdlsBackend;
+use crate::backend::{map_err, Backend, Resolved};
 use crate::credential::StorageCredential;
 use crate::error::{error_chain, ProbeStep, Result, StorageError};
-use crate::gcs::access::GcsAccess;
-use crate::profile::{S3Profile, StorageProfile, ValidationContext};
-use crate::s3::access::{CredentialSource, ObjectStoreCredentials, S3Access};
+use crate::file::FileBackend;
+use crate::gcs::GcsBackend;
+use crate::profile::{StorageProfile, ValidationContext};
+use crate::s3::S3Backend;
+use crate::settings::StorageSettings;
 
 /// Upper bound for a whole `probe()`, so a dead endpoint fails within seconds rather than
 /// after the client's retry budget.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An opened warehouse storage. Cheap to clone; every method takes full location URLs as
 /// stored in catalog metadata and refuses anything outside the warehouse's base location.
+/// What differs between clouds lives in the [`Backend`] it holds.
 #[derive(Clone)]
 pub struct Storage {
     inner: Arc<Inner>,
@@ -37,64 +33,7 @@ pub struct Storage {
 struct Inner {
     profile: StorageProfile,
     base: String,
-    store: Arc<dyn ObjectStore>,
-    backend: Backend,
-}
-
-enum Backend {
-    /// `LocalFileSystem` rooted at "/", so object paths are absolute paths minus the
-    /// leading '/'.
-    File,
-    S3 {
-        bucket: String,
-        /// The identity `object_store` also uses; kept for remote signing and vending,
-        /// which work outside `object_store`.
-        access: Arc<S3Access>,
-    },
-    Gcs {
-        bucket: String,
-        /// The warehouse's token source (shared with object_store) and endpoints, for
-        /// vending.
-        access: Arc<GcsAccess>,
-    },
-    /// Azure Blob through the account's Blob endpoint; `access` also vends SAS tokens.
-    Adls { access: Arc<AdlsAccess> },
-}
-
-/// Process-wide settings for opening storages, from the server's configuration (not from
-/// warehouses: a tenant must not be able to change them).
-#[derive(Debug, Clone, Default)]
-pub struct StorageSettings {
-    /// Whether `aws-system-identity` credentials may be used. Checked when opening, not only
-    /// when a warehouse is created, so switching it off also stops existing warehouses from
-    /// acting with the server's identity. Mirror
-    /// [`ValidationContext::enable_aws_system_credentials`].
-    pub enable_aws_system_credentials: bool,
-    /// Base URL of Cloudflare's API for R2 credential vending, for proxies and tests;
-    /// `None` means [`crate::s3::DEFAULT_CLOUDFLARE_API_BASE`].
-    pub cloudflare_api_base: Option<String>,
-    /// Whether `gcp-system-identity` credentials may be used; checked when opening, like
-    /// `enable_aws_system_credentials`.
-    pub enable_gcp_system_credentials: bool,
-    /// Google STS token-exchange URL for GCS credential vending; `None` means
-    /// [`crate::gcs::DEFAULT_GCS_STS_ENDPOINT`]. Tests point it at a local stand-in.
-    pub gcs_sts_endpoint: Option<String>,
-    /// GCS JSON API base URL for an emulator (fake-gcs-server), like the
-    /// `STORAGE_EMULATOR_HOST` convention; `None` means Google's. Also handed to clients as
-    /// `gcs.service.host`.
-    pub gcs_endpoint: Option<String>,
-    /// Whether `azure-system-identity` credentials may be used; checked on open like
-    /// `enable_aws_system_credentials`.
-    pub enable_azure_system_credentials: bool,
-}
-
-/// A location mapped into the store.
-struct Resolved {
-    /// Canonical location URL (`s3://…` / `file:///…`).
-    url: String,
-    path: Path,
-    /// The same location on the local filesystem, for file storage.
-    fs: Option<PathBuf>,
+    backend: Box<dyn Backend>,
 }
 
 impl fmt::Debug for Storage {
@@ -126,80 +65,23 @@ impl Storage {
         // The external-id requirement is a rule for accepting new warehouses, not for
         // opening existing ones; the on/off switch applies to both.
         let ctx = ValidationContext {
-            enable_aws_system_credentials: settings.enable_aws_system_credentials,
-            require_external_id_for_system_credentials: false,
-            enable_gcp_system_credentials: settings.enable_gcp_system_credentials,
-            enable_azure_system_credentials: settings.enable_azure_system_credentials,
+            settings: StorageSettings {
+                require_external_id_for_system_credentials: false,
+                ..settings.clone()
+            },
             ..ValidationContext::default()
         };
         profile.validate_credential(cred, &ctx)?;
-        let (store, backend): (Arc<dyn ObjectStore>, Backend) = match profile {
-            StorageProfile::File(f) => {
-                let root = f.root_trimmed();
-                if !root.starts_with('/') || root == "/" {
-                    return Err(StorageError::Invalid(format!(
-                        "file root '{}' must be an absolute directory other than '/'",
-                        f.root
-                    )));
-                }
-                std::fs::create_dir_all(root).map_err(|e| {
-                    StorageError::Io(format!("cannot create file root '{root}': {e}"))
-                })?;
-                (Arc::new(LocalFileSystem::new()), Backend::File)
-            }
-            StorageProfile::S3(s) => {
-                let Some(StorageCredential::S3(cred)) = cred else {
-                    // validate_credential above already guarantees this.
-                    return Err(StorageError::Invalid(
-                        "s3 storage requires an s3 credential".into(),
-                    ));
-                };
-                let access = Arc::new(S3Access::new(s, cred, settings)?);
-                (
-                    Arc::new(build_s3(s, access.source())?),
-                    Backend::S3 {
-                        bucket: s.bucket.clone(),
-                        access,
-                    },
-                )
-            }
-            StorageProfile::Gcs(g) => {
-                let Some(StorageCredential::Gcs(cred)) = cred else {
-                    return Err(StorageError::Invalid(
-                        "gcs storage requires a gcs credential".into(),
-                    ));
-                };
-                let access = Arc::new(GcsAccess::new(cred, settings)?);
-                (
-                    Arc::new(access.build_store(g)?),
-                    Backend::Gcs {
-                        bucket: g.bucket.clone(),
-                        access,
-                    },
-                )
-            }
-            StorageProfile::Adls(a) => {
-                let Some(StorageCredential::Az(cred)) = cred else {
-                    return Err(StorageError::Invalid(
-                        "adls storage requires an az credential".into(),
-                    ));
-                };
-                let access = Arc::new(AdlsAccess::new(a, cred)?);
-                (
-                    Arc::new(crate::adls::build_store(
-                        &access,
-                        REQUEST_TIMEOUT,
-                        CONNECT_TIMEOUT,
-                    )?),
-                    Backend::Adls { access },
-                )
-            }
+        let backend: Box<dyn Backend> = match profile {
+            StorageProfile::File(f) => Box::new(FileBackend::open(f, cred, settings)?),
+            StorageProfile::S3(s) => Box::new(S3Backend::open(s, cred, settings)?),
+            StorageProfile::Gcs(g) => Box::new(GcsBackend::open(g, cred, settings)?),
+            StorageProfile::Adls(a) => Box::new(AdlsBackend::open(a, cred, settings)?),
         };
         Ok(Storage {
             inner: Arc::new(Inner {
                 base: profile.base_location(),
                 profile: profile.clone(),
-                store,
                 backend,
             }),
         })
@@ -209,39 +91,12 @@ impl Storage {
         &self.inner.profile
     }
 
-    /// The S3 profile and identity, or `Invalid` for other storage.
-    pub(crate) fn s3_parts(&self, what: &str) -> Result<(&S3Profile, &S3Access)> {
-        match (&self.inner.profile, &self.inner.backend) {
-            (StorageProfile::S3(p), Backend::S3 { access, .. }) => Ok((p, access)),
-            _ => Err(StorageError::Invalid(format!(
-                "{what} is only available for s3 storage, not '{}'",
-                self.inner.profile.storage_type()
-            ))),
-        }
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        self.inner.backend.as_ref()
     }
 
-    /// The GCS profile and access, or `Invalid` for other storage.
-    pub(crate) fn gcs_parts(&self) -> Result<(&crate::gcs::GcsProfile, &GcsAccess)> {
-        match (&self.inner.profile, &self.inner.backend) {
-            (StorageProfile::Gcs(p), Backend::Gcs { access, .. }) => Ok((p, access)),
-            _ => Err(StorageError::Invalid(format!(
-                "this is only available for gcs storage, not '{}'",
-                self.inner.profile.storage_type()
-            ))),
-        }
-    }
-
-    /// The canonical location and the ADLS identity, or `Invalid` for other storage.
-    pub(crate) fn adls_parts(&self, location: &str) -> Result<(String, &AdlsAccess)> {
-        match (&self.inner.profile, &self.inner.backend) {
-            (StorageProfile::Adls(p), Backend::Adls { access }) => {
-                Ok((p.normalize_location(location)?, access))
-            }
-            _ => Err(StorageError::Invalid(format!(
-                "SAS tokens are only available for adls storage, not '{}'",
-                self.inner.profile.storage_type()
-            ))),
-        }
+    fn store(&self) -> &Arc<dyn ObjectStore> {
+        self.inner.backend.store()
     }
 
     /// Same as `profile().base_location()`.
@@ -251,30 +106,9 @@ impl Storage {
 
     fn resolve(&self, location: &str) -> Result<Resolved> {
         let url = self.inner.profile.normalize_location(location)?;
-        let (key, fs) = match &self.inner.backend {
-            // normalize_location returns exactly "s3://<bucket>" or "s3://<bucket>/<key>".
-            Backend::S3 { bucket, .. } => {
-                let rest = url.get("s3://".len() + bucket.len()..).unwrap_or("");
-                (rest.strip_prefix('/').unwrap_or(rest).to_string(), None)
-            }
-            // … "gs://<bucket>" or "gs://<bucket>/<key>" here.
-            Backend::Gcs { bucket, .. } => {
-                let rest = url.get("gs://".len() + bucket.len()..).unwrap_or("");
-                (rest.strip_prefix('/').unwrap_or(rest).to_string(), None)
-            }
-            Backend::Adls { access } => (access.profile.key_of(&url).to_string(), None),
-            // … and "file:///abs/path" here.
-            Backend::File => {
-                let abs = url.get("file://".len()..).unwrap_or("");
-                (
-                    abs.trim_start_matches('/').to_string(),
-                    Some(PathBuf::from(abs)),
-                )
-            }
-        };
-        let path = Path::parse(&key)
+        let path = Path::parse(self.inner.backend.key_of(&url))
             .map_err(|e| StorageError::Invalid(format!("location '{location}': {e}")))?;
-        Ok(Resolved { url, path, fs })
+        Ok(Resolved { url, path })
     }
 
     /// Like `resolve`, but the location must name an object, not the warehouse root.
@@ -291,8 +125,7 @@ impl Storage {
     /// Writes (or overwrites) an object.
     pub async fn write(&self, location: &str, bytes: Bytes) -> Result<()> {
         let r = self.resolve_object(location)?;
-        self.inner
-            .store
+        self.store()
             .put_opts(
                 &r.path,
                 PutPayload::from(bytes),
@@ -312,7 +145,7 @@ impl Storage {
     /// ignore the header cannot be detected and simply overwrite.
     pub async fn write_new(&self, location: &str, bytes: Bytes) -> Result<()> {
         let r = self.resolve_object(location)?;
-        let store = &self.inner.store;
+        let store = self.store();
         let payload = PutPayload::from(bytes.clone());
         match store
             .put_opts(&r.path, payload, PutOptions::from(PutMode::Create))
@@ -348,8 +181,7 @@ impl Storage {
     pub async fn read(&self, location: &str) -> Result<Bytes> {
         let r = self.resolve_object(location)?;
         let got = self
-            .inner
-            .store
+            .store()
             .get(&r.path)
             .await
             .map_err(|e| map_err("read", &r.url, e))?;
@@ -358,7 +190,7 @@ impl Storage {
 
     pub async fn exists(&self, location: &str) -> Result<bool> {
         let r = self.resolve_object(location)?;
-        match self.inner.store.head(&r.path).await {
+        match self.store().head(&r.path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(map_err("head", &r.url, e)),
@@ -368,7 +200,7 @@ impl Storage {
     /// Deletes one object; a missing object is not an error.
     pub async fn delete(&self, location: &str) -> Result<()> {
         let r = self.resolve_object(location)?;
-        match self.inner.store.delete(&r.path).await {
+        match self.store().delete(&r.path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(map_err("delete", &r.url, e)),
         }
@@ -380,88 +212,13 @@ impl Storage {
     /// followed, so a link cannot lead the deletion outside the warehouse.
     pub async fn delete_prefix(&self, location: &str) -> Result<u64> {
         let r = self.resolve(location)?;
-        match &self.inner.backend {
-            Backend::File => {
-                let dir = fs_path(&r)?;
-                let url = r.url.clone();
-                tokio::task::spawn_blocking(move || delete_tree(&dir))
-                    .await
-                    .map_err(|e| StorageError::Io(format!("delete {url}/: {e}")))?
-                    .map_err(|e| StorageError::Io(format!("delete {url}/: {e}")))
-            }
-            Backend::S3 { .. } | Backend::Gcs { .. } | Backend::Adls { .. } => {
-                let store = &self.inner.store;
-                let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
-                let locations = store.list(prefix).map_ok(|meta| meta.location).boxed();
-                // S3's delete_stream batches 1000 keys per DeleteObjects call and keeps at
-                // most 20 calls in flight.
-                let mut results = store.delete_stream(locations);
-                let mut count = 0u64;
-                while let Some(res) = results.next().await {
-                    match res {
-                        Ok(_) => count += 1,
-                        Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => {
-                            return Err(StorageError::Io(format!(
-                                "delete {}/ (after deleting {count} objects): {}",
-                                r.url,
-                                error_chain(&e)
-                            )))
-                        }
-                    }
-                }
-                Ok(count)
-            }
-        }
+        self.inner.backend.delete_prefix(&r).await
     }
 
     /// Every object under `location/`, as sorted location URLs.
     pub async fn list_prefix(&self, location: &str) -> Result<Vec<String>> {
         let r = self.resolve(location)?;
-        let mut out = match &self.inner.backend {
-            Backend::File => {
-                let dir = fs_path(&r)?;
-                let url = r.url.clone();
-                tokio::task::spawn_blocking(move || list_tree(&dir))
-                    .await
-                    .map_err(|e| StorageError::Io(format!("list {url}/: {e}")))?
-                    .map_err(|e| StorageError::Io(format!("list {url}/: {e}")))?
-                    .into_iter()
-                    .map(|p| format!("file://{}", p.to_string_lossy()))
-                    .collect::<Vec<_>>()
-            }
-            Backend::S3 { bucket, .. } => {
-                let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
-                self.inner
-                    .store
-                    .list(prefix)
-                    .map_ok(|meta| format!("s3://{bucket}/{}", meta.location))
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .map_err(|e| map_err("list", &format!("{}/", r.url), e))?
-            }
-            Backend::Gcs { bucket, .. } => {
-                let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
-                self.inner
-                    .store
-                    .list(prefix)
-                    .map_ok(|meta| format!("gs://{bucket}/{}", meta.location))
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .map_err(|e| map_err("list", &format!("{}/", r.url), e))?
-            }
-            Backend::Adls { access } => {
-                let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
-                let root = access.profile.authority_location();
-                self.inner
-                    .store
-                    .list(prefix)
-                    .map_ok(|meta| format!("{root}/{}", meta.location))
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .map_err(|e| map_err("list", &format!("{}/", r.url), e))?
-            }
-        };
+        let mut out = self.inner.backend.list_prefix(&r).await?;
         out.sort();
         Ok(out)
     }
@@ -470,37 +227,7 @@ impl Storage {
     /// does not walk a whole warehouse.
     async fn list_base_children(&self) -> Result<Vec<String>> {
         let r = self.resolve(&self.inner.base)?;
-        match &self.inner.backend {
-            Backend::File => {
-                let dir = fs_path(&r)?;
-                let mut names = Vec::new();
-                let mut rd = tokio::fs::read_dir(&dir)
-                    .await
-                    .map_err(|e| StorageError::Io(format!("list {}/: {e}", r.url)))?;
-                while let Some(entry) = rd
-                    .next_entry()
-                    .await
-                    .map_err(|e| StorageError::Io(format!("list {}/: {e}", r.url)))?
-                {
-                    names.push(entry.file_name().to_string_lossy().into_owned());
-                }
-                Ok(names)
-            }
-            Backend::S3 { .. } | Backend::Gcs { .. } | Backend::Adls { .. } => {
-                let prefix = (!r.path.as_ref().is_empty()).then_some(&r.path);
-                let listed = self
-                    .inner
-                    .store
-                    .list_with_delimiter(prefix)
-                    .await
-                    .map_err(|e| map_err("list", &format!("{}/", r.url), e))?;
-                Ok(listed
-                    .objects
-                    .into_iter()
-                    .filter_map(|m| m.location.filename().map(str::to_string))
-                    .collect())
-            }
-        }
+        self.inner.backend.list_children(&r).await
     }
 
     /// Checks that the storage works end to end with the configured credential: write a
@@ -640,72 +367,6 @@ async fn step<T>(
     }
 }
 
-fn build_s3(s: &S3Profile, source: &CredentialSource) -> Result<object_store::aws::AmazonS3> {
-    let mut client = ClientOptions::new()
-        .with_timeout(REQUEST_TIMEOUT)
-        .with_connect_timeout(CONNECT_TIMEOUT);
-    // Few, quick retries: a transient hiccup is absorbed, while a wrong endpoint or a dead
-    // server surfaces in about a second instead of the default three minutes.
-    let retry = RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            base: 2.0,
-        },
-        max_retries: 3,
-        retry_timeout: Duration::from_secs(20),
-    };
-    let mut builder = AmazonS3Builder::new()
-        .with_bucket_name(&s.bucket)
-        .with_region(&s.region)
-        .with_virtual_hosted_style_request(!s.path_style_access)
-        .with_retry(retry);
-    builder = match source {
-        CredentialSource::Static(c) => {
-            builder = builder
-                .with_access_key_id(c.access_key_id())
-                .with_secret_access_key(c.secret_access_key());
-            match c.session_token() {
-                Some(t) => builder.with_token(t),
-                None => builder,
-            }
-        }
-        CredentialSource::System(id) => {
-            builder.with_credentials(Arc::new(ObjectStoreCredentials(id.clone())))
-        }
-    };
-    if let Some(ep) = s.endpoint_trimmed() {
-        let url = url::Url::parse(ep).map_err(|e| {
-            StorageError::Invalid(format!("endpoint '{ep}' is not a valid URL: {e}"))
-        })?;
-        client = client.with_allow_http(url.scheme() == "http");
-        let endpoint = if s.path_style_access {
-            ep.to_string()
-        } else {
-            // object_store uses a given endpoint verbatim in virtual-host mode, so the
-            // bucket has to be put into the host here.
-            virtual_host_endpoint(url, &s.bucket)?
-        };
-        builder = builder.with_endpoint(endpoint);
-    }
-    if let Some(kms) = &s.aws_kms_key_arn {
-        builder = builder.with_sse_kms_encryption(kms);
-    }
-    builder.with_client_options(client).build().map_err(|e| {
-        StorageError::Invalid(format!("cannot configure s3 client: {}", error_chain(&e)))
-    })
-}
-
-fn virtual_host_endpoint(mut url: url::Url, bucket: &str) -> Result<String> {
-    let host = url
-        .host_str()
-        .ok_or_else(|| StorageError::Invalid("endpoint has no host".into()))?
-        .to_string();
-    url.set_host(Some(&format!("{bucket}.{host}")))
-        .map_err(|e| StorageError::Invalid(format!("cannot build virtual-host endpoint: {e}")))?;
-    Ok(url.as_str().trim_end_matches('/').to_string())
-}
-
 /// Whether a `PutMode::Create` failure means "this store cannot do conditional puts" rather
 /// than a real failure. S3-compatible stores answer 501 / `NotImplemented` for headers they
 /// do not support.
@@ -720,104 +381,11 @@ fn conditional_put_unsupported(e: &object_store::Error) -> bool {
     }
 }
 
-fn map_err(op: &str, location: &str, e: object_store::Error) -> StorageError {
-    match e {
-        object_store::Error::NotFound { .. } => StorageError::NotFound(location.to_string()),
-        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
-            StorageError::AlreadyExists(location.to_string())
-        }
-        other => StorageError::Io(format!("{op} {location}: {}", error_chain(&other))),
-    }
-}
-
-fn fs_path(r: &Resolved) -> Result<PathBuf> {
-    r.fs.clone()
-        .ok_or_else(|| StorageError::Io(format!("{} has no local path", r.url)))
-}
-
-/// Files (and symlinks) below `dir`, without following symlinks. A missing `dir`, or one
-/// that is a file, has nothing below it.
-fn list_tree(dir: &FsPath) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    if is_symlink(dir) {
-        return Ok(out);
-    }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let rd = match std::fs::read_dir(&d) {
-            Ok(rd) => rd,
-            Err(e) if is_gone(&e) => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in rd {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.push(entry.path());
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Removes everything below `dir` and then `dir` itself, without following symlinks.
-/// Returns the number of non-directory entries removed. Concurrent writers may leave a
-/// directory non-empty; it is then kept rather than failing the whole deletion.
-fn delete_tree(dir: &FsPath) -> std::io::Result<u64> {
-    if is_symlink(dir) {
-        return Ok(0);
-    }
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if is_gone(&e) => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut count = 0;
-    for entry in rd {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            count += delete_tree(&entry.path())?;
-        } else {
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => count += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    match std::fs::remove_dir(dir) {
-        Ok(()) => Ok(count),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
-            ) =>
-        {
-            Ok(count)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// A prefix that is itself a symlink is not descended into: its target may lie outside
-/// the warehouse.
-fn is_symlink(p: &FsPath) -> bool {
-    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
-}
-
-/// `read_dir` on a missing path or on a file: nothing is below it.
-fn is_gone(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::profile::FileProfile;
+    use std::path::Path as FsPath;
 
     fn open_file(root: &FsPath) -> Storage {
         let profile = StorageProfile::File(FileProfile {
@@ -963,20 +531,6 @@ mod tests {
             .await
             .unwrap();
         assert!(root.join("a").is_file());
-    }
-
-    #[test]
-    fn virtual_host_endpoints() {
-        let u = url::Url::parse("https://minio.example.com:9000").unwrap();
-        assert_eq!(
-            virtual_host_endpoint(u, "bkt").unwrap(),
-            "https://bkt.minio.example.com:9000"
-        );
-        let u = url::Url::parse("https://s3.example.com/base/").unwrap();
-        assert_eq!(
-            virtual_host_endpoint(u, "b").unwrap(),
-            "https://b.s3.example.com/base"
-        );
     }
 
     #[test]

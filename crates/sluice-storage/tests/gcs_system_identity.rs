@@ -53,7 +53,10 @@ async fn system_identity_only_when_enabled() {
     );
 
     let on = ValidationContext {
-        enable_gcp_system_credentials: true,
+        settings: StorageSettings {
+            enable_gcp_system_credentials: true,
+            ..StorageSettings::default()
+        },
         ..ValidationContext::default()
     };
     profile.validate_credential(Some(&cred), &on).unwrap();

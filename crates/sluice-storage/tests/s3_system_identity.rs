@@ -135,7 +135,7 @@ fn profile(endpoint: &str, role_arn: Option<&str>) -> S3Profile {
 
 fn enabled() -> ValidationContext {
     ValidationContext {
-        enable_aws_system_credentials: true,
+        settings: settings(),
         ..ValidationContext::default()
     }
 }

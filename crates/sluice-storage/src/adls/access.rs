@@ -10,11 +10,12 @@ use chrono::{DateTime, Utc};
 use object_store::azure::AzureCredential;
 use serde::Deserialize;
 use sluice_core::Secret;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 
 use super::credential::AzCredential;
 use super::profile::AdlsProfile;
 use super::sas::{SasKey, SasRequest, SasScope, UserDelegationKey, SAS_VERSION};
+use crate::cache::Refreshing;
 use crate::delegation::{AccessLevel, TableCredentials};
 use crate::error::{Result, StorageError};
 
@@ -44,7 +45,7 @@ enum TokenKind {
 pub(crate) struct TokenSource {
     kind: TokenKind,
     http: reqwest::Client,
-    cached: Mutex<Option<(Secret, DateTime<Utc>)>>,
+    cached: Refreshing<(Secret, DateTime<Utc>)>,
 }
 
 #[derive(Deserialize)]
@@ -66,14 +67,10 @@ fn as_i64(v: &Option<serde_json::Value>) -> Option<i64> {
 
 impl TokenSource {
     pub(crate) async fn token(&self) -> Result<Secret> {
-        let mut cached = self.cached.lock().await;
-        if let Some((t, exp)) = cached.as_ref() {
-            if *exp - TOKEN_MARGIN > Utc::now() {
-                return Ok(t.clone());
-            }
-        }
-        let (token, exp) = self.fetch().await?;
-        *cached = Some((token.clone(), exp));
+        let (token, _) = self
+            .cached
+            .get(|(_, exp)| *exp - TOKEN_MARGIN > Utc::now(), || self.fetch())
+            .await?;
         Ok(token)
     }
 
@@ -242,7 +239,7 @@ impl AdlsAccess {
             AdlsAuth::Token(Arc::new(TokenSource {
                 kind,
                 http: http.clone(),
-                cached: Mutex::new(None),
+                cached: Refreshing::default(),
             }))
         };
         let auth = match cred {

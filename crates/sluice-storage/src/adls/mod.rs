@@ -3,11 +3,13 @@
 //! user-delegation SAS with Entra ID tokens).
 
 pub(crate) mod access;
+mod backend;
 mod credential;
 mod profile;
 pub mod sas;
 
 pub use access::vended_config;
+pub(crate) use backend::AdlsBackend;
 pub use credential::AzCredential;
 pub use profile::{
     AdlsProfile, DEFAULT_ADLS_HOST, DEFAULT_AUTHORITY_HOST, DEFAULT_SAS_TOKEN_VALIDITY_SECONDS,
@@ -15,40 +17,23 @@ pub use profile::{
 };
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
-use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
+use crate::client::{client_options, retry_config};
 use crate::error::{error_chain, Result, StorageError};
 use access::{AdlsAccess, AdlsAuth, ObjectStoreTokens};
 
 /// An `object_store` client for the profile's filesystem on the account's Blob endpoint.
-pub(crate) fn build_store(
-    access: &AdlsAccess,
-    request_timeout: Duration,
-    connect_timeout: Duration,
-) -> Result<MicrosoftAzure> {
+pub(crate) fn build_store(access: &AdlsAccess) -> Result<MicrosoftAzure> {
     let p = &access.profile;
-    let retry = RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            base: 2.0,
-        },
-        max_retries: 3,
-        retry_timeout: Duration::from_secs(20),
-    };
-    let client = ClientOptions::new()
-        .with_timeout(request_timeout)
-        .with_connect_timeout(connect_timeout)
-        .with_allow_http(p.is_emulator());
+    let client = client_options(p.is_emulator());
     let mut b = MicrosoftAzureBuilder::new()
         .with_account(&p.account_name)
         .with_container_name(&p.filesystem)
         // A path-style emulator URL already holds the account; a cloud URL is used as is.
         .with_endpoint(p.blob_endpoint())
-        .with_retry(retry)
+        .with_retry(retry_config())
         .with_client_options(client);
     b = match &access.auth {
         AdlsAuth::Key(k) => b.with_access_key(k.expose()),

@@ -1,19 +1,15 @@
 //! A GCS warehouse's identity and endpoints, and the object_store client built on them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use object_store::gcp::GoogleCloudStorageBuilder;
-use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
+use crate::client::{client_options, retry_config};
 use crate::error::{error_chain, Result, StorageError};
 use crate::gcs::store::GcsStore;
 use crate::gcs::token::{TokenProvider, TokenSource};
 use crate::gcs::{GcsCredential, GcsProfile, DEFAULT_GCS_BASE_URL, DEFAULT_GCS_STS_ENDPOINT};
-use crate::storage::StorageSettings;
-
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::settings::StorageSettings;
 
 pub(crate) struct GcsAccess {
     pub(crate) tokens: Arc<TokenProvider>,
@@ -46,19 +42,7 @@ impl GcsAccess {
     /// The object store for the bucket, authenticating with this warehouse's cached token.
     pub(crate) fn build_store(&self, profile: &GcsProfile) -> Result<GcsStore> {
         let base = self.emulator.as_deref().unwrap_or(DEFAULT_GCS_BASE_URL);
-        let client = ClientOptions::new()
-            .with_timeout(REQUEST_TIMEOUT)
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_allow_http(base.starts_with("http://"));
-        let retry = RetryConfig {
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(2),
-                base: 2.0,
-            },
-            max_retries: 3,
-            retry_timeout: Duration::from_secs(20),
-        };
+        let client = client_options(base.starts_with("http://"));
         // object_store takes the API base URL only from a service-account key document.
         // This one carries no key: `disable_oauth` stops object_store from reading keys or
         // signing anything itself, and `with_credentials` supplies the real token.
@@ -70,7 +54,7 @@ impl GcsAccess {
             .with_bucket_name(&profile.bucket)
             .with_service_account_key(base_doc.to_string())
             .with_credentials(self.tokens.clone())
-            .with_retry(retry)
+            .with_retry(retry_config())
             .with_client_options(client)
             .build()
             .map_err(|e| {

@@ -3,6 +3,7 @@
 //! from Google's STS token exchange with a Credential Access Boundary.
 
 pub(crate) mod access;
+mod backend;
 mod store;
 pub(crate) mod token;
 pub(crate) mod vend;
@@ -13,6 +14,7 @@ use sluice_core::Secret;
 use crate::error::StorageError;
 use crate::rules;
 
+pub(crate) use backend::GcsBackend;
 pub use vend::access_boundary;
 
 /// Google's STS token-exchange endpoint, the default of

@@ -6,11 +6,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cache::Refreshing;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use sluice_core::Secret;
-use tokio::sync::Mutex;
 
 use crate::error::{error_chain, Result, StorageError};
 use crate::gcs::{check_token_uri, ServiceAccountKey, DEFAULT_TOKEN_URI};
@@ -217,7 +217,7 @@ pub(crate) fn http_client() -> Result<reqwest::Client> {
 pub(crate) struct TokenProvider {
     source: TokenSource,
     http: reqwest::Client,
-    cached: Mutex<Option<AccessToken>>,
+    cached: Refreshing<AccessToken>,
 }
 
 impl std::fmt::Debug for TokenProvider {
@@ -237,7 +237,7 @@ impl TokenProvider {
         Ok(TokenProvider {
             source,
             http: http_client()?,
-            cached: Mutex::new(None),
+            cached: Refreshing::default(),
         })
     }
 
@@ -256,15 +256,12 @@ impl TokenProvider {
     /// A token valid for at least [`REFRESH_MARGIN`]. The lock is held across the refresh,
     /// so concurrent callers wait for one request instead of each making their own.
     pub(crate) async fn token(&self) -> Result<AccessToken> {
-        let mut cached = self.cached.lock().await;
-        if let Some(t) = cached.as_ref() {
-            if t.expires_at - Utc::now() > REFRESH_MARGIN {
-                return Ok(t.clone());
-            }
-        }
-        let fresh = self.fetch().await?;
-        *cached = Some(fresh.clone());
-        Ok(fresh)
+        self.cached
+            .get(
+                |t| t.expires_at - Utc::now() > REFRESH_MARGIN,
+                || self.fetch(),
+            )
+            .await
     }
 
     async fn fetch(&self) -> Result<AccessToken> {

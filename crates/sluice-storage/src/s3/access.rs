@@ -19,14 +19,15 @@ use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
 use aws_sdk_sts::error::DisplayErrorContext;
 use object_store::aws::AwsCredential;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::OnceCell;
 
+use crate::cache::Refreshing;
 use crate::credential::S3Credential;
 use crate::error::{Result, StorageError};
 use crate::profile::S3Profile;
 use crate::s3::r2::CloudflareR2;
 use crate::s3::vend::{assume_role, http_client, sts_client, RoleRequest};
-use crate::storage::StorageSettings;
+use crate::settings::StorageSettings;
 
 /// Cached temporary credentials are replaced this long before they expire, so a request
 /// signed just before the refresh does not reach S3 with credentials that expired in
@@ -167,11 +168,10 @@ impl CredentialSource {
     }
 }
 
-/// One cached set of temporary credentials. The lock is held while refreshing, so
-/// concurrent requests wait for a single refresh instead of each calling STS; a failed
-/// refresh caches nothing and the next request tries again.
+/// One cached set of temporary credentials, reused while [`is_fresh`]: concurrent requests
+/// wait for a single refresh instead of each calling STS; a failed refresh caches nothing.
 #[derive(Default)]
-struct CredentialCache(Mutex<Option<Credentials>>);
+struct CredentialCache(Refreshing<Credentials>);
 
 impl CredentialCache {
     async fn get_or_refresh<F, Fut>(&self, refresh: F) -> Result<Credentials>
@@ -179,13 +179,7 @@ impl CredentialCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Credentials>>,
     {
-        let mut slot = self.0.lock().await;
-        if let Some(c) = slot.as_ref().filter(|c| is_fresh(c)) {
-            return Ok(c.clone());
-        }
-        let fresh = refresh().await?;
-        *slot = Some(fresh.clone());
-        Ok(fresh)
+        self.0.get(is_fresh, refresh).await
     }
 }
 

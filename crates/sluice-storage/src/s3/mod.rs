@@ -3,10 +3,12 @@
 //! about tables or callers: the service layer authorizes the targets these functions name.
 
 pub(crate) mod access;
+mod backend;
 pub(crate) mod r2;
 mod sign;
 pub(crate) mod vend;
 
+pub(crate) use backend::S3Backend;
 pub use r2::DEFAULT_CLOUDFLARE_API_BASE;
 pub use sign::{S3Operation, SignRequest, SignedRequest, TargetObject};
 pub use vend::{

@@ -2,7 +2,7 @@
 //!
 //! The client describes the request it is about to send; the server decides which objects it
 //! touches ([`S3Profile::resolve_sign_target`]), the caller authorizes that, and
-//! [`Storage::sign`] signs it with the warehouse's key. The client never sees the key, and the
+//! [`crate::Storage::sign`] signs it with the warehouse's key. The client never sees the key, and the
 //! signature covers method, URI and headers, so the signed request cannot be redirected to
 //! other objects.
 
@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Result, StorageError};
 use crate::profile::{RemoteSigningUrlStyle, S3Flavor, S3Profile};
 use crate::rules;
-use crate::storage::Storage;
+use crate::s3::backend::S3Backend;
 
 /// The Iceberg REST spec's `S3SignRequest`.
 #[derive(Debug, Clone, Deserialize)]
@@ -518,7 +518,7 @@ const REPLACED_HEADERS: &[&str] = &[
     "host",
 ];
 
-impl Storage {
+impl S3Backend {
     /// Signs a client's S3 request with the warehouse's identity (SigV4, service `s3`, the
     /// profile's region, header signing).
     ///
@@ -535,8 +535,8 @@ impl Storage {
     ///
     /// Async because the storage's identity may have to be fetched or refreshed first
     /// (`aws-system-identity`); with stored keys it never waits.
-    pub async fn sign(&self, req: &SignRequest) -> Result<SignedRequest> {
-        let (profile, access) = self.s3_parts("remote signing")?;
+    pub(crate) async fn sign_request(&self, req: &SignRequest) -> Result<SignedRequest> {
+        let (profile, access) = (&self.profile, &*self.access);
         let analysed = profile.analyse(req)?;
         let method = req.method.trim().to_ascii_uppercase();
 
@@ -646,6 +646,7 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::Storage;
     use std::collections::BTreeSet;
 
     /// The header names in an Authorization header's `SignedHeaders=` list.

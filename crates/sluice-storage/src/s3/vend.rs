@@ -14,7 +14,7 @@ use sluice_core::Secret;
 use crate::error::{Result, StorageError};
 use crate::profile::S3Profile;
 use crate::s3::access::Vendor;
-use crate::storage::Storage;
+use crate::s3::backend::S3Backend;
 
 const STS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const STS_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -298,7 +298,7 @@ fn xml_element(xml: &str, tag: &str) -> Option<String> {
     Some(text.trim().chars().take(1000).collect())
 }
 
-impl Storage {
+impl S3Backend {
     /// Temporary credentials limited to `table_location` and `level`.
     ///
     /// Needs `sts-enabled` (else `Invalid`) and a location below the warehouse (never the
@@ -316,13 +316,13 @@ impl Storage {
     ///
     /// `session_name` is made STS-safe (shows up in CloudTrail; use the user name).
     /// STS and Cloudflare failures become `StorageError::Sts` with their code and message.
-    pub async fn vend_credentials(
+    pub(crate) async fn vend_credentials(
         &self,
         table_location: &str,
         level: AccessLevel,
         session_name: &str,
     ) -> Result<VendedCredentials> {
-        let (profile, access) = self.s3_parts("credential vending")?;
+        let (profile, access) = (&self.profile, &*self.access);
         if !profile.sts_enabled {
             return Err(StorageError::Invalid(
                 "sts-enabled is false for this warehouse's storage profile, so it cannot vend \
@@ -330,7 +330,7 @@ impl Storage {
                     .into(),
             ));
         }
-        let location = self.profile().normalize_location(table_location)?;
+        let location = profile.normalize_location(table_location)?;
         let Some(key) = table_key(profile, &location) else {
             return Err(StorageError::Invalid(format!(
                 "cannot vend credentials for the bucket root ({location})"
