@@ -56,7 +56,7 @@ enum CommitTarget {
         namespace: NamespaceName,
         name: String,
     },
-    Existing(VisibleTable),
+    Existing(Box<VisibleTable>),
 }
 
 impl CommitTarget {
@@ -287,7 +287,7 @@ impl Services {
         let t = self.visible_table(caller, wh.clone(), ns, name).await?;
         self.authorize(caller, Action::WriteTable, t.resource())
             .await?;
-        Ok(CommitTarget::Existing(t))
+        Ok(CommitTarget::Existing(Box::new(t)))
     }
 
     pub(crate) async fn namespace_record(
@@ -436,7 +436,7 @@ impl Services {
             .await?;
         let (wh, ns) = (visible.warehouse(), visible.name());
         self.store()
-            .drop_namespace(wh.id, &ns)
+            .drop_namespace(wh.id, ns)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound(_) => no_such_namespace(ns),
