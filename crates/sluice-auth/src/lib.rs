@@ -13,9 +13,9 @@ pub mod policy;
 pub use crypto::{KeyMaterial, SecretBox};
 pub use jwt::{Claims, TokenIssuer};
 pub use policy::{
-    actions, builtin_self_service, default_group_policies, glob_match, is_known_action,
-    parse_statements, resource, validate_statements, Decision, Effect, Policy, PolicyError,
-    PolicySet, Statement, StatementRef, ACTIONS, MAX_STATEMENTS, SELF_SERVICE_POLICY,
+    builtin_self_service, default_group_policies, glob_match, is_known_action, parse_statements,
+    resource, validate_statements, Action, Decision, Effect, Policy, PolicyError, PolicySet,
+    Statement, StatementRef, UnknownActionError, MAX_STATEMENTS, SELF_SERVICE_POLICY,
 };
 
 #[derive(Debug, thiserror::Error)]

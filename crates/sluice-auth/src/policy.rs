@@ -6,8 +6,8 @@
 //!
 //! # Actions
 //!
-//! Actions are namespaced verbs such as `catalog:CreateTable`; [`ACTIONS`] lists every
-//! known one and [`actions`] has a constant for each. In a statement, an action pattern is
+//! Actions are namespaced verbs such as `catalog:CreateTable`; [`Action`] has a variant for
+//! every known one (serialized as that string) and [`Action::ALL`] lists them. In a statement, an action pattern is
 //! either an exact known action or a wildcard pattern (`*`, `catalog:*`, `catalog:Read*`)
 //! that matches at least one known action.
 //!
@@ -51,134 +51,140 @@
 //! then statement order, is reported); otherwise the first matching `allow` decides;
 //! otherwise the request is implicitly denied.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::OnceLock;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-/// Constants for every known action, so callers never spell action strings by hand.
-pub mod actions {
-    // warehouse
-    pub const CREATE_WAREHOUSE: &str = "warehouse:Create";
-    pub const LIST_WAREHOUSES: &str = "warehouse:List";
-    pub const READ_WAREHOUSE: &str = "warehouse:Read";
-    pub const UPDATE_WAREHOUSE: &str = "warehouse:Update";
-    pub const DELETE_WAREHOUSE: &str = "warehouse:Delete";
-    // catalog
-    pub const LIST_NAMESPACES: &str = "catalog:ListNamespaces";
-    pub const CREATE_NAMESPACE: &str = "catalog:CreateNamespace";
-    pub const READ_NAMESPACE: &str = "catalog:ReadNamespace";
-    pub const UPDATE_NAMESPACE: &str = "catalog:UpdateNamespace";
-    pub const DROP_NAMESPACE: &str = "catalog:DropNamespace";
-    pub const LIST_TABLES: &str = "catalog:ListTables";
-    pub const CREATE_TABLE: &str = "catalog:CreateTable";
-    pub const READ_TABLE: &str = "catalog:ReadTable";
-    pub const WRITE_TABLE: &str = "catalog:WriteTable";
-    pub const DROP_TABLE: &str = "catalog:DropTable";
-    pub const RENAME_TABLE: &str = "catalog:RenameTable";
-    pub const LIST_VIEWS: &str = "catalog:ListViews";
-    pub const CREATE_VIEW: &str = "catalog:CreateView";
-    pub const READ_VIEW: &str = "catalog:ReadView";
+/// Declares [`Action`] from `Variant => "service:Verb"` pairs, so each action's wire
+/// string is written exactly once.
+macro_rules! declare_actions {
+    ($( $(#[$meta:meta])* $variant:ident => $wire:literal, )*) => {
+        /// Every known action. Serialized (and displayed) as its wire string, e.g.
+        /// `catalog:CreateTable`; that string is what policies, audit entries and the
+        /// explain endpoint carry.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Action {
+            $( $(#[$meta])* $variant, )*
+        }
+
+        impl Action {
+            /// Every action, in catalogue order.
+            pub const ALL: &'static [Action] = &[$(Action::$variant),*];
+
+            /// The wire string, e.g. `catalog:CreateTable`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Action::$variant => $wire,)*
+                }
+            }
+        }
+
+        impl std::str::FromStr for Action {
+            type Err = UnknownActionError;
+
+            /// Exact, case-sensitive: patterns such as `catalog:*` are not actions.
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($wire => Ok(Action::$variant),)*
+                    _ => Err(UnknownActionError(s.to_string())),
+                }
+            }
+        }
+    };
+}
+
+declare_actions! {
+    CreateWarehouse => "warehouse:Create",
+    ListWarehouses => "warehouse:List",
+    ReadWarehouse => "warehouse:Read",
+    UpdateWarehouse => "warehouse:Update",
+    DeleteWarehouse => "warehouse:Delete",
+    ListNamespaces => "catalog:ListNamespaces",
+    CreateNamespace => "catalog:CreateNamespace",
+    ReadNamespace => "catalog:ReadNamespace",
+    UpdateNamespace => "catalog:UpdateNamespace",
+    DropNamespace => "catalog:DropNamespace",
+    ListTables => "catalog:ListTables",
+    CreateTable => "catalog:CreateTable",
+    ReadTable => "catalog:ReadTable",
+    WriteTable => "catalog:WriteTable",
+    DropTable => "catalog:DropTable",
+    RenameTable => "catalog:RenameTable",
+    ListViews => "catalog:ListViews",
+    CreateView => "catalog:CreateView",
+    ReadView => "catalog:ReadView",
     /// Commit a new version (or properties, location) to a view: the view API's "replace".
-    pub const REPLACE_VIEW: &str = "catalog:ReplaceView";
-    pub const DROP_VIEW: &str = "catalog:DropView";
-    pub const RENAME_VIEW: &str = "catalog:RenameView";
-    // storage
-    pub const STORAGE_SIGN: &str = "storage:Sign";
-    pub const VEND_CREDENTIALS: &str = "storage:VendCredentials";
-    // auth
-    pub const CREATE_USER: &str = "auth:CreateUser";
-    pub const READ_USER: &str = "auth:ReadUser";
-    pub const LIST_USERS: &str = "auth:ListUsers";
-    pub const UPDATE_USER: &str = "auth:UpdateUser";
-    pub const DELETE_USER: &str = "auth:DeleteUser";
-    pub const CREATE_GROUP: &str = "auth:CreateGroup";
-    pub const READ_GROUP: &str = "auth:ReadGroup";
-    pub const LIST_GROUPS: &str = "auth:ListGroups";
-    pub const DELETE_GROUP: &str = "auth:DeleteGroup";
-    pub const ADD_GROUP_MEMBER: &str = "auth:AddGroupMember";
-    pub const REMOVE_GROUP_MEMBER: &str = "auth:RemoveGroupMember";
-    pub const CREATE_POLICY: &str = "auth:CreatePolicy";
-    pub const READ_POLICY: &str = "auth:ReadPolicy";
-    pub const LIST_POLICIES: &str = "auth:ListPolicies";
-    pub const UPDATE_POLICY: &str = "auth:UpdatePolicy";
-    pub const DELETE_POLICY: &str = "auth:DeletePolicy";
-    pub const ATTACH_POLICY: &str = "auth:AttachPolicy";
-    pub const DETACH_POLICY: &str = "auth:DetachPolicy";
-    pub const CREATE_CREDENTIALS: &str = "auth:CreateCredentials";
-    pub const LIST_CREDENTIALS: &str = "auth:ListCredentials";
-    pub const DELETE_CREDENTIALS: &str = "auth:DeleteCredentials";
-    pub const READ_AUDIT_LOG: &str = "auth:ReadAuditLog";
-    pub const CHECK_PERMISSION: &str = "auth:CheckPermission";
+    ReplaceView => "catalog:ReplaceView",
+    DropView => "catalog:DropView",
+    RenameView => "catalog:RenameView",
+    StorageSign => "storage:Sign",
+    VendCredentials => "storage:VendCredentials",
+    CreateUser => "auth:CreateUser",
+    ReadUser => "auth:ReadUser",
+    ListUsers => "auth:ListUsers",
+    UpdateUser => "auth:UpdateUser",
+    DeleteUser => "auth:DeleteUser",
+    CreateGroup => "auth:CreateGroup",
+    ReadGroup => "auth:ReadGroup",
+    ListGroups => "auth:ListGroups",
+    DeleteGroup => "auth:DeleteGroup",
+    AddGroupMember => "auth:AddGroupMember",
+    RemoveGroupMember => "auth:RemoveGroupMember",
+    CreatePolicy => "auth:CreatePolicy",
+    ReadPolicy => "auth:ReadPolicy",
+    ListPolicies => "auth:ListPolicies",
+    UpdatePolicy => "auth:UpdatePolicy",
+    DeletePolicy => "auth:DeletePolicy",
+    AttachPolicy => "auth:AttachPolicy",
+    DetachPolicy => "auth:DetachPolicy",
+    CreateCredentials => "auth:CreateCredentials",
+    ListCredentials => "auth:ListCredentials",
+    DeleteCredentials => "auth:DeleteCredentials",
+    ReadAuditLog => "auth:ReadAuditLog",
+    CheckPermission => "auth:CheckPermission",
 }
 
-/// Every known action.
-pub const ACTIONS: &[&str] = {
-    use actions::*;
-    &[
-        CREATE_WAREHOUSE,
-        LIST_WAREHOUSES,
-        READ_WAREHOUSE,
-        UPDATE_WAREHOUSE,
-        DELETE_WAREHOUSE,
-        LIST_NAMESPACES,
-        CREATE_NAMESPACE,
-        READ_NAMESPACE,
-        UPDATE_NAMESPACE,
-        DROP_NAMESPACE,
-        LIST_TABLES,
-        CREATE_TABLE,
-        READ_TABLE,
-        WRITE_TABLE,
-        DROP_TABLE,
-        RENAME_TABLE,
-        LIST_VIEWS,
-        CREATE_VIEW,
-        READ_VIEW,
-        REPLACE_VIEW,
-        DROP_VIEW,
-        RENAME_VIEW,
-        STORAGE_SIGN,
-        VEND_CREDENTIALS,
-        CREATE_USER,
-        READ_USER,
-        LIST_USERS,
-        UPDATE_USER,
-        DELETE_USER,
-        CREATE_GROUP,
-        READ_GROUP,
-        LIST_GROUPS,
-        DELETE_GROUP,
-        ADD_GROUP_MEMBER,
-        REMOVE_GROUP_MEMBER,
-        CREATE_POLICY,
-        READ_POLICY,
-        LIST_POLICIES,
-        UPDATE_POLICY,
-        DELETE_POLICY,
-        ATTACH_POLICY,
-        DETACH_POLICY,
-        CREATE_CREDENTIALS,
-        LIST_CREDENTIALS,
-        DELETE_CREDENTIALS,
-        READ_AUDIT_LOG,
-        CHECK_PERMISSION,
-    ]
-};
+/// A string that is not one of the known actions (exactly).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown action '{0}'")]
+pub struct UnknownActionError(pub String);
 
-/// Whether `action` is one of [`ACTIONS`] (exactly; patterns are not actions).
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for Action {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// An action names itself in a statement's action list like its wire string.
+impl From<Action> for String {
+    fn from(a: Action) -> String {
+        a.as_str().to_string()
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+/// Whether `action` is a known action (exactly; patterns are not actions).
 pub fn is_known_action(action: &str) -> bool {
-    action_index(action).is_some()
-}
-
-fn action_index(action: &str) -> Option<usize> {
-    static INDEX: OnceLock<HashMap<&'static str, usize>> = OnceLock::new();
-    INDEX
-        .get_or_init(|| ACTIONS.iter().enumerate().map(|(i, a)| (*a, i)).collect())
-        .get(action)
-        .copied()
+    action.parse::<Action>().is_ok()
 }
 
 /// Builders for canonical resource strings. See the [module docs](super) for the format
@@ -451,7 +457,7 @@ fn validate_action(statement: usize, a: &str) -> Result<(), PolicyError> {
         return Ok(());
     }
     if has_wildcard(a) {
-        if ACTIONS.iter().any(|k| glob_match(a, k)) {
+        if Action::ALL.iter().any(|k| glob_match(a, k.as_str())) {
             return Ok(());
         }
         return Err(PolicyError::PatternMatchesNothing {
@@ -462,7 +468,10 @@ fn validate_action(statement: usize, a: &str) -> Result<(), PolicyError> {
     Err(PolicyError::UnknownAction {
         statement,
         action: a.to_string(),
-        suggestion: ACTIONS.iter().copied().find(|k| k.eq_ignore_ascii_case(a)),
+        suggestion: Action::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .find(|k| k.eq_ignore_ascii_case(a)),
     })
 }
 
@@ -671,10 +680,10 @@ pub fn builtin_self_service(user_name: &str) -> Policy {
         SELF_SERVICE_POLICY,
         vec![Statement::allow(
             [
-                actions::READ_USER,
-                actions::CREATE_CREDENTIALS,
-                actions::LIST_CREDENTIALS,
-                actions::DELETE_CREDENTIALS,
+                Action::ReadUser,
+                Action::CreateCredentials,
+                Action::ListCredentials,
+                Action::DeleteCredentials,
             ],
             resource::user(user_name),
         )],
@@ -683,7 +692,7 @@ pub fn builtin_self_service(user_name: &str) -> Policy {
 
 /// The four default groups and their built-in policies: `(group, policy name, statements)`.
 pub fn default_group_policies() -> Vec<(&'static str, &'static str, Vec<Statement>)> {
-    use actions::*;
+    use Action::*;
     vec![
         (
             "Viewers",
@@ -692,8 +701,8 @@ pub fn default_group_policies() -> Vec<(&'static str, &'static str, Vec<Statemen
                 [
                     "catalog:List*",
                     "catalog:Read*",
-                    LIST_WAREHOUSES,
-                    READ_WAREHOUSE,
+                    ListWarehouses.as_str(),
+                    ReadWarehouse.as_str(),
                     // Reading data needs vended credentials or signatures; both are
                     // capped at read-only for a caller without catalog:WriteTable.
                     "storage:*",
@@ -705,7 +714,12 @@ pub fn default_group_policies() -> Vec<(&'static str, &'static str, Vec<Statemen
             "Developers",
             "CatalogReadWrite",
             vec![Statement::allow(
-                ["catalog:*", LIST_WAREHOUSES, READ_WAREHOUSE, "storage:*"],
+                [
+                    "catalog:*",
+                    ListWarehouses.as_str(),
+                    ReadWarehouse.as_str(),
+                    "storage:*",
+                ],
                 "*",
             )],
         ),
@@ -789,10 +803,10 @@ struct Candidates {
 pub struct PolicySet {
     policies: Vec<PolicyInfo>,
     statements: Vec<CompiledStatement>,
-    /// Candidates per known action, indexed like [`ACTIONS`].
+    /// Candidates per action, indexed by the action's position in [`Action::ALL`] (its
+    /// discriminant). Every evaluated action is known, so a statement naming only actions
+    /// that do not exist (stored before they were retired, say) is simply never a candidate.
     by_action: Vec<Candidates>,
-    /// Every statement, for actions that are not known.
-    all: Candidates,
 }
 
 impl Default for PolicySet {
@@ -856,23 +870,39 @@ impl PolicySet {
                 allow: pick(Effect::Allow),
             }
         };
-        let by_action = ACTIONS
+        let by_action = Action::ALL
             .iter()
-            .map(|a| candidates(&|s| s.matches_action(a)))
+            .map(|a| candidates(&|s| s.matches_action(a.as_str())))
             .collect();
-        let all = candidates(&|_| true);
 
         PolicySet {
             policies: infos,
             statements,
             by_action,
-            all,
         }
     }
 
     /// Evaluates one request and says which statement decided it.
-    pub fn evaluate(&self, action: &str, resource: &str) -> Decision {
-        match self.decide(action, resource) {
+    pub fn evaluate(&self, action: Action, resource: &str) -> Decision {
+        self.decision(self.decide(action, resource))
+    }
+
+    /// Like [`evaluate`](Self::evaluate) for an action given by its wire name, which need
+    /// not be a known action: statements match it by their action patterns as they would
+    /// match a known one (so `catalog:*` covers `catalog:Anything`, and an action added to
+    /// the catalogue later is covered by the wildcards already stored).
+    pub fn evaluate_name(&self, action: &str, resource: &str) -> Decision {
+        self.decision(self.decide_name(action, resource))
+    }
+
+    /// Like [`is_allowed`](Self::is_allowed) for an action given by its wire name.
+    pub fn is_allowed_name(&self, action: &str, resource: &str) -> bool {
+        self.decide_name(action, resource)
+            .is_some_and(|id| self.statements[id].effect == Effect::Allow)
+    }
+
+    fn decision(&self, decided_by: Option<usize>) -> Decision {
+        match decided_by {
             None => Decision {
                 allowed: false,
                 decided_by: None,
@@ -892,24 +922,34 @@ impl PolicySet {
     }
 
     /// Like [`evaluate`](Self::evaluate) without building the explanation (no allocation).
-    pub fn is_allowed(&self, action: &str, resource: &str) -> bool {
+    pub fn is_allowed(&self, action: Action, resource: &str) -> bool {
         self.decide(action, resource)
             .is_some_and(|id| self.statements[id].effect == Effect::Allow)
     }
 
     /// The deciding statement's id: the first matching deny, else the first matching allow.
-    fn decide(&self, action: &str, resource: &str) -> Option<usize> {
-        let (cands, check_action) = match action_index(action) {
-            Some(i) => (&self.by_action[i], false),
-            None => (&self.all, true),
-        };
+    fn decide(&self, action: Action, resource: &str) -> Option<usize> {
+        let cands = &self.by_action[action as usize];
         let hit = |ids: &[u32]| {
-            ids.iter().map(|&i| i as usize).find(|&i| {
-                let s = &self.statements[i];
-                (!check_action || s.matches_action(action)) && s.resource.matches(resource)
-            })
+            ids.iter()
+                .map(|&i| i as usize)
+                .find(|&i| self.statements[i].resource.matches(resource))
         };
         hit(&cands.deny).or_else(|| hit(&cands.allow))
+    }
+
+    /// [`decide`](Self::decide) for a wire name; an unknown one is checked against every
+    /// statement, in the same order.
+    fn decide_name(&self, action: &str, resource: &str) -> Option<usize> {
+        if let Ok(known) = action.parse::<Action>() {
+            return self.decide(known, resource);
+        }
+        let hit = |effect: Effect| {
+            self.statements.iter().position(|s| {
+                s.effect == effect && s.matches_action(action) && s.resource.matches(resource)
+            })
+        };
+        hit(Effect::Deny).or_else(|| hit(Effect::Allow))
     }
 
     /// The policies in evaluation order (deduplicated).
@@ -935,7 +975,7 @@ impl PolicySet {
 
 #[cfg(test)]
 mod tests {
-    use super::actions::*;
+    use super::Action::*;
     use super::*;
 
     fn s(v: &[&str]) -> Vec<String> {
@@ -953,8 +993,9 @@ mod tests {
     #[test]
     fn action_list_is_consistent() {
         let mut seen = std::collections::HashSet::new();
-        for a in ACTIONS {
-            assert!(seen.insert(*a), "duplicate action {a}");
+        for (i, action) in Action::ALL.iter().enumerate() {
+            let a = action.as_str();
+            assert!(seen.insert(a), "duplicate action {a}");
             let (svc, verb) = a.split_once(':').unwrap();
             assert!(
                 ["warehouse", "catalog", "storage", "auth"].contains(&svc),
@@ -962,9 +1003,20 @@ mod tests {
             );
             assert!(verb.chars().all(|c| c.is_ascii_alphabetic()), "{a}");
             assert!(is_known_action(a));
+            // The evaluator indexes its candidates by discriminant.
+            assert_eq!(*action as usize, i, "{a}");
+            assert_eq!(a.parse::<Action>(), Ok(*action));
+            assert_eq!(action.to_string(), a);
+            assert_eq!(serde_json::to_value(action).unwrap(), a);
+            assert_eq!(
+                serde_json::from_value::<Action>(serde_json::json!(a)).unwrap(),
+                *action
+            );
         }
-        assert_eq!(ACTIONS.len(), 5 + 17 + 2 + 23);
+        assert_eq!(Action::ALL.len(), 5 + 17 + 2 + 23);
         assert!(!is_known_action("catalog:*"));
+        assert!("catalog:readtable".parse::<Action>().is_err());
+        assert!(serde_json::from_value::<Action>(serde_json::json!("catalog:*")).is_err());
     }
 
     #[test]
@@ -981,11 +1033,11 @@ mod tests {
         );
         let viewers = PolicySet::new(vec![default_policy("Viewers")]);
         let devs = PolicySet::new(vec![default_policy("Developers")]);
-        for read in [READ_VIEW, LIST_VIEWS] {
+        for read in [ReadView, ListViews] {
             assert!(viewers.is_allowed(read, &v), "{read}");
             assert!(devs.is_allowed(read, &v), "{read}");
         }
-        for write in [CREATE_VIEW, REPLACE_VIEW, DROP_VIEW, RENAME_VIEW] {
+        for write in [CreateView, ReplaceView, DropView, RenameView] {
             assert!(!viewers.is_allowed(write, &v), "{write}");
             assert!(devs.is_allowed(write, &v), "{write}");
         }
@@ -1039,7 +1091,7 @@ mod tests {
         );
         // Escaped resources are accepted as exact patterns.
         validate_statements(&[Statement::allow(
-            [READ_TABLE],
+            [ReadTable],
             resource::table("w", &["my ns"], "t*"),
         )])
         .unwrap();
@@ -1122,25 +1174,25 @@ mod tests {
         let a_exact = ns_pat("a");
         let q_pat = ns_pat("t?");
 
-        let cases: Vec<(Vec<Policy>, &str, String, bool, Expected)> = vec![
+        let cases: Vec<(Vec<Policy>, Action, String, bool, Expected)> = vec![
             // exact match
             (
-                one("p", vec![Statement::allow([READ_TABLE], tbl(&["a"], "t"))]),
-                READ_TABLE,
+                one("p", vec![Statement::allow([ReadTable], tbl(&["a"], "t"))]),
+                ReadTable,
                 tbl(&["a"], "t"),
                 true,
                 Some(("p", 0, Effect::Allow)),
             ),
             (
-                one("p", vec![Statement::allow([READ_TABLE], tbl(&["a"], "t"))]),
-                WRITE_TABLE,
+                one("p", vec![Statement::allow([ReadTable], tbl(&["a"], "t"))]),
+                WriteTable,
                 tbl(&["a"], "t"),
                 false,
                 None,
             ),
             (
-                one("p", vec![Statement::allow([READ_TABLE], tbl(&["a"], "t"))]),
-                READ_TABLE,
+                one("p", vec![Statement::allow([ReadTable], tbl(&["a"], "t"))]),
+                ReadTable,
                 tbl(&["a"], "t2"),
                 false,
                 None,
@@ -1148,43 +1200,43 @@ mod tests {
             // action wildcards
             (
                 one("p", vec![Statement::allow(["catalog:*"], "*")]),
-                DROP_TABLE,
+                DropTable,
                 tbl(&["a"], "t"),
                 true,
                 Some(("p", 0, Effect::Allow)),
             ),
             (
                 one("p", vec![Statement::allow(["catalog:*"], "*")]),
-                CREATE_WAREHOUSE,
+                CreateWarehouse,
                 resource::warehouse("w"),
                 false,
                 None,
             ),
             (
                 one("p", vec![Statement::allow(["*"], "*")]),
-                CREATE_USER,
+                CreateUser,
                 resource::user("bob"),
                 true,
                 Some(("p", 0, Effect::Allow)),
             ),
             (
                 one("p", vec![Statement::allow(["catalog:Read*"], "*")]),
-                READ_NAMESPACE,
+                ReadNamespace,
                 wh(&["a"]),
                 true,
                 Some(("p", 0, Effect::Allow)),
             ),
             (
                 one("p", vec![Statement::allow(["catalog:Read*"], "*")]),
-                RENAME_TABLE,
+                RenameTable,
                 tbl(&["a"], "t"),
                 false,
                 None,
             ),
             // second action in the list matches
             (
-                one("p", vec![Statement::allow([LIST_TABLES, READ_TABLE], "*")]),
-                READ_TABLE,
+                one("p", vec![Statement::allow([ListTables, ReadTable], "*")]),
+                ReadTable,
                 tbl(&["a"], "t"),
                 true,
                 Some(("p", 0, Effect::Allow)),
@@ -1193,9 +1245,9 @@ mod tests {
             (
                 one(
                     "p",
-                    vec![Statement::allow([READ_NAMESPACE], finance_star.clone())],
+                    vec![Statement::allow([ReadNamespace], finance_star.clone())],
                 ),
-                READ_NAMESPACE,
+                ReadNamespace,
                 wh(&["finance", "q1"]),
                 true,
                 Some(("p", 0, Effect::Allow)),
@@ -1203,9 +1255,9 @@ mod tests {
             (
                 one(
                     "p",
-                    vec![Statement::allow([READ_TABLE], finance_star.clone())],
+                    vec![Statement::allow([ReadTable], finance_star.clone())],
                 ),
-                READ_TABLE,
+                ReadTable,
                 tbl(&["finance"], "t"),
                 true,
                 Some(("p", 0, Effect::Allow)),
@@ -1213,9 +1265,9 @@ mod tests {
             (
                 one(
                     "p",
-                    vec![Statement::allow([READ_TABLE], finance_star.clone())],
+                    vec![Statement::allow([ReadTable], finance_star.clone())],
                 ),
-                READ_TABLE,
+                ReadTable,
                 tbl(&["finance", "q1", "deep"], "t"),
                 true,
                 Some(("p", 0, Effect::Allow)),
@@ -1223,9 +1275,9 @@ mod tests {
             (
                 one(
                     "p",
-                    vec![Statement::allow([READ_NAMESPACE], finance_star.clone())],
+                    vec![Statement::allow([ReadNamespace], finance_star.clone())],
                 ),
-                READ_NAMESPACE,
+                ReadNamespace,
                 wh(&["finance"]),
                 false,
                 None,
@@ -1233,9 +1285,9 @@ mod tests {
             (
                 one(
                     "p",
-                    vec![Statement::allow([READ_NAMESPACE], finance_star.clone())],
+                    vec![Statement::allow([ReadNamespace], finance_star.clone())],
                 ),
-                READ_NAMESPACE,
+                ReadNamespace,
                 wh(&["finance2"]),
                 false,
                 None,
@@ -1243,9 +1295,9 @@ mod tests {
             (
                 one(
                     "p",
-                    vec![Statement::allow([READ_TABLE], finance_star.clone())],
+                    vec![Statement::allow([ReadTable], finance_star.clone())],
                 ),
-                READ_TABLE,
+                ReadTable,
                 tbl(&["finance2"], "t"),
                 false,
                 None,
@@ -1253,9 +1305,9 @@ mod tests {
             (
                 one(
                     "p",
-                    vec![Statement::allow([READ_TABLE], finance_star.clone())],
+                    vec![Statement::allow([ReadTable], finance_star.clone())],
                 ),
-                READ_TABLE,
+                ReadTable,
                 resource::table("dev", &["finance"], "t"),
                 false,
                 None,
@@ -1263,9 +1315,9 @@ mod tests {
             (
                 one(
                     "p",
-                    vec![Statement::allow([READ_NAMESPACE], fin_star.clone())],
+                    vec![Statement::allow([ReadNamespace], fin_star.clone())],
                 ),
-                READ_NAMESPACE,
+                ReadNamespace,
                 wh(&["finance2"]),
                 true,
                 Some(("p", 0, Effect::Allow)),
@@ -1273,9 +1325,9 @@ mod tests {
             (
                 one(
                     "p",
-                    vec![Statement::allow([READ_NAMESPACE], fin_star.clone())],
+                    vec![Statement::allow([ReadNamespace], fin_star.clone())],
                 ),
-                READ_NAMESPACE,
+                ReadNamespace,
                 wh(&["finance"]),
                 true,
                 Some(("p", 0, Effect::Allow)),
@@ -1284,11 +1336,11 @@ mod tests {
                 one(
                     "p",
                     vec![Statement::allow(
-                        [READ_WAREHOUSE],
+                        [ReadWarehouse],
                         "sluice:catalog:::warehouse/*",
                     )],
                 ),
-                READ_WAREHOUSE,
+                ReadWarehouse,
                 resource::warehouse("anything"),
                 true,
                 Some(("p", 0, Effect::Allow)),
@@ -1296,51 +1348,51 @@ mod tests {
             // a catalog pattern never covers auth resources
             (
                 one("p", vec![Statement::allow(["*"], "sluice:catalog:::*")]),
-                READ_USER,
+                ReadUser,
                 resource::user("bob"),
                 false,
                 None,
             ),
             (
                 one("p", vec![Statement::allow(["*"], "sluice:*:::*")]),
-                READ_USER,
+                ReadUser,
                 resource::user("bob"),
                 true,
                 Some(("p", 0, Effect::Allow)),
             ),
             // `?`
             (
-                one("p", vec![Statement::allow([READ_NAMESPACE], q_pat.clone())]),
-                READ_NAMESPACE,
+                one("p", vec![Statement::allow([ReadNamespace], q_pat.clone())]),
+                ReadNamespace,
                 wh(&["t1"]),
                 true,
                 Some(("p", 0, Effect::Allow)),
             ),
             (
-                one("p", vec![Statement::allow([READ_NAMESPACE], q_pat.clone())]),
-                READ_NAMESPACE,
+                one("p", vec![Statement::allow([ReadNamespace], q_pat.clone())]),
+                ReadNamespace,
                 wh(&["t"]),
                 false,
                 None,
             ),
             (
-                one("p", vec![Statement::allow([READ_NAMESPACE], q_pat.clone())]),
-                READ_NAMESPACE,
+                one("p", vec![Statement::allow([ReadNamespace], q_pat.clone())]),
+                ReadNamespace,
                 wh(&["t12"]),
                 false,
                 None,
             ),
             (
                 one("p", vec![Statement::allow(["catalog:ReadTabl?"], "*")]),
-                READ_TABLE,
+                ReadTable,
                 tbl(&["a"], "t"),
                 true,
                 Some(("p", 0, Effect::Allow)),
             ),
             // escaping: names that look like structure or wildcards cannot match `a`
             (
-                one("p", vec![Statement::allow([READ_TABLE], a_star.clone())]),
-                READ_TABLE,
+                one("p", vec![Statement::allow([ReadTable], a_star.clone())]),
+                ReadTable,
                 tbl(&["a/b"], "t"),
                 false,
                 None,
@@ -1348,9 +1400,9 @@ mod tests {
             (
                 one(
                     "p",
-                    vec![Statement::allow([READ_NAMESPACE], a_exact.clone())],
+                    vec![Statement::allow([ReadNamespace], a_exact.clone())],
                 ),
-                READ_NAMESPACE,
+                ReadNamespace,
                 wh(&["*"]),
                 false,
                 None,
@@ -1358,30 +1410,30 @@ mod tests {
             (
                 one(
                     "p",
-                    vec![Statement::allow([READ_NAMESPACE], a_exact.clone())],
+                    vec![Statement::allow([ReadNamespace], a_exact.clone())],
                 ),
-                READ_NAMESPACE,
+                ReadNamespace,
                 wh(&["a/b"]),
                 false,
                 None,
             ),
             (
-                one("p", vec![Statement::allow([READ_TABLE], a_star.clone())]),
-                READ_TABLE,
+                one("p", vec![Statement::allow([ReadTable], a_star.clone())]),
+                ReadTable,
                 tbl(&["a"], "t"),
                 true,
                 Some(("p", 0, Effect::Allow)),
             ),
             (
-                one("p", vec![Statement::allow([READ_NAMESPACE], ns_pat("%2A"))]),
-                READ_NAMESPACE,
+                one("p", vec![Statement::allow([ReadNamespace], ns_pat("%2A"))]),
+                ReadNamespace,
                 wh(&["*"]),
                 true,
                 Some(("p", 0, Effect::Allow)),
             ),
             (
-                one("p", vec![Statement::allow([READ_NAMESPACE], ns_pat("%2A"))]),
-                READ_NAMESPACE,
+                one("p", vec![Statement::allow([ReadNamespace], ns_pat("%2A"))]),
+                ReadNamespace,
                 wh(&["a"]),
                 false,
                 None,
@@ -1391,11 +1443,11 @@ mod tests {
                 one(
                     "p",
                     vec![Statement::allow(
-                        [READ_TABLE],
+                        [ReadTable],
                         "sluice:catalog:::warehouse/prod/namespace/x/table/*",
                     )],
                 ),
-                READ_TABLE,
+                ReadTable,
                 tbl(&["x", "table"], "t"),
                 false,
                 None,
@@ -1406,10 +1458,10 @@ mod tests {
                     Policy::new("allow-all", vec![Statement::allow(["*"], "*")]),
                     Policy::new(
                         "no-drop",
-                        vec![Statement::deny([DROP_TABLE], finance_star.clone())],
+                        vec![Statement::deny([DropTable], finance_star.clone())],
                     ),
                 ],
-                DROP_TABLE,
+                DropTable,
                 tbl(&["finance"], "t"),
                 false,
                 Some(("no-drop", 0, Effect::Deny)),
@@ -1418,11 +1470,11 @@ mod tests {
                 vec![
                     Policy::new(
                         "no-drop",
-                        vec![Statement::deny([DROP_TABLE], finance_star.clone())],
+                        vec![Statement::deny([DropTable], finance_star.clone())],
                     ),
                     Policy::new("allow-all", vec![Statement::allow(["*"], "*")]),
                 ],
-                DROP_TABLE,
+                DropTable,
                 tbl(&["finance"], "t"),
                 false,
                 Some(("no-drop", 0, Effect::Deny)),
@@ -1431,11 +1483,11 @@ mod tests {
                 vec![
                     Policy::new(
                         "no-drop",
-                        vec![Statement::deny([DROP_TABLE], finance_star.clone())],
+                        vec![Statement::deny([DropTable], finance_star.clone())],
                     ),
                     Policy::new("allow-all", vec![Statement::allow(["*"], "*")]),
                 ],
-                DROP_TABLE,
+                DropTable,
                 tbl(&["other"], "t"),
                 true,
                 Some(("allow-all", 0, Effect::Allow)),
@@ -1446,10 +1498,10 @@ mod tests {
                     "mixed",
                     vec![
                         Statement::allow(["catalog:*"], "*"),
-                        Statement::deny([DROP_TABLE], "*"),
+                        Statement::deny([DropTable], "*"),
                     ],
                 ),
-                DROP_TABLE,
+                DropTable,
                 tbl(&["a"], "t"),
                 false,
                 Some(("mixed", 1, Effect::Deny)),
@@ -1458,11 +1510,11 @@ mod tests {
                 one(
                     "mixed",
                     vec![
-                        Statement::deny([DROP_TABLE], "*"),
+                        Statement::deny([DropTable], "*"),
                         Statement::allow(["catalog:*"], "*"),
                     ],
                 ),
-                DROP_TABLE,
+                DropTable,
                 tbl(&["a"], "t"),
                 false,
                 Some(("mixed", 0, Effect::Deny)),
@@ -1473,30 +1525,30 @@ mod tests {
                     Policy::new(
                         "p1",
                         vec![
-                            Statement::allow([READ_TABLE], "sluice:catalog:::warehouse/x/*"),
+                            Statement::allow([ReadTable], "sluice:catalog:::warehouse/x/*"),
                             Statement::deny(["catalog:Drop*"], "*"),
                         ],
                     ),
                     Policy::new("p2", vec![Statement::deny(["*"], "*")]),
                 ],
-                DROP_TABLE,
+                DropTable,
                 tbl(&["a"], "t"),
                 false,
                 Some(("p1", 1, Effect::Deny)),
             ),
             (
                 vec![
-                    Policy::new("p1", vec![Statement::allow([LIST_TABLES], "*")]),
+                    Policy::new("p1", vec![Statement::allow([ListTables], "*")]),
                     Policy::new(
                         "p2",
                         vec![
-                            Statement::allow([WRITE_TABLE], "*"),
-                            Statement::allow([READ_TABLE], "*"),
+                            Statement::allow([WriteTable], "*"),
+                            Statement::allow([ReadTable], "*"),
                         ],
                     ),
                     Policy::new("p3", vec![Statement::allow(["*"], "*")]),
                 ],
-                READ_TABLE,
+                ReadTable,
                 tbl(&["a"], "t"),
                 true,
                 Some(("p2", 1, Effect::Allow)),
@@ -1507,27 +1559,242 @@ mod tests {
                     Policy::new("d", vec![Statement::deny(["*"], fin_star.clone())]),
                     Policy::new("a", vec![Statement::allow(["*"], "*")]),
                 ],
-                READ_TABLE,
+                ReadTable,
                 tbl(&["sales"], "t"),
                 true,
                 Some(("a", 0, Effect::Allow)),
             ),
             // no policies / no match → implicit deny
-            (vec![], READ_TABLE, tbl(&["a"], "t"), false, None),
+            (vec![], ReadTable, tbl(&["a"], "t"), false, None),
             (
                 one(
                     "p",
                     vec![Statement::allow(
-                        [READ_TABLE],
+                        [ReadTable],
                         "sluice:catalog:::warehouse/dev/*",
                     )],
                 ),
-                READ_TABLE,
+                ReadTable,
                 tbl(&["a"], "t"),
                 false,
                 None,
             ),
-            // unknown actions are only matched by patterns that cover them
+            // default policies: Viewers
+            (
+                vec![default_policy("Viewers")],
+                ReadTable,
+                tbl(&["a"], "t"),
+                true,
+                Some(("CatalogReadOnly", 0, Effect::Allow)),
+            ),
+            (
+                vec![default_policy("Viewers")],
+                ListNamespaces,
+                resource::warehouse("prod"),
+                true,
+                Some(("CatalogReadOnly", 0, Effect::Allow)),
+            ),
+            (
+                vec![default_policy("Viewers")],
+                ReadWarehouse,
+                resource::warehouse("prod"),
+                true,
+                Some(("CatalogReadOnly", 0, Effect::Allow)),
+            ),
+            (
+                vec![default_policy("Viewers")],
+                WriteTable,
+                tbl(&["a"], "t"),
+                false,
+                None,
+            ),
+            (
+                vec![default_policy("Viewers")],
+                CreateTable,
+                wh(&["a"]),
+                false,
+                None,
+            ),
+            (
+                vec![default_policy("Viewers")],
+                DropTable,
+                tbl(&["a"], "t"),
+                false,
+                None,
+            ),
+            // Viewers get read-only storage access to what they can read (the access
+            // level is capped by catalog:WriteTable, not by this action).
+            (
+                vec![default_policy("Viewers")],
+                VendCredentials,
+                tbl(&["a"], "t"),
+                true,
+                Some(("CatalogReadOnly", 0, Effect::Allow)),
+            ),
+            (
+                vec![default_policy("Viewers")],
+                ListUsers,
+                "*".into(),
+                false,
+                None,
+            ),
+            (
+                vec![default_policy("Viewers")],
+                ReadUser,
+                resource::user("alice"),
+                false,
+                None,
+            ),
+            (
+                vec![default_policy("Viewers")],
+                CreateWarehouse,
+                resource::warehouse("w"),
+                false,
+                None,
+            ),
+            // Developers
+            (
+                vec![default_policy("Developers")],
+                WriteTable,
+                tbl(&["a"], "t"),
+                true,
+                Some(("CatalogReadWrite", 0, Effect::Allow)),
+            ),
+            (
+                vec![default_policy("Developers")],
+                VendCredentials,
+                tbl(&["a"], "t"),
+                true,
+                Some(("CatalogReadWrite", 0, Effect::Allow)),
+            ),
+            (
+                vec![default_policy("Developers")],
+                CreateWarehouse,
+                resource::warehouse("w"),
+                false,
+                None,
+            ),
+            (
+                vec![default_policy("Developers")],
+                DeleteWarehouse,
+                resource::warehouse("w"),
+                false,
+                None,
+            ),
+            (
+                vec![default_policy("Developers")],
+                CreateUser,
+                resource::user("x"),
+                false,
+                None,
+            ),
+            // SuperUsers
+            (
+                vec![default_policy("SuperUsers")],
+                CreateWarehouse,
+                resource::warehouse("w"),
+                true,
+                Some(("CatalogAndWarehouseAdmin", 0, Effect::Allow)),
+            ),
+            (
+                vec![default_policy("SuperUsers")],
+                CreateUser,
+                resource::user("x"),
+                false,
+                None,
+            ),
+            (
+                vec![default_policy("SuperUsers")],
+                ReadAuditLog,
+                resource::audit_log(),
+                false,
+                None,
+            ),
+            // Admins
+            (
+                vec![default_policy("Admins")],
+                CreateUser,
+                resource::user("x"),
+                true,
+                Some(("FullAccess", 0, Effect::Allow)),
+            ),
+            (
+                vec![default_policy("Admins")],
+                ReadAuditLog,
+                resource::audit_log(),
+                true,
+                Some(("FullAccess", 0, Effect::Allow)),
+            ),
+            (
+                vec![default_policy("Admins")],
+                DeleteWarehouse,
+                resource::warehouse("w"),
+                true,
+                Some(("FullAccess", 0, Effect::Allow)),
+            ),
+            // self-service
+            (
+                vec![builtin_self_service("alice")],
+                CreateCredentials,
+                resource::user("alice"),
+                true,
+                Some((SELF_SERVICE_POLICY, 0, Effect::Allow)),
+            ),
+            (
+                vec![builtin_self_service("alice")],
+                ReadUser,
+                resource::user("alice"),
+                true,
+                Some((SELF_SERVICE_POLICY, 0, Effect::Allow)),
+            ),
+            (
+                vec![builtin_self_service("alice")],
+                CreateCredentials,
+                resource::user("bob"),
+                false,
+                None,
+            ),
+            (
+                vec![builtin_self_service("alice")],
+                CreateCredentials,
+                resource::user("alice2"),
+                false,
+                None,
+            ),
+            (
+                vec![builtin_self_service("alice")],
+                UpdateUser,
+                resource::user("alice"),
+                false,
+                None,
+            ),
+            (
+                vec![builtin_self_service("alice")],
+                DeleteUser,
+                resource::user("alice"),
+                false,
+                None,
+            ),
+            // a user named `*` gets no power over others
+            (
+                vec![builtin_self_service("*")],
+                ListCredentials,
+                resource::user("bob"),
+                false,
+                None,
+            ),
+            (
+                vec![builtin_self_service("*")],
+                ListCredentials,
+                resource::user("*"),
+                true,
+                Some((SELF_SERVICE_POLICY, 0, Effect::Allow)),
+            ),
+        ];
+
+        // unknown action names (see `evaluate_name`) are only matched by patterns that
+        // cover them
+        let unknown: Vec<(Vec<Policy>, &str, String, bool, Expected)> = vec![
             (
                 one("p", vec![Statement::allow(["catalog:*"], "*")]),
                 "catalog:Fly",
@@ -1536,7 +1803,7 @@ mod tests {
                 Some(("p", 0, Effect::Allow)),
             ),
             (
-                one("p", vec![Statement::allow([READ_TABLE], "*")]),
+                one("p", vec![Statement::allow([ReadTable], "*")]),
                 "catalog:Fly",
                 tbl(&["a"], "t"),
                 false,
@@ -1552,221 +1819,38 @@ mod tests {
                 false,
                 Some(("d", 0, Effect::Deny)),
             ),
-            // default policies: Viewers
-            (
-                vec![default_policy("Viewers")],
-                READ_TABLE,
-                tbl(&["a"], "t"),
-                true,
-                Some(("CatalogReadOnly", 0, Effect::Allow)),
-            ),
-            (
-                vec![default_policy("Viewers")],
-                LIST_NAMESPACES,
-                resource::warehouse("prod"),
-                true,
-                Some(("CatalogReadOnly", 0, Effect::Allow)),
-            ),
-            (
-                vec![default_policy("Viewers")],
-                READ_WAREHOUSE,
-                resource::warehouse("prod"),
-                true,
-                Some(("CatalogReadOnly", 0, Effect::Allow)),
-            ),
-            (
-                vec![default_policy("Viewers")],
-                WRITE_TABLE,
-                tbl(&["a"], "t"),
-                false,
-                None,
-            ),
-            (
-                vec![default_policy("Viewers")],
-                CREATE_TABLE,
-                wh(&["a"]),
-                false,
-                None,
-            ),
-            (
-                vec![default_policy("Viewers")],
-                DROP_TABLE,
-                tbl(&["a"], "t"),
-                false,
-                None,
-            ),
-            // Viewers get read-only storage access to what they can read (the access
-            // level is capped by catalog:WriteTable, not by this action).
-            (
-                vec![default_policy("Viewers")],
-                VEND_CREDENTIALS,
-                tbl(&["a"], "t"),
-                true,
-                Some(("CatalogReadOnly", 0, Effect::Allow)),
-            ),
-            (
-                vec![default_policy("Viewers")],
-                LIST_USERS,
-                "*".into(),
-                false,
-                None,
-            ),
-            (
-                vec![default_policy("Viewers")],
-                READ_USER,
-                resource::user("alice"),
-                false,
-                None,
-            ),
-            (
-                vec![default_policy("Viewers")],
-                CREATE_WAREHOUSE,
-                resource::warehouse("w"),
-                false,
-                None,
-            ),
-            // Developers
-            (
-                vec![default_policy("Developers")],
-                WRITE_TABLE,
-                tbl(&["a"], "t"),
-                true,
-                Some(("CatalogReadWrite", 0, Effect::Allow)),
-            ),
-            (
-                vec![default_policy("Developers")],
-                VEND_CREDENTIALS,
-                tbl(&["a"], "t"),
-                true,
-                Some(("CatalogReadWrite", 0, Effect::Allow)),
-            ),
-            (
-                vec![default_policy("Developers")],
-                CREATE_WAREHOUSE,
-                resource::warehouse("w"),
-                false,
-                None,
-            ),
-            (
-                vec![default_policy("Developers")],
-                DELETE_WAREHOUSE,
-                resource::warehouse("w"),
-                false,
-                None,
-            ),
-            (
-                vec![default_policy("Developers")],
-                CREATE_USER,
-                resource::user("x"),
-                false,
-                None,
-            ),
-            // SuperUsers
-            (
-                vec![default_policy("SuperUsers")],
-                CREATE_WAREHOUSE,
-                resource::warehouse("w"),
-                true,
-                Some(("CatalogAndWarehouseAdmin", 0, Effect::Allow)),
-            ),
-            (
-                vec![default_policy("SuperUsers")],
-                CREATE_USER,
-                resource::user("x"),
-                false,
-                None,
-            ),
-            (
-                vec![default_policy("SuperUsers")],
-                READ_AUDIT_LOG,
-                resource::audit_log(),
-                false,
-                None,
-            ),
-            // Admins
-            (
-                vec![default_policy("Admins")],
-                CREATE_USER,
-                resource::user("x"),
-                true,
-                Some(("FullAccess", 0, Effect::Allow)),
-            ),
-            (
-                vec![default_policy("Admins")],
-                READ_AUDIT_LOG,
-                resource::audit_log(),
-                true,
-                Some(("FullAccess", 0, Effect::Allow)),
-            ),
-            (
-                vec![default_policy("Admins")],
-                DELETE_WAREHOUSE,
-                resource::warehouse("w"),
-                true,
-                Some(("FullAccess", 0, Effect::Allow)),
-            ),
-            // self-service
-            (
-                vec![builtin_self_service("alice")],
-                CREATE_CREDENTIALS,
-                resource::user("alice"),
-                true,
-                Some((SELF_SERVICE_POLICY, 0, Effect::Allow)),
-            ),
-            (
-                vec![builtin_self_service("alice")],
-                READ_USER,
-                resource::user("alice"),
-                true,
-                Some((SELF_SERVICE_POLICY, 0, Effect::Allow)),
-            ),
-            (
-                vec![builtin_self_service("alice")],
-                CREATE_CREDENTIALS,
-                resource::user("bob"),
-                false,
-                None,
-            ),
-            (
-                vec![builtin_self_service("alice")],
-                CREATE_CREDENTIALS,
-                resource::user("alice2"),
-                false,
-                None,
-            ),
-            (
-                vec![builtin_self_service("alice")],
-                UPDATE_USER,
-                resource::user("alice"),
-                false,
-                None,
-            ),
-            (
-                vec![builtin_self_service("alice")],
-                DELETE_USER,
-                resource::user("alice"),
-                false,
-                None,
-            ),
-            // a user named `*` gets no power over others
-            (
-                vec![builtin_self_service("*")],
-                LIST_CREDENTIALS,
-                resource::user("bob"),
-                false,
-                None,
-            ),
-            (
-                vec![builtin_self_service("*")],
-                LIST_CREDENTIALS,
-                resource::user("*"),
-                true,
-                Some((SELF_SERVICE_POLICY, 0, Effect::Allow)),
-            ),
         ];
+        for (n, (policies, action, res, allowed, by)) in unknown.into_iter().enumerate() {
+            let set = PolicySet::new(policies);
+            let d = set.evaluate_name(action, &res);
+            let want = by.map(|(policy, statement, effect)| StatementRef {
+                policy: policy.to_string(),
+                statement,
+                effect,
+            });
+            assert_eq!(
+                d,
+                Decision {
+                    allowed,
+                    decided_by: want
+                },
+                "unknown case {n}: {action} on {res}"
+            );
+            assert_eq!(
+                set.is_allowed_name(action, &res),
+                allowed,
+                "unknown case {n} is_allowed"
+            );
+        }
 
         for (n, (policies, action, res, allowed, by)) in cases.into_iter().enumerate() {
             let set = PolicySet::new(policies);
+            // A known action decides the same by name as by variant.
+            assert_eq!(
+                set.evaluate_name(action.as_str(), &res),
+                set.evaluate(action, &res),
+                "case {n} by name"
+            );
             let d = set.evaluate(action, &res);
             let want = by.map(|(policy, statement, effect)| StatementRef {
                 policy: policy.to_string(),
@@ -1799,7 +1883,7 @@ mod tests {
     #[test]
     fn sources_and_dedup() {
         let dev = default_policy("Developers");
-        let mine = Policy::new("mine", vec![Statement::deny([DROP_TABLE], "*")]);
+        let mine = Policy::new("mine", vec![Statement::deny([DropTable], "*")]);
         let set = PolicySet::with_sources(vec![
             (mine.clone(), None),
             (dev.clone(), Some("Developers".to_string())),
@@ -1813,23 +1897,23 @@ mod tests {
         );
         assert_eq!(set.sources("mine"), [None]);
         assert!(set.sources("nope").is_empty());
-        let d = set.evaluate(DROP_TABLE, &resource::table("w", &["a"], "t"));
+        let d = set.evaluate(DropTable, &resource::table("w", &["a"], "t"));
         assert_eq!(d.explain(), "denied by statement 0 of policy 'mine'");
-        let d = set.evaluate(WRITE_TABLE, &resource::table("w", &["a"], "t"));
+        let d = set.evaluate(WriteTable, &resource::table("w", &["a"], "t"));
         assert_eq!(
             d.explain(),
             "allowed by statement 0 of policy 'CatalogReadWrite'"
         );
-        let d = set.evaluate(CREATE_USER, &resource::user("x"));
+        let d = set.evaluate(CreateUser, &resource::user("x"));
         assert_eq!(d.explain(), "denied: no policy statement allows this");
         assert!(PolicySet::default().is_empty());
-        assert!(!PolicySet::default().is_allowed(READ_TABLE, "*"));
+        assert!(!PolicySet::default().is_allowed(ReadTable, "*"));
     }
 
     #[test]
     fn decision_serializes() {
         let set = PolicySet::new(vec![default_policy("Admins")]);
-        let v = serde_json::to_value(set.evaluate(CREATE_USER, &resource::user("x"))).unwrap();
+        let v = serde_json::to_value(set.evaluate(CreateUser, &resource::user("x"))).unwrap();
         assert_eq!(
             v,
             serde_json::json!({
@@ -1837,7 +1921,7 @@ mod tests {
                 "decided_by": {"policy": "FullAccess", "statement": 0, "effect": "allow"}
             })
         );
-        let v = serde_json::to_value(PolicySet::default().evaluate(CREATE_USER, "*")).unwrap();
+        let v = serde_json::to_value(PolicySet::default().evaluate(CreateUser, "*")).unwrap();
         assert_eq!(v, serde_json::json!({"allowed": false, "decided_by": null}));
     }
 
@@ -1853,11 +1937,11 @@ mod tests {
                 {"effect":"deny","action":["catalog:*","warehouse:Create"],"resource":"sluice:catalog:::warehouse/p"}]"#,
         )
         .unwrap();
-        assert_eq!(stmts[0], Statement::allow([READ_TABLE], "*"));
+        assert_eq!(stmts[0], Statement::allow([ReadTable], "*"));
         assert_eq!(
             stmts[1],
             Statement::deny(
-                ["catalog:*", CREATE_WAREHOUSE],
+                ["catalog:*", CreateWarehouse.as_str()],
                 "sluice:catalog:::warehouse/p"
             )
         );
@@ -2015,17 +2099,17 @@ mod tests {
                 format!("p{i}"),
                 vec![
                     Statement::allow(
-                        ["catalog:Read*", LIST_TABLES],
+                        ["catalog:Read*", ListTables.as_str()],
                         format!("sluice:catalog:::warehouse/prod/namespace/team{i}/*"),
                     ),
                     Statement::deny(
-                        [DROP_TABLE, "storage:*"],
+                        [DropTable.as_str(), "storage:*"],
                         format!(
                             "sluice:catalog:::warehouse/prod/namespace/team{i}/*/table/secret?"
                         ),
                     ),
                     Statement::allow(
-                        [WRITE_TABLE],
+                        [WriteTable],
                         format!("sluice:catalog:::warehouse/prod/namespace/team{i}/table/t1*"),
                     ),
                 ],
@@ -2039,16 +2123,16 @@ mod tests {
                 &[format!("team{}", n % 25), "x".to_string()],
                 &format!("t{n}"),
             );
-            if set.is_allowed(READ_TABLE, &res) {
+            if set.is_allowed(ReadTable, &res) {
                 allowed += 1;
             }
-            let _ = set.evaluate(WRITE_TABLE, &res);
+            let _ = set.evaluate(WriteTable, &res);
         }
         assert_eq!(allowed, 8_000);
         let secret = resource::table("prod", &["team3", "x"], "secret1");
-        assert!(set.is_allowed(READ_TABLE, &secret));
+        assert!(set.is_allowed(ReadTable, &secret));
         assert_eq!(
-            set.evaluate(DROP_TABLE, &secret).decided_by.unwrap().policy,
+            set.evaluate(DropTable, &secret).decided_by.unwrap().policy,
             "p3"
         );
     }

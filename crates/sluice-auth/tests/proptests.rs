@@ -6,7 +6,7 @@
 use base64::Engine;
 use proptest::prelude::*;
 use sluice_auth::aws_iam::{AwsIamConfig, AwsIamVerifier, IdentityToken};
-use sluice_auth::policy::{self, resource, Effect, Policy, PolicySet, Statement};
+use sluice_auth::policy::{self, resource, Action, Effect, Policy, PolicySet, Statement};
 use sluice_auth::{KeyMaterial, TokenIssuer};
 
 fn config() -> ProptestConfig {
@@ -66,7 +66,7 @@ proptest! {
             prop_assert_eq!(policy::parse_statements(&stored).unwrap(), stmts.clone());
         }
         let set = PolicySet::new(vec![Policy::new("p", stmts)]);
-        let d = set.evaluate(&action, &res);
+        let d = set.evaluate_name(&action, &res);
         let _ = d.explain();
     }
 
@@ -86,12 +86,12 @@ proptest! {
         let deny = Statement::deny(["catalog:ReadTable"], res.clone());
         prop_assert!(policy::validate_statements(&[allow.clone(), deny.clone()]).is_ok(), "{}", res);
         let set = PolicySet::new(vec![Policy::new("a", vec![allow.clone()]), Policy::new("d", vec![deny])]);
-        prop_assert!(!set.is_allowed("catalog:ReadTable", &res));
-        prop_assert!(set.is_allowed("catalog:WriteTable", &res));
+        prop_assert!(!set.is_allowed(Action::ReadTable, &res));
+        prop_assert!(set.is_allowed(Action::WriteTable, &res));
         // An escaped name never reaches into a sibling: the allow covers only this table.
         let only = PolicySet::new(vec![Policy::new("a", vec![allow])]);
         let sibling = resource::table(&wh, &levels, &format!("{table}x"));
-        prop_assert!(!only.is_allowed("catalog:ReadTable", &sibling));
+        prop_assert!(!only.is_allowed(Action::ReadTable, &sibling));
     }
 
     #[test]

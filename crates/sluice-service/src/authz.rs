@@ -9,7 +9,7 @@
 //! lost. While the feed is down nothing is cached at all.
 
 use crate::{Result, ServiceError, Services};
-use sluice_auth::policy::{self, Decision, Policy, PolicySet};
+use sluice_auth::policy::{self, Action, Decision, Policy, PolicySet};
 use sluice_core::Principal;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -117,7 +117,7 @@ impl Services {
     }
 
     /// Allow or `Forbidden`.
-    pub async fn authorize(&self, p: &Principal, action: &str, resource: &str) -> Result<()> {
+    pub async fn authorize(&self, p: &Principal, action: Action, resource: &str) -> Result<()> {
         if self.policy_set(p).await?.is_allowed(action, resource) {
             Ok(())
         } else {
@@ -128,7 +128,7 @@ impl Services {
         }
     }
 
-    pub async fn is_allowed(&self, p: &Principal, action: &str, resource: &str) -> Result<bool> {
+    pub async fn is_allowed(&self, p: &Principal, action: Action, resource: &str) -> Result<bool> {
         Ok(self.policy_set(p).await?.is_allowed(action, resource))
     }
 
@@ -137,7 +137,7 @@ impl Services {
         &self,
         user_id: Uuid,
         user_name: &str,
-        action: &str,
+        action: Action,
         resource: &str,
     ) -> Result<Decision> {
         Ok(self

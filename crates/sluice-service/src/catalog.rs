@@ -7,6 +7,7 @@
 use crate::delegation::AccessDelegation;
 use crate::metadata_json::metadata_json;
 use crate::rest::*;
+use crate::visible::{namespace_listed, table_listed, VisibleTable};
 use crate::{field_ids, spec_compat};
 use crate::{now, Result, ServiceError, Services};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -16,7 +17,7 @@ use iceberg::spec::{
 };
 use iceberg::{TableCreation, TableRequirement, TableUpdate};
 use serde_json::value::RawValue;
-use sluice_auth::policy::{actions, resource};
+use sluice_auth::policy::{resource, Action};
 use sluice_core::{NamespaceName, Principal, TableName};
 use sluice_storage::{Storage, StorageError, StorageProfile};
 use sluice_store::{CommitOp, NamespaceRecord, Page, StoreError, TableRecord, WarehouseRecord};
@@ -47,6 +48,32 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/tables/rename",
     "POST /v1/{prefix}/transactions/commit",
 ];
+
+/// The table one change of a commit is about, as its checks left it: one the caller may
+/// create (the change asserts creation), or one visible to the caller that it may write.
+enum CommitTarget {
+    Create {
+        namespace: NamespaceName,
+        name: String,
+    },
+    Existing(Box<VisibleTable>),
+}
+
+impl CommitTarget {
+    fn namespace(&self) -> &NamespaceName {
+        match self {
+            CommitTarget::Create { namespace, .. } => namespace,
+            CommitTarget::Existing(t) => t.namespace(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            CommitTarget::Create { name, .. } => name,
+            CommitTarget::Existing(t) => t.name(),
+        }
+    }
+}
 
 /// A commit prepared for the store: the new metadata file is already written.
 struct Prepared {
@@ -83,7 +110,7 @@ fn location_taken(location: &str) -> ServiceError {
     ))
 }
 
-fn no_such_table(ns: &NamespaceName, name: &str) -> ServiceError {
+pub(crate) fn no_such_table(ns: &NamespaceName, name: &str) -> ServiceError {
     ServiceError::NoSuchTable(format!("Table does not exist: {ns}.{name}"))
 }
 
@@ -220,41 +247,6 @@ impl Services {
         resource::table(&wh.name, ns.parts(), name)
     }
 
-    /// A namespace the caller may not read is reported exactly like a missing one.
-    pub(crate) async fn require_namespace_visible(
-        &self,
-        caller: &Principal,
-        wh: &WarehouseRecord,
-        ns: &NamespaceName,
-    ) -> Result<()> {
-        if self
-            .is_allowed(caller, actions::READ_NAMESPACE, &Self::ns_res(wh, ns))
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(no_such_namespace(ns))
-        }
-    }
-
-    /// A table the caller may not read is reported exactly like a missing one.
-    async fn require_table_visible(
-        &self,
-        caller: &Principal,
-        wh: &WarehouseRecord,
-        ns: &NamespaceName,
-        name: &str,
-    ) -> Result<()> {
-        if self
-            .is_allowed(caller, actions::READ_TABLE, &Self::table_res(wh, ns, name))
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(no_such_table(ns, name))
-        }
-    }
-
     /// Creating needs `catalog:CreateTable` on the new table; a caller who cannot even see
     /// the namespace is told it does not exist.
     pub(crate) async fn require_create_table(
@@ -265,22 +257,14 @@ impl Services {
         name: &str,
     ) -> Result<()> {
         if self
-            .is_allowed(
-                caller,
-                actions::CREATE_TABLE,
-                &Self::table_res(wh, ns, name),
-            )
+            .is_allowed(caller, Action::CreateTable, &Self::table_res(wh, ns, name))
             .await?
         {
             return Ok(());
         }
         self.require_namespace_visible(caller, wh, ns).await?;
-        self.authorize(
-            caller,
-            actions::CREATE_TABLE,
-            &Self::table_res(wh, ns, name),
-        )
-        .await
+        self.authorize(caller, Action::CreateTable, &Self::table_res(wh, ns, name))
+            .await
     }
 
     /// The checks for one table change of a commit: create rights when the change asserts
@@ -289,16 +273,21 @@ impl Services {
         &self,
         caller: &Principal,
         wh: &WarehouseRecord,
-        ns: &NamespaceName,
+        ns: NamespaceName,
         name: &str,
         requirements: &[TableRequirement],
-    ) -> Result<()> {
+    ) -> Result<CommitTarget> {
         if requirements.contains(&TableRequirement::NotExist) {
-            return self.require_create_table(caller, wh, ns, name).await;
+            self.require_create_table(caller, wh, &ns, name).await?;
+            return Ok(CommitTarget::Create {
+                namespace: ns,
+                name: name.to_string(),
+            });
         }
-        self.require_table_visible(caller, wh, ns, name).await?;
-        self.authorize(caller, actions::WRITE_TABLE, &Self::table_res(wh, ns, name))
-            .await
+        let t = self.visible_table(caller, wh.clone(), ns, name).await?;
+        self.authorize(caller, Action::WriteTable, t.resource())
+            .await?;
+        Ok(CommitTarget::Existing(Box::new(t)))
     }
 
     pub(crate) async fn namespace_record(
@@ -323,18 +312,8 @@ impl Services {
             .filter(|w| !w.is_empty())
             .unwrap_or(crate::warehouse::DEFAULT_WAREHOUSE);
         let wh = self.resolve_warehouse(name).await?;
-        if !self
-            .is_allowed(
-                caller,
-                actions::READ_WAREHOUSE,
-                &resource::warehouse(&wh.name),
-            )
-            .await?
-        {
-            return Err(ServiceError::NoSuchWarehouse(format!(
-                "warehouse '{name}' does not exist"
-            )));
-        }
+        self.require_warehouse_visible(caller, &wh, &format!("'{name}'"))
+            .await?;
         let mut overrides = HashMap::new();
         overrides.insert("prefix".to_string(), wh.id.to_string());
         // The spec's separator of namespace levels in path parameters (0x1F, URL-encoded);
@@ -366,7 +345,7 @@ impl Services {
             Some(p) => {
                 let p = parse_namespace(p)?;
                 self.require_namespace_visible(caller, &wh, &p).await?;
-                self.authorize(caller, actions::LIST_NAMESPACES, &Self::ns_res(&wh, &p))
+                self.authorize(caller, Action::ListNamespaces, &Self::ns_res(&wh, &p))
                     .await?;
                 self.namespace_record(&wh, &p).await?;
                 Some(p)
@@ -374,7 +353,7 @@ impl Services {
             None => {
                 self.authorize(
                     caller,
-                    actions::LIST_NAMESPACES,
+                    Action::ListNamespaces,
                     &resource::warehouse(&wh.name),
                 )
                 .await?;
@@ -392,9 +371,7 @@ impl Services {
         Ok(ListNamespacesResponse {
             namespaces: rows
                 .into_iter()
-                .filter(|r| {
-                    policies.is_allowed(actions::READ_NAMESPACE, &Self::ns_res(&wh, &r.name))
-                })
+                .filter(|r| namespace_listed(&policies, &wh, &r.name))
                 .map(|r| r.name.into_parts())
                 .collect(),
             next_page_token: next,
@@ -409,7 +386,7 @@ impl Services {
     ) -> Result<NamespaceResponse> {
         let wh = self.resolve_warehouse(prefix).await?;
         let name = namespace_from_parts(req.namespace)?;
-        self.authorize(caller, actions::CREATE_NAMESPACE, &Self::ns_res(&wh, &name))
+        self.authorize(caller, Action::CreateNamespace, &Self::ns_res(&wh, &name))
             .await?;
         let n = now();
         let rec = NamespaceRecord {
@@ -445,10 +422,8 @@ impl Services {
         prefix: &str,
         ns: &str,
     ) -> Result<NamespaceResponse> {
-        let wh = self.resolve_warehouse(prefix).await?;
-        let ns = parse_namespace(ns)?;
-        self.require_namespace_visible(caller, &wh, &ns).await?;
-        let rec = self.namespace_record(&wh, &ns).await?;
+        let ns = self.visible_namespace_at(caller, prefix, ns).await?;
+        let rec = self.namespace_record(ns.warehouse(), ns.name()).await?;
         Ok(NamespaceResponse {
             namespace: rec.name.into_parts(),
             properties: rec.properties,
@@ -456,16 +431,15 @@ impl Services {
     }
 
     pub async fn drop_namespace(&self, caller: &Principal, prefix: &str, ns: &str) -> Result<()> {
-        let wh = self.resolve_warehouse(prefix).await?;
-        let ns = parse_namespace(ns)?;
-        self.require_namespace_visible(caller, &wh, &ns).await?;
-        self.authorize(caller, actions::DROP_NAMESPACE, &Self::ns_res(&wh, &ns))
+        let visible = self.visible_namespace_at(caller, prefix, ns).await?;
+        self.authorize(caller, Action::DropNamespace, visible.resource())
             .await?;
+        let (wh, ns) = (visible.warehouse(), visible.name());
         self.store()
-            .drop_namespace(wh.id, &ns)
+            .drop_namespace(wh.id, ns)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound(_) => no_such_namespace(&ns),
+                StoreError::NotFound(_) => no_such_namespace(ns),
                 StoreError::NotEmpty(_) => ServiceError::NamespaceNotEmpty(format!(
                     "Namespace {ns} is not empty: it contains tables, views or namespaces"
                 )),
@@ -480,11 +454,10 @@ impl Services {
         ns: &str,
         req: UpdateNamespacePropertiesRequest,
     ) -> Result<UpdateNamespacePropertiesResponse> {
-        let wh = self.resolve_warehouse(prefix).await?;
-        let ns = parse_namespace(ns)?;
-        self.require_namespace_visible(caller, &wh, &ns).await?;
-        self.authorize(caller, actions::UPDATE_NAMESPACE, &Self::ns_res(&wh, &ns))
+        let visible = self.visible_namespace_at(caller, prefix, ns).await?;
+        self.authorize(caller, Action::UpdateNamespace, visible.resource())
             .await?;
+        let (wh, ns) = (visible.warehouse(), visible.name());
         let removals = req.removals.unwrap_or_default();
         let updates = req.updates.unwrap_or_default();
         let both: Vec<&String> = removals
@@ -496,12 +469,12 @@ impl Services {
                 "properties are both removed and updated: {both:?}"
             )));
         }
-        let before = self.namespace_record(&wh, &ns).await?;
+        let before = self.namespace_record(wh, ns).await?;
         self.store()
-            .update_namespace_properties(wh.id, &ns, &removals, &updates)
+            .update_namespace_properties(wh.id, ns, &removals, &updates)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound(_) => no_such_namespace(&ns),
+                StoreError::NotFound(_) => no_such_namespace(ns),
                 other => other.into(),
             })?;
         let (removed, missing): (Vec<String>, Vec<String>) = removals
@@ -526,18 +499,17 @@ impl Services {
         page_token: Option<&str>,
         page_size: Option<u32>,
     ) -> Result<ListTablesResponse> {
-        let wh = self.resolve_warehouse(prefix).await?;
-        let ns = parse_namespace(ns)?;
-        self.require_namespace_visible(caller, &wh, &ns).await?;
-        self.authorize(caller, actions::LIST_TABLES, &Self::ns_res(&wh, &ns))
+        let visible = self.visible_namespace_at(caller, prefix, ns).await?;
+        self.authorize(caller, Action::ListTables, visible.resource())
             .await?;
+        let (wh, ns) = (visible.warehouse(), visible.name());
         let page = page(page_token, page_size)?;
         let rows = self
             .store()
-            .list_tables(wh.id, &ns, &page)
+            .list_tables(wh.id, ns, &page)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound(_) => no_such_namespace(&ns),
+                StoreError::NotFound(_) => no_such_namespace(ns),
                 other => other.into(),
             })?;
         let next = next_token(rows.len(), &page, rows.last().map(|r| r.name.clone()));
@@ -545,12 +517,7 @@ impl Services {
         Ok(ListTablesResponse {
             identifiers: rows
                 .into_iter()
-                .filter(|r| {
-                    policies.is_allowed(
-                        actions::READ_TABLE,
-                        &Self::table_res(&wh, &r.namespace, &r.name),
-                    )
-                })
+                .filter(|r| table_listed(&policies, wh, &r.namespace, &r.name))
                 .map(|r| TableIdentifier {
                     namespace: r.namespace.into_parts(),
                     name: r.name,
@@ -801,7 +768,12 @@ impl Services {
                 }
                 other => other.into(),
             })?;
-        let rec = self.table_record(&wh, &ns, name.as_str()).await?;
+        // Just registered under the caller's create right (reading it needs no more).
+        let rec = self
+            .store()
+            .get_table(wh.id, &ns, name.as_str())
+            .await?
+            .ok_or_else(|| no_such_table(&ns, name.as_str()))?;
         let delegated = self
             .delegate_access(caller, &wh, &profile, &rec, false, delegation)
             .await?;
@@ -814,18 +786,6 @@ impl Services {
         })
     }
 
-    async fn table_record(
-        &self,
-        wh: &WarehouseRecord,
-        ns: &NamespaceName,
-        name: &str,
-    ) -> Result<TableRecord> {
-        self.store()
-            .get_table(wh.id, ns, name)
-            .await?
-            .ok_or_else(|| no_such_table(ns, name))
-    }
-
     pub async fn load_table(
         &self,
         caller: &Principal,
@@ -835,13 +795,11 @@ impl Services {
         snapshots: SnapshotsMode,
         delegation: &AccessDelegation,
     ) -> Result<LoadTableResult> {
-        let wh = self.resolve_warehouse(prefix).await?;
-        let ns = parse_namespace(ns)?;
-        self.require_table_visible(caller, &wh, &ns, table).await?;
-        let rec = self.table_record(&wh, &ns, table).await?;
-        let profile = Self::decode_profile(&wh)?;
+        let t = self.visible_table_at(caller, prefix, ns, table).await?;
+        let rec = self.table_record(&t).await?;
+        let profile = Self::decode_profile(t.warehouse())?;
         let delegated = self
-            .delegate_access(caller, &wh, &profile, &rec, false, delegation)
+            .delegate_access(caller, t.warehouse(), &profile, &rec, false, delegation)
             .await?;
         let json = match snapshots {
             SnapshotsMode::All => rec.metadata_json,
@@ -863,10 +821,8 @@ impl Services {
         ns: &str,
         table: &str,
     ) -> Result<()> {
-        let wh = self.resolve_warehouse(prefix).await?;
-        let ns = parse_namespace(ns)?;
-        self.require_table_visible(caller, &wh, &ns, table).await?;
-        self.table_record(&wh, &ns, table).await.map(|_| ())
+        let t = self.visible_table_at(caller, prefix, ns, table).await?;
+        self.table_record(&t).await.map(|_| ())
     }
 
     pub async fn report_metrics(
@@ -888,11 +844,11 @@ impl Services {
         wh: &WarehouseRecord,
         profile: &StorageProfile,
         storage: &Storage,
-        ns: &NamespaceName,
-        name: &str,
+        target: &CommitTarget,
         requirements: Vec<TableRequirement>,
         updates: Vec<TableUpdate>,
     ) -> Result<Prepared> {
+        let (ns, name) = (target.namespace(), target.name());
         let current = self.store().get_table(wh.id, ns, name).await?;
         let Some(current) = current else {
             return self
@@ -1136,7 +1092,8 @@ impl Services {
                 return Err(bad("the identifier in the body does not match the path"));
             }
         }
-        self.require_commit(caller, &wh, &ns, table, &req.requirements)
+        let target = self
+            .require_commit(caller, &wh, ns, table, &req.requirements)
             .await?;
         let (profile, storage) = self.storage_parts(&wh)?;
         let prepared = self
@@ -1144,8 +1101,7 @@ impl Services {
                 &wh,
                 &profile,
                 &storage,
-                &ns,
-                table,
+                &target,
                 req.requirements,
                 req.updates,
             )
@@ -1196,15 +1152,16 @@ impl Services {
                     id.name
                 )));
             }
-            self.require_commit(caller, &wh, &ns, &id.name, &change.requirements)
+            let target = self
+                .require_commit(caller, &wh, ns, &id.name, &change.requirements)
                 .await?;
-            targets.push((ns, id.name, change.requirements, change.updates));
+            targets.push((target, change.requirements, change.updates));
         }
         let mut prepared: Vec<Prepared> = Vec::with_capacity(targets.len());
         let mut failure = None;
-        for (ns, name, reqs, updates) in targets {
+        for (target, reqs, updates) in targets {
             match self
-                .prepare_commit(&wh, &profile, &storage, &ns, &name, reqs, updates)
+                .prepare_commit(&wh, &profile, &storage, &target, reqs, updates)
                 .await
             {
                 Ok(p) => prepared.push(p),
@@ -1245,15 +1202,10 @@ impl Services {
         table: &str,
         purge: bool,
     ) -> Result<()> {
-        let wh = self.resolve_warehouse(prefix).await?;
-        let ns = parse_namespace(ns)?;
-        self.require_table_visible(caller, &wh, &ns, table).await?;
-        self.authorize(
-            caller,
-            actions::DROP_TABLE,
-            &Self::table_res(&wh, &ns, table),
-        )
-        .await?;
+        let t = self.visible_table_at(caller, prefix, ns, table).await?;
+        self.authorize(caller, Action::DropTable, t.resource())
+            .await?;
+        let (wh, ns, table) = (t.warehouse(), t.namespace(), t.name());
         let delete_profile: sluice_storage::DeleteProfile =
             serde_json::from_value(wh.delete_profile.clone()).map_err(|e| {
                 ServiceError::Internal(format!("stored delete profile of {}: {e}", wh.name))
@@ -1268,32 +1220,24 @@ impl Services {
                     .min(100 * 365 * 86_400),
             );
             self.store()
-                .soft_drop_table(
-                    wh.id,
-                    &ns,
-                    table,
-                    n,
-                    expires,
-                    Some(&caller.user_name),
-                    purge,
-                )
+                .soft_drop_table(wh.id, ns, table, n, expires, Some(&caller.user_name), purge)
                 .await
                 .map_err(|e| match e {
-                    StoreError::NotFound(_) => no_such_table(&ns, table),
+                    StoreError::NotFound(_) => no_such_table(ns, table),
                     other => other.into(),
                 })?;
             return Ok(());
         }
         let rec = self
             .store()
-            .drop_table(wh.id, &ns, table)
+            .drop_table(wh.id, ns, table)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound(_) => no_such_table(&ns, table),
+                StoreError::NotFound(_) => no_such_table(ns, table),
                 other => other.into(),
             })?;
         if purge {
-            let storage = self.storage_for(&wh)?;
+            let storage = self.storage_for(wh)?;
             // The table is already gone from the catalog; a purge failure leaves files
             // behind but must not resurrect it, so it is logged rather than returned.
             match storage.delete_prefix(&rec.location).await {
@@ -1318,17 +1262,14 @@ impl Services {
         let from_ns = namespace_from_parts(req.source.namespace)?;
         let to_ns = namespace_from_parts(req.destination.namespace)?;
         let to_name = parse_table_name(&req.destination.name)?;
-        self.require_table_visible(caller, &wh, &from_ns, &req.source.name)
+        let from = self
+            .visible_table(caller, wh.clone(), from_ns, &req.source.name)
             .await?;
-        self.authorize(
-            caller,
-            actions::RENAME_TABLE,
-            &Self::table_res(&wh, &from_ns, &req.source.name),
-        )
-        .await?;
+        self.authorize(caller, Action::RenameTable, from.resource())
+            .await?;
         self.require_create_table(caller, &wh, &to_ns, to_name.as_str())
             .await?;
-        self.table_record(&wh, &from_ns, &req.source.name).await?;
+        self.table_record(&from).await?;
         self.namespace_record(&wh, &to_ns).await?;
         if self
             .store()
@@ -1342,10 +1283,16 @@ impl Services {
         }
         self.require_no_view(&wh, &to_ns, to_name.as_str()).await?;
         self.store()
-            .rename_table(wh.id, &from_ns, &req.source.name, &to_ns, to_name.as_str())
+            .rename_table(
+                wh.id,
+                from.namespace(),
+                from.name(),
+                &to_ns,
+                to_name.as_str(),
+            )
             .await
             .map_err(|e| match e {
-                StoreError::NotFound(_) => no_such_table(&from_ns, &req.source.name),
+                StoreError::NotFound(_) => from.not_found(),
                 StoreError::AlreadyExists(_) => {
                     ServiceError::AlreadyExists(format!("Table already exists: {to_ns}.{to_name}"))
                 }

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_auth::policy::{actions, resource};
+use sluice_auth::policy::{resource, Action};
 use sluice_core::{NamespaceName, Principal};
 use sluice_storage::s3::{S3Operation, SignRequest, SignedRequest};
 use sluice_storage::{AccessLevel, SignerEndpoint, Storage, StorageProfile, TableCredentials};
@@ -228,7 +228,7 @@ impl Services {
     ) -> Result<AccessLevel> {
         let res = resource::table(&wh.name, table.namespace.parts(), &table.name);
         Ok(
-            if self.is_allowed(caller, actions::WRITE_TABLE, &res).await? {
+            if self.is_allowed(caller, Action::WriteTable, &res).await? {
                 AccessLevel::ReadWrite
             } else {
                 AccessLevel::Read
@@ -295,7 +295,7 @@ impl Services {
         let mut why_not = Vec::new();
         if delegation.vended_credentials {
             if profile.vends_credentials() {
-                self.authorize(caller, actions::VEND_CREDENTIALS, &res)
+                self.authorize(caller, Action::VendCredentials, &res)
                     .await?;
                 let level = self.access_level(caller, wh, table).await?;
                 let storage = self.storage_for(wh)?;
@@ -346,10 +346,10 @@ impl Services {
                 // Asked for explicitly, a missing right is the caller's error; offered in place
                 // of vended credentials, it only means there is nothing to hand out.
                 let allowed = if delegation.remote_signing {
-                    self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
+                    self.authorize(caller, Action::StorageSign, &res).await?;
                     true
                 } else {
-                    self.is_allowed(caller, actions::STORAGE_SIGN, &res).await?
+                    self.is_allowed(caller, Action::StorageSign, &res).await?
                 };
                 if allowed {
                     let mut config = config;
@@ -362,7 +362,7 @@ impl Services {
                 }
                 why_not.push(format!(
                     "no remote signing: the caller may not sign requests for this table ({})",
-                    actions::STORAGE_SIGN
+                    Action::StorageSign
                 ));
             }
             None if delegation.remote_signing => {
@@ -383,25 +383,12 @@ impl Services {
         ns: &str,
         table: &str,
     ) -> Result<LoadCredentialsResponse> {
-        let wh = self.resolve_warehouse(prefix).await?;
-        let ns = NamespaceName::from_rest_path(ns)
-            .map_err(|e| ServiceError::BadRequest(format!("invalid namespace: {e}")))?;
-        let res = resource::table(&wh.name, ns.parts(), table);
-        if !self.is_allowed(caller, actions::READ_TABLE, &res).await? {
-            return Err(ServiceError::NoSuchTable(format!(
-                "Table does not exist: {ns}.{table}"
-            )));
-        }
-        self.authorize(caller, actions::VEND_CREDENTIALS, &res)
+        let t = self.visible_table_at(caller, prefix, ns, table).await?;
+        self.authorize(caller, Action::VendCredentials, t.resource())
             .await?;
-        let rec = self
-            .store()
-            .get_table(wh.id, &ns, table)
-            .await?
-            .ok_or_else(|| {
-                ServiceError::NoSuchTable(format!("Table does not exist: {ns}.{table}"))
-            })?;
-        let profile = Self::decode_profile(&wh)?;
+        let rec = self.table_record(&t).await?;
+        let wh = t.warehouse();
+        let profile = Self::decode_profile(wh)?;
         if profile.needs_no_credentials() {
             return Ok(LoadCredentialsResponse {
                 storage_credentials: vec![],
@@ -414,9 +401,9 @@ impl Services {
                 profile.vending_unavailable_reason()
             )));
         }
-        let level = self.access_level(caller, &wh, &rec).await?;
-        let storage = self.storage_for(&wh)?;
-        let creds = self.vend(caller, &wh, &storage, &rec, level).await?;
+        let level = self.access_level(caller, wh, &rec).await?;
+        let storage = self.storage_for(wh)?;
+        let creds = self.vend(caller, wh, &storage, &rec, level).await?;
         Ok(LoadCredentialsResponse {
             storage_credentials: vec![StorageCredentialEntry {
                 prefix: rec.location.clone(),
@@ -477,23 +464,20 @@ impl Services {
         };
         let table =
             table.ok_or_else(|| ServiceError::NoSuchTable("table does not exist".into()))?;
-        let res = resource::table(&wh.name, table.namespace.parts(), &table.name);
-        if !self.is_allowed(caller, actions::READ_TABLE, &res).await? {
-            return Err(ServiceError::NoSuchTable(format!(
-                "Table does not exist: {}.{}",
-                table.namespace, table.name
-            )));
-        }
-        self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
+        let t = self
+            .visible_table(caller, wh, table.namespace.clone(), &table.name)
+            .await?;
+        self.authorize(caller, Action::StorageSign, t.resource())
+            .await?;
         let scope = SignScope {
-            ns: &table.namespace,
-            name: &table.name,
+            ns: t.namespace(),
+            name: t.name(),
             location: &table.location,
-            res: &res,
-            write_action: actions::WRITE_TABLE,
+            res: t.resource(),
+            write_action: Action::WriteTable,
             staged: false,
         };
-        self.sign_inside(caller, &wh, scope, req).await
+        self.sign_inside(caller, t.warehouse(), scope, req).await
     }
 
     fn staged_grant(&self, wh: &WarehouseRecord, table: &TableRecord) -> String {
@@ -554,13 +538,13 @@ impl Services {
         }
         self.require_create_table(caller, &wh, &ns, &grant.name)
             .await?;
-        self.authorize(caller, actions::STORAGE_SIGN, &res).await?;
+        self.authorize(caller, Action::StorageSign, &res).await?;
         let scope = SignScope {
             ns: &ns,
             name: &grant.name,
             location: &grant.location,
             res: &res,
-            write_action: actions::CREATE_TABLE,
+            write_action: Action::CreateTable,
             staged: true,
         };
         self.sign_inside(caller, &wh, scope, req).await
@@ -632,7 +616,7 @@ struct SignScope<'a> {
     /// The table's policy resource.
     res: &'a str,
     /// `catalog:WriteTable`, or `catalog:CreateTable` for a staged table.
-    write_action: &'a str,
+    write_action: Action,
     /// Not yet committed, so its location is not reserved.
     staged: bool,
 }

@@ -5,7 +5,7 @@
 use crate::auth::NewAccessKey;
 use crate::{now, Result, ServiceError, Services};
 use serde::Serialize;
-use sluice_auth::policy::{self, actions, resource, Decision, Statement};
+use sluice_auth::policy::{self, resource, Action, Decision, Statement};
 use sluice_core::Principal;
 use sluice_store::{AuditRecord, GroupRecord, PolicyRecord, StoreError, UserRecord};
 use std::future::Future;
@@ -179,7 +179,7 @@ impl Services {
     pub(crate) async fn audited<T, F>(
         &self,
         caller: &Principal,
-        action: &str,
+        action: Action,
         target: &str,
         op: F,
     ) -> Result<T>
@@ -203,7 +203,7 @@ impl Services {
             detail,
         };
         if let Err(e) = self.store().append_audit(&rec).await {
-            tracing::error!(error = %e, action, target, "could not write the audit log");
+            tracing::error!(error = %e, action = action.as_str(), target, "could not write the audit log");
         }
         if result.is_ok() {
             self.policy_cache().invalidate();
@@ -335,13 +335,11 @@ impl Services {
         action: &str,
         res: &str,
     ) -> Result<CheckResult> {
-        self.authorize(caller, actions::CHECK_PERMISSION, &resource::user(user))
+        self.authorize(caller, Action::CheckPermission, &resource::user(user))
             .await?;
-        if !policy::ACTIONS.contains(&action) {
-            return Err(ServiceError::BadRequest(format!(
-                "unknown action '{action}'"
-            )));
-        }
+        let action: Action = action
+            .parse()
+            .map_err(|e: policy::UnknownActionError| ServiceError::BadRequest(e.to_string()))?;
         if res.is_empty() || res.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ServiceError::BadRequest(format!(
                 "malformed resource '{res}'"
@@ -365,7 +363,7 @@ impl Services {
         };
         Ok(CheckResult {
             user: u.name,
-            action: action.to_string(),
+            action: action.as_str().to_string(),
             resource: res.to_string(),
             decision: if allowed { "allow" } else { "deny" },
             statement: decided_by,
@@ -379,7 +377,7 @@ impl Services {
         before: Option<i64>,
         limit: Option<u32>,
     ) -> Result<Vec<AuditEntry>> {
-        self.authorize(caller, actions::READ_AUDIT_LOG, &resource::audit_log())
+        self.authorize(caller, Action::ReadAuditLog, &resource::audit_log())
             .await?;
         let limit = limit.unwrap_or(100).clamp(1, 1000);
         Ok(self
@@ -410,9 +408,8 @@ impl Services {
         friendly_name: Option<String>,
     ) -> Result<UserInfo> {
         let target = resource::user(name);
-        self.audited(caller, actions::CREATE_USER, &target, async {
-            self.authorize(caller, actions::CREATE_USER, &target)
-                .await?;
+        self.audited(caller, Action::CreateUser, &target, async {
+            self.authorize(caller, Action::CreateUser, &target).await?;
             validate_name("user", name)?;
             validate_email(&email)?;
             let rec = UserRecord {
@@ -433,7 +430,7 @@ impl Services {
     }
 
     pub async fn list_users(&self, caller: &Principal) -> Result<Vec<UserInfo>> {
-        self.authorize(caller, actions::LIST_USERS, "sluice:auth:::user/*")
+        self.authorize(caller, Action::ListUsers, "sluice:auth:::user/*")
             .await?;
         Ok(self
             .store()
@@ -445,7 +442,7 @@ impl Services {
     }
 
     pub async fn get_user(&self, caller: &Principal, name: &str) -> Result<UserInfo> {
-        self.authorize(caller, actions::READ_USER, &resource::user(name))
+        self.authorize(caller, Action::ReadUser, &resource::user(name))
             .await?;
         Ok(self.user_by_name(name).await?.into())
     }
@@ -458,9 +455,8 @@ impl Services {
         friendly_name: Option<Option<String>>,
     ) -> Result<UserInfo> {
         let target = resource::user(name);
-        self.audited(caller, actions::UPDATE_USER, &target, async {
-            self.authorize(caller, actions::UPDATE_USER, &target)
-                .await?;
+        self.audited(caller, Action::UpdateUser, &target, async {
+            self.authorize(caller, Action::UpdateUser, &target).await?;
             let mut u = self.user_by_name(name).await?;
             if let Some(e) = email {
                 validate_email(&e)?;
@@ -477,9 +473,8 @@ impl Services {
 
     pub async fn delete_user(&self, caller: &Principal, name: &str) -> Result<()> {
         let target = resource::user(name);
-        self.audited(caller, actions::DELETE_USER, &target, async {
-            self.authorize(caller, actions::DELETE_USER, &target)
-                .await?;
+        self.audited(caller, Action::DeleteUser, &target, async {
+            self.authorize(caller, Action::DeleteUser, &target).await?;
             let u = self.user_by_name(name).await?;
             if u.id == caller.user_id {
                 return Err(ServiceError::BadRequest(
@@ -496,8 +491,8 @@ impl Services {
 
     pub async fn create_user_key(&self, caller: &Principal, user: &str) -> Result<NewAccessKey> {
         let target = resource::user(user);
-        self.audited(caller, actions::CREATE_CREDENTIALS, &target, async {
-            self.authorize(caller, actions::CREATE_CREDENTIALS, &target)
+        self.audited(caller, Action::CreateCredentials, &target, async {
+            self.authorize(caller, Action::CreateCredentials, &target)
                 .await?;
             let u = self.user_by_name(user).await?;
             self.create_access_key(u.id).await
@@ -510,7 +505,7 @@ impl Services {
         caller: &Principal,
         user: &str,
     ) -> Result<Vec<AccessKeyInfo>> {
-        self.authorize(caller, actions::LIST_CREDENTIALS, &resource::user(user))
+        self.authorize(caller, Action::ListCredentials, &resource::user(user))
             .await?;
         let u = self.user_by_name(user).await?;
         Ok(self
@@ -535,10 +530,10 @@ impl Services {
         let target = resource::user(user);
         self.audited(
             caller,
-            actions::DELETE_CREDENTIALS,
+            Action::DeleteCredentials,
             &format!("{target}/access-key/{key_id}"),
             async {
-                self.authorize(caller, actions::DELETE_CREDENTIALS, &target)
+                self.authorize(caller, Action::DeleteCredentials, &target)
                     .await?;
                 let u = self.user_by_name(user).await?;
                 match self.store().get_access_key(key_id).await? {
@@ -565,9 +560,8 @@ impl Services {
         description: Option<String>,
     ) -> Result<GroupInfo> {
         let target = resource::group(name);
-        self.audited(caller, actions::CREATE_GROUP, &target, async {
-            self.authorize(caller, actions::CREATE_GROUP, &target)
-                .await?;
+        self.audited(caller, Action::CreateGroup, &target, async {
+            self.authorize(caller, Action::CreateGroup, &target).await?;
             validate_name("group", name)?;
             let rec = GroupRecord {
                 id: Uuid::new_v4(),
@@ -585,7 +579,7 @@ impl Services {
     }
 
     pub async fn list_groups(&self, caller: &Principal) -> Result<Vec<GroupInfo>> {
-        self.authorize(caller, actions::LIST_GROUPS, "sluice:auth:::group/*")
+        self.authorize(caller, Action::ListGroups, "sluice:auth:::group/*")
             .await?;
         Ok(self
             .store()
@@ -597,16 +591,15 @@ impl Services {
     }
 
     pub async fn get_group(&self, caller: &Principal, name: &str) -> Result<GroupInfo> {
-        self.authorize(caller, actions::READ_GROUP, &resource::group(name))
+        self.authorize(caller, Action::ReadGroup, &resource::group(name))
             .await?;
         Ok(self.group_by_name(name).await?.into())
     }
 
     pub async fn delete_group(&self, caller: &Principal, name: &str) -> Result<()> {
         let target = resource::group(name);
-        self.audited(caller, actions::DELETE_GROUP, &target, async {
-            self.authorize(caller, actions::DELETE_GROUP, &target)
-                .await?;
+        self.audited(caller, Action::DeleteGroup, &target, async {
+            self.authorize(caller, Action::DeleteGroup, &target).await?;
             let g = self.group_by_name(name).await?;
             self.store().delete_group(g.id).await?;
             Ok(())
@@ -623,10 +616,10 @@ impl Services {
         let target = resource::group(group);
         self.audited(
             caller,
-            actions::ADD_GROUP_MEMBER,
+            Action::AddGroupMember,
             &format!("{target}/member/{user}"),
             async {
-                self.authorize(caller, actions::ADD_GROUP_MEMBER, &target)
+                self.authorize(caller, Action::AddGroupMember, &target)
                     .await?;
                 let g = self.group_by_name(group).await?;
                 let u = self.user_by_name(user).await?;
@@ -646,10 +639,10 @@ impl Services {
         let target = resource::group(group);
         self.audited(
             caller,
-            actions::REMOVE_GROUP_MEMBER,
+            Action::RemoveGroupMember,
             &format!("{target}/member/{user}"),
             async {
-                self.authorize(caller, actions::REMOVE_GROUP_MEMBER, &target)
+                self.authorize(caller, Action::RemoveGroupMember, &target)
                     .await?;
                 let g = self.group_by_name(group).await?;
                 let u = self.user_by_name(user).await?;
@@ -672,7 +665,7 @@ impl Services {
         caller: &Principal,
         group: &str,
     ) -> Result<Vec<UserInfo>> {
-        self.authorize(caller, actions::READ_GROUP, &resource::group(group))
+        self.authorize(caller, Action::ReadGroup, &resource::group(group))
             .await?;
         let g = self.group_by_name(group).await?;
         Ok(self
@@ -685,7 +678,7 @@ impl Services {
     }
 
     pub async fn list_user_groups(&self, caller: &Principal, user: &str) -> Result<Vec<GroupInfo>> {
-        self.authorize(caller, actions::READ_USER, &resource::user(user))
+        self.authorize(caller, Action::ReadUser, &resource::user(user))
             .await?;
         let u = self.user_by_name(user).await?;
         Ok(self
@@ -707,8 +700,8 @@ impl Services {
         statements: Vec<Statement>,
     ) -> Result<PolicyInfo> {
         let target = resource::policy(name);
-        self.audited(caller, actions::CREATE_POLICY, &target, async {
-            self.authorize(caller, actions::CREATE_POLICY, &target)
+        self.audited(caller, Action::CreatePolicy, &target, async {
+            self.authorize(caller, Action::CreatePolicy, &target)
                 .await?;
             validate_name("policy", name)?;
             policy::validate_statements(&statements)
@@ -734,7 +727,7 @@ impl Services {
     }
 
     pub async fn list_policies(&self, caller: &Principal) -> Result<Vec<PolicyInfo>> {
-        self.authorize(caller, actions::LIST_POLICIES, "sluice:auth:::policy/*")
+        self.authorize(caller, Action::ListPolicies, "sluice:auth:::policy/*")
             .await?;
         self.store()
             .list_policies()
@@ -745,7 +738,7 @@ impl Services {
     }
 
     pub async fn get_policy(&self, caller: &Principal, name: &str) -> Result<PolicyInfo> {
-        self.authorize(caller, actions::READ_POLICY, &resource::policy(name))
+        self.authorize(caller, Action::ReadPolicy, &resource::policy(name))
             .await?;
         PolicyInfo::try_from(self.policy_by_name(name).await?)
     }
@@ -758,8 +751,8 @@ impl Services {
         statements: Vec<Statement>,
     ) -> Result<PolicyInfo> {
         let target = resource::policy(name);
-        self.audited(caller, actions::UPDATE_POLICY, &target, async {
-            self.authorize(caller, actions::UPDATE_POLICY, &target)
+        self.audited(caller, Action::UpdatePolicy, &target, async {
+            self.authorize(caller, Action::UpdatePolicy, &target)
                 .await?;
             policy::validate_statements(&statements)
                 .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
@@ -783,8 +776,8 @@ impl Services {
 
     pub async fn delete_policy(&self, caller: &Principal, name: &str) -> Result<()> {
         let target = resource::policy(name);
-        self.audited(caller, actions::DELETE_POLICY, &target, async {
-            self.authorize(caller, actions::DELETE_POLICY, &target)
+        self.audited(caller, Action::DeletePolicy, &target, async {
+            self.authorize(caller, Action::DeletePolicy, &target)
                 .await?;
             let p = self.policy_by_name(name).await?;
             if p.builtin {
@@ -807,14 +800,10 @@ impl Services {
         policy_name: &str,
     ) -> Result<()> {
         let target = format!("{}/policy/{policy_name}", to.resource());
-        self.audited(caller, actions::ATTACH_POLICY, &target, async {
-            self.authorize(
-                caller,
-                actions::ATTACH_POLICY,
-                &resource::policy(policy_name),
-            )
-            .await?;
-            self.authorize(caller, actions::ATTACH_POLICY, &to.resource())
+        self.audited(caller, Action::AttachPolicy, &target, async {
+            self.authorize(caller, Action::AttachPolicy, &resource::policy(policy_name))
+                .await?;
+            self.authorize(caller, Action::AttachPolicy, &to.resource())
                 .await?;
             let p = self.policy_by_name(policy_name).await?;
             match to {
@@ -839,14 +828,10 @@ impl Services {
         policy_name: &str,
     ) -> Result<()> {
         let target = format!("{}/policy/{policy_name}", from.resource());
-        self.audited(caller, actions::DETACH_POLICY, &target, async {
-            self.authorize(
-                caller,
-                actions::DETACH_POLICY,
-                &resource::policy(policy_name),
-            )
-            .await?;
-            self.authorize(caller, actions::DETACH_POLICY, &from.resource())
+        self.audited(caller, Action::DetachPolicy, &target, async {
+            self.authorize(caller, Action::DetachPolicy, &resource::policy(policy_name))
+                .await?;
+            self.authorize(caller, Action::DetachPolicy, &from.resource())
                 .await?;
             let p = self.policy_by_name(policy_name).await?;
             let not_attached = |e: StoreError| match e {
@@ -883,13 +868,13 @@ impl Services {
     ) -> Result<Vec<PolicyInfo>> {
         let rows = match of {
             Attachment::User(u) => {
-                self.authorize(caller, actions::READ_USER, &resource::user(u))
+                self.authorize(caller, Action::ReadUser, &resource::user(u))
                     .await?;
                 let u = self.user_by_name(u).await?;
                 self.store().list_user_policies(u.id).await?
             }
             Attachment::Group(g) => {
-                self.authorize(caller, actions::READ_GROUP, &resource::group(g))
+                self.authorize(caller, Action::ReadGroup, &resource::group(g))
                     .await?;
                 let g = self.group_by_name(g).await?;
                 self.store().list_group_policies(g.id).await?

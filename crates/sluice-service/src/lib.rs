@@ -15,6 +15,7 @@ pub mod rest;
 pub mod soft_delete;
 mod spec_compat;
 pub mod view;
+mod visible;
 pub mod warehouse;
 
 pub use error::{Result, ServiceError};

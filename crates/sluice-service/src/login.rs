@@ -175,8 +175,8 @@ impl Services {
         caller: &Principal,
         user: &str,
     ) -> Result<Vec<ExternalPrincipalInfo>> {
-        use sluice_auth::policy::{actions, resource};
-        self.authorize(caller, actions::READ_USER, &resource::user(user))
+        use sluice_auth::policy::{resource, Action};
+        self.authorize(caller, Action::ReadUser, &resource::user(user))
             .await?;
         let u = self
             .store()
@@ -204,10 +204,10 @@ impl Services {
         user: &str,
         arn: &str,
     ) -> Result<ExternalPrincipalInfo> {
-        use sluice_auth::policy::{actions, resource};
+        use sluice_auth::policy::{resource, Action};
         let target = format!("{}/external-principal/{arn}", resource::user(user));
-        self.audited(caller, actions::UPDATE_USER, &target, async {
-            self.authorize(caller, actions::UPDATE_USER, &resource::user(user))
+        self.audited(caller, Action::UpdateUser, &target, async {
+            self.authorize(caller, Action::UpdateUser, &resource::user(user))
                 .await?;
             let arn = arn.trim();
             if !(arn.starts_with("arn:aws") && arn.split(':').count() >= 6) {
@@ -251,10 +251,10 @@ impl Services {
         user: &str,
         arn: &str,
     ) -> Result<()> {
-        use sluice_auth::policy::{actions, resource};
+        use sluice_auth::policy::{resource, Action};
         let target = format!("{}/external-principal/{arn}", resource::user(user));
-        self.audited(caller, actions::UPDATE_USER, &target, async {
-            self.authorize(caller, actions::UPDATE_USER, &resource::user(user))
+        self.audited(caller, Action::UpdateUser, &target, async {
+            self.authorize(caller, Action::UpdateUser, &resource::user(user))
                 .await?;
             let u =
                 self.store().get_user_by_name(user).await?.ok_or_else(|| {

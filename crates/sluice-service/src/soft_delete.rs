@@ -3,9 +3,10 @@
 //! purge serve them. The purge claims rows with a lease, so several replicas can run it and
 //! each entry is purged once; a replica that dies mid-purge just lets its lease run out.
 
+use crate::visible::{deleted_entry_listed, entry_resource};
 use crate::{now, Result, ServiceError, Services};
 use serde::Serialize;
-use sluice_auth::policy::{actions, resource};
+use sluice_auth::policy::Action;
 use sluice_core::{Principal, TableName};
 use sluice_store::{AuditRecord, DeletedTableRecord, EntityKind, Page, StoreError};
 use uuid::Uuid;
@@ -61,19 +62,11 @@ pub struct UndroppedTable {
     pub kind: &'static str,
 }
 
-/// The authorization resource of a deleted entry, by its kind.
-fn entry_resource(warehouse: &str, d: &DeletedTableRecord, name: &str) -> String {
-    match d.kind {
-        EntityKind::Table => resource::table(warehouse, d.table.namespace.parts(), name),
-        EntityKind::View => resource::view(warehouse, d.table.namespace.parts(), name),
-    }
-}
-
-/// The read and create actions that guard a deleted entry, by its kind.
-fn entry_actions(kind: EntityKind) -> (&'static str, &'static str) {
+/// The action that restoring a deleted entry needs on its (new) name, by its kind.
+fn entry_create_action(kind: EntityKind) -> Action {
     match kind {
-        EntityKind::Table => (actions::READ_TABLE, actions::CREATE_TABLE),
-        EntityKind::View => (actions::READ_VIEW, actions::CREATE_VIEW),
+        EntityKind::Table => Action::CreateTable,
+        EntityKind::View => Action::CreateView,
     }
 }
 
@@ -86,18 +79,8 @@ impl Services {
         limit: Option<u32>,
     ) -> Result<Vec<DeletedTableInfo>> {
         let wh = self.resolve_warehouse(&warehouse_id.to_string()).await?;
-        if !self
-            .is_allowed(
-                caller,
-                actions::READ_WAREHOUSE,
-                &resource::warehouse(&wh.name),
-            )
-            .await?
-        {
-            return Err(ServiceError::NoSuchWarehouse(format!(
-                "warehouse {warehouse_id} does not exist"
-            )));
-        }
+        self.require_warehouse_visible(caller, &wh, &warehouse_id.to_string())
+            .await?;
         let page = Page {
             after: after.map(str::to_string),
             limit: Some(limit.unwrap_or(100).clamp(1, 1000)),
@@ -108,12 +91,7 @@ impl Services {
             .list_deleted_tables(wh.id, &page)
             .await?
             .into_iter()
-            .filter(|d| {
-                policies.is_allowed(
-                    entry_actions(d.kind).0,
-                    &entry_resource(&wh.name, d, &d.table.name),
-                )
-            })
+            .filter(|d| deleted_entry_listed(&policies, &wh, d))
             .map(Into::into)
             .collect())
     }
@@ -146,15 +124,14 @@ impl Services {
                 .to_string(),
             None => d.table.name.clone(),
         };
-        let (read, create) = entry_actions(d.kind);
-        if !self
-            .is_allowed(caller, read, &entry_resource(&wh.name, &d, &d.table.name))
-            .await?
-        {
-            return Err(not_found());
-        }
-        self.authorize(caller, create, &entry_resource(&wh.name, &d, &name))
+        self.require_deleted_entry_visible(caller, &wh, &d, not_found)
             .await?;
+        self.authorize(
+            caller,
+            entry_create_action(d.kind),
+            &entry_resource(&wh.name, &d, &name),
+        )
+        .await?;
         let rec = self
             .store()
             .undrop_table(table_id, new_name)

@@ -19,12 +19,13 @@ use crate::catalog::{
     no_such_namespace, page, parse_namespace, to_raw,
 };
 use crate::rest::{ListTablesResponse, RenameTableRequest, TableIdentifier};
+use crate::visible::{view_listed, VisibleView};
 use crate::{now, Result, ServiceError, Services};
 use iceberg::spec::{Schema, ViewFormatVersion, ViewMetadata, ViewMetadataBuilder, ViewVersion};
 use iceberg::ViewUpdate;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sluice_auth::policy::{actions, resource};
+use sluice_auth::policy::{resource, Action};
 use sluice_core::{NamespaceName, Principal, TableName};
 use sluice_storage::{Storage, StorageProfile};
 use sluice_store::{StoreError, ViewRecord, WarehouseRecord};
@@ -98,7 +99,7 @@ fn parse_view_name(raw: &str) -> Result<TableName> {
     TableName::parse(raw).map_err(|e| bad(format!("invalid view name: {e}")))
 }
 
-fn no_such_view(ns: &NamespaceName, name: &str) -> ServiceError {
+pub(crate) fn no_such_view(ns: &NamespaceName, name: &str) -> ServiceError {
     ServiceError::NoSuchView(format!("View does not exist: {ns}.{name}"))
 }
 
@@ -145,24 +146,6 @@ impl Services {
         resource::view(&wh.name, ns.parts(), name)
     }
 
-    /// A view the caller may not read is reported exactly like a missing one.
-    async fn require_view_visible(
-        &self,
-        caller: &Principal,
-        wh: &WarehouseRecord,
-        ns: &NamespaceName,
-        name: &str,
-    ) -> Result<()> {
-        if self
-            .is_allowed(caller, actions::READ_VIEW, &Self::view_res(wh, ns, name))
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(no_such_view(ns, name))
-        }
-    }
-
     /// Creating needs `catalog:CreateView` on the new view; a caller who cannot even see the
     /// namespace is told it does not exist.
     async fn require_create_view(
@@ -173,26 +156,22 @@ impl Services {
         name: &str,
     ) -> Result<()> {
         if self
-            .is_allowed(caller, actions::CREATE_VIEW, &Self::view_res(wh, ns, name))
+            .is_allowed(caller, Action::CreateView, &Self::view_res(wh, ns, name))
             .await?
         {
             return Ok(());
         }
         self.require_namespace_visible(caller, wh, ns).await?;
-        self.authorize(caller, actions::CREATE_VIEW, &Self::view_res(wh, ns, name))
+        self.authorize(caller, Action::CreateView, &Self::view_res(wh, ns, name))
             .await
     }
 
-    async fn view_record(
-        &self,
-        wh: &WarehouseRecord,
-        ns: &NamespaceName,
-        name: &str,
-    ) -> Result<ViewRecord> {
+    /// The visible view's row; missing is the same 404 as not visible.
+    async fn view_record(&self, v: &VisibleView) -> Result<ViewRecord> {
         self.store()
-            .get_view(wh.id, ns, name)
+            .get_view(v.warehouse().id, v.namespace(), v.name())
             .await?
-            .ok_or_else(|| no_such_view(ns, name))
+            .ok_or_else(|| v.not_found())
     }
 
     /// Fails with AlreadyExists when a table or view holds the name (the store checks again
@@ -277,18 +256,17 @@ impl Services {
         page_token: Option<&str>,
         page_size: Option<u32>,
     ) -> Result<ListTablesResponse> {
-        let wh = self.resolve_warehouse(prefix).await?;
-        let ns = parse_namespace(ns)?;
-        self.require_namespace_visible(caller, &wh, &ns).await?;
-        self.authorize(caller, actions::LIST_VIEWS, &Self::ns_res(&wh, &ns))
+        let visible = self.visible_namespace_at(caller, prefix, ns).await?;
+        self.authorize(caller, Action::ListViews, visible.resource())
             .await?;
+        let (wh, ns) = (visible.warehouse(), visible.name());
         let page = page(page_token, page_size)?;
         let rows = self
             .store()
-            .list_views(wh.id, &ns, &page)
+            .list_views(wh.id, ns, &page)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound(_) => no_such_namespace(&ns),
+                StoreError::NotFound(_) => no_such_namespace(ns),
                 other => other.into(),
             })?;
         let next = next_token(rows.len(), &page, rows.last().map(|r| r.name.clone()));
@@ -296,12 +274,7 @@ impl Services {
         Ok(ListTablesResponse {
             identifiers: rows
                 .into_iter()
-                .filter(|r| {
-                    policies.is_allowed(
-                        actions::READ_VIEW,
-                        &Self::view_res(&wh, &r.namespace, &r.name),
-                    )
-                })
+                .filter(|r| view_listed(&policies, wh, &r.namespace, &r.name))
                 .map(|r| TableIdentifier {
                     namespace: r.namespace.into_parts(),
                     name: r.name,
@@ -441,10 +414,8 @@ impl Services {
         ns: &str,
         view: &str,
     ) -> Result<LoadViewResult> {
-        let wh = self.resolve_warehouse(prefix).await?;
-        let ns = parse_namespace(ns)?;
-        self.require_view_visible(caller, &wh, &ns, view).await?;
-        load_result(self.view_record(&wh, &ns, view).await?)
+        let v = self.visible_view_at(caller, prefix, ns, view).await?;
+        load_result(self.view_record(&v).await?)
     }
 
     pub async fn view_exists(
@@ -454,10 +425,8 @@ impl Services {
         ns: &str,
         view: &str,
     ) -> Result<()> {
-        let wh = self.resolve_warehouse(prefix).await?;
-        let ns = parse_namespace(ns)?;
-        self.require_view_visible(caller, &wh, &ns, view).await?;
-        self.view_record(&wh, &ns, view).await.map(|_| ())
+        let v = self.visible_view_at(caller, prefix, ns, view).await?;
+        self.view_record(&v).await.map(|_| ())
     }
 
     /// The spec's "replace view": requirements checked against the current metadata, the
@@ -478,14 +447,11 @@ impl Services {
                 return Err(bad("the identifier in the body does not match the path"));
             }
         }
-        self.require_view_visible(caller, &wh, &ns, view).await?;
-        self.authorize(
-            caller,
-            actions::REPLACE_VIEW,
-            &Self::view_res(&wh, &ns, view),
-        )
-        .await?;
-        let current = self.view_record(&wh, &ns, view).await?;
+        let v = self.visible_view(caller, wh, ns, view).await?;
+        self.authorize(caller, Action::ReplaceView, v.resource())
+            .await?;
+        let (wh, ns) = (v.warehouse(), v.namespace());
+        let current = self.view_record(&v).await?;
         let metadata = parse_view_metadata(&current.metadata_json)?;
         for r in &req.requirements {
             match r {
@@ -501,8 +467,8 @@ impl Services {
         if req.updates.is_empty() {
             return load_result(current);
         }
-        let profile = Self::decode_profile(&wh)?;
-        let storage: Storage = self.storage_for(&wh)?;
+        let profile = Self::decode_profile(wh)?;
+        let storage: Storage = self.storage_for(wh)?;
         let mut location = current.location.clone();
         let mut builder = metadata.into_builder();
         for u in req.updates {
@@ -522,13 +488,7 @@ impl Services {
                         .to_string();
                     if l != location {
                         location = self
-                            .view_location(
-                                &wh,
-                                &profile,
-                                Some(&l),
-                                current.namespace_id,
-                                current.id,
-                            )
+                            .view_location(wh, &profile, Some(&l), current.namespace_id, current.id)
                             .await?;
                     }
                     builder.set_location(location.clone())
@@ -568,7 +528,7 @@ impl Services {
                 StoreError::Conflict(m) => ServiceError::CommitFailed(format!(
                     "Commit failed: the view was changed concurrently ({m}); refresh and retry"
                 )),
-                StoreError::NotFound(_) => no_such_view(&ns, view),
+                StoreError::NotFound(_) => no_such_view(ns, view),
                 other => other.into(),
             });
         }
@@ -587,14 +547,13 @@ impl Services {
         view: &str,
         purge: bool,
     ) -> Result<()> {
-        let wh = self.resolve_warehouse(prefix).await?;
-        let ns = parse_namespace(ns)?;
-        self.require_view_visible(caller, &wh, &ns, view).await?;
-        self.authorize(caller, actions::DROP_VIEW, &Self::view_res(&wh, &ns, view))
+        let v = self.visible_view_at(caller, prefix, ns, view).await?;
+        self.authorize(caller, Action::DropView, v.resource())
             .await?;
+        let (wh, ns) = (v.warehouse(), v.namespace());
         let not_found = |e: StoreError| -> ServiceError {
             match e {
-                StoreError::NotFound(_) => no_such_view(&ns, view),
+                StoreError::NotFound(_) => no_such_view(ns, view),
                 other => other.into(),
             }
         };
@@ -610,14 +569,14 @@ impl Services {
                     .min(100 * 365 * 86_400),
             );
             self.store()
-                .soft_drop_view(wh.id, &ns, view, n, expires, Some(&caller.user_name), purge)
+                .soft_drop_view(wh.id, ns, view, n, expires, Some(&caller.user_name), purge)
                 .await
                 .map_err(not_found)?;
             return Ok(());
         }
         let rec = self
             .store()
-            .drop_view(wh.id, &ns, view)
+            .drop_view(wh.id, ns, view)
             .await
             .map_err(not_found)?;
         if purge {
@@ -627,7 +586,7 @@ impl Services {
                 .location_overlaps(wh.id, &rec.location, None)
                 .await
             {
-                Ok(None) => match self.storage_for(&wh)?.delete_prefix(&rec.location).await {
+                Ok(None) => match self.storage_for(wh)?.delete_prefix(&rec.location).await {
                     Ok(n) => {
                         tracing::info!(view = %format!("{ns}.{view}"), files = n, "purged view files")
                     }
@@ -656,27 +615,29 @@ impl Services {
         let from_ns = namespace_from_parts(req.source.namespace)?;
         let to_ns = namespace_from_parts(req.destination.namespace)?;
         let to_name = parse_view_name(&req.destination.name)?;
-        let from = req.source.name;
-        self.require_view_visible(caller, &wh, &from_ns, &from)
+        let from = self
+            .visible_view(caller, wh.clone(), from_ns, &req.source.name)
             .await?;
-        self.authorize(
-            caller,
-            actions::RENAME_VIEW,
-            &Self::view_res(&wh, &from_ns, &from),
-        )
-        .await?;
+        self.authorize(caller, Action::RenameView, from.resource())
+            .await?;
         self.require_create_view(caller, &wh, &to_ns, to_name.as_str())
             .await?;
-        self.view_record(&wh, &from_ns, &from).await?;
+        self.view_record(&from).await?;
         self.namespace_record(&wh, &to_ns).await?;
         self.require_name_free(&wh, &to_ns, to_name.as_str())
             .await?;
         self.store()
-            .rename_view(wh.id, &from_ns, &from, &to_ns, to_name.as_str())
+            .rename_view(
+                wh.id,
+                from.namespace(),
+                from.name(),
+                &to_ns,
+                to_name.as_str(),
+            )
             .await
             .map_err(|e| match e {
                 StoreError::NotFound(m) if m.starts_with("namespace ") => no_such_namespace(&to_ns),
-                StoreError::NotFound(_) => no_such_view(&from_ns, &from),
+                StoreError::NotFound(_) => from.not_found(),
                 StoreError::AlreadyExists(m) => name_taken(&to_ns, to_name.as_str(), &m),
                 other => other.into(),
             })

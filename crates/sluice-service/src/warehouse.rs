@@ -1,10 +1,11 @@
 //! Warehouse lifecycle: validated creation (a real probe of the storage), rename, storage
 //! and credential updates, activation, deletion.
 
+use crate::visible::warehouse_listed;
 use crate::{now, Result, ServiceError, Services};
 use serde::Serialize;
 use serde_json::json;
-use sluice_auth::policy::{actions, resource};
+use sluice_auth::policy::{resource, Action};
 use sluice_core::{Principal, WarehouseName};
 use sluice_storage::{
     DeleteProfile, Storage, StorageCredential, StorageError, StorageProfile, ValidationContext,
@@ -134,12 +135,8 @@ impl Services {
         delete_profile: Option<DeleteProfile>,
     ) -> Result<WarehouseInfo> {
         let outcome = async {
-            self.authorize(
-                caller,
-                actions::CREATE_WAREHOUSE,
-                &resource::warehouse(name),
-            )
-            .await?;
+            self.authorize(caller, Action::CreateWarehouse, &resource::warehouse(name))
+                .await?;
             self.create_warehouse_unchecked(name, profile, credential, delete_profile)
                 .await
         }
@@ -147,7 +144,7 @@ impl Services {
         let actor = Actor::of(caller);
         self.audit_warehouse(
             &actor,
-            actions::CREATE_WAREHOUSE,
+            Action::CreateWarehouse,
             "create",
             Subject::Name(name),
             outcome,
@@ -214,14 +211,14 @@ impl Services {
     }
 
     pub async fn list_warehouses(&self, caller: &Principal) -> Result<Vec<WarehouseInfo>> {
-        self.authorize(caller, actions::LIST_WAREHOUSES, LIST_WAREHOUSES_RESOURCE)
+        self.authorize(caller, Action::ListWarehouses, LIST_WAREHOUSES_RESOURCE)
             .await?;
         let policies = self.policy_set(caller).await?;
         self.store()
             .list_warehouses()
             .await?
             .iter()
-            .filter(|w| policies.is_allowed(actions::READ_WAREHOUSE, &resource::warehouse(&w.name)))
+            .filter(|w| warehouse_listed(&policies, w))
             .map(Self::warehouse_info)
             .collect()
     }
@@ -229,18 +226,8 @@ impl Services {
     /// The warehouse, if the caller may see it; otherwise the same error as a missing one.
     async fn visible_warehouse(&self, caller: &Principal, id: Uuid) -> Result<WarehouseRecord> {
         let rec = self.warehouse_record(id).await?;
-        if !self
-            .is_allowed(
-                caller,
-                actions::READ_WAREHOUSE,
-                &resource::warehouse(&rec.name),
-            )
-            .await?
-        {
-            return Err(ServiceError::NoSuchWarehouse(format!(
-                "warehouse {id} does not exist"
-            )));
-        }
+        self.require_warehouse_visible(caller, &rec, &id.to_string())
+            .await?;
         Ok(rec)
     }
 
@@ -249,7 +236,7 @@ impl Services {
         &self,
         caller: &Principal,
         id: Uuid,
-        action: &str,
+        action: Action,
     ) -> Result<WarehouseRecord> {
         let rec = self.visible_warehouse(caller, id).await?;
         self.authorize(caller, action, &resource::warehouse(&rec.name))
@@ -303,12 +290,12 @@ impl Services {
             let name = WarehouseName::parse(new_name)
                 .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
             let before = self
-                .warehouse_for(caller, id, actions::UPDATE_WAREHOUSE)
+                .warehouse_for(caller, id, Action::UpdateWarehouse)
                 .await?;
             // Renaming also needs the right to create a warehouse of the new name.
             self.authorize(
                 caller,
-                actions::CREATE_WAREHOUSE,
+                Action::CreateWarehouse,
                 &resource::warehouse(name.as_str()),
             )
             .await?;
@@ -326,7 +313,7 @@ impl Services {
         .await;
         self.audit_warehouse(
             &Actor::of(caller),
-            actions::UPDATE_WAREHOUSE,
+            Action::UpdateWarehouse,
             "rename",
             Subject::Id(id),
             outcome,
@@ -360,7 +347,7 @@ impl Services {
     ) -> Result<WarehouseInfo> {
         let outcome = async {
             let before = self
-                .warehouse_for(caller, id, actions::UPDATE_WAREHOUSE)
+                .warehouse_for(caller, id, Action::UpdateWarehouse)
                 .await?;
             let replaced = credential.is_some();
             let credential = match credential {
@@ -401,7 +388,7 @@ impl Services {
         .await;
         self.audit_warehouse(
             &Actor::of(caller),
-            actions::UPDATE_WAREHOUSE,
+            Action::UpdateWarehouse,
             "update-storage",
             Subject::Id(id),
             outcome,
@@ -417,7 +404,7 @@ impl Services {
     ) -> Result<WarehouseInfo> {
         let outcome = async {
             let before = self
-                .warehouse_for(caller, id, actions::UPDATE_WAREHOUSE)
+                .warehouse_for(caller, id, Action::UpdateWarehouse)
                 .await?;
             let profile = Self::decode_profile(&before)?;
             self.validate_storage(&profile, credential.as_ref(), Some(id))
@@ -432,7 +419,7 @@ impl Services {
         .await;
         self.audit_warehouse(
             &Actor::of(caller),
-            actions::UPDATE_WAREHOUSE,
+            Action::UpdateWarehouse,
             "update-credential",
             Subject::Id(id),
             outcome,
@@ -448,7 +435,7 @@ impl Services {
     ) -> Result<WarehouseInfo> {
         let outcome = async {
             let before = self
-                .warehouse_for(caller, id, actions::UPDATE_WAREHOUSE)
+                .warehouse_for(caller, id, Action::UpdateWarehouse)
                 .await?;
             delete_profile.validate()?;
             let mut rec = before.clone();
@@ -459,7 +446,7 @@ impl Services {
         .await;
         self.audit_warehouse(
             &Actor::of(caller),
-            actions::UPDATE_WAREHOUSE,
+            Action::UpdateWarehouse,
             "update-delete-profile",
             Subject::Id(id),
             outcome,
@@ -475,7 +462,7 @@ impl Services {
     ) -> Result<WarehouseInfo> {
         let outcome = async {
             let before = self
-                .warehouse_for(caller, id, actions::UPDATE_WAREHOUSE)
+                .warehouse_for(caller, id, Action::UpdateWarehouse)
                 .await?;
             let mut rec = before.clone();
             rec.status = if active {
@@ -489,7 +476,7 @@ impl Services {
         let operation = if active { "activate" } else { "deactivate" };
         self.audit_warehouse(
             &Actor::of(caller),
-            actions::UPDATE_WAREHOUSE,
+            Action::UpdateWarehouse,
             operation,
             Subject::Id(id),
             outcome,
@@ -500,7 +487,7 @@ impl Services {
     pub async fn delete_warehouse(&self, caller: &Principal, id: Uuid) -> Result<()> {
         let outcome = async {
             let rec = self
-                .warehouse_for(caller, id, actions::DELETE_WAREHOUSE)
+                .warehouse_for(caller, id, Action::DeleteWarehouse)
                 .await?;
             let before = self.audit_view(&rec);
             self.store()
@@ -525,7 +512,7 @@ impl Services {
         .await;
         self.audit_warehouse(
             &Actor::of(caller),
-            actions::DELETE_WAREHOUSE,
+            Action::DeleteWarehouse,
             "delete",
             Subject::Id(id),
             outcome,
@@ -561,7 +548,7 @@ impl Services {
     async fn audit_warehouse<T>(
         &self,
         actor: &Actor,
-        action: &str,
+        action: Action,
         operation: &str,
         subject: Subject<'_>,
         outcome: Result<Audited<T>>,
@@ -624,7 +611,7 @@ impl Services {
             detail: Some(detail.to_string()),
         };
         if let Err(e) = self.store().append_audit(&rec).await {
-            tracing::error!(error = %e, action, operation, "could not write the audit log");
+            tracing::error!(error = %e, action = action.as_str(), operation, "could not write the audit log");
         }
         value
     }
@@ -657,7 +644,7 @@ impl Services {
         };
         self.audit_warehouse(
             &actor,
-            actions::CREATE_WAREHOUSE,
+            Action::CreateWarehouse,
             "create",
             Subject::Name(DEFAULT_WAREHOUSE),
             outcome,
