@@ -7,12 +7,12 @@ mod common;
 mod flows_support;
 #[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
 mod oidc_peer;
+#[path = "../../sluice-store/tests/common/pg_cluster.rs"]
+mod pg_cluster;
 #[path = "../../sluice-auth/tests/common/slapd.rs"]
 mod slapd;
 #[path = "../../sluice-auth/tests/common/sts_stub.rs"]
 mod sts_stub;
-#[path = "../../sluice-store/tests/common/pg_cluster.rs"]
-mod pg_cluster;
 
 mod cli;
 mod login;
