@@ -5,7 +5,7 @@
 mod peers;
 #[path = "common/server.rs"]
 mod server;
-use peers::{azurite, gcs_peers, moto, s3s_fs};
+use peers::{azurite, gcs_peers, moto};
 #[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
 mod oidc_peer;
 #[path = "../../sluice-store/tests/common/pg_cluster.rs"]

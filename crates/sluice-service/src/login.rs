@@ -109,7 +109,7 @@ pub enum OidcMetadata {
     /// still listed.
     Unavailable { issuer: String },
     Available {
-        provider: ProviderMetadata,
+        provider: Box<ProviderMetadata>,
         /// The client id a CLI should use (the public one when configured).
         client_id: String,
         scopes: Vec<String>,
@@ -446,7 +446,7 @@ impl Services {
                 let cfg = oidc.config();
                 Some(match oidc.metadata().await {
                     Ok(provider) => OidcMetadata::Available {
-                        provider,
+                        provider: Box::new(provider),
                         client_id: cfg
                             .public_client_id
                             .clone()
