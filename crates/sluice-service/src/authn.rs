@@ -218,3 +218,90 @@ impl Authenticator for LdapBasic {
         self.cache().clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_auth::{KeyMaterial, SecretBox, TokenIssuer};
+
+    async fn services() -> Services {
+        let store = sluice_store::SqliteStore::connect("sqlite::memory:")
+            .await
+            .expect("in-memory store");
+        Services::new(
+            Arc::new(store),
+            SecretBox::new(&KeyMaterial::random()),
+            TokenIssuer::new(&KeyMaterial::random(), "sluice", 3600),
+            crate::ServiceConfig::new(vec![]),
+        )
+    }
+
+    fn unauthorized(r: Result<Principal>) -> String {
+        match r {
+            Err(ServiceError::Unauthorized(m)) => m,
+            other => panic!("expected 401, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_credential_kind_goes_to_its_authenticator() {
+        let s = services().await;
+        let admin = match s.bootstrap(None).await.expect("bootstrap") {
+            crate::auth::Bootstrap::Generated(k) => k,
+            other => panic!("{other:?}"),
+        };
+        let basic = |id: &str, secret: &str| Credential::Basic {
+            id: id.into(),
+            secret: Secret::new(secret),
+        };
+        let p = s
+            .authenticate(Some(&basic(
+                &admin.access_key_id,
+                admin.secret_access_key.expose(),
+            )))
+            .await
+            .expect("access key");
+        assert_eq!(p.user_name, "admin");
+        assert_eq!(
+            p.access_key_id.as_deref(),
+            Some(admin.access_key_id.as_str())
+        );
+        // Without LDAP every Basic credential is an access key.
+        assert_eq!(
+            unauthorized(s.authenticate(Some(&basic("alice", "pw"))).await),
+            "invalid access key id or secret"
+        );
+
+        let token = s.issue_session_token(&p, None).expect("token").access_token;
+        let bearer = Credential::Bearer(Secret::new(token.clone()));
+        assert_eq!(
+            s.authenticate(Some(&bearer)).await.unwrap().user_id,
+            p.user_id
+        );
+        assert_eq!(
+            unauthorized(
+                s.authenticate(Some(&Credential::Bearer(Secret::new("x"))))
+                    .await
+            ),
+            "invalid bearer token"
+        );
+
+        let cookie = |safe_method| Credential::SessionCookie {
+            token: Secret::new(token.clone()),
+            safe_method,
+        };
+        assert_eq!(
+            s.authenticate(Some(&cookie(true))).await.unwrap().user_id,
+            p.user_id
+        );
+        // A cookie never authorizes a change: nobody claims it.
+        assert_eq!(
+            unauthorized(s.authenticate(Some(&cookie(false))).await),
+            CREDENTIALS_REQUIRED
+        );
+        assert_eq!(
+            unauthorized(s.authenticate(None).await),
+            CREDENTIALS_REQUIRED
+        );
+    }
+}

@@ -170,7 +170,7 @@ fn sanitize_name(raw: &str) -> String {
 impl Services {
     /// Maps an external identity to its Sluice user, creating the user on first login.
     /// Email and friendly name follow the identity provider on every login.
-    pub async fn login_external(&self, login: ExternalLogin) -> Result<Principal> {
+    pub(crate) async fn login_external(&self, login: ExternalLogin) -> Result<Principal> {
         for _ in 0..3 {
             if let Some(link) = self
                 .store()
@@ -702,5 +702,26 @@ mod tests {
         assert_eq!(sanitize_name("Alice Smith/x"), "Alice-Smith-x");
         assert_eq!(sanitize_name(""), "user");
         assert_eq!(sanitize_name("a@b.org"), "a@b.org");
+    }
+
+    #[test]
+    fn return_to_must_be_a_local_path() {
+        for ok in ["/", "/management/v1/whoami", "/a?b=c#d"] {
+            assert!(check_return_to(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/a b",
+            "evil",
+            "",
+        ] {
+            assert!(
+                matches!(check_return_to(bad), Err(ServiceError::BadRequest(_))),
+                "{bad:?}"
+            );
+        }
     }
 }
