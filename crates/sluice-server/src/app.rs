@@ -151,7 +151,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
 
 /// Liveness and readiness: 200 only while the database answers.
 async fn health(State(s): State<AppState>) -> Response {
-    match s.services.store().get_setting("health.probe").await {
+    match s.services.check_database().await {
         Ok(_) => Json(json!({"status": "ok"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");

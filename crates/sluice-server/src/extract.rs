@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::de::DeserializeOwned;
-use sluice_core::Principal;
+use sluice_core::{Principal, Secret};
+use sluice_service::authn::Credential;
 use sluice_service::ServiceError;
 
 /// JSON body. Parsed whatever the Content-Type says, because several Iceberg clients omit
@@ -77,7 +78,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     }
 }
 
-/// The authenticated caller: HTTP Basic with an access key, or a Sluice bearer token.
+/// The authenticated caller, as the service layer's authentication chain decided from the
+/// request's credential (`sluice_service::authn`).
 pub struct Caller(pub Principal);
 
 /// Whether the request carries more than one `Authorization` header. Such a request is
@@ -127,20 +129,25 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let source = source_ip(parts);
-        let id = match basic_credentials(&parts.headers) {
-            Some(Ok((id, _))) => Some(id),
+        let credential = credential(parts);
+        let id = match &credential {
+            Ok(Some(Credential::Basic { id, .. })) => Some(id.as_str()),
             _ => None,
         };
-        if let Some(wait) = state.throttle.check(source, id.as_deref()) {
-            return Err(throttled(source, id.as_deref(), wait));
+        if let Some(wait) = state.throttle.check(source, id) {
+            return Err(throttled(source, id, wait));
         }
-        match authenticate(parts, state).await {
+        let result = match &credential {
+            Ok(c) => state.services.authenticate(c.as_ref()).await,
+            Err(e) => Err(ServiceError::Unauthorized(e.to_string())),
+        };
+        match result {
             Ok(p) => Ok(Caller(p)),
             Err(e) => {
-                if matches!(e.0, ServiceError::Unauthorized(_)) {
-                    state.throttle.record_failure(source, id.as_deref());
+                if matches!(e, ServiceError::Unauthorized(_)) {
+                    state.throttle.record_failure(source, id);
                 }
-                Err(e.into_response())
+                Err(ApiError(e).into_response())
             }
         }
     }
@@ -162,65 +169,42 @@ pub fn throttled(
     crate::error::too_many_auth_failures(secs)
 }
 
-async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let unauthorized = |m: &str| ApiError(ServiceError::Unauthorized(m.to_string()));
+/// The credential a request carries, parsed but not checked: the `Authorization` header,
+/// else the SSO session cookie. Err for a header that cannot be parsed (the message is the
+/// 401's).
+fn credential(parts: &Parts) -> Result<Option<Credential>, &'static str> {
     if repeated_authorization(&parts.headers) {
-        return Err(unauthorized(
-            "more than one Authorization header; send exactly one",
-        ));
+        return Err("more than one Authorization header; send exactly one");
     }
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-        // The browser session cookie from SSO, for safe methods only: a cookie rides
-        // along on cross-site requests, so it must never authorize a change.
-        if parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD {
-            if let Some(token) = session_cookie(parts) {
-                return Ok(state.services.authenticate_token(&token).await?);
-            }
-        }
-        return Err(unauthorized(
-            "authentication required: use HTTP Basic with an access key or a bearer token",
-        ));
+        let safe_method =
+            parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
+        return Ok(
+            session_cookie(parts).map(|token| Credential::SessionCookie {
+                token: Secret::new(token),
+                safe_method,
+            }),
+        );
     };
     let value = value
         .to_str()
-        .map_err(|_| unauthorized("malformed Authorization header"))?;
+        .map_err(|_| "malformed Authorization header")?;
     let (scheme, rest) = value
         .split_once(' ')
-        .ok_or_else(|| unauthorized("malformed Authorization header"))?;
-    let principal = if scheme.eq_ignore_ascii_case("bearer") {
-        let token = rest.trim();
-        match &state.providers.oidc {
-            // Tokens from the configured IdP are routed by their (unverified) issuer;
-            // the signature and claims are verified next.
-            Some(oidc) if oidc.is_candidate(token) => {
-                let identity = oidc
-                    .verify_bearer(token)
-                    .await
-                    .map_err(crate::login::oidc_error)?;
-                crate::login::oidc_principal(state, "oidc", identity).await?
-            }
-            _ => state.services.authenticate_token(token).await?,
-        }
+        .ok_or("malformed Authorization header")?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(Some(Credential::Bearer(Secret::new(rest.trim()))))
     } else if scheme.eq_ignore_ascii_case("basic") {
         match basic_credentials(&parts.headers) {
-            Some(Ok((id, secret))) => {
-                let ldap_basic = state
-                    .providers
-                    .ldap
-                    .as_ref()
-                    .is_some_and(|l| l.config().allow_basic_auth);
-                if ldap_basic && sluice_core::AccessKeyId::parse(&id).is_err() {
-                    crate::login::ldap_basic(state, &id, &secret).await?
-                } else {
-                    state.services.authenticate_key(&id, &secret).await?
-                }
-            }
-            _ => return Err(unauthorized("malformed Basic credentials")),
+            Some(Ok((id, secret))) => Ok(Some(Credential::Basic {
+                id,
+                secret: Secret::new(secret),
+            })),
+            _ => Err("malformed Basic credentials"),
         }
     } else {
-        return Err(unauthorized("unsupported authorization scheme"));
-    };
-    Ok(principal)
+        Err("unsupported authorization scheme")
+    }
 }
 
 /// What the client accepts for storage access (`X-Iceberg-Access-Delegation`), with the

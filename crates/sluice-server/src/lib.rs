@@ -5,7 +5,6 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod extract;
-pub mod login;
 pub mod routes;
 pub mod serve;
 pub mod state;
@@ -17,6 +16,7 @@ use anyhow::Context;
 use sluice_auth::{KeyMaterial, SecretBox, TokenIssuer};
 use sluice_core::Secret;
 use sluice_service::auth::Bootstrap;
+use sluice_service::login::IdentityProviders;
 use sluice_service::{ServiceConfig, Services};
 use sluice_store::SqliteStore;
 use std::sync::Arc;
@@ -27,7 +27,6 @@ pub struct Server {
     pub services: Services,
     pub config: ServerConfig,
     pub bootstrap: Bootstrap,
-    pub providers: Arc<state::Providers>,
     /// Change-feed watchers; stopped when the server is dropped (after `serve` returns).
     watchers: Watchers,
 }
@@ -77,7 +76,8 @@ impl Server {
             "JWT signing key",
         )?;
         let store = open_store_with(&config.database_url(), &config).await?;
-        let services = Services::new(
+        let providers = build_providers(&config)?;
+        let services = Services::with_identity_providers(
             store,
             SecretBox::new(&master),
             TokenIssuer::new(&signing, "sluice", config.token_ttl_seconds),
@@ -87,6 +87,7 @@ impl Server {
                 purge_lease: std::time::Duration::from_secs(config.purge_lease_seconds),
                 ..ServiceConfig::new(config.allowed_file_roots.clone())
             },
+            providers,
         );
         // Follow other replicas' changes from before our own first write, so nothing this
         // replica caches during bootstrap can be stale.
@@ -112,15 +113,10 @@ impl Server {
                 .await
                 .context("creating the default warehouse")?;
         }
-        let providers = Arc::new(build_providers(&config)?);
-        if let Some(t) = watch_ldap_cache(&services, &providers).await? {
-            watchers.0.push(t);
-        }
         Ok(Server {
             services,
             config,
             bootstrap,
-            providers,
             watchers,
         })
     }
@@ -130,7 +126,6 @@ impl Server {
             state::AppState {
                 services: self.services.clone(),
                 public_url: self.config.public_url.clone(),
-                providers: self.providers.clone(),
                 throttle: Arc::new(throttle::AuthThrottle::new(
                     self.config.auth_failures_per_minute,
                 )),
@@ -245,46 +240,9 @@ fn spawn_purger(
     })
 }
 
-/// The LDAP Basic-auth cache maps credentials to a user; a user deleted or changed on
-/// another replica must not linger there, so identity changes clear it too.
-async fn watch_ldap_cache(
-    services: &Services,
-    providers: &Arc<state::Providers>,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    if providers.ldap.is_none() {
-        return Ok(None);
-    }
-    let Some(mut rx) = services
-        .store()
-        .subscribe_changes()
-        .await
-        .context("subscribing to the database change feed")?
-    else {
-        return Ok(None);
-    };
-    let providers = Arc::downgrade(providers);
-    Ok(Some(tokio::spawn(async move {
-        use tokio::sync::broadcast::error::RecvError;
-        loop {
-            let clear = match rx.recv().await {
-                Ok(sluice_store::Change::Warehouse(_)) => false,
-                Ok(_) | Err(RecvError::Lagged(_)) => true,
-                Err(RecvError::Closed) => return,
-            };
-            let Some(p) = providers.upgrade() else { return };
-            if clear {
-                p.ldap_basic_cache
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
-            }
-        }
-    })))
-}
-
 /// Constructs the configured identity-provider clients. None of them touches the network
 /// here: an identity provider that is down must not stop the catalog from starting.
-fn build_providers(config: &ServerConfig) -> anyhow::Result<state::Providers> {
+fn build_providers(config: &ServerConfig) -> anyhow::Result<IdentityProviders> {
     // No redirects: identity-provider answers must come from the endpoint asked.
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -292,7 +250,7 @@ fn build_providers(config: &ServerConfig) -> anyhow::Result<state::Providers> {
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .context("building the HTTP client for identity providers")?;
-    let mut p = state::Providers::default();
+    let mut p = IdentityProviders::default();
     if let Some(c) = &config.oidc {
         p.oidc = Some(Arc::new(
             sluice_auth::oidc::OidcProvider::new(c.clone(), http.clone())

@@ -162,7 +162,7 @@ impl Services {
 
     /// Verifies an access key pair. Unknown id and wrong secret give the same answer so the
     /// response does not reveal which ids exist.
-    pub async fn authenticate_key(&self, key_id: &str, secret: &str) -> Result<Principal> {
+    pub(crate) async fn authenticate_key(&self, key_id: &str, secret: &str) -> Result<Principal> {
         let invalid = || ServiceError::Unauthorized("invalid access key id or secret".into());
         if AccessKeyId::parse(key_id).is_err() {
             return Err(invalid());
@@ -196,7 +196,7 @@ impl Services {
 
     /// Verifies a Sluice-issued bearer token. A token minted from an access key dies with
     /// the key: deleting the key revokes its outstanding tokens.
-    pub async fn authenticate_token(&self, token: &str) -> Result<Principal> {
+    pub(crate) async fn authenticate_token(&self, token: &str) -> Result<Principal> {
         let claims = self.tokens().verify(token).map_err(|e| match e {
             sluice_auth::AuthError::Expired => ServiceError::Unauthorized("token expired".into()),
             _ => ServiceError::Unauthorized("invalid bearer token".into()),

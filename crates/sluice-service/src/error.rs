@@ -113,3 +113,51 @@ impl From<iceberg::Error> for ServiceError {
         }
     }
 }
+
+// Identity-provider errors. Each provider's failure reads the same to every caller
+// (bearer check or login endpoint); the detail goes to the server log only.
+
+impl From<sluice_auth::oidc::OidcError> for ServiceError {
+    fn from(e: sluice_auth::oidc::OidcError) -> Self {
+        use sluice_auth::oidc::OidcError;
+        match e {
+            OidcError::InvalidToken(m) => {
+                tracing::debug!(reason = %m, "OIDC token rejected");
+                ServiceError::Unauthorized("invalid bearer token".into())
+            }
+            OidcError::Unavailable(m) => {
+                tracing::warn!(reason = %m, "identity provider unavailable");
+                ServiceError::Unavailable("the identity provider is unavailable".into())
+            }
+            other => {
+                tracing::error!(error = %other, "OIDC configuration error");
+                ServiceError::Internal(other.to_string())
+            }
+        }
+    }
+}
+
+impl From<sluice_auth::ldap::LdapError> for ServiceError {
+    fn from(e: sluice_auth::ldap::LdapError) -> Self {
+        if !matches!(e, sluice_auth::ldap::LdapError::InvalidCredentials) {
+            tracing::warn!(error = ?e, "LDAP login failed");
+        }
+        ServiceError::Unauthorized("invalid credentials".into())
+    }
+}
+
+impl From<sluice_auth::aws_iam::AwsIamError> for ServiceError {
+    fn from(e: sluice_auth::aws_iam::AwsIamError) -> Self {
+        use sluice_auth::aws_iam::AwsIamError;
+        match e {
+            AwsIamError::Invalid(m) => {
+                tracing::info!(reason = %m, "AWS IAM login refused");
+                ServiceError::Unauthorized(format!("AWS identity rejected: {m}"))
+            }
+            e => {
+                tracing::warn!(error = %e, "AWS IAM login: STS unavailable");
+                ServiceError::Unavailable("AWS STS is unavailable".into())
+            }
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! function here per request; nothing in this crate knows about HTTP.
 
 pub mod auth;
+pub mod authn;
 pub mod authz;
 pub mod catalog;
 pub mod delegation;
@@ -71,16 +72,38 @@ struct Inner {
     storages: Mutex<HashMap<Uuid, (chrono::DateTime<chrono::Utc>, Storage)>>,
     policies: authz::PolicyCache,
     credentials: delegation::CredentialCache,
+    identity: login::IdentityProviders,
+    authenticators: authn::Chain,
 }
 
 impl Services {
+    /// Services without external identity providers.
     pub fn new(
         store: Arc<dyn CatalogStore>,
         secrets: SecretBox,
         tokens: TokenIssuer,
         config: ServiceConfig,
     ) -> Self {
+        Self::with_identity_providers(
+            store,
+            secrets,
+            tokens,
+            config,
+            login::IdentityProviders::default(),
+        )
+    }
+
+    /// Services whose authentication chain and logins include the configured identity
+    /// providers.
+    pub fn with_identity_providers(
+        store: Arc<dyn CatalogStore>,
+        secrets: SecretBox,
+        tokens: TokenIssuer,
+        config: ServiceConfig,
+        identity: login::IdentityProviders,
+    ) -> Self {
         let policies = authz::PolicyCache::new(config.policy_cache_ttl);
+        let authenticators = authn::Chain::new(&identity);
         Services {
             inner: Arc::new(Inner {
                 store,
@@ -90,12 +113,28 @@ impl Services {
                 storages: Mutex::new(HashMap::new()),
                 policies,
                 credentials: delegation::CredentialCache::new(Arc::new(delegation::SystemClock)),
+                identity,
+                authenticators,
             }),
         }
     }
 
-    pub fn store(&self) -> &dyn CatalogStore {
+    pub(crate) fn store(&self) -> &dyn CatalogStore {
         self.inner.store.as_ref()
+    }
+
+    pub(crate) fn identity_providers(&self) -> &login::IdentityProviders {
+        &self.inner.identity
+    }
+
+    pub(crate) fn authenticators(&self) -> &authn::Chain {
+        &self.inner.authenticators
+    }
+
+    /// Whether the database answers (health checks).
+    pub async fn check_database(&self) -> Result<()> {
+        self.store().get_setting("health.probe").await?;
+        Ok(())
     }
 
     pub(crate) fn secrets(&self) -> &SecretBox {
@@ -187,10 +226,13 @@ impl Services {
     }
 
     /// Applies one change another process (or this one) committed to what this replica
-    /// caches. Public so the HTTP layer's own caches can follow the same feed.
+    /// caches.
     pub fn apply_change(&self, change: &Change) {
         match change {
-            Change::Identity => self.policy_cache().invalidate(),
+            Change::Identity => {
+                self.policy_cache().invalidate();
+                self.authenticators().forget_cached();
+            }
             Change::Warehouse(id) => {
                 self.forget_storage(*id);
                 self.credential_cache().forget_warehouse(*id);
@@ -199,6 +241,7 @@ impl Services {
                 self.policy_cache()
                     .set_bypass(matches!(change, Change::Lost));
                 self.policy_cache().invalidate();
+                self.authenticators().forget_cached();
                 self.inner
                     .storages
                     .lock()
