@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sluice_api::{AttachPrincipal, ExternalPrincipalView, PrincipalsResponse};
 use sluice_core::Principal;
 use sluice_service::login::{ExternalLogin, ExternalPrincipalInfo};
 use sluice_service::ServiceError;
@@ -457,31 +458,6 @@ async fn web_identity_login(
     components(schemas(PrincipalsResponse, AttachPrincipal, ExternalPrincipalView))
 )]
 pub struct PrincipalsApi;
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct PrincipalsResponse {
-    #[schema(value_type = Vec<ExternalPrincipalView>)]
-    principals: Vec<ExternalPrincipalInfo>,
-}
-
-/// An external principal bound to a user (schema of `ExternalPrincipalInfo`).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-struct ExternalPrincipalView {
-    /// `aws-iam`.
-    source: String,
-    /// The principal ARN (an assumed-role ARN is stored as its role ARN).
-    id: String,
-    created_at: chrono::DateTime<chrono::Utc>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct AttachPrincipal {
-    /// An IAM user or role ARN, or an STS assumed-role ARN.
-    #[schema(min_length = 1)]
-    arn: String,
-}
 
 #[utoipa::path(get, path = "/management/v1/users/{user}/external-principals", params(("user" = String, Path)),
     responses((status = 200, body = PrincipalsResponse)))]
