@@ -20,3 +20,71 @@ pub use error::{ErrorBody, ErrorModel};
 pub use identity::*;
 pub use management::*;
 pub use policy::{Effect, Statement, StatementRef};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn effective_policy_has_one_spelling() {
+        let p = EffectivePolicy {
+            policy: "read".into(),
+            via_group: Some("analysts".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({"policy": "read", "via-group": "analysts"})
+        );
+        let direct = EffectivePolicy {
+            policy: "read".into(),
+            via_group: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&direct).unwrap(),
+            json!({"policy": "read"})
+        );
+    }
+
+    #[test]
+    fn new_key_secret_is_written_only_in_its_own_body() {
+        let k: NewAccessKey = serde_json::from_value(json!({
+            "access-key-id": "AKIATESTKEY000000001",
+            "secret-access-key": "s3cr3t",
+            "user": "alice",
+        }))
+        .unwrap();
+        assert!(!format!("{k:?}").contains("s3cr3t"));
+        assert_eq!(
+            serde_json::to_value(&k).unwrap()["secret-access-key"],
+            "s3cr3t"
+        );
+    }
+
+    #[test]
+    fn requests_refuse_unknown_fields_and_omit_absent_ones() {
+        let req = CreateWarehouseRequest::new("wh", json!({"type": "file", "root": "/d"}));
+        assert_eq!(
+            serde_json::to_value(&req).unwrap(),
+            json!({"warehouse-name": "wh", "storage-profile": {"type": "file", "root": "/d"}})
+        );
+        let err = serde_json::from_value::<CreateWarehouseRequest>(json!({
+            "warehouse-name": "wh", "storage-profile": {}, "colour": "red"
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn statement_action_is_one_or_many() {
+        let one: Statement = serde_json::from_value(
+            json!({"effect": "Allow", "action": "catalog:ReadTable", "resource": "*"}),
+        )
+        .unwrap();
+        assert_eq!(one, Statement::allow(["catalog:ReadTable"], "*"));
+        assert_eq!(
+            serde_json::to_value(&one).unwrap(),
+            json!({"effect": "allow", "action": ["catalog:ReadTable"], "resource": "*"})
+        );
+    }
+}

@@ -1056,7 +1056,7 @@ async fn aws_role_login_with_the_default_credential_chain() {
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(exe)
             .args([
-                "aws_role_default_chain_child",
+                "flows::aws_role_default_chain_child",
                 "--exact",
                 "--ignored",
                 "--nocapture",
