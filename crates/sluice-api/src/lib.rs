@@ -33,7 +33,7 @@ mod tests {
             via_group: Some("analysts".into()),
         };
         assert_eq!(
-            serde_json::to_value(&p).unwrap(),
+            serde_json::to_value(p).unwrap(),
             json!({"policy": "read", "via-group": "analysts"})
         );
         let direct = EffectivePolicy {
@@ -41,7 +41,7 @@ mod tests {
             via_group: None,
         };
         assert_eq!(
-            serde_json::to_value(&direct).unwrap(),
+            serde_json::to_value(direct).unwrap(),
             json!({"policy": "read"})
         );
     }
@@ -56,7 +56,7 @@ mod tests {
         .unwrap();
         assert!(!format!("{k:?}").contains("s3cr3t"));
         assert_eq!(
-            serde_json::to_value(&k).unwrap()["secret-access-key"],
+            serde_json::to_value(k).unwrap()["secret-access-key"],
             "s3cr3t"
         );
     }
@@ -65,7 +65,7 @@ mod tests {
     fn requests_refuse_unknown_fields_and_omit_absent_ones() {
         let req = CreateWarehouseRequest::new("wh", json!({"type": "file", "root": "/d"}));
         assert_eq!(
-            serde_json::to_value(&req).unwrap(),
+            serde_json::to_value(req).unwrap(),
             json!({"warehouse-name": "wh", "storage-profile": {"type": "file", "root": "/d"}})
         );
         let err = serde_json::from_value::<CreateWarehouseRequest>(json!({
@@ -83,7 +83,7 @@ mod tests {
         .unwrap();
         assert_eq!(one, Statement::allow(["catalog:ReadTable"], "*"));
         assert_eq!(
-            serde_json::to_value(&one).unwrap(),
+            serde_json::to_value(one).unwrap(),
             json!({"effect": "allow", "action": ["catalog:ReadTable"], "resource": "*"})
         );
     }

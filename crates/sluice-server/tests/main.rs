@@ -5,7 +5,7 @@
 mod server;
 #[path = "../../sluice-storage/tests/common/mod.rs"]
 mod peers;
-use peers::{azurite, gcs_peers, moto, s3s_fs};
+use peers::{azurite, gcs_peers, moto};
 #[path = "../../sluice-auth/tests/common/oidc_peer.rs"]
 mod oidc_peer;
 #[path = "../../sluice-auth/tests/common/slapd.rs"]
