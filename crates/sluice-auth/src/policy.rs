@@ -53,8 +53,10 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
+// The statement language is part of the wire format: defined once in sluice-api.
+pub use sluice_api::policy::{Effect, Statement, StatementRef};
 
 /// Declares [`Action`] from `Variant => "service:Verb"` pairs, so each action's wire
 /// string is written exactly once.
@@ -290,90 +292,6 @@ pub mod resource {
             }
         }
     }
-}
-
-/// Whether a statement grants or forbids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Effect {
-    #[serde(alias = "Allow")]
-    Allow,
-    #[serde(alias = "Deny")]
-    Deny,
-}
-
-impl fmt::Display for Effect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Effect::Allow => "allow",
-            Effect::Deny => "deny",
-        })
-    }
-}
-
-/// One rule of a policy. On input, `action` may be a single string or an array; it is
-/// always serialized as an array.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Statement {
-    pub effect: Effect,
-    #[serde(deserialize_with = "one_or_many")]
-    pub action: Vec<String>,
-    pub resource: String,
-}
-
-impl Statement {
-    pub fn new<I, S>(effect: Effect, action: I, resource: impl Into<String>) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Statement {
-            effect,
-            action: action.into_iter().map(Into::into).collect(),
-            resource: resource.into(),
-        }
-    }
-
-    pub fn allow<I, S>(action: I, resource: impl Into<String>) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::new(Effect::Allow, action, resource)
-    }
-
-    pub fn deny<I, S>(action: I, resource: impl Into<String>) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::new(Effect::Deny, action, resource)
-    }
-}
-
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an action string or an array of action strings")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(vec![v.to_string()])
-        }
-        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-            Ok(vec![v])
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-            while let Some(s) = seq.next_element::<String>()? {
-                out.push(s);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_any(V)
 }
 
 /// Most statements one policy may hold.
@@ -733,15 +651,6 @@ pub fn default_group_policies() -> Vec<(&'static str, &'static str, Vec<Statemen
         ),
         ("Admins", "FullAccess", vec![Statement::allow(["*"], "*")]),
     ]
-}
-
-/// Which statement decided a [`Decision`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StatementRef {
-    pub policy: String,
-    /// 0-based index into the policy's statements.
-    pub statement: usize,
-    pub effect: Effect,
 }
 
 /// The outcome of evaluating one request. `decided_by` is None for an implicit deny.

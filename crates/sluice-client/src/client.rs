@@ -279,7 +279,7 @@ impl Client {
     pub async fn list_users(&self) -> Result<Vec<User>> {
         Ok(self
             .mgmt(Method::GET, &["users"])
-            .send_json::<UsersEnvelope>()
+            .send_json::<sluice_api::UsersResponse>()
             .await?
             .users)
     }
@@ -290,13 +290,11 @@ impl Client {
         email: Option<&str>,
         friendly_name: Option<&str>,
     ) -> Result<User> {
-        let mut body = json!({ "name": name });
-        if let Some(e) = email {
-            body["email"] = json!(e);
-        }
-        if let Some(f) = friendly_name {
-            body["friendly-name"] = json!(f);
-        }
+        let body = sluice_api::CreateUserRequest {
+            name: name.into(),
+            email: email.map(Into::into),
+            friendly_name: friendly_name.map(Into::into),
+        };
         self.mgmt(Method::POST, &["users"])
             .json(&body)
             .send_json()
@@ -337,7 +335,7 @@ impl Client {
     pub async fn user_groups(&self, user: &str) -> Result<Vec<Group>> {
         Ok(self
             .mgmt(Method::GET, &["users", user, "groups"])
-            .send_json::<GroupsEnvelope>()
+            .send_json::<sluice_api::GroupsResponse>()
             .await?
             .groups)
     }
@@ -346,7 +344,7 @@ impl Client {
     pub async fn user_policies(&self, user: &str) -> Result<Vec<Policy>> {
         Ok(self
             .mgmt(Method::GET, &["users", user, "policies"])
-            .send_json::<PoliciesEnvelope>()
+            .send_json::<sluice_api::PoliciesResponse>()
             .await?
             .policies)
     }
@@ -361,7 +359,7 @@ impl Client {
     pub async fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKey>> {
         Ok(self
             .mgmt(Method::GET, &["users", user, "access-keys"])
-            .send_json::<KeysEnvelope>()
+            .send_json::<sluice_api::KeysResponse>()
             .await?
             .access_keys)
     }
@@ -378,16 +376,16 @@ impl Client {
     pub async fn list_groups(&self) -> Result<Vec<Group>> {
         Ok(self
             .mgmt(Method::GET, &["groups"])
-            .send_json::<GroupsEnvelope>()
+            .send_json::<sluice_api::GroupsResponse>()
             .await?
             .groups)
     }
 
     pub async fn create_group(&self, name: &str, description: Option<&str>) -> Result<Group> {
-        let mut body = json!({ "name": name });
-        if let Some(d) = description {
-            body["description"] = json!(d);
-        }
+        let body = sluice_api::CreateGroupRequest {
+            name: name.into(),
+            description: description.map(Into::into),
+        };
         self.mgmt(Method::POST, &["groups"])
             .json(&body)
             .send_json()
@@ -419,7 +417,7 @@ impl Client {
     pub async fn group_members(&self, group: &str) -> Result<Vec<User>> {
         Ok(self
             .mgmt(Method::GET, &["groups", group, "members"])
-            .send_json::<UsersEnvelope>()
+            .send_json::<sluice_api::UsersResponse>()
             .await?
             .users)
     }
@@ -428,7 +426,7 @@ impl Client {
     pub async fn group_policies(&self, group: &str) -> Result<Vec<Policy>> {
         Ok(self
             .mgmt(Method::GET, &["groups", group, "policies"])
-            .send_json::<PoliciesEnvelope>()
+            .send_json::<sluice_api::PoliciesResponse>()
             .await?
             .policies)
     }
@@ -436,7 +434,7 @@ impl Client {
     pub async fn list_policies(&self) -> Result<Vec<Policy>> {
         Ok(self
             .mgmt(Method::GET, &["policies"])
-            .send_json::<PoliciesEnvelope>()
+            .send_json::<sluice_api::PoliciesResponse>()
             .await?
             .policies)
     }
@@ -447,7 +445,11 @@ impl Client {
         description: Option<&str>,
         statements: &[Statement],
     ) -> Result<Policy> {
-        let body = json!({ "name": name, "description": description, "statements": statements });
+        let body = sluice_api::PolicyRequest {
+            name: Some(name.into()),
+            description: description.map(Into::into),
+            statements: statements.to_vec(),
+        };
         self.mgmt(Method::POST, &["policies"])
             .json(&body)
             .send_json()
@@ -468,7 +470,11 @@ impl Client {
         description: Option<&str>,
         statements: &[Statement],
     ) -> Result<Policy> {
-        let body = json!({ "description": description, "statements": statements });
+        let body = sluice_api::PolicyRequest {
+            name: None,
+            description: description.map(Into::into),
+            statements: statements.to_vec(),
+        };
         self.mgmt(Method::PUT, &["policies", name])
             .json(&body)
             .send_json()
@@ -512,7 +518,11 @@ impl Client {
         action: &str,
         resource: &str,
     ) -> Result<CheckResult> {
-        let body = json!({ "user": user, "action": action, "resource": resource });
+        let body = sluice_api::CheckRequest {
+            user: user.into(),
+            action: action.into(),
+            resource: resource.into(),
+        };
         self.mgmt(Method::POST, &["authz", "check"])
             .json(&body)
             .send_json()
@@ -528,7 +538,7 @@ impl Client {
         if let Some(l) = limit {
             r = r.query(&[("limit", l.to_string())]);
         }
-        Ok(r.send_json::<AuditEnvelope>().await?.entries)
+        Ok(r.send_json::<sluice_api::AuditResponse>().await?.entries)
     }
 
     // -------------------------------------------------------------- warehouses
@@ -536,7 +546,7 @@ impl Client {
     pub async fn list_warehouses(&self) -> Result<Vec<Warehouse>> {
         Ok(self
             .mgmt(Method::GET, &["warehouse"])
-            .send_json::<WarehousesEnvelope>()
+            .send_json::<sluice_api::ListWarehousesResponse>()
             .await?
             .warehouses)
     }
@@ -574,7 +584,9 @@ impl Client {
 
     pub async fn rename_warehouse(&self, id: Uuid, new_name: &str) -> Result<Warehouse> {
         self.mgmt(Method::POST, &["warehouse", &id.to_string(), "rename"])
-            .json(&json!({ "new-name": new_name }))
+            .json(&sluice_api::RenameWarehouseRequest {
+                new_name: new_name.into(),
+            })
             .send_json()
             .await
     }
@@ -604,10 +616,10 @@ impl Client {
         storage_profile: serde_json::Value,
         credential: Option<serde_json::Value>,
     ) -> Result<Warehouse> {
-        let mut body = json!({ "storage-profile": storage_profile });
-        if let Some(c) = credential {
-            body["storage-credential"] = c;
-        }
+        let body: sluice_api::UpdateStorageRequest = sluice_api::UpdateStorageRequest {
+            storage_profile,
+            storage_credential: credential,
+        };
         self.mgmt(Method::POST, &["warehouse", &id.to_string(), "storage"])
             .json(&body)
             .send_json()
@@ -624,7 +636,9 @@ impl Client {
             Method::POST,
             &["warehouse", &id.to_string(), "storage-credential"],
         )
-        .json(&json!({ "new-storage-credential": credential }))
+        .json(&sluice_api::UpdateCredentialRequest {
+            new_storage_credential: credential,
+        })
         .send_json()
         .await
     }
@@ -638,7 +652,7 @@ impl Client {
             Method::POST,
             &["warehouse", &id.to_string(), "delete-profile"],
         )
-        .json(&json!({ "delete-profile": delete_profile }))
+        .json(&sluice_api::UpdateDeleteProfileRequest { delete_profile })
         .send_json()
         .await
     }
@@ -649,7 +663,7 @@ impl Client {
                 Method::GET,
                 &["warehouse", &id.to_string(), "deleted-tables"],
             )
-            .send_json::<DeletedTablesEnvelope>()
+            .send_json::<sluice_api::DeletedTablesResponse>()
             .await?
             .tables)
     }
@@ -672,7 +686,9 @@ impl Client {
             ],
         );
         if let Some(n) = new_name {
-            r = r.json(&json!({ "new-name": n }));
+            r = r.json(&sluice_api::UndropRequest {
+                new_name: Some(n.into()),
+            });
         }
         r.send_json().await
     }

@@ -4,141 +4,50 @@
 
 use crate::auth::NewAccessKey;
 use crate::{now, Result, ServiceError, Services};
-use serde::Serialize;
 use sluice_auth::policy::{self, resource, Action, Decision, Statement};
 use sluice_core::Principal;
 use sluice_store::{AuditRecord, GroupRecord, PolicyRecord, StoreError, UserRecord};
 use std::future::Future;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct UserInfo {
-    pub id: Uuid,
-    pub name: String,
-    pub email: Option<String>,
-    pub friendly_name: Option<String>,
-    pub source: String,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-}
+// The wire types are defined once, in sluice-api; the service returns them directly.
+pub use sluice_api::{
+    AccessKey as AccessKeyInfo, AuditEntry, CheckResult, EffectivePolicy as EffectivePolicyInfo,
+    Group as GroupInfo, Policy as PolicyInfo, User as UserInfo, WhoAmI,
+};
 
-impl From<UserRecord> for UserInfo {
-    fn from(u: UserRecord) -> Self {
-        UserInfo {
-            id: u.id,
-            name: u.name,
-            email: u.email,
-            friendly_name: u.friendly_name,
-            source: u.source,
-            created_at: u.created_at,
-        }
+fn user_info(u: UserRecord) -> UserInfo {
+    UserInfo {
+        id: u.id,
+        name: u.name,
+        email: u.email,
+        friendly_name: u.friendly_name,
+        source: u.source,
+        created_at: u.created_at,
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct GroupInfo {
-    pub id: Uuid,
-    pub name: String,
-    pub description: Option<String>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl From<GroupRecord> for GroupInfo {
-    fn from(g: GroupRecord) -> Self {
-        GroupInfo {
-            id: g.id,
-            name: g.name,
-            description: g.description,
-            created_at: g.created_at,
-        }
+fn group_info(g: GroupRecord) -> GroupInfo {
+    GroupInfo {
+        id: g.id,
+        name: g.name,
+        description: g.description,
+        created_at: g.created_at,
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct PolicyInfo {
-    pub id: Uuid,
-    pub name: String,
-    pub description: Option<String>,
-    pub statements: Vec<Statement>,
-    pub builtin: bool,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl TryFrom<PolicyRecord> for PolicyInfo {
-    type Error = ServiceError;
-    fn try_from(p: PolicyRecord) -> Result<Self> {
-        let statements = policy::parse_statements(&p.statements_json)
-            .map_err(|e| ServiceError::Internal(format!("stored policy {}: {e}", p.name)))?;
-        Ok(PolicyInfo {
-            id: p.id,
-            name: p.name,
-            description: p.description,
-            statements,
-            builtin: p.builtin,
-            created_at: p.created_at,
-            updated_at: p.updated_at,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct AccessKeyInfo {
-    pub access_key_id: String,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct AuditEntry {
-    pub id: i64,
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub actor_id: Option<Uuid>,
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub result: String,
-    pub detail: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct EffectivePolicyInfo {
-    pub policy: String,
-    /// The group it comes through; absent when attached to the user directly.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub via_group: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct WhoAmI {
-    pub user_id: Uuid,
-    pub name: String,
-    pub email: Option<String>,
-    pub source: String,
-    pub access_key_id: Option<String>,
-    pub groups: Vec<String>,
-    pub policies: Vec<EffectivePolicyInfo>,
-}
-
-/// Outcome of an explain request.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct CheckResult {
-    pub user: String,
-    pub action: String,
-    pub resource: String,
-    /// `allow` or `deny`.
-    pub decision: &'static str,
-    /// The statement that decided; absent for an implicit deny (nothing matched).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub statement: Option<sluice_auth::policy::StatementRef>,
-    pub reason: String,
+fn policy_info(p: PolicyRecord) -> Result<PolicyInfo> {
+    let statements = policy::parse_statements(&p.statements_json)
+        .map_err(|e| ServiceError::Internal(format!("stored policy {}: {e}", p.name)))?;
+    Ok(PolicyInfo {
+        id: p.id,
+        name: p.name,
+        description: p.description,
+        statements,
+        builtin: p.builtin,
+        created_at: p.created_at,
+        updated_at: p.updated_at,
+    })
 }
 
 /// Names of users, groups and policies: printable, no separators that would need escaping
@@ -365,7 +274,7 @@ impl Services {
             user: u.name,
             action: action.as_str().to_string(),
             resource: res.to_string(),
-            decision: if allowed { "allow" } else { "deny" },
+            decision: if allowed { "allow" } else { "deny" }.into(),
             statement: decided_by,
             reason,
         })
@@ -424,7 +333,7 @@ impl Services {
                 .create_user(&rec)
                 .await
                 .map_err(|e| exists_as(e, format!("user '{name}' already exists")))?;
-            Ok(rec.into())
+            Ok(user_info(rec))
         })
         .await
     }
@@ -437,14 +346,14 @@ impl Services {
             .list_users()
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(user_info)
             .collect())
     }
 
     pub async fn get_user(&self, caller: &Principal, name: &str) -> Result<UserInfo> {
         self.authorize(caller, Action::ReadUser, &resource::user(name))
             .await?;
-        Ok(self.user_by_name(name).await?.into())
+        Ok(user_info(self.user_by_name(name).await?))
     }
 
     pub async fn update_user(
@@ -466,7 +375,7 @@ impl Services {
                 u.friendly_name = f;
             }
             self.store().update_user(&u).await?;
-            Ok(u.into())
+            Ok(user_info(u))
         })
         .await
     }
@@ -573,7 +482,7 @@ impl Services {
                 .create_group(&rec)
                 .await
                 .map_err(|e| exists_as(e, format!("group '{name}' already exists")))?;
-            Ok(rec.into())
+            Ok(group_info(rec))
         })
         .await
     }
@@ -586,14 +495,14 @@ impl Services {
             .list_groups()
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(group_info)
             .collect())
     }
 
     pub async fn get_group(&self, caller: &Principal, name: &str) -> Result<GroupInfo> {
         self.authorize(caller, Action::ReadGroup, &resource::group(name))
             .await?;
-        Ok(self.group_by_name(name).await?.into())
+        Ok(group_info(self.group_by_name(name).await?))
     }
 
     pub async fn delete_group(&self, caller: &Principal, name: &str) -> Result<()> {
@@ -673,7 +582,7 @@ impl Services {
             .list_group_members(g.id)
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(user_info)
             .collect())
     }
 
@@ -686,7 +595,7 @@ impl Services {
             .list_user_groups(u.id)
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(group_info)
             .collect())
     }
 
@@ -721,7 +630,7 @@ impl Services {
                 .create_policy(&rec)
                 .await
                 .map_err(|e| exists_as(e, format!("policy '{name}' already exists")))?;
-            PolicyInfo::try_from(rec)
+            policy_info(rec)
         })
         .await
     }
@@ -733,14 +642,14 @@ impl Services {
             .list_policies()
             .await?
             .into_iter()
-            .map(PolicyInfo::try_from)
+            .map(policy_info)
             .collect()
     }
 
     pub async fn get_policy(&self, caller: &Principal, name: &str) -> Result<PolicyInfo> {
         self.authorize(caller, Action::ReadPolicy, &resource::policy(name))
             .await?;
-        PolicyInfo::try_from(self.policy_by_name(name).await?)
+        policy_info(self.policy_by_name(name).await?)
     }
 
     pub async fn update_policy(
@@ -769,7 +678,7 @@ impl Services {
             }
             p.updated_at = now();
             self.store().update_policy(&p).await?;
-            PolicyInfo::try_from(p)
+            policy_info(p)
         })
         .await
     }
@@ -880,7 +789,7 @@ impl Services {
                 self.store().list_group_policies(g.id).await?
             }
         };
-        rows.into_iter().map(PolicyInfo::try_from).collect()
+        rows.into_iter().map(policy_info).collect()
     }
 }
 

@@ -685,13 +685,7 @@ impl Services {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct ExternalPrincipalInfo {
-    pub source: String,
-    pub id: String,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-}
+pub use sluice_api::ExternalPrincipal as ExternalPrincipalInfo;
 
 #[cfg(test)]
 mod tests {

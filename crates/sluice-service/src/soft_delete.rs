@@ -5,7 +5,6 @@
 
 use crate::visible::{deleted_entry_listed, entry_resource};
 use crate::{now, Result, ServiceError, Services};
-use serde::Serialize;
 use sluice_auth::policy::Action;
 use sluice_core::{Principal, TableName};
 use sluice_store::{AuditRecord, DeletedTableRecord, EntityKind, Page, StoreError};
@@ -22,44 +21,21 @@ pub const PURGE_VIEW_AUDIT_ACTION: &str = "catalog:PurgeDeletedView";
 /// The actor name the purge writes to the audit log.
 pub const PURGE_ACTOR: &str = "sluice-purge";
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct DeletedTableInfo {
-    /// The entry's id: the table's or view's id (the undrop endpoint takes it).
-    pub table_id: Uuid,
-    /// `table` or `view`.
-    pub kind: &'static str,
-    pub namespace: Vec<String>,
-    pub name: String,
-    pub location: String,
-    pub deleted_at: chrono::DateTime<chrono::Utc>,
-    pub expires_at: chrono::DateTime<chrono::Utc>,
-    pub deleted_by: Option<String>,
-    pub purge_requested: bool,
-}
+// The wire types are defined once, in sluice-api.
+pub use sluice_api::{DeletedTable as DeletedTableInfo, UndroppedTable};
 
-impl From<DeletedTableRecord> for DeletedTableInfo {
-    fn from(d: DeletedTableRecord) -> Self {
-        DeletedTableInfo {
-            table_id: d.table.id,
-            kind: d.kind.as_str(),
-            namespace: d.table.namespace.into_parts(),
-            name: d.table.name,
-            location: d.table.location,
-            deleted_at: d.deleted_at,
-            expires_at: d.expires_at,
-            deleted_by: d.deleted_by,
-            purge_requested: d.purge_requested,
-        }
+fn deleted_table_info(d: DeletedTableRecord) -> DeletedTableInfo {
+    DeletedTableInfo {
+        table_id: d.table.id,
+        kind: d.kind.as_str().into(),
+        namespace: d.table.namespace.into_parts(),
+        name: d.table.name,
+        location: d.table.location,
+        deleted_at: d.deleted_at,
+        expires_at: d.expires_at,
+        deleted_by: d.deleted_by,
+        purge_requested: d.purge_requested,
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct UndroppedTable {
-    pub namespace: Vec<String>,
-    pub name: String,
-    /// `table` or `view`.
-    pub kind: &'static str,
 }
 
 /// The action that restoring a deleted entry needs on its (new) name, by its kind.
@@ -92,7 +68,7 @@ impl Services {
             .await?
             .into_iter()
             .filter(|d| deleted_entry_listed(&policies, &wh, d))
-            .map(Into::into)
+            .map(deleted_table_info)
             .collect())
     }
 
@@ -154,7 +130,7 @@ impl Services {
         Ok(UndroppedTable {
             namespace: rec.namespace.into_parts(),
             name: rec.name,
-            kind,
+            kind: kind.into(),
         })
     }
 

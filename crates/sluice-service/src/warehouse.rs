@@ -30,6 +30,23 @@ pub struct WarehouseInfo {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+impl From<WarehouseInfo> for sluice_api::Warehouse {
+    fn from(w: WarehouseInfo) -> Self {
+        sluice_api::Warehouse {
+            warehouse_id: w.warehouse_id,
+            id: w.id,
+            name: w.name,
+            storage_profile: serde_json::to_value(&w.storage_profile).unwrap_or_default(),
+            delete_profile: serde_json::to_value(w.delete_profile).unwrap_or_default(),
+            status: w.status.to_string(),
+            location: w.location,
+            has_storage_credential: w.has_storage_credential,
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
 pub const DEFAULT_WAREHOUSE: &str = "default";
 
 /// A warehouse write's result with what the audit log records about it.

@@ -1,5 +1,5 @@
 //! AWS IAM principal login: a presigned STS `GetCallerIdentity` (built by
-//! `sluice_auth::aws_iam::build_identity_token`, bound to the server's id) is exchanged at
+//! `sluice_aws_identity::build_identity_token`, bound to the server's id) is exchanged at
 //! `/auth/external/principal/login` for a Sluice token.
 
 use super::sluice_login::{endpoint_url, sluice_login};
@@ -178,7 +178,7 @@ impl Authenticator for AwsRoleAuth {
                 )))
             }
         };
-        let token = sluice_auth::aws_iam::build_identity_token(
+        let token = sluice_aws_identity::build_identity_token(
             &creds,
             &region,
             &host,
@@ -186,7 +186,11 @@ impl Authenticator for AwsRoleAuth {
             PRESIGN_EXPIRY,
             SystemTime::now(),
         )
-        .map_err(|e| ClientError::Config(format!("cannot build the AWS identity token: {e}")))?;
+        .map_err(|e| {
+            ClientError::Config(format!(
+                "cannot build the AWS identity token: invalid AWS identity token: {e}"
+            ))
+        })?;
         let mut body = json!({"identity_token": token});
         if let Some(ttl) = self.session_ttl {
             body["ttl_seconds"] = json!(ttl.as_secs());

@@ -8,11 +8,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use sluice_auth::policy::Statement;
+use serde::Deserialize;
+use sluice_api::policy::{EffectSchema, StatementSchema};
+use sluice_api::{
+    AuditResponse, CheckRequest, CreateGroupRequest, CreateUserRequest, GroupsResponse,
+    KeysResponse, NewAccessKey, PoliciesResponse, PolicyRequest, UsersResponse,
+};
 use sluice_service::identity::*;
 use sluice_service::ServiceError;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -109,7 +113,7 @@ pub fn router() -> Router<AppState> {
         StatementSchema,
         EffectSchema,
         CheckRequest,
-        NewKeyResponse,
+        NewAccessKey,
         UsersResponse,
         GroupsResponse,
         PoliciesResponse,
@@ -118,104 +122,6 @@ pub fn router() -> Router<AppState> {
     ))
 )]
 pub struct IdentityApi;
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct CreateUserRequest {
-    pub name: String,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub friendly_name: Option<String>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct CreateGroupRequest {
-    pub name: String,
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-/// Create (with `name`) or replace (name taken from the path) a policy.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct PolicyRequest {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub description: Option<String>,
-    /// `[{"effect":"allow"|"deny","action":["catalog:ReadTable",...],"resource":"sluice:catalog:::warehouse/prod/*"}]`
-    #[schema(value_type = Vec<StatementSchema>, min_items = 1, max_items = 100)]
-    pub statements: Vec<Statement>,
-}
-
-/// One policy statement (the schema of `sluice_auth::policy::Statement`).
-#[derive(ToSchema)]
-#[schema(as = Statement)]
-#[allow(dead_code)]
-pub struct StatementSchema {
-    effect: EffectSchema,
-    /// One action or a list of them (`catalog:ReadTable`, `catalog:*`, ...).
-    #[schema(value_type = Vec<String>, min_items = 1)]
-    action: Vec<String>,
-    /// `*`, or a resource pattern such as `sluice:catalog:::warehouse/prod/*`.
-    #[schema(min_length = 1)]
-    resource: String,
-}
-
-#[derive(ToSchema, Serialize)]
-#[schema(as = Effect)]
-#[allow(dead_code)]
-#[serde(rename_all = "lowercase")]
-enum EffectSchema {
-    Allow,
-    Deny,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckRequest {
-    pub user: String,
-    pub action: String,
-    pub resource: String,
-}
-
-/// The only response that ever carries a secret: shown once, at creation.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub struct NewKeyResponse {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub user: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct UsersResponse {
-    #[schema(value_type = Vec<Object>)]
-    pub users: Vec<UserInfo>,
-}
-#[derive(Serialize, ToSchema)]
-pub struct GroupsResponse {
-    #[schema(value_type = Vec<Object>)]
-    pub groups: Vec<GroupInfo>,
-}
-#[derive(Serialize, ToSchema)]
-pub struct PoliciesResponse {
-    #[schema(value_type = Vec<Object>)]
-    pub policies: Vec<PolicyInfo>,
-}
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub struct KeysResponse {
-    #[schema(value_type = Vec<Object>)]
-    pub access_keys: Vec<AccessKeyInfo>,
-}
-#[derive(Serialize, ToSchema)]
-pub struct AuditResponse {
-    #[schema(value_type = Vec<Object>)]
-    pub entries: Vec<AuditEntry>,
-}
 
 #[utoipa::path(get, path = "/management/v1/whoami", responses((status = 200, body = Object)))]
 async fn whoami(State(s): State<AppState>, Caller(c): Caller) -> Result<Json<WhoAmI>> {
@@ -339,18 +245,18 @@ async fn list_keys(
     }))
 }
 
-#[utoipa::path(post, path = "/management/v1/users/{user}/access-keys", params(("user" = String, Path)), responses((status = 201, body = NewKeyResponse)))]
+#[utoipa::path(post, path = "/management/v1/users/{user}/access-keys", params(("user" = String, Path)), responses((status = 201, body = NewAccessKey)))]
 async fn create_key(
     State(s): State<AppState>,
     Caller(c): Caller,
     ApiPath(user): ApiPath<String>,
-) -> Result<(StatusCode, Json<NewKeyResponse>)> {
+) -> Result<(StatusCode, Json<NewAccessKey>)> {
     let k = s.services.create_user_key(&c, &user).await?;
     Ok((
         StatusCode::CREATED,
-        Json(NewKeyResponse {
+        Json(NewAccessKey {
             access_key_id: k.access_key_id,
-            secret_access_key: k.secret_access_key.expose().to_string(),
+            secret_access_key: k.secret_access_key,
             user,
         }),
     ))

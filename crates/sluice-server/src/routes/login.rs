@@ -10,8 +10,9 @@ use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
+use sluice_api::{AttachPrincipal, ExternalPrincipalView, PrincipalsResponse};
 use sluice_service::login::{
     ExternalPrincipalInfo, Login, LoginProvider, OidcCallback, OidcMetadata, LOGIN_STATE_TTL_SECS,
 };
@@ -317,31 +318,6 @@ async fn web_identity_login(
     components(schemas(PrincipalsResponse, AttachPrincipal, ExternalPrincipalView))
 )]
 pub struct PrincipalsApi;
-
-#[derive(Serialize, utoipa::ToSchema)]
-struct PrincipalsResponse {
-    #[schema(value_type = Vec<ExternalPrincipalView>)]
-    principals: Vec<ExternalPrincipalInfo>,
-}
-
-/// An external principal bound to a user (schema of `ExternalPrincipalInfo`).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-struct ExternalPrincipalView {
-    /// `aws-iam`.
-    source: String,
-    /// The principal ARN (an assumed-role ARN is stored as its role ARN).
-    id: String,
-    created_at: chrono::DateTime<chrono::Utc>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-struct AttachPrincipal {
-    /// An IAM user or role ARN, or an STS assumed-role ARN.
-    #[schema(min_length = 1)]
-    arn: String,
-}
 
 #[utoipa::path(get, path = "/management/v1/users/{user}/external-principals", params(("user" = String, Path)),
     responses((status = 200, body = PrincipalsResponse)))]

@@ -8,11 +8,21 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use sluice_service::warehouse::WarehouseInfo;
+use serde::Deserialize;
+use sluice_api::{
+    DeletedTablesResponse, ErrorBody, ErrorModel, ListWarehousesResponse, RenameWarehouseRequest,
+    UndropRequest, Warehouse,
+};
 use sluice_storage::{DeleteProfile, StorageCredential, StorageProfile};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 use uuid::Uuid;
+
+// The request bodies read the storage settings straight into sluice-storage's types.
+type CreateWarehouseRequest =
+    sluice_api::CreateWarehouseRequest<StorageProfile, StorageCredential, DeleteProfile>;
+type UpdateStorageRequest = sluice_api::UpdateStorageRequest<StorageProfile, StorageCredential>;
+type UpdateCredentialRequest = sluice_api::UpdateCredentialRequest<StorageCredential>;
+type UpdateDeleteProfileRequest = sluice_api::UpdateDeleteProfileRequest<DeleteProfile>;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -64,7 +74,7 @@ pub fn router() -> Router<AppState> {
         list_deleted_tables, undrop_table
     ),
     components(schemas(
-        CreateWarehouseRequest, WarehouseView, ListWarehousesResponse, RenameWarehouseRequest,
+        CreateWarehouseRequest, Warehouse, ListWarehousesResponse, RenameWarehouseRequest,
         UpdateStorageRequest, UpdateCredentialRequest, UpdateDeleteProfileRequest, ErrorModel, ErrorBody,
         DeletedTablesResponse, UndropRequest
     )),
@@ -166,113 +176,6 @@ impl utoipa::Modify for ErrorResponses {
     }
 }
 
-/// Error envelope shared with the Iceberg REST API.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorModel {
-    pub error: ErrorBody,
-}
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub message: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub code: u16,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct CreateWarehouseRequest {
-    pub warehouse_name: String,
-    /// `{"type":"file","root":...}` or `{"type":"s3","bucket":...,"region":...,...}`.
-    #[schema(value_type = Object)]
-    pub storage_profile: StorageProfile,
-    /// `{"type":"s3","credential-type":"access-key","aws-access-key-id":...,"aws-secret-access-key":...}`.
-    #[schema(value_type = Option<Object>)]
-    #[serde(default)]
-    pub storage_credential: Option<StorageCredential>,
-    /// `{"type":"hard"}` (default) or `{"type":"soft","expiration-seconds":N}`.
-    #[schema(value_type = Option<Object>)]
-    #[serde(default)]
-    pub delete_profile: Option<DeleteProfile>,
-    /// Accepted for Lakekeeper compatibility; Sluice has no projects.
-    #[serde(default)]
-    pub project_id: Option<String>,
-}
-
-/// A warehouse. The storage credential is never returned.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub struct WarehouseView {
-    pub warehouse_id: Uuid,
-    pub id: Uuid,
-    pub name: String,
-    #[schema(value_type = Object)]
-    pub storage_profile: serde_json::Value,
-    #[schema(value_type = Object)]
-    pub delete_profile: serde_json::Value,
-    /// `active` or `inactive`.
-    pub status: String,
-    pub location: String,
-    pub has_storage_credential: bool,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl From<WarehouseInfo> for WarehouseView {
-    fn from(w: WarehouseInfo) -> Self {
-        WarehouseView {
-            warehouse_id: w.warehouse_id,
-            id: w.id,
-            name: w.name,
-            storage_profile: serde_json::to_value(&w.storage_profile).unwrap_or_default(),
-            delete_profile: serde_json::to_value(w.delete_profile).unwrap_or_default(),
-            status: w.status.to_string(),
-            location: w.location,
-            has_storage_credential: w.has_storage_credential,
-            created_at: w.created_at,
-            updated_at: w.updated_at,
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ListWarehousesResponse {
-    pub warehouses: Vec<WarehouseView>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct RenameWarehouseRequest {
-    pub new_name: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct UpdateStorageRequest {
-    #[schema(value_type = Object)]
-    pub storage_profile: StorageProfile,
-    /// Omit to keep the current credential.
-    #[schema(value_type = Option<Object>)]
-    #[serde(default)]
-    pub storage_credential: Option<StorageCredential>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct UpdateCredentialRequest {
-    /// The new credential; `null` removes it (only valid for profiles that need none).
-    #[schema(value_type = Option<Object>)]
-    #[serde(default)]
-    pub new_storage_credential: Option<StorageCredential>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct UpdateDeleteProfileRequest {
-    #[schema(value_type = Object)]
-    pub delete_profile: DeleteProfile,
-}
-
 #[utoipa::path(get, path = "/management/v1/warehouse", responses((status = 200, body = ListWarehousesResponse)))]
 async fn list_warehouses(
     State(s): State<AppState>,
@@ -289,12 +192,12 @@ async fn list_warehouses(
 }
 
 #[utoipa::path(post, path = "/management/v1/warehouse", request_body = CreateWarehouseRequest,
-    responses((status = 201, body = WarehouseView), (status = 400, body = ErrorModel), (status = 409, body = ErrorModel)))]
+    responses((status = 201, body = Warehouse), (status = 400, body = ErrorModel), (status = 409, body = ErrorModel)))]
 async fn create_warehouse(
     State(s): State<AppState>,
     Caller(c): Caller,
     ApiJson(req): ApiJson<CreateWarehouseRequest>,
-) -> Result<(StatusCode, Json<WarehouseView>)> {
+) -> Result<(StatusCode, Json<Warehouse>)> {
     let w = s
         .services
         .create_warehouse(
@@ -309,12 +212,12 @@ async fn create_warehouse(
 }
 
 #[utoipa::path(get, path = "/management/v1/warehouse/{id}", params(("id" = Uuid, Path)),
-    responses((status = 200, body = WarehouseView), (status = 404, body = ErrorModel)))]
+    responses((status = 200, body = Warehouse), (status = 404, body = ErrorModel)))]
 async fn get_warehouse(
     State(s): State<AppState>,
     Caller(c): Caller,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<WarehouseView>> {
+) -> Result<Json<Warehouse>> {
     Ok(Json(s.services.get_warehouse(&c, id).await?.into()))
 }
 
@@ -330,13 +233,13 @@ async fn delete_warehouse(
 }
 
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/rename", params(("id" = Uuid, Path)), request_body = RenameWarehouseRequest,
-    responses((status = 200, body = WarehouseView), (status = 409, body = ErrorModel)))]
+    responses((status = 200, body = Warehouse), (status = 409, body = ErrorModel)))]
 async fn rename_warehouse(
     State(s): State<AppState>,
     Caller(c): Caller,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<RenameWarehouseRequest>,
-) -> Result<Json<WarehouseView>> {
+) -> Result<Json<Warehouse>> {
     Ok(Json(
         s.services
             .rename_warehouse(&c, id, &req.new_name)
@@ -346,13 +249,13 @@ async fn rename_warehouse(
 }
 
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/storage", params(("id" = Uuid, Path)), request_body = UpdateStorageRequest,
-    responses((status = 200, body = WarehouseView), (status = 400, body = ErrorModel)))]
+    responses((status = 200, body = Warehouse), (status = 400, body = ErrorModel)))]
 async fn update_storage(
     State(s): State<AppState>,
     Caller(c): Caller,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<UpdateStorageRequest>,
-) -> Result<Json<WarehouseView>> {
+) -> Result<Json<Warehouse>> {
     Ok(Json(
         s.services
             .update_storage(&c, id, req.storage_profile, req.storage_credential)
@@ -362,13 +265,13 @@ async fn update_storage(
 }
 
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/storage-credential", params(("id" = Uuid, Path)), request_body = UpdateCredentialRequest,
-    responses((status = 200, body = WarehouseView), (status = 400, body = ErrorModel)))]
+    responses((status = 200, body = Warehouse), (status = 400, body = ErrorModel)))]
 async fn update_credential(
     State(s): State<AppState>,
     Caller(c): Caller,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<UpdateCredentialRequest>,
-) -> Result<Json<WarehouseView>> {
+) -> Result<Json<Warehouse>> {
     Ok(Json(
         s.services
             .update_credential(&c, id, req.new_storage_credential)
@@ -378,13 +281,13 @@ async fn update_credential(
 }
 
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/delete-profile", params(("id" = Uuid, Path)), request_body = UpdateDeleteProfileRequest,
-    responses((status = 200, body = WarehouseView)))]
+    responses((status = 200, body = Warehouse)))]
 async fn update_delete_profile(
     State(s): State<AppState>,
     Caller(c): Caller,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<UpdateDeleteProfileRequest>,
-) -> Result<Json<WarehouseView>> {
+) -> Result<Json<Warehouse>> {
     Ok(Json(
         s.services
             .update_delete_profile(&c, id, req.delete_profile)
@@ -393,32 +296,26 @@ async fn update_delete_profile(
     ))
 }
 
-#[utoipa::path(post, path = "/management/v1/warehouse/{id}/activate", params(("id" = Uuid, Path)), responses((status = 200, body = WarehouseView)))]
+#[utoipa::path(post, path = "/management/v1/warehouse/{id}/activate", params(("id" = Uuid, Path)), responses((status = 200, body = Warehouse)))]
 async fn activate(
     State(s): State<AppState>,
     Caller(c): Caller,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<WarehouseView>> {
+) -> Result<Json<Warehouse>> {
     Ok(Json(
         s.services.set_warehouse_active(&c, id, true).await?.into(),
     ))
 }
 
-#[utoipa::path(post, path = "/management/v1/warehouse/{id}/deactivate", params(("id" = Uuid, Path)), responses((status = 200, body = WarehouseView)))]
+#[utoipa::path(post, path = "/management/v1/warehouse/{id}/deactivate", params(("id" = Uuid, Path)), responses((status = 200, body = Warehouse)))]
 async fn deactivate(
     State(s): State<AppState>,
     Caller(c): Caller,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<WarehouseView>> {
+) -> Result<Json<Warehouse>> {
     Ok(Json(
         s.services.set_warehouse_active(&c, id, false).await?.into(),
     ))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DeletedTablesResponse {
-    #[schema(value_type = Vec<Object>)]
-    pub tables: Vec<sluice_service::soft_delete::DeletedTableInfo>,
 }
 
 #[derive(Deserialize)]
@@ -443,14 +340,6 @@ async fn list_deleted_tables(
         .list_deleted_tables(&c, id, q.page_token.as_deref(), q.page_size)
         .await?;
     Ok(Json(DeletedTablesResponse { tables }))
-}
-
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct UndropRequest {
-    /// Restore under this name instead of the original one.
-    #[serde(default)]
-    pub new_name: Option<String>,
 }
 
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/deleted-tables/{table_id}/undrop",

@@ -1,11 +1,14 @@
-//! The SDK calls the commands make, each returning the result as JSON in the server's own
-//! response shape (list calls re-wrapped in their envelope, e.g. `{"users": [...]}`), which
-//! is what `--output json` prints and what the table renderer reads.
+//! The SDK calls the commands make. Management calls return the SDK's typed values (the
+//! server's own types, from `sluice-api`); catalog calls return the Iceberg JSON the tables
+//! are rendered from (list calls re-wrapped in their envelope, e.g. `{"identifiers": [...]}`).
 
 use super::error::{exit, CliError, CliResult};
 use serde::Serialize;
 use serde_json::{json, Value};
-use sluice_client::{Client, ClientConfig, CreateWarehouseRequest, Statement, TableIdentifier};
+use sluice_client::{
+    AccessKey, Client, ClientConfig, CreateWarehouseRequest, Group, NewAccessKey, Policy,
+    Statement, TableIdentifier, User, Warehouse, WhoAmI,
+};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -69,25 +72,23 @@ impl Api {
         Ok(had)
     }
 
-    pub async fn whoami(&self) -> CliResult<Value> {
-        to_json(&self.client.whoami().await?)
+    pub async fn whoami(&self) -> CliResult<WhoAmI> {
+        Ok(self.client.whoami().await?)
     }
 
     // ------------------------------------------------------------------ warehouses
 
-    pub async fn list_warehouses(&self) -> CliResult<Value> {
-        envelope("warehouses", &self.client.list_warehouses().await?)
+    pub async fn list_warehouses(&self) -> CliResult<Vec<Warehouse>> {
+        Ok(self.client.list_warehouses().await?)
     }
 
-    pub async fn create_warehouse(&self, body: Value) -> CliResult<Value> {
-        let req: CreateWarehouseRequest = serde_json::from_value(body)
-            .map_err(|e| CliError::usage(format!("warehouse request: {e}")))?;
-        to_json(&self.client.create_warehouse(&req).await?)
+    pub async fn create_warehouse(&self, req: &CreateWarehouseRequest) -> CliResult<Warehouse> {
+        Ok(self.client.create_warehouse(req).await?)
     }
 
     /// A warehouse by name or id; a missing one is "not found" (exit 4).
-    pub async fn find_warehouse(&self, name_or_id: &str) -> CliResult<Value> {
-        to_json(&self.client.find_warehouse(name_or_id).await?)
+    pub async fn find_warehouse(&self, name_or_id: &str) -> CliResult<Warehouse> {
+        Ok(self.client.find_warehouse(name_or_id).await?)
     }
 
     /// The id of a warehouse given by name or id.
@@ -102,17 +103,16 @@ impl Api {
         Ok(self.client.delete_warehouse(*id).await?)
     }
 
-    pub async fn rename_warehouse(&self, id: &Uuid, new_name: &str) -> CliResult<Value> {
-        to_json(&self.client.rename_warehouse(*id, new_name).await?)
+    pub async fn rename_warehouse(&self, id: &Uuid, new_name: &str) -> CliResult<Warehouse> {
+        Ok(self.client.rename_warehouse(*id, new_name).await?)
     }
 
-    pub async fn set_warehouse_active(&self, id: &Uuid, active: bool) -> CliResult<Value> {
-        let w = if active {
+    pub async fn set_warehouse_active(&self, id: &Uuid, active: bool) -> CliResult<Warehouse> {
+        Ok(if active {
             self.client.activate_warehouse(*id).await?
         } else {
             self.client.deactivate_warehouse(*id).await?
-        };
-        to_json(&w)
+        })
     }
 
     // ------------------------------------------------------------------ catalog
@@ -195,8 +195,8 @@ impl Api {
 
     // ------------------------------------------------------------------ users
 
-    pub async fn list_users(&self) -> CliResult<Value> {
-        envelope("users", &self.client.list_users().await?)
+    pub async fn list_users(&self) -> CliResult<Vec<User>> {
+        Ok(self.client.list_users().await?)
     }
 
     pub async fn create_user(
@@ -204,12 +204,12 @@ impl Api {
         name: &str,
         email: Option<&str>,
         friendly_name: Option<&str>,
-    ) -> CliResult<Value> {
-        to_json(&self.client.create_user(name, email, friendly_name).await?)
+    ) -> CliResult<User> {
+        Ok(self.client.create_user(name, email, friendly_name).await?)
     }
 
-    pub async fn get_user(&self, name: &str) -> CliResult<Value> {
-        to_json(&self.client.get_user(name).await?)
+    pub async fn get_user(&self, name: &str) -> CliResult<User> {
+        Ok(self.client.get_user(name).await?)
     }
 
     pub async fn delete_user(&self, name: &str) -> CliResult {
@@ -218,16 +218,16 @@ impl Api {
 
     // ------------------------------------------------------------------ groups
 
-    pub async fn list_groups(&self) -> CliResult<Value> {
-        envelope("groups", &self.client.list_groups().await?)
+    pub async fn list_groups(&self) -> CliResult<Vec<Group>> {
+        Ok(self.client.list_groups().await?)
     }
 
-    pub async fn create_group(&self, name: &str, description: Option<&str>) -> CliResult<Value> {
-        to_json(&self.client.create_group(name, description).await?)
+    pub async fn create_group(&self, name: &str, description: Option<&str>) -> CliResult<Group> {
+        Ok(self.client.create_group(name, description).await?)
     }
 
-    pub async fn get_group(&self, name: &str) -> CliResult<Value> {
-        to_json(&self.client.get_group(name).await?)
+    pub async fn get_group(&self, name: &str) -> CliResult<Group> {
+        Ok(self.client.get_group(name).await?)
     }
 
     pub async fn delete_group(&self, name: &str) -> CliResult {
@@ -242,14 +242,14 @@ impl Api {
         Ok(self.client.remove_group_member(group, user).await?)
     }
 
-    pub async fn group_members(&self, group: &str) -> CliResult<Value> {
-        envelope("users", &self.client.group_members(group).await?)
+    pub async fn group_members(&self, group: &str) -> CliResult<Vec<User>> {
+        Ok(self.client.group_members(group).await?)
     }
 
     // ------------------------------------------------------------------ policies
 
-    pub async fn list_policies(&self) -> CliResult<Value> {
-        envelope("policies", &self.client.list_policies().await?)
+    pub async fn list_policies(&self) -> CliResult<Vec<Policy>> {
+        Ok(self.client.list_policies().await?)
     }
 
     pub async fn create_policy(
@@ -257,12 +257,12 @@ impl Api {
         name: &str,
         description: Option<&str>,
         stmts: Vec<Statement>,
-    ) -> CliResult<Value> {
-        to_json(&self.client.create_policy(name, description, &stmts).await?)
+    ) -> CliResult<Policy> {
+        Ok(self.client.create_policy(name, description, &stmts).await?)
     }
 
-    pub async fn get_policy(&self, name: &str) -> CliResult<Value> {
-        to_json(&self.client.get_policy(name).await?)
+    pub async fn get_policy(&self, name: &str) -> CliResult<Policy> {
+        Ok(self.client.get_policy(name).await?)
     }
 
     pub async fn update_policy(
@@ -270,8 +270,8 @@ impl Api {
         name: &str,
         description: Option<&str>,
         stmts: Vec<Statement>,
-    ) -> CliResult<Value> {
-        to_json(&self.client.update_policy(name, description, &stmts).await?)
+    ) -> CliResult<Policy> {
+        Ok(self.client.update_policy(name, description, &stmts).await?)
     }
 
     pub async fn delete_policy(&self, name: &str) -> CliResult {
@@ -299,17 +299,12 @@ impl Api {
     // ------------------------------------------------------------------ access keys
 
     /// The new key including its secret: the one response that carries one.
-    pub async fn create_key(&self, user: &str) -> CliResult<Value> {
-        let k = self.client.create_access_key(user).await?;
-        Ok(json!({
-            "access-key-id": k.access_key_id,
-            "secret-access-key": k.secret_access_key.expose(),
-            "user": k.user,
-        }))
+    pub async fn create_key(&self, user: &str) -> CliResult<NewAccessKey> {
+        Ok(self.client.create_access_key(user).await?)
     }
 
-    pub async fn list_keys(&self, user: &str) -> CliResult<Value> {
-        envelope("access-keys", &self.client.list_access_keys(user).await?)
+    pub async fn list_keys(&self, user: &str) -> CliResult<Vec<AccessKey>> {
+        Ok(self.client.list_access_keys(user).await?)
     }
 
     pub async fn delete_key(&self, user: &str, key: &str) -> CliResult {

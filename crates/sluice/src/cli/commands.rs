@@ -5,13 +5,17 @@ use super::args::*;
 use super::error::{CliError, CliResult};
 use super::input::{json_object_arg, namespace_levels, properties, statements_arg};
 use super::output::{
-    cell, col, print_str, render_fields, render_table, size_cell, time_cell, time_col, Col,
+    cell, col, field, names, opt_text, opt_when, print_str, render_fields, render_table, size_cell,
+    text, time_cell, when, yes_no, Field,
 };
 use super::Ctx;
 use serde_json::{json, Value};
 use sluice_client::cache::SecretStore;
 use sluice_client::config::ProfileFile;
-use sluice_client::{AuthMethod, ConfigOverrides};
+use sluice_client::{
+    AccessKey, AuthMethod, ConfigOverrides, CreateWarehouseRequest, Group, Policy, User, Warehouse,
+    WhoAmI,
+};
 use sluice_core::Secret;
 
 pub async fn dispatch(ctx: &Ctx, command: ClientCommand) -> CliResult {
@@ -341,34 +345,28 @@ async fn whoami(ctx: &Ctx) -> CliResult {
     Ok(())
 }
 
-fn print_whoami(me: &Value) {
+fn print_whoami(me: &WhoAmI) {
     let policies: Vec<String> = me
-        .get("policies")
-        .and_then(Value::as_array)
-        .map(|ps| {
-            ps.iter()
-                .map(|p| {
-                    let name = cell(p.get("policy"));
-                    match p
-                        .get("via-group")
-                        .or_else(|| p.get("via_group"))
-                        .and_then(Value::as_str)
-                    {
-                        Some(g) => format!("{name} (via {})", cell(Some(&json!(g)))),
-                        None => name,
-                    }
-                })
-                .collect()
+        .policies
+        .iter()
+        .map(|p| {
+            let name = text(&p.policy);
+            match &p.via_group {
+                Some(g) => format!("{name} (via {})", text(g)),
+                None => name,
+            }
         })
-        .unwrap_or_default();
-    let field = |k: &str| cell(me.get(k).or_else(|| me.get(k.replace('-', "_").as_str())));
+        .collect();
     let rows = vec![
-        ("user".to_string(), field("name")),
-        ("user id".to_string(), field("user-id")),
-        ("email".to_string(), field("email")),
-        ("source".to_string(), field("source")),
-        ("access key".to_string(), field("access-key-id")),
-        ("groups".to_string(), field("groups")),
+        ("user".to_string(), text(&me.name)),
+        ("user id".to_string(), me.user_id.to_string()),
+        ("email".to_string(), opt_text(me.email.as_deref())),
+        ("source".to_string(), text(&me.source)),
+        (
+            "access key".to_string(),
+            opt_text(me.access_key_id.as_deref()),
+        ),
+        ("groups".to_string(), names(&me.groups)),
         (
             "policies".to_string(),
             if policies.is_empty() {
@@ -584,24 +582,32 @@ fn config_show(ctx: &Ctx) -> CliResult {
 // warehouses
 // ---------------------------------------------------------------------------------------
 
-const WAREHOUSE_COLS: &[Col] = &[
-    col("NAME", "name"),
-    col("ID", "id"),
-    col("STATUS", "status"),
-    col("STORAGE", "storage-profile.type"),
-    col("LOCATION", "location"),
+const WAREHOUSE_COLS: &[Field<Warehouse>] = &[
+    field("NAME", |w: &Warehouse| text(&w.name)),
+    field("ID", |w: &Warehouse| w.id.to_string()),
+    field("STATUS", |w: &Warehouse| text(&w.status)),
+    field("STORAGE", |w: &Warehouse| {
+        cell(w.storage_profile.get("type"))
+    }),
+    field("LOCATION", |w: &Warehouse| text(&w.location)),
 ];
 
-const WAREHOUSE_FIELDS: &[Col] = &[
-    col("name", "name"),
-    col("id", "id"),
-    col("status", "status"),
-    col("location", "location"),
-    col("storage profile", "storage-profile"),
-    col("storage credential", "has-storage-credential"),
-    col("delete profile", "delete-profile"),
-    time_col("created", "created-at"),
-    time_col("updated", "updated-at"),
+const WAREHOUSE_FIELDS: &[Field<Warehouse>] = &[
+    field("name", |w: &Warehouse| text(&w.name)),
+    field("id", |w: &Warehouse| w.id.to_string()),
+    field("status", |w: &Warehouse| text(&w.status)),
+    field("location", |w: &Warehouse| text(&w.location)),
+    field("storage profile", |w: &Warehouse| {
+        cell(Some(&w.storage_profile))
+    }),
+    field("storage credential", |w: &Warehouse| {
+        yes_no(w.has_storage_credential)
+    }),
+    field("delete profile", |w: &Warehouse| {
+        cell(Some(&w.delete_profile))
+    }),
+    field("created", |w: &Warehouse| when(&w.created_at)),
+    field("updated", |w: &Warehouse| when(&w.updated_at)),
 ];
 
 async fn warehouse(ctx: &Ctx, c: WarehouseCommand) -> CliResult {
@@ -615,29 +621,29 @@ async fn warehouse(ctx: &Ctx, c: WarehouseCommand) -> CliResult {
             storage_credential,
             delete_profile,
         } => {
-            let mut body = json!({
-                "warehouse-name": name,
-                "storage-profile": json_object_arg("storage-profile", &storage_profile)?,
-            });
+            let mut req = CreateWarehouseRequest::new(
+                name,
+                json_object_arg("storage-profile", &storage_profile)?,
+            );
             if let Some(c) = storage_credential {
-                body["storage-credential"] = json_object_arg("storage-credential", &c)?;
+                req.storage_credential = Some(json_object_arg("storage-credential", &c)?);
             }
             if let Some(d) = delete_profile {
-                body["delete-profile"] = json_object_arg("delete-profile", &d)?;
+                req.delete_profile = Some(json_object_arg("delete-profile", &d)?);
             }
             let api = ctx.api()?;
-            let w = api.create_warehouse(body).await?;
-            out.object(&w, WAREHOUSE_FIELDS);
+            let w = api.create_warehouse(&req).await?;
+            out.record(&w, WAREHOUSE_FIELDS);
         }
         WarehouseCommand::List => {
             let api = ctx.api()?;
-            let raw = api.list_warehouses().await?;
-            out.list(&raw, &rows(&raw, "warehouses"), WAREHOUSE_COLS);
+            let list = api.list_warehouses().await?;
+            out.rows("warehouses", &list, WAREHOUSE_COLS);
         }
         WarehouseCommand::Get(r) => {
             let api = ctx.api()?;
             let w = api.find_warehouse(&r.warehouse).await?;
-            out.object(&w, WAREHOUSE_FIELDS);
+            out.record(&w, WAREHOUSE_FIELDS);
         }
         WarehouseCommand::Delete(r) => {
             let api = ctx.api()?;
@@ -655,19 +661,19 @@ async fn warehouse(ctx: &Ctx, c: WarehouseCommand) -> CliResult {
             let api = ctx.api()?;
             let id = api.warehouse_id(&warehouse.warehouse).await?;
             let w = api.rename_warehouse(&id, &new_name).await?;
-            out.object(&w, WAREHOUSE_FIELDS);
+            out.record(&w, WAREHOUSE_FIELDS);
         }
         WarehouseCommand::Activate(r) => {
             let api = ctx.api()?;
             let id = api.warehouse_id(&r.warehouse).await?;
             let w = api.set_warehouse_active(&id, true).await?;
-            out.object(&w, WAREHOUSE_FIELDS);
+            out.record(&w, WAREHOUSE_FIELDS);
         }
         WarehouseCommand::Deactivate(r) => {
             let api = ctx.api()?;
             let id = api.warehouse_id(&r.warehouse).await?;
             let w = api.set_warehouse_active(&id, false).await?;
-            out.object(&w, WAREHOUSE_FIELDS);
+            out.record(&w, WAREHOUSE_FIELDS);
         }
     }
     Ok(())
@@ -969,20 +975,22 @@ fn print_table(levels: &[String], name: &str, raw: &Value) {
 // identity: users, groups, policies, keys
 // ---------------------------------------------------------------------------------------
 
-const USER_COLS: &[Col] = &[
-    col("NAME", "name"),
-    col("ID", "id"),
-    col("EMAIL", "email"),
-    col("SOURCE", "source"),
-    time_col("CREATED", "created-at"),
+const USER_COLS: &[Field<User>] = &[
+    field("NAME", |u: &User| text(&u.name)),
+    field("ID", |u: &User| u.id.to_string()),
+    field("EMAIL", |u: &User| opt_text(u.email.as_deref())),
+    field("SOURCE", |u: &User| text(&u.source)),
+    field("CREATED", |u: &User| when(&u.created_at)),
 ];
-const USER_FIELDS: &[Col] = &[
-    col("name", "name"),
-    col("id", "id"),
-    col("email", "email"),
-    col("friendly name", "friendly-name"),
-    col("source", "source"),
-    time_col("created", "created-at"),
+const USER_FIELDS: &[Field<User>] = &[
+    field("name", |u: &User| text(&u.name)),
+    field("id", |u: &User| u.id.to_string()),
+    field("email", |u: &User| opt_text(u.email.as_deref())),
+    field("friendly name", |u: &User| {
+        opt_text(u.friendly_name.as_deref())
+    }),
+    field("source", |u: &User| text(&u.source)),
+    field("created", |u: &User| when(&u.created_at)),
 ];
 
 async fn user(ctx: &Ctx, c: UserCommand) -> CliResult {
@@ -997,15 +1005,15 @@ async fn user(ctx: &Ctx, c: UserCommand) -> CliResult {
             let u = api
                 .create_user(&name, email.as_deref(), friendly_name.as_deref())
                 .await?;
-            out.object(&u, USER_FIELDS);
+            out.record(&u, USER_FIELDS);
         }
         UserCommand::List => {
-            let raw = api.list_users().await?;
-            out.list(&raw, &rows(&raw, "users"), USER_COLS);
+            let list = api.list_users().await?;
+            out.rows("users", &list, USER_COLS);
         }
         UserCommand::Get { name } => {
             let u = api.get_user(&name).await?;
-            out.object(&u, USER_FIELDS);
+            out.record(&u, USER_FIELDS);
         }
         UserCommand::Delete { name } => {
             api.delete_user(&name).await?;
@@ -1018,17 +1026,21 @@ async fn user(ctx: &Ctx, c: UserCommand) -> CliResult {
     Ok(())
 }
 
-const GROUP_COLS: &[Col] = &[
-    col("NAME", "name"),
-    col("ID", "id"),
-    col("DESCRIPTION", "description"),
-    time_col("CREATED", "created-at"),
+const GROUP_COLS: &[Field<Group>] = &[
+    field("NAME", |g: &Group| text(&g.name)),
+    field("ID", |g: &Group| g.id.to_string()),
+    field("DESCRIPTION", |g: &Group| {
+        opt_text(g.description.as_deref())
+    }),
+    field("CREATED", |g: &Group| when(&g.created_at)),
 ];
-const GROUP_FIELDS: &[Col] = &[
-    col("name", "name"),
-    col("id", "id"),
-    col("description", "description"),
-    time_col("created", "created-at"),
+const GROUP_FIELDS: &[Field<Group>] = &[
+    field("name", |g: &Group| text(&g.name)),
+    field("id", |g: &Group| g.id.to_string()),
+    field("description", |g: &Group| {
+        opt_text(g.description.as_deref())
+    }),
+    field("created", |g: &Group| when(&g.created_at)),
 ];
 
 async fn group(ctx: &Ctx, c: GroupCommand) -> CliResult {
@@ -1037,15 +1049,15 @@ async fn group(ctx: &Ctx, c: GroupCommand) -> CliResult {
     match c {
         GroupCommand::Create { name, description } => {
             let g = api.create_group(&name, description.as_deref()).await?;
-            out.object(&g, GROUP_FIELDS);
+            out.record(&g, GROUP_FIELDS);
         }
         GroupCommand::List => {
-            let raw = api.list_groups().await?;
-            out.list(&raw, &rows(&raw, "groups"), GROUP_COLS);
+            let list = api.list_groups().await?;
+            out.rows("groups", &list, GROUP_COLS);
         }
         GroupCommand::Get { name } => {
             let g = api.get_group(&name).await?;
-            out.object(&g, GROUP_FIELDS);
+            out.record(&g, GROUP_FIELDS);
         }
         GroupCommand::Delete { name } => {
             api.delete_group(&name).await?;
@@ -1069,18 +1081,20 @@ async fn group(ctx: &Ctx, c: GroupCommand) -> CliResult {
             );
         }
         GroupCommand::Members { group } => {
-            let raw = api.group_members(&group).await?;
-            out.list(&raw, &rows(&raw, "users"), USER_COLS);
+            let list = api.group_members(&group).await?;
+            out.rows("users", &list, USER_COLS);
         }
     }
     Ok(())
 }
 
-const POLICY_COLS: &[Col] = &[
-    col("NAME", "name"),
-    col("BUILTIN", "builtin"),
-    col("STATEMENTS", "statement-count"),
-    col("DESCRIPTION", "description"),
+const POLICY_COLS: &[Field<Policy>] = &[
+    field("NAME", |p: &Policy| text(&p.name)),
+    field("BUILTIN", |p: &Policy| yes_no(p.builtin)),
+    field("STATEMENTS", |p: &Policy| p.statements.len().to_string()),
+    field("DESCRIPTION", |p: &Policy| {
+        opt_text(p.description.as_deref())
+    }),
 ];
 
 async fn policy(ctx: &Ctx, c: PolicyCommand) -> CliResult {
@@ -1102,20 +1116,8 @@ async fn policy(ctx: &Ctx, c: PolicyCommand) -> CliResult {
         }
         PolicyCommand::List => {
             let api = ctx.api()?;
-            let raw = api.list_policies().await?;
-            let rows: Vec<Value> = rows(&raw, "policies")
-                .into_iter()
-                .map(|mut p| {
-                    let n = p
-                        .get("statements")
-                        .and_then(Value::as_array)
-                        .map(Vec::len)
-                        .unwrap_or(0);
-                    p["statement-count"] = json!(n);
-                    p
-                })
-                .collect();
-            out.list(&raw, &rows, POLICY_COLS);
+            let list = api.list_policies().await?;
+            out.rows("policies", &list, POLICY_COLS);
         }
         PolicyCommand::Get { name } => {
             let api = ctx.api()?;
@@ -1173,44 +1175,39 @@ fn target_of(t: &AttachTarget) -> (&'static str, String) {
     }
 }
 
-fn print_policy(ctx: &Ctx, p: &Value) {
+fn print_policy(ctx: &Ctx, p: &Policy) {
     if ctx.out.is_json() {
         super::output::print_json(p);
         return;
     }
     let rows = vec![
-        ("name".to_string(), cell(p.get("name"))),
-        ("id".to_string(), cell(p.get("id"))),
-        ("description".to_string(), cell(p.get("description"))),
-        ("builtin".to_string(), cell(p.get("builtin"))),
-        ("created".to_string(), time_cell(p.get("created-at"))),
-        ("updated".to_string(), time_cell(p.get("updated-at"))),
+        ("name".to_string(), text(&p.name)),
+        ("id".to_string(), p.id.to_string()),
+        (
+            "description".to_string(),
+            opt_text(p.description.as_deref()),
+        ),
+        ("builtin".to_string(), yes_no(p.builtin)),
+        ("created".to_string(), when(&p.created_at)),
+        ("updated".to_string(), when(&p.updated_at)),
     ];
     print_str(&render_fields(&rows));
-    let statements = p
-        .get("statements")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let table: Vec<Vec<String>> = statements
+    let table: Vec<Vec<String>> = p
+        .statements
         .iter()
-        .map(|s| {
-            vec![
-                cell(s.get("effect")),
-                cell(s.get("action")),
-                cell(s.get("resource")),
-            ]
-        })
+        .map(|s| vec![s.effect.to_string(), names(&s.action), text(&s.resource)])
         .collect();
     print_str("\n");
     print_str("statements:\n");
     print_str(&render_table(&["EFFECT", "ACTIONS", "RESOURCE"], &table));
 }
 
-const KEY_COLS: &[Col] = &[
-    col("ACCESS KEY ID", "access-key-id"),
-    time_col("CREATED", "created-at"),
-    time_col("LAST USED", "last-used-at"),
+const KEY_COLS: &[Field<AccessKey>] = &[
+    field("ACCESS KEY ID", |k: &AccessKey| text(&k.access_key_id)),
+    field("CREATED", |k: &AccessKey| when(&k.created_at)),
+    field("LAST USED", |k: &AccessKey| {
+        opt_when(k.last_used_at.as_ref())
+    }),
 ];
 
 async fn key(ctx: &Ctx, c: KeyCommand) -> CliResult {
@@ -1228,18 +1225,12 @@ async fn key(ctx: &Ctx, c: KeyCommand) -> CliResult {
                 super::output::print_json(&k);
             } else {
                 let rows = vec![
-                    (
-                        "user".to_string(),
-                        cell(k.get("user").or(Some(&json!(user)))),
-                    ),
-                    ("access key id".to_string(), cell(k.get("access-key-id"))),
-                    // Printed verbatim (no cell() escaping) so it can be copied exactly.
+                    ("user".to_string(), text(&k.user)),
+                    ("access key id".to_string(), text(&k.access_key_id)),
+                    // Printed verbatim (no escaping) so it can be copied exactly.
                     (
                         "secret access key".to_string(),
-                        k.get("secret-access-key")
-                            .and_then(Value::as_str)
-                            .unwrap_or("-")
-                            .to_string(),
+                        k.secret_access_key.expose().to_string(),
                     ),
                 ];
                 print_str(&render_fields(&rows));
@@ -1247,8 +1238,8 @@ async fn key(ctx: &Ctx, c: KeyCommand) -> CliResult {
         }
         KeyCommand::List { user } => {
             let user = owner(&api, user).await?;
-            let raw = api.list_keys(&user).await?;
-            out.list(&raw, &rows(&raw, "access-keys"), KEY_COLS);
+            let list = api.list_keys(&user).await?;
+            out.rows("access-keys", &list, KEY_COLS);
         }
         KeyCommand::Delete { key, user } => {
             let user = owner(&api, user).await?;
@@ -1267,14 +1258,5 @@ async fn owner(api: &Api, user: Option<String>) -> CliResult<String> {
     if let Some(u) = user {
         return Ok(u);
     }
-    let me = api.whoami().await?;
-    me.get("name")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| {
-            CliError::new(
-                super::error::exit::FAILURE,
-                "the server's whoami answer has no user name",
-            )
-        })
+    Ok(api.whoami().await?.name)
 }

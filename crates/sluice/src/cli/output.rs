@@ -1,12 +1,58 @@
 //! Output: human-readable aligned tables (default) or the raw JSON (`--output json`).
 //!
-//! Every command hands its result over as JSON (the server's own response, or a small
-//! status object for calls that answer 204) plus a description of the columns a person
+//! Every command hands its result over (the SDK's typed response, the catalog's JSON, or a
+//! small status object for calls that answer 204) plus a description of the columns a person
 //! wants to see; this module renders one or the other. Results go to stdout, everything
 //! else (warnings, hints, prompts) to stderr.
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::Value;
 use std::io::Write;
+
+/// One column of a typed row: its header and how a row shows it.
+pub struct Field<T> {
+    pub header: &'static str,
+    pub show: fn(&T) -> String,
+}
+
+pub const fn field<T>(header: &'static str, show: fn(&T) -> String) -> Field<T> {
+    Field { header, show }
+}
+
+/// A string as a table cell shows it (control characters replaced).
+pub fn text(s: &str) -> String {
+    one_line(s)
+}
+
+/// An optional string; `-` when absent.
+pub fn opt_text(s: Option<&str>) -> String {
+    s.map_or_else(|| "-".to_string(), one_line)
+}
+
+/// A timestamp as a local ISO 8601 date-time (as [`time_cell`] shows it).
+pub fn when(t: &DateTime<Utc>) -> String {
+    t.with_timezone(&chrono::Local)
+        .format("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+/// An optional timestamp; `-` when absent.
+pub fn opt_when(t: Option<&DateTime<Utc>>) -> String {
+    t.map_or_else(|| "-".to_string(), when)
+}
+
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+/// A list of names, comma-separated; `-` when empty.
+pub fn names(v: &[String]) -> String {
+    if v.is_empty() {
+        return "-".to_string();
+    }
+    v.iter().map(|s| one_line(s)).collect::<Vec<_>>().join(", ")
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -14,45 +60,16 @@ pub enum OutputFormat {
     Json,
 }
 
-/// One column: its header, where its value is in each row object (a dotted path; `*` as
-/// the whole value, for lists of plain strings) and how it reads.
+/// One column of a JSON row: its header and where its value is in each row object (a
+/// dotted path; `*` as the whole value, for lists of plain strings).
 #[derive(Clone, Copy, Debug)]
 pub struct Col {
     pub header: &'static str,
     pub path: &'static str,
-    pub kind: Kind,
-}
-
-/// How a value is shown to people (JSON output always keeps the server's value).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    /// An RFC 3339 string or milliseconds since the epoch → a local ISO date-time.
-    Time,
 }
 
 pub const fn col(header: &'static str, path: &'static str) -> Col {
-    Col {
-        header,
-        path,
-        kind: Kind::Text,
-    }
-}
-
-pub const fn time_col(header: &'static str, path: &'static str) -> Col {
-    Col {
-        header,
-        path,
-        kind: Kind::Time,
-    }
-}
-
-/// A value as a column of `kind` shows it.
-pub fn cell_as(kind: Kind, v: Option<&Value>) -> String {
-    match kind {
-        Kind::Text => cell(v),
-        Kind::Time => time_cell(v),
-    }
+    Col { header, path }
 }
 
 /// A timestamp as a local ISO 8601 date-time (`2026-12-05T16:04:05+01:00`); RFC 3339 strings
@@ -122,25 +139,39 @@ impl Output {
         }
         let table: Vec<Vec<String>> = rows
             .iter()
-            .map(|r| {
-                cols.iter()
-                    .map(|c| cell_as(c.kind, lookup(r, c.path)))
-                    .collect()
-            })
+            .map(|r| cols.iter().map(|c| cell(lookup(r, c.path))).collect())
             .collect();
         let headers: Vec<&str> = cols.iter().map(|c| c.header).collect();
         print_str(&render_table(&headers, &table));
     }
 
-    /// One object as `field: value` lines.
-    pub fn object(&self, raw: &Value, fields: &[Col]) {
+    /// Typed rows as a table; in JSON mode the server's envelope `{key: [...]}`.
+    pub fn rows<T: Serialize>(&self, key: &str, rows: &[T], cols: &[Field<T>]) {
         if self.is_json() {
-            print_json(raw);
+            print_json(&serde_json::json!({ key: rows }));
+            return;
+        }
+        if rows.is_empty() {
+            print_str("(none)\n");
+            return;
+        }
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| cols.iter().map(|c| (c.show)(r)).collect())
+            .collect();
+        let headers: Vec<&str> = cols.iter().map(|c| c.header).collect();
+        print_str(&render_table(&headers, &table));
+    }
+
+    /// One typed object as `field: value` lines, or its JSON.
+    pub fn record<T: Serialize>(&self, v: &T, fields: &[Field<T>]) {
+        if self.is_json() {
+            print_json(v);
             return;
         }
         let rows: Vec<(String, String)> = fields
             .iter()
-            .map(|f| (f.header.to_string(), cell_as(f.kind, lookup(raw, f.path))))
+            .map(|f| (f.header.to_string(), (f.show)(v)))
             .collect();
         print_str(&render_fields(&rows));
     }
@@ -155,8 +186,11 @@ impl Output {
     }
 }
 
-pub fn print_json(v: &Value) {
-    let s = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+/// Pretty JSON, keys in the order `serde_json::Value` keeps them (the same text whether the
+/// value came typed or as JSON).
+pub fn print_json<T: Serialize + ?Sized>(v: &T) {
+    let v = serde_json::to_value(v).unwrap_or(Value::Null);
+    let s = serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string());
     print_str(&format!("{s}\n"));
 }
 
