@@ -377,6 +377,7 @@ mod tests {
     /// must be added here too (the first assertion says so).
     const MODULES: &[(&str, &str)] = &[
         ("auth", include_str!("auth.rs")),
+        ("authn", include_str!("authn.rs")),
         ("authz", include_str!("authz.rs")),
         ("catalog", include_str!("catalog.rs")),
         ("delegation", include_str!("delegation.rs")),
