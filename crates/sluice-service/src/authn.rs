@@ -6,15 +6,15 @@
 //! more [`Credential`] variant parsed by that front door's extractor and one more
 //! [`Authenticator`] registered in [`Chain::new`].
 
+use crate::cache::KeyedCache;
 use crate::login::IdentityProviders;
 use crate::{Result, ServiceError, Services};
 use sha2::{Digest, Sha256};
 use sluice_auth::ldap::LdapAuthenticator;
 use sluice_auth::oidc::OidcProvider;
 use sluice_core::{AccessKeyId, Principal, Secret};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A credential as a front door found it on the request, typed but not yet checked.
 pub enum Credential {
@@ -166,19 +166,15 @@ const LDAP_BASIC_CACHE_TTL: Duration = Duration::from_secs(60);
 struct LdapBasic {
     ldap: Arc<LdapAuthenticator>,
     /// Keyed by a hash of username and password.
-    cache: Mutex<HashMap<[u8; 32], (Instant, Principal)>>,
+    cache: KeyedCache<[u8; 32], Principal>,
 }
 
 impl LdapBasic {
     fn new(ldap: Arc<LdapAuthenticator>) -> Self {
         LdapBasic {
             ldap,
-            cache: Mutex::new(HashMap::new()),
+            cache: KeyedCache::new(10_000, Some(LDAP_BASIC_CACHE_TTL)),
         }
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Instant, Principal)>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -197,25 +193,19 @@ impl Authenticator for LdapBasic {
             .chain_update(secret.expose().as_bytes())
             .finalize()
             .into();
-        if let Some((at, p)) = self.cache().get(&key) {
-            if at.elapsed() < LDAP_BASIC_CACHE_TTL {
-                return Some(Ok(p.clone()));
-            }
-        }
-        let p = match s.ldap_principal(&self.ldap, id, secret.expose()).await {
-            Ok(p) => p,
-            Err(e) => return Some(Err(e)),
-        };
-        let mut cache = self.cache();
-        if cache.len() > 10_000 {
-            cache.retain(|_, (at, _)| at.elapsed() < LDAP_BASIC_CACHE_TTL);
-        }
-        cache.insert(key, (Instant::now(), p.clone()));
-        Some(Ok(p))
+        Some(
+            self.cache
+                .get_or_refresh(
+                    key,
+                    |_| true,
+                    || s.ldap_principal(&self.ldap, id, secret.expose()),
+                )
+                .await,
+        )
     }
 
     fn forget_cached(&self) {
-        self.cache().clear();
+        self.cache.clear();
     }
 }
 

@@ -8,28 +8,31 @@
 //! configured TTL (`ServiceConfig::policy_cache_ttl`), the bound should a notification be
 //! lost. While the feed is down nothing is cached at all.
 
+use crate::cache::KeyedCache;
 use crate::{Result, ServiceError, Services};
 use sluice_auth::policy::{self, Action, Decision, Policy, PolicySet};
 use sluice_core::Principal;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The default TTL of cached policy sets.
 pub const POLICY_CACHE_TTL: Duration = Duration::from_secs(5);
 
-/// Per user: (generation it was read under, when, the set).
-type PolicyEntries = HashMap<Uuid, (u64, Instant, Arc<PolicySet>)>;
+/// Most users whose policy sets are kept at once.
+const POLICY_CACHE_CAPACITY: u64 = 100_000;
 
 pub(crate) struct PolicyCache {
     ttl: Duration,
+    /// Bumped by every invalidation; a set read under an older generation is stale even if
+    /// it was stored after the invalidation (a read racing a change).
     generation: AtomicU64,
     /// Set while the cross-replica change feed is down: changes on other replicas would go
     /// unnoticed, so every request reads the database.
     bypass: AtomicBool,
-    entries: Mutex<PolicyEntries>,
+    /// Per user: (generation it was read under, the set); entries expire after `ttl`.
+    entries: KeyedCache<Uuid, (u64, Arc<PolicySet>)>,
 }
 
 impl PolicyCache {
@@ -38,16 +41,16 @@ impl PolicyCache {
             ttl,
             generation: AtomicU64::new(0),
             bypass: AtomicBool::new(false),
-            entries: Mutex::new(HashMap::new()),
+            entries: KeyedCache::new(
+                POLICY_CACHE_CAPACITY,
+                Some(ttl.max(Duration::from_millis(1))),
+            ),
         }
     }
 
     pub(crate) fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.entries.clear();
     }
 
     pub(crate) fn set_bypass(&self, on: bool) {
@@ -64,24 +67,20 @@ impl Services {
                 self.load_policy_set(p.user_id, &p.user_name).await?,
             ));
         }
-        let generation = cache.generation.load(Ordering::SeqCst);
-        if let Some((g, at, set)) = cache
+        let current = cache.generation.load(Ordering::SeqCst);
+        let (_, set) = cache
             .entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&p.user_id)
-        {
-            if *g == generation && at.elapsed() < cache.ttl {
-                return Ok(set.clone());
-            }
-        }
-        let set = Arc::new(self.load_policy_set(p.user_id, &p.user_name).await?);
-        let mut entries = cache.entries.lock().unwrap_or_else(|e| e.into_inner());
-        // Only cache what was read under the current generation; a concurrent change would
-        // otherwise be masked until the TTL runs out.
-        if cache.generation.load(Ordering::SeqCst) == generation {
-            entries.insert(p.user_id, (generation, Instant::now(), set.clone()));
-        }
+            .get_or_refresh(
+                p.user_id,
+                |(g, _)| *g == current,
+                || async {
+                    // Tagged with the generation seen before reading, so a change that lands
+                    // during the read makes this entry stale at once.
+                    let set = self.load_policy_set(p.user_id, &p.user_name).await?;
+                    Ok::<_, ServiceError>((current, Arc::new(set)))
+                },
+            )
+            .await?;
         Ok(set)
     }
 

@@ -2,6 +2,7 @@
 //! remote signing of S3 requests for one table. Query engines never see the warehouse's
 //! own keys.
 
+use crate::cache::KeyedCache;
 use crate::{Result, ServiceError, Services};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -14,7 +15,7 @@ use sluice_storage::{AccessLevel, SignerEndpoint, Storage, StorageProfile, Table
 use sluice_store::{TableRecord, WarehouseRecord};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// What the client accepts (`X-Iceberg-Access-Delegation`) and where it reached us.
@@ -133,7 +134,7 @@ impl Clock for SystemClock {
 /// Credentials are reused until this long before they expire, so a client never receives
 /// credentials that die mid-query.
 pub const REFRESH_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
-const MAX_SLOTS: usize = 10_000;
+const MAX_SLOTS: u64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
@@ -144,25 +145,21 @@ pub(crate) struct CacheKey {
     pub level: AccessLevel,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<TableCredentials>>>;
-
 /// Per-(warehouse, table, access level) cache. Callers asking for the same key at once
-/// queue on one slot, so only the first calls STS (single flight).
+/// queue behind one refresh, so only the first calls STS (single flight).
 pub(crate) struct CredentialCache {
     clock: Arc<dyn Clock>,
-    slots: Mutex<HashMap<CacheKey, Slot>>,
+    entries: KeyedCache<CacheKey, TableCredentials>,
 }
 
 impl CredentialCache {
     pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
         CredentialCache {
             clock,
-            slots: Mutex::new(HashMap::new()),
+            // Entries die by their own expiry (checked on use); the bound keeps expired ones
+            // of tables nobody asks for again from piling up.
+            entries: KeyedCache::new(MAX_SLOTS, None),
         }
-    }
-
-    fn fresh(&self, c: &TableCredentials) -> bool {
-        c.expiration - self.clock.now() > REFRESH_MARGIN
     }
 
     pub(crate) async fn get_or_fetch<F, Fut>(
@@ -174,46 +171,19 @@ impl CredentialCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<TableCredentials>>,
     {
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            if slots.len() >= MAX_SLOTS {
-                self.prune(&mut slots);
-            }
-            slots.entry(key).or_default().clone()
-        };
-        let mut guard = slot.lock().await;
-        if let Some(c) = guard.as_ref() {
-            if self.fresh(c) {
-                return Ok(c.clone());
-            }
-        }
-        // Failures are not cached: the next caller tries again.
-        let c = fetch().await?;
-        *guard = Some(c.clone());
-        Ok(c)
+        let now = self.clock.now();
+        self.entries
+            .get_or_refresh(key, |c| c.expiration - now > REFRESH_MARGIN, fetch)
+            .await
     }
 
     /// Drops every cached credential of one warehouse (its settings changed, or it is gone).
     pub(crate) fn forget_warehouse(&self, warehouse: Uuid) {
-        self.slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|k, _| k.warehouse != warehouse);
+        self.entries.forget_if(move |k| k.warehouse == warehouse);
     }
 
     pub(crate) fn clear(&self) {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-
-    fn prune(&self, slots: &mut HashMap<CacheKey, Slot>) {
-        let now = self.clock.now();
-        slots.retain(|_, slot| match slot.try_lock() {
-            Ok(g) => g
-                .as_ref()
-                .is_some_and(|c| c.expiration - now > REFRESH_MARGIN),
-            // In use right now: keep.
-            Err(_) => true,
-        });
+        self.entries.clear();
     }
 }
 

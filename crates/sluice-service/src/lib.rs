@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod authn;
 pub mod authz;
+mod cache;
 pub mod catalog;
 pub mod delegation;
 pub mod error;

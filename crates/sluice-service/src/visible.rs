@@ -379,6 +379,7 @@ mod tests {
         ("auth", include_str!("auth.rs")),
         ("authn", include_str!("authn.rs")),
         ("authz", include_str!("authz.rs")),
+        ("cache", include_str!("cache.rs")),
         ("catalog", include_str!("catalog.rs")),
         ("delegation", include_str!("delegation.rs")),
         ("error", include_str!("error.rs")),
