@@ -675,7 +675,7 @@ impl Services {
     }
 
     /// Resolves a catalog prefix (warehouse id, or name) to an active warehouse.
-    pub async fn resolve_warehouse(&self, prefix: &str) -> Result<WarehouseRecord> {
+    pub(crate) async fn resolve_warehouse(&self, prefix: &str) -> Result<WarehouseRecord> {
         let rec = match Uuid::parse_str(prefix) {
             Ok(id) => self.store().get_warehouse(id).await?,
             Err(_) => None,
