@@ -1027,3 +1027,287 @@ fn aws_role_without_keyring() {
 fn aws_role_with_keyring_or_file_fallback() {
     aws_role_flow(true);
 }
+
+/// A Sluice server with the LDAP directory `dir` and extra environment.
+fn ldap_server(dir: &slapd::Slapd, cfg_dir: &Path, env: &[(&str, &str)]) -> Server {
+    let file = cfg_dir.join("server.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[ldap]\nserver_endpoint = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\nuser_base_dn = \"{}\"\n\
+             user_filter = \"(objectClass=inetOrgPerson)\"\ndefault_user_group = \"Viewers\"\n\
+             connection_timeout_seconds = 2\nrequest_timeout_seconds = 2\n",
+            dir.url(),
+            slapd::SVC_DN,
+            slapd::SVC_PASSWORD,
+            slapd::PEOPLE
+        ),
+    )
+    .unwrap();
+    let mut all = vec![("SLUICE_CONFIG", file.to_str().unwrap())];
+    all.extend_from_slice(env);
+    Server::start_with(&all)
+}
+
+/// Real expiry, no editing of the cache: the server issues 60-second tokens (its shortest
+/// TTL). Inside the last half of a token's life the exchanged access key renews before
+/// sending, while the LDAP login (no stored password) keeps using its still-valid token;
+/// once that token has really expired, the LDAP profile stops with the one line and exit
+/// code 3 (the CLI does not send a token it knows has expired) until the next login.
+#[test]
+fn short_token_ttl_renews_or_asks_for_a_new_login() {
+    let dir = slapd::Slapd::start();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let server = ldap_server(&dir, cfg_dir.path(), &[("SLUICE_TOKEN_TTL_SECONDS", "60")]);
+    seed(&server);
+    let (id, secret) = user_with_key(&server, "hana");
+
+    let lake = Home::new(false);
+    lake.run_with(
+        &[
+            "login",
+            "--profile",
+            "lake",
+            "--endpoint",
+            &server.endpoint,
+            "--access-key-id",
+            &id,
+            "--exchange-access-key",
+            "--secret-stdin",
+        ],
+        &[],
+        Some(&format!("{secret}\n")),
+    )
+    .ok();
+    let corp = Home::new(false);
+    corp.run_with(
+        &[
+            "login",
+            "--profile",
+            "corp",
+            "--endpoint",
+            &server.endpoint,
+            "--method",
+            "ldap",
+            "--username",
+            "alice",
+            "--secret-stdin",
+        ],
+        &[],
+        Some("alicepass\n"),
+    )
+    .ok();
+    let logged_in = Instant::now();
+    // Commands need no --profile: the first login made its profile the default.
+    let lake_first = lake.cached_tokens();
+    let corp_first = corp.cached_tokens();
+    assert_eq!((lake_first.len(), corp_first.len()), (1, 1));
+    every_command_works(&lake, "hana");
+    every_command_works(&corp, "alice");
+    assert_eq!(lake.cached_tokens(), lake_first, "fresh: no renewal yet");
+
+    // Past half the token's life: renewed ahead of expiry where the flow can.
+    std::thread::sleep(Duration::from_secs(32).saturating_sub(logged_in.elapsed()));
+    let me = lake.run(&["-o", "json", "whoami"]).ok().json();
+    assert_eq!(me["name"], "hana");
+    let lake_second = lake.cached_tokens();
+    assert_eq!(lake_second.len(), 1);
+    assert_ne!(lake_second, lake_first, "renewed before expiry");
+    let me = corp.run(&["-o", "json", "whoami"]).ok().json();
+    assert_eq!(
+        me["name"], "alice",
+        "a valid token is used until it expires"
+    );
+
+    // Past the real expiry.
+    std::thread::sleep(Duration::from_secs(62).saturating_sub(logged_in.elapsed()));
+    let expiry = corp.cached("expires_at");
+    let expiry = chrono::DateTime::parse_from_rfc3339(&expiry[0]).unwrap();
+    assert!(expiry < chrono::Utc::now(), "really expired: {expiry}");
+    every_command_works(&lake, "hana");
+    let r = corp.run(&["whoami"]).code(3);
+    assert_eq!(
+        r.stderr.trim(),
+        "error: session expired: run sluice login --profile corp",
+        "{r:#?}"
+    );
+    corp.run(&["namespace", "list", "-w", "default"]).code(3);
+    // A new login brings it back.
+    corp.run_with(&["login", "--secret-stdin"], &[], Some("alicepass\n"))
+        .ok();
+    every_command_works(&corp, "alice");
+}
+
+/// Many `sluice` processes at once after the token expired, with a provider that rotates
+/// refresh tokens and revokes the whole grant when a used one comes back (node
+/// oidc-provider, public client): they renew once between them, through a lock beside the
+/// token cache, and all succeed; the login stays usable afterwards.
+#[test]
+fn concurrent_processes_renew_once() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let peer = rt.block_on(oidc_peer::OidcPeer::start());
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let server = oidc_server(&peer.issuer(), cfg_dir.path());
+    seed(&server);
+    let home = Home::new(false);
+    let args: [&str; 6] = [
+        "--endpoint",
+        &server.endpoint,
+        "--method",
+        "device",
+        "--login-timeout",
+        "120",
+    ];
+    device_login(&home, &args, &peer.issuer(), "ivan").ok();
+    let name = home.run(&["-o", "json", "whoami"]).ok().json()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    Cli::admin(&server)
+        .run(&["group", "add-member", "Viewers", &name])
+        .ok();
+    for round in 0..2 {
+        let before = home.cached("refresh_token");
+        assert_eq!(before.len(), 1, "{before:?}");
+        assert!(home.expire_tokens());
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                let mut c =
+                    home.command(&["-o", "json", "namespace", "list", "-w", "default"], &[]);
+                c.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                c.spawn().unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let after = home.cached("refresh_token");
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_ne!(after, before, "round {round}: one renewal, rotated");
+        every_command_works(&home, &name);
+    }
+}
+
+/// `sluice table get` for people: snapshot history newest first with time, operation,
+/// added and removed records, and the refs; `--output json` is the server's response.
+#[test]
+fn table_get_shows_snapshot_history_and_refs() {
+    let server = Server::start();
+    seed(&server);
+    let base = chrono::Utc::now().timestamp_millis() - 60_000;
+    let snap = |id: i64, seq: i64, parent: Option<i64>, summary: Value| {
+        let mut s = json!({"snapshot-id": id, "sequence-number": seq, "timestamp-ms": base + seq * 1000,
+            "manifest-list": format!("file:///nowhere/m{seq}.avro"), "summary": summary, "schema-id": 0});
+        if let Some(p) = parent {
+            s["parent-snapshot-id"] = json!(p);
+        }
+        s
+    };
+    let commit = |updates: Value| {
+        admin_call(&server, "default", |prefix| {
+            (
+                format!("/v1/{prefix}/namespaces/sales/tables/orders"),
+                json!({"requirements": [], "updates": updates}),
+            )
+        })
+    };
+    commit(json!([
+        {"action": "add-snapshot", "snapshot": snap(1111, 1, None, json!({"operation": "append",
+            "added-records": "250", "added-files-size": "3145728", "total-records": "250",
+            "total-data-files": "2", "total-files-size": "3145728"}))},
+        {"action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": 1111},
+        {"action": "set-snapshot-ref", "ref-name": "v1", "type": "tag", "snapshot-id": 1111},
+    ]));
+    commit(json!([
+        {"action": "add-snapshot", "snapshot": snap(2222, 2, Some(1111), json!({"operation": "delete",
+            "deleted-records": "40", "total-records": "210", "total-data-files": "2",
+            "total-files-size": "2097152"}))},
+        {"action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": 2222},
+    ]));
+    let admin = Cli::admin(&server);
+    let out = admin
+        .run(&["table", "get", "-w", "default", "-n", "sales", "orders"])
+        .ok()
+        .stdout;
+    let local = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string()
+    };
+    let line_with = |needle: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle}:\n{out}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(line_with("records:"), ["records:", "210"], "{out}");
+    assert_eq!(line_with("size:"), ["size:", "2.0", "MiB"], "{out}");
+    let history = out
+        .split("snapshots (newest first, * = current):")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no history:\n{out}"));
+    let rows: Vec<Vec<&str>> = history
+        .lines()
+        .skip(2)
+        .take(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["2222", "*", &local(base + 2000), "delete", "-", "40", "-"],
+            vec![
+                "1111",
+                &local(base + 1000),
+                "append",
+                "250",
+                "-",
+                "3.0",
+                "MiB"
+            ],
+        ],
+        "{out}"
+    );
+    let refs = out
+        .split("refs:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no refs:\n{out}"));
+    let refs: Vec<Vec<&str>> = refs
+        .lines()
+        .skip(2)
+        .take(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        refs,
+        [vec!["main", "branch", "2222"], vec!["v1", "tag", "1111"]],
+        "{out}"
+    );
+    assert!(
+        !out.contains(&base.to_string()),
+        "no epoch milliseconds: {out}"
+    );
+    // JSON: the load-table response as the server sent it.
+    let json = admin.json(&["table", "get", "-w", "default", "-n", "sales", "orders"]);
+    assert_eq!(json["metadata"]["current-snapshot-id"], 2222, "{json}");
+    assert_eq!(
+        json["metadata"]["snapshots"][0]["timestamp-ms"],
+        base + 1000,
+        "{json}"
+    );
+    assert!(json["metadata-location"].is_string(), "{json}");
+}
