@@ -415,15 +415,14 @@ fn access_key_plain_and_exchanged_with_keyring_or_file_fallback() {
     access_key_flows(true);
 }
 
-#[test]
-fn client_credentials_api_key_and_external_command() {
+fn client_credentials_api_key_and_external_command(keyring: bool) {
     let server = Server::start();
     seed(&server);
     let (id, secret) = user_with_key(&server, "dave");
     let stdin = format!("{secret}\n");
 
     // Client credentials against Sluice's own token endpoint (an access key as the client).
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     scenario(
         &server,
         &home,
@@ -453,7 +452,7 @@ fn client_credentials_api_key_and_external_command() {
         client_secret: sluice_core::Secret::new(secret.clone()),
         org: None,
     });
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     scenario(
         &server,
         &home,
@@ -476,7 +475,7 @@ fn client_credentials_api_key_and_external_command() {
 
     // External command: its output is the token; it runs again whenever one is needed.
     // (The command's own file lives outside HOME: it is the command's business, not ours.)
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     let elsewhere = tempfile::tempdir().unwrap();
     let token_file = elsewhere.path().join("issued-token.json");
     let issue = |file: &Path| {
@@ -533,6 +532,16 @@ fn client_credentials_api_key_and_external_command() {
     assert_ne!(first, second);
     let r = home.run(&["-o", "json", "whoami"]).ok().json();
     assert_eq!(r["name"], "dave");
+}
+
+#[test]
+fn client_credentials_api_key_and_external_command_without_keyring() {
+    client_credentials_api_key_and_external_command(false);
+}
+
+#[test]
+fn client_credentials_api_key_and_external_command_with_keyring_or_file_fallback() {
+    client_credentials_api_key_and_external_command(true);
 }
 
 /// Logs in through a real browser step: `BROWSER` is a script that writes the URL it is
@@ -606,8 +615,7 @@ fn oidc_server(issuer: &str, dir: &Path) -> Server {
     Server::start_with(&[("SLUICE_CONFIG", file.to_str().unwrap())])
 }
 
-#[test]
-fn oidc_provider_client_credentials_and_pkce() {
+fn oidc_provider_client_credentials_and_pkce(keyring: bool) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -619,7 +627,7 @@ fn oidc_provider_client_credentials_and_pkce() {
 
     // Client credentials at the provider's token endpoint; the stored client secret
     // repeats the grant when the token runs out.
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     let token_url = format!("{}/token", peer.issuer());
     let stdin = format!("{}\n", oidc_peer::CONFIDENTIAL.1);
     scenario(
@@ -652,7 +660,7 @@ fn oidc_provider_client_credentials_and_pkce() {
 
     // PKCE with the server's public client, the browser step scripted: afterwards the refresh
     // token renews silently.
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     let r = browser_login(
         &home,
         &["--endpoint", &server.endpoint, "--method", "pkce"],
@@ -666,9 +674,14 @@ fn oidc_provider_client_credentials_and_pkce() {
         .ok();
     every_command_works(&home, "erin@example.org");
     let before = home.cached_tokens();
-    assert!(home.expire_tokens());
-    every_command_works(&home, "erin@example.org");
-    assert_ne!(home.cached_tokens(), before, "refreshed");
+    // (With a working keyring the token is there and cannot be aged from outside; the
+    // no-keyring run covers the refresh.)
+    if home.expire_tokens() {
+        every_command_works(&home, "erin@example.org");
+        assert_ne!(home.cached_tokens(), before, "refreshed");
+    } else {
+        assert!(home.keyring);
+    }
     home.run(&["logout"]).ok();
     for t in &before {
         assert!(home.files_containing(t).is_empty());
@@ -681,7 +694,7 @@ fn oidc_provider_client_credentials_and_pkce() {
     );
 
     // Web identity: the code is single-use, so an expired session needs a new login.
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     let r = browser_login(
         &home,
         &[
@@ -702,18 +715,30 @@ fn oidc_provider_client_credentials_and_pkce() {
         .to_string();
     admin.run(&["group", "add-member", "Viewers", &name]).ok();
     every_command_works(&home, &name);
-    assert!(home.expire_tokens());
-    let r = home.run(&["whoami"]).code(3);
-    assert_eq!(
-        r.stderr.trim(),
-        "error: session expired: run sluice login --profile default",
-        "{r:#?}"
-    );
+    if home.expire_tokens() {
+        let r = home.run(&["whoami"]).code(3);
+        assert_eq!(
+            r.stderr.trim(),
+            "error: session expired: run sluice login --profile default",
+            "{r:#?}"
+        );
+    } else {
+        assert!(home.keyring);
+    }
     home.run(&["logout"]).ok();
 }
 
 #[test]
-fn ldap_login_then_expiry_needs_a_new_login() {
+fn oidc_provider_client_credentials_and_pkce_without_keyring() {
+    oidc_provider_client_credentials_and_pkce(false);
+}
+
+#[test]
+fn oidc_provider_client_credentials_and_pkce_with_keyring_or_file_fallback() {
+    oidc_provider_client_credentials_and_pkce(true);
+}
+
+fn ldap_login_then_expiry_needs_a_new_login(keyring: bool) {
     let dir = slapd::Slapd::start();
     let cfg_dir = tempfile::tempdir().unwrap();
     let file = cfg_dir.path().join("server.toml");
@@ -732,7 +757,7 @@ fn ldap_login_then_expiry_needs_a_new_login() {
     .unwrap();
     let server = Server::start_with(&[("SLUICE_CONFIG", file.to_str().unwrap())]);
     seed(&server);
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     scenario(
         &server,
         &home,
@@ -757,6 +782,16 @@ fn ldap_login_then_expiry_needs_a_new_login() {
             secrets: vec!["alicepass"],
         },
     );
+}
+
+#[test]
+fn ldap_login_then_expiry_needs_a_new_login_without_keyring() {
+    ldap_login_then_expiry_needs_a_new_login(false);
+}
+
+#[test]
+fn ldap_login_then_expiry_needs_a_new_login_with_keyring_or_file_fallback() {
+    ldap_login_then_expiry_needs_a_new_login(true);
 }
 
 /// `--no-save` keeps the profile file untouched; `--save` on an existing profile updates it.
