@@ -1346,3 +1346,111 @@ fn table_get_shows_snapshot_history_and_refs() {
     );
     assert!(json["metadata-location"].is_string(), "{json}");
 }
+
+/// Set for `sdk_child` runs: the profile to open ("" = `None`, the default one).
+const SDK_CHILD_PROFILE: &str = "SDK_CHILD_PROFILE";
+
+/// A program that uses the SDK's `Client::from_profile`, for `sdk_uses_the_cli_login`: this
+/// test binary run again as only this test, with the CLI's HOME (a process of its own, so
+/// the SDK reads the real environment and this process's stays untouched). Prints who it is
+/// and the namespaces it sees; does nothing in an ordinary test run.
+#[test]
+fn sdk_child() {
+    let Ok(profile) = std::env::var(SDK_CHILD_PROFILE) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = rt.block_on(async {
+        let profile = Some(profile.as_str()).filter(|p| !p.is_empty());
+        let client = sluice_client::Client::from_profile(profile)?;
+        let me = client.whoami().await?;
+        let prefix = client.warehouse_prefix("default").await?;
+        let namespaces = client
+            .raw_json(
+                reqwest::Method::GET,
+                &format!("/v1/{prefix}/namespaces"),
+                None,
+            )
+            .await?;
+        Ok::<_, sluice_client::ClientError>(format!("{} {}", me.name, namespaces["namespaces"]))
+    });
+    match result {
+        Ok(line) => println!("SDK: {line}"),
+        Err(e) => {
+            eprintln!("SDK error: {e}");
+            std::process::exit(7);
+        }
+    }
+}
+
+/// `sluice_client::Client::from_profile(None)` in another program uses the login the CLI
+/// made (no settings of its own), renews it as the CLI does, and stops after a logout.
+#[test]
+fn sdk_uses_the_cli_login() {
+    let server = Server::start();
+    seed(&server);
+    let (id, secret) = user_with_key(&server, "jules");
+    let home = Home::new(false);
+    home.run_with(
+        &[
+            "login",
+            "--profile",
+            "lake",
+            "--endpoint",
+            &server.endpoint,
+            "--access-key-id",
+            &id,
+            "--exchange-access-key",
+            "--secret-stdin",
+        ],
+        &[],
+        Some(&format!("{secret}\n")),
+    )
+    .ok();
+    let sdk = |profile: &str| {
+        let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with("SLUICE_") || k.starts_with("AWS_") || k.starts_with("NEXTEST") {
+                c.env_remove(&*k);
+            }
+        }
+        c.env("HOME", home.dir.path())
+            .env("XDG_CONFIG_HOME", home.dir.path().join("xdg"))
+            .env("SLUICE_NO_KEYRING", "1")
+            .env(SDK_CHILD_PROFILE, profile)
+            .args([
+                "login::sdk_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ]);
+        run_command(c, None)
+    };
+    let expected = r#"SDK: jules [["sales"]]"#;
+    let r = sdk("").ok();
+    assert!(r.stdout.contains(expected), "{r:#?}");
+    let first = home.cached_tokens();
+    assert_eq!(first.len(), 1);
+    // Renewed silently with the stored secret, and cached for the CLI.
+    assert!(home.expire_tokens());
+    let r = sdk("lake").ok();
+    assert!(r.stdout.contains(expected), "{r:#?}");
+    let second = home.cached_tokens();
+    assert!(
+        second.len() == 1 && second != first,
+        "{first:?} → {second:?}"
+    );
+    home.run(&["-o", "json", "whoami"]).ok();
+    assert_eq!(home.cached_tokens(), second, "the CLI uses the SDK's token");
+    home.run(&["logout"]).ok();
+    let r = sdk("").code(7);
+    assert!(
+        r.stderr
+            .contains("SDK error: not logged in: run sluice login --profile lake"),
+        "{r:#?}"
+    );
+}
