@@ -133,6 +133,18 @@ impl Home {
     }
 }
 
+/// The secret setting of the login method `config show` reports.
+fn method_secret(shown: &Value) -> Option<&'static str> {
+    match shown["settings"]["auth-method"]["value"].as_str()? {
+        "access-key" => Some("secret-access-key"),
+        "client-credentials" => Some("client-secret"),
+        "api-key" => Some("api-key"),
+        "static-token" => Some("token"),
+        "ldap" => Some("password"),
+        _ => None,
+    }
+}
+
 /// What the command after an expiry must do.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum AfterExpiry {
@@ -285,6 +297,29 @@ fn logged_in(server: &Server, home: &Home, flow: Flow<'_>, r: Run) {
     for s in &flow.secrets {
         assert!(!shown.to_string().contains(s), "{shown}");
     }
+    // Whether the method's secret is stored, and the session the login left.
+    let secret = method_secret(&shown);
+    if let Some(k) = secret {
+        let stored = shown["settings"][k]["stored"] == true;
+        assert_eq!(stored, k != "password", "{k}: {shown}");
+    }
+    match flow.after_expiry {
+        AfterExpiry::NothingCached => assert!(shown["session"].is_null(), "{shown}"),
+        _ => assert_eq!(
+            (&shown["session"]["cached"], &shown["session"]["expired"]),
+            (&json!(true), &json!(false)),
+            "{shown}"
+        ),
+    }
+    let human = home.run(&["config", "show"]).ok().stdout;
+    let session = human.lines().find(|l| l.starts_with("session:"));
+    match flow.after_expiry {
+        AfterExpiry::NothingCached => assert!(session.is_none(), "{human}"),
+        _ => assert!(
+            session.is_some_and(|l| l.contains("valid until")),
+            "{human}"
+        ),
+    }
 
     // Expiry.
     let before = home.cached_tokens();
@@ -345,6 +380,16 @@ fn logged_in(server: &Server, home: &Home, flow: Flow<'_>, r: Run) {
     }
     let shown = home.run(&["-o", "json", "config", "show"]).ok().json();
     assert!(!shown.to_string().contains("stored for profile"), "{shown}");
+    if let Some(k) = secret {
+        assert_eq!(
+            shown["settings"][k],
+            json!({"value": null, "stored": false}),
+            "{shown}"
+        );
+    }
+    if removed && flow.after_expiry != AfterExpiry::NothingCached {
+        assert_eq!(shown["session"], json!({"cached": false}), "{shown}");
+    }
     if removed {
         let r = home.run(&["whoami"]);
         assert_ne!(r.code, 0, "{r:#?}");
