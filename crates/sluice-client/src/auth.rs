@@ -144,6 +144,10 @@ pub trait Authenticator: Send + Sync {
 /// must not arrive just after it.
 const REFRESH_MARGIN_SECS: i64 = 60;
 
+/// How long a renew waits for another process's renew of the same token cache (a token
+/// request is bounded by the HTTP timeouts, so a longer wait means a stuck process).
+const RENEW_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+
 struct State {
     token: Option<Token>,
     /// When the current token was obtained (None for one loaded from the cache). Used to
@@ -382,6 +386,10 @@ impl TokenManager {
     /// (a response without a new refresh token keeps the old one), else — or if that fails or
     /// cannot refresh — `authenticate()` again (for interactive flows, the initial login).
     async fn renew(&self) -> Result<Token> {
+        let _across_processes = self.lock_renewal_across_processes().await;
+        if let Some(outcome) = self.renewed_by_another_process() {
+            return outcome;
+        }
         let current = self.state().token.clone();
         let ctx = &self.ctx;
         let result = match current.filter(|t| t.refresh_token.is_some()) {
@@ -401,6 +409,54 @@ impl TokenManager {
             None => self.authenticate_again().await,
         };
         self.record(result)
+    }
+
+    /// Waits until no other process sharing the token cache is renewing (see
+    /// `TokenCache::try_lock_renewal`). Gives up after `RENEW_LOCK_WAIT`, or at once when the
+    /// lock file cannot be used: renewing twice is better than not at all.
+    async fn lock_renewal_across_processes(&self) -> Option<crate::cache::RenewLock> {
+        let cache = self.cache.as_ref()?;
+        let deadline = tokio::time::Instant::now() + RENEW_LOCK_WAIT;
+        loop {
+            match cache.try_lock_renewal() {
+                Ok(Some(lock)) => return Some(lock),
+                Ok(None) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+                Ok(None) => {
+                    tracing::warn!(
+                        "another process has been renewing the token for {} s; renewing anyway",
+                        RENEW_LOCK_WAIT.as_secs()
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        "cannot lock {} ({e}); renewing without it",
+                        cache.lock_path().display()
+                    );
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// With the renewal lock held: a fresh token that another process put into the cache
+    /// after this one last looked, taken as this renew's outcome (not stored again).
+    fn renewed_by_another_process(&self) -> Option<Result<Token>> {
+        let (cache, id) = (self.cache.as_ref()?, self.cache_identity.as_ref()?);
+        let (cached, obtained_at) = cache.load_entry(self.ctx.endpoint.as_str(), id)?;
+        let mut st = self.state();
+        let ours = st.token.as_ref().map(|t| t.access_token.expose());
+        if ours == Some(cached.access_token.expose()) || !Self::is_fresh(&cached, obtained_at) {
+            return None;
+        }
+        st.attempt += 1;
+        st.token = Some(cached.clone());
+        st.obtained_at = obtained_at;
+        st.last_failure = None;
+        st.had_token = true;
+        Some(Ok(cached))
     }
 
     /// The flow's initial authentication, unless it needs a person and this manager is
@@ -711,6 +767,37 @@ mod tests {
         m4.logout().await.unwrap();
         assert!(cache.load(&endpoint, "me").is_none());
         assert!(m4.current_token().await.is_none());
+    }
+
+    /// Managers with their own `TokenCache` over one file stand in for separate processes
+    /// (the renewal lock is taken per open file, so they exclude each other like processes).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn processes_sharing_a_cache_renew_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.json");
+        let endpoint = ctx().endpoint.to_string();
+        let mut a = Counting::new(3600);
+        a.identity = Some("me".into());
+        a.with_refresh = true;
+        let auth = Arc::new(a);
+        TokenCache::new(&file, false).store(&endpoint, "me", &expired(Some("r")));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let cache = Arc::new(TokenCache::new(&file, false));
+                let m = TokenManager::new(auth.clone(), ctx(), Some(cache));
+                tokio::spawn(async move { m.authorization().await.unwrap() })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), "Bearer tok-101");
+        }
+        assert_eq!(auth.calls(), (0, 1), "one refresh between them");
+        // The lock is released: the next renewal goes ahead.
+        let cache = Arc::new(TokenCache::new(&file, false));
+        cache.store(&endpoint, "me", &expired(Some("r2")));
+        let m = TokenManager::new(auth.clone(), ctx(), Some(cache.clone()));
+        assert_eq!(m.authorization().await.unwrap(), "Bearer tok-102");
+        assert!(cache.try_lock_renewal().unwrap().is_some());
     }
 
     struct Basic;

@@ -68,6 +68,13 @@ struct CacheFile {
     tokens: BTreeMap<String, serde_json::Value>,
 }
 
+/// Held while a token is renewed, across processes: an advisory lock on a file beside the
+/// token cache. The OS drops it when the process ends, so a crash leaves nothing stale.
+#[derive(Debug)]
+pub struct RenewLock {
+    _file: std::fs::File,
+}
+
 /// Where tokens are kept between runs. Cheap; share one per process via `Arc`.
 pub struct TokenCache {
     file: PathBuf,
@@ -112,6 +119,24 @@ impl TokenCache {
 
     pub fn file_path(&self) -> &Path {
         &self.file
+    }
+
+    /// The file whose lock serialises renewals between processes sharing this cache.
+    pub fn lock_path(&self) -> PathBuf {
+        self.file.with_extension("lock")
+    }
+
+    /// Takes the renewal lock if no other process holds it (`Ok(None)` if one does).
+    /// Several `sluice` commands started together with one expired token must renew it
+    /// once: a provider that rotates refresh tokens treats a used one coming back as theft
+    /// and revokes the whole grant, logging the user out everywhere.
+    pub fn try_lock_renewal(&self) -> std::io::Result<Option<RenewLock>> {
+        let file = crate::fsutil::open_lock_file(&self.lock_path())?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(RenewLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 
     /// Whether entries go to the OS keyring (asked for, and not found unusable yet).

@@ -83,3 +83,19 @@ pub(crate) fn fix_permissions(path: &Path) -> std::io::Result<bool> {
 pub(crate) fn fix_permissions(_path: &Path) -> std::io::Result<bool> {
     Ok(false)
 }
+
+/// Opens (creating it 0600 if needed, never truncating) a file that only serves as the
+/// target of an advisory lock; its parent directory is created 0700.
+pub(crate) fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_private_dir(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}

@@ -133,6 +133,18 @@ impl Home {
     }
 }
 
+/// The secret setting of the login method `config show` reports.
+fn method_secret(shown: &Value) -> Option<&'static str> {
+    match shown["settings"]["auth-method"]["value"].as_str()? {
+        "access-key" => Some("secret-access-key"),
+        "client-credentials" => Some("client-secret"),
+        "api-key" => Some("api-key"),
+        "static-token" => Some("token"),
+        "ldap" => Some("password"),
+        _ => None,
+    }
+}
+
 /// What the command after an expiry must do.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum AfterExpiry {
@@ -285,6 +297,29 @@ fn logged_in(server: &Server, home: &Home, flow: Flow<'_>, r: Run) {
     for s in &flow.secrets {
         assert!(!shown.to_string().contains(s), "{shown}");
     }
+    // Whether the method's secret is stored, and the session the login left.
+    let secret = method_secret(&shown);
+    if let Some(k) = secret {
+        let stored = shown["settings"][k]["stored"] == true;
+        assert_eq!(stored, k != "password", "{k}: {shown}");
+    }
+    match flow.after_expiry {
+        AfterExpiry::NothingCached => assert!(shown["session"].is_null(), "{shown}"),
+        _ => assert_eq!(
+            (&shown["session"]["cached"], &shown["session"]["expired"]),
+            (&json!(true), &json!(false)),
+            "{shown}"
+        ),
+    }
+    let human = home.run(&["config", "show"]).ok().stdout;
+    let session = human.lines().find(|l| l.starts_with("session:"));
+    match flow.after_expiry {
+        AfterExpiry::NothingCached => assert!(session.is_none(), "{human}"),
+        _ => assert!(
+            session.is_some_and(|l| l.contains("valid until")),
+            "{human}"
+        ),
+    }
 
     // Expiry.
     let before = home.cached_tokens();
@@ -345,6 +380,16 @@ fn logged_in(server: &Server, home: &Home, flow: Flow<'_>, r: Run) {
     }
     let shown = home.run(&["-o", "json", "config", "show"]).ok().json();
     assert!(!shown.to_string().contains("stored for profile"), "{shown}");
+    if let Some(k) = secret {
+        assert_eq!(
+            shown["settings"][k],
+            json!({"value": null, "stored": false}),
+            "{shown}"
+        );
+    }
+    if removed && flow.after_expiry != AfterExpiry::NothingCached {
+        assert_eq!(shown["session"], json!({"cached": false}), "{shown}");
+    }
     if removed {
         let r = home.run(&["whoami"]);
         assert_ne!(r.code, 0, "{r:#?}");
@@ -415,15 +460,14 @@ fn access_key_plain_and_exchanged_with_keyring_or_file_fallback() {
     access_key_flows(true);
 }
 
-#[test]
-fn client_credentials_api_key_and_external_command() {
+fn client_credentials_api_key_and_external_command(keyring: bool) {
     let server = Server::start();
     seed(&server);
     let (id, secret) = user_with_key(&server, "dave");
     let stdin = format!("{secret}\n");
 
     // Client credentials against Sluice's own token endpoint (an access key as the client).
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     scenario(
         &server,
         &home,
@@ -453,7 +497,7 @@ fn client_credentials_api_key_and_external_command() {
         client_secret: sluice_core::Secret::new(secret.clone()),
         org: None,
     });
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     scenario(
         &server,
         &home,
@@ -476,7 +520,7 @@ fn client_credentials_api_key_and_external_command() {
 
     // External command: its output is the token; it runs again whenever one is needed.
     // (The command's own file lives outside HOME: it is the command's business, not ours.)
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     let elsewhere = tempfile::tempdir().unwrap();
     let token_file = elsewhere.path().join("issued-token.json");
     let issue = |file: &Path| {
@@ -533,6 +577,16 @@ fn client_credentials_api_key_and_external_command() {
     assert_ne!(first, second);
     let r = home.run(&["-o", "json", "whoami"]).ok().json();
     assert_eq!(r["name"], "dave");
+}
+
+#[test]
+fn client_credentials_api_key_and_external_command_without_keyring() {
+    client_credentials_api_key_and_external_command(false);
+}
+
+#[test]
+fn client_credentials_api_key_and_external_command_with_keyring_or_file_fallback() {
+    client_credentials_api_key_and_external_command(true);
 }
 
 /// Logs in through a real browser step: `BROWSER` is a script that writes the URL it is
@@ -606,8 +660,7 @@ fn oidc_server(issuer: &str, dir: &Path) -> Server {
     Server::start_with(&[("SLUICE_CONFIG", file.to_str().unwrap())])
 }
 
-#[test]
-fn oidc_provider_client_credentials_and_pkce() {
+fn oidc_provider_client_credentials_and_pkce(keyring: bool) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -619,7 +672,7 @@ fn oidc_provider_client_credentials_and_pkce() {
 
     // Client credentials at the provider's token endpoint; the stored client secret
     // repeats the grant when the token runs out.
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     let token_url = format!("{}/token", peer.issuer());
     let stdin = format!("{}\n", oidc_peer::CONFIDENTIAL.1);
     scenario(
@@ -652,7 +705,7 @@ fn oidc_provider_client_credentials_and_pkce() {
 
     // PKCE with the server's public client, the browser step scripted: afterwards the refresh
     // token renews silently.
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     let r = browser_login(
         &home,
         &["--endpoint", &server.endpoint, "--method", "pkce"],
@@ -666,9 +719,14 @@ fn oidc_provider_client_credentials_and_pkce() {
         .ok();
     every_command_works(&home, "erin@example.org");
     let before = home.cached_tokens();
-    assert!(home.expire_tokens());
-    every_command_works(&home, "erin@example.org");
-    assert_ne!(home.cached_tokens(), before, "refreshed");
+    // (With a working keyring the token is there and cannot be aged from outside; the
+    // no-keyring run covers the refresh.)
+    if home.expire_tokens() {
+        every_command_works(&home, "erin@example.org");
+        assert_ne!(home.cached_tokens(), before, "refreshed");
+    } else {
+        assert!(home.keyring);
+    }
     home.run(&["logout"]).ok();
     for t in &before {
         assert!(home.files_containing(t).is_empty());
@@ -681,7 +739,7 @@ fn oidc_provider_client_credentials_and_pkce() {
     );
 
     // Web identity: the code is single-use, so an expired session needs a new login.
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     let r = browser_login(
         &home,
         &[
@@ -702,18 +760,30 @@ fn oidc_provider_client_credentials_and_pkce() {
         .to_string();
     admin.run(&["group", "add-member", "Viewers", &name]).ok();
     every_command_works(&home, &name);
-    assert!(home.expire_tokens());
-    let r = home.run(&["whoami"]).code(3);
-    assert_eq!(
-        r.stderr.trim(),
-        "error: session expired: run sluice login --profile default",
-        "{r:#?}"
-    );
+    if home.expire_tokens() {
+        let r = home.run(&["whoami"]).code(3);
+        assert_eq!(
+            r.stderr.trim(),
+            "error: session expired: run sluice login --profile default",
+            "{r:#?}"
+        );
+    } else {
+        assert!(home.keyring);
+    }
     home.run(&["logout"]).ok();
 }
 
 #[test]
-fn ldap_login_then_expiry_needs_a_new_login() {
+fn oidc_provider_client_credentials_and_pkce_without_keyring() {
+    oidc_provider_client_credentials_and_pkce(false);
+}
+
+#[test]
+fn oidc_provider_client_credentials_and_pkce_with_keyring_or_file_fallback() {
+    oidc_provider_client_credentials_and_pkce(true);
+}
+
+fn ldap_login_then_expiry_needs_a_new_login(keyring: bool) {
     let dir = slapd::Slapd::start();
     let cfg_dir = tempfile::tempdir().unwrap();
     let file = cfg_dir.path().join("server.toml");
@@ -732,7 +802,7 @@ fn ldap_login_then_expiry_needs_a_new_login() {
     .unwrap();
     let server = Server::start_with(&[("SLUICE_CONFIG", file.to_str().unwrap())]);
     seed(&server);
-    let home = Home::new(false);
+    let home = Home::new(keyring);
     scenario(
         &server,
         &home,
@@ -757,6 +827,16 @@ fn ldap_login_then_expiry_needs_a_new_login() {
             secrets: vec!["alicepass"],
         },
     );
+}
+
+#[test]
+fn ldap_login_then_expiry_needs_a_new_login_without_keyring() {
+    ldap_login_then_expiry_needs_a_new_login(false);
+}
+
+#[test]
+fn ldap_login_then_expiry_needs_a_new_login_with_keyring_or_file_fallback() {
+    ldap_login_then_expiry_needs_a_new_login(true);
 }
 
 /// `--no-save` keeps the profile file untouched; `--save` on an existing profile updates it.
@@ -1026,4 +1106,396 @@ fn aws_role_without_keyring() {
 #[test]
 fn aws_role_with_keyring_or_file_fallback() {
     aws_role_flow(true);
+}
+
+/// A Sluice server with the LDAP directory `dir` and extra environment.
+fn ldap_server(dir: &slapd::Slapd, cfg_dir: &Path, env: &[(&str, &str)]) -> Server {
+    let file = cfg_dir.join("server.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[ldap]\nserver_endpoint = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\nuser_base_dn = \"{}\"\n\
+             user_filter = \"(objectClass=inetOrgPerson)\"\ndefault_user_group = \"Viewers\"\n\
+             connection_timeout_seconds = 2\nrequest_timeout_seconds = 2\n",
+            dir.url(),
+            slapd::SVC_DN,
+            slapd::SVC_PASSWORD,
+            slapd::PEOPLE
+        ),
+    )
+    .unwrap();
+    let mut all = vec![("SLUICE_CONFIG", file.to_str().unwrap())];
+    all.extend_from_slice(env);
+    Server::start_with(&all)
+}
+
+/// Real expiry, no editing of the cache: the server issues 60-second tokens (its shortest
+/// TTL). Inside the last half of a token's life the exchanged access key renews before
+/// sending, while the LDAP login (no stored password) keeps using its still-valid token;
+/// once that token has really expired, the LDAP profile stops with the one line and exit
+/// code 3 (the CLI does not send a token it knows has expired) until the next login.
+#[test]
+fn short_token_ttl_renews_or_asks_for_a_new_login() {
+    let dir = slapd::Slapd::start();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let server = ldap_server(&dir, cfg_dir.path(), &[("SLUICE_TOKEN_TTL_SECONDS", "60")]);
+    seed(&server);
+    let (id, secret) = user_with_key(&server, "hana");
+
+    let lake = Home::new(false);
+    lake.run_with(
+        &[
+            "login",
+            "--profile",
+            "lake",
+            "--endpoint",
+            &server.endpoint,
+            "--access-key-id",
+            &id,
+            "--exchange-access-key",
+            "--secret-stdin",
+        ],
+        &[],
+        Some(&format!("{secret}\n")),
+    )
+    .ok();
+    let corp = Home::new(false);
+    corp.run_with(
+        &[
+            "login",
+            "--profile",
+            "corp",
+            "--endpoint",
+            &server.endpoint,
+            "--method",
+            "ldap",
+            "--username",
+            "alice",
+            "--secret-stdin",
+        ],
+        &[],
+        Some("alicepass\n"),
+    )
+    .ok();
+    let logged_in = Instant::now();
+    // Commands need no --profile: the first login made its profile the default.
+    let lake_first = lake.cached_tokens();
+    let corp_first = corp.cached_tokens();
+    assert_eq!((lake_first.len(), corp_first.len()), (1, 1));
+    every_command_works(&lake, "hana");
+    every_command_works(&corp, "alice");
+    assert_eq!(lake.cached_tokens(), lake_first, "fresh: no renewal yet");
+
+    // Past half the token's life: renewed ahead of expiry where the flow can.
+    std::thread::sleep(Duration::from_secs(32).saturating_sub(logged_in.elapsed()));
+    let me = lake.run(&["-o", "json", "whoami"]).ok().json();
+    assert_eq!(me["name"], "hana");
+    let lake_second = lake.cached_tokens();
+    assert_eq!(lake_second.len(), 1);
+    assert_ne!(lake_second, lake_first, "renewed before expiry");
+    let me = corp.run(&["-o", "json", "whoami"]).ok().json();
+    assert_eq!(
+        me["name"], "alice",
+        "a valid token is used until it expires"
+    );
+
+    // Past the real expiry.
+    std::thread::sleep(Duration::from_secs(62).saturating_sub(logged_in.elapsed()));
+    let expiry = corp.cached("expires_at");
+    let expiry = chrono::DateTime::parse_from_rfc3339(&expiry[0]).unwrap();
+    assert!(expiry < chrono::Utc::now(), "really expired: {expiry}");
+    every_command_works(&lake, "hana");
+    let r = corp.run(&["whoami"]).code(3);
+    assert_eq!(
+        r.stderr.trim(),
+        "error: session expired: run sluice login --profile corp",
+        "{r:#?}"
+    );
+    corp.run(&["namespace", "list", "-w", "default"]).code(3);
+    // A new login brings it back.
+    corp.run_with(&["login", "--secret-stdin"], &[], Some("alicepass\n"))
+        .ok();
+    every_command_works(&corp, "alice");
+}
+
+/// Many `sluice` processes at once after the token expired, with a provider that rotates
+/// refresh tokens and revokes the whole grant when a used one comes back (node
+/// oidc-provider, public client): they renew once between them, through a lock beside the
+/// token cache, and all succeed; the login stays usable afterwards.
+#[test]
+fn concurrent_processes_renew_once() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let peer = rt.block_on(oidc_peer::OidcPeer::start());
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let server = oidc_server(&peer.issuer(), cfg_dir.path());
+    seed(&server);
+    let home = Home::new(false);
+    let args: [&str; 6] = [
+        "--endpoint",
+        &server.endpoint,
+        "--method",
+        "device",
+        "--login-timeout",
+        "120",
+    ];
+    device_login(&home, &args, &peer.issuer(), "ivan").ok();
+    let name = home.run(&["-o", "json", "whoami"]).ok().json()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    Cli::admin(&server)
+        .run(&["group", "add-member", "Viewers", &name])
+        .ok();
+    for round in 0..2 {
+        let before = home.cached("refresh_token");
+        assert_eq!(before.len(), 1, "{before:?}");
+        assert!(home.expire_tokens());
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                let mut c =
+                    home.command(&["-o", "json", "namespace", "list", "-w", "default"], &[]);
+                c.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                c.spawn().unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let after = home.cached("refresh_token");
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_ne!(after, before, "round {round}: one renewal, rotated");
+        every_command_works(&home, &name);
+    }
+}
+
+/// `sluice table get` for people: snapshot history newest first with time, operation,
+/// added and removed records, and the refs; `--output json` is the server's response.
+#[test]
+fn table_get_shows_snapshot_history_and_refs() {
+    let server = Server::start();
+    seed(&server);
+    let base = chrono::Utc::now().timestamp_millis() - 60_000;
+    let snap = |id: i64, seq: i64, parent: Option<i64>, summary: Value| {
+        let mut s = json!({"snapshot-id": id, "sequence-number": seq, "timestamp-ms": base + seq * 1000,
+            "manifest-list": format!("file:///nowhere/m{seq}.avro"), "summary": summary, "schema-id": 0});
+        if let Some(p) = parent {
+            s["parent-snapshot-id"] = json!(p);
+        }
+        s
+    };
+    let commit = |updates: Value| {
+        admin_call(&server, "default", |prefix| {
+            (
+                format!("/v1/{prefix}/namespaces/sales/tables/orders"),
+                json!({"requirements": [], "updates": updates}),
+            )
+        })
+    };
+    commit(json!([
+        {"action": "add-snapshot", "snapshot": snap(1111, 1, None, json!({"operation": "append",
+            "added-records": "250", "added-files-size": "3145728", "total-records": "250",
+            "total-data-files": "2", "total-files-size": "3145728"}))},
+        {"action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": 1111},
+        {"action": "set-snapshot-ref", "ref-name": "v1", "type": "tag", "snapshot-id": 1111},
+    ]));
+    commit(json!([
+        {"action": "add-snapshot", "snapshot": snap(2222, 2, Some(1111), json!({"operation": "delete",
+            "deleted-records": "40", "total-records": "210", "total-data-files": "2",
+            "total-files-size": "2097152"}))},
+        {"action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": 2222},
+    ]));
+    let admin = Cli::admin(&server);
+    let out = admin
+        .run(&["table", "get", "-w", "default", "-n", "sales", "orders"])
+        .ok()
+        .stdout;
+    let local = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string()
+    };
+    let line_with = |needle: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle}:\n{out}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(line_with("records:"), ["records:", "210"], "{out}");
+    assert_eq!(line_with("size:"), ["size:", "2.0", "MiB"], "{out}");
+    let history = out
+        .split("snapshots (newest first, * = current):")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no history:\n{out}"));
+    let rows: Vec<Vec<&str>> = history
+        .lines()
+        .skip(2)
+        .take(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["2222", "*", &local(base + 2000), "delete", "-", "40", "-"],
+            vec![
+                "1111",
+                &local(base + 1000),
+                "append",
+                "250",
+                "-",
+                "3.0",
+                "MiB"
+            ],
+        ],
+        "{out}"
+    );
+    let refs = out
+        .split("refs:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no refs:\n{out}"));
+    let refs: Vec<Vec<&str>> = refs
+        .lines()
+        .skip(2)
+        .take(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        refs,
+        [vec!["main", "branch", "2222"], vec!["v1", "tag", "1111"]],
+        "{out}"
+    );
+    assert!(
+        !out.contains(&base.to_string()),
+        "no epoch milliseconds: {out}"
+    );
+    // JSON: the load-table response as the server sent it.
+    let json = admin.json(&["table", "get", "-w", "default", "-n", "sales", "orders"]);
+    assert_eq!(json["metadata"]["current-snapshot-id"], 2222, "{json}");
+    assert_eq!(
+        json["metadata"]["snapshots"][0]["timestamp-ms"],
+        base + 1000,
+        "{json}"
+    );
+    assert!(json["metadata-location"].is_string(), "{json}");
+}
+
+/// Set for `sdk_child` runs: the profile to open ("" = `None`, the default one).
+const SDK_CHILD_PROFILE: &str = "SDK_CHILD_PROFILE";
+
+/// A program that uses the SDK's `Client::from_profile`, for `sdk_uses_the_cli_login`: this
+/// test binary run again as only this test, with the CLI's HOME (a process of its own, so
+/// the SDK reads the real environment and this process's stays untouched). Prints who it is
+/// and the namespaces it sees; does nothing in an ordinary test run.
+#[test]
+fn sdk_child() {
+    let Ok(profile) = std::env::var(SDK_CHILD_PROFILE) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = rt.block_on(async {
+        let profile = Some(profile.as_str()).filter(|p| !p.is_empty());
+        let client = sluice_client::Client::from_profile(profile)?;
+        let me = client.whoami().await?;
+        let prefix = client.warehouse_prefix("default").await?;
+        let namespaces = client
+            .raw_json(
+                reqwest::Method::GET,
+                &format!("/v1/{prefix}/namespaces"),
+                None,
+            )
+            .await?;
+        Ok::<_, sluice_client::ClientError>(format!("{} {}", me.name, namespaces["namespaces"]))
+    });
+    match result {
+        Ok(line) => println!("SDK: {line}"),
+        Err(e) => {
+            eprintln!("SDK error: {e}");
+            std::process::exit(7);
+        }
+    }
+}
+
+/// `sluice_client::Client::from_profile(None)` in another program uses the login the CLI
+/// made (no settings of its own), renews it as the CLI does, and stops after a logout.
+#[test]
+fn sdk_uses_the_cli_login() {
+    let server = Server::start();
+    seed(&server);
+    let (id, secret) = user_with_key(&server, "jules");
+    let home = Home::new(false);
+    home.run_with(
+        &[
+            "login",
+            "--profile",
+            "lake",
+            "--endpoint",
+            &server.endpoint,
+            "--access-key-id",
+            &id,
+            "--exchange-access-key",
+            "--secret-stdin",
+        ],
+        &[],
+        Some(&format!("{secret}\n")),
+    )
+    .ok();
+    let sdk = |profile: &str| {
+        let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with("SLUICE_") || k.starts_with("AWS_") || k.starts_with("NEXTEST") {
+                c.env_remove(&*k);
+            }
+        }
+        c.env("HOME", home.dir.path())
+            .env("XDG_CONFIG_HOME", home.dir.path().join("xdg"))
+            .env("SLUICE_NO_KEYRING", "1")
+            .env(SDK_CHILD_PROFILE, profile)
+            .args([
+                "login::sdk_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ]);
+        run_command(c, None)
+    };
+    let expected = r#"SDK: jules [["sales"]]"#;
+    let r = sdk("").ok();
+    assert!(r.stdout.contains(expected), "{r:#?}");
+    let first = home.cached_tokens();
+    assert_eq!(first.len(), 1);
+    // Renewed silently with the stored secret, and cached for the CLI.
+    assert!(home.expire_tokens());
+    let r = sdk("lake").ok();
+    assert!(r.stdout.contains(expected), "{r:#?}");
+    let second = home.cached_tokens();
+    assert!(
+        second.len() == 1 && second != first,
+        "{first:?} → {second:?}"
+    );
+    home.run(&["-o", "json", "whoami"]).ok();
+    assert_eq!(home.cached_tokens(), second, "the CLI uses the SDK's token");
+    home.run(&["logout"]).ok();
+    let r = sdk("").code(7);
+    assert!(
+        r.stderr
+            .contains("SDK error: not logged in: run sluice login --profile lake"),
+        "{r:#?}"
+    );
 }

@@ -521,11 +521,15 @@ fn config_show(ctx: &Ctx) -> CliResult {
         ),
         ("token-cache-dir", cache_dir),
     ];
+    let secret = method_secret(&c);
     let settings: Vec<(&str, Option<String>, String)> = settings
         .into_iter()
         .map(|(k, v)| match v {
             // Code-level overrides in the CLI are its flags.
             Some(v) => (k, Some(v), c.source_of(k).replace("code", "flag")),
+            // The login method's secret is named even when it is missing, so "is it
+            // stored?" has an answer either way.
+            None if Some(k) == secret => (k, Some(NOT_STORED.to_string()), "-".to_string()),
             None => match defaults
                 .iter()
                 .find(|(d, _)| *d == k)
@@ -538,10 +542,13 @@ fn config_show(ctx: &Ctx) -> CliResult {
         .collect();
     let profile = c.profile.clone();
     let file = path(&c.config_file);
+    let session = cached_session(&c);
     if ctx.out.is_json() {
         let mut map = serde_json::Map::new();
         for (k, v, source) in &settings {
-            if let Some(v) = v {
+            if v.as_deref() == Some(NOT_STORED) {
+                map.insert(k.to_string(), json!({"value": null, "stored": false}));
+            } else if let Some(v) = v {
                 let mut entry = json!({"value": v, "source": source});
                 if source.starts_with("stored for profile") {
                     entry["stored"] = json!(true);
@@ -549,8 +556,15 @@ fn config_show(ctx: &Ctx) -> CliResult {
                 map.insert(k.to_string(), entry);
             }
         }
+        // null: the method keeps no token; {"cached": false}: nothing cached.
+        let session = session.map(|s| match s {
+            None => json!({"cached": false}),
+            Some(s) => json!({"cached": true, "expires-at": s.expires_at,
+                "expired": s.expires_at.is_some_and(|e| e <= chrono::Utc::now()),
+                "renewable": s.renewable}),
+        });
         super::output::print_json(
-            &json!({"profile": profile, "config-file": file, "settings": map}),
+            &json!({"profile": profile, "config-file": file, "session": session, "settings": map}),
         );
         return Ok(());
     }
@@ -562,6 +576,9 @@ fn config_show(ctx: &Ctx) -> CliResult {
         "profile file: {}\n",
         file.as_deref().unwrap_or("(none)")
     ));
+    if let Some(line) = session_line(session.as_ref(), profile.as_deref()) {
+        print_str(&format!("session:      {line}\n"));
+    }
     print_str("\n");
     let rows: Vec<Vec<String>> = settings
         .iter()
@@ -576,6 +593,65 @@ fn config_show(ctx: &Ctx) -> CliResult {
         print_str(&render_table(&["SETTING", "VALUE", "SOURCE"], &rows));
     }
     Ok(())
+}
+
+/// How `config show` marks the login method's secret when none is at hand.
+const NOT_STORED: &str = "(not stored)";
+
+/// The secret setting the resolved login method uses, if it has one.
+fn method_secret(c: &sluice_client::ClientConfig) -> Option<&'static str> {
+    Some(match sluice_client::flows::select_method(c).ok()? {
+        AuthMethod::AccessKey => "secret-access-key",
+        AuthMethod::ClientCredentials => "client-secret",
+        AuthMethod::ApiKey => "api-key",
+        AuthMethod::StaticToken => "token",
+        AuthMethod::Ldap => "password",
+        _ => return None,
+    })
+}
+
+/// The token a login cached for this profile's endpoint and identity (read only: no
+/// renewal, no network).
+struct CachedSession {
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether the next command can renew it without a person (a refresh token, or a
+    /// method that logs in again on its own).
+    renewable: bool,
+}
+
+/// None when the method keeps no token (a plain access key, an external command, AWS);
+/// else the token it cached, if any. A method that cannot even be set up (its secret is
+/// gone, e.g. after a logout) has no session either.
+fn cached_session(c: &sluice_client::ClientConfig) -> Option<Option<CachedSession>> {
+    let Ok(auth) = sluice_client::flows::from_config_or_cached(c) else {
+        return Some(None);
+    };
+    if auth.basic_credentials().is_some() {
+        return None;
+    }
+    let id = auth.cache_identity()?;
+    let cache = sluice_client::TokenCache::from_config(c).ok()?;
+    let cached = cache.load_entry(c.endpoint_url().ok()?.as_str(), &id);
+    Some(cached.map(|(t, _)| CachedSession {
+        expires_at: t.expires_at,
+        renewable: t.refresh_token.is_some() || !auth.needs_person(),
+    }))
+}
+
+fn session_line(s: Option<&Option<CachedSession>>, profile: Option<&str>) -> Option<String> {
+    let login = match profile {
+        Some(p) => format!("sluice login --profile {p}"),
+        None => "sluice login".to_string(),
+    };
+    let Some(s) = s? else {
+        return Some(format!("none (run {login})"));
+    };
+    Some(match s.expires_at {
+        None => "token without expiry".to_string(),
+        Some(e) if e > chrono::Utc::now() => format!("valid until {}", when(&e)),
+        Some(e) if s.renewable => format!("expired {} (the next command renews it)", when(&e)),
+        Some(e) => format!("expired {} (run {login})", when(&e)),
+    })
 }
 
 // ---------------------------------------------------------------------------------------
