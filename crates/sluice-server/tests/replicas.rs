@@ -431,4 +431,120 @@ async fn policy_changes_reach_other_replicas_through_notify() {
         404,
     )
     .await;
+
+    // Verified principals are cached (no database read to authenticate), yet revocation is
+    // immediate on the replica that made it and reaches the other one through the feed.
+    let token_on = |base: String, id: String, secret: String| async move {
+        let v: Value = Client::new()
+            .post(format!("{base}/v1/oauth/tokens"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", id.as_str()),
+                ("client_secret", secret.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["access_token"].as_str().unwrap().to_string()
+    };
+    let whoami = |base: String, auth: Result<String, (String, String)>| async move {
+        let rb = Client::new().get(format!("{base}/management/v1/whoami"));
+        let rb = match auth {
+            Ok(token) => rb.bearer_auth(token),
+            Err((id, secret)) => rb.basic_auth(id, Some(secret)),
+        };
+        rb.send().await.unwrap().status()
+    };
+    let (_, v) = call(
+        &a.base,
+        admin,
+        Method::POST,
+        "/management/v1/users/ron/access-keys",
+        None,
+    )
+    .await;
+    let (k2, s2) = (
+        v["access-key-id"].as_str().unwrap().to_string(),
+        v["secret-access-key"].as_str().unwrap().to_string(),
+    );
+    let tok_a = token_on(a.base.clone(), rid.clone(), rsec.clone()).await;
+    let tok_b = token_on(b.base.clone(), rid.clone(), rsec.clone()).await;
+    for _ in 0..3 {
+        // Warm both replicas' caches with the key, the token and the second key.
+        assert_eq!(whoami(a.base.clone(), Ok(tok_a.clone())).await, 200);
+        assert_eq!(whoami(b.base.clone(), Ok(tok_b.clone())).await, 200);
+        assert_eq!(
+            whoami(a.base.clone(), Err((rid.clone(), rsec.clone()))).await,
+            200
+        );
+        assert_eq!(
+            whoami(b.base.clone(), Err((rid.clone(), rsec.clone()))).await,
+            200
+        );
+        assert_eq!(
+            whoami(b.base.clone(), Err((k2.clone(), s2.clone()))).await,
+            200
+        );
+    }
+    let (st, _) = call(
+        &a.base,
+        admin,
+        Method::DELETE,
+        &format!("/management/v1/users/ron/access-keys/{rid}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 204);
+    // The very next request on A is refused, with the key and with a token minted from it.
+    assert_eq!(
+        whoami(a.base.clone(), Err((rid.clone(), rsec.clone()))).await,
+        401
+    );
+    assert_eq!(whoami(a.base.clone(), Ok(tok_a.clone())).await, 401);
+    let on_b = |auth: Result<String, (String, String)>| {
+        let base = b.base.clone();
+        move || whoami(base.clone(), auth.clone())
+    };
+    eventually(
+        "deleted key refused on B",
+        deadline,
+        on_b(Err((rid.clone(), rsec.clone()))),
+        401,
+    )
+    .await;
+    eventually(
+        "its token refused on B",
+        deadline,
+        on_b(Ok(tok_b.clone())),
+        401,
+    )
+    .await;
+    // The user's other key still works until the user is deleted, then nowhere.
+    assert_eq!(
+        whoami(b.base.clone(), Err((k2.clone(), s2.clone()))).await,
+        200
+    );
+    let (st, _) = call(
+        &a.base,
+        admin,
+        Method::DELETE,
+        "/management/v1/users/ron",
+        None,
+    )
+    .await;
+    assert_eq!(st, 204);
+    assert_eq!(
+        whoami(a.base.clone(), Err((k2.clone(), s2.clone()))).await,
+        401
+    );
+    eventually(
+        "deleted user's key refused on B",
+        deadline,
+        on_b(Err((k2.clone(), s2.clone()))),
+        401,
+    )
+    .await;
 }

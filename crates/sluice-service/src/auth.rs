@@ -1,10 +1,89 @@
 //! Authentication: access keys (HTTP Basic), Sluice JWTs (Bearer), the OAuth2
 //! client-credentials grant, and the first-start bootstrap of the admin user.
 
+use crate::cache::KeyedCache;
 use crate::{now, Result, ServiceError, Services};
 use sluice_core::{AccessKeyId, Principal, Secret, SecretAccessKey};
 use sluice_store::{AccessKeyRecord, UserRecord};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
+
+/// Most keys and users whose verified identity is kept at once.
+const PRINCIPAL_CACHE_CAPACITY: u64 = 100_000;
+
+/// An access key as authentication needs it: whose it is and its secret (decrypted once,
+/// compared in constant time on every use, never leaving this module).
+struct KnownKey {
+    user_id: Uuid,
+    user_name: String,
+    secret: Secret,
+    /// Unix ms of the last `last_used_at` write, so this process stamps a busy key once per
+    /// `TOUCH_INTERVAL_SECS` instead of once per request.
+    stamped_ms: AtomicI64,
+}
+
+/// Verified principals, so that authenticating a request reads no database row: access keys
+/// by id and token subjects by user id. Kept fresh exactly like the policy cache — cleared
+/// by every identity change made in this process (`Services::identity_changed`) and by every
+/// `identity` notification from other replicas, not used while that feed is down, and
+/// bounded by the same TTL should a notification be lost. Misses (unknown keys or users)
+/// are never cached, so a key or user created a moment ago works at once.
+pub(crate) struct PrincipalCache {
+    ttl: Duration,
+    /// Bumped by every invalidation; an entry read under an older generation is stale.
+    generation: AtomicU64,
+    bypass: AtomicBool,
+    keys: KeyedCache<String, (u64, Arc<KnownKey>)>,
+    users: KeyedCache<Uuid, (u64, Arc<str>)>,
+}
+
+impl PrincipalCache {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        let ttl_or_min = Some(ttl.max(Duration::from_millis(1)));
+        PrincipalCache {
+            ttl,
+            generation: AtomicU64::new(0),
+            bypass: AtomicBool::new(false),
+            keys: KeyedCache::new(PRINCIPAL_CACHE_CAPACITY, ttl_or_min),
+            users: KeyedCache::new(PRINCIPAL_CACHE_CAPACITY, ttl_or_min),
+        }
+    }
+
+    pub(crate) fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.keys.clear();
+        self.users.clear();
+    }
+
+    pub(crate) fn set_bypass(&self, on: bool) {
+        self.bypass.store(on, Ordering::SeqCst);
+    }
+
+    fn active(&self) -> Option<u64> {
+        (!self.bypass.load(Ordering::SeqCst) && !self.ttl.is_zero())
+            .then(|| self.generation.load(Ordering::SeqCst))
+    }
+}
+
+/// A lookup that found nothing is not an error worth caching, nor one to report.
+enum Miss {
+    Absent,
+    Failed(ServiceError),
+}
+
+impl From<ServiceError> for Miss {
+    fn from(e: ServiceError) -> Self {
+        Miss::Failed(e)
+    }
+}
+
+impl From<sluice_store::StoreError> for Miss {
+    fn from(e: sluice_store::StoreError) -> Self {
+        Miss::Failed(e.into())
+    }
+}
 
 /// OAuth2 error (RFC 6749 §5.2). Kept apart from `ServiceError` because the token endpoint
 /// answers in a different error shape than the catalog.
@@ -160,6 +239,102 @@ impl Services {
             .map_err(|_| ServiceError::Internal("stored secret is not UTF-8".into()))
     }
 
+    /// An access key and its owner, from the principal cache or the database.
+    async fn known_key(&self, key_id: &str) -> Result<Option<Arc<KnownKey>>> {
+        let load = || async {
+            let rec = self
+                .store()
+                .get_access_key(key_id)
+                .await?
+                .ok_or(Miss::Absent)?;
+            let user = self
+                .store()
+                .get_user(rec.user_id)
+                .await?
+                .ok_or(Miss::Absent)?;
+            Ok::<_, Miss>(Arc::new(KnownKey {
+                user_id: user.id,
+                user_name: user.name,
+                secret: self.decrypt_key_secret(&rec)?,
+                stamped_ms: AtomicI64::new(rec.last_used_at.map_or(0, |t| t.timestamp_millis())),
+            }))
+        };
+        let cache = self.principal_cache();
+        let found = match cache.active() {
+            None => load().await,
+            Some(current) => cache
+                .keys
+                .get_or_refresh(
+                    key_id.to_string(),
+                    |(g, _)| *g == current,
+                    || async { Ok((current, load().await?)) },
+                )
+                .await
+                .map(|(_, k)| k),
+        };
+        match found {
+            Ok(k) => Ok(Some(k)),
+            Err(Miss::Absent) => Ok(None),
+            Err(Miss::Failed(e)) => Err(e),
+        }
+    }
+
+    /// A user's name by id, from the principal cache or the database.
+    async fn known_user(&self, user_id: Uuid) -> Result<Option<Arc<str>>> {
+        let load = || async {
+            let user = self.store().get_user(user_id).await?.ok_or(Miss::Absent)?;
+            Ok::<_, Miss>(Arc::<str>::from(user.name))
+        };
+        let cache = self.principal_cache();
+        let found = match cache.active() {
+            None => load().await,
+            Some(current) => cache
+                .users
+                .get_or_refresh(
+                    user_id,
+                    |(g, _)| *g == current,
+                    || async { Ok((current, load().await?)) },
+                )
+                .await
+                .map(|(_, n)| n),
+        };
+        match found {
+            Ok(n) => Ok(Some(n)),
+            Err(Miss::Absent) => Ok(None),
+            Err(Miss::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Records the key's use at most once per `TOUCH_INTERVAL_SECS` per process, in the
+    /// background: the request does not wait for (or fail by) the write.
+    fn stamp_key_use(&self, key: &KnownKey, key_id: &str) {
+        let n = now();
+        let last = key.stamped_ms.load(Ordering::Relaxed);
+        if n.timestamp_millis() - last < TOUCH_INTERVAL_SECS * 1000 {
+            return;
+        }
+        // One caller wins the stamp; concurrent requests with the same key skip it.
+        if key
+            .stamped_ms
+            .compare_exchange(
+                last,
+                n.timestamp_millis(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let services = self.clone();
+        let key_id = key_id.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = services.store().touch_access_key(&key_id, n).await {
+                tracing::debug!(error = %e, "could not record key use");
+            }
+        });
+    }
+
     /// Verifies an access key pair. Unknown id and wrong secret give the same answer so the
     /// response does not reveal which ids exist.
     pub(crate) async fn authenticate_key(&self, key_id: &str, secret: &str) -> Result<Principal> {
@@ -167,30 +342,17 @@ impl Services {
         if AccessKeyId::parse(key_id).is_err() {
             return Err(invalid());
         }
-        let Some(rec) = self.store().get_access_key(key_id).await? else {
+        let Some(key) = self.known_key(key_id).await? else {
             return Err(invalid());
         };
-        if !self.decrypt_key_secret(&rec)?.ct_eq(secret) {
+        if !key.secret.ct_eq(secret) {
             return Err(invalid());
         }
-        let user = self
-            .store()
-            .get_user(rec.user_id)
-            .await?
-            .ok_or_else(invalid)?;
-        let n = now();
-        if rec
-            .last_used_at
-            .is_none_or(|t| (n - t).num_seconds() >= TOUCH_INTERVAL_SECS)
-        {
-            if let Err(e) = self.store().touch_access_key(key_id, n).await {
-                tracing::debug!(error = %e, "could not record key use");
-            }
-        }
+        self.stamp_key_use(&key, key_id);
         Ok(Principal {
-            user_id: user.id,
-            user_name: user.name,
-            access_key_id: Some(rec.access_key_id),
+            user_id: key.user_id,
+            user_name: key.user_name.clone(),
+            access_key_id: Some(key_id.to_string()),
         })
     }
 
@@ -203,18 +365,24 @@ impl Services {
         })?;
         let user_id = Uuid::parse_str(&claims.sub)
             .map_err(|_| ServiceError::Unauthorized("invalid bearer token".into()))?;
-        if let Some(akid) = &claims.akid {
-            if self.store().get_access_key(akid).await?.is_none() {
-                return Err(ServiceError::Unauthorized("token was revoked".into()));
-            }
-        }
-        let user =
-            self.store().get_user(user_id).await?.ok_or_else(|| {
+        let key = match &claims.akid {
+            Some(akid) => match self.known_key(akid).await? {
+                Some(k) => Some(k),
+                None => return Err(ServiceError::Unauthorized("token was revoked".into())),
+            },
+            None => None,
+        };
+        // The key's owner is the subject for every token Sluice mints from a key; anything
+        // else is looked up on its own.
+        let user_name: Arc<str> = match key.filter(|k| k.user_id == user_id) {
+            Some(k) => Arc::from(k.user_name.as_str()),
+            None => self.known_user(user_id).await?.ok_or_else(|| {
                 ServiceError::Unauthorized("token subject no longer exists".into())
-            })?;
+            })?,
+        };
         Ok(Principal {
-            user_id: user.id,
-            user_name: user.name,
+            user_id,
+            user_name: user_name.to_string(),
             access_key_id: claims.akid,
         })
     }

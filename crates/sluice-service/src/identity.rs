@@ -115,7 +115,7 @@ impl Services {
             tracing::error!(error = %e, action = action.as_str(), target, "could not write the audit log");
         }
         if result.is_ok() {
-            self.policy_cache().invalidate();
+            self.identity_changed();
         }
         result
     }
@@ -197,7 +197,7 @@ impl Services {
                 self.store().set_setting(BOOTSTRAP_ADMINS, "done").await?;
             }
         }
-        self.policy_cache().invalidate();
+        self.identity_changed();
         Ok(())
     }
 

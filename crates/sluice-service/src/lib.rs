@@ -72,6 +72,7 @@ struct Inner {
     /// credential change opens a fresh client.
     storages: Mutex<HashMap<Uuid, (chrono::DateTime<chrono::Utc>, Storage)>>,
     policies: authz::PolicyCache,
+    principals: auth::PrincipalCache,
     credentials: delegation::CredentialCache,
     identity: login::IdentityProviders,
     authenticators: authn::Chain,
@@ -104,6 +105,7 @@ impl Services {
         identity: login::IdentityProviders,
     ) -> Self {
         let policies = authz::PolicyCache::new(config.policy_cache_ttl);
+        let principals = auth::PrincipalCache::new(config.policy_cache_ttl);
         let authenticators = authn::Chain::new(&identity);
         Services {
             inner: Arc::new(Inner {
@@ -113,6 +115,7 @@ impl Services {
                 config,
                 storages: Mutex::new(HashMap::new()),
                 policies,
+                principals,
                 credentials: delegation::CredentialCache::new(Arc::new(delegation::SystemClock)),
                 identity,
                 authenticators,
@@ -162,6 +165,18 @@ impl Services {
 
     pub(crate) fn policy_cache(&self) -> &authz::PolicyCache {
         &self.inner.policies
+    }
+
+    pub(crate) fn principal_cache(&self) -> &auth::PrincipalCache {
+        &self.inner.principals
+    }
+
+    /// Users, keys, groups, policies or attachments changed (here or, through the change
+    /// feed, on another replica): nothing cached about who someone is or what they may do
+    /// survives it.
+    pub(crate) fn identity_changed(&self) {
+        self.policy_cache().invalidate();
+        self.principal_cache().invalidate();
     }
 
     pub fn config(&self) -> &ServiceConfig {
@@ -231,7 +246,7 @@ impl Services {
     pub fn apply_change(&self, change: &Change) {
         match change {
             Change::Identity => {
-                self.policy_cache().invalidate();
+                self.identity_changed();
                 self.authenticators().forget_cached();
             }
             Change::Warehouse(id) => {
@@ -239,9 +254,10 @@ impl Services {
                 self.credential_cache().forget_warehouse(*id);
             }
             Change::Lost | Change::Resumed => {
-                self.policy_cache()
-                    .set_bypass(matches!(change, Change::Lost));
-                self.policy_cache().invalidate();
+                let lost = matches!(change, Change::Lost);
+                self.policy_cache().set_bypass(lost);
+                self.principal_cache().set_bypass(lost);
+                self.identity_changed();
                 self.authenticators().forget_cached();
                 self.inner
                     .storages

@@ -258,7 +258,7 @@ impl Services {
                 StoreError::AlreadyExists(m) => ServiceError::AlreadyExists(m),
                 other => other.into(),
             })?;
-        self.policy_cache().invalidate();
+        self.identity_changed();
         tracing::info!(user = %name, source = login.source, "provisioned user on first login");
         Ok(Principal {
             user_id: user.id,
