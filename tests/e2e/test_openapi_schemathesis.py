@@ -20,7 +20,7 @@ import requests
 import conftest
 from conftest import ADMIN_KEY_ID, ADMIN_SECRET
 
-CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection"
 
 
 @pytest.fixture(scope="module")
