@@ -2,8 +2,9 @@
 
 A server of its own (schemathesis creates and deletes users, groups, policies and
 warehouses at random), driven with the admin key. Fails on any 5xx, any status the
-document does not list for the operation, any non-JSON answer where JSON is documented and
-any body that does not match its documented schema. Examples are bounded so the run takes
+document does not list for the operation, any non-JSON answer where JSON is documented,
+any body that does not match its documented schema, and any request that violates the
+document but is accepted (the server must be as strict as its document). Examples are bounded so the run takes
 a minute or two; SCHEMATHESIS_MAX_EXAMPLES raises the bound for a longer run.
 """
 
@@ -20,7 +21,7 @@ import requests
 import conftest
 from conftest import ADMIN_KEY_ID, ADMIN_SECRET
 
-CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection"
 
 
 @pytest.fixture(scope="module")

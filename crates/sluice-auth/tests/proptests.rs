@@ -9,12 +9,22 @@ use sluice_auth::aws_iam::{AwsIamConfig, AwsIamVerifier, IdentityToken};
 use sluice_auth::policy::{self, resource, Action, Effect, Policy, PolicySet, Statement};
 use sluice_auth::{KeyMaterial, TokenIssuer};
 
+/// proptest's default case count (256, or `PROPTEST_CASES`): setting `cases` here would
+/// override the variable and make the longer run on demand a silent 256-case run.
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: 256,
         failure_persistence: None,
         ..ProptestConfig::default()
     }
+}
+
+#[test]
+fn case_count_follows_proptest_cases() {
+    let want = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    assert_eq!(config().cases, want);
 }
 
 /// Strings with the characters that matter to these parsers over-represented.

@@ -648,3 +648,223 @@ fn base64_encode(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// Items 7, 8, 9 for views: a view's location is a root like a table's (create with a
+/// location, `set-location`, register-view), so it gets the same length and character rules,
+/// and an overlap with a table does not name that table.
+#[tokio::test]
+async fn view_location_attacks_are_refused() {
+    let s = TestServer::start().await;
+    let p = s.prefix().await;
+    let (_, wh) = s.get("/management/v1/warehouse").await;
+    let root = wh["warehouses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "default")
+        .unwrap()["location"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = std::path::PathBuf::from(root.trim_start_matches("file://"));
+    for ns in ["finance", "other"] {
+        let (st, v) = s
+            .post(&format!("/v1/{p}/namespaces"), json!({"namespace": [ns]}))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let view = |name: &str, location: Option<String>| {
+        let mut body = json!({
+            "name": name,
+            "schema": schema(),
+            "view-version": {
+                "version-id": 1, "schema-id": 0, "timestamp-ms": 1_700_000_000_000_i64,
+                "summary": {"engine-name": "test"}, "default-namespace": ["other"],
+                "representations": [{"type": "sql", "sql": "select 1", "dialect": "spark"}]
+            }
+        });
+        if let Some(l) = location {
+            body["location"] = json!(l);
+        }
+        body
+    };
+    let views = format!("/v1/{p}/namespaces/other/views");
+
+    // 7: a 5,000-byte component, and a location too long in total: 400, not 500.
+    for loc in [
+        format!("{root}/{}", "a".repeat(5000)),
+        format!("{root}/{}", vec!["abcdefgh"; 200].join("/")),
+    ] {
+        let (st, v) = s.post(&views, view("v7", Some(loc))).await;
+        let m = assert_error(st, &v, 400, "BadRequestException");
+        assert!(m.len() < 1000, "the message echoes the input: {m}");
+    }
+    // 8: components a URI parser would decode or split on.
+    for rel in ["%2E%2E", "x/%2E%2E/y", "a?b", "t#x", "a%2Fb", "sp ace"] {
+        let (st, v) = s
+            .post(&views, view("v8", Some(format!("{root}/{rel}"))))
+            .await;
+        assert_error(st, &v, 400, "BadRequestException");
+    }
+    assert!(!dir.join("%2E%2E").exists(), "no such directory created");
+    assert!(!dir.join("x").exists(), "no such directory created");
+
+    // 9: a view over a table's location does not learn the table's name.
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/finance/tables"),
+            json!({"name": "secret", "schema": schema()}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let secret_loc = v["metadata"]["location"].as_str().unwrap().to_string();
+    for loc in [secret_loc.clone(), format!("{secret_loc}/inner")] {
+        let (st, v) = s.post(&views, view("mine", Some(loc))).await;
+        let m = assert_error(st, &v, 400, "BadRequestException");
+        assert!(m.contains("already in use"), "{m}");
+        assert!(
+            !m.contains("finance") && !m.contains("secret"),
+            "names the other table: {m}"
+        );
+    }
+
+    // 8 via set-location on an existing view, and via register-view.
+    let (st, v) = s.post(&views, view("v", None)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let uuid = v["metadata"]["view-uuid"].as_str().unwrap().to_string();
+    let mut md = v["metadata"].clone();
+    let (st, v) = s
+        .post(
+            &format!("{views}/v"),
+            json!({"requirements": [{"type": "assert-view-uuid", "uuid": uuid}],
+                   "updates": [{"action": "set-location", "location": format!("{root}/%2E%2E")}]}),
+        )
+        .await;
+    assert_error(st, &v, 400, "BadRequestException");
+    assert!(!dir.join("%2E%2E").exists(), "no such directory created");
+    md["location"] = json!(format!("{root}/x/%2E%2E"));
+    md["view-uuid"] = json!(uuid::Uuid::new_v4().to_string());
+    let file = dir.join("evil-view.metadata.json");
+    std::fs::write(&file, md.to_string()).unwrap();
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/other/register-view"),
+            json!({"name": "reg", "metadata-location": format!("file://{}", file.display())}),
+        )
+        .await;
+    assert_error(st, &v, 400, "BadRequestException");
+    // Nor may a registered view sit on a table's location.
+    md["location"] = json!(secret_loc);
+    std::fs::write(&file, md.to_string()).unwrap();
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/namespaces/other/register-view"),
+            json!({"name": "reg", "metadata-location": format!("file://{}", file.display())}),
+        )
+        .await;
+    let m = assert_error(st, &v, 400, "BadRequestException");
+    assert!(!m.contains("finance") && !m.contains("secret"), "{m}");
+    s.stop().await;
+}
+
+/// Item 1 as reported: a `SuperUsers` member (who may update warehouses, but is no admin)
+/// points an ADLS warehouse's stored account key at their own server — by `host`, by
+/// `authority-host`, by account — without sending the key. Refused before any request
+/// leaves, audited with the member as actor; a harmless change by the same member works.
+#[tokio::test]
+async fn superuser_cannot_redirect_a_stored_adls_credential() {
+    let az = crate::azurite::Azurite::start(&["warehouse"]).await;
+    let attacker = Attacker::start().await;
+    let s = TestServer::start().await;
+    let profile = |host: &str| {
+        json!({"type": "adls", "account-name": crate::azurite::ACCOUNT, "filesystem": "warehouse",
+               "key-prefix": "wh", "host": host, "allow-container-wide-sas": true})
+    };
+    let cred =
+        json!({"type": "az", "credential-type": "shared-access-key", "key": crate::azurite::KEY});
+    let (st, v) = s
+        .post(
+            "/management/v1/warehouse",
+            json!({"warehouse-name": "azwh", "storage-profile": profile(&az.host), "storage-credential": cred}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let id = v["warehouse-id"].as_str().unwrap().to_string();
+
+    // The member: in SuperUsers only.
+    let (st, v) = s.post("/management/v1/users", json!({"name": "su"})).await;
+    assert_eq!(st.as_u16(), 201, "{v}");
+    let (st, v) = s
+        .call(
+            reqwest::Method::PUT,
+            "/management/v1/groups/SuperUsers/members/su",
+            None,
+        )
+        .await;
+    assert_eq!(st.as_u16(), 204, "{v}");
+    let (st, key) = s
+        .call(
+            reqwest::Method::POST,
+            "/management/v1/users/su/access-keys",
+            None,
+        )
+        .await;
+    assert_eq!(st.as_u16(), 201, "{key}");
+    let su = |body: Value| {
+        let req = s
+            .client
+            .post(s.url(&format!("/management/v1/warehouse/{id}/storage")))
+            .basic_auth(
+                key["access-key-id"].as_str().unwrap(),
+                key["secret-access-key"].as_str(),
+            )
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let st = r.status();
+            (st, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    let attacker_host = attacker.url.trim_start_matches("http://").to_string();
+    let mut by_authority = profile(&az.host);
+    by_authority["authority-host"] = json!(attacker.url);
+    let mut by_account = profile(&attacker_host);
+    by_account["account-name"] = json!("attacker");
+    for (field, moved) in [
+        ("host", profile(&attacker_host)),
+        ("authority-host", by_authority),
+        ("account-name", by_account),
+    ] {
+        let (st, v) = su(json!({"storage-profile": moved})).await;
+        let m = assert_error(st, &v, 400, "BadRequestException");
+        assert!(
+            m.contains(field) && m.contains("storage-credential"),
+            "{field}: {m}"
+        );
+    }
+    assert_eq!(attacker.hits(), 0, "nothing reached the attacker's server");
+    let (_, w) = s.get(&format!("/management/v1/warehouse/{id}")).await;
+    assert_eq!(w["storage-profile"]["host"], az.host.as_str(), "{w}");
+
+    // The same member may make a change that keeps the destination.
+    let mut moved = profile(&az.host);
+    moved["key-prefix"] = json!("wh2");
+    let (st, v) = su(json!({"storage-profile": moved})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["storage-profile"]["key-prefix"], "wh2");
+
+    // The refused attempts are audited, with the member as actor.
+    let (st, audit) = s.get("/management/v1/audit?limit=100").await;
+    assert_eq!(st, StatusCode::OK, "{audit}");
+    assert!(!audit.to_string().contains(crate::azurite::KEY));
+    let refused = audit
+        .as_array()
+        .or_else(|| audit["entries"].as_array())
+        .expect("a list of entries")
+        .iter()
+        .filter(|e| e["actor"] == "su" && e["result"] == "failure")
+        .count();
+    assert_eq!(refused, 3, "{audit}");
+    s.stop().await;
+}

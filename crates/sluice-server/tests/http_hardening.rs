@@ -600,3 +600,30 @@ async fn throttling_off_with_zero() {
     assert_eq!(s.get("/v1/config?warehouse=default").await.0, 200);
     s.stop().await;
 }
+
+/// Item 14: the server is as strict as its OpenAPI document. The audit log's `limit` is
+/// documented as 1..=1000; outside it the answer is a 400 (schemathesis'
+/// `negative_data_rejection` found `limit=0` answered 200).
+#[tokio::test]
+async fn audit_limit_outside_the_documented_range_is_refused() {
+    let s = TestServer::start().await;
+    let (st, doc) = s.get("/management/v1/openapi.json").await;
+    assert_eq!(st, 200);
+    let params = doc["paths"]["/management/v1/audit"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let limit = params.iter().find(|p| p["name"] == "limit").unwrap();
+    assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
+    assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
+    for bad in ["0", "1001", "4294967295"] {
+        let (st, v) = s.get(&format!("/management/v1/audit?limit={bad}")).await;
+        assert_eq!(st, 400, "limit={bad}: {v}");
+        assert_error(&v, "BadRequestException", 400);
+    }
+    for good in ["1", "1000"] {
+        let (st, v) = s.get(&format!("/management/v1/audit?limit={good}")).await;
+        assert_eq!(st, 200, "limit={good}: {v}");
+        assert!(v["entries"].as_array().unwrap().len() <= good.parse().unwrap());
+    }
+    s.stop().await;
+}

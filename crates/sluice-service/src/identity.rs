@@ -288,7 +288,17 @@ impl Services {
     ) -> Result<Vec<AuditEntry>> {
         self.authorize(caller, Action::ReadAuditLog, &resource::audit_log())
             .await?;
-        let limit = limit.unwrap_or(100).clamp(1, 1000);
+        // Refused rather than clamped: the OpenAPI document promises 1..=1000, and a client
+        // asking for more than it gets would silently miss entries.
+        let limit = match limit {
+            None => 100,
+            Some(l @ 1..=1000) => l,
+            Some(l) => {
+                return Err(ServiceError::BadRequest(format!(
+                    "limit must be between 1 and 1000, not {l}"
+                )))
+            }
+        };
         Ok(self
             .store()
             .list_audit(before, limit)

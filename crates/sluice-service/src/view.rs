@@ -219,9 +219,10 @@ impl Services {
         ns_id: Uuid,
         view_id: Uuid,
     ) -> Result<String> {
+        // A view's location is a root like a table's: the same length and character rules.
         let location = match requested {
             Some(l) => profile
-                .normalize_location(l)?
+                .normalize_table_location(l)?
                 .trim_end_matches('/')
                 .to_string(),
             None => format!(
@@ -234,13 +235,15 @@ impl Services {
         if location.trim_end_matches('/') == wh.location.trim_end_matches('/') {
             return Err(bad("a view location must not be the warehouse root"));
         }
+        // The table is not named: the caller may not be allowed to know it exists.
         if let Some(other) = self
             .store()
             .location_overlaps(wh.id, &location, None)
             .await?
         {
+            tracing::debug!(%location, %other, "view location refused: it overlaps a table's");
             return Err(bad(format!(
-                "view location {location} overlaps table location {other}"
+                "view location {location} is already in use (it overlaps the location of a table)"
             )));
         }
         Ok(location)
@@ -374,10 +377,15 @@ impl Services {
                 "{metadata_location} is not valid view metadata: {e}"
             ))
         })?;
-        let location = profile.normalize_location(metadata.location())?;
-        if location.trim_end_matches('/') == wh.location.trim_end_matches('/') {
-            return Err(bad("a view location must not be the warehouse root"));
-        }
+        let location = self
+            .view_location(
+                &wh,
+                &profile,
+                Some(metadata.location()),
+                ns_rec.id,
+                metadata.uuid(),
+            )
+            .await?;
         if let Some(v) = self.store().get_view_by_id(metadata.uuid()).await? {
             return Err(ServiceError::AlreadyExists(format!(
                 "view uuid {} is already registered as {}.{}",

@@ -702,8 +702,8 @@ impl StorageProfile {
     }
 
     /// [`StorageProfile::normalize_location`] plus the stricter rules for a location that
-    /// becomes a table's root (create with a location, register, `set-location`): at most
-    /// [`rules::MAX_TABLE_LOCATION_BYTES`], components of at most
+    /// becomes a table's or a view's root (create with a location, register,
+    /// `set-location`): at most [`rules::MAX_TABLE_LOCATION_BYTES`], components of at most
     /// [`rules::MAX_LOCATION_COMPONENT_BYTES`], and below the warehouse root only the
     /// characters `file` warehouse roots allow. Object keys below a table (data files,
     /// Hive-style partition directories with percent-escapes) keep the looser
@@ -719,7 +719,7 @@ impl StorageProfile {
             rules::check_table_location(&canonical, rel).map_err(|e| {
                 let shown: String = loc.chars().take(120).collect();
                 let more = if loc.chars().count() > 120 { "…" } else { "" };
-                StorageError::Invalid(format!("table location '{shown}{more}' {e}"))
+                StorageError::Invalid(format!("location '{shown}{more}' {e}"))
             })?;
         }
         Ok(canonical)
@@ -1501,7 +1501,11 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(1024))]
+            // 1024 cases unless PROPTEST_CASES asks for a longer run (`with_cases` alone
+            // would override the variable).
+            #![proptest_config(ProptestConfig::with_cases(
+                std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1024)
+            ))]
 
             /// Normalization never panics; what it accepts lies inside the warehouse root,
             /// has no '.', '..' or empty components, and a table location additionally only

@@ -94,7 +94,7 @@ pub fn is_location_char(c: char) -> bool {
 pub fn check_table_location(location: &str, rel: &str) -> Result<(), String> {
     if location.len() > MAX_TABLE_LOCATION_BYTES {
         return Err(format!(
-            "is {} bytes long; table locations may be at most {MAX_TABLE_LOCATION_BYTES} bytes",
+            "is {} bytes long; table and view locations may be at most {MAX_TABLE_LOCATION_BYTES} bytes",
             location.len()
         ));
     }

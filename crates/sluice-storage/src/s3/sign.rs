@@ -1180,7 +1180,9 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(256))]
+            // The default: 256 cases, or PROPTEST_CASES for a longer run (an explicit count
+            // would override the variable).
+            #![proptest_config(ProptestConfig::default())]
 
             /// Whatever the request, the signer's parser answers without panicking, and
             /// every location it accepts is a plain key of the warehouse bucket: no dot
