@@ -130,6 +130,11 @@ impl Server {
                     self.config.auth_failures_per_minute,
                 )),
             },
+            sluice_console::ConsoleState {
+                services: self.services.clone(),
+                public_url: self.config.public_url.clone(),
+                session_ttl_seconds: self.config.console_session_ttl_seconds,
+            },
             app::HttpLimits {
                 max_body_bytes: self.config.max_request_body_bytes,
                 request_timeout: std::time::Duration::from_secs(
