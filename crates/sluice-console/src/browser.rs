@@ -471,7 +471,10 @@ async fn table_page(
             (csrf(user))
             input type="hidden" name="ns" value=(q.ns);
             input type="hidden" name="name" value=(q.name);
-            p { "Dropping keeps the table recoverable under " a href={(BASE) "/warehouses/" (w.id) "/deleted"} { "Deleted tables" } " until the warehouse's delete profile expires it. Purge also deletes its files then." }
+            @match w.delete_profile {
+                sluice_storage::DeleteProfile::Soft { .. } => p { "This warehouse keeps dropped tables: the table stays recoverable under " a href={(BASE) "/warehouses/" (w.id) "/deleted"} { "Deleted tables" } " until it expires. Purge also deletes its files then." },
+                sluice_storage::DeleteProfile::Hard => p { "This warehouse's delete profile is hard: dropping removes the table at once and it cannot be undropped." },
+            }
             div.field {
                 input #f-purge type="checkbox" name="purge" value="true";
                 " " label.inline for="f-purge" { "Purge the files too" }

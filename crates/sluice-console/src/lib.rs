@@ -58,6 +58,10 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/warehouses/{id}", get(browser::warehouse))
         .route("/warehouses/{id}/rename", post(warehouses::rename))
         .route("/warehouses/{id}/status", post(warehouses::set_status))
+        .route(
+            "/warehouses/{id}/delete-profile",
+            post(warehouses::set_delete_profile),
+        )
         .route("/warehouses/{id}/deleted", get(browser::deleted))
         .route(
             "/warehouses/{id}/deleted/{table_id}/undrop",

@@ -12,7 +12,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sluice_service::warehouse::WarehouseInfo;
-use sluice_storage::{StorageCredential, StorageProfile};
+use sluice_storage::{DeleteProfile, StorageCredential, StorageProfile};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -39,9 +39,18 @@ pub fn storage_summary(p: &StorageProfile) -> (String, String) {
 }
 
 pub async fn list(State(state): State<ConsoleState>, user: User) -> Result<Html<String>> {
-    let whs = state.services.list_warehouses(&user.principal).await?;
+    // The console's home page: a user without any rights yet (a first SSO or LDAP login)
+    // sees why the list is empty instead of an error page.
+    let (whs, refused) = match state.services.list_warehouses(&user.principal).await {
+        Ok(w) => (w, None),
+        Err(e @ sluice_service::ServiceError::Forbidden(_)) => (Vec::new(), Some(message_of(&e))),
+        Err(e) => return Err(e.into()),
+    };
     let body = html! {
         h1 { "Warehouses" }
+        @if let Some(m) = &refused {
+            p.notice role="status" { "You may not list warehouses (" (m) "). An administrator can add you to a group." }
+        }
         @if user.caps.create_warehouse {
             div.actions { a.button href={(BASE) "/warehouses/new"} { "Create warehouse" } }
         }
@@ -303,12 +312,10 @@ fn to_json(
 /// name or label it mentions; else the form as a whole.
 fn field_of(form: &StorageForm, message: &str) -> String {
     let m = message.to_ascii_lowercase();
-    for (name, label, _) in form.profile {
+    for (name, _, _) in form.profile {
         let snake = name.replace('-', "_");
         let spaced = name.replace('-', " ");
-        let label = label.to_ascii_lowercase();
-        let head = label.split(' ').next().unwrap_or("");
-        if m.contains(name) || m.contains(&snake) || m.contains(&spaced) || m.contains(head) {
+        if m.contains(name) || m.contains(&snake) || m.contains(&spaced) {
             return format!("{}.{}", form.ty, name);
         }
     }
@@ -317,8 +324,10 @@ fn field_of(form: &StorageForm, message: &str) -> String {
             return format!("{}.cred.{}", form.ty, name);
         }
     }
-    if m.contains("credential") || m.contains("access denied") || m.contains("signature") {
-        if let Some((name, _, _)) = form.credential_fields.first() {
+    // The store refusing the probe's request is the credential's fault: point at its secret.
+    let refused = ["credential", "access denied", "signature", "403", "forbidden", "401"];
+    if refused.iter().any(|r| m.contains(r)) {
+        if let Some((name, _, _)) = form.credential_fields.last() {
             return format!("{}.cred.{}", form.ty, name);
         }
     }
@@ -396,9 +405,60 @@ pub fn actions(user: &User, w: &WarehouseInfo) -> Markup {
                 input type="hidden" name="active" value=(if active { "false" } else { "true" });
                 p { "Status: " strong { (w.status) } " " button.secondary type="submit" { @if active { "Deactivate" } @else { "Activate" } } }
             }
+            form method="post" action={(BASE) "/warehouses/" (w.id) "/delete-profile"} {
+                (csrf(user))
+                @let (soft, secs) = match w.delete_profile {
+                    DeleteProfile::Soft { expiration_seconds } => (true, expiration_seconds),
+                    DeleteProfile::Hard => (false, 7 * 24 * 3600),
+                };
+                div.field {
+                    label for="f-delete-kind" { "When a table is dropped" }
+                    select #f-delete-kind name="kind" {
+                        option value="hard" selected[!soft] { "Delete it at once (hard)" }
+                        option value="soft" selected[soft] { "Keep it for undrop (soft)" }
+                    }
+                }
+                div.field {
+                    label for="f-expiration" { "Keep dropped tables for (seconds, soft only)" }
+                    input #f-expiration type="number" min="1" name="expiration_seconds" value=(secs);
+                }
+                button.secondary type="submit" #save-delete-profile { "Save delete profile" }
+            }
             p.muted { "Stored credential: " @if w.has_storage_credential { "set (write-only)" } @else { (dash()) } }
         }
     }
+}
+
+#[derive(Deserialize)]
+pub struct DeleteProfileForm {
+    kind: String,
+    #[serde(default)]
+    expiration_seconds: String,
+}
+
+pub async fn set_delete_profile(
+    State(state): State<ConsoleState>,
+    Path(id): Path<Uuid>,
+    Change { user, form }: Change<DeleteProfileForm>,
+) -> Result<Response> {
+    let profile = match form.kind.as_str() {
+        "hard" => DeleteProfile::Hard,
+        "soft" => DeleteProfile::Soft {
+            expiration_seconds: form.expiration_seconds.trim().parse().map_err(|_| {
+                ConsoleError::BadRequest("the expiration must be a whole number of seconds".into())
+            })?,
+        },
+        other => {
+            return Err(ConsoleError::BadRequest(format!(
+                "unknown delete profile '{other}'"
+            )))
+        }
+    };
+    state
+        .services
+        .update_delete_profile(&user.principal, id, profile)
+        .await?;
+    Ok(Redirect::to(&format!("{BASE}/warehouses/{id}")).into_response())
 }
 
 #[derive(Deserialize)]
