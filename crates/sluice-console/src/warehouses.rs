@@ -325,7 +325,14 @@ fn field_of(form: &StorageForm, message: &str) -> String {
         }
     }
     // The store refusing the probe's request is the credential's fault: point at its secret.
-    let refused = ["credential", "access denied", "signature", "403", "forbidden", "401"];
+    let refused = [
+        "credential",
+        "access denied",
+        "signature",
+        "403",
+        "forbidden",
+        "401",
+    ];
     if refused.iter().any(|r| m.contains(r)) {
         if let Some((name, _, _)) = form.credential_fields.last() {
             return format!("{}.cred.{}", form.ty, name);
