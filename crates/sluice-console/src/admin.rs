@@ -132,8 +132,13 @@ async fn user_body(
         h1 { "User " (u.name) }
         dl.kv.card {
             dt { "Source" } dd { (u.source) }
-            dt { "Email" } dd { (u.email.as_deref().unwrap_or("")) }
             dt { "Created" } dd { (layout::time(&u.created_at)) }
+        }
+        form.card method="post" action={(BASE) "/admin/users/" (enc(name)) "/edit"} {
+            (csrf(user))
+            (layout::field("Email", "email", u.email.as_deref().unwrap_or(""), false, None))
+            (layout::field("Display name", "friendly_name", u.friendly_name.as_deref().unwrap_or(""), false, None))
+            button.secondary type="submit" { "Save" }
         }
         h2 { "Groups" }
         @if groups.is_empty() { p.empty { "In no group." } }
@@ -150,7 +155,18 @@ async fn user_body(
             }
         }
         @if keys.is_empty() { p.empty { "No access keys." } }
-        @else { ul { @for k in &keys { li { code { (k.access_key_id) } " created " (layout::time(&k.created_at)) } } } }
+        @else {
+            ul { @for k in &keys {
+                li.row {
+                    code { (k.access_key_id) } " created " (layout::time(&k.created_at))
+                    form method="post" action={(BASE) "/admin/users/" (enc(name)) "/keys/delete"} {
+                        (csrf(user))
+                        input type="hidden" name="key_id" value=(k.access_key_id);
+                        button.danger type="submit" aria-label={"Delete key " (k.access_key_id)} { "Delete" }
+                    }
+                }
+            } }
+        }
         form.actions method="post" action={(BASE) "/admin/users/" (enc(name)) "/keys"} {
             (csrf(user))
             button.secondary type="submit" { "Create access key for " (name) }
@@ -196,6 +212,49 @@ pub async fn delete_user(
 
 #[derive(Deserialize)]
 pub struct Empty {}
+
+#[derive(Deserialize)]
+pub struct EditUser {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    friendly_name: String,
+}
+
+pub async fn edit_user(
+    State(state): State<ConsoleState>,
+    Path(name): Path<String>,
+    Change { user, form }: Change<EditUser>,
+) -> Result<Response> {
+    let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    state
+        .services
+        .update_user(
+            &user.principal,
+            &name,
+            Some(opt(&form.email)),
+            Some(opt(&form.friendly_name)),
+        )
+        .await?;
+    Ok(Redirect::to(&format!("{BASE}/admin/users/{}", enc(&name))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct DeleteKey {
+    key_id: String,
+}
+
+pub async fn delete_user_key(
+    State(state): State<ConsoleState>,
+    Path(name): Path<String>,
+    Change { user, form }: Change<DeleteKey>,
+) -> Result<Response> {
+    state
+        .services
+        .delete_user_key(&user.principal, &name, &form.key_id)
+        .await?;
+    Ok(Redirect::to(&format!("{BASE}/admin/users/{}", enc(&name))).into_response())
+}
 
 pub async fn create_user_key(
     State(state): State<ConsoleState>,

@@ -15,6 +15,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sluice_service::delegation::AccessDelegation;
 use sluice_service::rest::SnapshotsMode;
@@ -276,12 +277,35 @@ fn summary_cell(s: &Value, key: &str) -> Markup {
     }
 }
 
-fn snapshots(md: &Value, w: Uuid, q: &TableQuery) -> Markup {
-    let empty = vec![];
-    let all = md
-        .get("snapshots")
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
+/// Table metadata for the page: every top-level field parsed except the history lists,
+/// whose entries stay raw until their page is shown (a long-lived table has tens of
+/// thousands of snapshots; building values for all of them would dominate the page's time).
+struct Metadata<'a> {
+    fields: Value,
+    snapshots: Vec<&'a RawValue>,
+}
+
+/// Fields left out of [`Metadata::fields`]: the page shows no more than one page of them.
+const HISTORY_FIELDS: [&str; 3] = ["snapshots", "snapshot-log", "metadata-log"];
+
+fn parse_metadata(text: &str) -> serde_json::Result<Metadata<'_>> {
+    let top: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(text)?;
+    let mut fields = serde_json::Map::new();
+    let mut snapshots = Vec::new();
+    for (k, v) in top {
+        if k == "snapshots" {
+            snapshots = serde_json::from_str(v.get())?;
+        } else if !HISTORY_FIELDS.contains(&k.as_str()) {
+            fields.insert(k, serde_json::from_str(v.get())?);
+        }
+    }
+    Ok(Metadata {
+        fields: Value::Object(fields),
+        snapshots,
+    })
+}
+
+fn snapshots(all: &[&RawValue], w: Uuid, q: &TableQuery) -> Markup {
     let total = all.len();
     let pages = total.div_ceil(SNAPSHOTS_PER_PAGE).max(1);
     let page_no = q.page.min(pages - 1);
@@ -303,16 +327,17 @@ fn snapshots(md: &Value, w: Uuid, q: &TableQuery) -> Markup {
                         th { "Added files" } th { "Removed files" } th { "Added records" } th { "Deleted records" } th { "Total records" }
                     } }
                     tbody {
-                        @for s in all[start..end].iter().rev() {
+                        @for raw in all[start..end].iter().rev() {
+                            @let s: Value = serde_json::from_str(raw.get()).unwrap_or_default();
                             tr {
                                 td data-label="Snapshot" { code { (s.get("snapshot-id").map(Value::to_string).unwrap_or_default()) } }
                                 td data-label="Time" { @if let Some(ms) = s.get("timestamp-ms").and_then(Value::as_i64) { (ms_time(ms)) } }
-                                td data-label="Operation" { (summary_cell(s, "operation")) }
-                                td data-label="Added files" { (summary_cell(s, "added-data-files")) }
-                                td data-label="Removed files" { (summary_cell(s, "deleted-data-files")) }
-                                td data-label="Added records" { (summary_cell(s, "added-records")) }
-                                td data-label="Deleted records" { (summary_cell(s, "deleted-records")) }
-                                td data-label="Total records" { (summary_cell(s, "total-records")) }
+                                td data-label="Operation" { (summary_cell(&s, "operation")) }
+                                td data-label="Added files" { (summary_cell(&s, "added-data-files")) }
+                                td data-label="Removed files" { (summary_cell(&s, "deleted-data-files")) }
+                                td data-label="Added records" { (summary_cell(&s, "added-records")) }
+                                td data-label="Deleted records" { (summary_cell(&s, "deleted-records")) }
+                                td data-label="Total records" { (summary_cell(&s, "total-records")) }
                             }
                         }
                     }
@@ -394,12 +419,13 @@ async fn table_page(
             &AccessDelegation::from_header(None, base.clone()),
         )
         .await?;
-    let md: Value = serde_json::from_str(loaded.metadata.get())
+    let parsed = parse_metadata(loaded.metadata.get())
         .map_err(|e| ConsoleError::Service(sluice_service::ServiceError::internal(e)))?;
+    let md = &parsed.fields;
     let levels = levels_of(&q.ns);
-    let schema = current(&md, "schemas", "schema-id", "current-schema-id");
-    let spec = current(&md, "partition-specs", "spec-id", "default-spec-id");
-    let order = current(&md, "sort-orders", "order-id", "default-sort-order-id");
+    let schema = current(md, "schemas", "schema-id", "current-schema-id");
+    let spec = current(md, "partition-specs", "spec-id", "default-spec-id");
+    let order = current(md, "sort-orders", "order-id", "default-sort-order-id");
     let mut props: Vec<(&String, &String)> = Vec::new();
     let prop_strings: Vec<(String, String)> = md
         .get("properties")
@@ -464,7 +490,7 @@ async fn table_page(
             },
             _ => p.empty { "No refs." },
         }
-        (snapshots(&md, w.id, q))
+        (snapshots(&parsed.snapshots, w.id, q))
         (snippets(&base, &w.name, &levels, &q.name))
         h2 #drop { "Drop table" }
         form.card method="post" action={(BASE) "/warehouses/" (w.id) "/table/drop"} data-confirm=(q.name) {

@@ -59,6 +59,11 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/warehouses/{id}/rename", post(warehouses::rename))
         .route("/warehouses/{id}/status", post(warehouses::set_status))
         .route(
+            "/warehouses/{id}/credential",
+            post(warehouses::update_credential),
+        )
+        .route("/warehouses/{id}/delete", post(warehouses::delete))
+        .route(
             "/warehouses/{id}/delete-profile",
             post(warehouses::set_delete_profile),
         )
@@ -78,6 +83,11 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/admin/users/{name}", get(admin::user))
         .route("/admin/users/{name}/delete", post(admin::delete_user))
         .route("/admin/users/{name}/keys", post(admin::create_user_key))
+        .route(
+            "/admin/users/{name}/keys/delete",
+            post(admin::delete_user_key),
+        )
+        .route("/admin/users/{name}/edit", post(admin::edit_user))
         .route(
             "/admin/groups",
             get(admin::groups).post(admin::create_group),

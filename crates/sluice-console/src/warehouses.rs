@@ -279,33 +279,39 @@ fn to_json(
             }
         }
     }
-    let credential = match form.credential {
-        None => None,
-        Some((ctype, ckind)) => {
-            let mut c = Map::new();
-            for (name, _, kind) in form.credential_fields {
-                let key = format!("{ty}.cred.{name}");
-                let v = values.get(&key).map_or("", |v| v.trim());
-                if v.is_empty() {
-                    continue;
-                }
-                let v = match kind {
-                    Kind::Area => serde_json::from_str(v)
-                        .map_err(|e| (key.clone(), format!("not valid JSON: {e}")))?,
-                    _ => Value::from(v),
-                };
-                c.insert((*name).into(), v);
-            }
-            if c.is_empty() {
-                None
-            } else {
-                c.insert("type".into(), Value::from(ctype));
-                c.insert("credential-type".into(), Value::from(ckind));
-                Some(Value::Object(c))
-            }
-        }
-    };
+    let credential = credential_json(form, values)?;
     Ok((form, Value::Object(profile), credential))
+}
+
+/// The credential fields of a storage type's form as the API's credential object; `None`
+/// when they are all empty.
+fn credential_json(
+    form: &StorageForm,
+    values: &HashMap<String, String>,
+) -> std::result::Result<Option<Value>, (String, String)> {
+    let Some((ctype, ckind)) = form.credential else {
+        return Ok(None);
+    };
+    let mut c = Map::new();
+    for (name, _, kind) in form.credential_fields {
+        let key = format!("{}.cred.{name}", form.ty);
+        let v = values.get(&key).map_or("", |v| v.trim());
+        if v.is_empty() {
+            continue;
+        }
+        let v = match kind {
+            Kind::Area => serde_json::from_str(v)
+                .map_err(|e| (key.clone(), format!("not valid JSON: {e}")))?,
+            _ => Value::from(v),
+        };
+        c.insert((*name).into(), v);
+    }
+    if c.is_empty() {
+        return Ok(None);
+    }
+    c.insert("type".into(), Value::from(ctype));
+    c.insert("credential-type".into(), Value::from(ckind));
+    Ok(Some(Value::Object(c)))
 }
 
 /// The input an error message is about: the first field of the chosen type whose wire
@@ -431,9 +437,72 @@ pub fn actions(user: &User, w: &WarehouseInfo) -> Markup {
                 }
                 button.secondary type="submit" #save-delete-profile { "Save delete profile" }
             }
-            p.muted { "Stored credential: " @if w.has_storage_credential { "set (write-only)" } @else { (dash()) } }
+            p.muted { "Stored credential: " @if w.has_storage_credential { "set (write-only: never shown)" } @else { (dash()) } }
+            @if let Some(f) = FORMS.iter().find(|f| f.ty == storage_summary(&w.storage_profile).0) {
+                @if !f.credential_fields.is_empty() {
+                    form method="post" action={(BASE) "/warehouses/" (w.id) "/credential"} {
+                        (csrf(user))
+                        fieldset {
+                            legend { "Replace the storage credential" }
+                            @for (name, label, kind) in f.credential_fields {
+                                (input(&format!("{}.cred.{}", f.ty, name), label, *kind, &Filled::default()))
+                            }
+                            button.secondary type="submit" { "Replace credential" }
+                        }
+                    }
+                }
+            }
+            form method="post" action={(BASE) "/warehouses/" (w.id) "/delete"} data-confirm=(w.name) {
+                (csrf(user))
+                (layout::field(&format!("Type the warehouse name ({}) to delete it", w.name), "confirm", "", true, None))
+                button.danger type="submit" { "Delete warehouse" }
+            }
         }
     }
+}
+
+pub async fn update_credential(
+    State(state): State<ConsoleState>,
+    Path(id): Path<Uuid>,
+    Change { user, form }: Change<HashMap<String, String>>,
+) -> Result<Response> {
+    let w = state.services.get_warehouse(&user.principal, id).await?;
+    let kind = storage_summary(&w.storage_profile).0;
+    let sf = FORMS
+        .iter()
+        .find(|f| f.ty == kind)
+        .ok_or_else(|| ConsoleError::BadRequest("this storage type has no credential".into()))?;
+    let credential = credential_json(sf, &form)
+        .map_err(|(_, m)| ConsoleError::BadRequest(m))?
+        .map(serde_json::from_value::<StorageCredential>)
+        .transpose()
+        .map_err(|e| ConsoleError::BadRequest(format!("invalid credential: {e}")))?;
+    state
+        .services
+        .update_credential(&user.principal, id, credential)
+        .await?;
+    Ok(Redirect::to(&format!("{BASE}/warehouses/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+pub async fn delete(
+    State(state): State<ConsoleState>,
+    Path(id): Path<Uuid>,
+    Change { user, form }: Change<DeleteForm>,
+) -> Result<Response> {
+    let w = state.services.get_warehouse(&user.principal, id).await?;
+    if form.confirm != w.name {
+        return Err(ConsoleError::BadRequest(
+            "the name typed does not match the warehouse's name; nothing was deleted".into(),
+        ));
+    }
+    state.services.delete_warehouse(&user.principal, id).await?;
+    Ok(Redirect::to(&format!("{BASE}/warehouses")).into_response())
 }
 
 #[derive(Deserialize)]
