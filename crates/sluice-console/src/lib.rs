@@ -41,6 +41,21 @@ pub struct ConsoleState {
     /// Lifetime of a console session in seconds (config `console_session_ttl_seconds`,
     /// capped by the token TTL).
     pub session_ttl_seconds: i64,
+    /// The server's failed-authentication throttle, so the login form is no easier to
+    /// guess against than the API.
+    pub throttle: std::sync::Arc<dyn LoginThrottle>,
+}
+
+/// Failed-login throttling, kept by the server that mounts the console (per source address
+/// and per key id or user name).
+pub trait LoginThrottle: Send + Sync {
+    /// `Some(wait)`: refuse this attempt without checking it.
+    fn check(
+        &self,
+        source: Option<std::net::IpAddr>,
+        id: Option<&str>,
+    ) -> Option<std::time::Duration>;
+    fn record_failure(&self, source: Option<std::net::IpAddr>, id: Option<&str>);
 }
 
 /// The console's routes, relative to [`BASE`] (the server nests them there).

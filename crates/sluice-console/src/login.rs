@@ -140,6 +140,26 @@ pub async fn submit(
     let form: LoginForm = serde_urlencoded::from_str(&body)
         .map_err(|e| ConsoleError::BadRequest(format!("invalid form: {e}")))?;
     let next = safe_next(form.next.as_deref());
+    let source = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let id = match form.method.as_str() {
+        "key" => form.access_key_id.trim(),
+        _ => form.username.trim(),
+    };
+    if let Some(wait) = state.throttle.check(source, Some(id)) {
+        let msg = format!(
+            "too many failed logins: try again in {} seconds",
+            wait.as_secs().max(1)
+        );
+        let page = login_page(&state, &next, Some(&msg), &form.method);
+        let mut resp = (StatusCode::TOO_MANY_REQUESTS, Html(page.into_string())).into_response();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(resp);
+    }
     let login = match form.method.as_str() {
         "key" => PasswordLogin::AccessKey {
             id: form.access_key_id.trim(),
@@ -170,6 +190,7 @@ pub async fn submit(
             Ok(resp)
         }
         Err(ServiceError::Unauthorized(m)) => {
+            state.throttle.record_failure(source, Some(id));
             let page = login_page(&state, &next, Some(&m), &form.method);
             Ok((StatusCode::UNAUTHORIZED, Html(page.into_string())).into_response())
         }
