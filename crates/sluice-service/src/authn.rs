@@ -22,10 +22,17 @@ pub enum Credential {
     Basic { id: String, secret: Secret },
     /// `Authorization: Bearer`: a Sluice JWT or a token of the configured OIDC provider.
     Bearer(Secret),
-    /// The browser session cookie set by SSO (a Sluice JWT). `safe_method` says whether the
-    /// request is a GET or HEAD: a cookie rides along on cross-site requests, so it must
-    /// never authorize a change.
-    SessionCookie { token: Secret, safe_method: bool },
+    /// The browser session cookie set by SSO or the console's login (a Sluice JWT).
+    /// `safe_method` says whether the request is a GET or HEAD: a cookie rides along on
+    /// cross-site requests, so on its own it never authorizes a change. `csrf` is the
+    /// anti-forgery token a console form carried (`None` where the front door has none, as
+    /// on the API): a change is authorized only when it is the session's
+    /// [`Services::csrf_token`].
+    SessionCookie {
+        token: Secret,
+        safe_method: bool,
+        csrf: Option<Secret>,
+    },
 }
 
 /// One credential kind. The first authenticator in the chain that claims a credential
@@ -118,8 +125,9 @@ impl Authenticator for SluiceBearer {
     }
 }
 
-/// The SSO session cookie, on safe methods only (otherwise nobody claims it and the
-/// request is unauthenticated).
+/// The session cookie: on safe methods; on others only with the session's CSRF token
+/// (without one nobody claims it and the request is unauthenticated; with a wrong one it is
+/// refused).
 struct SessionCookie;
 
 #[async_trait::async_trait]
@@ -127,12 +135,37 @@ impl Authenticator for SessionCookie {
     async fn authenticate(&self, s: &Services, c: &Credential) -> Option<Result<Principal>> {
         let Credential::SessionCookie {
             token,
-            safe_method: true,
+            safe_method,
+            csrf,
         } = c
         else {
             return None;
         };
+        if !safe_method {
+            let csrf = csrf.as_ref()?;
+            if !csrf.ct_eq(&s.csrf_token(token)) {
+                return Some(Err(ServiceError::Forbidden(
+                    "missing or wrong CSRF token: reload the page and try again".into(),
+                )));
+            }
+        }
         Some(s.authenticate_token(token.expose()).await)
+    }
+}
+
+/// Domain separation of the CSRF token from any other hash of the session token.
+const CSRF_CONTEXT: &[u8] = b"sluice-console-csrf-v1\0";
+
+impl Services {
+    /// The anti-forgery token bound to a session token: a page embeds it in every form and
+    /// [`Credential::SessionCookie`] requires it for changes. A cross-site page can neither
+    /// read the HttpOnly cookie nor this token, and the token does not reveal the cookie.
+    pub fn csrf_token(&self, session_token: &Secret) -> String {
+        let digest = Sha256::new()
+            .chain_update(CSRF_CONTEXT)
+            .chain_update(session_token.expose().as_bytes())
+            .finalize();
+        digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -279,6 +312,7 @@ mod tests {
         let cookie = |safe_method| Credential::SessionCookie {
             token: Secret::new(token.clone()),
             safe_method,
+            csrf: None,
         };
         assert_eq!(
             s.authenticate(Some(&cookie(true))).await.unwrap().user_id,
@@ -289,6 +323,24 @@ mod tests {
             unauthorized(s.authenticate(Some(&cookie(false))).await),
             CREDENTIALS_REQUIRED
         );
+        // A change with the session's CSRF token is the user's; a wrong token is refused.
+        let with_csrf = |csrf: &str| Credential::SessionCookie {
+            token: Secret::new(token.clone()),
+            safe_method: false,
+            csrf: Some(Secret::new(csrf)),
+        };
+        let good = s.csrf_token(&Secret::new(token.clone()));
+        assert_eq!(
+            s.authenticate(Some(&with_csrf(&good)))
+                .await
+                .unwrap()
+                .user_id,
+            p.user_id
+        );
+        assert!(matches!(
+            s.authenticate(Some(&with_csrf(""))).await,
+            Err(ServiceError::Forbidden(_))
+        ));
         assert_eq!(
             unauthorized(s.authenticate(None).await),
             CREDENTIALS_REQUIRED

@@ -16,6 +16,14 @@ pub use sluice_api::{
     Group as GroupInfo, Policy as PolicyInfo, User as UserInfo, WhoAmI,
 };
 
+/// What a caller may be offered; see [`Services::capabilities`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Capabilities {
+    /// Users, groups, policies, access checks and the audit log.
+    pub administer: bool,
+    pub create_warehouse: bool,
+}
+
 fn user_info(u: UserRecord) -> UserInfo {
     UserInfo {
         id: u.id,
@@ -234,6 +242,19 @@ impl Services {
             access_key_id: caller.access_key_id.clone(),
             groups,
             policies,
+        })
+    }
+
+    /// What a front door should offer this caller (the console hides what would be
+    /// refused; every operation still authorizes itself).
+    pub async fn capabilities(&self, caller: &Principal) -> Result<Capabilities> {
+        Ok(Capabilities {
+            administer: self
+                .is_allowed(caller, Action::ListUsers, "sluice:auth:::user/*")
+                .await?,
+            create_warehouse: self
+                .is_allowed(caller, Action::CreateWarehouse, &resource::warehouse("*"))
+                .await?,
         })
     }
 

@@ -51,6 +51,18 @@ pub struct Login {
     pub token: TokenResponse,
 }
 
+/// What a person typed into a login form.
+pub enum PasswordLogin<'a> {
+    AccessKey {
+        id: &'a str,
+        secret: &'a str,
+    },
+    Ldap {
+        username: &'a str,
+        password: &'a str,
+    },
+}
+
 /// How long the browser has to come back from the identity provider.
 pub const LOGIN_STATE_TTL_SECS: i64 = 600;
 
@@ -626,6 +638,28 @@ impl Services {
             .exchange_code(code, redirect_uri, code_verifier, None)
             .await?;
         let principal = self.oidc_principal(oidc, "web-identity", identity).await?;
+        self.session(principal, ttl)
+    }
+
+    /// A person's login form (the console): an access key pair or LDAP username and
+    /// password → a session of at most `ttl` seconds (capped by the token TTL).
+    pub async fn password_login(
+        &self,
+        login: PasswordLogin<'_>,
+        ttl: Option<i64>,
+    ) -> Result<Login> {
+        let principal = match login {
+            PasswordLogin::AccessKey { id, secret } => self.authenticate_key(id, secret).await?,
+            PasswordLogin::Ldap { username, password } => {
+                self.require_login_provider(LoginProvider::Ldap)?;
+                let ldap = self
+                    .identity_providers()
+                    .ldap
+                    .as_ref()
+                    .ok_or_else(|| ServiceError::internal("LDAP provider missing"))?;
+                self.ldap_principal(ldap, username, password).await?
+            }
+        };
         self.session(principal, ttl)
     }
 
