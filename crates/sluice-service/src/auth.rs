@@ -148,6 +148,10 @@ impl Services {
         Ok(())
     }
 
+    pub(crate) fn key_secret(&self, rec: &AccessKeyRecord) -> Result<Secret> {
+        self.decrypt_key_secret(rec)
+    }
+
     fn decrypt_key_secret(&self, rec: &AccessKeyRecord) -> Result<Secret> {
         let plain = self
             .secrets()
