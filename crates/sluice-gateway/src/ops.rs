@@ -86,11 +86,25 @@ impl Stream for SyncBody {
 fn body_error(e: s3s::StdError) -> S3Error {
     match e.downcast::<S3Error>() {
         Ok(s3) => *s3,
+        // s3s does not export its aws-chunked error type; its variant names are stable text.
+        Err(e) if e.to_string().contains("SignatureMismatch") => S3Error::with_message(
+            S3ErrorCode::SignatureDoesNotMatch,
+            "The request signature we calculated does not match the signature you provided.",
+        ),
         Err(e) => S3Error::with_message(
             S3ErrorCode::IncompleteBody,
             format!("the request body could not be read: {e}"),
         ),
     }
+}
+
+/// The checksum a request announces in `x-amz-trailer` (e.g. `x-amz-checksum-crc32c`), as the
+/// algorithm to compute when the request names none in `x-amz-sdk-checksum-algorithm`.
+pub(crate) fn trailer_algorithm(headers: &http::HeaderMap) -> Option<ChecksumAlgorithm> {
+    let t = headers.get("x-amz-trailer")?.to_str().ok()?;
+    let alg = t.trim().to_ascii_lowercase();
+    let name = alg.strip_prefix("x-amz-checksum-")?;
+    Some(ChecksumAlgorithm::from(name.to_ascii_uppercase()))
 }
 
 /// What a PUT's body must hash to.
@@ -425,6 +439,7 @@ impl S3 for Gateway {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let caller = self.caller(&req).await?;
+        let trailer_alg = trailer_algorithm(&req.headers);
         let trailers = req.trailing_headers;
         let input = req.input;
         let b = self
@@ -448,7 +463,7 @@ impl S3 for Gateway {
         }
         let expected = Expected::new(
             input.content_md5,
-            input.checksum_algorithm,
+            input.checksum_algorithm.or(trailer_alg),
             input.checksum_crc32,
             input.checksum_crc32c,
             input.checksum_sha1,
@@ -594,7 +609,10 @@ impl S3 for Gateway {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let caller = self.caller(&req).await?;
-        self.mpu_upload_part(&caller, req.input, req.trailing_headers)
+        let trailer_alg = trailer_algorithm(&req.headers);
+        let mut input = req.input;
+        input.checksum_algorithm = input.checksum_algorithm.or(trailer_alg);
+        self.mpu_upload_part(&caller, input, req.trailing_headers)
             .await
             .map(S3Response::new)
     }

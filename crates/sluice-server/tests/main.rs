@@ -19,6 +19,7 @@ mod adls;
 mod api;
 mod authz;
 mod config_env;
+mod gateway;
 mod gcs_warehouse;
 mod hardening;
 mod http_hardening;
