@@ -19,10 +19,11 @@ use crate::error::{error_chain, Result, StorageError};
 use crate::storage::Storage;
 
 /// Objects up to this size are written with one request; larger ones as a multipart upload
-/// of parts this size, so a writer holds at most this much (times the parts in flight).
-const PART_SIZE: usize = 8 * 1024 * 1024;
+/// of parts this size (S3's smallest), so a writer holds about this much per part in flight
+/// plus the one it is filling, whatever the object's size.
+const PART_SIZE: usize = 5 * 1024 * 1024;
 /// Parts of one upload in flight at once.
-const PARTS_IN_FLIGHT: usize = 4;
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// What a listing or a HEAD tells about an object.
 #[derive(Debug, Clone)]
@@ -326,4 +327,132 @@ fn map_read_err(url: &str, e: object_store::Error) -> StorageError {
 fn is_range_error(e: &object_store::Error) -> bool {
     let m = error_chain(e);
     m.contains("416") || m.contains("Range") || m.contains("range")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{FileProfile, StorageProfile};
+
+    fn open_file(root: &std::path::Path) -> Storage {
+        let profile = StorageProfile::File(FileProfile {
+            root: root.to_string_lossy().into(),
+        });
+        Storage::open(&profile, None).unwrap()
+    }
+
+    async fn read_all(r: ObjectRead) -> Vec<u8> {
+        r.body
+            .try_fold(Vec::new(), |mut acc, b| async move {
+                acc.extend_from_slice(&b);
+                Ok(acc)
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_are_visible_only_when_finished() {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = open_file(&tmp.path().join("wh"));
+        // Larger than one part: a multipart upload on every store.
+        let big: Vec<u8> = (0..PART_SIZE * 2 + 10).map(|i| (i % 251) as u8).collect();
+        let mut w = st.object_writer("a/big.bin", false).unwrap();
+        for chunk in big.chunks(1 << 20) {
+            w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+        }
+        assert!(matches!(
+            st.head_object("a/big.bin").await,
+            Err(StorageError::NotFound(_))
+        ));
+        let info = w.finish().await.unwrap();
+        assert_eq!(info.size, big.len() as u64);
+        let got = st
+            .get_object("a/big.bin", None, &ReadConditions::default())
+            .await
+            .unwrap();
+        assert_eq!(read_all(got).await, big);
+
+        let mut w = st.object_writer("a/aborted.bin", false).unwrap();
+        w.write(Bytes::from(vec![1u8; PART_SIZE + 1]))
+            .await
+            .unwrap();
+        w.abort().await;
+        assert!(st.head_object("a/aborted.bin").await.is_err());
+
+        st.object_writer("a/small", true)
+            .unwrap()
+            .finish()
+            .await
+            .unwrap();
+        assert!(matches!(
+            st.object_writer("a/small", true).unwrap().finish().await,
+            Err(StorageError::AlreadyExists(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn ranges_conditions_and_string_prefixes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = open_file(&tmp.path().join("wh"));
+        for k in ["d/ab", "d/ac", "d/b", "e"] {
+            let mut w = st.object_writer(k, false).unwrap();
+            w.write(Bytes::from_static(b"0123456789")).await.unwrap();
+            w.finish().await.unwrap();
+        }
+        let keys = |v: Vec<ObjectInfo>| v.into_iter().map(|o| o.key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(st.list_objects("d/a").await.unwrap()),
+            ["d/ab", "d/ac"]
+        );
+        assert_eq!(keys(st.list_objects("").await.unwrap()).len(), 4);
+        assert!(st.list_objects("nope/").await.unwrap().is_empty());
+        assert!(st.list_objects("../").await.unwrap().is_empty());
+
+        let r = st
+            .get_object(
+                "e",
+                Some(ByteRange::Inclusive { first: 2, last: 4 }),
+                &ReadConditions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.range, 2..5);
+        assert_eq!(read_all(r).await, b"234");
+        let r = st
+            .get_object("e", Some(ByteRange::Suffix(3)), &ReadConditions::default())
+            .await
+            .unwrap();
+        assert_eq!(read_all(r).await, b"789");
+        let tag = st.head_object("e").await.unwrap().e_tag.unwrap();
+        let cond = ReadConditions {
+            if_none_match: Some(tag.clone()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            st.get_object("e", None, &cond).await,
+            Err(StorageError::NotModified(_))
+        ));
+        let cond = ReadConditions {
+            if_match: Some(format!("{tag}x")),
+            ..Default::default()
+        };
+        assert!(matches!(
+            st.get_object("e", None, &cond).await,
+            Err(StorageError::PreconditionFailed(_))
+        ));
+        assert!(matches!(
+            st.get_object("e", Some(ByteRange::From(100)), &ReadConditions::default())
+                .await,
+            Err(StorageError::InvalidRange(_))
+        ));
+        assert!(matches!(
+            st.object_writer("x/../e", false),
+            Err(StorageError::Invalid(_))
+        ));
+        st.copy_object("e", "f/copy").await.unwrap();
+        st.delete_object("e").await.unwrap();
+        st.delete_object("e").await.unwrap();
+        assert_eq!(keys(st.list_objects("f/").await.unwrap()), ["f/copy"]);
+    }
 }
