@@ -11,6 +11,7 @@ mod ops;
 
 use std::sync::Arc;
 
+use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::host::{S3Host, VirtualHost};
 use s3s::service::{S3Service, S3ServiceBuilder};
@@ -57,6 +58,7 @@ impl Gateway {
         };
         let mut b = S3ServiceBuilder::new(gateway);
         b.set_auth(SluiceAuth { services });
+        b.set_access(PresignLimit);
         b.set_host(Host {
             domain: config.domain.map(|d| d.to_ascii_lowercase()),
         });
@@ -142,5 +144,30 @@ struct AnyWarehouseName;
 impl NameValidation for AnyWarehouseName {
     fn validate_bucket_name(&self, name: &str) -> bool {
         !name.is_empty() && name.len() <= 255
+    }
+}
+
+/// SigV4 presigned URLs may live at most seven days (S3's limit); `s3s` checks only that one
+/// has not expired. Runs before any operation; who may do what is decided per operation.
+struct PresignLimit;
+
+/// S3's longest presigned-URL lifetime, in seconds.
+const MAX_PRESIGNED_EXPIRES: u64 = 7 * 24 * 3600;
+
+#[async_trait::async_trait]
+impl S3Access for PresignLimit {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let expires = cx.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("X-Amz-Expires="))
+                .map(|v| v.parse::<u64>().unwrap_or(u64::MAX))
+        });
+        match expires {
+            Some(e) if e > MAX_PRESIGNED_EXPIRES => Err(s3s::s3_error!(
+                AuthorizationQueryParametersError,
+                "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than 604800 seconds"
+            )),
+            _ => Ok(()),
+        }
     }
 }
