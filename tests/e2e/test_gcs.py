@@ -256,7 +256,7 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory, fake_gcs: FakeGcs, goog
     )
     peer = start_peer(
         "sluice-gcs",
-        [_sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        [_sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
         root / "sluice.log",
         env=env,
     )

@@ -41,7 +41,7 @@ def fresh_server(tmp_path_factory: pytest.TempPathFactory):
     )
     peer = conftest.start_peer(
         "sluice-schemathesis",
-        [conftest._sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+        [conftest._sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
         root / "sluice.log",
         env=env,
     )

@@ -164,7 +164,7 @@ def replicas(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> It
             port = free_port()
             peer = start_peer(
                 name,
-                [conftest._sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+                [conftest._sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
                 root / f"{name}.log",
                 env=env,
             )

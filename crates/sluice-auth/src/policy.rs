@@ -145,6 +145,13 @@ declare_actions! {
     DeleteCredentials => "auth:DeleteCredentials",
     ReadAuditLog => "auth:ReadAuditLog",
     CheckPermission => "auth:CheckPermission",
+    /// Read an object through the S3 gateway that lies outside every table (reading a
+    /// table's files needs `catalog:ReadTable` on the table instead).
+    S3GetObject => "s3:GetObject",
+    /// Write an object outside every table through the S3 gateway.
+    S3PutObject => "s3:PutObject",
+    /// Delete an object outside every table through the S3 gateway.
+    S3DeleteObject => "s3:DeleteObject",
 }
 
 /// A string that is not one of the known actions (exactly).
@@ -236,6 +243,19 @@ pub mod resource {
         let mut s = namespace(warehouse_name, levels);
         s.push_str("/view/");
         escape_into(&mut s, name);
+        s
+    }
+
+    /// `<warehouse(wh)>/object/<key>`: an object outside every table, for the `s3:*`
+    /// actions. Each '/'-separated segment of the key is escaped like a name, so a key
+    /// prefix reads as a path (`.../object/staging/*`).
+    pub fn object(warehouse_name: &str, key: &str) -> String {
+        let mut s = warehouse(warehouse_name);
+        s.push_str("/object");
+        for seg in key.split('/') {
+            s.push('/');
+            escape_into(&mut s, seg);
+        }
         s
     }
 
@@ -907,7 +927,7 @@ mod tests {
             assert!(seen.insert(a), "duplicate action {a}");
             let (svc, verb) = a.split_once(':').unwrap();
             assert!(
-                ["warehouse", "catalog", "storage", "auth"].contains(&svc),
+                ["warehouse", "catalog", "storage", "auth", "s3"].contains(&svc),
                 "{a}"
             );
             assert!(verb.chars().all(|c| c.is_ascii_alphabetic()), "{a}");
@@ -922,10 +942,38 @@ mod tests {
                 *action
             );
         }
-        assert_eq!(Action::ALL.len(), 5 + 17 + 2 + 23);
+        assert_eq!(Action::ALL.len(), 5 + 17 + 2 + 23 + 3);
         assert!(!is_known_action("catalog:*"));
         assert!("catalog:readtable".parse::<Action>().is_err());
         assert!(serde_json::from_value::<Action>(serde_json::json!("catalog:*")).is_err());
+    }
+
+    #[test]
+    fn object_resources_read_as_paths_and_need_explicit_grants() {
+        assert_eq!(
+            resource::object("wh", "staging/a b/x*.csv"),
+            "sluice:catalog:::warehouse/wh/object/staging/a%20b/x%2A.csv"
+        );
+        let staging = PolicySet::new(vec![Policy::new(
+            "staging",
+            vec![Statement::allow(
+                ["s3:GetObject"],
+                "sluice:catalog:::warehouse/wh/object/staging/*",
+            )],
+        )]);
+        assert!(staging.is_allowed(Action::S3GetObject, &resource::object("wh", "staging/f")));
+        assert!(!staging.is_allowed(Action::S3GetObject, &resource::object("wh", "other/f")));
+        assert!(!staging.is_allowed(Action::S3PutObject, &resource::object("wh", "staging/f")));
+        // The default groups' catalog and storage rights do not reach objects outside tables.
+        for group in ["Viewers", "Developers", "SuperUsers"] {
+            let set = PolicySet::new(vec![default_policy(group)]);
+            assert!(!set.is_allowed(Action::S3GetObject, &resource::object("wh", "x")));
+        }
+        validate_statements(&[Statement::allow(
+            ["s3:*"],
+            "sluice:catalog:::warehouse/wh/object/*",
+        )])
+        .unwrap();
     }
 
     #[test]

@@ -12,6 +12,13 @@ use std::path::{Path, PathBuf};
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address of the S3 gateway's own listener; `""` turns the gateway off.
+    pub s3_listen: String,
+    /// With a domain, `<bucket>.<s3_domain>` requests are virtual-host style (path style
+    /// always works).
+    pub s3_domain: Option<String>,
+    /// The region S3 clients sign for.
+    pub s3_region: String,
     /// Where the embedded default keeps its database, key files and default warehouse.
     pub data_dir: PathBuf,
     /// `sqlite://…`; defaults to `<data_dir>/sluice.db`.
@@ -85,6 +92,7 @@ impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConfig")
             .field("listen", &self.listen)
+            .field("s3_listen", &self.s3_listen)
             .field("data_dir", &self.data_dir)
             .field("database_url", &self.database_url)
             .field("log_level", &self.log_level)
@@ -112,6 +120,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8181)),
+            s3_listen: "127.0.0.1:8182".into(),
+            s3_domain: None,
+            s3_region: "us-east-1".into(),
             data_dir: PathBuf::from("sluice-data"),
             database_url: None,
             database_max_connections: 10,
@@ -148,6 +159,8 @@ pub struct CliOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
@@ -164,6 +177,9 @@ const ENV_SECTIONS: &[&str] = &["oidc", "ldap", "aws_iam"];
 /// separately.
 const ENV_KEYS: &[&str] = &[
     "listen",
+    "s3_listen",
+    "s3_domain",
+    "s3_region",
     "data_dir",
     "database_url",
     "log_level",
@@ -195,6 +211,17 @@ const ENV_KEYS: &[&str] = &[
 ];
 
 impl ServerConfig {
+    /// The S3 gateway's address, or None when `s3_listen` is empty (gateway off).
+    pub fn s3_listen_addr(&self) -> Result<Option<SocketAddr>, String> {
+        let v = self.s3_listen.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v.parse()
+            .map(Some)
+            .map_err(|e| format!("s3_listen '{v}' is not an address such as 127.0.0.1:8182: {e}"))
+    }
+
     pub fn load(config_file: Option<&Path>, cli: &CliOverrides) -> Result<Self, String> {
         let mut fig = Figment::from(Serialized::defaults(ServerConfig::default()));
         if let Some(path) = config_file {
@@ -271,6 +298,10 @@ impl ServerConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        self.s3_listen_addr()?;
+        if self.s3_region.trim().is_empty() {
+            return Err("s3_region must not be empty".into());
+        }
         if self.token_ttl_seconds < 60 || self.token_ttl_seconds > 86_400 {
             return Err("token_ttl_seconds must be between 60 and 86400".into());
         }

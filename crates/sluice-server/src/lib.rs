@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod gateway;
 pub mod routes;
 pub mod serve;
 pub mod state;
@@ -163,12 +164,42 @@ impl Server {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        self.serve_with_gateway(listener, None, shutdown).await
+    }
+
+    /// Like [`Server::serve`], with the S3 gateway on its own listener when one is given.
+    pub async fn serve_with_gateway(
+        self,
+        listener: TcpListener,
+        s3_listener: Option<TcpListener>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let router = self.router();
         let limits = self.connection_limits();
         let purger = spawn_purger(self.services.clone(), self.config.purge_interval_seconds);
-        let result = serve::serve(listener, router, limits, shutdown)
+        // One shutdown signal for both listeners.
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|v| *v).await;
+        };
+        let gateway = s3_listener.map(|l| {
+            let router = gateway::router(self.services.clone(), &self.config);
+            tokio::spawn(serve::serve(l, router, limits, stopped(rx.clone())))
+        });
+        let result = serve::serve(listener, router, limits, stopped(rx))
             .await
             .context("serving HTTP");
+        if let Some(g) = gateway {
+            match g.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "the S3 gateway listener failed"),
+                Err(e) => tracing::error!(error = %e, "the S3 gateway listener panicked"),
+            }
+        }
         purger.abort();
         drop(self.watchers);
         result

@@ -20,6 +20,7 @@ mod api;
 mod authz;
 mod config_env;
 mod console;
+mod gateway;
 mod gcs_warehouse;
 mod hardening;
 mod http_hardening;

@@ -227,6 +227,27 @@ impl Services {
         Ok(())
     }
 
+    /// The owner and secret of an access key for a front door that checks the signature
+    /// itself (the S3 gateway hands it to s3s). From the principal cache, like every other
+    /// authentication; the use is stamped like a Basic login.
+    pub(crate) async fn key_owner_and_secret(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<(Principal, Secret)>> {
+        let Some(key) = self.known_key(key_id).await? else {
+            return Ok(None);
+        };
+        self.stamp_key_use(&key, key_id);
+        Ok(Some((
+            Principal {
+                user_id: key.user_id,
+                user_name: key.user_name.clone(),
+                access_key_id: Some(key_id.to_string()),
+            },
+            key.secret.clone(),
+        )))
+    }
+
     fn decrypt_key_secret(&self, rec: &AccessKeyRecord) -> Result<Secret> {
         let plain = self
             .secrets()

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod delegation;
 pub mod error;
 mod field_ids;
+pub mod gateway;
 pub mod identity;
 pub mod login;
 mod metadata_json;

@@ -181,6 +181,23 @@ pub(crate) fn deleted_entry_listed(
     )
 }
 
+/// Whether an object of `wh` may be read through the S3 gateway: inside a table (`table`),
+/// with the table's read right; outside every table, with `s3:GetObject` on its key.
+pub(crate) fn object_readable(
+    policies: &PolicySet,
+    wh: &WarehouseRecord,
+    table: Option<&TableRecord>,
+    key: &str,
+) -> bool {
+    match table {
+        Some(t) => policies.is_allowed(
+            Action::ReadTable,
+            &resource::table(&wh.name, t.namespace.parts(), &t.name),
+        ),
+        None => policies.is_allowed(Action::S3GetObject, &resource::object(&wh.name, key)),
+    }
+}
+
 impl Services {
     // ------------------------------------------------------------------ warehouses
 
@@ -384,6 +401,7 @@ mod tests {
         ("delegation", include_str!("delegation.rs")),
         ("error", include_str!("error.rs")),
         ("field_ids", include_str!("field_ids.rs")),
+        ("gateway", include_str!("gateway.rs")),
         ("identity", include_str!("identity.rs")),
         ("lib", include_str!("lib.rs")),
         ("login", include_str!("login.rs")),

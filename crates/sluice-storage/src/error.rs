@@ -44,6 +44,15 @@ pub enum StorageError {
     /// `write_new` found an object already there.
     #[error("object already exists: {0}")]
     AlreadyExists(String),
+    /// A conditional read found the object unchanged (`If-None-Match`, `If-Modified-Since`).
+    #[error("object not modified: {0}")]
+    NotModified(String),
+    /// A conditional read or write found the object in another state than required.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    /// A byte range that lies outside the object.
+    #[error("range not satisfiable: {0}")]
+    InvalidRange(String),
     /// Any other failure talking to the object store.
     #[error("storage i/o error: {0}")]
     Io(String),

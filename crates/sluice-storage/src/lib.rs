@@ -13,6 +13,7 @@ pub mod endpoints;
 mod error;
 mod file;
 pub mod gcs;
+mod objects;
 mod profile;
 pub mod rules;
 pub mod s3;
@@ -25,6 +26,7 @@ pub use delete_profile::{DeleteProfile, MAX_SOFT_DELETE_SECONDS};
 pub use endpoints::EndpointAllowlist;
 pub use error::{ProbeStep, Result, StorageError};
 pub use gcs::{GcsCredential, GcsProfile, ServiceAccountKey};
+pub use objects::{ByteRange, ObjectInfo, ObjectRead, ObjectWriter, ReadConditions};
 pub use profile::{
     FileProfile, RemoteSigningUrlStyle, S3Flavor, S3Profile, StorageProfile, ValidationContext,
     DEFAULT_STS_TOKEN_VALIDITY_SECONDS, STS_TOKEN_VALIDITY_RANGE,

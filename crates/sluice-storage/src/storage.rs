@@ -95,7 +95,7 @@ impl Storage {
         self.inner.backend.as_ref()
     }
 
-    fn store(&self) -> &Arc<dyn ObjectStore> {
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
         self.inner.backend.store()
     }
 
@@ -104,7 +104,7 @@ impl Storage {
         &self.inner.base
     }
 
-    fn resolve(&self, location: &str) -> Result<Resolved> {
+    pub(crate) fn resolve(&self, location: &str) -> Result<Resolved> {
         let url = self.inner.profile.normalize_location(location)?;
         let path = Path::parse(self.inner.backend.key_of(&url))
             .map_err(|e| StorageError::Invalid(format!("location '{location}': {e}")))?;
@@ -112,7 +112,7 @@ impl Storage {
     }
 
     /// Like `resolve`, but the location must name an object, not the warehouse root.
-    fn resolve_object(&self, location: &str) -> Result<Resolved> {
+    pub(crate) fn resolve_object(&self, location: &str) -> Result<Resolved> {
         let r = self.resolve(location)?;
         if r.url == self.inner.base || r.path.as_ref().is_empty() {
             return Err(StorageError::Invalid(format!(

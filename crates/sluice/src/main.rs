@@ -46,6 +46,9 @@ struct ServeArgs {
     /// Address to listen on [env: SLUICE_LISTEN] [default: 127.0.0.1:8181]
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address of the S3 gateway; "" turns it off [env: SLUICE_S3_LISTEN] [default: 127.0.0.1:8182]
+    #[arg(long)]
+    s3_listen: Option<String>,
     /// Data directory [env: SLUICE_DATA_DIR] [default: ./sluice-data]
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -117,6 +120,7 @@ fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cli = CliOverrides {
         listen: args.listen,
+        s3_listen: args.s3_listen,
         data_dir: args.data_dir,
         database_url: args.database_url,
         log_level: args.log_level,
@@ -149,9 +153,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", server.config.listen))?;
     let addr = listener.local_addr()?;
+    let s3_listener = match server.config.s3_listen_addr().map_err(anyhow::Error::msg)? {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding the S3 gateway to {at}"))?;
+            Some(l)
+        }
+        None => None,
+    };
     tracing::info!(data_dir = %server.config.data_dir.display(), "Sluice listening on http://{addr}");
+    if let Some(l) = &s3_listener {
+        let s3 = l.local_addr()?;
+        tracing::info!(region = %server.config.s3_region, "Sluice S3 gateway listening on http://{s3}");
+    }
     server
-        .serve(listener, sluice_server::shutdown_signal())
+        .serve_with_gateway(listener, s3_listener, sluice_server::shutdown_signal())
         .await
 }
 

@@ -61,6 +61,9 @@ impl Server {
                     "serve",
                     "--listen",
                     &format!("127.0.0.1:{port}"),
+                    // The S3 gateway on an ephemeral port, so parallel servers never collide.
+                    "--s3-listen",
+                    "127.0.0.1:0",
                     "--data-dir",
                 ])
                 .arg(&data_dir)

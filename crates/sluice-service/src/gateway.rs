@@ -1,0 +1,236 @@
+//! The S3 gateway's decisions: which user an access key belongs to, which warehouses
+//! (buckets) a caller sees, and what a caller may do with an object key. A key inside a
+//! table's location is governed by that table's rights (`catalog:ReadTable` to read,
+//! `catalog:WriteTable` to write or delete); a key outside every table by the `s3:*`
+//! actions on its object resource. The gateway crate only parses and streams.
+
+use std::collections::HashMap;
+
+use sluice_auth::policy::{resource, Action};
+use sluice_core::{AccessKeyId, Principal, Secret};
+use sluice_storage::{ObjectInfo, Storage};
+use sluice_store::{TableRecord, WarehouseRecord};
+
+use crate::visible::{object_readable, warehouse_listed};
+use crate::{Result, ServiceError, Services};
+
+/// What a request does with an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectAccess {
+    Read,
+    Write,
+    Delete,
+}
+
+/// A warehouse as the gateway shows it (a bucket).
+#[derive(Debug, Clone)]
+pub struct GatewayBucket {
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A bucket the caller may see, with its opened storage.
+#[derive(Clone)]
+pub struct GatewayWarehouse {
+    warehouse: WarehouseRecord,
+    storage: Storage,
+}
+
+impl GatewayWarehouse {
+    pub fn name(&self) -> &str {
+        &self.warehouse.name
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+}
+
+/// Prefix under which the gateway keeps the parts of unfinished multipart uploads; keys
+/// there are neither listed nor addressable by clients.
+pub const UPLOADS_PREFIX: &str = ".sluice-uploads/";
+
+fn invalid_key() -> ServiceError {
+    ServiceError::Unauthorized("invalid access key id".into())
+}
+
+impl Services {
+    /// The user and secret of an S3 access key, for the gateway's signature check only (the
+    /// secret is handed to the verifier and never leaves it). A malformed, unknown or
+    /// deleted key, or one whose user is gone, is `Unauthorized`.
+    pub async fn gateway_secret(&self, key_id: &str) -> Result<(Principal, Secret)> {
+        if AccessKeyId::parse(key_id).is_err() {
+            return Err(invalid_key());
+        }
+        self.key_owner_and_secret(key_id)
+            .await?
+            .ok_or_else(invalid_key)
+    }
+
+    /// The warehouses the caller may see, by name.
+    pub async fn gateway_buckets(&self, caller: &Principal) -> Result<Vec<GatewayBucket>> {
+        let policies = self.policy_set(caller).await?;
+        let mut out: Vec<GatewayBucket> = self
+            .store()
+            .list_warehouses()
+            .await?
+            .into_iter()
+            .filter(|w| {
+                w.status == sluice_store::WarehouseStatus::Active && warehouse_listed(&policies, w)
+            })
+            .map(|w| GatewayBucket {
+                name: w.name,
+                created_at: w.created_at,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The bucket `name`, if it exists, is active and the caller may see it; else
+    /// `NoSuchWarehouse` (the same answer either way).
+    pub async fn gateway_bucket(&self, caller: &Principal, name: &str) -> Result<GatewayWarehouse> {
+        let wh = self
+            .store()
+            .get_warehouse_by_name(name)
+            .await?
+            .filter(|w| w.status == sluice_store::WarehouseStatus::Active)
+            .ok_or_else(|| {
+                ServiceError::NoSuchWarehouse(format!("bucket {name} does not exist"))
+            })?;
+        self.require_warehouse_visible(caller, &wh, name).await?;
+        let storage = self.storage_for(&wh)?;
+        Ok(GatewayWarehouse {
+            warehouse: wh,
+            storage,
+        })
+    }
+
+    /// The live table of `wh` whose location contains `key`, if any.
+    async fn table_of_key(
+        &self,
+        bucket: &GatewayWarehouse,
+        key: &str,
+    ) -> Result<Option<TableRecord>> {
+        let location = format!("{}/{key}", bucket.storage.base_location());
+        Ok(self
+            .store()
+            .table_containing_location(&location)
+            .await?
+            .filter(|t| t.warehouse_id == bucket.warehouse.id))
+    }
+
+    /// Allows `access` to `key` of `bucket`, or `Forbidden` (logged with the user, key and
+    /// reason). The key itself is checked by the caller's storage call.
+    pub async fn gateway_authorize(
+        &self,
+        caller: &Principal,
+        bucket: &GatewayWarehouse,
+        key: &str,
+        access: ObjectAccess,
+    ) -> Result<()> {
+        if key.starts_with(UPLOADS_PREFIX) {
+            return Err(self.gateway_denied(caller, bucket, key, "reserved key prefix"));
+        }
+        let table = self.table_of_key(bucket, key).await?;
+        let wh = &bucket.warehouse;
+        let (action, res) = match (&table, access) {
+            (Some(t), ObjectAccess::Read) => {
+                let policies = self.policy_set(caller).await?;
+                if object_readable(&policies, wh, Some(t), key) {
+                    return Ok(());
+                }
+                return Err(self.gateway_denied(
+                    caller,
+                    bucket,
+                    key,
+                    "catalog:ReadTable is not allowed on the table holding the key",
+                ));
+            }
+            (Some(t), ObjectAccess::Write | ObjectAccess::Delete) => (
+                Action::WriteTable,
+                resource::table(&wh.name, t.namespace.parts(), &t.name),
+            ),
+            (None, ObjectAccess::Read) => {
+                let policies = self.policy_set(caller).await?;
+                if object_readable(&policies, wh, None, key) {
+                    return Ok(());
+                }
+                return Err(self.gateway_denied(
+                    caller,
+                    bucket,
+                    key,
+                    "s3:GetObject is not allowed on the key (outside every table)",
+                ));
+            }
+            (None, ObjectAccess::Write) => (Action::S3PutObject, resource::object(&wh.name, key)),
+            (None, ObjectAccess::Delete) => {
+                (Action::S3DeleteObject, resource::object(&wh.name, key))
+            }
+        };
+        if self.is_allowed(caller, action, &res).await? {
+            Ok(())
+        } else {
+            let reason = if table.is_some() {
+                format!("{action} is not allowed on the table holding the key")
+            } else {
+                format!("{action} is not allowed on the key (outside every table)")
+            };
+            Err(self.gateway_denied(caller, bucket, key, &reason))
+        }
+    }
+
+    fn gateway_denied(
+        &self,
+        caller: &Principal,
+        bucket: &GatewayWarehouse,
+        key: &str,
+        reason: &str,
+    ) -> ServiceError {
+        tracing::info!(
+            user = %caller.user_name,
+            access_key_id = caller.access_key_id.as_deref().unwrap_or("-"),
+            bucket = %bucket.warehouse.name,
+            key,
+            reason,
+            "S3 gateway request denied"
+        );
+        ServiceError::Forbidden("Access Denied".into())
+    }
+
+    /// The objects of a listing the caller may read; the gateway's own staging area is
+    /// never listed. Keys of a table are decided once per directory.
+    pub async fn gateway_readable(
+        &self,
+        caller: &Principal,
+        bucket: &GatewayWarehouse,
+        objects: Vec<ObjectInfo>,
+    ) -> Result<Vec<ObjectInfo>> {
+        let policies = self.policy_set(caller).await?;
+        let mut tables: HashMap<String, Option<TableRecord>> = HashMap::new();
+        let mut out = Vec::with_capacity(objects.len());
+        for o in objects {
+            if o.key.starts_with(UPLOADS_PREFIX) {
+                continue;
+            }
+            let dir = o
+                .key
+                .rsplit_once('/')
+                .map(|(d, _)| d)
+                .unwrap_or("")
+                .to_string();
+            let table = match tables.get(&dir) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = self.table_of_key(bucket, &o.key).await?;
+                    tables.insert(dir, t.clone());
+                    t
+                }
+            };
+            if object_readable(&policies, &bucket.warehouse, table.as_ref(), &o.key) {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+}
