@@ -130,7 +130,8 @@ fn server_rules(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         "type": "string",
         "pattern": action_pattern(&known),
         "description": "A known action, `*`, or a known action's prefix followed by `*` \
-                        (`catalog:*`, `catalog:Read*`)."
+                        (`catalog:*`, `catalog:Read*`). The server also takes other globs \
+                        (`?`, a `*` inside) when they match a known action."
     });
     // A soft delete profile refuses unknown fields; serde cannot refuse them beside a unit
     // variant's tag, so `{"type":"hard",...}` stays open, as the server reads it.
