@@ -13,7 +13,13 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct CreateUserRequest {
+    #[schema(pattern = "^[A-Za-z0-9._@+=,-]{1,128}$")]
     pub name: String,
+    /// An address with an `@`, at most 320 bytes, without whitespace or control characters.
+    #[schema(
+        pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]*@[^\\s\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 320
+    )]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -23,6 +29,7 @@ pub struct CreateUserRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct CreateGroupRequest {
+    #[schema(pattern = "^[A-Za-z0-9._@+=,-]{1,128}$")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -32,6 +39,7 @@ pub struct CreateGroupRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct PolicyRequest {
+    #[schema(pattern = "^[A-Za-z0-9._@+=,-]{1,128}$")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default)]
@@ -41,19 +49,70 @@ pub struct PolicyRequest {
     pub statements: Vec<Statement>,
 }
 
+// Schema-only twins: `POST /policies` needs a name (`PolicyRequest` serves create and
+// replace), and `PATCH /users/{user}` reads a JSON object to tell an absent field from `null`.
+
+/// `POST /management/v1/policies`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schema(as = CreatePolicyRequest)]
+#[allow(dead_code)]
+pub struct CreatePolicySchema {
+    #[schema(pattern = "^[A-Za-z0-9._@+=,-]{1,128}$")]
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[schema(value_type = Vec<crate::policy::StatementSchema>, min_items = 1, max_items = 100)]
+    statements: Vec<Statement>,
+}
+
+/// `PUT /management/v1/policies/{policy}`: the name is the path's (policies cannot be
+/// renamed; a `name` equal to the path's is tolerated for older clients).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schema(as = ReplacePolicyRequest)]
+#[allow(dead_code)]
+pub struct ReplacePolicySchema {
+    #[serde(default)]
+    description: Option<String>,
+    #[schema(value_type = Vec<crate::policy::StatementSchema>, min_items = 1, max_items = 100)]
+    statements: Vec<Statement>,
+}
+
+/// `PATCH /management/v1/users/{user}`: a field left out is kept, `null` clears it.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schema(as = UpdateUserRequest)]
+#[allow(dead_code)]
+pub struct UpdateUserSchema {
+    /// An address with an `@`, at most 320 bytes, without whitespace or control characters.
+    #[schema(
+        pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]*@[^\\s\\x00-\\x1f\\x7f-\\x9f]*$",
+        max_length = 320
+    )]
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    friendly_name: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     pub user: String,
+    /// One of the known actions (the document lists them as an enum).
     pub action: String,
+    /// `*` or a resource string; no whitespace or control characters.
+    #[schema(pattern = "^[^\\s\\x00-\\x1f\\x7f-\\x9f]+$")]
     pub resource: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachPrincipal {
-    /// An IAM user or role ARN, or an STS assumed-role ARN.
-    #[schema(min_length = 1)]
+    /// An IAM user or role ARN, or an STS assumed-role ARN: `arn:aws…` with at least six
+    /// `:`-separated parts.
+    #[schema(pattern = "^arn:aws[^:]*:[^:]*:[^:]*:[^:]*:")]
     pub arn: String,
 }
 
@@ -237,7 +296,8 @@ pub struct PrincipalsResponse {
 }
 
 /// An external principal bound to a user (schema of `ExternalPrincipalInfo`).
-#[derive(ToSchema)]
+#[derive(ToSchema, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[allow(dead_code)]
 pub struct ExternalPrincipalView {
     /// `aws-iam`.

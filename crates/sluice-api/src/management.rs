@@ -20,16 +20,19 @@ use uuid::Uuid;
 #[serde(bound(deserialize = "P: Deserialize<'de>, C: Deserialize<'de>, D: Deserialize<'de>"))]
 #[schema(bound = "")]
 pub struct CreateWarehouseRequest<P = Value, C = Value, D = Value> {
+    /// 1-255 bytes, no `/`, no control characters, no leading or trailing whitespace.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^/\\s\\x00-\\x1f\\x7f-\\x9f]([^/\\x00-\\x1f\\x7f-\\x9f]*[^/\\s\\x00-\\x1f\\x7f-\\x9f])?$"
+    )]
     pub warehouse_name: String,
-    /// `{"type":"file","root":...}` or `{"type":"s3","bucket":...,"region":...,...}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = StorageProfileSchema)]
     pub storage_profile: P,
-    /// `{"type":"s3","credential-type":"access-key","aws-access-key-id":...,"aws-secret-access-key":...}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<StorageCredentialSchema>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_credential: Option<C>,
-    /// `{"type":"hard"}` (default) or `{"type":"soft","expiration-seconds":N}`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<DeleteProfileSchema>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_profile: Option<D>,
     /// Accepted for Lakekeeper compatibility; Sluice has no projects.
@@ -78,6 +81,12 @@ pub struct ListWarehousesResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RenameWarehouseRequest {
+    /// 1-255 bytes, no `/`, no control characters, no leading or trailing whitespace.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^/\\s\\x00-\\x1f\\x7f-\\x9f]([^/\\x00-\\x1f\\x7f-\\x9f]*[^/\\s\\x00-\\x1f\\x7f-\\x9f])?$"
+    )]
     pub new_name: String,
 }
 
@@ -86,10 +95,10 @@ pub struct RenameWarehouseRequest {
 #[serde(bound(deserialize = "P: Deserialize<'de>, C: Deserialize<'de>"))]
 #[schema(bound = "")]
 pub struct UpdateStorageRequest<P = Value, C = Value> {
-    #[schema(value_type = Object)]
+    #[schema(value_type = StorageProfileSchema)]
     pub storage_profile: P,
     /// Omit to keep the current credential.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<StorageCredentialSchema>)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_credential: Option<C>,
 }
@@ -100,7 +109,7 @@ pub struct UpdateStorageRequest<P = Value, C = Value> {
 #[schema(bound = "")]
 pub struct UpdateCredentialRequest<C = Value> {
     /// The new credential; `null` removes it (only valid for profiles that need none).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<StorageCredentialSchema>)]
     #[serde(default)]
     pub new_storage_credential: Option<C>,
 }
@@ -109,8 +118,69 @@ pub struct UpdateCredentialRequest<C = Value> {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[schema(bound = "")]
 pub struct UpdateDeleteProfileRequest<D = Value> {
-    #[schema(value_type = Object)]
+    #[schema(value_type = DeleteProfileSchema)]
     pub delete_profile: D,
+}
+
+// Schema-only shapes of the storage settings (the server reads them into sluice-storage's
+// types, which know nothing of OpenAPI). A profile or credential names its `type`; the
+// fields of each type are checked by the server, which answers 400 with the bad field's path.
+
+/// A storage profile: `{"type":"file","root":...}`, `{"type":"s3","bucket":...,"region":...,...}`,
+/// `{"type":"adls",...}` or `{"type":"gcs",...}`.
+#[derive(ToSchema, Deserialize)]
+#[schema(as = StorageProfile)]
+#[allow(dead_code)]
+pub struct StorageProfileSchema {
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    kind: StorageTypeSchema,
+}
+
+/// A storage credential, e.g.
+/// `{"type":"s3","credential-type":"access-key","aws-access-key-id":...,"aws-secret-access-key":...}`.
+#[derive(ToSchema, Deserialize)]
+#[schema(as = StorageCredential)]
+#[allow(dead_code)]
+pub struct StorageCredentialSchema {
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    kind: CredentialTypeSchema,
+}
+
+#[derive(ToSchema, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StorageTypeSchema {
+    File,
+    S3,
+    Adls,
+    Gcs,
+}
+
+#[derive(ToSchema, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum CredentialTypeSchema {
+    S3,
+    Gcs,
+    Az,
+}
+
+/// What dropping a table does: `{"type":"hard"}` (the default) or
+/// `{"type":"soft","expiration-seconds":N}` (kept N seconds, undroppable until then).
+#[derive(ToSchema, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[schema(as = DeleteProfile)]
+#[allow(dead_code)]
+pub enum DeleteProfileSchema {
+    Hard,
+    #[serde(rename_all = "kebab-case")]
+    Soft {
+        /// 1 s to 100 years.
+        #[schema(minimum = 1, maximum = 3_153_600_000u64)]
+        expiration_seconds: u64,
+    },
 }
 
 /// A soft-deleted table or view awaiting purge (warehouses with a soft delete profile).

@@ -103,7 +103,8 @@ pub struct StatementRef {
 // `Statement` and `Effect` and documents `action` as a list (one string is accepted too).
 
 /// One policy statement (the schema of `sluice_auth::policy::Statement`).
-#[derive(ToSchema)]
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[schema(as = Statement)]
 #[allow(dead_code)]
 pub struct StatementSchema {
@@ -111,12 +112,17 @@ pub struct StatementSchema {
     /// One action or a list of them (`catalog:ReadTable`, `catalog:*`, ...).
     #[schema(value_type = Vec<String>, min_items = 1)]
     action: Vec<String>,
-    /// `*`, or a resource pattern such as `sluice:catalog:::warehouse/prod/*`.
-    #[schema(min_length = 1)]
+    /// `*`, or a resource pattern such as `sluice:catalog:::warehouse/prod/*`: service
+    /// `catalog` (`*` or `warehouse/…`), `auth` (`*`, `user/…`, `group/…`, `policy/…`,
+    /// `audit…`) or `*`; no whitespace or control characters; `%` only in escapes of two
+    /// uppercase hex digits.
+    #[schema(
+        pattern = "^(?:\\*|sluice:(?:\\*:::(?:[^%\\s\\x00-\\x1f\\x7f-\\x9f]|%[0-9A-F]{2})+|catalog:::(?:\\*|warehouse/(?:[^%\\s\\x00-\\x1f\\x7f-\\x9f]|%[0-9A-F]{2})+)|auth:::(?:\\*|(?:user|group|policy)/(?:[^%\\s\\x00-\\x1f\\x7f-\\x9f]|%[0-9A-F]{2})+|audit(?:[^%\\s\\x00-\\x1f\\x7f-\\x9f]|%[0-9A-F]{2})*)))$"
+    )]
     resource: String,
 }
 
-#[derive(ToSchema, Serialize)]
+#[derive(ToSchema, Serialize, Deserialize)]
 #[schema(as = Effect)]
 #[allow(dead_code)]
 #[serde(rename_all = "lowercase")]

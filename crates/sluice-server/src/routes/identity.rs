@@ -11,8 +11,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use sluice_api::policy::{EffectSchema, StatementSchema};
 use sluice_api::{
-    AuditResponse, CheckRequest, CreateGroupRequest, CreateUserRequest, GroupsResponse,
-    KeysResponse, NewAccessKey, PoliciesResponse, PolicyRequest, UsersResponse,
+    AuditResponse, CheckRequest, CreateGroupRequest, CreatePolicySchema, CreateUserRequest,
+    GroupsResponse, KeysResponse, NewAccessKey, PoliciesResponse, PolicyRequest,
+    ReplacePolicySchema, UpdateUserSchema, UsersResponse,
 };
 use sluice_service::identity::*;
 use sluice_service::ServiceError;
@@ -110,6 +111,9 @@ pub fn router() -> Router<AppState> {
         CreateUserRequest,
         CreateGroupRequest,
         PolicyRequest,
+        CreatePolicySchema,
+        UpdateUserSchema,
+        ReplacePolicySchema,
         StatementSchema,
         EffectSchema,
         CheckRequest,
@@ -205,7 +209,7 @@ fn optional_field(
     }
 }
 
-#[utoipa::path(patch, path = "/management/v1/users/{user}", params(("user" = String, Path)), request_body = Object, responses((status = 200, body = Object)))]
+#[utoipa::path(patch, path = "/management/v1/users/{user}", params(("user" = String, Path)), request_body = UpdateUserSchema, responses((status = 200, body = Object)))]
 async fn update_user(
     State(s): State<AppState>,
     Caller(c): Caller,
@@ -438,7 +442,7 @@ async fn list_policies(
     }))
 }
 
-#[utoipa::path(post, path = "/management/v1/policies", request_body = PolicyRequest, responses((status = 201, body = Object)))]
+#[utoipa::path(post, path = "/management/v1/policies", request_body = CreatePolicySchema, responses((status = 201, body = Object)))]
 async fn create_policy(
     State(s): State<AppState>,
     Caller(c): Caller,
@@ -466,7 +470,7 @@ async fn get_policy(
     Ok(Json(s.services.get_policy(&c, &policy).await?))
 }
 
-#[utoipa::path(put, path = "/management/v1/policies/{policy}", params(("policy" = String, Path)), request_body = PolicyRequest, responses((status = 200, body = Object)))]
+#[utoipa::path(put, path = "/management/v1/policies/{policy}", params(("policy" = String, Path)), request_body = ReplacePolicySchema, responses((status = 200, body = Object)))]
 async fn update_policy(
     State(s): State<AppState>,
     Caller(c): Caller,

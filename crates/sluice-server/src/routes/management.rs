@@ -9,10 +9,12 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use sluice_api::{DeleteProfileSchema, StorageCredentialSchema, StorageProfileSchema};
 use sluice_api::{
     DeletedTablesResponse, ErrorBody, ErrorModel, ListWarehousesResponse, RenameWarehouseRequest,
     UndropRequest, Warehouse,
 };
+use sluice_auth::policy::Action;
 use sluice_storage::{DeleteProfile, StorageCredential, StorageProfile};
 use utoipa::OpenApi;
 use uuid::Uuid;
@@ -76,7 +78,8 @@ pub fn router() -> Router<AppState> {
     components(schemas(
         CreateWarehouseRequest, Warehouse, ListWarehousesResponse, RenameWarehouseRequest,
         UpdateStorageRequest, UpdateCredentialRequest, UpdateDeleteProfileRequest, ErrorModel, ErrorBody,
-        DeletedTablesResponse, UndropRequest
+        DeletedTablesResponse, UndropRequest, StorageProfileSchema, StorageCredentialSchema,
+        DeleteProfileSchema
     )),
     modifiers(&Security),
     security(("basic" = []), ("bearer" = []))
@@ -110,7 +113,77 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     doc.merge(super::identity::IdentityApi::openapi());
     doc.merge(super::login::PrincipalsApi::openapi());
     utoipa::Modify::modify(&ErrorResponses, &mut doc);
-    doc
+    server_rules(doc)
+}
+
+/// What the derived schemas cannot say on their own, written into the document so it is as
+/// strict as the server: the known actions (from `sluice-auth`'s list, so a new action is
+/// documented the moment it exists), and the optional undrop body, which may be left out
+/// but is never `null`.
+fn server_rules(doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use serde_json::json;
+    let mut v = serde_json::to_value(&doc).expect("the OpenAPI document serializes");
+    let known: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+    let schemas = &mut v["components"]["schemas"];
+    schemas["CheckRequest"]["properties"]["action"]["enum"] = json!(known);
+    schemas["Statement"]["properties"]["action"]["items"] = json!({
+        "type": "string",
+        "pattern": action_pattern(&known),
+        "description": "A known action, `*`, or a known action's prefix followed by `*` \
+                        (`catalog:*`, `catalog:Read*`). The server also takes other globs \
+                        (`?`, a `*` inside) when they match a known action."
+    });
+    // A soft delete profile refuses unknown fields; serde cannot refuse them beside a unit
+    // variant's tag, so `{"type":"hard",...}` stays open, as the server reads it.
+    if let Some(variants) = schemas["DeleteProfile"]["oneOf"].as_array_mut() {
+        for variant in variants {
+            if variant["properties"].get("expiration-seconds").is_some() {
+                variant["additionalProperties"] = json!(false);
+            }
+        }
+    }
+    let undrop = &mut v["paths"]["/management/v1/warehouse/{id}/deleted-tables/{table_id}/undrop"]
+        ["post"]["requestBody"];
+    undrop["content"]["application/json"]["schema"] =
+        json!({"$ref": "#/components/schemas/UndropRequest"});
+    undrop["required"] = json!(false);
+    serde_json::from_value(v).expect("the adjusted OpenAPI document deserializes")
+}
+
+/// A regular expression for a statement's action: a known action exactly, or any prefix of
+/// one followed by `*` (or `**`: a glob that matches at least one action, as the server
+/// requires).
+/// Built as a trie so each branch is a real prefix.
+fn action_pattern(known: &[&str]) -> String {
+    #[derive(Default)]
+    struct Node {
+        end: bool,
+        next: std::collections::BTreeMap<char, Node>,
+    }
+    fn emit(n: &Node, out: &mut String) {
+        out.push_str("(?:\\*+");
+        if n.end {
+            out.push('|');
+        }
+        for (c, child) in &n.next {
+            out.push('|');
+            out.push(*c);
+            emit(child, out);
+        }
+        out.push(')');
+    }
+    let mut root = Node::default();
+    for a in known {
+        let mut n = &mut root;
+        for c in a.chars() {
+            n = n.next.entry(c).or_default();
+        }
+        n.end = true;
+    }
+    let mut out = String::from("^");
+    emit(&root, &mut out);
+    out.push('$');
+    out
 }
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
@@ -191,6 +264,11 @@ async fn list_warehouses(
     Ok(Json(ListWarehousesResponse { warehouses }))
 }
 
+/// Create a warehouse.
+///
+/// The server probes the storage before it stores anything (it writes, reads and deletes a
+/// small object with the given profile and credential), so a request that matches the
+/// schema can still be refused with 400 when the storage is unreachable or refuses.
 #[utoipa::path(post, path = "/management/v1/warehouse", request_body = CreateWarehouseRequest,
     responses((status = 201, body = Warehouse), (status = 400, body = ErrorModel), (status = 409, body = ErrorModel)))]
 async fn create_warehouse(
@@ -248,6 +326,11 @@ async fn rename_warehouse(
     ))
 }
 
+/// Change a warehouse's storage profile (and optionally its credential).
+///
+/// The new settings are probed against the storage first, so a request that matches the
+/// schema can still be refused with 400 when the storage is unreachable or refuses, or
+/// when the change would send the stored credential elsewhere without a new one.
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/storage", params(("id" = Uuid, Path)), request_body = UpdateStorageRequest,
     responses((status = 200, body = Warehouse), (status = 400, body = ErrorModel)))]
 async fn update_storage(
@@ -264,6 +347,10 @@ async fn update_storage(
     ))
 }
 
+/// Replace or remove a warehouse's storage credential.
+///
+/// The new credential is probed against the storage first and must fit the profile's type,
+/// so a request that matches the schema can still be refused with 400.
 #[utoipa::path(post, path = "/management/v1/warehouse/{id}/storage-credential", params(("id" = Uuid, Path)), request_body = UpdateCredentialRequest,
     responses((status = 200, body = Warehouse), (status = 400, body = ErrorModel)))]
 async fn update_credential(
