@@ -15,6 +15,7 @@ mod layout;
 mod login;
 mod me;
 mod session;
+pub use session::external_base_url;
 mod warehouses;
 
 use axum::extract::Request;

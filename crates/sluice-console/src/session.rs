@@ -135,21 +135,28 @@ pub fn is_tls(state: &ConsoleState, parts: &Parts) -> bool {
 /// The externally visible base URL: config `public_url`, else the request's
 /// X-Forwarded-Proto/Host or Host.
 pub fn base_url(state: &ConsoleState, parts: &Parts) -> String {
-    if let Some(u) = &state.public_url {
+    external_base_url(parts, state.public_url.as_deref())
+}
+
+/// The base URL a client reached this server at: `configured` when set, else the request's
+/// X-Forwarded-Proto/Host, Host or URI authority. One rule for the API and the console.
+pub fn external_base_url(parts: &Parts, configured: Option<&str>) -> String {
+    if let Some(u) = configured {
         return u.trim_end_matches('/').to_string();
     }
-    let h = |n: &str| {
+    let header = |n: &str| {
         parts
             .headers
             .get(n)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
     };
-    let proto = h("x-forwarded-proto")
+    let proto = header("x-forwarded-proto")
         .filter(|p| p == "http" || p == "https")
         .unwrap_or_else(|| "http".into());
-    let host = h("x-forwarded-host")
-        .or_else(|| h("host"))
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".into());
     format!("{proto}://{host}")
 }

@@ -213,24 +213,7 @@ fn credential(parts: &Parts) -> Result<Option<Credential>, &'static str> {
 pub struct Delegation(pub sluice_service::delegation::AccessDelegation);
 
 pub fn base_url(parts: &Parts, configured: Option<&str>) -> String {
-    if let Some(u) = configured {
-        return u.trim_end_matches('/').to_string();
-    }
-    let header = |n: &str| {
-        parts
-            .headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.split(',').next().unwrap_or("").trim().to_string())
-    };
-    let proto = header("x-forwarded-proto")
-        .filter(|p| p == "http" || p == "https")
-        .unwrap_or_else(|| "http".into());
-    let host = header("x-forwarded-host")
-        .or_else(|| header("host"))
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-        .unwrap_or_else(|| "localhost".into());
-    format!("{proto}://{host}")
+    sluice_console::external_base_url(parts, configured)
 }
 
 impl FromRequestParts<AppState> for Delegation {
