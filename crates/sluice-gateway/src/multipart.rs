@@ -342,17 +342,7 @@ impl Gateway {
                 .get_object(&p.info.key, None, &ReadConditions::default())
                 .await
                 .map_err(storage_error)?;
-            let mut body = read.body;
-            while let Some(chunk) = body.next().await {
-                let res = match chunk {
-                    Ok(c) => writer.write(c).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = res {
-                    writer.abort().await;
-                    return Err(storage_error(e));
-                }
-            }
+            writer = crate::ops::stream_into(read.body, writer).await?;
             md5s.extend(
                 (0..p.md5.len() / 2)
                     .filter_map(|i| u8::from_str_radix(&p.md5[2 * i..2 * i + 2], 16).ok()),

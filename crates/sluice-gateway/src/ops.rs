@@ -709,11 +709,20 @@ pub(crate) async fn copy_across(
         .get_object(src_key, None, &ReadConditions::default())
         .await
         .map_err(storage_error)?;
-    let mut writer = dst
+    let writer = dst
         .storage()
         .object_writer(dst_key, false)
         .map_err(storage_error)?;
-    let mut body = read.body;
+    let writer = stream_into(read.body, writer).await?;
+    writer.finish().await.map_err(storage_error)
+}
+
+/// Streams a storage read into `writer`. On any error (reading or writing) the writer is
+/// aborted, so nothing of the copy stays; otherwise it comes back for more or `finish`.
+pub(crate) async fn stream_into(
+    mut body: BoxStream<'static, Result<Bytes, StorageError>>,
+    mut writer: sluice_storage::ObjectWriter,
+) -> S3Result<sluice_storage::ObjectWriter> {
     while let Some(chunk) = body.next().await {
         let res = match chunk {
             Ok(c) => writer.write(c).await,
@@ -724,5 +733,5 @@ pub(crate) async fn copy_across(
             return Err(storage_error(e));
         }
     }
-    writer.finish().await.map_err(storage_error)
+    Ok(writer)
 }
