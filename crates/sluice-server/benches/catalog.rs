@@ -6,6 +6,9 @@
 //!   from the warehouse — what a catalog that re-reads storage on every load would pay
 //!   on top of its own request handling.
 //!
+//! `load_table_10k_snapshots/{all,refs}`: a registered table with 10,000 snapshots, whole
+//! and cut to the referenced ones (issue #20: p50 < 20 ms and < 2 ms, release build).
+//!
 //! `scripts/bench.sh` turns the results into BENCHMARKS.md.
 
 mod common;
@@ -177,6 +180,69 @@ fn benches(c: &mut Criterion) {
             })
         })
     });
+    g.finish();
+
+    // A table with 10,000 snapshots (registered over a table's own metadata file), loaded
+    // whole and with `snapshots=refs`.
+    let big_url = rt.block_on(async {
+        let created = env.create_table("big").await;
+        let mut md = created["metadata"].clone();
+        let location = md["location"].as_str().unwrap().to_string();
+        let snaps: Vec<Value> = (0..10_000i64)
+            .map(|i| {
+                let mut s = json!({"snapshot-id": 1000 + i, "sequence-number": i + 1,
+                    "timestamp-ms": 1_700_000_000_000i64 + i * 1000,
+                    "manifest-list": format!("{location}/metadata/snap-{}.avro", 1000 + i),
+                    "summary": {"operation": "append", "added-data-files": "1", "added-records": "100",
+                        "total-records": (100 * (i + 1)).to_string(), "total-data-files": (i + 1).to_string()},
+                    "schema-id": 0});
+                if i > 0 {
+                    s["parent-snapshot-id"] = json!(1000 + i - 1);
+                }
+                s
+            })
+            .collect();
+        let last = snaps.last().unwrap().clone();
+        md["snapshot-log"] = Value::Array(
+            snaps
+                .iter()
+                .map(|s| json!({"snapshot-id": s["snapshot-id"], "timestamp-ms": s["timestamp-ms"]}))
+                .collect(),
+        );
+        md["snapshots"] = Value::Array(snaps);
+        md["current-snapshot-id"] = last["snapshot-id"].clone();
+        md["last-sequence-number"] = json!(10_000);
+        md["last-updated-ms"] = last["timestamp-ms"].clone();
+        md["refs"] = json!({"main": {"type": "branch", "snapshot-id": last["snapshot-id"]}});
+        let file = format!("{location}/metadata/00001-big.metadata.json");
+        let path = file.strip_prefix("file://").unwrap();
+        std::fs::write(path, serde_json::to_vec(&md).unwrap()).unwrap();
+        env.post(
+            &format!("/v1/{}/namespaces/bench/register", env.prefix),
+            json!({"name": "big", "metadata-location": file, "overwrite": true}),
+        )
+        .await;
+        format!("{}/v1/{}/namespaces/bench/tables/big", env.base, env.prefix)
+    });
+    let mut g = c.benchmark_group("load_table_10k_snapshots");
+    g.measurement_time(Duration::from_secs(5));
+    g.sample_size(20);
+    for (name, query) in [("all", ""), ("refs", "?snapshots=refs")] {
+        let url = format!("{big_url}{query}");
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let r = env.client.get(&url).send().await.unwrap();
+                        assert!(r.status().is_success());
+                        r.bytes().await.unwrap();
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("commit");

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     /// cache at once on every replica (PostgreSQL LISTEN/NOTIFY); the TTL bounds staleness
     /// should a notification be lost.
     pub policy_cache_ttl_seconds: u64,
+    /// Bytes of current table metadata load-table serves from memory (least recently used
+    /// evicted first; 0 = off). Changes clear entries at once on every replica (LISTEN/NOTIFY);
+    /// while the feed is down the cache is not used.
+    pub table_cache_max_bytes: u64,
     /// tracing filter, e.g. `info` or `sluice=debug,info`.
     pub log_level: String,
     /// Base64 of 32 bytes: encrypts stored secrets. Defaults to `<data_dir>/master.key`.
@@ -129,6 +133,7 @@ impl Default for ServerConfig {
             database_statement_timeout_seconds: 0,
             database_retry_attempts: 5,
             policy_cache_ttl_seconds: 5,
+            table_cache_max_bytes: sluice_service::table_cache::DEFAULT_MAX_BYTES,
             log_level: "info".into(),
             master_key: None,
             jwt_signing_key: None,
@@ -187,6 +192,7 @@ const ENV_KEYS: &[&str] = &[
     "database_statement_timeout_seconds",
     "database_retry_attempts",
     "policy_cache_ttl_seconds",
+    "table_cache_max_bytes",
     "purge_lease_seconds",
     "master_key",
     "jwt_signing_key",

@@ -86,6 +86,7 @@ impl Server {
                 storage: config.storage.clone(),
                 policy_cache_ttl: std::time::Duration::from_secs(config.policy_cache_ttl_seconds),
                 purge_lease: std::time::Duration::from_secs(config.purge_lease_seconds),
+                table_cache_max_bytes: config.table_cache_max_bytes,
                 ..ServiceConfig::new(config.allowed_file_roots.clone())
             },
             providers,

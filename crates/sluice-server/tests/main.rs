@@ -30,4 +30,5 @@ mod replicas;
 mod rest_conformance;
 mod soft_delete;
 mod sqlite_contention;
+mod table_cache;
 mod views;

@@ -548,3 +548,136 @@ async fn policy_changes_reach_other_replicas_through_notify() {
     )
     .await;
 }
+
+/// Each replica serves load-table from memory. One client commits through A while others
+/// load in a loop through A and B: A's loads are never older than a commit A acknowledged
+/// before they were sent; B's never older than one acknowledged [`CROSS_REPLICA_BOUND`]
+/// before (the change feed's delivery). Prints the largest lag B showed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn table_loads_follow_commits_across_replicas() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    /// What ARCHITECTURE.md documents for the table cache across replicas.
+    const CROSS_REPLICA_BOUND: Duration = Duration::from_secs(1);
+
+    let db = pg_cluster::fresh_database().await;
+    let data = tempfile::tempdir().unwrap();
+    let keys = (
+        sluice_auth::KeyMaterial::random().to_base64(),
+        sluice_auth::KeyMaterial::random().to_base64(),
+    );
+    let a = replica(&db, data.path(), &keys).await;
+    let b = replica(&db, data.path(), &keys).await;
+    let admin = (KEY, SECRET);
+    let (_, v) = call(
+        &a.base,
+        admin,
+        Method::GET,
+        "/v1/config?warehouse=default",
+        None,
+    )
+    .await;
+    let p = v["overrides"]["prefix"].as_str().unwrap().to_string();
+    let (st, _) = call(
+        &a.base,
+        admin,
+        Method::POST,
+        &format!("/v1/{p}/namespaces"),
+        Some(json!({"namespace": ["c"]})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _) = call(
+        &a.base,
+        admin,
+        Method::POST,
+        &format!("/v1/{p}/namespaces/c/tables"),
+        Some(json!({"name": "t", "schema": schema()})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let path = format!("/v1/{p}/namespaces/c/tables/t");
+
+    let start = Instant::now();
+    // Commit v acknowledged at acks[v] (µs since start); acks[0] = 0.
+    let acks = Arc::new(Mutex::new(vec![0u64]));
+    let acked = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut loaders = vec![];
+    for (i, base) in [&a.base, &b.base, &b.base].into_iter().enumerate() {
+        let (base, path, acked, done) = (base.clone(), path.clone(), acked.clone(), done.clone());
+        let same_replica = i == 0;
+        loaders.push(tokio::spawn(async move {
+            // (sent at µs, commit acknowledged then, version seen)
+            let mut seen_log = vec![];
+            while !done.load(Ordering::Acquire) {
+                let before = acked.load(Ordering::Acquire);
+                let sent = start.elapsed().as_micros() as u64;
+                let (st, v) = call(&base, admin, Method::GET, &path, None).await;
+                assert_eq!(st, 200, "{v}");
+                let seen: u64 = v["metadata"]["properties"]["v"]
+                    .as_str()
+                    .map(|v| v.parse().unwrap())
+                    .unwrap_or(0);
+                if same_replica {
+                    assert!(
+                        seen >= before,
+                        "replica A: a load sent after commit {before} was acknowledged returned {seen}"
+                    );
+                }
+                seen_log.push((sent, seen));
+            }
+            (same_replica, seen_log)
+        }));
+    }
+    for v in 1..=40u64 {
+        let (st, body) = call(
+            &a.base,
+            admin,
+            Method::POST,
+            &path,
+            Some(json!({"requirements": [], "updates": [
+                {"action": "set-properties", "updates": {"v": v.to_string()}}]})),
+        )
+        .await;
+        assert_eq!(st, 200, "{body}");
+        acks.lock()
+            .unwrap()
+            .push(start.elapsed().as_micros() as u64);
+        acked.store(v, Ordering::Release);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    done.store(true, Ordering::Release);
+    let acks = acks.lock().unwrap().clone();
+    let (mut b_loads, mut max_lag_us) = (0, 0u64);
+    for l in loaders {
+        let (same_replica, log) = l.await.unwrap();
+        if same_replica {
+            continue;
+        }
+        for (sent, seen) in log {
+            b_loads += 1;
+            // The first commit this load did not see, if it was acknowledged before it was sent,
+            // says how far behind B was.
+            if let Some(&missed_at) = acks.get(seen as usize + 1) {
+                if missed_at < sent {
+                    max_lag_us = max_lag_us.max(sent - missed_at);
+                }
+            }
+        }
+    }
+    println!(
+        "replica B: {b_loads} loads, largest lag behind an acknowledged commit: {max_lag_us} µs"
+    );
+    assert!(b_loads > 40, "B's loaders ran alongside ({b_loads} loads)");
+    assert!(
+        Duration::from_micros(max_lag_us) <= CROSS_REPLICA_BOUND,
+        "replica B served metadata {max_lag_us} µs behind an acknowledged commit"
+    );
+    // And both agree at the end.
+    for r in [&a, &b] {
+        let (_, v) = call(&r.base, admin, Method::GET, &path, None).await;
+        assert_eq!(v["metadata"]["properties"]["v"], "40");
+    }
+}

@@ -7,6 +7,7 @@
 use crate::delegation::AccessDelegation;
 use crate::metadata_json::metadata_json;
 use crate::rest::*;
+use crate::table_cache::{CachedTable, TableKey};
 use crate::visible::{namespace_listed, table_listed, VisibleTable};
 use crate::{field_ids, spec_compat};
 use crate::{now, Result, ServiceError, Services};
@@ -212,26 +213,64 @@ fn with_client_field_ids(
     serde_json::from_value(v).map_err(|e| bad(format!("invalid schema field ids: {e}")))
 }
 
-/// Keeps only snapshots that a branch or tag points at (`snapshots=refs`).
+/// Keeps only snapshots that a branch or tag points at (`snapshots=refs`). The metadata is
+/// read once, borrowing: each snapshot is looked at only for its id, and the output is the
+/// stored text with the `snapshots` array's unreferenced members cut out, byte for byte
+/// otherwise.
 fn only_ref_snapshots(json: &str) -> Result<String> {
-    let mut v: serde_json::Value = serde_json::from_str(json).map_err(ServiceError::internal)?;
-    let keep: HashSet<i64> = v
-        .get("refs")
-        .and_then(|r| r.as_object())
-        .map(|refs| {
-            refs.values()
-                .filter_map(|r| r.get("snapshot-id")?.as_i64())
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(snaps) = v.get_mut("snapshots").and_then(|s| s.as_array_mut()) {
-        snaps.retain(|s| {
-            s.get("snapshot-id")
-                .and_then(|i| i.as_i64())
-                .is_some_and(|i| keep.contains(&i))
-        });
+    #[derive(serde::Deserialize)]
+    struct Top<'a> {
+        #[serde(default)]
+        refs: HashMap<&'a str, Ref>,
+        #[serde(borrow, default)]
+        snapshots: Option<&'a RawValue>,
     }
-    serde_json::to_string(&v).map_err(ServiceError::internal)
+    #[derive(serde::Deserialize)]
+    struct Ref {
+        #[serde(rename = "snapshot-id")]
+        snapshot_id: i64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Snapshot {
+        #[serde(rename = "snapshot-id")]
+        snapshot_id: i64,
+    }
+    let top: Top = serde_json::from_str(json).map_err(ServiceError::internal)?;
+    let Some(array) = top.snapshots else {
+        return Ok(json.to_string());
+    };
+    let keep: HashSet<i64> = top.refs.values().map(|r| r.snapshot_id).collect();
+    let items: Vec<&RawValue> =
+        serde_json::from_str(array.get()).map_err(ServiceError::internal)?;
+    // `array` borrows from `json`, so its offset there is where the array starts.
+    let at = array.get().as_ptr() as usize - json.as_ptr() as usize;
+    let mut out = String::with_capacity(json.len().min(4096));
+    out.push_str(&json[..at]);
+    out.push('[');
+    let mut first = true;
+    for item in items {
+        let s: Snapshot = serde_json::from_str(item.get()).map_err(ServiceError::internal)?;
+        if keep.contains(&s.snapshot_id) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(item.get());
+        }
+    }
+    out.push(']');
+    out.push_str(&json[at + array.get().len()..]);
+    Ok(out)
+}
+
+/// Drops a name's cached metadata when it goes out of scope: after the store call, on every
+/// path out of the operation.
+struct ForgetName<'a>(&'a Services, TableKey);
+
+impl Drop for ForgetName<'_> {
+    fn drop(&mut self) {
+        self.0.table_cache().forget_name(&self.1);
+    }
 }
 
 impl Services {
@@ -643,7 +682,7 @@ impl Services {
             // assert-create requirement.
             return Ok(LoadTableResult {
                 metadata_location: None,
-                metadata: to_raw(json)?,
+                metadata: MetadataText::trusted(json),
                 config: delegated.config,
                 storage_credentials: delegated.storage_credentials,
                 delegation: delegated.outcome,
@@ -664,7 +703,7 @@ impl Services {
         }
         Ok(LoadTableResult {
             metadata_location: Some(metadata_location),
-            metadata: to_raw(json)?,
+            metadata: MetadataText::trusted(json),
             config: delegated.config,
             storage_credentials: delegated.storage_credentials,
             delegation: delegated.outcome,
@@ -759,15 +798,14 @@ impl Services {
                 })
             }
         };
-        self.store()
-            .commit(std::slice::from_ref(&op))
-            .await
-            .map_err(|e| match e {
-                StoreError::AlreadyExists(_) => {
-                    ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}"))
-                }
-                other => other.into(),
-            })?;
+        let committed = self.store().commit(std::slice::from_ref(&op)).await;
+        self.tables_changed([op.table_id()]);
+        committed.map_err(|e| match e {
+            StoreError::AlreadyExists(_) => {
+                ServiceError::AlreadyExists(format!("Table already exists: {ns}.{name}"))
+            }
+            other => other.into(),
+        })?;
         // Just registered under the caller's create right (reading it needs no more).
         let rec = self
             .store()
@@ -779,7 +817,7 @@ impl Services {
             .await?;
         Ok(LoadTableResult {
             metadata_location: Some(metadata_location),
-            metadata: to_raw(json)?,
+            metadata: MetadataText::trusted(json),
             config: delegated.config,
             storage_credentials: delegated.storage_credentials,
             delegation: delegated.outcome,
@@ -796,22 +834,70 @@ impl Services {
         delegation: &AccessDelegation,
     ) -> Result<LoadTableResult> {
         let t = self.visible_table_at(caller, prefix, ns, table).await?;
-        let rec = self.table_record(&t).await?;
+        let cached = self.cached_table(&t, snapshots).await?;
         let profile = Self::decode_profile(t.warehouse())?;
         let delegated = self
-            .delegate_access(caller, t.warehouse(), &profile, &rec, false, delegation)
+            .delegate_access(
+                caller,
+                t.warehouse(),
+                &profile,
+                &cached.record,
+                false,
+                delegation,
+            )
             .await?;
-        let json = match snapshots {
-            SnapshotsMode::All => rec.metadata_json,
-            SnapshotsMode::Refs => only_ref_snapshots(&rec.metadata_json)?,
-        };
         Ok(LoadTableResult {
-            metadata_location: Some(rec.metadata_location),
-            metadata: to_raw(json)?,
+            metadata_location: Some(cached.record.metadata_location.clone()),
+            metadata: MetadataText::trusted(cached.metadata.clone()),
             config: delegated.config,
             storage_credentials: delegated.storage_credentials,
             delegation: delegated.outcome,
         })
+    }
+
+    /// The visible table's current row and metadata (cut to `snapshots`), from the table
+    /// cache when it holds them, else read and cached. The caller's right to read it was
+    /// checked by `visible_table` already: only bodies are cached, never decisions.
+    async fn cached_table(
+        &self,
+        t: &VisibleTable,
+        snapshots: SnapshotsMode,
+    ) -> Result<std::sync::Arc<CachedTable>> {
+        let cache = self.table_cache();
+        let key = TableKey::new(
+            t.warehouse().id,
+            &t.namespace().to_string(),
+            t.name(),
+            snapshots,
+        );
+        if let Some(hit) = cache.get(&key) {
+            return Ok(hit);
+        }
+        let ticket = cache.ticket();
+        let full = match snapshots {
+            SnapshotsMode::Refs => cache.get(&TableKey::new(
+                t.warehouse().id,
+                &t.namespace().to_string(),
+                t.name(),
+                SnapshotsMode::All,
+            )),
+            SnapshotsMode::All => None,
+        };
+        let (record, text): (TableRecord, std::sync::Arc<str>) = match full {
+            Some(full) => (full.record.clone(), full.metadata.clone()),
+            None => {
+                let mut rec = self.table_record(t).await?;
+                let text = std::mem::take(&mut rec.metadata_json).into();
+                (rec, text)
+            }
+        };
+        let metadata = match snapshots {
+            SnapshotsMode::All => text,
+            SnapshotsMode::Refs => only_ref_snapshots(&text)?.into(),
+        };
+        let entry = std::sync::Arc::new(CachedTable { record, metadata });
+        cache.insert(ticket, key, entry.clone());
+        Ok(entry)
     }
 
     pub async fn table_exists(
@@ -1112,11 +1198,13 @@ impl Services {
                 metadata: to_raw(prepared.metadata_json)?,
             });
         }
-        if let Err(e) = self
+        let committed = self
             .store()
             .commit(std::slice::from_ref(&prepared.op))
-            .await
-        {
+            .await;
+        // Whatever the store answered: an error after the COMMIT was sent may hide a success.
+        self.tables_changed([prepared.op.table_id()]);
+        if let Err(e) = committed {
             if let Some(w) = &prepared.written {
                 self.remove_quietly(&storage, w).await;
             }
@@ -1182,7 +1270,9 @@ impl Services {
                 if ops.is_empty() {
                     Ok(())
                 } else {
-                    self.store().commit(&ops).await.map_err(Self::commit_error)
+                    let committed = self.store().commit(&ops).await;
+                    self.tables_changed(ops.iter().map(CommitOp::table_id));
+                    committed.map_err(Self::commit_error)
                 }
             }
         };
@@ -1206,6 +1296,11 @@ impl Services {
         self.authorize(caller, Action::DropTable, t.resource())
             .await?;
         let (wh, ns, table) = (t.warehouse(), t.namespace(), t.name());
+        // Dropped or not (an error may hide a drop), nothing cached survives under this name.
+        let _forget = ForgetName(
+            self,
+            TableKey::new(wh.id, &ns.to_string(), table, SnapshotsMode::All),
+        );
         let delete_profile: sluice_storage::DeleteProfile =
             serde_json::from_value(wh.delete_profile.clone()).map_err(|e| {
                 ServiceError::Internal(format!("stored delete profile of {}: {e}", wh.name))
@@ -1271,6 +1366,15 @@ impl Services {
             .await?;
         self.table_record(&from).await?;
         self.namespace_record(&wh, &to_ns).await?;
+        let _forget = ForgetName(
+            self,
+            TableKey::new(
+                wh.id,
+                &from.namespace().to_string(),
+                from.name(),
+                SnapshotsMode::All,
+            ),
+        );
         if self
             .store()
             .get_table(wh.id, &to_ns, to_name.as_str())
@@ -1339,5 +1443,20 @@ mod tests {
         let out: serde_json::Value =
             serde_json::from_str(&only_ref_snapshots(json).unwrap()).unwrap();
         assert_eq!(out["snapshots"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn refs_filter_splices_the_stored_text() {
+        // Only the array's unreferenced members go; everything else stays byte for byte,
+        // wherever `refs` and `snapshots` sit and whatever the snapshots hold.
+        let json = r#"{"a":1,"snapshots":[{"snapshot-id":1,"summary":{"x":"]"}},{"snapshot-id":2,"parent-snapshot-id":1},{"snapshot-id":3}],"refs":{"t":{"snapshot-id":1,"type":"tag"},"main":{"snapshot-id":3,"type":"branch"}},"z":"snapshots"}"#;
+        assert_eq!(
+            only_ref_snapshots(json).unwrap(),
+            r#"{"a":1,"snapshots":[{"snapshot-id":1,"summary":{"x":"]"}},{"snapshot-id":3}],"refs":{"t":{"snapshot-id":1,"type":"tag"},"main":{"snapshot-id":3,"type":"branch"}},"z":"snapshots"}"#
+        );
+        let none = r#"{"snapshots":[{"snapshot-id":1}]}"#;
+        assert_eq!(only_ref_snapshots(none).unwrap(), r#"{"snapshots":[]}"#);
+        let empty = r#"{"format-version":2}"#;
+        assert_eq!(only_ref_snapshots(empty).unwrap(), empty);
     }
 }

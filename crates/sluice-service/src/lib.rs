@@ -17,6 +17,7 @@ mod requirements;
 pub mod rest;
 pub mod soft_delete;
 mod spec_compat;
+pub mod table_cache;
 pub mod view;
 mod visible;
 pub mod warehouse;
@@ -45,6 +46,8 @@ pub struct ServiceConfig {
     /// How long the background purge holds a claimed deleted table; a replica that dies
     /// mid-purge blocks that table for at most this long before another takes it over.
     pub purge_lease: std::time::Duration,
+    /// Bytes of current table metadata kept in memory for load-table (0: none).
+    pub table_cache_max_bytes: u64,
 }
 
 impl ServiceConfig {
@@ -54,6 +57,7 @@ impl ServiceConfig {
             storage: sluice_storage::StorageSettings::default(),
             policy_cache_ttl: authz::POLICY_CACHE_TTL,
             purge_lease: soft_delete::PURGE_LEASE,
+            table_cache_max_bytes: table_cache::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -75,6 +79,7 @@ struct Inner {
     policies: authz::PolicyCache,
     principals: auth::PrincipalCache,
     credentials: delegation::CredentialCache,
+    tables: table_cache::TableCache,
     identity: login::IdentityProviders,
     authenticators: authn::Chain,
 }
@@ -108,6 +113,7 @@ impl Services {
         let policies = authz::PolicyCache::new(config.policy_cache_ttl);
         let principals = auth::PrincipalCache::new(config.policy_cache_ttl);
         let authenticators = authn::Chain::new(&identity);
+        let tables = table_cache::TableCache::new(config.table_cache_max_bytes);
         Services {
             inner: Arc::new(Inner {
                 store,
@@ -118,6 +124,7 @@ impl Services {
                 policies,
                 principals,
                 credentials: delegation::CredentialCache::new(Arc::new(delegation::SystemClock)),
+                tables,
                 identity,
                 authenticators,
             }),
@@ -170,6 +177,18 @@ impl Services {
 
     pub(crate) fn principal_cache(&self) -> &auth::PrincipalCache {
         &self.inner.principals
+    }
+
+    pub(crate) fn table_cache(&self) -> &table_cache::TableCache {
+        &self.inner.tables
+    }
+
+    /// These tables' rows changed (or may have: called whatever the store answered), here
+    /// or, through the change feed, on another replica.
+    pub(crate) fn tables_changed(&self, ids: impl IntoIterator<Item = Uuid>) {
+        for id in ids {
+            self.table_cache().forget_table(id);
+        }
     }
 
     /// Users, keys, groups, policies or attachments changed (here or, through the change
@@ -234,7 +253,10 @@ impl Services {
         Ok(storage)
     }
 
+    /// The warehouse changed: its opened storage goes, and (rare enough to start over) every
+    /// cached table.
     pub(crate) fn forget_storage(&self, id: Uuid) {
+        self.table_cache().clear();
         self.inner
             .storages
             .lock()
@@ -254,10 +276,12 @@ impl Services {
                 self.forget_storage(*id);
                 self.credential_cache().forget_warehouse(*id);
             }
+            Change::Table(id) => self.tables_changed([*id]),
             Change::Lost | Change::Resumed => {
                 let lost = matches!(change, Change::Lost);
                 self.policy_cache().set_bypass(lost);
                 self.principal_cache().set_bypass(lost);
+                self.table_cache().set_bypass(lost);
                 self.identity_changed();
                 self.authenticators().forget_cached();
                 self.inner

@@ -108,25 +108,23 @@ impl Services {
             &entry_resource(&wh.name, &d, &name),
         )
         .await?;
-        let rec = self
-            .store()
-            .undrop_table(table_id, new_name)
-            .await
-            .map_err(|e| match e {
-                StoreError::AlreadyExists(m) => ServiceError::AlreadyExists(format!(
-                    "{} already exists: {}.{name}; undrop it under another name",
-                    if m.starts_with("view ") {
-                        "View"
-                    } else {
-                        "Table"
-                    },
-                    d.table.namespace
-                )),
-                StoreError::NotFound(m) => {
-                    ServiceError::NotFound(format!("cannot undrop: {m} not found"))
-                }
-                other => other.into(),
-            })?;
+        let undropped = self.store().undrop_table(table_id, new_name).await;
+        self.tables_changed([table_id]);
+        let rec = undropped.map_err(|e| match e {
+            StoreError::AlreadyExists(m) => ServiceError::AlreadyExists(format!(
+                "{} already exists: {}.{name}; undrop it under another name",
+                if m.starts_with("view ") {
+                    "View"
+                } else {
+                    "Table"
+                },
+                d.table.namespace
+            )),
+            StoreError::NotFound(m) => {
+                ServiceError::NotFound(format!("cannot undrop: {m} not found"))
+            }
+            other => other.into(),
+        })?;
         Ok(UndroppedTable {
             namespace: rec.namespace.into_parts(),
             name: rec.name,

@@ -410,6 +410,7 @@ mod tests {
         ("rest", include_str!("rest.rs")),
         ("soft_delete", include_str!("soft_delete.rs")),
         ("spec_compat", include_str!("spec_compat.rs")),
+        ("table_cache", include_str!("table_cache.rs")),
         ("view", include_str!("view.rs")),
         ("warehouse", include_str!("warehouse.rs")),
     ];

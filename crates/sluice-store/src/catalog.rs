@@ -731,7 +731,7 @@ async fn soft_drop<B: Backend>(
                 purge_requested,
             };
             move_to_deleted::<B>(&mut tx, &record).await?;
-            B::commit(tx, None).await?;
+            B::commit(tx, Some(Change::Table(record.table.id))).await?;
             Ok(record)
         })
         .await
@@ -784,7 +784,7 @@ async fn drop_entity<B: Backend>(
             };
             let sql = format!("DELETE FROM {}s WHERE id = $1", kind.as_str());
             B::execute(&mut tx, &sql, vec![Arg::uuid(entity.id)]).await?;
-            B::commit(tx, None).await?;
+            B::commit(tx, Some(Change::Table(entity.id))).await?;
             Ok(entity)
         })
         .await
@@ -838,7 +838,7 @@ async fn rename_entity<B: Backend>(
                     || format!("namespace {to_namespace}"),
                 )
             })?;
-            B::commit(tx, None).await
+            B::commit(tx, Some(Change::Table(entity.id))).await
         })
         .await
 }
@@ -1670,7 +1670,7 @@ impl<B: Backend> CatalogStore for B {
             insert_entity::<B>(&mut tx, deleted.kind, &table, &table.namespace).await?;
             let sql = "DELETE FROM deleted_tables WHERE id = $1";
             B::execute(&mut tx, sql, vec![Arg::uuid(table_id)]).await?;
-            B::commit(tx, None).await?;
+            B::commit(tx, Some(Change::Table(table_id))).await?;
             Ok(table)
         })
         .await

@@ -55,6 +55,9 @@ pub enum Change {
     Identity,
     /// A warehouse was created, updated (profile, credential, name, status) or deleted.
     Warehouse(Uuid),
+    /// A table's (or view's) row changed: a commit or register moved its metadata pointer,
+    /// or it was renamed, dropped or undropped. Caches of its metadata must go.
+    Table(Uuid),
     /// The feed broke (connection to the database lost, or this subscriber fell behind):
     /// changes may have been missed. Drop every cached value and do not rely on the feed
     /// until [`Change::Resumed`].
@@ -91,6 +94,16 @@ pub enum CommitOp {
         /// The table's location may change through a `set-location` update.
         new_location: String,
     },
+}
+
+impl CommitOp {
+    /// The table this op creates or moves.
+    pub fn table_id(&self) -> Uuid {
+        match self {
+            CommitOp::Create(t) => t.id,
+            CommitOp::Update { table_id, .. } => *table_id,
+        }
+    }
 }
 
 #[async_trait]

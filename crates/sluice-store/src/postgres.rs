@@ -231,6 +231,7 @@ fn change_payload(c: &Change) -> Option<String> {
     match c {
         Change::Identity => Some("identity".into()),
         Change::Warehouse(id) => Some(format!("warehouse:{id}")),
+        Change::Table(id) => Some(format!("table:{id}")),
         // Local to one subscriber; never sent through the database.
         Change::Lost | Change::Resumed => None,
     }
@@ -240,6 +241,7 @@ fn parse_change(payload: &str) -> Option<Change> {
     match payload.split_once(':') {
         None if payload == "identity" => Some(Change::Identity),
         Some(("warehouse", id)) => Uuid::parse_str(id).ok().map(Change::Warehouse),
+        Some(("table", id)) => Uuid::parse_str(id).ok().map(Change::Table),
         _ => None,
     }
 }
@@ -565,6 +567,7 @@ impl Backend for PostgresStore {
                 for op in ops {
                     // An early return drops `tx`, which rolls back everything applied so far.
                     apply_op::<Self>(&mut tx, op).await?;
+                    notify(&mut tx, Change::Table(op.table_id())).await?;
                 }
                 tx.commit().await?;
                 return Ok(());

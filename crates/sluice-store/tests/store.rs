@@ -3722,11 +3722,40 @@ async fn postgres_change_feed_announces_committed_writes_only() {
     writer.delete_warehouse(w.id).await.unwrap();
     assert_eq!(next_change(&mut rx).await, Change::Warehouse(w.id));
 
-    // Catalog writes are not announced: nothing cached depends on them.
+    // Namespace writes are not announced: nothing cached depends on them. Every change of a
+    // table's row is (the table cache keeps its metadata), and a lost CAS is not.
     let w3 = new_warehouse(&writer, "wh3").await;
     assert_eq!(next_change(&mut rx).await, Change::Warehouse(w3.id));
     let n = new_namespace(&writer, w3.id, "db").await;
-    new_table(&writer, &n, "t", "s3://wh3/db/t").await;
+    let t = new_table(&writer, &n, "t", "s3://wh3/db/t").await;
+    assert_eq!(next_change(&mut rx).await, Change::Table(t.id));
+    let next = "s3://wh3/db/t/metadata/00001.metadata.json";
+    writer
+        .commit(&[update_op(&t, &t.metadata_location, next)])
+        .await
+        .unwrap();
+    assert_eq!(next_change(&mut rx).await, Change::Table(t.id));
+    assert_err!(
+        writer
+            .commit(&[update_op(&t, &t.metadata_location, "s3://wh3/db/t/x.json")])
+            .await,
+        StoreError::Conflict(_)
+    );
+    writer
+        .rename_table(w3.id, &n.name, "t", &n.name, "t2")
+        .await
+        .unwrap();
+    assert_eq!(next_change(&mut rx).await, Change::Table(t.id));
+    let n_at = now();
+    writer
+        .soft_drop_table(w3.id, &n.name, "t2", n_at, n_at, None, false)
+        .await
+        .unwrap();
+    assert_eq!(next_change(&mut rx).await, Change::Table(t.id));
+    writer.undrop_table(t.id, None).await.unwrap();
+    assert_eq!(next_change(&mut rx).await, Change::Table(t.id));
+    writer.drop_table(w3.id, &n.name, "t2").await.unwrap();
+    assert_eq!(next_change(&mut rx).await, Change::Table(t.id));
     writer.delete_user(u.id).await.unwrap();
     assert_eq!(next_change(&mut rx).await, Change::Identity);
 }

@@ -193,14 +193,37 @@ async fn register_table(
 }
 
 /// Says how `X-Iceberg-Access-Delegation` was answered (`X-Sluice-Delegation`), so a client
-/// that got no credentials can tell why.
+/// that got no credentials can tell why. The body is the service's, written once.
 fn load_result(result: LoadTableResult) -> Response {
+    let mut resp = (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        result.to_json(),
+    )
+        .into_response();
+    add_delegation_header(&mut resp, &result);
+    resp
+}
+
+fn add_delegation_header(resp: &mut Response, result: &LoadTableResult) {
     let outcome = result.delegation.as_ref().map(|o| o.header_value());
-    let mut resp = Json(result).into_response();
     if let Some(v) = outcome.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
         resp.headers_mut().insert(DELEGATION_OUTCOME_HEADER, v);
     }
-    resp
+}
+
+/// Whether an `If-None-Match` header names `etag` (RFC 9110 13.1.2: weak comparison, so a
+/// `W/` prefix is ignored; `*` matches any current representation).
+fn none_match(headers: &axum::http::HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(axum::http::header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
 pub const DELEGATION_OUTCOME_HEADER: &str = "x-sluice-delegation";
@@ -210,12 +233,15 @@ struct LoadQuery {
     snapshots: Option<String>,
 }
 
+/// Load-table with the spec's `ETag`: a client that sends the tag of its copy in
+/// `If-None-Match` gets `304 Not Modified` and no body while its copy is current.
 async fn load_table(
     State(s): State<AppState>,
     Caller(c): Caller,
     Delegation(d): Delegation,
     ApiPath((prefix, ns, table)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<LoadQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response> {
     let mode = match q.snapshots.as_deref() {
         None | Some("all") => SnapshotsMode::All,
@@ -226,11 +252,22 @@ async fn load_table(
             )))
         }
     };
-    Ok(load_result(
-        s.services
-            .load_table(&c, &prefix, &ns, &table, mode, &d)
-            .await?,
-    ))
+    let result = s
+        .services
+        .load_table(&c, &prefix, &ns, &table, mode, &d)
+        .await?;
+    let etag = result.etag(mode);
+    let mut resp = if none_match(&headers, &etag) {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        add_delegation_header(&mut resp, &result);
+        resp
+    } else {
+        load_result(result)
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(axum::http::header::ETAG, v);
+    }
+    Ok(resp)
 }
 
 async fn table_exists(
