@@ -593,6 +593,52 @@ async fn signer_refuses_repeated_parameters() {
     s.stop().await;
 }
 
+/// The unscoped signer keeps the warehouses' decoded profiles in memory: a warehouse created
+/// after it last looked is found at once, and one deactivated is refused at once.
+#[tokio::test]
+async fn unscoped_signer_follows_warehouse_changes() {
+    let moto = moto_bucket().await;
+    let s = TestServer::start().await;
+    let mut objects = vec![];
+    for (name, prefix) in [("sign1", "wh1"), ("sign2", "wh2")] {
+        let id = create_s3_warehouse(&s, name, &moto.endpoint, prefix).await;
+        let p = s.prefix_of(name).await;
+        let (st, v) = s
+            .post(&format!("/v1/{p}/namespaces"), json!({"namespace": ["db"]}))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let (st, v) = s
+            .post(
+                &format!("/v1/{p}/namespaces/db/tables"),
+                json!({"name": "t", "schema": schema()}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let location = v["metadata"]["location"].as_str().unwrap().to_string();
+        let key = location.trim_start_matches(&format!("s3://{BUCKET}/"));
+        let object = format!("{}/{BUCKET}/{key}/data/f.parquet", moto.endpoint);
+        let sign = json!({"method": "GET", "region": "us-east-1", "uri": object, "headers": {}});
+        // Signed through the unscoped endpoint: the first warehouse warms the list, the
+        // second was created after it.
+        let (st, v) = s.post("/v1/aws/s3/sign", sign.clone()).await;
+        assert_eq!(st, StatusCode::OK, "{name}: {v}");
+        objects.push((id, sign));
+    }
+    let (first, _) = &objects[0];
+    let (st, v) = s
+        .post(
+            &format!("/management/v1/warehouse/{first}/deactivate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = s.post("/v1/aws/s3/sign", objects[0].1.clone()).await;
+    assert_error(st, &v, 403, "ForbiddenException");
+    let (st, v) = s.post("/v1/aws/s3/sign", objects[1].1.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    s.stop().await;
+}
+
 /// Item 12: two Authorization headers are refused, whatever each would do alone.
 #[tokio::test]
 async fn two_authorization_headers_are_refused() {

@@ -405,13 +405,17 @@ impl Services {
                 // must belong to the warehouse whose profile understood the URI (two
                 // warehouses may share a bucket under different prefixes).
                 let mut found = None;
-                for w in self.store().list_warehouses().await? {
-                    let profile = Self::decode_profile(&w)?;
+                for (w, profile) in self.warehouse_profiles().await?.iter() {
+                    let Some(profile) = profile else {
+                        return Err(Self::decode_profile(w).err().unwrap_or_else(|| {
+                            ServiceError::Internal(format!("storage profile of {}", w.name))
+                        }));
+                    };
                     if let Ok(target) = profile.resolve_sign_target(&req) {
                         if let Some(first) = target.locations.first() {
                             if let Some(t) = self.store().table_containing_location(first).await? {
                                 if t.warehouse_id == w.id {
-                                    found = Some((w, Some(t)));
+                                    found = Some((w.clone(), Some(t)));
                                     break;
                                 }
                             }

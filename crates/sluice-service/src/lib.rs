@@ -62,6 +62,16 @@ impl ServiceConfig {
     }
 }
 
+/// Warehouses with their decoded storage profiles.
+pub(crate) type WarehouseList = Vec<(WarehouseRecord, Option<StorageProfile>)>;
+
+#[derive(Default)]
+struct WarehouseProfiles {
+    /// Bumped by every warehouse change, so a list read across one is not kept.
+    generation: u64,
+    list: Option<Arc<WarehouseList>>,
+}
+
 /// The service layer. Cheap to clone; every clone shares one state.
 #[derive(Clone)]
 pub struct Services {
@@ -76,6 +86,11 @@ struct Inner {
     /// Opened object stores per warehouse, keyed on the row's `updated_at` so a profile or
     /// credential change opens a fresh client.
     storages: Mutex<HashMap<Uuid, (chrono::DateTime<chrono::Utc>, Storage)>>,
+    /// Every warehouse with its decoded profile, for sign requests that name no warehouse;
+    /// dropped with `storages` on any warehouse change.
+    profiles: Mutex<WarehouseProfiles>,
+    /// The change feed is down: what other replicas change goes unheard.
+    feed_down: std::sync::atomic::AtomicBool,
     policies: authz::PolicyCache,
     principals: auth::PrincipalCache,
     credentials: delegation::CredentialCache,
@@ -121,6 +136,8 @@ impl Services {
                 tokens,
                 config,
                 storages: Mutex::new(HashMap::new()),
+                profiles: Mutex::new(WarehouseProfiles::default()),
+                feed_down: std::sync::atomic::AtomicBool::new(false),
                 policies,
                 principals,
                 credentials: delegation::CredentialCache::new(Arc::new(delegation::SystemClock)),
@@ -253,10 +270,62 @@ impl Services {
         Ok(storage)
     }
 
-    /// The warehouse changed: its opened storage goes, and (rare enough to start over) every
-    /// cached table.
+    /// Every warehouse with its storage profile (`None` where the stored profile does not
+    /// decode), in the store's order, without a database read or a decode while no
+    /// warehouse changed.
+    pub(crate) async fn warehouse_profiles(&self) -> Result<Arc<WarehouseList>> {
+        use std::sync::atomic::Ordering;
+        let generation = {
+            let slot = self
+                .inner
+                .profiles
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(list) = &slot.list {
+                if !self.inner.feed_down.load(Ordering::Acquire) {
+                    return Ok(list.clone());
+                }
+            }
+            slot.generation
+        };
+        let list: Arc<WarehouseList> = Arc::new(
+            self.store()
+                .list_warehouses()
+                .await?
+                .into_iter()
+                .map(|w| {
+                    let profile = Self::decode_profile(&w).ok();
+                    (w, profile)
+                })
+                .collect(),
+        );
+        let mut slot = self
+            .inner
+            .profiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // A warehouse changed while the list was read: use it once, do not keep it.
+        if slot.generation == generation && !self.inner.feed_down.load(Ordering::Acquire) {
+            slot.list = Some(list.clone());
+        }
+        Ok(list)
+    }
+
+    fn forget_warehouse_profiles(&self) {
+        let mut slot = self
+            .inner
+            .profiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        slot.generation += 1;
+        slot.list = None;
+    }
+
+    /// The warehouse changed: its opened storage goes, the list of profiles, and (rare
+    /// enough to start over) every cached table.
     pub(crate) fn forget_storage(&self, id: Uuid) {
         self.table_cache().clear();
+        self.forget_warehouse_profiles();
         self.inner
             .storages
             .lock()
@@ -282,6 +351,10 @@ impl Services {
                 self.policy_cache().set_bypass(lost);
                 self.principal_cache().set_bypass(lost);
                 self.table_cache().set_bypass(lost);
+                self.inner
+                    .feed_down
+                    .store(lost, std::sync::atomic::Ordering::Release);
+                self.forget_warehouse_profiles();
                 self.identity_changed();
                 self.authenticators().forget_cached();
                 self.inner

@@ -209,15 +209,15 @@ impl Services {
             created_at: n,
             updated_at: n,
         };
-        self.store()
-            .create_warehouse(&rec)
-            .await
-            .map_err(|e| match e {
-                sluice_store::StoreError::AlreadyExists(_) => {
-                    ServiceError::AlreadyExists(format!("warehouse '{name}' already exists"))
-                }
-                other => other.into(),
-            })?;
+        let created = self.store().create_warehouse(&rec).await;
+        // The list unscoped sign requests search must include it.
+        self.forget_storage(rec.id);
+        created.map_err(|e| match e {
+            sluice_store::StoreError::AlreadyExists(_) => {
+                ServiceError::AlreadyExists(format!("warehouse '{name}' already exists"))
+            }
+            other => other.into(),
+        })?;
         Ok(Audited {
             value: Self::warehouse_info(&rec)?,
             name: rec.name.clone(),
@@ -274,8 +274,9 @@ impl Services {
 
     async fn save(&self, mut rec: WarehouseRecord) -> Result<WarehouseInfo> {
         rec.updated_at = now();
-        self.store().update_warehouse(&rec).await?;
+        let saved = self.store().update_warehouse(&rec).await;
         self.forget_storage(rec.id);
+        saved?;
         Self::warehouse_info(&rec)
     }
 
