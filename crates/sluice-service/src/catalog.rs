@@ -833,7 +833,9 @@ impl Services {
         snapshots: SnapshotsMode,
         delegation: &AccessDelegation,
     ) -> Result<LoadTableResult> {
-        let t = self.visible_table_at(caller, prefix, ns, table).await?;
+        let t = self
+            .visible_table_at_cached(caller, prefix, ns, table)
+            .await?;
         let cached = self.cached_table(&t, snapshots).await?;
         let profile = Self::decode_profile(t.warehouse())?;
         let delegated = self

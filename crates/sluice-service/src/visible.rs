@@ -317,6 +317,19 @@ impl Services {
         self.visible_table(caller, wh, ns, table).await
     }
 
+    /// [`Services::visible_table_at`] with the warehouse resolved from memory (load-table).
+    pub(crate) async fn visible_table_at_cached(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        table: &str,
+    ) -> Result<VisibleTable> {
+        let wh = self.resolve_warehouse_cached(prefix).await?;
+        let ns = parse_namespace(ns)?;
+        self.visible_table(caller, wh, ns, table).await
+    }
+
     /// The visible table's row; missing is the same 404 as not visible.
     pub(crate) async fn table_record(&self, t: &VisibleTable) -> Result<TableRecord> {
         self.store()

@@ -685,6 +685,24 @@ impl Services {
             Some(r) => Some(r),
             None => self.store().get_warehouse_by_name(prefix).await?,
         };
+        Self::active_warehouse(prefix, rec)
+    }
+
+    /// [`Services::resolve_warehouse`] from the in-memory list of warehouses (the one the
+    /// unscoped signer searches), for reads that must not pay a database round trip
+    /// (load-table). The list goes with every warehouse change here and, through the feed,
+    /// on other replicas.
+    pub(crate) async fn resolve_warehouse_cached(&self, prefix: &str) -> Result<WarehouseRecord> {
+        let list = self.warehouse_profiles().await?;
+        let rec = Uuid::parse_str(prefix)
+            .ok()
+            .and_then(|id| list.iter().find(|(w, _)| w.id == id))
+            .or_else(|| list.iter().find(|(w, _)| w.name == prefix))
+            .map(|(w, _)| w.clone());
+        Self::active_warehouse(prefix, rec)
+    }
+
+    fn active_warehouse(prefix: &str, rec: Option<WarehouseRecord>) -> Result<WarehouseRecord> {
         let rec = rec.ok_or_else(|| {
             ServiceError::NoSuchWarehouse(format!("warehouse '{prefix}' does not exist"))
         })?;
