@@ -909,8 +909,11 @@ impl Services {
         ns: &str,
         table: &str,
     ) -> Result<()> {
-        let t = self.visible_table_at(caller, prefix, ns, table).await?;
-        self.table_record(&t).await.map(|_| ())
+        // From memory like a load: engines ask before they load.
+        let t = self
+            .visible_table_at_cached(caller, prefix, ns, table)
+            .await?;
+        self.cached_table(&t, SnapshotsMode::All).await.map(|_| ())
     }
 
     pub async fn report_metrics(
@@ -1333,6 +1336,8 @@ impl Services {
                 StoreError::NotFound(_) => no_such_table(ns, table),
                 other => other.into(),
             })?;
+        // Gone now, not only once the files are purged.
+        self.tables_changed([rec.id]);
         if purge {
             let storage = self.storage_for(wh)?;
             // The table is already gone from the catalog; a purge failure leaves files
