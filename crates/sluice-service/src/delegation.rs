@@ -143,6 +143,9 @@ pub(crate) struct CacheKey {
     pub warehouse_version: i64,
     pub table: Uuid,
     pub level: AccessLevel,
+    /// Temporary gateway credentials name their issuer (user, access key); cloud
+    /// credentials are the same for every caller (`None`).
+    pub issuer: Option<(Uuid, Option<String>)>,
 }
 
 /// Per-(warehouse, table, access level) cache. Callers asking for the same key at once
@@ -219,6 +222,7 @@ impl Services {
             warehouse_version: wh.updated_at.timestamp_millis(),
             table: table.id,
             level,
+            issuer: None,
         };
         let session = format!("sluice-{}", caller.user_name);
         self.credential_cache()
@@ -229,6 +233,91 @@ impl Services {
                     .map_err(Into::into)
             })
             .await
+    }
+
+    /// Temporary gateway credentials for a table of a warehouse the gateway serves, reused
+    /// per (user, access key, table, level) like cloud credentials.
+    async fn vend_gateway(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        table: &TableRecord,
+        base_url: &str,
+    ) -> Result<TableCredentials> {
+        let level = self.access_level(caller, wh, table).await?;
+        let key = CacheKey {
+            warehouse: wh.id,
+            warehouse_version: wh.updated_at.timestamp_millis(),
+            table: table.id,
+            level,
+            issuer: Some((caller.user_id, caller.access_key_id.clone())),
+        };
+        self.credential_cache()
+            .get_or_fetch(key, || {
+                self.mint_gateway_credentials(caller, wh, table, level, base_url)
+            })
+            .await
+    }
+
+    /// `delegate_access` for a warehouse the gateway serves: temporary gateway credentials
+    /// for vended-credentials; the gateway's endpoint either way, so that a client with
+    /// its own Sluice key can reach the files too.
+    async fn delegate_through_gateway(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        table: &TableRecord,
+        delegation: &AccessDelegation,
+    ) -> Result<Delegated> {
+        let mut config = HashMap::from([
+            ("s3.path-style-access".to_string(), "true".to_string()),
+            (
+                "s3.region".to_string(),
+                self.config().gateway.region.clone(),
+            ),
+            (
+                "client.region".to_string(),
+                self.config().gateway.region.clone(),
+            ),
+        ]);
+        let endpoint = self.gateway_endpoint(&delegation.base_url);
+        if let Ok(e) = &endpoint {
+            config.insert("s3.endpoint".into(), e.clone());
+        }
+        if !delegation.requested() {
+            return Ok(Delegated {
+                config,
+                storage_credentials: vec![],
+                outcome: None,
+            });
+        }
+        if !delegation.vended_credentials {
+            let reason = "no remote signing: the warehouse is served through the S3 gateway, \
+                          which vends temporary credentials (ask for vended-credentials)"
+                .to_string();
+            return Ok(Delegated::none(config, reason));
+        }
+        if let Err(ServiceError::BadRequest(m)) = endpoint {
+            return Ok(Delegated::none(
+                config,
+                format!("no vended credentials: {m}"),
+            ));
+        }
+        let res = resource::table(&wh.name, table.namespace.parts(), &table.name);
+        self.authorize(caller, Action::VendCredentials, &res)
+            .await?;
+        let creds = self
+            .vend_gateway(caller, wh, table, &delegation.base_url)
+            .await?;
+        config.extend(creds.config.clone());
+        Ok(Delegated {
+            config,
+            storage_credentials: vec![StorageCredentialEntry {
+                prefix: table.location.clone(),
+                config: creds.config,
+            }],
+            outcome: Some(DelegationOutcome::VendedCredentials),
+        })
     }
 
     /// Extra `config` and `storage-credentials` for a load/create/register response,
@@ -249,6 +338,11 @@ impl Services {
         staged: bool,
         delegation: &AccessDelegation,
     ) -> Result<Delegated> {
+        if profile.gateway_served() {
+            return self
+                .delegate_through_gateway(caller, wh, table, delegation)
+                .await;
+        }
         let config = profile.table_config();
         if !delegation.requested() {
             return Ok(Delegated {
@@ -352,6 +446,7 @@ impl Services {
         prefix: &str,
         ns: &str,
         table: &str,
+        base_url: &str,
     ) -> Result<LoadCredentialsResponse> {
         let t = self.visible_table_at(caller, prefix, ns, table).await?;
         self.authorize(caller, Action::VendCredentials, t.resource())
@@ -359,6 +454,15 @@ impl Services {
         let rec = self.table_record(&t).await?;
         let wh = t.warehouse();
         let profile = Self::decode_profile(wh)?;
+        if profile.gateway_served() {
+            let creds = self.vend_gateway(caller, wh, &rec, base_url).await?;
+            return Ok(LoadCredentialsResponse {
+                storage_credentials: vec![StorageCredentialEntry {
+                    prefix: rec.location.clone(),
+                    config: creds.config,
+                }],
+            });
+        }
         if profile.needs_no_credentials() {
             return Ok(LoadCredentialsResponse {
                 storage_credentials: vec![],
@@ -636,6 +740,7 @@ mod tests {
             warehouse_version: 0,
             table: Uuid::nil(),
             level: AccessLevel::Read,
+            issuer: None,
         }
     }
 

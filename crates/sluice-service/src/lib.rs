@@ -10,6 +10,7 @@ pub mod delegation;
 pub mod error;
 mod field_ids;
 pub mod gateway;
+pub mod gateway_creds;
 pub mod identity;
 pub mod login;
 mod metadata_json;
@@ -45,6 +46,30 @@ pub struct ServiceConfig {
     /// How long the background purge holds a claimed deleted table; a replica that dies
     /// mid-purge blocks that table for at most this long before another takes it over.
     pub purge_lease: std::time::Duration,
+    /// What temporary S3 gateway credentials say and how long they live.
+    pub gateway: GatewaySettings,
+}
+
+/// The S3 gateway as vended credentials describe it.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// The region clients sign for (`s3_region`).
+    pub region: String,
+    /// The gateway's URL for clients (`s3_public_endpoint`); unset, the address it listens
+    /// on ([`Services::set_gateway_address`]).
+    pub public_endpoint: Option<String>,
+    /// Lifetime of temporary gateway credentials (`gateway_credentials_ttl_seconds`).
+    pub credentials_ttl: std::time::Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            region: "us-east-1".into(),
+            public_endpoint: None,
+            credentials_ttl: gateway_creds::DEFAULT_GATEWAY_CREDENTIALS_TTL,
+        }
+    }
 }
 
 impl ServiceConfig {
@@ -54,6 +79,7 @@ impl ServiceConfig {
             storage: sluice_storage::StorageSettings::default(),
             policy_cache_ttl: authz::POLICY_CACHE_TTL,
             purge_lease: soft_delete::PURGE_LEASE,
+            gateway: GatewaySettings::default(),
         }
     }
 }
@@ -77,6 +103,8 @@ struct Inner {
     credentials: delegation::CredentialCache,
     identity: login::IdentityProviders,
     authenticators: authn::Chain,
+    /// Where the S3 gateway listens, once it does.
+    gateway_address: std::sync::RwLock<Option<std::net::SocketAddr>>,
 }
 
 impl Services {
@@ -120,6 +148,7 @@ impl Services {
                 credentials: delegation::CredentialCache::new(Arc::new(delegation::SystemClock)),
                 identity,
                 authenticators,
+                gateway_address: std::sync::RwLock::new(None),
             }),
         }
     }
@@ -225,7 +254,11 @@ impl Services {
         }
         let profile = Self::decode_profile(w)?;
         let cred = self.decrypt_credential(w)?;
-        let storage = Storage::open_with(&profile, cred.as_ref(), &self.config().storage)?;
+        let public = profile
+            .gateway_served()
+            .then(|| Self::warehouse_base(&w.name, &profile));
+        let storage =
+            Storage::open_served(&profile, cred.as_ref(), &self.config().storage, public)?;
         self.inner
             .storages
             .lock()

@@ -28,6 +28,14 @@ pub struct FileProfile {
     /// Absolute directory path, without trailing '/'.
     #[serde(deserialize_with = "de_file_root")]
     pub root: String,
+    /// Served through the S3 gateway: table locations are `s3://<warehouse>/…` and clients
+    /// get temporary gateway credentials instead of `file://` paths.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub gateway: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -484,6 +492,13 @@ pub(crate) fn is_within(location: &str, base: &str) -> bool {
 }
 
 impl StorageProfile {
+    /// Whether clients reach this storage through the S3 gateway (`gateway: true`): then
+    /// its table locations are `s3://<warehouse>/…` and its delegation is gateway
+    /// credentials.
+    pub fn gateway_served(&self) -> bool {
+        matches!(self, StorageProfile::File(f) if f.gateway)
+    }
+
     /// "file" or "s3", as on the wire.
     pub fn storage_type(&self) -> &'static str {
         match self {
@@ -802,7 +817,10 @@ mod tests {
     }
 
     fn file(root: &str) -> StorageProfile {
-        StorageProfile::File(FileProfile { root: root.into() })
+        StorageProfile::File(FileProfile {
+            root: root.into(),
+            gateway: false,
+        })
     }
 
     fn s3p(p: &StorageProfile) -> &S3Profile {

@@ -1006,6 +1006,7 @@ mod tests {
         let st = Storage::open(
             &StorageProfile::File(crate::profile::FileProfile {
                 root: tmp.path().to_string_lossy().into(),
+                gateway: false,
             }),
             None,
         )
