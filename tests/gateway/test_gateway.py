@@ -324,6 +324,42 @@ def test_duckdb_reads_and_writes_parquet_through_the_gateway(server, default_bas
     del ext_dir
 
 
+def _duckdb_with(*extensions: str):
+    """A DuckDB connection with the named extensions loaded from their Python packages'
+    folders (no download, no autoinstall)."""
+    import duckdb
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
+    for name in extensions:
+        files = list(Path(__import__(f"duckdb_extension_{name}").__file__).parent.rglob(f"{name}.duckdb_extension"))
+        assert files, f"{name} extension file not found in its package"
+        con.execute(f"LOAD '{files[0]}'")
+    return con
+
+
+def test_duckdb_iceberg_reads_and_inserts_into_the_embedded_default(server):
+    """DuckDB's iceberg extension ATTACHes the REST catalog with an iceberg secret holding
+    the Sluice key; the table's files come and go through the gateway with the temporary
+    credentials vended with each table (DuckDB has no S3 settings of its own)."""
+    ns = unique("duckice").replace("-", "_")
+    create_table(server, "default", ns, "events")
+    con = _duckdb_with("httpfs", "avro", "iceberg")
+    con.execute(
+        f"CREATE SECRET sluice (TYPE iceberg, CLIENT_ID '{ADMIN_KEY}', CLIENT_SECRET '{ADMIN_SECRET}', "
+        f"OAUTH2_SERVER_URI '{server.api}/v1/oauth/tokens')"
+    )
+    con.execute(f"ATTACH 'default' AS lake (TYPE iceberg, SECRET sluice, ENDPOINT '{server.api}')")
+    con.execute(f"INSERT INTO lake.{ns}.events SELECT range AS x FROM range(0, 100)")
+    n, total = con.execute(f"SELECT count(*), sum(x) FROM lake.{ns}.events").fetchone()
+    assert (n, total) == (100, sum(range(100)))
+    con.execute(f"INSERT INTO lake.{ns}.events VALUES (1000)")
+    assert con.execute(f"SELECT count(*), max(x) FROM lake.{ns}.events").fetchone() == (101, 1000)
+    # The data files are on the server's disk, under the table's directory.
+    loc = server.mgmt("GET", f"/v1/default/namespaces/{ns}/tables/events").json()["metadata"]["location"]
+    root = server.data_dir / "warehouse" / loc.removeprefix("s3://default/")
+    assert any(p.suffix == ".parquet" for p in root.rglob("*")), list(root.rglob("*"))
+
+
 # ---------------------------------------------------------------------------- s3s-fs backed
 
 
