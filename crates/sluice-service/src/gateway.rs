@@ -204,14 +204,19 @@ impl Services {
 
     fn gateway_denied(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         bucket: &GatewayWarehouse,
         key: &str,
         reason: &str,
     ) -> ServiceError {
+        // A temporary key is logged as itself; the key it was issued to stays in the audit log.
+        let key_id = caller
+            .scope()
+            .map(|s| s.key_id())
+            .or(caller.access_key_id.as_deref());
         tracing::info!(
             user = %caller.user_name,
-            access_key_id = caller.access_key_id.as_deref().unwrap_or("-"),
+            access_key_id = key_id.unwrap_or("-"),
             bucket = %bucket.warehouse.name,
             key,
             reason,

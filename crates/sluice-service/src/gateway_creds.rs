@@ -24,9 +24,10 @@ use serde::{Deserialize, Serialize};
 use sluice_auth::policy::resource;
 use sluice_core::{Principal, Secret};
 use sluice_storage::{AccessLevel, TableCredentials};
-use sluice_store::{AuditRecord, TableRecord, WarehouseRecord};
+use sluice_store::{AuditRecord, WarehouseRecord};
 use uuid::Uuid;
 
+use crate::delegation::GatewayTable;
 use crate::gateway::ObjectAccess;
 use crate::{Result, ServiceError, Services};
 
@@ -87,6 +88,7 @@ struct SessionClaims {
 /// What temporary credentials confine their requests to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionScope {
+    key_id: String,
     warehouse: Uuid,
     location: String,
     write: bool,
@@ -108,6 +110,11 @@ impl SessionScope {
 
     pub(crate) fn warehouse(&self) -> Uuid {
         self.warehouse
+    }
+
+    /// The temporary access key id.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
     }
 }
 
@@ -174,7 +181,7 @@ impl Services {
         &self,
         caller: &Principal,
         wh: &WarehouseRecord,
-        table: &TableRecord,
+        table: GatewayTable<'_>,
         level: AccessLevel,
         base_url: &str,
     ) -> Result<TableCredentials> {
@@ -192,7 +199,7 @@ impl Services {
             parent_key: caller.access_key_id.clone(),
             warehouse: wh.id,
             table: table.id,
-            location: table.location.clone(),
+            location: table.location.to_string(),
             write,
             expires_ms: expiration.timestamp_millis(),
         };
@@ -222,7 +229,7 @@ impl Services {
             actor_id: Some(caller.user_id),
             actor_name: caller.user_name.clone(),
             action: GATEWAY_CREDENTIALS_AUDIT_ACTION.into(),
-            target: resource::table(&wh.name, table.namespace.parts(), &table.name),
+            target: resource::table(&wh.name, table.namespace.parts(), table.name),
             result: "success".into(),
             detail: Some(format!(
                 "access-key-id {key}; table-id {}; level {level_name}; expires {}; via {}",
@@ -332,6 +339,7 @@ impl Services {
         Ok(GatewayCaller {
             principal,
             scope: Some(SessionScope {
+                key_id: claims.key,
                 warehouse: claims.warehouse,
                 location: claims.location,
                 write: claims.write,
@@ -359,6 +367,7 @@ mod tests {
     #[test]
     fn scope_is_strictly_below_the_table() {
         let s = SessionScope {
+            key_id: "ASIAAAAAAAAAAAAAAAAA".into(),
             warehouse: Uuid::nil(),
             location: "s3://wh/ns/t1".into(),
             write: false,
