@@ -116,6 +116,14 @@ pub struct S3Profile {
         skip_serializing_if = "Option::is_none"
     )]
     pub aws_kms_key_arn: Option<String>,
+    /// Fronted by the S3 gateway: see [`FileProfile::gateway`]. Clients get gateway
+    /// credentials and `s3://<warehouse>/…` locations instead of the bucket's own.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub gateway: bool,
 }
 
 pub const DEFAULT_STS_TOKEN_VALIDITY_SECONDS: u64 = 3600;
@@ -213,6 +221,7 @@ impl S3Profile {
             remote_signing_url_style: RemoteSigningUrlStyle::Auto,
             push_s3_delete_disabled: true,
             aws_kms_key_arn: None,
+            gateway: false,
         }
     }
 
@@ -496,7 +505,11 @@ impl StorageProfile {
     /// its table locations are `s3://<warehouse>/…` and its delegation is gateway
     /// credentials.
     pub fn gateway_served(&self) -> bool {
-        matches!(self, StorageProfile::File(f) if f.gateway)
+        match self {
+            StorageProfile::File(f) => f.gateway,
+            StorageProfile::S3(s) => s.gateway,
+            StorageProfile::Gcs(_) | StorageProfile::Adls(_) => false,
+        }
     }
 
     /// "file" or "s3", as on the wire.
