@@ -708,3 +708,53 @@ async fn remote_signing_uses_a_temporary_key_the_gateway_accepts() {
     assert_eq!(status, 403, "{s}");
     lake.stop().await;
 }
+
+/// A presigned URL made with temporary credentials carries the session token in its query
+/// (`X-Amz-Security-Token`, signed) and works with a plain HTTP client.
+#[tokio::test]
+async fn presigned_urls_carry_the_session_token() {
+    let (lake, a, _) = lake_with_tables(3600).await;
+    let t = Temp::from_config(&lake.load((KEY_ID, SECRET), "a").await["config"]);
+    let file = path_of(&a, "data/p.parquet");
+    let (status, body) = lake.temp_s3(&t, "PUT", &file, b"presigned").await;
+    assert_eq!(status, 200, "{body}");
+
+    let uri = format!("{}{file}", lake.s3);
+    let identity = aws_credential_types::Credentials::new(
+        &t.key,
+        &t.secret,
+        Some(t.token.clone()),
+        None,
+        "test",
+    )
+    .into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = aws_sigv4::http_request::SignatureLocation::QueryParams;
+    settings.expires_in = Some(std::time::Duration::from_secs(300));
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        "GET",
+        uri.as_str(),
+        std::iter::empty(),
+        SignableBody::UnsignedPayload,
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut url = url::Url::parse(&uri).unwrap();
+    for (k, v) in instructions.params() {
+        url.query_pairs_mut().append_pair(k, v);
+    }
+    assert!(url.as_str().contains("X-Amz-Security-Token="), "{url}");
+    let resp = Client::new().get(url.as_str()).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.unwrap(), "presigned");
+    lake.stop().await;
+}
