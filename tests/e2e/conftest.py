@@ -552,8 +552,14 @@ class Warehouse:
             from urllib.parse import unquote, urlparse
 
             parsed = urlparse(location)
-            assert parsed.scheme == "file", location
-            root = Path(unquote(parsed.path))
+            if parsed.scheme == "s3":
+                # The embedded default is served through the S3 gateway: s3://default/<path>
+                # is <data dir>/warehouse/<path> on the server's disk.
+                assert parsed.netloc == self.name, location
+                root = self.server.data_dir / "warehouse" / unquote(parsed.path).lstrip("/")
+            else:
+                assert parsed.scheme == "file", location
+                root = Path(unquote(parsed.path))
             if not root.exists():
                 return []
             return sorted(str(p) for p in root.rglob("*") if p.is_file())

@@ -96,7 +96,9 @@ def test_viewer_can_read_but_not_write(server, admin_catalog, admin_table):
         cat.create_table((ns, "viewer_made"), schema=SCHEMA)
     with pytest.raises(ForbiddenError):
         cat.create_namespace(unique("viewer_ns"))
-    with pytest.raises(ForbiddenError):
+    # The embedded default is served through the S3 gateway: the viewer's vended credentials
+    # are read-only, so the data file itself is refused, before any commit is attempted.
+    with pytest.raises(OSError, match="ACCESS_DENIED"):
         table.append(rows(100, 2))
     with pytest.raises(ForbiddenError):
         cat.drop_table((ns, tname))

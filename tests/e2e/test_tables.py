@@ -27,7 +27,8 @@ from util import (
 
 
 def _location_prefix(warehouse) -> str:
-    return "file://" if warehouse.kind == "file" else f"s3://{warehouse.s3.bucket}/"
+    # The embedded default (kind "file") is served through the S3 gateway: s3://default/….
+    return "s3://default/" if warehouse.kind == "file" else f"s3://{warehouse.s3.bucket}/"
 
 
 def test_create_table_defaults(catalog, warehouse, ns):

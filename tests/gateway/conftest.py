@@ -196,7 +196,8 @@ def warehouse_key(location: str, base: str) -> str:
 
 @pytest.fixture(scope="session")
 def default_base(server: Server) -> str:
-    return "file://" + str(server.data_dir / "warehouse")
+    # The embedded default is served through the gateway: its tables live at s3://default/….
+    return "s3://default"
 
 
 @dataclass

@@ -15,10 +15,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import boto3
 import botocore
 import pytest
 import requests
 from botocore.auth import S3SigV4Auth
+from botocore.config import Config
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
@@ -26,6 +28,9 @@ from botocore.exceptions import ClientError
 from conftest import (
     ADMIN_KEY,
     ADMIN_SECRET,
+    MGMT,
+    S3S_BUCKET,
+    S3S_KEY,
     S3S_PREFIX,
     create_policy,
     create_table,
@@ -324,6 +329,42 @@ def test_duckdb_reads_and_writes_parquet_through_the_gateway(server, default_bas
     del ext_dir
 
 
+def _duckdb_with(*extensions: str):
+    """A DuckDB connection with the named extensions loaded from their Python packages'
+    folders (no download, no autoinstall)."""
+    import duckdb
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
+    for name in extensions:
+        files = list(Path(__import__(f"duckdb_extension_{name}").__file__).parent.rglob(f"{name}.duckdb_extension"))
+        assert files, f"{name} extension file not found in its package"
+        con.execute(f"LOAD '{files[0]}'")
+    return con
+
+
+def test_duckdb_iceberg_reads_and_inserts_into_the_embedded_default(server):
+    """DuckDB's iceberg extension ATTACHes the REST catalog with an iceberg secret holding
+    the Sluice key; the table's files come and go through the gateway with the temporary
+    credentials vended with each table (DuckDB has no S3 settings of its own)."""
+    ns = unique("duckice").replace("-", "_")
+    create_table(server, "default", ns, "events")
+    con = _duckdb_with("httpfs", "avro", "iceberg")
+    con.execute(
+        f"CREATE SECRET sluice (TYPE iceberg, CLIENT_ID '{ADMIN_KEY}', CLIENT_SECRET '{ADMIN_SECRET}', "
+        f"OAUTH2_SERVER_URI '{server.api}/v1/oauth/tokens')"
+    )
+    con.execute(f"ATTACH 'default' AS lake (TYPE iceberg, SECRET sluice, ENDPOINT '{server.api}')")
+    con.execute(f"INSERT INTO lake.{ns}.events SELECT range AS x FROM range(0, 100)")
+    n, total = con.execute(f"SELECT count(*), sum(x) FROM lake.{ns}.events").fetchone()
+    assert (n, total) == (100, sum(range(100)))
+    con.execute(f"INSERT INTO lake.{ns}.events VALUES (1000)")
+    assert con.execute(f"SELECT count(*), max(x) FROM lake.{ns}.events").fetchone() == (101, 1000)
+    # The data files are on the server's disk, under the table's directory.
+    loc = server.mgmt("GET", f"/v1/default/namespaces/{ns}/tables/events").json()["metadata"]["location"]
+    root = server.data_dir / "warehouse" / loc.removeprefix("s3://default/")
+    assert any(p.suffix == ".parquet" for p in root.rglob("*")), list(root.rglob("*"))
+
+
 # ---------------------------------------------------------------------------- s3s-fs backed
 
 
@@ -336,6 +377,55 @@ def test_s3_warehouse_on_s3s_fs(server, admin_s3, s3_warehouse, s3s_fs):
     assert [o["Key"] for o in admin_s3.list_objects_v2(Bucket=s3_warehouse, Prefix="raw/")["Contents"]] == ["raw/blob.bin"]
     admin_s3.delete_object(Bucket=s3_warehouse, Key="raw/blob.bin")
     assert not landed.exists()
+
+
+def test_gateway_fronted_s3_warehouse_vends_gateway_credentials(server, s3s_fs):
+    """An S3 warehouse on s3s-fs with `"gateway": true`: tables are at s3://<warehouse>/…,
+    vended credentials are temporary gateway credentials, and the bytes written with them
+    land in s3s-fs under the warehouse's key prefix."""
+    body = {
+        "warehouse-name": "s3front",
+        "storage-profile": {
+            "type": "s3", "bucket": S3S_BUCKET, "key-prefix": "fronted", "region": "us-east-1",
+            "endpoint": s3s_fs.endpoint, "path-style-access": True, "flavor": "s3-compat",
+            "sts-enabled": False, "gateway": True,
+        },
+        "storage-credential": {
+            "type": "s3", "credential-type": "access-key",
+            "aws-access-key-id": S3S_KEY[0], "aws-secret-access-key": S3S_KEY[1],
+        },
+        "delete-profile": {"type": "hard"},
+    }
+    r = server.mgmt("POST", f"{MGMT}/warehouse", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["location"] == "s3://s3front", r.json()
+    ns = unique("front").replace("-", "_")
+    location = create_table(server, "s3front", ns, "t")
+    assert location.startswith("s3://s3front/"), location
+    r = server.mgmt(
+        "GET", f"/v1/s3front/namespaces/{ns}/tables/t", headers={"X-Iceberg-Access-Delegation": "vended-credentials"}
+    )
+    assert r.status_code == 200, r.text
+    cfg = r.json()["config"]
+    assert cfg["s3.access-key-id"].startswith("ASIA"), cfg.keys()
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=cfg["s3.endpoint"],
+        aws_access_key_id=cfg["s3.access-key-id"],
+        aws_secret_access_key=cfg["s3.secret-access-key"],
+        aws_session_token=cfg["s3.session-token"],
+        region_name=cfg["s3.region"],
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    key = location.removeprefix("s3://s3front/") + "/data/f.bin"
+    s3.put_object(Bucket="s3front", Key=key, Body=b"fronted bytes")
+    assert s3.get_object(Bucket="s3front", Key=key)["Body"].read() == b"fronted bytes"
+    assert (s3s_fs.root / S3S_BUCKET / "fronted" / key).read_bytes() == b"fronted bytes"
+    code, status = error_of(s3.put_object, Bucket="s3front", Key="elsewhere/f.bin", Body=b"x")
+    assert (code, status) == ("AccessDenied", 403)
+    # The metadata file the server wrote through the same mapping is readable too.
+    meta = r.json()["metadata-location"].removeprefix("s3://s3front/")
+    assert b"format-version" in s3.get_object(Bucket="s3front", Key=meta)["Body"].read()
 
 
 # ----------------------------------------------------------------------------- authorization

@@ -135,6 +135,11 @@ pub struct StorageProfileSchema {
     #[serde(rename = "type")]
     #[schema(inline)]
     kind: StorageTypeSchema,
+    /// `file` and `s3` only: serve the warehouse through the S3 gateway — table locations
+    /// `s3://<warehouse>/…`, temporary gateway credentials for vended-credentials and remote
+    /// signing. Default `false` (the embedded `default` warehouse is created with `true`).
+    #[serde(default)]
+    gateway: Option<bool>,
 }
 
 /// A storage credential, e.g.

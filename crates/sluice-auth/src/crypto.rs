@@ -87,6 +87,9 @@ impl KeyMaterial {
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    /// A key of its own for [`SecretBox::mac`], derived from the master key so that no MAC
+    /// output is ever computed under the encryption key itself.
+    mac_key: Zeroizing<[u8; 32]>,
 }
 
 const VERSION: u8 = 1;
@@ -95,7 +98,17 @@ impl SecretBox {
     pub fn new(key: &KeyMaterial) -> Self {
         SecretBox {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.bytes())),
+            mac_key: Zeroizing::new(hmac_sha256(key.bytes(), &[b"sluice-mac-key-v1"])),
         }
+    }
+
+    /// HMAC-SHA256 of `data` under a key derived from the master key, separated by
+    /// `purpose`: a value every replica derives alike and nobody without the key can.
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(hmac_sha256(
+            &self.mac_key[..],
+            &[purpose.as_bytes(), &[0u8], data],
+        ))
     }
 
     pub fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
@@ -121,9 +134,31 @@ impl SecretBox {
     }
 }
 
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    // HMAC accepts keys of any length.
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key");
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mac_is_keyed_and_separated_by_purpose() {
+        let k = KeyMaterial::random();
+        let (a, b) = (SecretBox::new(&k), SecretBox::new(&k));
+        assert_eq!(*a.mac("p", b"x"), *b.mac("p", b"x"));
+        assert_ne!(*a.mac("p", b"x"), *a.mac("q", b"x"));
+        assert_ne!(
+            *a.mac("p", b"x"),
+            *SecretBox::new(&KeyMaterial::random()).mac("p", b"x")
+        );
+    }
 
     #[test]
     fn roundtrip_and_tamper() {

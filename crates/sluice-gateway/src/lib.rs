@@ -17,8 +17,8 @@ use s3s::host::{S3Host, VirtualHost};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::validation::NameValidation;
 use s3s::{S3Request, S3Result};
-use sluice_core::Principal;
 use sluice_service::gateway::GatewayWarehouse;
+use sluice_service::gateway_creds::{is_temporary_key_id, GatewayCaller, SessionRefusal};
 use sluice_service::Services;
 
 pub use error::to_s3_error;
@@ -67,23 +67,42 @@ impl Gateway {
     }
 
     /// The user whose key signed the request. `s3s` has verified the signature with this
-    /// key's secret before any operation runs; anonymous requests are refused.
-    async fn caller<T>(&self, req: &S3Request<T>) -> S3Result<Principal> {
+    /// key's secret before any operation runs; anonymous requests are refused. A temporary
+    /// key also needs its session token (signed with the request), which confines it.
+    async fn caller<T>(&self, req: &S3Request<T>) -> S3Result<GatewayCaller> {
         let Some(creds) = &req.credentials else {
             return Err(s3s::s3_error!(
                 AccessDenied,
                 "anonymous requests are not allowed"
             ));
         };
+        if is_temporary_key_id(&creds.access_key) {
+            let token = session_token(req);
+            return self
+                .services
+                .gateway_session(&creds.access_key, token.as_deref())
+                .await
+                .map_err(|e| {
+                    tracing::info!(access_key_id = %creds.access_key, reason = %e, "S3 gateway: temporary credentials refused");
+                    match e {
+                        SessionRefusal::Invalid(m) => s3s::s3_error!(InvalidToken, "{m}"),
+                        SessionRefusal::Expired => {
+                            s3s::s3_error!(ExpiredToken, "The provided token has expired.")
+                        }
+                        SessionRefusal::Revoked(m) => s3s::s3_error!(InvalidAccessKeyId, "{m}"),
+                        SessionRefusal::Failed(e) => to_s3_error(e),
+                    }
+                });
+        }
         let (principal, _secret) = self
             .services
             .gateway_secret(&creds.access_key)
             .await
             .map_err(to_s3_error)?;
-        Ok(principal)
+        Ok(principal.into())
     }
 
-    async fn bucket(&self, caller: &Principal, name: &str) -> S3Result<GatewayWarehouse> {
+    async fn bucket(&self, caller: &GatewayCaller, name: &str) -> S3Result<GatewayWarehouse> {
         self.services
             .gateway_bucket(caller, name)
             .await
@@ -99,6 +118,9 @@ struct SluiceAuth {
 #[async_trait::async_trait]
 impl S3Auth for SluiceAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        if let Some(secret) = self.services.gateway_temporary_secret(access_key) {
+            return Ok(SecretKey::from(secret.expose()));
+        }
         match self.services.gateway_secret(access_key).await {
             Ok((_, secret)) => Ok(SecretKey::from(secret.expose())),
             Err(e) => {
@@ -107,6 +129,19 @@ impl S3Auth for SluiceAuth {
             }
         }
     }
+}
+
+/// The session token of a request signed with temporary credentials: the
+/// `X-Amz-Security-Token` header, or the query parameter of a presigned URL. Both are
+/// covered by the signature s3s checked.
+fn session_token<T>(req: &S3Request<T>) -> Option<String> {
+    if let Some(v) = req.headers.get("x-amz-security-token") {
+        return v.to_str().ok().map(str::to_string);
+    }
+    let query = req.uri.query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "X-Amz-Security-Token")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Path style always; `<bucket>.<domain>` when a domain is configured.

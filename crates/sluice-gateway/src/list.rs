@@ -5,7 +5,7 @@
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
-use sluice_core::Principal;
+use sluice_service::gateway_creds::GatewayCaller;
 use sluice_storage::ObjectInfo;
 
 use crate::error::{storage_error, to_s3_error};
@@ -105,7 +105,7 @@ fn wants_url(e: &Option<EncodingType>) -> S3Result<bool> {
 impl Gateway {
     async fn listed(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         bucket: &str,
         prefix: &str,
         delimiter: Option<&str>,
@@ -138,7 +138,7 @@ impl Gateway {
 
     pub(crate) async fn list_v2(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         input: ListObjectsV2Input,
     ) -> S3Result<ListObjectsV2Output> {
         let url = wants_url(&input.encoding_type)?;
@@ -179,7 +179,7 @@ impl Gateway {
 
     pub(crate) async fn list_v1(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         input: ListObjectsInput,
     ) -> S3Result<ListObjectsOutput> {
         let url = wants_url(&input.encoding_type)?;

@@ -9,8 +9,8 @@ use futures::StreamExt;
 use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
-use sluice_core::Principal;
 use sluice_service::gateway::{GatewayWarehouse, ObjectAccess, UPLOADS_PREFIX};
+use sluice_service::gateway_creds::GatewayCaller;
 use sluice_storage::{ObjectInfo, ReadConditions};
 
 use crate::error::{storage_error, to_s3_error};
@@ -62,7 +62,7 @@ impl Gateway {
     /// one the upload was created for.
     async fn upload_of(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         bucket: &str,
         key: &str,
         upload_id: &str,
@@ -100,7 +100,7 @@ impl Gateway {
 
     pub(crate) async fn mpu_create(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         input: CreateMultipartUploadInput,
     ) -> S3Result<CreateMultipartUploadOutput> {
         check_key(&input.key)?;
@@ -128,7 +128,7 @@ impl Gateway {
 
     pub(crate) async fn mpu_upload_part(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         input: UploadPartInput,
         trailers: Option<s3s::TrailingHeaders>,
     ) -> S3Result<UploadPartOutput> {
@@ -192,7 +192,7 @@ impl Gateway {
 
     pub(crate) async fn mpu_upload_part_copy(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         input: UploadPartCopyInput,
     ) -> S3Result<UploadPartCopyOutput> {
         if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
@@ -291,7 +291,7 @@ impl Gateway {
 
     pub(crate) async fn mpu_complete(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         input: CompleteMultipartUploadInput,
     ) -> S3Result<CompleteMultipartUploadOutput> {
         let (b, staging) = self
@@ -369,7 +369,7 @@ impl Gateway {
 
     pub(crate) async fn mpu_abort(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         input: AbortMultipartUploadInput,
     ) -> S3Result<AbortMultipartUploadOutput> {
         let (b, staging) = self
@@ -381,7 +381,7 @@ impl Gateway {
 
     pub(crate) async fn mpu_list_parts(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         input: ListPartsInput,
     ) -> S3Result<ListPartsOutput> {
         let (b, staging) = self
@@ -422,7 +422,7 @@ impl Gateway {
 
     pub(crate) async fn mpu_list_uploads(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         input: ListMultipartUploadsInput,
     ) -> S3Result<ListMultipartUploadsOutput> {
         let b = self.bucket(caller, &input.bucket).await?;

@@ -14,6 +14,7 @@ use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use sluice_service::gateway::{GatewayWarehouse, ObjectAccess};
+use sluice_service::gateway_creds::GatewayCaller;
 use sluice_storage::{ByteRange, ObjectInfo, ReadConditions, StorageError};
 
 use crate::error::{storage_error, to_s3_error};
@@ -266,7 +267,7 @@ pub(crate) async fn write_body(
 impl Gateway {
     async fn authorized_bucket(
         &self,
-        caller: &sluice_core::Principal,
+        caller: &GatewayCaller,
         bucket: &str,
         key: &str,
         access: ObjectAccess,

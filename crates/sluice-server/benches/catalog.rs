@@ -125,6 +125,7 @@ fn benches(c: &mut Criterion) {
                 .join("warehouse")
                 .to_string_lossy()
                 .into_owned(),
+            gateway: false,
         }),
         None,
     )

@@ -19,6 +19,14 @@ pub struct ServerConfig {
     pub s3_domain: Option<String>,
     /// The region S3 clients sign for.
     pub s3_region: String,
+    /// The S3 gateway's URL as clients reach it (e.g. `https://s3.example.com`), handed out
+    /// with temporary gateway credentials; defaults to the address the gateway listens on.
+    pub s3_public_endpoint: Option<String>,
+    /// Lifetime of temporary S3 gateway credentials (vended for gateway-served warehouses).
+    pub gateway_credentials_ttl_seconds: u64,
+    /// Serve the `default` warehouse created on first start through the S3 gateway
+    /// (`s3://default/…` locations, gateway credentials): the embedded lakehouse.
+    pub default_warehouse_gateway: bool,
     /// Where the embedded default keeps its database, key files and default warehouse.
     pub data_dir: PathBuf,
     /// `sqlite://…`; defaults to `<data_dir>/sluice.db`.
@@ -127,6 +135,9 @@ impl Default for ServerConfig {
             s3_listen: "127.0.0.1:8182".into(),
             s3_domain: None,
             s3_region: "us-east-1".into(),
+            s3_public_endpoint: None,
+            gateway_credentials_ttl_seconds: 3600,
+            default_warehouse_gateway: true,
             data_dir: PathBuf::from("sluice-data"),
             database_url: None,
             database_max_connections: 10,
@@ -185,6 +196,9 @@ const ENV_KEYS: &[&str] = &[
     "s3_listen",
     "s3_domain",
     "s3_region",
+    "s3_public_endpoint",
+    "gateway_credentials_ttl_seconds",
+    "default_warehouse_gateway",
     "data_dir",
     "database_url",
     "log_level",
@@ -307,6 +321,20 @@ impl ServerConfig {
         self.s3_listen_addr()?;
         if self.s3_region.trim().is_empty() {
             return Err("s3_region must not be empty".into());
+        }
+        if self.gateway_credentials_ttl_seconds == 0
+            || self.gateway_credentials_ttl_seconds > 43_200
+        {
+            return Err("gateway_credentials_ttl_seconds must be between 1 and 43200".into());
+        }
+        if let Some(e) = self.s3_public_endpoint.as_deref().filter(|e| !e.is_empty()) {
+            let ok = url::Url::parse(e)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(format!(
+                    "s3_public_endpoint '{e}' is not an http(s) URL such as https://s3.example.com"
+                ));
+            }
         }
         if self.token_ttl_seconds < 60 || self.token_ttl_seconds > 86_400 {
             return Err("token_ttl_seconds must be between 60 and 86400".into());

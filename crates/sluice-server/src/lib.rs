@@ -87,6 +87,13 @@ impl Server {
                 policy_cache_ttl: std::time::Duration::from_secs(config.policy_cache_ttl_seconds),
                 purge_lease: std::time::Duration::from_secs(config.purge_lease_seconds),
                 table_cache_max_bytes: config.table_cache_max_bytes,
+                gateway: sluice_service::GatewaySettings {
+                    region: config.s3_region.clone(),
+                    public_endpoint: config.s3_public_endpoint.clone().filter(|e| !e.is_empty()),
+                    credentials_ttl: std::time::Duration::from_secs(
+                        config.gateway_credentials_ttl_seconds,
+                    ),
+                },
                 ..ServiceConfig::new(config.allowed_file_roots.clone())
             },
             providers,
@@ -111,7 +118,10 @@ impl Server {
             .context("creating the default groups and policies")?;
         if config.create_default_warehouse {
             services
-                .ensure_default_warehouse(&config.data_dir.join("warehouse"))
+                .ensure_default_warehouse(
+                    &config.data_dir.join("warehouse"),
+                    config.default_warehouse_gateway,
+                )
                 .await
                 .context("creating the default warehouse")?;
         }
@@ -188,6 +198,9 @@ impl Server {
             let _ = rx.wait_for(|v| *v).await;
         };
         let gateway = s3_listener.map(|l| {
+            if let Ok(addr) = l.local_addr() {
+                self.services.set_gateway_address(addr);
+            }
             let router = gateway::router(self.services.clone(), &self.config);
             tokio::spawn(serve::serve(l, router, limits, stopped(rx.clone())))
         });

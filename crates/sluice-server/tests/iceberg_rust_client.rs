@@ -81,7 +81,7 @@ async fn file_catalog(s: &TestServer) -> RestCatalog {
     catalog(s, "default", &[], Arc::new(LocalFsStorageFactory)).await
 }
 
-fn ns(parts: &[&str]) -> NamespaceIdent {
+pub(crate) fn ns(parts: &[&str]) -> NamespaceIdent {
     NamespaceIdent::from_strs(parts).unwrap()
 }
 
@@ -99,7 +99,7 @@ fn schema() -> Schema {
 }
 
 /// Partitioned by `category` (identity), sorted by `id` descending, with properties.
-fn creation(name: &str) -> TableCreation {
+pub(crate) fn creation(name: &str) -> TableCreation {
     let spec = UnboundPartitionSpec::builder()
         .add_partition_field(2, "category", Transform::Identity)
         .unwrap()
@@ -130,7 +130,11 @@ fn creation(name: &str) -> TableCreation {
 
 /// Writes `rows` (all in partition `category`) as one Parquet data file with iceberg-rust's
 /// writer stack, through the table's own FileIO (which is what carries vended credentials).
-async fn write_rows(table: &Table, category: &str, rows: &[(i64, &str)]) -> Vec<DataFile> {
+pub(crate) async fn write_rows(
+    table: &Table,
+    category: &str,
+    rows: &[(i64, &str)],
+) -> Vec<DataFile> {
     let meta = table.metadata();
     let schema = meta.current_schema().clone();
     let parquet = ParquetWriterBuilder::new(WriterProperties::builder().build(), schema.clone());
@@ -171,7 +175,7 @@ async fn write_rows(table: &Table, category: &str, rows: &[(i64, &str)]) -> Vec<
     writer.close().await.unwrap()
 }
 
-async fn append(
+pub(crate) async fn append(
     catalog: &dyn Catalog,
     table: &Table,
     files: Vec<DataFile>,
@@ -182,7 +186,7 @@ async fn append(
 }
 
 /// Every row of the table's current snapshot, via iceberg-rust's scan, sorted by id.
-async fn scan(table: &Table) -> Vec<(i64, String, String)> {
+pub(crate) async fn scan(table: &Table) -> Vec<(i64, String, String)> {
     let batches: Vec<RecordBatch> = table
         .scan()
         .select_all()
@@ -227,7 +231,7 @@ async fn scan(table: &Table) -> Vec<(i64, String, String)> {
     out
 }
 
-fn rows(expected: &[(i64, &str, &str)]) -> Vec<(i64, String, String)> {
+pub(crate) fn rows(expected: &[(i64, &str, &str)]) -> Vec<(i64, String, String)> {
     let mut v: Vec<_> = expected
         .iter()
         .map(|(i, c, n)| (*i, c.to_string(), n.to_string()))

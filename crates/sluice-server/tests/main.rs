@@ -26,6 +26,7 @@ mod hardening;
 mod http_hardening;
 mod iceberg_rust_client;
 mod identity_providers;
+mod lakehouse;
 mod replicas;
 mod rest_conformance;
 mod soft_delete;

@@ -24,6 +24,8 @@ async fn start(dir: &Path) -> Running {
         data_dir: dir.to_path_buf(),
         allowed_file_roots: vec![dir.to_path_buf()],
         purge_interval_seconds: 1,
+        // file:// locations are checked on disk (the lakehouse is in lakehouse.rs).
+        default_warehouse_gateway: false,
         ..ServerConfig::default()
     };
     let server = Server::open(config, Some((KEY.into(), Secret::new(SECRET))))

@@ -301,7 +301,7 @@ impl Services {
     }
 
     /// A user's name by id, from the principal cache or the database.
-    async fn known_user(&self, user_id: Uuid) -> Result<Option<Arc<str>>> {
+    pub(crate) async fn known_user(&self, user_id: Uuid) -> Result<Option<Arc<str>>> {
         let load = || async {
             let user = self.store().get_user(user_id).await?.ok_or(Miss::Absent)?;
             Ok::<_, Miss>(Arc::<str>::from(user.name))

@@ -571,14 +571,13 @@ impl Services {
     async fn table_location(
         &self,
         wh: &WarehouseRecord,
-        profile: &StorageProfile,
         requested: Option<&str>,
         ns_id: Uuid,
         table_id: Uuid,
         except: Option<Uuid>,
     ) -> Result<String> {
         let location = match requested {
-            Some(l) => profile.normalize_table_location(l)?,
+            Some(l) => self.storage_for(wh)?.normalize_table_location(l)?,
             None => format!(
                 "{}/{}/{}",
                 wh.location.trim_end_matches('/'),
@@ -630,14 +629,7 @@ impl Services {
         let (profile, storage) = self.storage_parts(&wh)?;
         let table_id = Uuid::now_v7();
         let location = self
-            .table_location(
-                &wh,
-                &profile,
-                req.location.as_deref(),
-                ns_rec.id,
-                table_id,
-                None,
-            )
+            .table_location(&wh, req.location.as_deref(), ns_rec.id, table_id, None)
             .await?;
         let requested_schema = serde_json::to_value(&req.schema).map_err(ServiceError::internal)?;
         let mut props = req.properties.unwrap_or_default();
@@ -739,7 +731,7 @@ impl Services {
             )));
         }
         self.require_no_view(&wh, &ns, name.as_str()).await?;
-        let metadata_location = profile.normalize_location(&req.metadata_location)?;
+        let metadata_location = storage.normalize_location(&req.metadata_location)?;
         let bytes = storage
             .read(&metadata_location)
             .await
@@ -758,7 +750,6 @@ impl Services {
         let location = self
             .table_location(
                 &wh,
-                &profile,
                 Some(metadata.location()),
                 ns_rec.id,
                 metadata.uuid(),
@@ -933,7 +924,6 @@ impl Services {
     async fn prepare_commit(
         &self,
         wh: &WarehouseRecord,
-        profile: &StorageProfile,
         storage: &Storage,
         target: &CommitTarget,
         requirements: Vec<TableRequirement>,
@@ -943,7 +933,7 @@ impl Services {
         let current = self.store().get_table(wh.id, ns, name).await?;
         let Some(current) = current else {
             return self
-                .prepare_create_commit(wh, profile, storage, ns, name, requirements, updates)
+                .prepare_create_commit(wh, storage, ns, name, requirements, updates)
                 .await;
         };
         let mut stored: serde_json::Value = serde_json::from_str(&current.metadata_json)
@@ -1005,7 +995,6 @@ impl Services {
             location = self
                 .table_location(
                     wh,
-                    profile,
                     Some(new_metadata.location()),
                     current.namespace_id,
                     current.id,
@@ -1039,7 +1028,6 @@ impl Services {
     async fn prepare_create_commit(
         &self,
         wh: &WarehouseRecord,
-        profile: &StorageProfile,
         storage: &Storage,
         ns: &NamespaceName,
         name: &str,
@@ -1091,7 +1079,7 @@ impl Services {
             )));
         }
         let location = self
-            .table_location(wh, profile, location.as_deref(), ns_rec.id, table_id, None)
+            .table_location(wh, location.as_deref(), ns_rec.id, table_id, None)
             .await?;
         let requested_schema = serde_json::to_value(&schema).map_err(ServiceError::internal)?;
         let base = TableMetadataBuilder::new(
@@ -1186,16 +1174,9 @@ impl Services {
         let target = self
             .require_commit(caller, &wh, ns, table, &req.requirements)
             .await?;
-        let (profile, storage) = self.storage_parts(&wh)?;
+        let storage = self.storage_for(&wh)?;
         let prepared = self
-            .prepare_commit(
-                &wh,
-                &profile,
-                &storage,
-                &target,
-                req.requirements,
-                req.updates,
-            )
+            .prepare_commit(&wh, &storage, &target, req.requirements, req.updates)
             .await?;
         if prepared.written.is_none() {
             return Ok(CommitTableResponse {
@@ -1231,7 +1212,7 @@ impl Services {
         if req.table_changes.is_empty() {
             return Err(bad("table-changes must not be empty"));
         }
-        let (profile, storage) = self.storage_parts(&wh)?;
+        let storage = self.storage_for(&wh)?;
         let mut seen = HashSet::new();
         let mut targets = Vec::with_capacity(req.table_changes.len());
         for change in req.table_changes {
@@ -1254,7 +1235,7 @@ impl Services {
         let mut failure = None;
         for (target, reqs, updates) in targets {
             match self
-                .prepare_commit(&wh, &profile, &storage, &target, reqs, updates)
+                .prepare_commit(&wh, &storage, &target, reqs, updates)
                 .await
             {
                 Ok(p) => prepared.push(p),

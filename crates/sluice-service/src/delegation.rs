@@ -10,8 +10,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_auth::policy::{resource, Action};
 use sluice_core::{NamespaceName, Principal};
-use sluice_storage::s3::{S3Operation, SignRequest, SignedRequest};
-use sluice_storage::{AccessLevel, SignerEndpoint, Storage, StorageProfile, TableCredentials};
+use sluice_storage::s3::{
+    sign_gateway_request, GatewaySigningKey, S3Operation, SignRequest, SignedRequest,
+};
+use sluice_storage::{
+    AccessLevel, S3Flavor, S3Profile, SignerEndpoint, Storage, StorageProfile, TableCredentials,
+};
 use sluice_store::{TableRecord, WarehouseRecord};
 use std::collections::HashMap;
 use std::future::Future;
@@ -143,6 +147,9 @@ pub(crate) struct CacheKey {
     pub warehouse_version: i64,
     pub table: Uuid,
     pub level: AccessLevel,
+    /// Temporary gateway credentials name their issuer (user, access key); cloud
+    /// credentials are the same for every caller (`None`).
+    pub issuer: Option<(Uuid, Option<String>)>,
 }
 
 /// Per-(warehouse, table, access level) cache. Callers asking for the same key at once
@@ -219,6 +226,7 @@ impl Services {
             warehouse_version: wh.updated_at.timestamp_millis(),
             table: table.id,
             level,
+            issuer: None,
         };
         let session = format!("sluice-{}", caller.user_name);
         self.credential_cache()
@@ -229,6 +237,125 @@ impl Services {
                     .map_err(Into::into)
             })
             .await
+    }
+
+    /// Temporary gateway credentials for a table of a warehouse the gateway serves, reused
+    /// per (user, access key, table, level) like cloud credentials.
+    pub(crate) async fn vend_gateway(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        table: GatewayTable<'_>,
+        base_url: &str,
+    ) -> Result<TableCredentials> {
+        let res = resource::table(&wh.name, table.namespace.parts(), table.name);
+        let level = if self.is_allowed(caller, Action::WriteTable, &res).await? {
+            AccessLevel::ReadWrite
+        } else {
+            AccessLevel::Read
+        };
+        let key = CacheKey {
+            warehouse: wh.id,
+            warehouse_version: wh.updated_at.timestamp_millis(),
+            table: table.id,
+            level,
+            issuer: Some((caller.user_id, caller.access_key_id.clone())),
+        };
+        self.credential_cache()
+            .get_or_fetch(key, || {
+                self.mint_gateway_credentials(caller, wh, table, level, base_url)
+            })
+            .await
+    }
+
+    /// The gateway as an S3 endpoint (path style, bucket = warehouse), for the signer's
+    /// checks and signatures. The gateway's URL is the one vended credentials carry.
+    fn gateway_sign_profile(&self, wh: &WarehouseRecord, base_url: &str) -> Result<S3Profile> {
+        let mut p = S3Profile::new(wh.name.clone(), self.config().gateway.region.clone());
+        p.endpoint = Some(self.gateway_endpoint(base_url)?);
+        p.path_style_access = true;
+        p.flavor = S3Flavor::S3Compat;
+        // The gateway itself decides deletes by the table's rights.
+        p.push_s3_delete_disabled = false;
+        Ok(p)
+    }
+
+    /// `delegate_access` for a warehouse the gateway serves: temporary gateway credentials
+    /// for vended-credentials, or the signer endpoint (signing with a temporary key) for
+    /// remote-signing alone; the gateway's endpoint either way, so that a client with its
+    /// own Sluice key can reach the files too.
+    async fn delegate_through_gateway(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        table: &TableRecord,
+        staged: bool,
+        delegation: &AccessDelegation,
+    ) -> Result<Delegated> {
+        let mut config = HashMap::from([
+            ("s3.path-style-access".to_string(), "true".to_string()),
+            (
+                "s3.region".to_string(),
+                self.config().gateway.region.clone(),
+            ),
+            (
+                "client.region".to_string(),
+                self.config().gateway.region.clone(),
+            ),
+        ]);
+        let endpoint = self.gateway_endpoint(&delegation.base_url);
+        if let Ok(e) = &endpoint {
+            config.insert("s3.endpoint".into(), e.clone());
+        }
+        if !delegation.requested() {
+            return Ok(Delegated {
+                config,
+                storage_credentials: vec![],
+                outcome: None,
+            });
+        }
+        if let Err(ServiceError::BadRequest(m)) = endpoint {
+            return Ok(Delegated::none(config, format!("no delegation: {m}")));
+        }
+        let res = resource::table(&wh.name, table.namespace.parts(), &table.name);
+        if !delegation.vended_credentials {
+            self.authorize(caller, Action::StorageSign, &res).await?;
+            let endpoint = if staged {
+                format!(
+                    "v1/{}/staged-tables/{}/sign",
+                    wh.id,
+                    self.staged_grant(wh, table)
+                )
+            } else {
+                format!("v1/{}/tables/{}/sign", wh.id, table.id)
+            };
+            let gateway = StorageProfile::S3(self.gateway_sign_profile(wh, &delegation.base_url)?);
+            if let Some(signing) = gateway.remote_signing_config(SignerEndpoint {
+                uri: &delegation.base_url,
+                endpoint: &endpoint,
+            }) {
+                config.extend(signing);
+            }
+            return Ok(Delegated {
+                config,
+                storage_credentials: vec![],
+                outcome: Some(DelegationOutcome::RemoteSigning),
+            });
+        }
+        self.authorize(caller, Action::VendCredentials, &res)
+            .await?;
+        let creds = self
+            .vend_gateway(caller, wh, GatewayTable::of(table), &delegation.base_url)
+            .await?;
+        config.extend(creds.config.clone());
+        Ok(Delegated {
+            config,
+            storage_credentials: vec![StorageCredentialEntry {
+                prefix: table.location.clone(),
+                config: creds.config,
+            }],
+            outcome: Some(DelegationOutcome::VendedCredentials),
+        })
     }
 
     /// Extra `config` and `storage-credentials` for a load/create/register response,
@@ -249,6 +376,11 @@ impl Services {
         staged: bool,
         delegation: &AccessDelegation,
     ) -> Result<Delegated> {
+        if profile.gateway_served() {
+            return self
+                .delegate_through_gateway(caller, wh, table, staged, delegation)
+                .await;
+        }
         let config = profile.table_config();
         if !delegation.requested() {
             return Ok(Delegated {
@@ -352,6 +484,7 @@ impl Services {
         prefix: &str,
         ns: &str,
         table: &str,
+        base_url: &str,
     ) -> Result<LoadCredentialsResponse> {
         let t = self.visible_table_at(caller, prefix, ns, table).await?;
         self.authorize(caller, Action::VendCredentials, t.resource())
@@ -359,6 +492,17 @@ impl Services {
         let rec = self.table_record(&t).await?;
         let wh = t.warehouse();
         let profile = Self::decode_profile(wh)?;
+        if profile.gateway_served() {
+            let creds = self
+                .vend_gateway(caller, wh, GatewayTable::of(&rec), base_url)
+                .await?;
+            return Ok(LoadCredentialsResponse {
+                storage_credentials: vec![StorageCredentialEntry {
+                    prefix: rec.location.clone(),
+                    config: creds.config,
+                }],
+            });
+        }
         if profile.needs_no_credentials() {
             return Ok(LoadCredentialsResponse {
                 storage_credentials: vec![],
@@ -444,6 +588,7 @@ impl Services {
         self.authorize(caller, Action::StorageSign, t.resource())
             .await?;
         let scope = SignScope {
+            table_id: table.id,
             ns: t.namespace(),
             name: t.name(),
             location: &table.location,
@@ -514,6 +659,7 @@ impl Services {
             .await?;
         self.authorize(caller, Action::StorageSign, &res).await?;
         let scope = SignScope {
+            table_id: grant.table,
             ns: &ns,
             name: &grant.name,
             location: &grant.location,
@@ -536,6 +682,7 @@ impl Services {
         req: SignRequest,
     ) -> Result<SignedRequest> {
         let SignScope {
+            table_id,
             ns,
             name,
             location,
@@ -544,7 +691,17 @@ impl Services {
             staged,
         } = scope;
         let profile = Self::decode_profile(wh)?;
-        let target = profile.resolve_sign_target(&req)?;
+        // A gateway-served warehouse is signed for as the gateway (an S3 endpoint whose
+        // bucket is the warehouse), with a temporary gateway key for the table.
+        let gateway = if profile.gateway_served() {
+            Some(self.gateway_sign_profile(wh, &req.uri)?)
+        } else {
+            None
+        };
+        let target = match &gateway {
+            Some(g) => g.resolve_sign_target(&req)?,
+            None => profile.resolve_sign_target(&req)?,
+        };
         // Strictly below the table's directory: a list prefix equal to the bare location
         // would also return a sibling table's keys (`t1` → `t10`).
         let inside = |loc: &str| loc.starts_with(&format!("{}/", location.trim_end_matches('/')));
@@ -578,12 +735,53 @@ impl Services {
                 self.authorize(caller, write_action, res).await?;
             }
         }
+        if let Some(g) = gateway {
+            let table = GatewayTable {
+                id: table_id,
+                namespace: ns,
+                name,
+                location,
+            };
+            let creds = self.vend_gateway(caller, wh, table, &req.uri).await?;
+            let get = |k: &str| {
+                creds.config.get(k).map(String::as_str).ok_or_else(|| {
+                    ServiceError::Internal(format!("temporary gateway credentials lack {k}"))
+                })
+            };
+            let key = GatewaySigningKey {
+                access_key_id: get("s3.access-key-id")?,
+                secret_access_key: get("s3.secret-access-key")?,
+                session_token: get("s3.session-token")?,
+            };
+            return Ok(sign_gateway_request(&g, key, &req)?);
+        }
         Ok(self.storage_for(wh)?.sign(&req).await?)
+    }
+}
+
+/// What temporary gateway credentials are minted for: a table (staged or committed).
+#[derive(Clone, Copy)]
+pub(crate) struct GatewayTable<'a> {
+    pub id: Uuid,
+    pub namespace: &'a NamespaceName,
+    pub name: &'a str,
+    pub location: &'a str,
+}
+
+impl<'a> GatewayTable<'a> {
+    pub(crate) fn of(t: &'a TableRecord) -> Self {
+        GatewayTable {
+            id: t.id,
+            namespace: &t.namespace,
+            name: &t.name,
+            location: &t.location,
+        }
     }
 }
 
 /// The table a signed request must stay inside, and what writing to it requires.
 struct SignScope<'a> {
+    table_id: Uuid,
     ns: &'a NamespaceName,
     name: &'a str,
     location: &'a str,
@@ -640,6 +838,7 @@ mod tests {
             warehouse_version: 0,
             table: Uuid::nil(),
             level: AccessLevel::Read,
+            issuer: None,
         }
     }
 

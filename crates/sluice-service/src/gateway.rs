@@ -11,6 +11,7 @@ use sluice_core::{AccessKeyId, Principal, Secret};
 use sluice_storage::{ObjectInfo, Storage};
 use sluice_store::{TableRecord, WarehouseRecord};
 
+use crate::gateway_creds::GatewayCaller;
 use crate::visible::{object_readable, warehouse_listed};
 use crate::{Result, ServiceError, Services};
 
@@ -57,7 +58,8 @@ fn invalid_key() -> ServiceError {
 impl Services {
     /// The user and secret of an S3 access key, for the gateway's signature check only (the
     /// secret is handed to the verifier and never leaves it). A malformed, unknown or
-    /// deleted key, or one whose user is gone, is `Unauthorized`.
+    /// deleted key, or one whose user is gone, is `Unauthorized`. Temporary keys are
+    /// `gateway_temporary_secret` and `gateway_session`.
     pub async fn gateway_secret(&self, key_id: &str) -> Result<(Principal, Secret)> {
         if AccessKeyId::parse(key_id).is_err() {
             return Err(invalid_key());
@@ -68,7 +70,7 @@ impl Services {
     }
 
     /// The warehouses the caller may see, by name.
-    pub async fn gateway_buckets(&self, caller: &Principal) -> Result<Vec<GatewayBucket>> {
+    pub async fn gateway_buckets(&self, caller: &GatewayCaller) -> Result<Vec<GatewayBucket>> {
         let policies = self.policy_set(caller).await?;
         let mut out: Vec<GatewayBucket> = self
             .store()
@@ -76,7 +78,9 @@ impl Services {
             .await?
             .into_iter()
             .filter(|w| {
-                w.status == sluice_store::WarehouseStatus::Active && warehouse_listed(&policies, w)
+                w.status == sluice_store::WarehouseStatus::Active
+                    && warehouse_listed(&policies, w)
+                    && caller.scope().is_none_or(|s| s.warehouse() == w.id)
             })
             .map(|w| GatewayBucket {
                 name: w.name,
@@ -89,12 +93,17 @@ impl Services {
 
     /// The bucket `name`, if it exists, is active and the caller may see it; else
     /// `NoSuchWarehouse` (the same answer either way).
-    pub async fn gateway_bucket(&self, caller: &Principal, name: &str) -> Result<GatewayWarehouse> {
+    pub async fn gateway_bucket(
+        &self,
+        caller: &GatewayCaller,
+        name: &str,
+    ) -> Result<GatewayWarehouse> {
         let wh = self
             .store()
             .get_warehouse_by_name(name)
             .await?
             .filter(|w| w.status == sluice_store::WarehouseStatus::Active)
+            .filter(|w| caller.scope().is_none_or(|s| s.warehouse() == w.id))
             .ok_or_else(|| {
                 ServiceError::NoSuchWarehouse(format!("bucket {name} does not exist"))
             })?;
@@ -124,13 +133,26 @@ impl Services {
     /// reason). The key itself is checked by the caller's storage call.
     pub async fn gateway_authorize(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         bucket: &GatewayWarehouse,
         key: &str,
         access: ObjectAccess,
     ) -> Result<()> {
         if key.starts_with(UPLOADS_PREFIX) {
             return Err(self.gateway_denied(caller, bucket, key, "reserved key prefix"));
+        }
+        // Temporary credentials narrow the user's rights to one table and level; the user's
+        // own rights still apply below.
+        if let Some(scope) = caller.scope() {
+            let location = format!("{}/{key}", bucket.storage.base_location());
+            if !scope.allows(bucket.warehouse.id, &location, access) {
+                let reason = if scope.covers(&location) {
+                    "temporary credentials are read-only"
+                } else {
+                    "outside the table of the temporary credentials"
+                };
+                return Err(self.gateway_denied(caller, bucket, key, reason));
+            }
         }
         let table = self.table_of_key(bucket, key).await?;
         let wh = &bucket.warehouse;
@@ -182,14 +204,19 @@ impl Services {
 
     fn gateway_denied(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         bucket: &GatewayWarehouse,
         key: &str,
         reason: &str,
     ) -> ServiceError {
+        // A temporary key is logged as itself; the key it was issued to stays in the audit log.
+        let key_id = caller
+            .scope()
+            .map(|s| s.key_id())
+            .or(caller.access_key_id.as_deref());
         tracing::info!(
             user = %caller.user_name,
-            access_key_id = caller.access_key_id.as_deref().unwrap_or("-"),
+            access_key_id = key_id.unwrap_or("-"),
             bucket = %bucket.warehouse.name,
             key,
             reason,
@@ -202,7 +229,7 @@ impl Services {
     /// never listed. Keys of a table are decided once per directory.
     pub async fn gateway_readable(
         &self,
-        caller: &Principal,
+        caller: &GatewayCaller,
         bucket: &GatewayWarehouse,
         objects: Vec<ObjectInfo>,
     ) -> Result<Vec<ObjectInfo>> {
@@ -212,6 +239,12 @@ impl Services {
         for o in objects {
             if o.key.starts_with(UPLOADS_PREFIX) {
                 continue;
+            }
+            if let Some(scope) = caller.scope() {
+                let location = format!("{}/{}", bucket.storage.base_location(), o.key);
+                if !scope.allows(bucket.warehouse.id, &location, ObjectAccess::Read) {
+                    continue;
+                }
             }
             let dir = o
                 .key

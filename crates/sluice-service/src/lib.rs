@@ -10,6 +10,7 @@ pub mod delegation;
 pub mod error;
 mod field_ids;
 pub mod gateway;
+pub mod gateway_creds;
 pub mod identity;
 pub mod login;
 mod metadata_json;
@@ -48,6 +49,30 @@ pub struct ServiceConfig {
     pub purge_lease: std::time::Duration,
     /// Bytes of current table metadata kept in memory for load-table (0: none).
     pub table_cache_max_bytes: u64,
+    /// What temporary S3 gateway credentials say and how long they live.
+    pub gateway: GatewaySettings,
+}
+
+/// The S3 gateway as vended credentials describe it.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// The region clients sign for (`s3_region`).
+    pub region: String,
+    /// The gateway's URL for clients (`s3_public_endpoint`); unset, the address it listens
+    /// on ([`Services::set_gateway_address`]).
+    pub public_endpoint: Option<String>,
+    /// Lifetime of temporary gateway credentials (`gateway_credentials_ttl_seconds`).
+    pub credentials_ttl: std::time::Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            region: "us-east-1".into(),
+            public_endpoint: None,
+            credentials_ttl: gateway_creds::DEFAULT_GATEWAY_CREDENTIALS_TTL,
+        }
+    }
 }
 
 impl ServiceConfig {
@@ -58,6 +83,7 @@ impl ServiceConfig {
             policy_cache_ttl: authz::POLICY_CACHE_TTL,
             purge_lease: soft_delete::PURGE_LEASE,
             table_cache_max_bytes: table_cache::DEFAULT_MAX_BYTES,
+            gateway: GatewaySettings::default(),
         }
     }
 }
@@ -97,6 +123,8 @@ struct Inner {
     tables: table_cache::TableCache,
     identity: login::IdentityProviders,
     authenticators: authn::Chain,
+    /// Where the S3 gateway listens, once it does.
+    gateway_address: std::sync::RwLock<Option<std::net::SocketAddr>>,
 }
 
 impl Services {
@@ -144,6 +172,7 @@ impl Services {
                 tables,
                 identity,
                 authenticators,
+                gateway_address: std::sync::RwLock::new(None),
             }),
         }
     }
@@ -261,7 +290,11 @@ impl Services {
         }
         let profile = Self::decode_profile(w)?;
         let cred = self.decrypt_credential(w)?;
-        let storage = Storage::open_with(&profile, cred.as_ref(), &self.config().storage)?;
+        let public = profile
+            .gateway_served()
+            .then(|| Self::warehouse_base(&w.name, &profile));
+        let storage =
+            Storage::open_served(&profile, cred.as_ref(), &self.config().storage, public)?;
         self.inner
             .storages
             .lock()

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sluice_auth::policy::{resource, Action};
 use sluice_core::{NamespaceName, Principal, TableName};
-use sluice_storage::{Storage, StorageProfile};
+use sluice_storage::Storage;
 use sluice_store::{StoreError, ViewRecord, WarehouseRecord};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -214,14 +214,14 @@ impl Services {
     async fn view_location(
         &self,
         wh: &WarehouseRecord,
-        profile: &StorageProfile,
         requested: Option<&str>,
         ns_id: Uuid,
         view_id: Uuid,
     ) -> Result<String> {
         // A view's location is a root like a table's: the same length and character rules.
         let location = match requested {
-            Some(l) => profile
+            Some(l) => self
+                .storage_for(wh)?
                 .normalize_table_location(l)?
                 .trim_end_matches('/')
                 .to_string(),
@@ -301,11 +301,10 @@ impl Services {
             .await?;
         let ns_rec = self.namespace_record(&wh, &ns).await?;
         self.require_name_free(&wh, &ns, name.as_str()).await?;
-        let profile = Self::decode_profile(&wh)?;
         let storage = self.storage_for(&wh)?;
         let view_id = Uuid::now_v7();
         let location = self
-            .view_location(&wh, &profile, req.location.as_deref(), ns_rec.id, view_id)
+            .view_location(&wh, req.location.as_deref(), ns_rec.id, view_id)
             .await?;
         let metadata = ViewMetadataBuilder::new(
             location.clone(),
@@ -360,9 +359,8 @@ impl Services {
             .await?;
         let ns_rec = self.namespace_record(&wh, &ns).await?;
         self.require_name_free(&wh, &ns, name.as_str()).await?;
-        let profile = Self::decode_profile(&wh)?;
         let storage = self.storage_for(&wh)?;
-        let metadata_location = profile.normalize_location(&req.metadata_location)?;
+        let metadata_location = storage.normalize_location(&req.metadata_location)?;
         let bytes = storage
             .read(&metadata_location)
             .await
@@ -378,13 +376,7 @@ impl Services {
             ))
         })?;
         let location = self
-            .view_location(
-                &wh,
-                &profile,
-                Some(metadata.location()),
-                ns_rec.id,
-                metadata.uuid(),
-            )
+            .view_location(&wh, Some(metadata.location()), ns_rec.id, metadata.uuid())
             .await?;
         if let Some(v) = self.store().get_view_by_id(metadata.uuid()).await? {
             return Err(ServiceError::AlreadyExists(format!(
@@ -475,7 +467,6 @@ impl Services {
         if req.updates.is_empty() {
             return load_result(current);
         }
-        let profile = Self::decode_profile(wh)?;
         let storage: Storage = self.storage_for(wh)?;
         let mut location = current.location.clone();
         let mut builder = metadata.into_builder();
@@ -490,13 +481,14 @@ impl Services {
                     .map_err(invalid_update)?,
                 ViewUpdate::AddSchema { schema, .. } => builder.add_schema(schema),
                 ViewUpdate::SetLocation { location: l } => {
-                    let l = profile
+                    let l = self
+                        .storage_for(wh)?
                         .normalize_location(&l)?
                         .trim_end_matches('/')
                         .to_string();
                     if l != location {
                         location = self
-                            .view_location(wh, &profile, Some(&l), current.namespace_id, current.id)
+                            .view_location(wh, Some(&l), current.namespace_id, current.id)
                             .await?;
                     }
                     builder.set_location(location.clone())

@@ -415,6 +415,7 @@ mod tests {
         ("error", include_str!("error.rs")),
         ("field_ids", include_str!("field_ids.rs")),
         ("gateway", include_str!("gateway.rs")),
+        ("gateway_creds", include_str!("gateway_creds.rs")),
         ("identity", include_str!("identity.rs")),
         ("lib", include_str!("lib.rs")),
         ("login", include_str!("login.rs")),

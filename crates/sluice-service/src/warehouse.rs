@@ -197,7 +197,7 @@ impl Services {
         let rec = WarehouseRecord {
             id: Uuid::new_v4(),
             name: name.to_string(),
-            location: profile.base_location(),
+            location: Self::warehouse_base(name.as_str(), &profile),
             storage_profile: serde_json::to_value(&profile).map_err(ServiceError::internal)?,
             storage_credential: credential
                 .as_ref()
@@ -317,6 +317,15 @@ impl Services {
                 &resource::warehouse(name.as_str()),
             )
             .await?;
+            // The gateway's table locations name the warehouse (`s3://<name>/…`), in the
+            // catalog and in every metadata file clients wrote: a new name would orphan them.
+            if Self::decode_profile(&before)?.gateway_served() && before.name != name.as_str() {
+                return Err(ServiceError::Conflict(format!(
+                    "warehouse '{}' is served through the S3 gateway: its table locations are \
+                     s3://{}/… and cannot follow a rename",
+                    before.name, before.name
+                )));
+            }
             let mut rec = before.clone();
             rec.name = name.to_string();
             self.save_audited(&before, rec, None)
@@ -384,18 +393,17 @@ impl Services {
                     self.decrypt_credential(&before)?
                 }
             };
-            if profile.base_location() != before.location && !self.is_empty(id).await? {
+            let base = Self::warehouse_base(&before.name, &profile);
+            if base != before.location && !self.is_empty(id).await? {
                 return Err(ServiceError::BadRequest(format!(
-                    "cannot move warehouse '{}' from {} to {} while it holds namespaces",
-                    before.name,
-                    before.location,
-                    profile.base_location()
+                    "cannot move warehouse '{}' from {} to {base} while it holds namespaces",
+                    before.name, before.location,
                 )));
             }
             self.validate_storage(&profile, credential.as_ref(), Some(id))
                 .await?;
             let mut rec = before.clone();
-            rec.location = profile.base_location();
+            rec.location = base;
             rec.storage_profile = serde_json::to_value(&profile).map_err(ServiceError::internal)?;
             rec.storage_credential = credential
                 .as_ref()
@@ -634,9 +642,24 @@ impl Services {
         value
     }
 
+    /// Where the catalog puts a warehouse's tables: `s3://<name>` when the S3 gateway serves
+    /// it (clients never see the storage's own location), else the storage's base location.
+    pub(crate) fn warehouse_base(name: &str, profile: &StorageProfile) -> String {
+        if profile.gateway_served() {
+            format!("s3://{name}")
+        } else {
+            profile.base_location()
+        }
+    }
+
     /// The embedded default: a `file` warehouse named `default` under the data directory,
-    /// created on first start.
-    pub async fn ensure_default_warehouse(&self, root: &std::path::Path) -> Result<()> {
+    /// created on first start; `gateway` serves it through the S3 gateway (a lakehouse:
+    /// clients on other machines get `s3://default/…` locations and gateway credentials).
+    pub async fn ensure_default_warehouse(
+        &self,
+        root: &std::path::Path,
+        gateway: bool,
+    ) -> Result<()> {
         if self
             .store()
             .get_warehouse_by_name(DEFAULT_WAREHOUSE)
@@ -652,6 +675,7 @@ impl Services {
         }
         let profile = StorageProfile::File(sluice_storage::FileProfile {
             root: root.to_string_lossy().into_owned(),
+            gateway,
         });
         let outcome = self
             .create_warehouse_unchecked(DEFAULT_WAREHOUSE, profile, None, None)

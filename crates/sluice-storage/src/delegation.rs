@@ -193,6 +193,7 @@ mod tests {
     fn capabilities_per_profile() {
         let file = StorageProfile::File(FileProfile {
             root: "/tmp/x".into(),
+            gateway: false,
         });
         assert!(!file.vends_credentials());
         assert!(file.needs_no_credentials());

@@ -75,7 +75,7 @@ impl Storage {
 
     fn key_of_meta(&self, meta: &ObjectMeta) -> Option<String> {
         let url = self.backend().location_of(&meta.location);
-        url.strip_prefix(self.base_location())
+        url.strip_prefix(self.internal_base())
             .and_then(|k| k.strip_prefix('/'))
             .map(str::to_string)
     }
@@ -337,6 +337,7 @@ mod tests {
     fn open_file(root: &std::path::Path) -> Storage {
         let profile = StorageProfile::File(FileProfile {
             root: root.to_string_lossy().into(),
+            gateway: false,
         });
         Storage::open(&profile, None).unwrap()
     }

@@ -28,6 +28,14 @@ pub struct FileProfile {
     /// Absolute directory path, without trailing '/'.
     #[serde(deserialize_with = "de_file_root")]
     pub root: String,
+    /// Served through the S3 gateway: table locations are `s3://<warehouse>/…` and clients
+    /// get temporary gateway credentials instead of `file://` paths.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub gateway: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -108,6 +116,14 @@ pub struct S3Profile {
         skip_serializing_if = "Option::is_none"
     )]
     pub aws_kms_key_arn: Option<String>,
+    /// Fronted by the S3 gateway: see [`FileProfile::gateway`]. Clients get gateway
+    /// credentials and `s3://<warehouse>/…` locations instead of the bucket's own.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub gateway: bool,
 }
 
 pub const DEFAULT_STS_TOKEN_VALIDITY_SECONDS: u64 = 3600;
@@ -205,6 +221,7 @@ impl S3Profile {
             remote_signing_url_style: RemoteSigningUrlStyle::Auto,
             push_s3_delete_disabled: true,
             aws_kms_key_arn: None,
+            gateway: false,
         }
     }
 
@@ -484,6 +501,17 @@ pub(crate) fn is_within(location: &str, base: &str) -> bool {
 }
 
 impl StorageProfile {
+    /// Whether clients reach this storage through the S3 gateway (`gateway: true`): then
+    /// its table locations are `s3://<warehouse>/…` and its delegation is gateway
+    /// credentials.
+    pub fn gateway_served(&self) -> bool {
+        match self {
+            StorageProfile::File(f) => f.gateway,
+            StorageProfile::S3(s) => s.gateway,
+            StorageProfile::Gcs(_) | StorageProfile::Adls(_) => false,
+        }
+    }
+
     /// "file" or "s3", as on the wire.
     pub fn storage_type(&self) -> &'static str {
         match self {
@@ -802,7 +830,10 @@ mod tests {
     }
 
     fn file(root: &str) -> StorageProfile {
-        StorageProfile::File(FileProfile { root: root.into() })
+        StorageProfile::File(FileProfile {
+            root: root.into(),
+            gateway: false,
+        })
     }
 
     fn s3p(p: &StorageProfile) -> &S3Profile {

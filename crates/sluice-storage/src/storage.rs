@@ -33,6 +33,9 @@ pub struct Storage {
 struct Inner {
     profile: StorageProfile,
     base: String,
+    /// The base under which clients see this storage when the S3 gateway serves it
+    /// (`s3://<warehouse>`); locations under it are mapped onto `base` before any I/O.
+    public: Option<String>,
     backend: Box<dyn Backend>,
 }
 
@@ -62,6 +65,18 @@ impl Storage {
         cred: Option<&StorageCredential>,
         settings: &StorageSettings,
     ) -> Result<Storage> {
+        Storage::open_served(profile, cred, settings, None)
+    }
+
+    /// [`Storage::open_with`] for a warehouse whose clients address it as `public_base`
+    /// (the gateway's `s3://<warehouse>`): every method also takes locations under
+    /// `public_base`, and returns locations under it.
+    pub fn open_served(
+        profile: &StorageProfile,
+        cred: Option<&StorageCredential>,
+        settings: &StorageSettings,
+        public_base: Option<String>,
+    ) -> Result<Storage> {
         // The external-id requirement is a rule for accepting new warehouses, not for
         // opening existing ones; the on/off switch applies to both.
         let ctx = ValidationContext {
@@ -81,6 +96,7 @@ impl Storage {
         Ok(Storage {
             inner: Arc::new(Inner {
                 base: profile.base_location(),
+                public: public_base.map(|p| p.trim_end_matches('/').to_string()),
                 profile: profile.clone(),
                 backend,
             }),
@@ -99,13 +115,64 @@ impl Storage {
         self.inner.backend.store()
     }
 
-    /// Same as `profile().base_location()`.
+    /// Where clients see the warehouse: the public base when the gateway serves it, else
+    /// `profile().base_location()`.
     pub fn base_location(&self) -> &str {
+        self.inner.public.as_deref().unwrap_or(&self.inner.base)
+    }
+
+    /// The storage's own base (`profile().base_location()`), what listings return.
+    pub(crate) fn internal_base(&self) -> &str {
         &self.inner.base
     }
 
+    /// A location under the public base, mapped onto the storage's own; others unchanged.
+    fn to_internal<'a>(&self, location: &'a str) -> std::borrow::Cow<'a, str> {
+        if let Some(p) = &self.inner.public {
+            if let Some(rest) = location.strip_prefix(p.as_str()) {
+                if rest.is_empty() || rest.starts_with('/') {
+                    return format!("{}{rest}", self.inner.base).into();
+                }
+            }
+        }
+        location.into()
+    }
+
+    /// A canonical location of the storage's own, as clients see it.
+    fn to_public(&self, location: String) -> String {
+        match &self.inner.public {
+            Some(p) => match location.strip_prefix(self.inner.base.as_str()) {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{p}{rest}"),
+                _ => location,
+            },
+            None => location,
+        }
+    }
+
+    /// [`StorageProfile::normalize_location`] that also knows the public base: a location
+    /// under either base comes back canonical and under the public one.
+    pub fn normalize_location(&self, location: &str) -> Result<String> {
+        let url = self
+            .inner
+            .profile
+            .normalize_location(&self.to_internal(location))?;
+        Ok(self.to_public(url))
+    }
+
+    /// [`StorageProfile::normalize_table_location`] that also knows the public base.
+    pub fn normalize_table_location(&self, location: &str) -> Result<String> {
+        let url = self
+            .inner
+            .profile
+            .normalize_table_location(&self.to_internal(location))?;
+        Ok(self.to_public(url))
+    }
+
     pub(crate) fn resolve(&self, location: &str) -> Result<Resolved> {
-        let url = self.inner.profile.normalize_location(location)?;
+        let url = self
+            .inner
+            .profile
+            .normalize_location(&self.to_internal(location))?;
         let path = Path::parse(self.inner.backend.key_of(&url))
             .map_err(|e| StorageError::Invalid(format!("location '{location}': {e}")))?;
         Ok(Resolved { url, path })
@@ -218,7 +285,14 @@ impl Storage {
     /// Every object under `location/`, as sorted location URLs.
     pub async fn list_prefix(&self, location: &str) -> Result<Vec<String>> {
         let r = self.resolve(location)?;
-        let mut out = self.inner.backend.list_prefix(&r).await?;
+        let mut out: Vec<String> = self
+            .inner
+            .backend
+            .list_prefix(&r)
+            .await?
+            .into_iter()
+            .map(|l| self.to_public(l))
+            .collect();
         out.sort();
         Ok(out)
     }
@@ -390,6 +464,7 @@ mod tests {
     fn open_file(root: &FsPath) -> Storage {
         let profile = StorageProfile::File(FileProfile {
             root: root.to_string_lossy().into(),
+            gateway: false,
         });
         Storage::open(&profile, None).unwrap()
     }

@@ -72,6 +72,8 @@ impl Deployment {
             .env("SLUICE_BOOTSTRAP_ACCESS_KEY_ID", KEY)
             .env("SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY", SECRET)
             .env("SLUICE_ALLOWED_FILE_ROOTS", self.dir.path())
+            // The checks read metadata files by their file:// locations on disk.
+            .env("SLUICE_DEFAULT_WAREHOUSE_GATEWAY", "false")
             .env("SLUICE_LOG_LEVEL", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

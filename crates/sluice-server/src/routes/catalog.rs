@@ -355,11 +355,12 @@ async fn commit_transaction(
 async fn load_credentials(
     State(s): State<AppState>,
     Caller(c): Caller,
+    Delegation(d): Delegation,
     ApiPath((prefix, ns, table)): ApiPath<(String, String, String)>,
 ) -> Result<Json<sluice_service::delegation::LoadCredentialsResponse>> {
     Ok(Json(
         s.services
-            .load_credentials(&c, &prefix, &ns, &table)
+            .load_credentials(&c, &prefix, &ns, &table, &d.base_url)
             .await?,
     ))
 }

@@ -38,6 +38,9 @@ impl TestServer {
             // runs the throttle on every request without tripping it (tests of the throttle
             // set their own).
             auth_failures_per_minute: 10_000,
+            // These tests exercise the `file` warehouse as such (file:// locations, no
+            // delegation); `lakehouse.rs` serves it through the S3 gateway.
+            default_warehouse_gateway: false,
             ..ServerConfig::default()
         };
         configure(&mut config);

@@ -10,7 +10,9 @@ pub(crate) mod vend;
 
 pub(crate) use backend::S3Backend;
 pub use r2::DEFAULT_CLOUDFLARE_API_BASE;
-pub use sign::{S3Operation, SignRequest, SignedRequest, TargetObject};
+pub use sign::{
+    sign_gateway_request, GatewaySigningKey, S3Operation, SignRequest, SignedRequest, TargetObject,
+};
 pub use vend::{
     session_policy, vended_config, AccessLevel, VendedCredentials, PLACEHOLDER_ROLE_ARN,
 };

@@ -536,7 +536,44 @@ impl S3Backend {
     /// Async because the storage's identity may have to be fetched or refreshed first
     /// (`aws-system-identity`); with stored keys it never waits.
     pub(crate) async fn sign_request(&self, req: &SignRequest) -> Result<SignedRequest> {
-        let (profile, access) = (&self.profile, &*self.access);
+        let identity = self.access.credentials().await?;
+        sign_with(&self.profile, identity, req)
+    }
+}
+
+/// Credentials a request to Sluice's own S3 gateway is signed with: a temporary gateway key,
+/// its secret and its session token.
+pub struct GatewaySigningKey<'a> {
+    pub access_key_id: &'a str,
+    pub secret_access_key: &'a str,
+    pub session_token: &'a str,
+}
+
+/// Signs a request to Sluice's S3 gateway (described as a path-style S3 profile: bucket =
+/// warehouse, endpoint = the gateway) with temporary gateway credentials, by the same rules
+/// as [`S3Profile::resolve_sign_target`] and a warehouse's own signing; the session token is
+/// a signed header.
+pub fn sign_gateway_request(
+    gateway: &S3Profile,
+    key: GatewaySigningKey<'_>,
+    req: &SignRequest,
+) -> Result<SignedRequest> {
+    let identity = aws_credential_types::Credentials::new(
+        key.access_key_id,
+        key.secret_access_key,
+        Some(key.session_token.to_string()),
+        None,
+        "sluice-gateway",
+    );
+    sign_with(gateway, identity, req)
+}
+
+fn sign_with(
+    profile: &S3Profile,
+    identity: aws_credential_types::Credentials,
+    req: &SignRequest,
+) -> Result<SignedRequest> {
+    {
         let analysed = profile.analyse(req)?;
         let method = req.method.trim().to_ascii_uppercase();
 
@@ -605,7 +642,7 @@ impl S3Backend {
 
         // Session credentials add a signed `x-amz-security-token` header (the signer's
         // default session-token mode), which the client then sends along.
-        let identity = access.credentials().await?.into();
+        let identity = identity.into();
         let mut settings = SigningSettings::default();
         // S3 signs the path as sent (no double encoding, no dot-segment normalization).
         settings.percent_encoding_mode = PercentEncodingMode::Single;
@@ -1006,6 +1043,7 @@ mod tests {
         let st = Storage::open(
             &StorageProfile::File(crate::profile::FileProfile {
                 root: tmp.path().to_string_lossy().into(),
+                gateway: false,
             }),
             None,
         )
