@@ -96,6 +96,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         SLUICE_BOOTSTRAP_ACCESS_KEY_ID=ADMIN_KEY,
         SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY=ADMIN_SECRET,
         SLUICE_LOG_LEVEL="info",
+        # Virtual-host style for <bucket>.localhost (test_virtual_host_style); path style
+        # keeps working for every other test.
+        SLUICE_S3_DOMAIN="localhost",
         HOME=str(root),
         NO_COLOR="1",
     )

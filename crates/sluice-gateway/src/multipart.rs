@@ -484,20 +484,47 @@ impl Gateway {
             {
                 continue;
             }
-            uploads.push(MultipartUpload {
-                key: Some(key),
-                upload_id: Some(id.to_string()),
-                initiated: Some(timestamp(o.last_modified)),
-                ..Default::default()
-            });
+            uploads.push((key, o.last_modified, id.to_string()));
         }
-        uploads.sort_by(|a, b| a.key.cmp(&b.key));
+        // S3's order: by key, then by initiation time.
+        uploads.sort();
+        let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+        let start = match (&input.key_marker, &input.upload_id_marker) {
+            (None, _) => 0,
+            // After that upload of the key-marker; an unknown upload id skips the whole key.
+            (Some(k), Some(id)) => match uploads.iter().position(|u| &u.0 == k && &u.2 == id) {
+                Some(i) => i + 1,
+                None => uploads.partition_point(|u| &u.0 <= k),
+            },
+            (Some(k), None) => uploads.partition_point(|u| &u.0 <= k),
+        };
+        let mut page: Vec<(String, chrono::DateTime<chrono::Utc>, String)> =
+            uploads.into_iter().skip(start).collect();
+        let truncated = page.len() > max;
+        page.truncate(max);
+        let (next_key, next_id) = match page.last() {
+            Some(u) if truncated => (Some(u.0.clone()), Some(u.2.clone())),
+            _ => (None, None),
+        };
+        let page: Vec<MultipartUpload> = page
+            .into_iter()
+            .map(|(key, initiated, id)| MultipartUpload {
+                key: Some(key),
+                upload_id: Some(id),
+                initiated: Some(timestamp(initiated)),
+                ..Default::default()
+            })
+            .collect();
         Ok(ListMultipartUploadsOutput {
             bucket: Some(input.bucket),
             prefix: input.prefix,
-            is_truncated: Some(false),
-            max_uploads: Some(1000),
-            uploads: Some(uploads),
+            key_marker: input.key_marker,
+            upload_id_marker: input.upload_id_marker,
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            is_truncated: Some(truncated),
+            max_uploads: Some(max as i32),
+            uploads: Some(page),
             ..Default::default()
         })
     }

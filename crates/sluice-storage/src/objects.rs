@@ -101,16 +101,15 @@ impl ObjectAttributes {
     fn from_store(a: &Attributes) -> ObjectAttributes {
         let mut out = ObjectAttributes::default();
         for (k, v) in a {
-            let v = Some(v.as_ref().to_string());
+            let v = v.as_ref().to_string();
             match k {
-                Attribute::ContentType => out.content_type = v,
-                Attribute::ContentEncoding => out.content_encoding = v,
-                Attribute::ContentDisposition => out.content_disposition = v,
-                Attribute::ContentLanguage => out.content_language = v,
-                Attribute::CacheControl => out.cache_control = v,
+                Attribute::ContentType => out.content_type = Some(v),
+                Attribute::ContentEncoding => out.content_encoding = Some(v),
+                Attribute::ContentDisposition => out.content_disposition = Some(v),
+                Attribute::ContentLanguage => out.content_language = Some(v),
+                Attribute::CacheControl => out.cache_control = Some(v),
                 Attribute::Metadata(name) => {
-                    out.user
-                        .insert(name.to_ascii_lowercase(), v.unwrap_or_default());
+                    out.user.insert(name.to_ascii_lowercase(), v);
                 }
                 _ => {}
             }
