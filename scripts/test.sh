@@ -189,7 +189,7 @@ browser_setup() {
   local want
   want="$(sha256sum "$BROWSER_REQS" | cut -d' ' -f1) $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
   if [[ -x $BROWSER_VENV/bin/python && -f $BROWSER_STAMP && "$(cat "$BROWSER_STAMP")" == "$want" ]] \
-    && "$BROWSER_VENV/bin/python" -c 'import selenium, pytest' 2>/dev/null; then
+    && "$BROWSER_VENV/bin/python" -c 'import pyiceberg, selenium, pytest' 2>/dev/null; then
     echo "browser venv up to date ($BROWSER_VENV)"
     return 0
   fi
