@@ -98,6 +98,9 @@ def start_server(root: Path, extra_env: dict[str, str] | None = None) -> tuple[S
         # Virtual-host style for <bucket>.localhost (test_virtual_host_style); path style
         # keeps working for every other test.
         SLUICE_S3_DOMAIN="localhost",
+        # Tests of refused signatures are not throttled (test_failed_signatures_slow_down
+        # starts a server of its own with a small limit).
+        SLUICE_AUTH_FAILURES_PER_MINUTE="10000",
         HOME=str(root),
         NO_COLOR="1",
     )

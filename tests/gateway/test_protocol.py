@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import ADMIN_KEY, ADMIN_SECRET, client, unique
+from conftest import ADMIN_KEY, ADMIN_SECRET, _stop, client, create_user, start_server, unique
 
 
 @pytest.fixture
@@ -109,3 +109,33 @@ def test_list_multipart_uploads_pages(server, admin_s3):
     finally:
         for key, up in made:
             s3.abort_multipart_upload(Bucket="default", Key=key, UploadId=up)
+
+
+def test_failed_signatures_slow_down_that_key_only(tmp_path_factory):
+    srv, proc = start_server(tmp_path_factory.mktemp("throttled"), {"SLUICE_AUTH_FAILURES_PER_MINUTE": "3"})
+    try:
+        victim = create_user(srv, "victim", groups=("Viewers",))
+        bad = client(srv, victim.key, "x" * 40)
+        codes = []
+        for _ in range(5):
+            with pytest.raises(ClientError) as e:
+                bad.list_buckets()
+            codes.append((e.value.response["Error"]["Code"], e.value.response["ResponseMetadata"]["HTTPStatusCode"]))
+        assert codes[:3] == [("SignatureDoesNotMatch", 403)] * 3, codes
+        assert codes[3:] == [("SlowDown", 503)] * 2, codes
+        # Other keys from the same source are not slowed down; policy denials do not count.
+        admin = client(srv)
+        for _ in range(5):
+            admin.list_buckets()
+        log = srv.log_text()
+        assert log.count("repeated failed signatures, answering SlowDown") == 1, log
+        assert victim.secret not in log and "x" * 40 not in log
+        other = create_user(srv, "other", groups=("Viewers",))
+        other_s3 = client(srv, other.key, other.secret)
+        for _ in range(5):
+            with pytest.raises(ClientError) as e:
+                other_s3.put_object(Bucket="default", Key=f"staging/{unique('denied')}", Body=b"x")
+            assert e.value.response["Error"]["Code"] == "AccessDenied"
+        other_s3.list_buckets()
+    finally:
+        _stop(proc)
