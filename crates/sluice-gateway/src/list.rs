@@ -127,13 +127,15 @@ impl Gateway {
             .gateway_readable(caller, &b, objects)
             .await
             .map_err(to_s3_error)?;
-        Ok(page(
+        let mut p = page(
             objects,
             prefix,
             delimiter,
             after,
             max_keys.min(MAX_KEYS) as usize,
-        ))
+        );
+        b.storage().resolve_e_tags(&mut p.contents).await;
+        Ok(p)
     }
 
     pub(crate) async fn list_v2(
@@ -251,6 +253,7 @@ mod tests {
                 size: 1,
                 last_modified: chrono::Utc::now(),
                 e_tag: None,
+                attributes: Default::default(),
             })
             .collect()
     }

@@ -1,20 +1,20 @@
 //! Multipart uploads, kept in the warehouse itself so any replica can continue one: the
 //! parts of upload `<id>` are objects `.sluice-uploads/<id>/part-<n>-<md5>` beside a
-//! `key` object naming the target; CompleteMultipartUpload streams the parts, in order,
-//! into the target (visible only once whole) and removes the staging objects. Clients can
+//! `key` object naming the target and a `meta` object with the metadata to store with it;
+//! CompleteMultipartUpload streams the parts, in order, into the target (visible only once
+//! whole, with S3's `md5-of-part-md5s-N` entity tag) and removes the staging objects. Clients can
 //! neither list nor address `.sluice-uploads/` (the service layer refuses it).
 
 use bytes::Bytes;
-use futures::StreamExt;
 use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
 use sluice_service::gateway::{GatewayWarehouse, ObjectAccess, UPLOADS_PREFIX};
 use sluice_service::gateway_creds::GatewayCaller;
-use sluice_storage::{ObjectInfo, ReadConditions};
+use sluice_storage::{ObjectAttributes, ObjectInfo, ReadConditions};
 
 use crate::error::{storage_error, to_s3_error};
-use crate::ops::{check_key, hex, timestamp, write_body, Expected};
+use crate::ops::{attributes_of, check_key, hex, timestamp, write_body, Expected};
 use crate::Gateway;
 
 /// S3's smallest part (all but the last).
@@ -110,12 +110,28 @@ impl Gateway {
             .await
             .map_err(to_s3_error)?;
         let upload_id = uuid::Uuid::new_v4().simple().to_string();
-        let manifest = format!(
-            "{}/{UPLOADS_PREFIX}{upload_id}/key",
+        let staging = format!(
+            "{}/{UPLOADS_PREFIX}{upload_id}",
             b.storage().base_location()
         );
+        let attributes = attributes_of(
+            input.content_type,
+            input.content_encoding,
+            input.content_disposition,
+            input.content_language,
+            input.cache_control,
+            input.metadata,
+        );
+        // The metadata first: an upload exists (is listed, accepts parts) once `key` does.
         b.storage()
-            .write(&manifest, Bytes::from(input.key.clone().into_bytes()))
+            .write(&format!("{staging}/meta"), attributes.to_json())
+            .await
+            .map_err(storage_error)?;
+        b.storage()
+            .write(
+                &format!("{staging}/key"),
+                Bytes::from(input.key.clone().into_bytes()),
+            )
             .await
             .map_err(storage_error)?;
         Ok(CreateMultipartUploadOutput {
@@ -155,10 +171,19 @@ impl Gateway {
             .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
         // Written under a temporary name first, so a part is either whole or absent.
         let tmp = format!("{staging}/tmp-{}", uuid::Uuid::new_v4().simple());
-        let (_, md5) = write_body(&b, &tmp, false, body, expected, trailers).await?;
+        let (_, md5) = write_body(
+            &b,
+            &tmp,
+            false,
+            ObjectAttributes::default(),
+            body,
+            expected,
+            trailers,
+        )
+        .await?;
         let md5 = hex(&md5);
         let name = format!("{staging}/part-{:05}-{md5}", input.part_number);
-        let moved = b.storage().copy_object(&tmp, &name).await;
+        let moved = b.storage().copy_object(&tmp, &name, None).await;
         let _ = b.storage().delete_object(&tmp).await;
         moved.map_err(storage_error)?;
         // Earlier uploads of the same part number are replaced.
@@ -249,29 +274,15 @@ impl Gateway {
             .await
             .map_err(storage_error)?;
         let tmp = format!("{staging}/tmp-{}", uuid::Uuid::new_v4().simple());
-        let mut writer = b
+        let writer = b
             .storage()
             .object_writer(&tmp, false)
             .map_err(storage_error)?;
-        let mut md5 = Md5::new();
-        let mut body = read.body;
-        while let Some(chunk) = body.next().await {
-            let res = match chunk {
-                Ok(c) => {
-                    md5.update(&c);
-                    writer.write(c).await
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = res {
-                writer.abort().await;
-                return Err(storage_error(e));
-            }
-        }
+        let writer = crate::ops::stream_into(read.body, writer).await?;
+        let md5 = hex(&writer.md5());
         let info = writer.finish().await.map_err(storage_error)?;
-        let md5 = hex(&md5.finalize());
         let name = format!("{staging}/part-{:05}-{md5}", input.part_number);
-        let moved = b.storage().copy_object(&tmp, &name).await;
+        let moved = b.storage().copy_object(&tmp, &name, None).await;
         let _ = b.storage().delete_object(&tmp).await;
         moved.map_err(storage_error)?;
         for p in self.parts_numbered(&b, &staging, input.part_number).await? {
@@ -331,10 +342,21 @@ impl Gateway {
             }
             chosen.push(p);
         }
+        let attributes = match b
+            .storage()
+            .read(&format!("{}/{staging}/meta", b.storage().base_location()))
+            .await
+        {
+            Ok(json) => ObjectAttributes::from_json(&json).map_err(storage_error)?,
+            // Uploads created before metadata was kept have none.
+            Err(sluice_storage::StorageError::NotFound(_)) => ObjectAttributes::default(),
+            Err(e) => return Err(storage_error(e)),
+        };
         let mut writer = b
             .storage()
             .object_writer(&input.key, false)
             .map_err(storage_error)?;
+        writer.set_attributes(attributes);
         let mut md5s = Vec::with_capacity(16 * chosen.len());
         for p in &chosen {
             let read = b
@@ -348,14 +370,15 @@ impl Gateway {
                     .filter_map(|i| u8::from_str_radix(&p.md5[2 * i..2 * i + 2], 16).ok()),
             );
         }
+        let s3_etag = format!("{}-{}", hex(&Md5::digest(&md5s)), chosen.len());
+        writer.set_e_tag(s3_etag);
         let info = writer.finish().await.map_err(storage_error)?;
         self.drop_staging(&b, &staging).await;
-        let s3_etag = format!("{}-{}", hex(&Md5::digest(&md5s)), chosen.len());
-        tracing::debug!(key = %input.key, etag = %s3_etag, "multipart upload completed");
+        tracing::debug!(key = %input.key, etag = ?info.e_tag, "multipart upload completed");
         Ok(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket),
             key: Some(input.key),
-            e_tag: info.e_tag.map(ETag::Strong).or(Some(ETag::Strong(s3_etag))),
+            e_tag: crate::ops::etag(&info),
             ..Default::default()
         })
     }
@@ -461,20 +484,47 @@ impl Gateway {
             {
                 continue;
             }
-            uploads.push(MultipartUpload {
-                key: Some(key),
-                upload_id: Some(id.to_string()),
-                initiated: Some(timestamp(o.last_modified)),
-                ..Default::default()
-            });
+            uploads.push((key, o.last_modified, id.to_string()));
         }
-        uploads.sort_by(|a, b| a.key.cmp(&b.key));
+        // S3's order: by key, then by initiation time.
+        uploads.sort();
+        let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+        let start = match (&input.key_marker, &input.upload_id_marker) {
+            (None, _) => 0,
+            // After that upload of the key-marker; an unknown upload id skips the whole key.
+            (Some(k), Some(id)) => match uploads.iter().position(|u| &u.0 == k && &u.2 == id) {
+                Some(i) => i + 1,
+                None => uploads.partition_point(|u| &u.0 <= k),
+            },
+            (Some(k), None) => uploads.partition_point(|u| &u.0 <= k),
+        };
+        let mut page: Vec<(String, chrono::DateTime<chrono::Utc>, String)> =
+            uploads.into_iter().skip(start).collect();
+        let truncated = page.len() > max;
+        page.truncate(max);
+        let (next_key, next_id) = match page.last() {
+            Some(u) if truncated => (Some(u.0.clone()), Some(u.2.clone())),
+            _ => (None, None),
+        };
+        let page: Vec<MultipartUpload> = page
+            .into_iter()
+            .map(|(key, initiated, id)| MultipartUpload {
+                key: Some(key),
+                upload_id: Some(id),
+                initiated: Some(timestamp(initiated)),
+                ..Default::default()
+            })
+            .collect();
         Ok(ListMultipartUploadsOutput {
             bucket: Some(input.bucket),
             prefix: input.prefix,
-            is_truncated: Some(false),
-            max_uploads: Some(1000),
-            uploads: Some(uploads),
+            key_marker: input.key_marker,
+            upload_id_marker: input.upload_id_marker,
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            is_truncated: Some(truncated),
+            max_uploads: Some(max as i32),
+            uploads: Some(page),
             ..Default::default()
         })
     }

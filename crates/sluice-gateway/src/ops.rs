@@ -10,12 +10,11 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use sluice_service::gateway::{GatewayWarehouse, ObjectAccess};
 use sluice_service::gateway_creds::GatewayCaller;
-use sluice_storage::{ByteRange, ObjectInfo, ReadConditions, StorageError};
+use sluice_storage::{ByteRange, ObjectAttributes, ObjectInfo, ReadConditions, StorageError};
 
 use crate::error::{storage_error, to_s3_error};
 use crate::Gateway;
@@ -59,6 +58,42 @@ fn condition_tag(c: Option<ETagCondition>) -> Option<String> {
         ETagCondition::Any => "*".to_string(),
         ETagCondition::ETag(t) => t.into_value(),
     })
+}
+
+/// The metadata a PUT, CopyObject (REPLACE) or CreateMultipartUpload stores with the object.
+/// `aws-chunked` is how the body travelled, not how the object is encoded (S3 drops it too).
+pub(crate) fn attributes_of(
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    metadata: Option<Metadata>,
+) -> ObjectAttributes {
+    let content_encoding = content_encoding.and_then(|e| {
+        let kept: Vec<&str> = e
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+            .collect();
+        (!kept.is_empty()).then(|| kept.join(","))
+    });
+    ObjectAttributes {
+        content_type,
+        content_encoding,
+        content_disposition,
+        content_language,
+        cache_control,
+        user: metadata
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+    }
+}
+
+fn user_metadata(a: &ObjectAttributes) -> Option<Metadata> {
+    (!a.user.is_empty()).then(|| a.user.clone().into_iter().collect())
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -227,10 +262,12 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 
 /// Streams `body` into a new object at `key`; nothing is visible unless the whole body
 /// arrived and matched every digest. Returns the object and the body's MD5.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn write_body(
     bucket: &GatewayWarehouse,
     key: &str,
     create_only: bool,
+    attributes: ObjectAttributes,
     mut body: StreamingBlob,
     mut expected: Expected,
     trailers: Option<s3s::TrailingHeaders>,
@@ -239,7 +276,7 @@ pub(crate) async fn write_body(
         .storage()
         .object_writer(key, create_only)
         .map_err(storage_error)?;
-    let mut md5 = Md5::new();
+    writer.set_attributes(attributes);
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(c) => c,
@@ -248,14 +285,13 @@ pub(crate) async fn write_body(
                 return Err(body_error(e));
             }
         };
-        md5.update(&chunk);
         expected.checksum.update(&chunk);
         if let Err(e) = writer.write(chunk).await {
             writer.abort().await;
             return Err(storage_error(e));
         }
     }
-    let md5: [u8; 16] = md5.finalize().into();
+    let md5 = writer.md5();
     if let Err(e) = expected.verify(&md5, trailers) {
         writer.abort().await;
         return Err(e);
@@ -396,16 +432,32 @@ impl S3 for Gateway {
                 read.info.size
             )
         });
+        let a = &read.info.attributes;
         Ok(S3Response::new(GetObjectOutput {
-            body: Some(StreamingBlob::wrap(SyncBody(Mutex::new(read.body)))),
             content_length: Some(len as i64),
             content_range,
             accept_ranges: Some("bytes".into()),
             last_modified: Some(timestamp(read.info.last_modified)),
             e_tag: etag(&read.info),
+            // The response-* query parameters override what is stored.
             content_type: input
                 .response_content_type
+                .or_else(|| a.content_type.clone())
                 .or_else(|| Some("application/octet-stream".into())),
+            content_encoding: input
+                .response_content_encoding
+                .or_else(|| a.content_encoding.clone()),
+            content_disposition: input
+                .response_content_disposition
+                .or_else(|| a.content_disposition.clone()),
+            content_language: input
+                .response_content_language
+                .or_else(|| a.content_language.clone()),
+            cache_control: input
+                .response_cache_control
+                .or_else(|| a.cache_control.clone()),
+            metadata: user_metadata(a),
+            body: Some(StreamingBlob::wrap(SyncBody(Mutex::new(read.body)))),
             ..Default::default()
         }))
     }
@@ -425,12 +477,21 @@ impl S3 for Gateway {
             .await
             .map_err(storage_error)?;
         check_head_conditions(&info, &input)?;
+        let a = &info.attributes;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(info.size as i64),
             accept_ranges: Some("bytes".into()),
             last_modified: Some(timestamp(info.last_modified)),
             e_tag: etag(&info),
-            content_type: Some("application/octet-stream".into()),
+            content_type: a
+                .content_type
+                .clone()
+                .or_else(|| Some("application/octet-stream".into())),
+            content_encoding: a.content_encoding.clone(),
+            content_disposition: a.content_disposition.clone(),
+            content_language: a.content_language.clone(),
+            cache_control: a.cache_control.clone(),
+            metadata: user_metadata(a),
             ..Default::default()
         }))
     }
@@ -471,10 +532,27 @@ impl S3 for Gateway {
             input.checksum_sha256,
             input.checksum_crc64nvme,
         )?;
+        let attributes = attributes_of(
+            input.content_type,
+            input.content_encoding,
+            input.content_disposition,
+            input.content_language,
+            input.cache_control,
+            input.metadata,
+        );
         let body = input
             .body
             .unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
-        let (info, _) = write_body(&b, &input.key, create_only, body, expected, trailers).await?;
+        let (info, _) = write_body(
+            &b,
+            &input.key,
+            create_only,
+            attributes,
+            body,
+            expected,
+            trailers,
+        )
+        .await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: etag(&info),
             ..Default::default()
@@ -571,19 +649,35 @@ impl S3 for Gateway {
         let dst = self
             .authorized_bucket(&caller, &input.bucket, &input.key, ObjectAccess::Write)
             .await?;
+        let replace = match input.metadata_directive.as_ref().map(|d| d.as_str()) {
+            None | Some(MetadataDirective::COPY) => false,
+            Some(MetadataDirective::REPLACE) => true,
+            Some(_) => return Err(s3_error!(InvalidArgument, "Unknown metadata directive.")),
+        };
+        let attributes = replace.then(|| {
+            attributes_of(
+                input.content_type,
+                input.content_encoding,
+                input.content_disposition,
+                input.content_language,
+                input.cache_control,
+                input.metadata,
+            )
+        });
         let info = if src.name() == dst.name() {
-            if src_key.as_ref() == input.key.as_str() {
+            // S3 allows a copy onto itself only to change the metadata.
+            if src_key.as_ref() == input.key.as_str() && !replace {
                 return Err(s3_error!(
                     InvalidRequest,
-                    "This copy request is illegal because it is trying to copy an object to itself"
+                    "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
                 ));
             }
             src.storage()
-                .copy_object(src_key, &input.key)
+                .copy_object(src_key, &input.key, attributes)
                 .await
                 .map_err(storage_error)?
         } else {
-            copy_across(&src, src_key, &dst, &input.key).await?
+            copy_across(&src, src_key, &dst, &input.key, attributes).await?
         };
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
@@ -704,16 +798,18 @@ pub(crate) async fn copy_across(
     src_key: &str,
     dst: &GatewayWarehouse,
     dst_key: &str,
+    attributes: Option<ObjectAttributes>,
 ) -> S3Result<ObjectInfo> {
     let read = src
         .storage()
         .get_object(src_key, None, &ReadConditions::default())
         .await
         .map_err(storage_error)?;
-    let writer = dst
+    let mut writer = dst
         .storage()
         .object_writer(dst_key, false)
         .map_err(storage_error)?;
+    writer.set_attributes(attributes.unwrap_or_else(|| read.info.attributes.clone()));
     let writer = stream_into(read.body, writer).await?;
     writer.finish().await.map_err(storage_error)
 }

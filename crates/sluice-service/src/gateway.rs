@@ -48,8 +48,9 @@ impl GatewayWarehouse {
 }
 
 /// Prefix under which the gateway keeps the parts of unfinished multipart uploads; keys
-/// there are neither listed nor addressable by clients.
-pub const UPLOADS_PREFIX: &str = ".sluice-uploads/";
+/// there are neither listed nor addressable by clients (nor are the object sidecars under
+/// [`META_PREFIX`]).
+pub use sluice_storage::{META_PREFIX, UPLOADS_PREFIX};
 
 fn invalid_key() -> ServiceError {
     ServiceError::Unauthorized("invalid access key id".into())
@@ -138,7 +139,7 @@ impl Services {
         key: &str,
         access: ObjectAccess,
     ) -> Result<()> {
-        if key.starts_with(UPLOADS_PREFIX) {
+        if key.starts_with(UPLOADS_PREFIX) || key.starts_with(META_PREFIX) {
             return Err(self.gateway_denied(caller, bucket, key, "reserved key prefix"));
         }
         // Temporary credentials narrow the user's rights to one table and level; the user's

@@ -7,6 +7,7 @@ pub mod authz;
 mod cache;
 pub mod catalog;
 pub mod delegation;
+pub mod display;
 pub mod error;
 mod field_ids;
 pub mod gateway;

@@ -412,6 +412,7 @@ mod tests {
         ("cache", include_str!("cache.rs")),
         ("catalog", include_str!("catalog.rs")),
         ("delegation", include_str!("delegation.rs")),
+        ("display", include_str!("display.rs")),
         ("error", include_str!("error.rs")),
         ("field_ids", include_str!("field_ids.rs")),
         ("gateway", include_str!("gateway.rs")),

@@ -26,7 +26,10 @@ pub use delete_profile::{DeleteProfile, MAX_SOFT_DELETE_SECONDS};
 pub use endpoints::EndpointAllowlist;
 pub use error::{ProbeStep, Result, StorageError};
 pub use gcs::{GcsCredential, GcsProfile, ServiceAccountKey};
-pub use objects::{ByteRange, ObjectInfo, ObjectRead, ObjectWriter, ReadConditions};
+pub use objects::{
+    ByteRange, ObjectAttributes, ObjectInfo, ObjectRead, ObjectWriter, ReadConditions, META_PREFIX,
+    UPLOADS_PREFIX,
+};
 pub use profile::{
     FileProfile, RemoteSigningUrlStyle, S3Flavor, S3Profile, StorageProfile, ValidationContext,
     DEFAULT_STS_TOKEN_VALIDITY_SECONDS, STS_TOKEN_VALIDITY_RANGE,

@@ -2,20 +2,35 @@
 //! gateway): a key is a path below the warehouse's base location. Reads and writes are
 //! streamed; a write becomes visible only when [`ObjectWriter::finish`] succeeds, so a
 //! refused or broken upload leaves nothing behind.
+//!
+//! S3 clients expect S3's entity tags (the MD5 of the bytes, `md5-of-part-md5s-N` after a
+//! multipart upload) and the metadata they stored (Content-Type, `x-amz-meta-*`, ...) back.
+//! An S3 warehouse does both itself: the attributes go to the store and come back from it.
+//! Local disk keeps neither, and ADLS/GCS entity tags are opaque version tags, so for those
+//! warehouses every object written here gets a sidecar under [`META_PREFIX`] holding the S3
+//! entity tag and the metadata, written after the object and removed with it. A sidecar
+//! counts only while it describes the object's current version (same store entity tag, or
+//! the same size and modification second where the store has none): an object rewritten
+//! behind the gateway's back (table data written by an engine) falls back to the store's tag.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
 use object_store::path::Path;
 use object_store::{
-    GetOptions, GetRange, ObjectMeta, PutMode, PutOptions, PutPayload, WriteMultipart,
+    Attribute, AttributeValue, Attributes, GetOptions, GetRange, ObjectMeta, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{map_err, Resolved};
 use crate::error::{error_chain, Result, StorageError};
+use crate::profile::StorageProfile;
 use crate::storage::Storage;
 
 /// Objects up to this size are written with one request; larger ones as a multipart upload
@@ -24,6 +39,84 @@ use crate::storage::Storage;
 const PART_SIZE: usize = 5 * 1024 * 1024;
 /// Parts of one upload in flight at once.
 const PARTS_IN_FLIGHT: usize = 2;
+/// Sidecars reading at once when a listing page asks for S3 entity tags.
+const SIDECAR_READS: usize = 16;
+
+/// The hidden tree of sidecars (entity tag + metadata) below the base location. Keys under
+/// it are not objects: listings skip it and no key addresses it.
+pub const META_PREFIX: &str = ".sluice-meta/";
+/// The gateway's staging area for multipart uploads; its objects get no sidecars.
+pub const UPLOADS_PREFIX: &str = ".sluice-uploads/";
+
+/// The metadata S3 keeps with an object: the stored response headers and the user's
+/// `x-amz-meta-*` pairs (names without the prefix, lower case).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectAttributes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user: BTreeMap<String, String>,
+}
+
+impl ObjectAttributes {
+    /// The JSON form (for callers that keep attributes until an upload completes).
+    pub fn to_json(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<ObjectAttributes> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| StorageError::Invalid(format!("stored object attributes: {e}")))
+    }
+
+    fn to_store(&self) -> Attributes {
+        let mut a = Attributes::new();
+        let mut set = |k: Attribute, v: &Option<String>| {
+            if let Some(v) = v {
+                a.insert(k, AttributeValue::from(v.clone()));
+            }
+        };
+        set(Attribute::ContentType, &self.content_type);
+        set(Attribute::ContentEncoding, &self.content_encoding);
+        set(Attribute::ContentDisposition, &self.content_disposition);
+        set(Attribute::ContentLanguage, &self.content_language);
+        set(Attribute::CacheControl, &self.cache_control);
+        for (k, v) in &self.user {
+            a.insert(
+                Attribute::Metadata(k.clone().into()),
+                AttributeValue::from(v.clone()),
+            );
+        }
+        a
+    }
+
+    fn from_store(a: &Attributes) -> ObjectAttributes {
+        let mut out = ObjectAttributes::default();
+        for (k, v) in a {
+            let v = v.as_ref().to_string();
+            match k {
+                Attribute::ContentType => out.content_type = Some(v),
+                Attribute::ContentEncoding => out.content_encoding = Some(v),
+                Attribute::ContentDisposition => out.content_disposition = Some(v),
+                Attribute::ContentLanguage => out.content_language = Some(v),
+                Attribute::CacheControl => out.cache_control = Some(v),
+                Attribute::Metadata(name) => {
+                    out.user.insert(name.to_ascii_lowercase(), v);
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
 
 /// What a listing or a HEAD tells about an object.
 #[derive(Debug, Clone)]
@@ -32,8 +125,40 @@ pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
     pub last_modified: DateTime<Utc>,
-    /// The store's entity tag (without quotes), if it has one.
+    /// The entity tag (without quotes): S3's for objects written here, else the store's.
     pub e_tag: Option<String>,
+    /// The stored metadata (empty in listings).
+    pub attributes: ObjectAttributes,
+}
+
+/// An object's sidecar: its S3 entity tag and metadata, and which version of the object
+/// they describe.
+#[derive(Debug, Serialize, Deserialize)]
+struct Sidecar {
+    e_tag: String,
+    size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store_e_tag: Option<String>,
+    modified: DateTime<Utc>,
+    #[serde(default)]
+    attributes: ObjectAttributes,
+}
+
+impl Sidecar {
+    fn describes(&self, size: u64, store_e_tag: Option<&str>, modified: DateTime<Utc>) -> bool {
+        if self.size != size {
+            return false;
+        }
+        match (self.store_e_tag.as_deref(), store_e_tag) {
+            (Some(a), Some(b)) => a == b,
+            // Listings and HEADs of some stores differ in sub-second precision.
+            _ => self.modified.timestamp() == modified.timestamp(),
+        }
+    }
+}
+
+fn store_tag(meta: &ObjectMeta) -> Option<String> {
+    meta.e_tag.as_ref().map(|t| t.trim_matches('"').to_string())
 }
 
 /// A byte range of a read, as HTTP `Range` spells them.
@@ -56,6 +181,31 @@ pub struct ReadConditions {
     pub if_unmodified_since: Option<DateTime<Utc>>,
 }
 
+impl ReadConditions {
+    /// RFC 9110 section 13.2.2 order: If-Match, else If-Unmodified-Since (412); then
+    /// If-None-Match, else If-Modified-Since (304). HTTP dates have whole seconds.
+    fn check(&self, info: &ObjectInfo, url: &str) -> Result<()> {
+        let tag = info.e_tag.as_deref();
+        let matches = |c: &str| c == "*" || Some(c) == tag;
+        let failed = || StorageError::PreconditionFailed(url.to_string());
+        match (&self.if_match, self.if_unmodified_since) {
+            (Some(c), _) if !matches(c) => return Err(failed()),
+            (None, Some(t)) if info.last_modified.timestamp() > t.timestamp() => {
+                return Err(failed())
+            }
+            _ => {}
+        }
+        let not_modified = || StorageError::NotModified(url.to_string());
+        match (&self.if_none_match, self.if_modified_since) {
+            (Some(c), _) if matches(c) => Err(not_modified()),
+            (None, Some(t)) if info.last_modified.timestamp() <= t.timestamp() => {
+                Err(not_modified())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// An object being read: its metadata, the byte range served and the body stream.
 pub struct ObjectRead {
     pub info: ObjectInfo,
@@ -64,13 +214,27 @@ pub struct ObjectRead {
 }
 
 impl Storage {
+    /// Whether the store keeps S3 entity tags and metadata itself (an S3 warehouse) or
+    /// needs sidecars.
+    fn native_s3(&self) -> bool {
+        matches!(self.profile(), StorageProfile::S3(_))
+    }
+
     /// The location of `key` below the base location; the key must name an object inside
-    /// the warehouse (no `.`/`..` segments, no empty segments).
+    /// the warehouse (no `.`/`..` segments, no empty segments, not in the sidecar tree).
     fn key_resolved(&self, key: &str) -> Result<Resolved> {
-        if key.is_empty() || key.starts_with('/') {
+        if key.is_empty() || key.starts_with('/') || key.starts_with(META_PREFIX) {
             return Err(StorageError::Invalid(format!("invalid object key '{key}'")));
         }
         self.resolve_object(&format!("{}/{key}", self.base_location()))
+    }
+
+    fn sidecar_resolved(&self, key: &str) -> Result<Resolved> {
+        self.resolve_object(&format!("{}/{META_PREFIX}{key}", self.base_location()))
+    }
+
+    fn tracked(&self, key: &str) -> bool {
+        !self.native_s3() && !key.starts_with(UPLOADS_PREFIX)
     }
 
     fn key_of_meta(&self, meta: &ObjectMeta) -> Option<String> {
@@ -85,7 +249,122 @@ impl Storage {
             key,
             size: meta.size,
             last_modified: meta.last_modified,
-            e_tag: meta.e_tag.as_ref().map(|t| t.trim_matches('"').to_string()),
+            e_tag: store_tag(meta),
+            attributes: ObjectAttributes::default(),
+        }
+    }
+
+    /// The sidecar of `key` if there is one (a missing or unreadable one is none).
+    async fn read_sidecar(&self, key: &str) -> Option<Sidecar> {
+        let r = self.sidecar_resolved(key).ok()?;
+        let got = match self.store().get(&r.path).await {
+            Ok(g) => g.bytes().await,
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok(b) => serde_json::from_slice(&b).ok(),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => {
+                tracing::debug!(location = %r.url, error = %error_chain(&e), "object sidecar unreadable");
+                None
+            }
+        }
+    }
+
+    /// Records `e_tag` and `attributes` for the current version of `key` (`meta`). A failure
+    /// is logged: the object stays, with the store's entity tag.
+    async fn write_sidecar(
+        &self,
+        key: &str,
+        meta: &ObjectMeta,
+        e_tag: &str,
+        attributes: &ObjectAttributes,
+    ) -> bool {
+        let sidecar = Sidecar {
+            e_tag: e_tag.to_string(),
+            size: meta.size,
+            store_e_tag: store_tag(meta),
+            modified: meta.last_modified,
+            attributes: attributes.clone(),
+        };
+        let Ok(r) = self.sidecar_resolved(key) else {
+            return false;
+        };
+        let body = serde_json::to_vec(&sidecar).unwrap_or_default();
+        // A put is atomic on every store (local disk writes a temporary file and renames).
+        match self.store().put(&r.path, PutPayload::from(body)).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(location = %r.url, error = %error_chain(&e), "could not store an object's entity tag and metadata");
+                false
+            }
+        }
+    }
+
+    /// The object's info from its store metadata and, where the store needs one, its sidecar
+    /// (read beside the store request by the caller); true when the sidecar describes it.
+    fn described(
+        &self,
+        key: &str,
+        meta: &ObjectMeta,
+        sidecar: Option<Sidecar>,
+    ) -> (ObjectInfo, bool) {
+        let mut info = self.info_of(key.to_string(), meta);
+        match sidecar {
+            Some(s) if s.describes(meta.size, store_tag(meta).as_deref(), meta.last_modified) => {
+                info.e_tag = Some(s.e_tag);
+                info.attributes = s.attributes;
+                (info, true)
+            }
+            _ => (info, false),
+        }
+    }
+
+    /// Replaces the store's entity tags of listed objects with their S3 entity tags where
+    /// sidecars have them (a listing page asks for its own entries only).
+    pub async fn resolve_e_tags(&self, objects: &mut [ObjectInfo]) {
+        if self.native_s3() {
+            // Some S3-compatible stores (s3s-fs) leave ETags out of listings: ask for them.
+            let missing: Vec<(usize, String)> = objects
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.e_tag.is_none())
+                .map(|(i, o)| (i, o.key.clone()))
+                .collect();
+            let tags: Vec<(usize, Option<String>)> = futures::stream::iter(missing)
+                .map(|(i, key)| {
+                    let st = self.clone();
+                    async move { (i, st.head_object(&key).await.ok().and_then(|h| h.e_tag)) }
+                })
+                .buffered(SIDECAR_READS)
+                .collect()
+                .await;
+            for (i, t) in tags {
+                objects[i].e_tag = t;
+            }
+            return;
+        }
+        // Owned inputs: the futures must not borrow the slice (the gateway's futures are Send).
+        let wanted: Vec<(String, u64, Option<String>, DateTime<Utc>)> = objects
+            .iter()
+            .map(|o| (o.key.clone(), o.size, o.e_tag.clone(), o.last_modified))
+            .collect();
+        let tags: Vec<Option<String>> = futures::stream::iter(wanted)
+            .map(|(key, size, tag, modified)| {
+                let st = self.clone();
+                async move {
+                    let s = st.read_sidecar(&key).await?;
+                    s.describes(size, tag.as_deref(), modified)
+                        .then_some(s.e_tag)
+                }
+            })
+            .buffered(SIDECAR_READS)
+            .collect()
+            .await;
+        for (o, t) in objects.iter_mut().zip(tags) {
+            if let Some(t) = t {
+                o.e_tag = Some(t);
+            }
         }
     }
 
@@ -98,48 +377,82 @@ impl Storage {
         cond: &ReadConditions,
     ) -> Result<ObjectRead> {
         let r = self.key_resolved(key)?;
+        let range = range.map(|r| match r {
+            ByteRange::Inclusive { first, last } => {
+                GetRange::Bounded(first..last.saturating_add(1))
+            }
+            ByteRange::From(first) => GetRange::Offset(first),
+            ByteRange::Suffix(n) => GetRange::Suffix(n),
+        });
+        if !self.tracked(key) {
+            let opts = GetOptions {
+                if_match: cond.if_match.clone(),
+                if_none_match: cond.if_none_match.clone(),
+                if_modified_since: cond.if_modified_since,
+                if_unmodified_since: cond.if_unmodified_since,
+                range,
+                ..GetOptions::default()
+            };
+            let got = self
+                .store()
+                .get_opts(&r.path, opts)
+                .await
+                .map_err(|e| map_read_err(&r.url, e))?;
+            let mut info = self.info_of(key.to_string(), &got.meta);
+            info.attributes = ObjectAttributes::from_store(&got.attributes);
+            // Again here: some S3-compatible stores (s3s-fs) ignore the conditions.
+            cond.check(&info, &r.url)?;
+            return Ok(Self::read_of(info, got, r.url));
+        }
+        // The conditions are about the S3 entity tag: open the object and read its sidecar
+        // at once, then decide on the version opened.
         let opts = GetOptions {
-            if_match: cond.if_match.clone(),
-            if_none_match: cond.if_none_match.clone(),
-            if_modified_since: cond.if_modified_since,
-            if_unmodified_since: cond.if_unmodified_since,
-            range: range.map(|r| match r {
-                ByteRange::Inclusive { first, last } => {
-                    GetRange::Bounded(first..last.saturating_add(1))
-                }
-                ByteRange::From(first) => GetRange::Offset(first),
-                ByteRange::Suffix(n) => GetRange::Suffix(n),
-            }),
+            range,
+            ..GetOptions::default()
+        };
+        let (got, sidecar) =
+            tokio::join!(self.store().get_opts(&r.path, opts), self.read_sidecar(key));
+        let got = got.map_err(|e| map_read_err(&r.url, e))?;
+        let (info, _) = self.described(key, &got.meta, sidecar);
+        cond.check(&info, &r.url)?;
+        Ok(Self::read_of(info, got, r.url))
+    }
+
+    fn read_of(info: ObjectInfo, got: object_store::GetResult, url: String) -> ObjectRead {
+        let range = got.range.clone();
+        let body = got
+            .into_stream()
+            .map_err(move |e| map_err("read", &url, e))
+            .boxed();
+        ObjectRead { info, range, body }
+    }
+
+    /// The metadata of `key` (`NotFound` when missing).
+    pub async fn head_object(&self, key: &str) -> Result<ObjectInfo> {
+        let r = self.key_resolved(key)?;
+        if self.tracked(key) {
+            let (meta, sidecar) = tokio::join!(self.store().head(&r.path), self.read_sidecar(key));
+            let meta = meta.map_err(|e| map_err("head", &r.url, e))?;
+            return Ok(self.described(key, &meta, sidecar).0);
+        }
+        // A HEAD request through get_opts: `head()` drops the stored attributes.
+        let opts = GetOptions {
+            head: true,
             ..GetOptions::default()
         };
         let got = self
             .store()
             .get_opts(&r.path, opts)
             .await
-            .map_err(|e| map_read_err(&r.url, e))?;
-        let info = self.info_of(key.to_string(), &got.meta);
-        let range = got.range.clone();
-        let url = r.url.clone();
-        let body = got
-            .into_stream()
-            .map_err(move |e| map_err("read", &url, e))
-            .boxed();
-        Ok(ObjectRead { info, range, body })
-    }
-
-    /// The metadata of `key` (`NotFound` when missing).
-    pub async fn head_object(&self, key: &str) -> Result<ObjectInfo> {
-        let r = self.key_resolved(key)?;
-        let meta = self
-            .store()
-            .head(&r.path)
-            .await
             .map_err(|e| map_err("head", &r.url, e))?;
-        Ok(self.info_of(key.to_string(), &meta))
+        let mut info = self.info_of(key.to_string(), &got.meta);
+        info.attributes = ObjectAttributes::from_store(&got.attributes);
+        Ok(info)
     }
 
     /// Every object whose key starts with `prefix` (a string prefix, not only whole
-    /// segments), sorted by key.
+    /// segments), sorted by key, with the store's entity tags (see
+    /// [`Storage::resolve_e_tags`]). The sidecar tree is never listed.
     pub async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         // The store lists whole directories: list the one the prefix ends in, then filter.
         let dir = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -168,30 +481,98 @@ impl Storage {
             .iter()
             .filter_map(|m| {
                 let key = self.key_of_meta(m)?;
-                key.starts_with(prefix).then(|| self.info_of(key, m))
+                (key.starts_with(prefix) && !key.starts_with(META_PREFIX))
+                    .then(|| self.info_of(key, m))
             })
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
 
-    /// Deletes `key`; a missing object is not an error.
+    /// Deletes `key` (and its sidecar); a missing object is not an error.
     pub async fn delete_object(&self, key: &str) -> Result<()> {
         let r = self.key_resolved(key)?;
         match self.store().delete(&r.path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(map_err("delete", &r.url, e)),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(map_err("delete", &r.url, e)),
         }
+        if self.tracked(key) {
+            let s = self.sidecar_resolved(key)?;
+            match self.store().delete(&s.path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                // Harmless: a sidecar that outlives its object describes no version of a
+                // later one.
+                Err(e) => {
+                    tracing::debug!(location = %s.url, error = %error_chain(&e), "could not remove an object sidecar")
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// Copies `from` to `to` inside this storage, on the store's side.
-    pub async fn copy_object(&self, from: &str, to: &str) -> Result<ObjectInfo> {
+    /// Copies `from` to `to` inside this storage, keeping the entity tag and the metadata,
+    /// or with `attributes` as the copy's metadata (S3's `MetadataDirective: REPLACE`).
+    /// On the store's side where it can; streamed where the store cannot set metadata on
+    /// a copy.
+    pub async fn copy_object(
+        &self,
+        from: &str,
+        to: &str,
+        attributes: Option<ObjectAttributes>,
+    ) -> Result<ObjectInfo> {
         let src = self.key_resolved(from)?;
         let dst = self.key_resolved(to)?;
-        self.store()
-            .copy(&src.path, &dst.path)
-            .await
-            .map_err(|e| map_err("copy", &src.url, e))?;
+        let source = if self.tracked(from) {
+            let (meta, sidecar) =
+                tokio::join!(self.store().head(&src.path), self.read_sidecar(from));
+            let meta = meta.map_err(|e| map_err("head", &src.url, e))?;
+            Some(self.described(from, &meta, sidecar))
+        } else {
+            None
+        };
+        let server_side = match (&source, &attributes) {
+            (None, None) => true,
+            (None, Some(_)) => false,
+            (Some((_, has_sidecar)), _) => *has_sidecar || attributes.is_none(),
+        };
+        if !server_side {
+            let read = self
+                .get_object(from, None, &ReadConditions::default())
+                .await?;
+            let mut w = self.object_writer(to, false)?;
+            w.set_attributes(attributes.unwrap_or(read.info.attributes));
+            let mut body = read.body;
+            while let Some(chunk) = body.next().await {
+                let res = match chunk {
+                    Ok(c) => w.write(c).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = res {
+                    w.abort().await;
+                    return Err(e);
+                }
+            }
+            return w.finish().await;
+        }
+        // A copy onto itself only changes the metadata (in the sidecar).
+        if from != to {
+            self.store()
+                .copy(&src.path, &dst.path)
+                .await
+                .map_err(|e| map_err("copy", &src.url, e))?;
+        }
+        if let Some((info, true)) = source {
+            if self.tracked(to) {
+                let meta = self
+                    .store()
+                    .head(&dst.path)
+                    .await
+                    .map_err(|e| map_err("head", &dst.url, e))?;
+                let e_tag = info.e_tag.unwrap_or_default();
+                let attributes = attributes.unwrap_or(info.attributes);
+                self.write_sidecar(to, &meta, &e_tag, &attributes).await;
+            }
+        }
         self.head_object(to).await
     }
 
@@ -209,6 +590,9 @@ impl Storage {
             buffer: BytesMut::new(),
             upload: None,
             written: 0,
+            md5: Md5::new(),
+            attributes: ObjectAttributes::default(),
+            e_tag: None,
         })
     }
 }
@@ -225,6 +609,9 @@ pub struct ObjectWriter {
     buffer: BytesMut,
     upload: Option<WriteMultipart>,
     written: u64,
+    md5: Md5,
+    attributes: ObjectAttributes,
+    e_tag: Option<String>,
 }
 
 impl ObjectWriter {
@@ -233,9 +620,26 @@ impl ObjectWriter {
         self.written
     }
 
+    /// The MD5 of the bytes written so far.
+    pub fn md5(&self) -> [u8; 16] {
+        self.md5.clone().finalize().into()
+    }
+
+    /// The metadata stored with the object.
+    pub fn set_attributes(&mut self, attributes: ObjectAttributes) {
+        self.attributes = attributes;
+    }
+
+    /// The S3 entity tag to record instead of the MD5 of the bytes (a completed multipart
+    /// upload's). Stores that keep S3 entity tags themselves keep theirs.
+    pub fn set_e_tag(&mut self, e_tag: String) {
+        self.e_tag = Some(e_tag);
+    }
+
     /// Appends bytes; waits while too many parts are in flight.
     pub async fn write(&mut self, bytes: Bytes) -> Result<()> {
         self.written += bytes.len() as u64;
+        self.md5.update(&bytes);
         if let Some(up) = &mut self.upload {
             up.wait_for_capacity(PARTS_IN_FLIGHT)
                 .await
@@ -245,10 +649,14 @@ impl ObjectWriter {
         }
         self.buffer.extend_from_slice(&bytes);
         if self.buffer.len() >= PART_SIZE {
+            let opts = PutMultipartOptions {
+                attributes: self.store_attributes(),
+                ..Default::default()
+            };
             let upload = self
                 .storage
                 .store()
-                .put_multipart(&self.path)
+                .put_multipart_opts(&self.path, opts)
                 .await
                 .map_err(|e| map_err("write", &self.url, e))?;
             let mut up = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
@@ -256,6 +664,14 @@ impl ObjectWriter {
             self.upload = Some(up);
         }
         Ok(())
+    }
+
+    /// The attributes the store itself takes (local disk takes none: its sidecar has them).
+    fn store_attributes(&self) -> Attributes {
+        match self.storage.profile() {
+            StorageProfile::File(_) => Attributes::new(),
+            _ => self.attributes.to_store(),
+        }
     }
 
     /// Makes the object visible and returns its metadata.
@@ -268,12 +684,13 @@ impl ObjectWriter {
                 } else {
                     PutMode::Overwrite
                 };
+                let opts = PutOptions {
+                    mode,
+                    attributes: self.store_attributes(),
+                    ..Default::default()
+                };
                 store
-                    .put_opts(
-                        &self.path,
-                        PutPayload::from(self.buffer.freeze()),
-                        PutOptions::from(mode),
-                    )
+                    .put_opts(&self.path, PutPayload::from(self.buffer.freeze()), opts)
                     .await
                     .map_err(|e| map_err("write", &self.url, e))?;
             }
@@ -296,7 +713,24 @@ impl ObjectWriter {
                     .map_err(|e| map_err("write", &self.url, e))?;
             }
         }
-        self.storage.head_object(&self.key).await
+        if !self.storage.tracked(&self.key) {
+            return self.storage.head_object(&self.key).await;
+        }
+        let meta = store
+            .head(&self.path)
+            .await
+            .map_err(|e| map_err("head", &self.url, e))?;
+        let e_tag = self.e_tag.unwrap_or_else(|| hex(&self.md5.finalize()));
+        let mut info = self.storage.info_of(self.key.clone(), &meta);
+        if self
+            .storage
+            .write_sidecar(&self.key, &meta, &e_tag, &self.attributes)
+            .await
+        {
+            info.e_tag = Some(e_tag);
+            info.attributes = self.attributes;
+        }
+        Ok(info)
     }
 
     /// Abandons the upload, removing what a multipart upload stored so far.
@@ -307,6 +741,10 @@ impl ObjectWriter {
             }
         }
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn map_read_err(url: &str, e: object_store::Error) -> StorageError {
@@ -451,9 +889,57 @@ mod tests {
             st.object_writer("x/../e", false),
             Err(StorageError::Invalid(_))
         ));
-        st.copy_object("e", "f/copy").await.unwrap();
+        st.copy_object("e", "f/copy", None).await.unwrap();
         st.delete_object("e").await.unwrap();
         st.delete_object("e").await.unwrap();
         assert_eq!(keys(st.list_objects("f/").await.unwrap()), ["f/copy"]);
+    }
+
+    #[tokio::test]
+    async fn file_objects_get_s3_entity_tags_and_metadata_from_sidecars() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("wh");
+        let st = open_file(&root);
+        let attrs = ObjectAttributes {
+            content_type: Some("text/plain".into()),
+            user: [("k".to_string(), "v".to_string())].into(),
+            ..Default::default()
+        };
+        let mut w = st.object_writer("d/x", false).unwrap();
+        w.set_attributes(attrs.clone());
+        w.write(Bytes::from_static(b"hello")).await.unwrap();
+        let info = w.finish().await.unwrap();
+        let md5_hello = "5d41402abc4b2a76b9719d911017c592";
+        assert_eq!(info.e_tag.as_deref(), Some(md5_hello));
+        let head = st.head_object("d/x").await.unwrap();
+        assert_eq!(head.e_tag.as_deref(), Some(md5_hello));
+        assert_eq!(head.attributes, attrs);
+        let mut listed = st.list_objects("").await.unwrap();
+        assert_eq!(listed.len(), 1, "the sidecar tree is not listed");
+        st.resolve_e_tags(&mut listed).await;
+        assert_eq!(listed[0].e_tag.as_deref(), Some(md5_hello));
+        assert!(matches!(
+            st.head_object(".sluice-meta/d/x").await,
+            Err(StorageError::Invalid(_))
+        ));
+
+        // A multipart completion records the tag it is given.
+        let mut w = st.object_writer("d/m", false).unwrap();
+        w.set_e_tag("abc-2".into());
+        w.write(Bytes::from_static(b"parts")).await.unwrap();
+        w.finish().await.unwrap();
+        assert_eq!(
+            st.head_object("d/m").await.unwrap().e_tag.as_deref(),
+            Some("abc-2")
+        );
+
+        // Rewritten behind the storage's back: the store's tag again, no metadata.
+        std::fs::write(root.join("d/x"), b"other bytes").unwrap();
+        let head = st.head_object("d/x").await.unwrap();
+        assert_ne!(head.e_tag.as_deref(), Some(md5_hello));
+        assert_eq!(head.attributes, ObjectAttributes::default());
+
+        st.delete_object("d/x").await.unwrap();
+        assert!(!root.join(".sluice-meta/d/x").exists());
     }
 }
