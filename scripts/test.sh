@@ -116,7 +116,8 @@ python_setup() {
 # lacks ensurepip (and we may).
 make_venv() {
   local dir=$1
-  if [[ -x $dir/bin/python ]] && "$dir/bin/python" -c 'import sys' 2>/dev/null; then
+  # A venv left without pip (an interrupted earlier run) is made again, not reused.
+  if [[ -x $dir/bin/python ]] && "$dir/bin/python" -m pip --version >/dev/null 2>&1; then
     return 0
   fi
   rm -rf "$dir"

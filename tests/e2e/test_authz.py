@@ -150,6 +150,27 @@ def test_developer_writes_tables_but_cannot_create_warehouse(server, admin_catal
     assert wh_name not in {w["name"] for w in listed}
 
 
+def test_developer_stages_a_table_and_writes_its_data_before_the_create_commits(server, admin_catalog):
+    # PyIceberg's create-table transaction stages the table, writes the data files through the
+    # gateway while no table holds their keys yet, then commits with assert-create. The
+    # temporary credentials of a staged table carry the right to create it, so a Developer
+    # (no s3:PutObject anywhere) can do this; a Viewer's staged create is refused up front.
+    dev = create_user(server, "stager", groups=("Developers",))
+    cat = dev.catalog()
+    ns = unique("stagens")
+    cat.create_namespace(ns)
+    with cat.create_table_transaction((ns, "ctas"), schema=SCHEMA) as txn:
+        txn.append(rows(0, 6))
+    assert sorted_pylist(read_all(cat.load_table((ns, "ctas")))) == sorted_pylist(rows(0, 6))
+    assert sorted_pylist(read_all(admin_catalog.load_table((ns, "ctas")))) == sorted_pylist(rows(0, 6))
+
+    viewer = create_user(server, "stageviewer", groups=("Viewers",))
+    with pytest.raises(ForbiddenError):
+        with viewer.catalog().create_table_transaction((ns, "nope"), schema=SCHEMA) as txn:
+            txn.append(rows(0, 1))
+    assert not admin_catalog.table_exists((ns, "nope"))
+
+
 # --------------------------------------------------------------------------------------------
 # 3. A deny on one namespace hides it completely
 # --------------------------------------------------------------------------------------------

@@ -249,7 +249,12 @@ impl Services {
         base_url: &str,
     ) -> Result<TableCredentials> {
         let res = resource::table(&wh.name, table.namespace.parts(), table.name);
-        let level = if self.is_allowed(caller, Action::WriteTable, &res).await? {
+        let write_action = if table.staged {
+            Action::CreateTable
+        } else {
+            Action::WriteTable
+        };
+        let level = if self.is_allowed(caller, write_action, &res).await? {
             AccessLevel::ReadWrite
         } else {
             AccessLevel::Read
@@ -345,7 +350,15 @@ impl Services {
         self.authorize(caller, Action::VendCredentials, &res)
             .await?;
         let creds = self
-            .vend_gateway(caller, wh, GatewayTable::of(table), &delegation.base_url)
+            .vend_gateway(
+                caller,
+                wh,
+                GatewayTable {
+                    staged,
+                    ..GatewayTable::of(table)
+                },
+                &delegation.base_url,
+            )
             .await?;
         config.extend(creds.config.clone());
         Ok(Delegated {
@@ -741,6 +754,7 @@ impl Services {
                 namespace: ns,
                 name,
                 location,
+                staged,
             };
             let creds = self.vend_gateway(caller, wh, table, &req.uri).await?;
             let get = |k: &str| {
@@ -766,6 +780,9 @@ pub(crate) struct GatewayTable<'a> {
     pub namespace: &'a NamespaceName,
     pub name: &'a str,
     pub location: &'a str,
+    /// Not committed yet: writing needs `catalog:CreateTable` on its name, and the gateway
+    /// finds no table holding its keys.
+    pub staged: bool,
 }
 
 impl<'a> GatewayTable<'a> {
@@ -775,6 +792,7 @@ impl<'a> GatewayTable<'a> {
             namespace: &t.namespace,
             name: &t.name,
             location: &t.location,
+            staged: false,
         }
     }
 }

@@ -157,6 +157,19 @@ impl Services {
         }
         let table = self.table_of_key(bucket, key).await?;
         let wh = &bucket.warehouse;
+        // A staged table's files, written before its create commits: the right to create
+        // the table is the right to them (as for the staged table's signer endpoint).
+        if let (None, Some(staged)) = (&table, caller.scope().and_then(|s| s.staged_table())) {
+            if self.is_allowed(caller, Action::CreateTable, staged).await? {
+                return Ok(());
+            }
+            return Err(self.gateway_denied(
+                caller,
+                bucket,
+                key,
+                "catalog:CreateTable is not allowed on the staged table",
+            ));
+        }
         let (action, res) = match (&table, access) {
             (Some(t), ObjectAccess::Read) => {
                 let policies = self.policy_set(caller).await?;

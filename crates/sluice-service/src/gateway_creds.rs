@@ -83,6 +83,10 @@ struct SessionClaims {
     location: String,
     write: bool,
     expires_ms: i64,
+    /// For a staged (not yet committed) table: its policy resource. No table holds its keys
+    /// until the create commits, so the gateway checks `catalog:CreateTable` on it instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    staged_table: Option<String>,
 }
 
 /// What temporary credentials confine their requests to.
@@ -92,9 +96,16 @@ pub struct SessionScope {
     warehouse: Uuid,
     location: String,
     write: bool,
+    staged_table: Option<String>,
 }
 
 impl SessionScope {
+    /// The policy resource of the staged table these credentials were issued for, if the
+    /// table was not committed when they were.
+    pub(crate) fn staged_table(&self) -> Option<&str> {
+        self.staged_table.as_deref()
+    }
+
     /// Whether the object `location` (of warehouse `warehouse`) lies strictly below the
     /// table's location and `access` is within the level.
     pub(crate) fn allows(&self, warehouse: Uuid, location: &str, access: ObjectAccess) -> bool {
@@ -202,6 +213,9 @@ impl Services {
             location: table.location.to_string(),
             write,
             expires_ms: expiration.timestamp_millis(),
+            staged_table: table
+                .staged
+                .then(|| resource::table(&wh.name, table.namespace.parts(), table.name)),
         };
         let json = serde_json::to_vec(&claims).map_err(ServiceError::internal)?;
         let token = URL_SAFE_NO_PAD.encode(self.seal(&json));
@@ -343,6 +357,7 @@ impl Services {
                 warehouse: claims.warehouse,
                 location: claims.location,
                 write: claims.write,
+                staged_table: claims.staged_table,
             }),
         })
     }
@@ -371,6 +386,7 @@ mod tests {
             warehouse: Uuid::nil(),
             location: "s3://wh/ns/t1".into(),
             write: false,
+            staged_table: None,
         };
         assert!(s.allows(
             Uuid::nil(),
