@@ -160,6 +160,14 @@ def s3(tmp_root: Path) -> Iterator[S3]:
 class Server:
     base: str
     log: Path
+    data_dir: Path
+
+    def local_path(self, location: str) -> Path:
+        """Where a location of the embedded default lies on the server's disk: that warehouse
+        is served through the S3 gateway (`s3://default/<path>` is `<data_dir>/warehouse/<path>`)."""
+        prefix = "s3://default/"
+        assert location.startswith(prefix), location
+        return self.data_dir / "warehouse" / location[len(prefix):]
 
     def api(self, method: str, path: str, auth=(ADMIN_KEY_ID, ADMIN_SECRET), **kw) -> requests.Response:
         return requests.request(method, self.base + path, auth=auth, timeout=30, **kw)
@@ -206,7 +214,7 @@ scopes = ["openid", "profile", "email", "groups"]
              tmp_root / "sluice.log", env=env)
     base = f"http://127.0.0.1:{port}"
     p.wait_ready(lambda: requests.get(base + "/health", timeout=2).ok)
-    yield Server(base, p.log)
+    yield Server(base, p.log, data)
     p.stop()
 
 

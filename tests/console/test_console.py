@@ -469,7 +469,6 @@ def test_table_with_10000_snapshots_renders_one_page_quickly(server: Server, bro
     import json
     import os
     import time
-    from urllib.parse import unquote, urlparse
 
     wid = make_table(server, "perf", "history")
     loaded = server.api("GET", f"/v1/{wid}/namespaces/perf/tables/history").json()
@@ -495,7 +494,7 @@ def test_table_with_10000_snapshots_renders_one_page_quickly(server: Server, bro
     md["refs"] = {"main": {"type": "branch", "snapshot-id": snaps[-1]["snapshot-id"]}}
     md["snapshot-log"] = [{"snapshot-id": s["snapshot-id"], "timestamp-ms": s["timestamp-ms"]} for s in snaps]
     md["last-updated-ms"] = snaps[-1]["timestamp-ms"]
-    meta_dir = Path(unquote(urlparse(md["location"]).path)) / "metadata"
+    meta_dir = server.local_path(md["location"]) / "metadata"
     big = meta_dir / "00001-history.metadata.json"
     big.write_text(json.dumps(md))
     # A hard drop frees the location for the registration (another test may have made the
