@@ -30,6 +30,9 @@ pub async fn start_server_with(database_url: Option<String>) -> BenchServer {
         database_url,
         allowed_file_roots: vec![dir.path().to_path_buf()],
         log_level: "warn".into(),
+        // The catalog's own cost with `file://` locations, comparable across runs; this
+        // server starts no gateway listener to serve `s3://default/…` locations.
+        default_warehouse_gateway: false,
         ..ServerConfig::default()
     };
     let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET))))
