@@ -325,15 +325,7 @@ impl Services {
         let res = resource::table(&wh.name, table.namespace.parts(), &table.name);
         if !delegation.vended_credentials {
             self.authorize(caller, Action::StorageSign, &res).await?;
-            let endpoint = if staged {
-                format!(
-                    "v1/{}/staged-tables/{}/sign",
-                    wh.id,
-                    self.staged_grant(wh, table)
-                )
-            } else {
-                format!("v1/{}/tables/{}/sign", wh.id, table.id)
-            };
+            let endpoint = self.signer_endpoint(wh, table, staged);
             let gateway = StorageProfile::S3(self.gateway_sign_profile(wh, &delegation.base_url)?);
             if let Some(signing) = gateway.remote_signing_config(SignerEndpoint {
                 uri: &delegation.base_url,
@@ -441,18 +433,7 @@ impl Services {
                 ));
             }
         }
-        // A staged table is not in the catalog yet, so its signer endpoint carries what the
-        // signer needs to know about it, sealed with the master key (any replica can open
-        // it; nobody else can forge or widen it).
-        let endpoint = if staged {
-            format!(
-                "v1/{}/staged-tables/{}/sign",
-                wh.id,
-                self.staged_grant(wh, table)
-            )
-        } else {
-            format!("v1/{}/tables/{}/sign", wh.id, table.id)
-        };
+        let endpoint = self.signer_endpoint(wh, table, staged);
         match profile.remote_signing_config(SignerEndpoint {
             uri: &delegation.base_url,
             endpoint: &endpoint,
@@ -610,6 +591,22 @@ impl Services {
             staged: false,
         };
         self.sign_inside(caller, t.warehouse(), scope, req).await
+    }
+
+    /// The table's signer endpoint (relative to the catalog URI). A staged table is not in
+    /// the catalog yet, so its endpoint carries what the signer needs to know about it,
+    /// sealed with the master key (any replica can open it; nobody else can forge or widen
+    /// it).
+    fn signer_endpoint(&self, wh: &WarehouseRecord, table: &TableRecord, staged: bool) -> String {
+        if staged {
+            format!(
+                "v1/{}/staged-tables/{}/sign",
+                wh.id,
+                self.staged_grant(wh, table)
+            )
+        } else {
+            format!("v1/{}/tables/{}/sign", wh.id, table.id)
+        }
     }
 
     fn staged_grant(&self, wh: &WarehouseRecord, table: &TableRecord) -> String {
