@@ -182,20 +182,34 @@ impl Gateway {
         )
         .await?;
         let md5 = hex(&md5);
-        let name = format!("{staging}/part-{:05}-{md5}", input.part_number);
-        let moved = b.storage().copy_object(&tmp, &name, None).await;
-        let _ = b.storage().delete_object(&tmp).await;
-        moved.map_err(storage_error)?;
-        // Earlier uploads of the same part number are replaced.
-        for p in self.parts_numbered(&b, &staging, input.part_number).await? {
-            if p.info.key != name {
-                let _ = b.storage().delete_object(&p.info.key).await;
-            }
-        }
+        self.publish_part(&b, &staging, &tmp, input.part_number, &md5)
+            .await?;
         Ok(UploadPartOutput {
             e_tag: Some(ETag::Strong(md5)),
             ..Default::default()
         })
+    }
+
+    /// Moves a fully written part from its temporary key to its name (which carries its
+    /// number and MD5), replacing earlier uploads of the same part number.
+    async fn publish_part(
+        &self,
+        b: &GatewayWarehouse,
+        staging: &str,
+        tmp: &str,
+        number: i32,
+        md5: &str,
+    ) -> S3Result<()> {
+        let name = format!("{staging}/part-{number:05}-{md5}");
+        let moved = b.storage().copy_object(tmp, &name, None).await;
+        let _ = b.storage().delete_object(tmp).await;
+        moved.map_err(storage_error)?;
+        for p in self.parts_numbered(b, staging, number).await? {
+            if p.info.key != name {
+                let _ = b.storage().delete_object(&p.info.key).await;
+            }
+        }
+        Ok(())
     }
 
     async fn parts_numbered(
@@ -281,15 +295,8 @@ impl Gateway {
         let writer = crate::ops::stream_into(read.body, writer).await?;
         let md5 = hex(&writer.md5());
         let info = writer.finish().await.map_err(storage_error)?;
-        let name = format!("{staging}/part-{:05}-{md5}", input.part_number);
-        let moved = b.storage().copy_object(&tmp, &name, None).await;
-        let _ = b.storage().delete_object(&tmp).await;
-        moved.map_err(storage_error)?;
-        for p in self.parts_numbered(&b, &staging, input.part_number).await? {
-            if p.info.key != name {
-                let _ = b.storage().delete_object(&p.info.key).await;
-            }
-        }
+        self.publish_part(&b, &staging, &tmp, input.part_number, &md5)
+            .await?;
         Ok(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(ETag::Strong(md5)),
