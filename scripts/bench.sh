@@ -105,28 +105,39 @@ start_baseline() {
   PIDS+=("$pid")
   for i in $(seq 1 200); do [[ -s "$WORK/baseline-$name.addr" ]] && break; sleep 0.05; done
   printf -v "BASE_$name" '%s' "http://$(head -1 "$WORK/baseline-$name.addr")"
+  printf -v "BASEPID_$name" '%s' "$pid"
 }
 
-# run_wrk OUT URL METHOD TOKEN BODY_FILE
+# CPU seconds (user + system) a process has used so far.
+cpu_s() {
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+# run_wrk OUT SERVER_PID URL METHOD TOKEN BODY_FILE: the wrk figures plus the CPU time the
+# server process used during the run (a cost per request that other load on the machine
+# hardly changes).
 run_wrk() {
+  local before after
+  before=$(cpu_s "$2")
   # shellcheck disable=SC2086 # WRK_ARGS is a list of flags
-  WRK_METHOD=$3 WRK_TOKEN=$4 WRK_BODY_FILE=$5 \
-    wrk $WRK_ARGS --latency -s scripts/wrk_bench.lua "$2" >"$1.txt"
-  sed -n 's/^WRK_JSON //p' "$1.txt" >"$1"
+  WRK_METHOD=$4 WRK_TOKEN=$5 WRK_BODY_FILE=$6 \
+    wrk $WRK_ARGS --latency -s scripts/wrk_bench.lua "$3" >"$1.txt"
+  after=$(cpu_s "$2")
+  sed -n 's/^WRK_JSON //p' "$1.txt" | jq -c --argjson cpu "$(awk -v a="$after" -v b="$before" 'BEGIN {printf "%.3f", a - b}')" '. + {server_cpu_s: $cpu}' >"$1"
   echo "  $(basename "$1" .json): $(grep 'Requests/sec' "$1.txt" | tr -s ' ')"
 }
 
-# compare CASE SLUICE_URL BASELINE_URL METHOD TOKEN BODY_FILE: alternating rounds.
+# compare CASE SLUICE_URL BASELINE_URL BASELINE_PID METHOD TOKEN BODY_FILE: alternating rounds.
 compare() {
   local case=$1 r
   mkdir -p "$RES/wrk/$case"
   for r in $(seq 1 "$ROUNDS"); do
     if (( r % 2 == 1 )); then
-      run_wrk "$RES/wrk/$case/baseline.$r.json" "$3" "$4" "$5" "$6"
-      run_wrk "$RES/wrk/$case/sluice.$r.json" "$2" "$4" "$5" "$6"
+      run_wrk "$RES/wrk/$case/baseline.$r.json" "$4" "$3" "$5" "$6" "$7"
+      run_wrk "$RES/wrk/$case/sluice.$r.json" "$lite_PID" "$2" "$5" "$6" "$7"
     else
-      run_wrk "$RES/wrk/$case/sluice.$r.json" "$2" "$4" "$5" "$6"
-      run_wrk "$RES/wrk/$case/baseline.$r.json" "$3" "$4" "$5" "$6"
+      run_wrk "$RES/wrk/$case/sluice.$r.json" "$lite_PID" "$2" "$5" "$6" "$7"
+      run_wrk "$RES/wrk/$case/baseline.$r.json" "$4" "$3" "$5" "$6" "$7"
     fi
   done
 }
@@ -183,10 +194,10 @@ http_part() {
   start_baseline sign "$sign_b"
 
   echo "== wrk $WRK_ARGS --latency, $ROUNDS alternating rounds per comparison"
-  compare health "$lite_URL/health" "$BASE_health/health" GET "" ""
-  compare config "$lite_URL$(jq -r .config_path "$RES/setup.json")" "$BASE_config/v1/config" GET "$token" ""
-  compare load "$lite_URL$(jq -r .load_path "$RES/setup.json")" "$BASE_load/load" GET "$token" ""
-  compare sign "$lite_URL$(jq -r .sign_path "$RES/setup.json")" "$BASE_sign/sign" POST "$token" "$WORK/sign-body.json"
+  compare health "$lite_URL/health" "$BASE_health/health" "$BASEPID_health" GET "" ""
+  compare config "$lite_URL$(jq -r .config_path "$RES/setup.json")" "$BASE_config/v1/config" "$BASEPID_config" GET "$token" ""
+  compare load "$lite_URL$(jq -r .load_path "$RES/setup.json")" "$BASE_load/load" "$BASEPID_load" GET "$token" ""
+  compare sign "$lite_URL$(jq -r .sign_path "$RES/setup.json")" "$BASE_sign/sign" "$BASEPID_sign" POST "$token" "$WORK/sign-body.json"
   local loaded_rss
   loaded_rss=$(rss_mb "$lite_PID")
 

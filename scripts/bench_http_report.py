@@ -34,6 +34,7 @@ def wrk_case(res, case):
         for x in (s, b):
             x["rps"] = x["requests"] / (x["duration_us"] / 1e6)
             x["non_2xx_or_failed"] = sum(x[k] for k in x if k.startswith("errors_"))
+            x["cpu_us_per_req"] = x.get("server_cpu_s", 0) * 1e6 / max(x["requests"], 1)
         rounds.append({"round": int(r), "sluice": s, "baseline": b, "ratio": s["rps"] / b["rps"]})
     if not rounds:
         return None
@@ -41,8 +42,8 @@ def wrk_case(res, case):
     return {
         "rounds": rounds,
         "ratio": statistics.median(r["ratio"] for r in rounds),
-        "sluice": {k: med("sluice", k) for k in ("rps", "p50_us", "p99_us")},
-        "baseline": {k: med("baseline", k) for k in ("rps", "p50_us", "p99_us")},
+        "sluice": {k: med("sluice", k) for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req")},
+        "baseline": {k: med("baseline", k) for k in ("rps", "p50_us", "p99_us", "cpu_us_per_req")},
         "errors": sum(r["sluice"]["non_2xx_or_failed"] + r["baseline"]["non_2xx_or_failed"] for r in rounds),
     }
 
@@ -68,22 +69,27 @@ def render(data):
         f"{data['machine']}; wrk, Sluice and the baseline share the cores, so absolute figures are "
         "lower than on a machine with separate client cores; compare the ratios."
     )
-    out += ["", "| request | body | empty handler req/s | Sluice req/s | Sluice / empty | goal | Sluice p50 / p99 | empty p50 / p99 |",
-            "|---|---|---|---|---|---|---|---|"]
+    out += ["", "| request | body | empty handler req/s | Sluice req/s | Sluice / empty | goal | Sluice p50 / p99 | empty p50 / p99 | server CPU per request: empty, Sluice (empty / Sluice) |",
+            "|---|---|---|---|---|---|---|---|---|"]
     goals = []
     for case, label, goal in CASES:
         c = http.get(case)
         if not c:
-            out.append(f"| {label} | — | not run | | | ≥ {goal}× | | |")
+            out.append(f"| {label} | — | not run | | | ≥ {goal}× | | | |")
             goals.append((label, f"≥ {goal}× the empty handler", "not run", False))
             continue
         b, s = c["baseline"], c["sluice"]
         ok = c["ratio"] >= goal
         out.append(
             f"| {label} | {setup['bytes'][case]} B | {b['rps']:,.0f} | {s['rps']:,.0f} | **{c['ratio']:.2f}×** | "
-            f"≥ {goal}× {yes(ok)} | {ms(s['p50_us'])} / {ms(s['p99_us'])} | {ms(b['p50_us'])} / {ms(b['p99_us'])} |")
+            f"≥ {goal}× {yes(ok)} | {ms(s['p50_us'])} / {ms(s['p99_us'])} | {ms(b['p50_us'])} / {ms(b['p99_us'])} | "
+            f"{b['cpu_us_per_req']:.1f} µs, {s['cpu_us_per_req']:.1f} µs ({b['cpu_us_per_req'] / max(s['cpu_us_per_req'], 1e-9):.2f}×) |")
         goals.append((label.split(" (")[0].split(",")[0], f"≥ {goal}× the empty handler", f"{c['ratio']:.2f}×", ok))
     errs = sum(c["errors"] for c in http.values() if c)
+    out.append("")
+    out.append("Server CPU per request: the user + system CPU time the server process used during the wrk run "
+               "(`/proc/<pid>/stat`) divided by the requests it answered; unlike requests/s it leaves out wrk's "
+               "own share of the cores and is hardly moved by other load on the machine.")
     out.append("")
     out.append(f"Non-2xx answers or socket errors during the wrk runs: {errs}."
                + (f" The signed request was checked once against the gateway: HTTP {setup.get('signed_get_status')}." if setup.get("signed_get_status") else ""))
