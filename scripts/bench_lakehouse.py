@@ -10,7 +10,7 @@ Not part of scripts/test.sh. Run it against a release build, e.g.
 It starts its own `sluice serve` on 127.0.0.1 ports (API + gateway) in a temporary data
 directory, writes the same rows into two tables — one in the gateway-served `default`
 warehouse, one in a plain `file` warehouse — and times full scans (`to_arrow`) of each,
-best of `--runs`. It prints one JSON line with both times and the ratio
+`--runs` rounds, interleaved. It prints one JSON line with the best and median times and their ratios
 (file:// time / gateway time: ≥ 0.7 means the gateway reads at ≥ 0.7× the speed).
 """
 
@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,25 +96,28 @@ def main() -> int:
             batch = rows(min(chunk, n - i), i)
             for t in tables.values():
                 t.append(batch)
-        results = {}
-        for name, cat in (("gateway", lake), ("file", plain)):
-            best = None
-            for _ in range(args.runs):
+        # Interleaved (gateway, file, gateway, ...) so that both see the same machine; best
+        # and median of each.
+        times: dict[str, list[float]] = {"gateway": [], "file": []}
+        for _ in range(args.runs):
+            for name, cat in (("gateway", lake), ("file", plain)):
                 t = cat.load_table(("bench", "t"))
                 start = time.perf_counter()
                 got = t.scan().to_arrow()
-                elapsed = time.perf_counter() - start
+                times[name].append(time.perf_counter() - start)
                 assert got.num_rows == n
-                best = elapsed if best is None else min(best, elapsed)
-            results[name] = best
+        best = {k: min(v) for k, v in times.items()}
+        median = {k: statistics.median(v) for k, v in times.items()}
         size = sum(p.stat().st_size for p in (root / "data" / "warehouse").rglob("*.parquet"))
         print(
             json.dumps(
                 {
                     "bytes": size,
-                    "gateway_seconds": round(results["gateway"], 3),
-                    "file_seconds": round(results["file"], 3),
-                    "ratio": round(results["file"] / results["gateway"], 3),
+                    "runs": args.runs,
+                    "gateway_seconds": {"best": round(best["gateway"], 3), "median": round(median["gateway"], 3)},
+                    "file_seconds": {"best": round(best["file"], 3), "median": round(median["file"], 3)},
+                    "ratio_best": round(best["file"] / best["gateway"], 3),
+                    "ratio_median": round(median["file"] / median["gateway"], 3),
                     "binary": binary,
                 }
             )

@@ -25,7 +25,13 @@ struct Env {
 }
 
 async fn start() -> Env {
-    let common::BenchServer { base, client, dir } = common::start_server().await;
+    start_configured(true).await
+}
+
+/// The bench server, with the web console on (the default) or off (config `console`).
+async fn start_configured(console: bool) -> Env {
+    let common::BenchServer { base, client, dir } =
+        common::start_server_configured(|c| c.console = console).await;
     let cfg: Value = client
         .get(format!("{base}/v1/config?warehouse=default"))
         .send()
@@ -283,6 +289,43 @@ fn benches(c: &mut Criterion) {
             })
         })
     });
+    g.finish();
+
+    // Issue #19: the console adds no per-request cost to the API. The same /health and
+    // load-table requests against a second server with `console = false`, measured in the
+    // same group as the server above (console on).
+    let off = rt.block_on(async {
+        let off = start_configured(false).await;
+        off.create_table("t").await;
+        for i in 0..100 {
+            off.commit_property("t", i).await;
+        }
+        off
+    });
+    let mut g = c.benchmark_group("console");
+    g.measurement_time(Duration::from_secs(5));
+    for (name, server) in [("on", &env), ("off", &off)] {
+        let health = format!("{}/health", server.base);
+        let load = format!(
+            "{}/v1/{}/namespaces/bench/tables/t",
+            server.base, server.prefix
+        );
+        for (what, url) in [("health", health), ("load_table", load)] {
+            g.bench_function(format!("{what}_console_{name}"), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            let r = server.client.get(&url).send().await.unwrap();
+                            assert!(r.status().is_success());
+                            r.bytes().await.unwrap();
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+        }
+    }
     g.finish();
 }
 

@@ -12,7 +12,9 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 /// Request limits applied in the router (config `max_request_body_bytes`,
@@ -29,17 +31,22 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// The API routes, and the web console under `/ui` when `console` is given (config
+/// `console`).
 pub fn build_router(
     state: AppState,
-    console: sluice_console::ConsoleState,
+    console: Option<sluice_console::ConsoleState>,
     limits: HttpLimits,
 ) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/health", get(health))
+    let mut router = Router::new().route("/health", get(health));
+    if let Some(console) = console {
         // The console is its own nested router: API routes never run any of its code.
-        .route("/", get(|| async { Redirect::to("/ui/") }))
-        .nest_service("/ui", sluice_console::router(console))
+        router = router
+            .route("/", get(|| async { Redirect::to("/ui/") }))
+            .nest_service("/ui", sluice_console::router(console));
+    }
+    router
         .merge(routes::oauth::router())
         .merge(routes::catalog::router())
         .merge(routes::view::router())
@@ -62,7 +69,40 @@ pub fn build_router(
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, RequestIds::new()))
+}
+
+/// Request ids in UUID form: a random per-process half and a counter. Unique across
+/// replicas like random UUIDs, without asking the OS for randomness on every request (a
+/// request id names a request in logs; it guards nothing).
+#[derive(Clone)]
+struct RequestIds {
+    process: u64,
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        RequestIds {
+            process: uuid::Uuid::new_v4().as_u64_pair().0,
+            next: Default::default(),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.process.to_be_bytes());
+        bytes[8..].copy_from_slice(&n.to_be_bytes());
+        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = id.hyphenated().encode_lower(&mut buf);
+        axum::http::HeaderValue::from_str(text)
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// URI and header limits, an early 413 for a declared length over the body limit, and

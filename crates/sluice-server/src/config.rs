@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub jwt_signing_key: Option<String>,
     /// Lifetime of tokens from `/v1/oauth/tokens`.
     pub token_ttl_seconds: i64,
+    /// Serve the web console under `/ui` (off: those paths answer 404).
+    pub console: bool,
     /// Lifetime of a web console session (its cookie and token); capped by
     /// `token_ttl_seconds`.
     pub console_session_ttl_seconds: i64,
@@ -149,6 +151,7 @@ impl Default for ServerConfig {
             master_key: None,
             jwt_signing_key: None,
             token_ttl_seconds: 3600,
+            console: true,
             console_session_ttl_seconds: 3600,
             allowed_file_roots: vec![],
             create_default_warehouse: true,
@@ -211,6 +214,7 @@ const ENV_KEYS: &[&str] = &[
     "master_key",
     "jwt_signing_key",
     "token_ttl_seconds",
+    "console",
     "console_session_ttl_seconds",
     "create_default_warehouse",
     "public_url",

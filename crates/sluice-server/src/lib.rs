@@ -144,12 +144,12 @@ impl Server {
                 public_url: self.config.public_url.clone(),
                 throttle: throttle.clone(),
             },
-            sluice_console::ConsoleState {
+            self.config.console.then(|| sluice_console::ConsoleState {
                 services: self.services.clone(),
                 public_url: self.config.public_url.clone(),
                 session_ttl_seconds: self.config.console_session_ttl_seconds,
                 throttle,
-            },
+            }),
             app::HttpLimits {
                 max_body_bytes: self.config.max_request_body_bytes,
                 request_timeout: std::time::Duration::from_secs(

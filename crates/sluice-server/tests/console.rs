@@ -165,3 +165,22 @@ async fn login_form_shares_the_api_throttle() {
     assert_eq!(api.status(), StatusCode::TOO_MANY_REQUESTS);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn console_false_serves_no_console_routes_and_the_api_as_before() {
+    let s = TestServer::start_with(|c| c.console = false).await;
+    let c = no_redirects();
+    for path in ["/", "/ui/", "/ui/login", "/ui/static/console.css"] {
+        let r = c.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let r = c.get(s.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .get(s.url("/v1/config"))
+        .basic_auth(KEY_ID, Some(SECRET))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

@@ -350,7 +350,7 @@ impl Services {
         let name = warehouse
             .filter(|w| !w.is_empty())
             .unwrap_or(crate::warehouse::DEFAULT_WAREHOUSE);
-        let wh = self.resolve_warehouse(name).await?;
+        let wh = self.resolve_warehouse_cached(name).await?;
         self.require_warehouse_visible(caller, &wh, &format!("'{name}'"))
             .await?;
         let mut overrides = HashMap::new();
@@ -1164,7 +1164,8 @@ impl Services {
         table: &str,
         req: CommitTableRequest,
     ) -> Result<CommitTableResponse> {
-        let wh = self.resolve_warehouse(prefix).await?;
+        // From memory, as for load-table: the commit itself is checked against the table row.
+        let wh = self.resolve_warehouse_cached(prefix).await?;
         let ns = parse_namespace(ns)?;
         if let Some(id) = &req.identifier {
             if id.namespace != ns.parts() || id.name != table {
@@ -1208,7 +1209,7 @@ impl Services {
         prefix: &str,
         req: CommitTransactionRequest,
     ) -> Result<()> {
-        let wh = self.resolve_warehouse(prefix).await?;
+        let wh = self.resolve_warehouse_cached(prefix).await?;
         if req.table_changes.is_empty() {
             return Err(bad("table-changes must not be empty"));
         }

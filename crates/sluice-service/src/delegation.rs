@@ -530,12 +530,14 @@ impl Services {
     ) -> Result<SignedRequest> {
         let (wh, table) = match scope {
             Some((prefix, table_id)) => {
-                let wh = self.resolve_warehouse(prefix).await?;
-                let t = self
-                    .store()
-                    .get_table_by_id(table_id)
-                    .await?
-                    .filter(|t| t.warehouse_id == wh.id);
+                // Engines sign every file they touch: warehouse and table come from memory
+                // when they can (both caches are cleared by any change of what they hold).
+                let wh = self.resolve_warehouse_cached(prefix).await?;
+                let t = match self.table_cache().get_by_id(table_id) {
+                    Some(cached) => Some(cached.record.clone()),
+                    None => self.store().get_table_by_id(table_id).await?,
+                }
+                .filter(|t| t.warehouse_id == wh.id);
                 (wh, t)
             }
             None => {

@@ -5,6 +5,7 @@
 //! actions on its object resource. The gateway crate only parses and streams.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sluice_auth::policy::{resource, Action};
 use sluice_core::{AccessKeyId, Principal, Secret};
@@ -100,9 +101,11 @@ impl Services {
         name: &str,
     ) -> Result<GatewayWarehouse> {
         let wh = self
-            .store()
-            .get_warehouse_by_name(name)
+            .warehouse_profiles()
             .await?
+            .iter()
+            .find(|(w, _)| w.name == name)
+            .map(|(w, _)| w.clone())
             .filter(|w| w.status == sluice_store::WarehouseStatus::Active)
             .filter(|w| caller.scope().is_none_or(|s| s.warehouse() == w.id))
             .ok_or_else(|| {
@@ -116,18 +119,41 @@ impl Services {
         })
     }
 
-    /// The live table of `wh` whose location contains `key`, if any.
+    /// The live table of `wh` whose location contains `key`, if any. Engines read a table's
+    /// files with many ranged GETs, so the answer for the key's directory is kept until any
+    /// table changes (`TableCache::located`).
     async fn table_of_key(
         &self,
         bucket: &GatewayWarehouse,
         key: &str,
-    ) -> Result<Option<TableRecord>> {
+    ) -> Result<Option<Arc<TableRecord>>> {
+        let wh = bucket.warehouse.id;
+        let dir = key.rsplit_once('/').map(|(d, _)| d);
+        let cache = self.table_cache();
+        if let Some(t) = dir.and_then(|d| cache.located(wh, d)) {
+            return Ok(Some(t));
+        }
+        let ticket = cache.ticket();
         let location = format!("{}/{key}", bucket.storage.base_location());
-        Ok(self
+        let Some(mut t) = self
             .store()
             .table_containing_location(&location)
             .await?
-            .filter(|t| t.warehouse_id == bucket.warehouse.id))
+            .filter(|t| t.warehouse_id == wh)
+        else {
+            return Ok(None);
+        };
+        t.metadata_json = String::new();
+        let t = Arc::new(t);
+        // A key strictly below the table's location has its directory inside it too (a key
+        // equal to the location does not).
+        let below = location
+            .strip_prefix(t.location.trim_end_matches('/'))
+            .is_some_and(|rest| rest.starts_with('/'));
+        if let (Some(dir), true) = (dir, below) {
+            cache.insert_location(ticket, wh, dir, t.clone());
+        }
+        Ok(Some(t))
     }
 
     /// Allows `access` to `key` of `bucket`, or `Forbidden` (logged with the user, key and
@@ -173,7 +199,7 @@ impl Services {
         let (action, res) = match (&table, access) {
             (Some(t), ObjectAccess::Read) => {
                 let policies = self.policy_set(caller).await?;
-                if object_readable(&policies, wh, Some(t), key) {
+                if object_readable(&policies, wh, Some(&**t), key) {
                     return Ok(());
                 }
                 return Err(self.gateway_denied(
@@ -248,7 +274,7 @@ impl Services {
         objects: Vec<ObjectInfo>,
     ) -> Result<Vec<ObjectInfo>> {
         let policies = self.policy_set(caller).await?;
-        let mut tables: HashMap<String, Option<TableRecord>> = HashMap::new();
+        let mut tables: HashMap<String, Option<Arc<TableRecord>>> = HashMap::new();
         let mut out = Vec::with_capacity(objects.len());
         for o in objects {
             if o.key.starts_with(UPLOADS_PREFIX) {
@@ -274,7 +300,7 @@ impl Services {
                     t
                 }
             };
-            if object_readable(&policies, &bucket.warehouse, table.as_ref(), &o.key) {
+            if object_readable(&policies, &bucket.warehouse, table.as_deref(), &o.key) {
                 out.push(o);
             }
         }

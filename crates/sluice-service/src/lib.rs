@@ -126,7 +126,15 @@ struct Inner {
     authenticators: authn::Chain,
     /// Where the S3 gateway listens, once it does.
     gateway_address: std::sync::RwLock<Option<std::net::SocketAddr>>,
+    /// When the database last answered a health probe (ms after `started`; 0 = never).
+    healthy_at: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
 }
+
+/// How long one successful database probe answers health checks: probes every few
+/// hundred milliseconds (load balancers, orchestrators) then cost no database round trip,
+/// and a database that stops answering is reported within this long.
+const HEALTH_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Services {
     /// Services without external identity providers.
@@ -167,6 +175,8 @@ impl Services {
                 storages: Mutex::new(HashMap::new()),
                 profiles: Mutex::new(WarehouseProfiles::default()),
                 feed_down: std::sync::atomic::AtomicBool::new(false),
+                healthy_at: std::sync::atomic::AtomicU64::new(0),
+                started: std::time::Instant::now(),
                 policies,
                 principals,
                 credentials: delegation::CredentialCache::new(Arc::new(delegation::SystemClock)),
@@ -191,9 +201,26 @@ impl Services {
     }
 
     /// Whether the database answers (health checks).
+    /// Whether the database answers, probed at most once per [`HEALTH_REUSE`] while it
+    /// does (a failure is never reused: every check after one probes again).
     pub async fn check_database(&self) -> Result<()> {
-        self.store().get_setting("health.probe").await?;
-        Ok(())
+        use std::sync::atomic::Ordering;
+        let now_ms = || self.inner.started.elapsed().as_millis() as u64 + 1;
+        let last = self.inner.healthy_at.load(Ordering::Acquire);
+        if last != 0 && now_ms().saturating_sub(last) < HEALTH_REUSE.as_millis() as u64 {
+            return Ok(());
+        }
+        let probed_at = now_ms();
+        match self.store().get_setting("health.probe").await {
+            Ok(_) => {
+                self.inner.healthy_at.fetch_max(probed_at, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.healthy_at.store(0, Ordering::Release);
+                Err(e.into())
+            }
+        }
     }
 
     pub(crate) fn secrets(&self) -> &SecretBox {

@@ -82,8 +82,19 @@ struct Index {
 /// Past this many indexed ids (evicted entries leave their id behind) the index starts over.
 const MAX_INDEXED_IDS: usize = 100_000;
 
+/// The gateway's question "which live table holds the objects of this directory": a
+/// warehouse id and a key's directory (below the warehouse's base location).
+type LocationKey = (Uuid, Arc<str>);
+
+/// How many directories the gateway's location answers are kept for.
+const MAX_LOCATIONS: u64 = 10_000;
+
 pub(crate) struct TableCache {
     entries: Option<Cache<TableKey, Arc<CachedTable>>>,
+    /// Answers of the gateway's location lookup, each tagged with the generation it was
+    /// read in: any table change makes every answer stale (a commit may move a location,
+    /// a create or drop adds or removes one), so nothing finer-grained is tracked.
+    locations: Option<Cache<LocationKey, (u64, Arc<TableRecord>)>>,
     index: Mutex<Index>,
     bypass: AtomicBool,
 }
@@ -100,8 +111,10 @@ impl TableCache {
                 })
                 .build()
         });
+        let locations = (max_bytes > 0).then(|| Cache::new(MAX_LOCATIONS));
         TableCache {
             entries,
+            locations,
             index: Mutex::new(Index {
                 generation: 0,
                 keys: HashMap::new(),
@@ -119,6 +132,20 @@ impl TableCache {
             return None;
         }
         self.entries.as_ref()?.get(key)
+    }
+
+    /// The cached row of the table with this id, under whichever name it was loaded (the
+    /// signer knows only the id). Entries go with every change of the table, as by name.
+    pub(crate) fn get_by_id(&self, id: Uuid) -> Option<Arc<CachedTable>> {
+        if self.bypass.load(Ordering::Acquire) {
+            return None;
+        }
+        let entries = self.entries.as_ref()?;
+        let keys = self.index().keys.get(&id)?.clone();
+        // A name may hold another table by now (dropped, then created again).
+        keys.iter()
+            .filter_map(|k| entries.get(k))
+            .find(|t| t.record.id == id)
     }
 
     /// Taken before the row is read; hand it back to [`TableCache::insert`].
@@ -150,6 +177,36 @@ impl TableCache {
             keys.push(key.clone());
         }
         entries.insert(key, value);
+    }
+
+    /// The live table holding the objects of `dir` in `warehouse`, as last read, unless any
+    /// table changed since.
+    pub(crate) fn located(&self, warehouse: Uuid, dir: &str) -> Option<Arc<TableRecord>> {
+        if self.bypass.load(Ordering::Acquire) {
+            return None;
+        }
+        let (generation, table) = self.locations.as_ref()?.get(&(warehouse, Arc::from(dir)))?;
+        (generation == self.index().generation).then_some(table)
+    }
+
+    /// Notes that `table` holds the objects of `dir`, read under `ticket`.
+    pub(crate) fn insert_location(
+        &self,
+        ticket: FillTicket,
+        warehouse: Uuid,
+        dir: &str,
+        table: Arc<TableRecord>,
+    ) {
+        let Some(locations) = &self.locations else {
+            return;
+        };
+        if self.bypass.load(Ordering::Acquire) {
+            return;
+        }
+        let index = self.index();
+        if index.generation == ticket.0 {
+            locations.insert((warehouse, Arc::from(dir)), (ticket.0, table));
+        }
     }
 
     /// The table with this id changed: every name it was cached under is dropped.
@@ -185,6 +242,9 @@ impl TableCache {
         index.generation += 1;
         index.keys.clear();
         entries.invalidate_all();
+        if let Some(l) = &self.locations {
+            l.invalidate_all();
+        }
     }
 
     /// While the change feed is down, changes on other replicas go unheard: serve and store

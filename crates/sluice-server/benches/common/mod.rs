@@ -23,11 +23,16 @@ pub async fn start_server() -> BenchServer {
 /// SQLite default in the temp dir).
 #[allow(dead_code)]
 pub async fn start_server_with(database_url: Option<String>) -> BenchServer {
+    start_server_configured(|c| c.database_url = database_url).await
+}
+
+/// As [`start_server`], with `configure` applied to the configuration first.
+#[allow(dead_code)]
+pub async fn start_server_configured(configure: impl FnOnce(&mut ServerConfig)) -> BenchServer {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
-        database_url,
         allowed_file_roots: vec![dir.path().to_path_buf()],
         log_level: "warn".into(),
         // The catalog's own cost with `file://` locations, comparable across runs; this
@@ -35,6 +40,7 @@ pub async fn start_server_with(database_url: Option<String>) -> BenchServer {
         default_warehouse_gateway: false,
         ..ServerConfig::default()
     };
+    configure(&mut config);
     let server = Server::open(config, Some((KEY_ID.into(), Secret::new(SECRET))))
         .await
         .unwrap();
