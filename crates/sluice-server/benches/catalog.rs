@@ -139,22 +139,9 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("baseline");
     g.measurement_time(Duration::from_secs(5));
+    let health = format!("{}/health", env.base);
     g.bench_function("health", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let r = env
-                        .client
-                        .get(format!("{}/health", env.base))
-                        .send()
-                        .await
-                        .unwrap();
-                    r.bytes().await.unwrap();
-                }
-                start.elapsed()
-            })
-        })
+        b.iter_custom(|iters| timed_gets(&rt, &env.client, &health, iters))
     });
     g.bench_function("read_metadata_from_storage", |b| {
         b.iter_custom(|iters| {
@@ -175,17 +162,7 @@ fn benches(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(5));
     g.bench_function("100_commit_history", |b| {
         let url = format!("{}/v1/{}/namespaces/bench/tables/t", env.base, env.prefix);
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let r = env.client.get(&url).send().await.unwrap();
-                    assert!(r.status().is_success());
-                    r.bytes().await.unwrap();
-                }
-                start.elapsed()
-            })
-        })
+        b.iter_custom(|iters| timed_gets(&rt, &env.client, &url, iters))
     });
     g.finish();
 
@@ -237,17 +214,7 @@ fn benches(c: &mut Criterion) {
     for (name, query) in [("all", ""), ("refs", "?snapshots=refs")] {
         let url = format!("{big_url}{query}");
         g.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let r = env.client.get(&url).send().await.unwrap();
-                        assert!(r.status().is_success());
-                        r.bytes().await.unwrap();
-                    }
-                    start.elapsed()
-                })
-            })
+            b.iter_custom(|iters| timed_gets(&rt, &env.client, &url, iters))
         });
     }
     g.finish();
@@ -312,21 +279,29 @@ fn benches(c: &mut Criterion) {
         );
         for (what, url) in [("health", health), ("load_table", load)] {
             g.bench_function(format!("{what}_console_{name}"), |b| {
-                b.iter_custom(|iters| {
-                    rt.block_on(async {
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            let r = server.client.get(&url).send().await.unwrap();
-                            assert!(r.status().is_success());
-                            r.bytes().await.unwrap();
-                        }
-                        start.elapsed()
-                    })
-                })
+                b.iter_custom(|iters| timed_gets(&rt, &server.client, &url, iters))
             });
         }
     }
     g.finish();
+}
+
+/// `iters` sequential GETs of `url`, each answered with a success and read to the end.
+fn timed_gets(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    iters: u64,
+) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            let r = client.get(url).send().await.unwrap();
+            assert!(r.status().is_success());
+            r.bytes().await.unwrap();
+        }
+        start.elapsed()
+    })
 }
 
 async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {

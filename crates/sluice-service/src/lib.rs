@@ -200,7 +200,6 @@ impl Services {
         &self.inner.authenticators
     }
 
-    /// Whether the database answers (health checks).
     /// Whether the database answers, probed at most once per [`HEALTH_REUSE`] while it
     /// does (a failure is never reused: every check after one probes again).
     pub async fn check_database(&self) -> Result<()> {
