@@ -4,13 +4,14 @@
 //! (and a task) forever.
 
 use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -199,6 +200,54 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     }
 }
 
+/// Whether the client waits for `100 Continue` before it sends the request body.
+fn expects_continue(req: &hyper::Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        && !hyper::body::Body::is_end_stream(req.body())
+}
+
+/// A client that sent `Expect: 100-continue` and got a final answer instead of `100
+/// Continue` may leave the body unsent (botocore does) and reuse the connection: the
+/// server cannot tell the body's bytes from the next request's, and would read the start of
+/// that request as the rest of this body. RFC 9110 §10.1.1 has the server say it will
+/// close instead; hyper then closes after the response.
+fn close_after(resp: &mut axum::response::Response) {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+}
+
+/// A request body that notes when it has been read to its end.
+struct NotesEnd<B> {
+    inner: B,
+    read: Arc<AtomicBool>,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for NotesEnd<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) {
+            self.read.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish and closes idle connections. Each request carries
 /// `ConnectInfo<SocketAddr>` with the peer address.
@@ -250,7 +299,24 @@ pub async fn serve(
             req.extensions_mut().insert(ConnectInfo(peer));
             let router = router.clone();
             async move {
-                let resp = router.oneshot(req).await;
+                let resp = if expects_continue(&req) {
+                    let read = Arc::new(AtomicBool::new(false));
+                    let req = req.map(|inner| {
+                        axum::body::Body::new(NotesEnd {
+                            inner,
+                            read: read.clone(),
+                        })
+                    });
+                    let mut resp = router.oneshot(req).await;
+                    if let Ok(r) = &mut resp {
+                        if !read.load(Ordering::Acquire) {
+                            close_after(r);
+                        }
+                    }
+                    resp
+                } else {
+                    router.oneshot(req).await
+                };
                 drop(guard);
                 resp
             }

@@ -762,3 +762,67 @@ async fn openapi_document_is_as_strict_as_the_server() {
     }
     s.stop().await;
 }
+
+/// A client that sent `Expect: 100-continue` and got a final answer before `100 Continue`
+/// may never send the body (botocore does not) and reuse the connection; the server must
+/// say it closes, or the next request's first bytes are read as this body's.
+#[tokio::test]
+async fn an_unread_expect_continue_body_closes_the_connection() {
+    let s = TestServer::start().await;
+    let p = s.prefix().await;
+    let a = addr(&s);
+    let auth = basic();
+    tokio::task::spawn_blocking(move || {
+        // Refused before the body is read: the answer says close, and the server closes.
+        let mut c = TcpStream::connect(&a).unwrap();
+        c.write_all(
+            format!(
+                "POST /v1/{p}/namespaces HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: application/json\r\nContent-Length: 22\r\n\
+                 Expect: 100-continue\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = vec![0u8; 8192];
+        let n = c.read(&mut buf).unwrap();
+        let (status, head, _) = parse_response(&buf[..n]);
+        assert_eq!(status, 401, "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        assert!(closed_within(&mut c, Duration::from_secs(5)));
+
+        // Read after `100 Continue`: the connection stays open for the next request.
+        let mut c = TcpStream::connect(&a).unwrap();
+        let body = br#"{"namespace":["exp"]}"#;
+        c.write_all(
+            format!(
+                "POST /v1/{p}/namespaces HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\
+                 Expect: 100-continue\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let n = c.read(&mut buf).unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        c.write_all(body).unwrap();
+        let n = c.read(&mut buf).unwrap();
+        let (status, head, _) = parse_response(&buf[..n]);
+        assert_eq!(status, 200, "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let n = c.read(&mut buf).unwrap();
+        assert_eq!(parse_response(&buf[..n]).0, 200);
+    })
+    .await
+    .unwrap();
+    s.stop().await;
+}
