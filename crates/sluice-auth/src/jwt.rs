@@ -1,6 +1,8 @@
 use crate::{AuthError, KeyMaterial};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
 /// Claims of a Sluice-issued access token.
@@ -31,18 +33,37 @@ pub struct TokenIssuer {
     issuer: String,
     audience: String,
     ttl_seconds: i64,
+    /// Built once: a `Validation` is a handful of sets, rebuilt per token it showed up in
+    /// every authenticated request's profile.
+    validation: Validation,
+    /// Tokens already verified (`verify_cached`), shared by every clone.
+    verified: Arc<RwLock<HashMap<Box<str>, Arc<Claims>>>>,
 }
+
+/// Most verified tokens remembered; beyond that the memory starts over (only tokens with a
+/// valid signature get in, so nobody can flood it with made-up ones).
+const MAX_VERIFIED: usize = 10_000;
+/// Seconds past `exp` a token is still accepted (clock skew between replicas).
+const LEEWAY_SECS: i64 = 30;
 
 pub const AUDIENCE: &str = "sluice";
 
 impl TokenIssuer {
     pub fn new(key: &KeyMaterial, issuer: impl Into<String>, ttl_seconds: i64) -> Self {
+        let issuer = issuer.into();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.leeway = LEEWAY_SECS as u64;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         TokenIssuer {
             enc: EncodingKey::from_secret(key.bytes()),
             dec: DecodingKey::from_secret(key.bytes()),
-            issuer: issuer.into(),
+            issuer,
             audience: AUDIENCE.to_string(),
             ttl_seconds,
+            validation,
+            verified: Arc::default(),
         }
     }
 
@@ -94,17 +115,40 @@ impl TokenIssuer {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let mut v = Validation::new(Algorithm::HS256);
-        v.set_issuer(&[&self.issuer]);
-        v.set_audience(&[&self.audience]);
-        v.leeway = 30;
-        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        decode::<Claims>(token, &self.dec, &v)
+        decode::<Claims>(token, &self.dec, &self.validation)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::InvalidToken(e.to_string()),
             })
+    }
+}
+
+impl TokenIssuer {
+    /// `verify`, remembering what it verified: a token's signature, issuer and audience
+    /// never change, so a token seen before costs a map lookup and an expiry check instead
+    /// of base64, JSON and HMAC work on every request. What the token names (its key, its
+    /// user) is still checked by the caller each time.
+    pub fn verify_cached(&self, token: &str, now: i64) -> Result<Arc<Claims>, AuthError> {
+        let known = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned();
+        if let Some(claims) = known {
+            if claims.exp < now - LEEWAY_SECS {
+                return Err(AuthError::Expired);
+            }
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify(token)?);
+        let mut map = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_VERIFIED {
+            map.clear();
+        }
+        map.insert(token.into(), claims.clone());
+        Ok(claims)
     }
 }
 
@@ -139,5 +183,32 @@ mod tests {
             .unwrap();
         assert!(matches!(t.verify(&old), Err(AuthError::Expired)));
         assert!(t.verify("a.b.c").is_err());
+    }
+
+    #[test]
+    fn cached_verification_still_expires_and_refuses_what_verify_refuses() {
+        let t = TokenIssuer::new(&KeyMaterial::random(), "sluice", 60);
+        let tok = t
+            .issue(Uuid::new_v4(), "x", Some("AKIAX"), None, now())
+            .unwrap();
+        let first = t.verify_cached(&tok, now()).unwrap();
+        let again = t.clone().verify_cached(&tok, now()).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "a clone shares what was verified"
+        );
+        // Within the leeway after `exp` it is accepted, beyond it refused, cached or not.
+        assert!(t.verify_cached(&tok, first.exp + LEEWAY_SECS).is_ok());
+        assert!(matches!(
+            t.verify_cached(&tok, first.exp + LEEWAY_SECS + 1),
+            Err(AuthError::Expired)
+        ));
+        // A token differing in one signature character is verified on its own, and refused.
+        let mut forged = tok.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(t.verify_cached(&forged, now()).is_err());
+        let other = TokenIssuer::new(&KeyMaterial::random(), "sluice", 60);
+        assert!(other.verify_cached(&tok, now()).is_err());
     }
 }

@@ -3,19 +3,20 @@
 use crate::error::{error_body, type_for_status, ApiError};
 use crate::routes;
 use crate::state::AppState;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderName, Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::FutureExt;
 use serde_json::json;
-use std::time::Duration;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::trace::TraceLayer;
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tower::{Layer, ServiceExt};
+use tracing::Instrument;
 
 /// Request limits applied in the router (config `max_request_body_bytes`,
 /// `request_timeout_seconds`).
@@ -32,13 +33,12 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// The API routes, and the web console under `/ui` when `console` is given (config
-/// `console`).
+/// `console`), behind the [`Edge`] every request passes.
 pub fn build_router(
     state: AppState,
     console: Option<sluice_console::ConsoleState>,
     limits: HttpLimits,
-) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
+) -> Edge {
     let mut router = Router::new().route("/health", get(health));
     if let Some(console) = console {
         // The console is its own nested router: API routes never run any of its code.
@@ -46,7 +46,7 @@ pub fn build_router(
             .route("/", get(|| async { Redirect::to("/ui/") }))
             .nest_service("/ui", sluice_console::router(console));
     }
-    router
+    let router = router
         .merge(routes::oauth::router())
         .merge(routes::catalog::router())
         .merge(routes::view::router())
@@ -55,21 +55,117 @@ pub fn build_router(
         .merge(routes::login::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        .layer(CatchPanicLayer::custom(|_| {
-            error_body(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "internal server error")
-        }))
+        .with_state(state);
+    Edge {
         // Replaces axum's 2 MiB default for every body extractor; table metadata of large
-        // tables runs to megabytes.
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(limits, request_limits))
-        .layer(middleware::from_fn(json_errors))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, RequestIds::new()))
+        // tables runs to megabytes. Wrapped around the router, not layered into it, so that
+        // no route gains a layer of boxing.
+        inner: DefaultBodyLimit::max(limits.max_body_bytes).layer(router),
+        limits,
+        ids: RequestIds::new(),
+    }
+}
+
+/// The router behind its body limit (the limit's service type is only nameable this way).
+type Routes = <DefaultBodyLimit as Layer<Router>>::Service;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every API request passes, in one service: its request id (taken from the
+/// `X-Request-Id` header or made, and echoed on the response), its log span, the URI and
+/// header limits, the request timeout, a caught panic as a 500, and the error model for
+/// errors produced below the handlers. One service instead of a stack of tower layers:
+/// each layer boxed the request's future and cloned a route again, which cost more than
+/// `/health` itself.
+#[derive(Clone)]
+pub struct Edge {
+    inner: Routes,
+    limits: HttpLimits,
+    ids: RequestIds,
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for Edge
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let mut req = req.map(Body::new);
+        let id = match req.headers().get(X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                let id = self.ids.next();
+                req.headers_mut().insert(X_REQUEST_ID, id.clone());
+                id
+            }
+        };
+        let span = tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            request_id = %id.to_str().unwrap_or("")
+        );
+        let limits = self.limits;
+        let inner = self.inner.clone();
+        let fut = async move {
+            let started = Instant::now();
+            let oauth = req.uri().path() == "/v1/oauth/tokens";
+            let head = req.method() == Method::HEAD;
+            let mut resp = match refused_by_limits(&limits, &req) {
+                Some(refusal) => refusal,
+                None => run(inner, req, limits.request_timeout).await,
+            };
+            let status = resp.status();
+            if !head && (status.is_client_error() || status.is_server_error()) {
+                resp = in_error_model(resp, oauth).await;
+            }
+            let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+            if status.is_server_error() {
+                tracing::error!(status = status.as_u16(), latency_ms, "response failed");
+            } else {
+                tracing::debug!(
+                    status = status.as_u16(),
+                    latency_ms,
+                    "finished processing request"
+                );
+            }
+            resp.headers_mut().insert(X_REQUEST_ID, id);
+            Ok(resp)
+        };
+        Box::pin(fut.instrument(span))
+    }
+}
+
+/// The router's answer, or the 504 of the request timeout, or the 500 of a panic.
+async fn run(inner: Routes, req: Request, timeout: Duration) -> Response {
+    let answer = AssertUnwindSafe(tokio::time::timeout(timeout, inner.oneshot(req)))
+        .catch_unwind()
+        .await;
+    match answer {
+        Ok(Ok(Ok(resp))) => resp,
+        Ok(Ok(Err(never))) => match never {},
+        Ok(Err(_elapsed)) => {
+            let status = StatusCode::GATEWAY_TIMEOUT;
+            let msg = format!(
+                "the request did not complete within {} s",
+                timeout.as_secs()
+            );
+            error_body(status, type_for_status(status), &msg)
+        }
+        Err(_panic) => error_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "internal server error",
+        ),
+    }
 }
 
 /// Request ids in UUID form: a random per-process half and a counter. Unique across
@@ -90,8 +186,8 @@ impl RequestIds {
     }
 }
 
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+impl RequestIds {
+    fn next(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&self.process.to_be_bytes());
@@ -99,24 +195,22 @@ impl MakeRequestId for RequestIds {
         let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let text = id.hyphenated().encode_lower(&mut buf);
-        axum::http::HeaderValue::from_str(text)
-            .ok()
-            .map(RequestId::new)
+        HeaderValue::from_str(text).expect("a hyphenated UUID is a valid header value")
     }
 }
 
-/// URI and header limits, an early 413 for a declared length over the body limit, and
-/// the request timeout, all answered in the error model.
-async fn request_limits(State(limits): State<HttpLimits>, req: Request, next: Next) -> Response {
+/// URI and header limits, and an early 413 for a declared length over the body limit, all
+/// answered in the error model.
+fn refused_by_limits(limits: &HttpLimits, req: &Request) -> Option<Response> {
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_len > MAX_URI_BYTES {
         let msg =
             format!("request target is {uri_len} bytes; at most {MAX_URI_BYTES} are accepted");
-        return error_body(
+        return Some(error_body(
             StatusCode::URI_TOO_LONG,
             type_for_status(StatusCode::URI_TOO_LONG),
             &msg,
-        );
+        ));
     }
     let headers = req.headers();
     let header_bytes: usize = headers
@@ -126,39 +220,23 @@ async fn request_limits(State(limits): State<HttpLimits>, req: Request, next: Ne
     if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
         let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
         let msg = format!("at most {MAX_HEADERS} header lines and {MAX_HEADER_BYTES} bytes of headers are accepted");
-        return error_body(status, type_for_status(status), &msg);
+        return Some(error_body(status, type_for_status(status), &msg));
     }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        return crate::error::payload_too_large();
+        return Some(crate::error::payload_too_large());
     }
-    match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => {
-            let status = StatusCode::GATEWAY_TIMEOUT;
-            let msg = format!(
-                "the request did not complete within {} s",
-                limits.request_timeout.as_secs()
-            );
-            error_body(status, type_for_status(status), &msg)
-        }
-    }
+    None
 }
 
 /// Errors produced below the handlers (axum's extractor rejections, body-limit errors) come
 /// as plain text; this gives them the error model too (the OAuth2 shape on the token
 /// endpoint), keeping their message and headers.
-async fn json_errors(req: Request, next: Next) -> Response {
-    let oauth = req.uri().path() == "/v1/oauth/tokens";
-    let head = req.method() == Method::HEAD;
-    let resp = next.run(req).await;
+async fn in_error_model(resp: Response, oauth: bool) -> Response {
     let status = resp.status();
-    if head || !(status.is_client_error() || status.is_server_error()) {
-        return resp;
-    }
     let content_type = resp
         .headers()
         .get(header::CONTENT_TYPE)

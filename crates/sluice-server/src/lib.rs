@@ -133,7 +133,8 @@ impl Server {
         })
     }
 
-    pub fn router(&self) -> axum::Router {
+    /// The API (and console) as one service: routes behind the [`app::Edge`].
+    pub fn router(&self) -> app::Edge {
         // One throttle for the API and the console's login form.
         let throttle = Arc::new(throttle::AuthThrottle::new(
             self.config.auth_failures_per_minute,

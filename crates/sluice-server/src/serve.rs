@@ -6,8 +6,9 @@
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderValue};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -17,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 /// Per-connection limits (config `header_read_timeout_seconds`, `idle_timeout_seconds`,
@@ -49,7 +50,6 @@ struct Activity {
     /// Milliseconds since `epoch` of the first byte of a request head not yet handed to
     /// the router (`NONE` when there is none).
     head_started: AtomicU64,
-    wake: Notify,
 }
 
 impl Activity {
@@ -59,7 +59,6 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_io: AtomicU64::new(0),
             head_started: AtomicU64::new(NONE),
-            wake: Notify::new(),
         }
     }
 
@@ -71,13 +70,10 @@ impl Activity {
         let now = self.now_ms();
         self.last_io.store(now, Ordering::Relaxed);
         // Bytes while no request is in flight begin the next head.
-        if self.in_flight.load(Ordering::Acquire) == 0
-            && self
-                .head_started
-                .compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.wake.notify_one();
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            let _ =
+                self.head_started
+                    .compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 
@@ -116,32 +112,30 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.last_io.store(self.0.now_ms(), Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.wake.notify_one();
     }
 }
 
-/// Resolves when the connection has broken one of its limits.
+/// Resolves when the connection has broken one of its limits. Requests and reads never
+/// wake it (that cost a task wake-up and a timer update per request); it looks at the
+/// connection at least every quarter header-read timeout instead, so a head that starts
+/// while it sleeps is still timed out from its first byte.
 async fn watchdog(a: Arc<Activity>, limits: ConnectionLimits) {
-    // While a request runs, look again now and then: it may end without a read or write.
-    let busy_recheck = limits
-        .idle_timeout
-        .min(limits.header_read_timeout)
+    let look_every = (limits.header_read_timeout / 4)
+        .min(limits.idle_timeout)
         .max(Duration::from_millis(50));
     loop {
         let wait = match a.deadline(&limits) {
-            None => busy_recheck,
+            // A request is running: the request timeout covers it.
+            None => look_every,
             Some(deadline) => {
                 let now = a.now_ms();
                 if now >= deadline {
                     return;
                 }
-                Duration::from_millis(deadline - now)
+                Duration::from_millis(deadline - now).min(look_every)
             }
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = a.wake.notified() => {}
-        }
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -251,20 +245,34 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for NotesEnd<B> {
 /// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish and closes idle connections. Each request carries
 /// `ConnectInfo<SocketAddr>` with the peer address.
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    router: axum::Router,
+    router: S,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    S: tower::Service<
+            axum::http::Request<axum::body::Body>,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + tower::Service<
+            hyper::Request<Incoming>,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    <S as tower::Service<axum::http::Request<axum::body::Body>>>::Future: Send,
+    <S as tower::Service<hyper::Request<Incoming>>>::Future: Send,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    // hyper's own head timeout runs from when it starts waiting for a head (so it includes
-    // keep-alive idle time); set to the sum it only backs up the watchdog, e.g. for a
-    // pipelined head trickled in while the previous request was still running.
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout + limits.idle_timeout)
+    // The watchdog times heads and idle connections. hyper's own head timeout would arm and
+    // cancel a timer for every request on a keep-alive connection; a head whose bytes all
+    // came while the previous request ran is bounded by the idle timeout instead.
+    http.header_read_timeout(None)
         .max_headers(HYPER_MAX_HEADERS)
         .keep_alive(true);
     tokio::pin!(shutdown);

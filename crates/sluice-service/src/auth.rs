@@ -380,10 +380,15 @@ impl Services {
     /// Verifies a Sluice-issued bearer token. A token minted from an access key dies with
     /// the key: deleting the key revokes its outstanding tokens.
     pub(crate) async fn authenticate_token(&self, token: &str) -> Result<Principal> {
-        let claims = self.tokens().verify(token).map_err(|e| match e {
-            sluice_auth::AuthError::Expired => ServiceError::Unauthorized("token expired".into()),
-            _ => ServiceError::Unauthorized("invalid bearer token".into()),
-        })?;
+        let claims = self
+            .tokens()
+            .verify_cached(token, now().timestamp())
+            .map_err(|e| match e {
+                sluice_auth::AuthError::Expired => {
+                    ServiceError::Unauthorized("token expired".into())
+                }
+                _ => ServiceError::Unauthorized("invalid bearer token".into()),
+            })?;
         let user_id = Uuid::parse_str(&claims.sub)
             .map_err(|_| ServiceError::Unauthorized("invalid bearer token".into()))?;
         let key = match &claims.akid {
@@ -404,7 +409,7 @@ impl Services {
         Ok(Principal {
             user_id,
             user_name: user_name.to_string(),
-            access_key_id: claims.akid,
+            access_key_id: claims.akid.clone(),
         })
     }
 

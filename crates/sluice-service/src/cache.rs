@@ -32,7 +32,8 @@ where
     }
 
     /// The cached value for `key` if `fresh` accepts it, otherwise `refresh`'s (cached when
-    /// it succeeds). Concurrent callers for one key queue behind a single refresh.
+    /// it succeeds). Concurrent callers for one key queue behind a single refresh (a caller
+    /// that finds a fresh value does not wait).
     pub(crate) async fn get_or_refresh<E, F, Fut>(
         &self,
         key: K,
@@ -44,6 +45,11 @@ where
         Fut: Future<Output = Result<V, E>>,
         E: Send + Sync + 'static,
     {
+        // Hits take moka's read path; its compute path (a per-key lock and a write-log
+        // entry) cost more than the rest of a cached request together.
+        if let Some(v) = self.entries.get(&key).await.filter(|v| fresh(v)) {
+            return Ok(v);
+        }
         let mut out: Option<V> = None;
         let slot = &mut out;
         self.entries
