@@ -23,6 +23,7 @@ use sluice_core::{NamespaceName, Principal, TableName};
 use sluice_storage::{Storage, StorageError, StorageProfile};
 use sluice_store::{CommitOp, NamespaceRecord, Page, StoreError, TableRecord, WarehouseRecord};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Page size used when a client asks for paging (sends `pageToken`) without a size.
@@ -342,23 +343,30 @@ impl Services {
 
     // ------------------------------------------------------------------ config
 
+    /// The body of `GET /v1/config` for `warehouse` (the default one when absent), as JSON.
+    /// It depends on the warehouse's id alone, so each warehouse's is serialized once per
+    /// process and shared.
     pub async fn catalog_config(
         &self,
         caller: &Principal,
         warehouse: Option<&str>,
-    ) -> Result<CatalogConfig> {
+    ) -> Result<Arc<[u8]>> {
         let name = warehouse
             .filter(|w| !w.is_empty())
             .unwrap_or(crate::warehouse::DEFAULT_WAREHOUSE);
         let wh = self.resolve_warehouse_cached(name).await?;
         self.require_warehouse_visible(caller, &wh, &format!("'{name}'"))
             .await?;
+        let bodies = &self.inner.config_bodies;
+        if let Some(body) = bodies.read().unwrap_or_else(|e| e.into_inner()).get(&wh.id) {
+            return Ok(body.clone());
+        }
         let mut overrides = HashMap::new();
         overrides.insert("prefix".to_string(), wh.id.to_string());
         // The spec's separator of namespace levels in path parameters (0x1F, URL-encoded);
         // advertised so clients that read it do not fall back to a separator of their own.
         overrides.insert("namespace-separator".to_string(), "%1F".to_string());
-        Ok(CatalogConfig {
+        let config = CatalogConfig {
             defaults: HashMap::new(),
             overrides,
             endpoints: ENDPOINTS
@@ -366,7 +374,17 @@ impl Services {
                 .chain(crate::view::VIEW_ENDPOINTS)
                 .map(|s| s.to_string())
                 .collect(),
-        })
+        };
+        let body: Arc<[u8]> = serde_json::to_vec(&config)
+            .map_err(|e| ServiceError::Internal(format!("serializing the catalog config: {e}")))?
+            .into();
+        let mut map = bodies.write().unwrap_or_else(|e| e.into_inner());
+        // Warehouses come and go; a map that outgrew any real deployment starts over.
+        if map.len() >= 10_000 {
+            map.clear();
+        }
+        map.insert(wh.id, body.clone());
+        Ok(body)
     }
 
     // ------------------------------------------------------------------ namespaces

@@ -124,6 +124,8 @@ struct Inner {
     tables: table_cache::TableCache,
     identity: login::IdentityProviders,
     authenticators: authn::Chain,
+    /// `GET /v1/config` bodies by warehouse id (`catalog_config`).
+    config_bodies: std::sync::RwLock<HashMap<Uuid, Arc<[u8]>>>,
     /// Where the S3 gateway listens, once it does.
     gateway_address: std::sync::RwLock<Option<std::net::SocketAddr>>,
     /// When the database last answered a health probe (ms after `started`; 0 = never).
@@ -183,6 +185,7 @@ impl Services {
                 tables,
                 identity,
                 authenticators,
+                config_bodies: Default::default(),
                 gateway_address: std::sync::RwLock::new(None),
             }),
         }

@@ -70,12 +70,19 @@ async fn config(
     State(s): State<AppState>,
     Caller(c): Caller,
     ApiQuery(q): ApiQuery<ConfigQuery>,
-) -> Result<Json<CatalogConfig>> {
-    Ok(Json(
-        s.services
-            .catalog_config(&c, q.warehouse.as_deref())
-            .await?,
-    ))
+) -> Result<Response> {
+    let body = s
+        .services
+        .catalog_config(&c, q.warehouse.as_deref())
+        .await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        axum::body::Bytes::from_owner(body),
+    )
+        .into_response())
 }
 
 /// Paging (and, for namespaces, `parent`) of every listing route, views included.
