@@ -164,7 +164,9 @@ http_part() {
   for tool in wrk curl jq python3; do
     command -v "$tool" >/dev/null || { echo "$tool not found" >&2; exit 1; }
   done
-  cargo build --release -p sluice-bench
+  # Built together with sluice: `-p sluice-bench` alone unifies other features and would
+  # rebuild much of the dependency tree (and then sluice's again).
+  cargo build --release -p sluice -p sluice-bench
   BENCH="$TARGET_DIR/release/sluice-bench"
   WRK_ARGS="${WRK_ARGS:--t2 -c16 -d10s}"
   ROUNDS="${BENCH_ROUNDS:-2}"
