@@ -846,7 +846,7 @@ impl Services {
             .visible_table_at_cached(caller, prefix, ns, table)
             .await?;
         let cached = self.cached_table(&t, snapshots).await?;
-        let profile = Self::decode_profile(t.warehouse())?;
+        let profile = self.profile_of(t.warehouse())?;
         let delegated = self
             .delegate_access(
                 caller,

@@ -485,7 +485,7 @@ impl Services {
             .await?;
         let rec = self.table_record(&t).await?;
         let wh = t.warehouse();
-        let profile = Self::decode_profile(wh)?;
+        let profile = self.profile_of(wh)?;
         if profile.gateway_served() {
             let creds = self
                 .vend_gateway(caller, wh, GatewayTable::of(&rec), base_url)
@@ -702,7 +702,7 @@ impl Services {
             write_action,
             staged,
         } = scope;
-        let profile = Self::decode_profile(wh)?;
+        let profile = self.profile_of(wh)?;
         // A gateway-served warehouse is signed for as the gateway (an S3 endpoint whose
         // bucket is the warehouse), with a temporary gateway key for the table.
         let gateway = if profile.gateway_served() {

@@ -279,6 +279,28 @@ impl Services {
         &self.inner.config
     }
 
+    /// `decode_profile`, taken from the in-memory warehouse list when that holds this very
+    /// row (same id and `updated_at`, which every warehouse change bumps): load-table and
+    /// the signer run on every query and file, and decoding the stored JSON showed in both.
+    pub(crate) fn profile_of(&self, w: &WarehouseRecord) -> Result<StorageProfile> {
+        let cached = {
+            let slot = self
+                .inner
+                .profiles
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            slot.list.as_ref().and_then(|list| {
+                list.iter()
+                    .find(|(r, _)| r.id == w.id && r.updated_at == w.updated_at)
+                    .and_then(|(_, p)| p.clone())
+            })
+        };
+        match cached {
+            Some(p) => Ok(p),
+            None => Self::decode_profile(w),
+        }
+    }
+
     pub(crate) fn decode_profile(w: &WarehouseRecord) -> Result<StorageProfile> {
         serde_json::from_value(w.storage_profile.clone()).map_err(|e| {
             ServiceError::Internal(format!("stored storage profile of {}: {e}", w.name))
