@@ -439,6 +439,8 @@ def test_policy_with_a_syntax_error_shows_where(server: Server, browser: WebDriv
     editor.clear()
     editor.send_keys('[{"effect": "allow", "action": ["catalog:Nope"], "resource": "*"}]')
     css(browser, "#save-policy").click()
+    # The first error stays on screen until the answer's page replaces it.
+    wait(browser, EC.staleness_of(err))
     err = wait(browser, EC.presence_of_element_located((By.ID, "f-statements-err")))
     assert "catalog:Nope" in err.text
     assert server.api("GET", "/management/v1/policies/broken").status_code == 404
