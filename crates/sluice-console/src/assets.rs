@@ -39,7 +39,7 @@ static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
         .into_iter()
         .map(|(name, content_type, body)| {
             let digest = Sha256::digest(body);
-            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            let hex = sluice_core::hex(&digest[..16]);
             Asset {
                 name,
                 content_type,

@@ -14,8 +14,9 @@ use sluice_service::gateway_creds::GatewayCaller;
 use sluice_storage::{ObjectAttributes, ObjectInfo, ReadConditions};
 
 use crate::error::{storage_error, to_s3_error};
-use crate::ops::{attributes_of, check_key, hex, timestamp, write_body, Expected};
+use crate::ops::{attributes_of, check_key, timestamp, write_body, Expected};
 use crate::Gateway;
+use sluice_core::hex;
 
 /// S3's smallest part (all but the last).
 const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;

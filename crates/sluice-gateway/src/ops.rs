@@ -96,10 +96,6 @@ fn user_metadata(a: &ObjectAttributes) -> Option<Metadata> {
     (!a.user.is_empty()).then(|| a.user.clone().into_iter().collect())
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A `Send` stream made `Sync` (as `StreamingBlob` requires) by never sharing it: the
 /// mutex is only ever reached through `&mut`.
 struct SyncBody(Mutex<BoxStream<'static, Result<Bytes, StorageError>>>);

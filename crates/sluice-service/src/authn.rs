@@ -165,7 +165,7 @@ impl Services {
             .chain_update(CSRF_CONTEXT)
             .chain_update(session_token.expose().as_bytes())
             .finalize();
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        sluice_core::hex(&digest)
     }
 }
 

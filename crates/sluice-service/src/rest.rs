@@ -183,16 +183,7 @@ impl LoadTableResult {
                 .unwrap_or_default()
                 .as_bytes(),
         );
-        // Hex by hand: `format!("{:x}")` went through the formatter once per byte.
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut tag = String::with_capacity(66);
-        tag.push('"');
-        for b in h.finalize() {
-            tag.push(HEX[usize::from(b >> 4)] as char);
-            tag.push(HEX[usize::from(b & 0xf)] as char);
-        }
-        tag.push('"');
-        tag
+        format!("\"{}\"", sluice_core::hex(&h.finalize()))
     }
 }
 

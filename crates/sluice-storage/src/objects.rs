@@ -738,7 +738,9 @@ impl ObjectWriter {
             .head(&self.path)
             .await
             .map_err(|e| map_err("head", &self.url, e))?;
-        let e_tag = self.e_tag.unwrap_or_else(|| hex(&self.md5.finalize()));
+        let e_tag = self
+            .e_tag
+            .unwrap_or_else(|| sluice_core::hex(&self.md5.finalize()));
         let mut info = self.storage.info_of(self.key.clone(), &meta);
         if self
             .storage
@@ -759,10 +761,6 @@ impl ObjectWriter {
             }
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn map_read_err(url: &str, e: object_store::Error) -> StorageError {

@@ -142,10 +142,6 @@ pub struct TransferSummary {
     pub rows: BTreeMap<String, u64>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 // ---------------------------------------------------------------------------------------
 // Connections
 // ---------------------------------------------------------------------------------------
@@ -499,7 +495,7 @@ async fn export_from(db: &Db, out: impl Write) -> Result<TransferSummary> {
             seq.unwrap_or(0)
         }
     };
-    let sha256 = hex(&w.hash.clone().finalize());
+    let sha256 = sluice_core::hex(&w.hash.clone().finalize());
     w.line(&Record::End {
         rows: rows.clone(),
         audit_log_last_id: last_id,
@@ -695,7 +691,7 @@ fn validate(path: &Path) -> Result<Validated> {
                     sha256,
                 },
             ) => {
-                if hex(&hash.clone().finalize()) != sha256 {
+                if sluice_core::hex(&hash.clone().finalize()) != sha256 {
                     return Err(TransferError::InvalidDump(
                         "checksum mismatch (the dump was modified or damaged)".into(),
                     ));

@@ -497,10 +497,7 @@ impl S3Profile {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sluice_core::hex(&Sha256::digest(data))
 }
 
 fn is_sha256_hex(s: &str) -> bool {
