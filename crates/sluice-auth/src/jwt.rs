@@ -203,10 +203,16 @@ mod tests {
             t.verify_cached(&tok, first.exp + LEEWAY_SECS + 1),
             Err(AuthError::Expired)
         ));
-        // A token differing in one signature character is verified on its own, and refused.
-        let mut forged = tok.clone();
-        let last = forged.pop().unwrap();
-        forged.push(if last == 'A' { 'B' } else { 'A' });
+        // A token differing in one signature character is verified on its own, and refused
+        // (a middle character: the last one also carries padding bits).
+        let at = tok.len() - 20;
+        let was = &tok[at..at + 1];
+        let forged = format!(
+            "{}{}{}",
+            &tok[..at],
+            if was == "A" { "B" } else { "A" },
+            &tok[at + 1..]
+        );
         assert!(t.verify_cached(&forged, now()).is_err());
         let other = TokenIssuer::new(&KeyMaterial::random(), "sluice", 60);
         assert!(other.verify_cached(&tok, now()).is_err());

@@ -256,15 +256,10 @@ where
             axum::http::Request<axum::body::Body>,
             Response = axum::response::Response,
             Error = Infallible,
-        > + tower::Service<
-            hyper::Request<Incoming>,
-            Response = axum::response::Response,
-            Error = Infallible,
         > + Clone
         + Send
         + 'static,
-    <S as tower::Service<axum::http::Request<axum::body::Body>>>::Future: Send,
-    <S as tower::Service<hyper::Request<Incoming>>>::Future: Send,
+    S::Future: Send,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
@@ -307,6 +302,7 @@ where
             req.extensions_mut().insert(ConnectInfo(peer));
             let router = router.clone();
             async move {
+                // Boxing the body here costs nothing extra: a router boxes any other type.
                 let resp = if expects_continue(&req) {
                     let read = Arc::new(AtomicBool::new(false));
                     let req = req.map(|inner| {
@@ -323,7 +319,7 @@ where
                     }
                     resp
                 } else {
-                    router.oneshot(req).await
+                    router.oneshot(req.map(axum::body::Body::new)).await
                 };
                 drop(guard);
                 resp

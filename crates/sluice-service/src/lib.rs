@@ -279,16 +279,19 @@ impl Services {
         &self.inner.config
     }
 
+    fn profiles_slot(&self) -> std::sync::MutexGuard<'_, WarehouseProfiles> {
+        self.inner
+            .profiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// `decode_profile`, taken from the in-memory warehouse list when that holds this very
     /// row (same id and `updated_at`, which every warehouse change bumps): load-table and
     /// the signer run on every query and file, and decoding the stored JSON showed in both.
     pub(crate) fn profile_of(&self, w: &WarehouseRecord) -> Result<StorageProfile> {
         let cached = {
-            let slot = self
-                .inner
-                .profiles
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let slot = self.profiles_slot();
             slot.list.as_ref().and_then(|list| {
                 list.iter()
                     .find(|(r, _)| r.id == w.id && r.updated_at == w.updated_at)
@@ -361,11 +364,7 @@ impl Services {
     pub(crate) async fn warehouse_profiles(&self) -> Result<Arc<WarehouseList>> {
         use std::sync::atomic::Ordering;
         let generation = {
-            let slot = self
-                .inner
-                .profiles
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let slot = self.profiles_slot();
             if let Some(list) = &slot.list {
                 if !self.inner.feed_down.load(Ordering::Acquire) {
                     return Ok(list.clone());
@@ -384,11 +383,7 @@ impl Services {
                 })
                 .collect(),
         );
-        let mut slot = self
-            .inner
-            .profiles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.profiles_slot();
         // A warehouse changed while the list was read: use it once, do not keep it.
         if slot.generation == generation && !self.inner.feed_down.load(Ordering::Acquire) {
             slot.list = Some(list.clone());
@@ -397,11 +392,7 @@ impl Services {
     }
 
     fn forget_warehouse_profiles(&self) {
-        let mut slot = self
-            .inner
-            .profiles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.profiles_slot();
         slot.generation += 1;
         slot.list = None;
     }
