@@ -111,6 +111,38 @@ def test_put_get_with_default_checksums_uses_the_trailer(server):
     assert error_of(admin_s3.get_object, Bucket="default", Key=key) == ("NoSuchKey", 404)
 
 
+def test_large_reads_of_a_file_warehouse_are_exact_and_outlive_a_delete(server, admin_s3):
+    """GETs of a file warehouse go out with sendfile(2) from mappings of at most 64 MiB: a body
+    over two of them, ranges across the seam, parallel ranged reads on pooled connections, and a
+    read that goes on while the object is deleted and rewritten all return the stored bytes."""
+    key = f"staging/{unique('big')}.bin"
+    seam = 64 * 1024 * 1024
+    body = os.urandom(seam + 4099)
+    admin_s3.upload_fileobj(io.BytesIO(body), "default", key)
+    got = admin_s3.get_object(Bucket="default", Key=key)
+    assert got["ContentLength"] == len(body) and got["Body"].read() == body
+    for first, last in ((0, 0), (seam - 10, seam + 10), (4095, 4097), (seam, len(body) - 1)):
+        r = admin_s3.get_object(Bucket="default", Key=key, Range=f"bytes={first}-{last}")
+        assert r["Body"].read() == body[first : last + 1], (first, last)
+    assert admin_s3.get_object(Bucket="default", Key=key, Range="bytes=-5000")["Body"].read() == body[-5000:]
+
+    def ranged(i: int) -> bool:
+        first = i * 7_000_003
+        last = min(first + 9_000_000, len(body) - 1)
+        return admin_s3.get_object(Bucket="default", Key=key, Range=f"bytes={first}-{last}")["Body"].read() == body[first : last + 1]
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(ranged, range(10)))
+    # The response keeps the file it started with open.
+    streaming = admin_s3.get_object(Bucket="default", Key=key)["Body"]
+    head = streaming.read(1 << 20)
+    admin_s3.delete_object(Bucket="default", Key=key)
+    admin_s3.put_object(Bucket="default", Key=key, Body=b"replaced")
+    assert head + streaming.read() == body
+    assert admin_s3.get_object(Bucket="default", Key=key)["Body"].read() == b"replaced"
+    admin_s3.delete_object(Bucket="default", Key=key)
+
+
 def test_content_md5_and_checksum_mismatch_store_nothing(server, admin_s3):
     key = f"staging/{unique('bad')}"
     code, status = error_of(admin_s3.put_object, Bucket="default", Key=key, Body=b"hello", ContentMD5="AAAAAAAAAAAAAAAAAAAAAA==")

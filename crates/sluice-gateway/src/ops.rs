@@ -416,7 +416,7 @@ impl S3 for Gateway {
         };
         let read = b
             .storage()
-            .get_object(&input.key, range, &cond)
+            .get_object_to_send(&input.key, range, &cond)
             .await
             .map_err(storage_error)?;
         let len = read.range.end - read.range.start;

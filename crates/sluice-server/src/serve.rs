@@ -17,7 +17,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use sluice_storage::sendable::{self, FileSlice};
+use std::task::ready;
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
@@ -139,13 +142,49 @@ async fn watchdog(a: Arc<Activity>, limits: ConnectionLimits) {
     }
 }
 
-/// The TCP stream, reporting reads and writes to the connection's `Activity`.
-struct TrackedIo<T> {
-    inner: T,
+/// The TCP stream, reporting reads and writes to the connection's `Activity`, and sending
+/// body chunks that are regions of a local file (`sluice_storage::sendable`: the S3
+/// gateway's GetObject of a file warehouse) with `sendfile(2)`, so those bytes are never
+/// copied through user space.
+struct TrackedIo {
+    inner: TcpStream,
     activity: Arc<Activity>,
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
+/// One `sendfile` call sends at most this much (Linux's own cap is just under 2 GiB).
+const MAX_SENDFILE: usize = 1 << 30;
+
+impl TrackedIo {
+    fn poll_sendfile(&self, cx: &mut Context<'_>, s: &FileSlice) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.inner.poll_write_ready(cx))?;
+            let mut offset = s.offset;
+            let sent = self.inner.try_io(Interest::WRITABLE, || {
+                rustix::fs::sendfile(
+                    &self.inner,
+                    &*s.file,
+                    Some(&mut offset),
+                    s.len.min(MAX_SENDFILE),
+                )
+                .map_err(io::Error::from)
+            });
+            match sent {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // 0 for a file cut short under the response: hyper then fails the connection
+                // (WriteZero), as a failed read would.
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn wrote(&self, r: &Poll<io::Result<usize>>) {
+        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) {
+            self.activity.on_write();
+        }
+    }
+}
+
+impl AsyncRead for TrackedIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -160,16 +199,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
+impl AsyncWrite for TrackedIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.on_write();
-        }
+        let r = match sendable::file_slice(buf) {
+            Some(s) => self.poll_sendfile(cx, &s),
+            None => Pin::new(&mut self.inner).poll_write(cx, buf),
+        };
+        self.wrote(&r);
         r
     }
     fn poll_write_vectored(
@@ -177,14 +217,23 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.on_write();
-        }
+        // hyper queues body chunks as they are (the stream is vectored), so a region shows
+        // up as one slice; what precedes it in the batch (the response head) goes first.
+        let region = bufs
+            .iter()
+            .enumerate()
+            .find_map(|(i, b)| sendable::file_slice(b).map(|s| (i, s)));
+        let r = match region {
+            Some((0, s)) => self.poll_sendfile(cx, &s),
+            Some((i, _)) => Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs[..i]),
+            None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+        };
+        self.wrote(&r);
         r
     }
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        // Also what keeps hyper from copying body chunks into its own buffer.
+        true
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)

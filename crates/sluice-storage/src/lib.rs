@@ -17,6 +17,7 @@ mod objects;
 mod profile;
 pub mod rules;
 pub mod s3;
+pub mod sendable;
 mod settings;
 mod storage;
 

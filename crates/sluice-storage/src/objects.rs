@@ -379,6 +379,28 @@ impl Storage {
         range: Option<ByteRange>,
         cond: &ReadConditions,
     ) -> Result<ObjectRead> {
+        self.get_object_with(key, range, cond, Delivery::Read).await
+    }
+
+    /// [`Storage::get_object`] for a body that goes straight to an HTTP response: a local
+    /// file's bytes come as [`crate::sendable`] regions, which the listener sends from the
+    /// file without copying them. Nothing else should read such a body.
+    pub async fn get_object_to_send(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        cond: &ReadConditions,
+    ) -> Result<ObjectRead> {
+        self.get_object_with(key, range, cond, Delivery::Send).await
+    }
+
+    async fn get_object_with(
+        &self,
+        key: &str,
+        range: Option<ByteRange>,
+        cond: &ReadConditions,
+        delivery: Delivery,
+    ) -> Result<ObjectRead> {
         let r = self.key_resolved(key)?;
         let range = range.map(|r| match r {
             ByteRange::Inclusive { first, last } => {
@@ -405,7 +427,7 @@ impl Storage {
             info.attributes = ObjectAttributes::from_store(&got.attributes);
             // Again here: some S3-compatible stores (s3s-fs) ignore the conditions.
             cond.check(&info, &r.url)?;
-            return Ok(Self::read_of(info, got, r.url));
+            return Ok(Self::read_of(info, got, r.url, delivery));
         }
         // The conditions are about the S3 entity tag: open the object and read its sidecar
         // at once, then decide on the version opened.
@@ -418,16 +440,23 @@ impl Storage {
         let got = got.map_err(|e| map_read_err(&r.url, e))?;
         let (info, _) = self.described(key, &got.meta, sidecar);
         cond.check(&info, &r.url)?;
-        Ok(Self::read_of(info, got, r.url))
+        Ok(Self::read_of(info, got, r.url, delivery))
     }
 
-    fn read_of(info: ObjectInfo, got: object_store::GetResult, url: String) -> ObjectRead {
+    fn read_of(
+        info: ObjectInfo,
+        got: object_store::GetResult,
+        url: String,
+        delivery: Delivery,
+    ) -> ObjectRead {
         let range = got.range.clone();
         let body = match got.payload {
             // object_store streams a local file in 8 KiB reads, one blocking task each: that
             // bounds a gateway GET of a local-file warehouse at a fraction of the disk's and
             // the socket's speed. Read larger chunks instead (memory per read stays bounded).
-            object_store::GetResultPayload::File(file, _) => file_chunks(file, range.clone(), url),
+            object_store::GetResultPayload::File(file, _) => {
+                file_chunks(file, range.clone(), url, delivery)
+            }
             payload @ object_store::GetResultPayload::Stream(_) => {
                 object_store::GetResult { payload, ..got }
                     .into_stream()
@@ -783,17 +812,36 @@ fn is_range_error(e: &object_store::Error) -> bool {
     m.contains("416") || m.contains("Range") || m.contains("range")
 }
 
+/// Who reads an object's body: Sluice itself, or the listener that sends it to a client.
+#[derive(Clone, Copy)]
+enum Delivery {
+    Read,
+    Send,
+}
+
+/// The largest [`crate::sendable`] region: one mapping serves a whole ranged GET of a data
+/// file, and a large object still takes only a few.
+const FILE_REGION: u64 = 64 * 1024 * 1024;
+
 /// The largest read of a local file streamed to a client: large enough that the blocking
 /// reads cost little next to the socket, small enough that many concurrent GETs stay cheap.
 const FILE_CHUNK: u64 = 1024 * 1024;
 
-/// `range` of a local file as a stream of positioned reads of at most [`FILE_CHUNK`] bytes,
-/// each on the blocking pool; the next one is read only when the client took the last.
+/// `range` of a local file as a stream of chunks, each made on the blocking pool when the
+/// client took the last: positioned reads of at most [`FILE_CHUNK`] bytes, or, for a body
+/// the listener sends, [`crate::sendable`] regions of at most [`FILE_REGION`] bytes (mapped
+/// and read ahead, not read).
 fn file_chunks(
     file: std::fs::File,
     range: Range<u64>,
     url: String,
+    delivery: Delivery,
 ) -> BoxStream<'static, Result<Bytes>> {
+    type Make = fn(&std::sync::Arc<std::fs::File>, u64, usize) -> std::io::Result<Bytes>;
+    let (max, make): (u64, Make) = match delivery {
+        Delivery::Read => (FILE_CHUNK, |f, at, len| read_exact_at(f, at, len)),
+        Delivery::Send => (FILE_REGION, crate::sendable::region),
+    };
     let file = std::sync::Arc::new(file);
     futures::stream::try_unfold(range.start, move |at| {
         let file = file.clone();
@@ -803,8 +851,8 @@ fn file_chunks(
             if at >= end {
                 return Ok(None);
             }
-            let len = (end - at).min(FILE_CHUNK) as usize;
-            let chunk = tokio::task::spawn_blocking(move || read_exact_at(&file, at, len))
+            let len = (end - at).min(max) as usize;
+            let chunk = tokio::task::spawn_blocking(move || make(&file, at, len))
                 .await
                 .map_err(|e| StorageError::Io(format!("read {url}: {e}")))?
                 .map_err(|e| StorageError::Io(format!("read {url}: {e}")))?;
