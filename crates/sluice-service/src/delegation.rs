@@ -710,13 +710,22 @@ impl Services {
         } else {
             None
         };
-        let target = match &gateway {
-            Some(g) => g.resolve_sign_target(&req)?,
-            None => profile.resolve_sign_target(&req)?,
+        let checked = gateway
+            .as_ref()
+            .map(|g| g.check_sign_request(&req))
+            .transpose()?;
+        let resolved;
+        let target = match &checked {
+            Some(c) => c.target(),
+            None => {
+                resolved = profile.resolve_sign_target(&req)?;
+                &resolved
+            }
         };
         // Strictly below the table's directory: a list prefix equal to the bare location
         // would also return a sibling table's keys (`t1` → `t10`).
-        let inside = |loc: &str| loc.starts_with(&format!("{}/", location.trim_end_matches('/')));
+        let base = location.trim_end_matches('/');
+        let inside = |loc: &str| loc.strip_prefix(base).is_some_and(|r| r.starts_with('/'));
         if let Some(outside) = target.locations.iter().find(|l| !inside(l)) {
             return Err(ServiceError::Forbidden(format!(
                 "{outside} is outside the location of table {ns}.{name}"
@@ -747,7 +756,7 @@ impl Services {
                 self.authorize(caller, write_action, res).await?;
             }
         }
-        if let Some(g) = gateway {
+        if let Some(checked) = checked {
             let table = GatewayTable {
                 id: table_id,
                 namespace: ns,
@@ -766,7 +775,7 @@ impl Services {
                 secret_access_key: get("s3.secret-access-key")?,
                 session_token: get("s3.session-token")?,
             };
-            return Ok(sign_gateway_request(&g, key, &req)?);
+            return Ok(sign_gateway_request(key, &checked)?);
         }
         Ok(self.storage_for(wh)?.sign(&req).await?)
     }

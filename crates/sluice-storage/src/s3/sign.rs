@@ -102,6 +102,21 @@ struct Analysed {
     delete_body: Option<String>,
 }
 
+/// A request checked against the profile it is to be signed for; only such a request is
+/// signed, so nothing outside the profile's bucket is.
+pub struct CheckedRequest<'a> {
+    profile: &'a S3Profile,
+    req: &'a SignRequest,
+    analysed: Analysed,
+}
+
+impl CheckedRequest<'_> {
+    /// The objects the request touches, for the caller to authorize before signing.
+    pub fn target(&self) -> &TargetObject {
+        &self.analysed.target
+    }
+}
+
 /// The pieces of a request URI, split by hand rather than with a URL library: the signature
 /// is computed over the URI exactly as sent, so normalization (dot segments, backslashes)
 /// by a parser here would let the checked target differ from the signed one.
@@ -269,6 +284,17 @@ impl S3Profile {
     /// caller's authorization step, on the returned locations.
     pub fn resolve_sign_target(&self, req: &SignRequest) -> Result<TargetObject> {
         self.analyse(req).map(|a| a.target)
+    }
+
+    /// [`S3Profile::resolve_sign_target`], keeping the analysis for the signature: a caller
+    /// that authorizes the target and then signs analyses the request once
+    /// ([`sign_gateway_request`]).
+    pub fn check_sign_request<'a>(&'a self, req: &'a SignRequest) -> Result<CheckedRequest<'a>> {
+        Ok(CheckedRequest {
+            profile: self,
+            req,
+            analysed: self.analyse(req)?,
+        })
     }
 
     /// Matches the URI's host against this profile's endpoint (or AWS's S3 hosts) and
@@ -534,7 +560,7 @@ impl S3Backend {
     /// (`aws-system-identity`); with stored keys it never waits.
     pub(crate) async fn sign_request(&self, req: &SignRequest) -> Result<SignedRequest> {
         let identity = self.access.credentials().await?;
-        sign_with(&self.profile, identity, req)
+        sign_with(identity, &self.profile.check_sign_request(req)?)
     }
 }
 
@@ -546,14 +572,13 @@ pub struct GatewaySigningKey<'a> {
     pub session_token: &'a str,
 }
 
-/// Signs a request to Sluice's S3 gateway (described as a path-style S3 profile: bucket =
-/// warehouse, endpoint = the gateway) with temporary gateway credentials, by the same rules
-/// as [`S3Profile::resolve_sign_target`] and a warehouse's own signing; the session token is
-/// a signed header.
+/// Signs a request to Sluice's S3 gateway (checked against the gateway described as a
+/// path-style S3 profile: bucket = warehouse, endpoint = the gateway) with temporary gateway
+/// credentials, by the same rules as a warehouse's own signing; the session token is a
+/// signed header.
 pub fn sign_gateway_request(
-    gateway: &S3Profile,
     key: GatewaySigningKey<'_>,
-    req: &SignRequest,
+    checked: &CheckedRequest<'_>,
 ) -> Result<SignedRequest> {
     let identity = aws_credential_types::Credentials::new(
         key.access_key_id,
@@ -562,16 +587,19 @@ pub fn sign_gateway_request(
         None,
         "sluice-gateway",
     );
-    sign_with(gateway, identity, req)
+    sign_with(identity, checked)
 }
 
 fn sign_with(
-    profile: &S3Profile,
     identity: aws_credential_types::Credentials,
-    req: &SignRequest,
+    checked: &CheckedRequest<'_>,
 ) -> Result<SignedRequest> {
     {
-        let analysed = profile.analyse(req)?;
+        let CheckedRequest {
+            profile,
+            req,
+            analysed,
+        } = checked;
         let method = req.method.trim().to_ascii_uppercase();
 
         let mut headers: BTreeMap<String, String> = BTreeMap::new();
