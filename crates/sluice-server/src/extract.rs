@@ -33,20 +33,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ApiError::bad_request("request body is empty; expected JSON").into_response(),
             );
         }
+        // Tracking the path costs on every body; only a refused one needs it, for the message.
+        let err = match serde_json::from_slice(&bytes) {
+            Ok(v) => return Ok(ApiJson(v)),
+            Err(e) => e,
+        };
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de)
-            .map(ApiJson)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if path.is_empty() || path == "." {
-                    ApiError::bad_request(format!("malformed request body: {inner}"))
-                        .into_response()
-                } else {
-                    ApiError::bad_request(format!("malformed request body at '{path}': {inner}"))
-                        .into_response()
-                }
-            })
+        let (path, inner) = match serde_path_to_error::deserialize::<_, T>(de) {
+            Err(e) => (e.path().to_string(), e.into_inner()),
+            // Valid up to the end of the value: what follows it was refused.
+            Ok(_) => (String::new(), err),
+        };
+        Err(if path.is_empty() || path == "." {
+            ApiError::bad_request(format!("malformed request body: {inner}")).into_response()
+        } else {
+            ApiError::bad_request(format!("malformed request body at '{path}': {inner}"))
+                .into_response()
+        })
     }
 }
 

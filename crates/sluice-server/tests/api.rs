@@ -284,11 +284,40 @@ async fn bad_input_gets_4xx() {
         "BadRequestException",
         400,
     );
-    // Wrong shape.
+    // A valid value followed by more: refused, and nothing is created.
+    let r = s
+        .client
+        .post(s.url(&format!("/v1/{p}/namespaces")))
+        .basic_auth(KEY_ID, Some(SECRET))
+        .header("content-type", "application/json")
+        .body(r#"{"namespace": ["trailing"]} {"namespace": ["second"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v = r.json::<Value>().await.unwrap();
+    assert_error(&v, "BadRequestException", 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trailing characters"),
+        "{v}"
+    );
+    let (st, _) = s.get(&format!("/v1/{p}/namespaces/trailing")).await;
+    assert_eq!(st, 404);
+    // Wrong shape, named by its path.
     let (st, v) = s
         .post(&format!("/v1/{p}/namespaces"), json!({"namespace": "flat"}))
         .await;
     assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at 'namespace'"),
+        "{v}"
+    );
     // Empty / bad identifiers.
     let (st, _) = s
         .post(&format!("/v1/{p}/namespaces"), json!({"namespace": []}))
