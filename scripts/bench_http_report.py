@@ -65,7 +65,8 @@ def render(data):
         "warehouse served through the S3 gateway), log level `warn`, driven over loopback by "
         f"`wrk {meta['wrk_args']} --latency` (`scripts/wrk_bench.lua`). Baseline: `sluice-bench baseline`, an "
         "empty axum handler answering with a body of the same size as Sluice's response, sent the same "
-        f"headers and body, measured in the same run; {meta['rounds']} alternating rounds per row, medians. "
+        "headers and body, with the same allocator as `sluice` (mimalloc), measured in the same run; "
+        f"{meta['rounds']} alternating rounds per row, medians. "
         f"{data['machine']}; wrk, Sluice and the baseline share the cores, so absolute figures are "
         "lower than on a machine with separate client cores; compare the ratios."
     )
