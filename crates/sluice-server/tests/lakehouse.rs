@@ -698,6 +698,40 @@ async fn remote_signing_uses_a_temporary_key_the_gateway_accepts() {
     assert_eq!(status, 200, "{s}");
     let (status, body) = send("GET", uri, s["headers"].clone(), b"").await;
     assert_eq!((status, body.as_str()), (200, "signed"));
+    // A read is signed with a read-only key (least privilege), a write with a read-write one.
+    let key_of = |auth: &str| {
+        let k = auth.split("Credential=").nth(1).unwrap();
+        k[..k.find('/').unwrap()].to_string()
+    };
+    let read_key = key_of(s["headers"]["authorization"][0].as_str().unwrap());
+    let write_key = key_of(auth);
+    assert_ne!(read_key, write_key);
+    let audit = lake
+        .admin(Method::GET, "/management/v1/audit?limit=1000", None)
+        .await;
+    let level_of = |key: &str| {
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["detail"].as_str())
+            .find(|d| d.contains(&format!("access-key-id {key};")))
+            .map(|d| {
+                d.split("level ")
+                    .nth(1)
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+    };
+    assert_eq!(level_of(&read_key).as_deref(), Some("read"), "{audit}");
+    assert_eq!(
+        level_of(&write_key).as_deref(),
+        Some("read-write"),
+        "{audit}"
+    );
 
     // Another table's objects are not signed for through this table's endpoint.
     let (status, s) = signed(

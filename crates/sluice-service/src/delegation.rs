@@ -259,6 +259,19 @@ impl Services {
         } else {
             AccessLevel::Read
         };
+        self.vend_gateway_at(caller, wh, table, base_url, level)
+            .await
+    }
+
+    /// Temporary gateway credentials for `table` at `level`, which the caller must hold.
+    async fn vend_gateway_at(
+        &self,
+        caller: &Principal,
+        wh: &WarehouseRecord,
+        table: GatewayTable<'_>,
+        base_url: &str,
+        level: AccessLevel,
+    ) -> Result<TableCredentials> {
         let key = CacheKey {
             warehouse: wh.id,
             warehouse_version: wh.updated_at.timestamp_millis(),
@@ -756,7 +769,7 @@ impl Services {
                 self.authorize(caller, write_action, res).await?;
             }
         }
-        if let Some(checked) = checked {
+        if let Some(checked) = &checked {
             let table = GatewayTable {
                 id: table_id,
                 namespace: ns,
@@ -764,7 +777,15 @@ impl Services {
                 location,
                 staged,
             };
-            let creds = self.vend_gateway(caller, wh, table, &req.uri).await?;
+            // The key signs this one request: a read is signed with a read-only key; a write
+            // or delete was authorized above. (It also spares a second policy evaluation.)
+            let level = match target.operation {
+                S3Operation::Read => AccessLevel::Read,
+                S3Operation::Write | S3Operation::Delete => AccessLevel::ReadWrite,
+            };
+            let creds = self
+                .vend_gateway_at(caller, wh, table, &req.uri, level)
+                .await?;
             let get = |k: &str| {
                 creds.config.get(k).map(String::as_str).ok_or_else(|| {
                     ServiceError::Internal(format!("temporary gateway credentials lack {k}"))
@@ -775,7 +796,7 @@ impl Services {
                 secret_access_key: get("s3.secret-access-key")?,
                 session_token: get("s3.session-token")?,
             };
-            return Ok(sign_gateway_request(key, &checked)?);
+            return Ok(sign_gateway_request(key, checked)?);
         }
         Ok(self.storage_for(wh)?.sign(&req).await?)
     }
