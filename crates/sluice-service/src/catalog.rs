@@ -8,7 +8,7 @@ use crate::delegation::AccessDelegation;
 use crate::metadata_json::metadata_json;
 use crate::rest::*;
 use crate::table_cache::{CachedTable, TableKey};
-use crate::visible::{namespace_listed, table_listed, VisibleTable};
+use crate::visible::{namespace_listed, table_listed, view_listed, VisibleTable};
 use crate::{field_ids, spec_compat};
 use crate::{now, Result, ServiceError, Services};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -272,6 +272,14 @@ impl Drop for ForgetName<'_> {
     fn drop(&mut self) {
         self.0.table_cache().forget_name(&self.1);
     }
+}
+
+/// What a namespace listing lists: tables and views share everything but the action, the
+/// store query and the read check.
+#[derive(Clone, Copy)]
+pub(crate) enum Listing {
+    Tables,
+    Views,
 }
 
 impl Services {
@@ -556,25 +564,43 @@ impl Services {
         page_token: Option<&str>,
         page_size: Option<u32>,
     ) -> Result<ListTablesResponse> {
+        self.list_in_namespace(caller, prefix, ns, page_token, page_size, Listing::Tables)
+            .await
+    }
+
+    /// One page of a namespace's tables or views: the listing needs its list action on the
+    /// namespace, and shows each entry the caller may read.
+    pub(crate) async fn list_in_namespace(
+        &self,
+        caller: &Principal,
+        prefix: &str,
+        ns: &str,
+        page_token: Option<&str>,
+        page_size: Option<u32>,
+        listing: Listing,
+    ) -> Result<ListTablesResponse> {
         let visible = self.visible_namespace_at(caller, prefix, ns).await?;
-        self.authorize(caller, Action::ListTables, visible.resource())
-            .await?;
+        let (action, listed): (_, fn(&_, &_, &_, &str) -> bool) = match listing {
+            Listing::Tables => (Action::ListTables, table_listed),
+            Listing::Views => (Action::ListViews, view_listed),
+        };
+        self.authorize(caller, action, visible.resource()).await?;
         let (wh, ns) = (visible.warehouse(), visible.name());
         let page = page(page_token, page_size)?;
-        let rows = self
-            .store()
-            .list_tables(wh.id, ns, &page)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound(_) => no_such_namespace(ns),
-                other => other.into(),
-            })?;
+        let rows = match listing {
+            Listing::Tables => self.store().list_tables(wh.id, ns, &page).await,
+            Listing::Views => self.store().list_views(wh.id, ns, &page).await,
+        }
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => no_such_namespace(ns),
+            other => other.into(),
+        })?;
         let next = next_token(rows.len(), &page, rows.last().map(|r| r.name.clone()));
         let policies = self.policy_set(caller).await?;
         Ok(ListTablesResponse {
             identifiers: rows
                 .into_iter()
-                .filter(|r| table_listed(&policies, wh, &r.namespace, &r.name))
+                .filter(|r| listed(&policies, wh, &r.namespace, &r.name))
                 .map(|r| TableIdentifier {
                     namespace: r.namespace.into_parts(),
                     name: r.name,

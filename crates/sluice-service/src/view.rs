@@ -15,11 +15,11 @@
 //! stay unless the drop asked for a purge (`purgeRequested`, as for tables).
 
 use crate::catalog::{
-    bad, commit_write_error, metadata_file, namespace_from_parts, next_token, next_version,
-    no_such_namespace, page, parse_namespace, to_raw,
+    bad, commit_write_error, metadata_file, namespace_from_parts, next_version, no_such_namespace,
+    parse_namespace, to_raw, Listing,
 };
 use crate::rest::{ListTablesResponse, RenameTableRequest, TableIdentifier};
-use crate::visible::{view_listed, VisibleView};
+use crate::visible::VisibleView;
 use crate::{now, Result, ServiceError, Services};
 use iceberg::spec::{Schema, ViewFormatVersion, ViewMetadata, ViewMetadataBuilder, ViewVersion};
 use iceberg::ViewUpdate;
@@ -259,32 +259,8 @@ impl Services {
         page_token: Option<&str>,
         page_size: Option<u32>,
     ) -> Result<ListTablesResponse> {
-        let visible = self.visible_namespace_at(caller, prefix, ns).await?;
-        self.authorize(caller, Action::ListViews, visible.resource())
-            .await?;
-        let (wh, ns) = (visible.warehouse(), visible.name());
-        let page = page(page_token, page_size)?;
-        let rows = self
-            .store()
-            .list_views(wh.id, ns, &page)
+        self.list_in_namespace(caller, prefix, ns, page_token, page_size, Listing::Views)
             .await
-            .map_err(|e| match e {
-                StoreError::NotFound(_) => no_such_namespace(ns),
-                other => other.into(),
-            })?;
-        let next = next_token(rows.len(), &page, rows.last().map(|r| r.name.clone()));
-        let policies = self.policy_set(caller).await?;
-        Ok(ListTablesResponse {
-            identifiers: rows
-                .into_iter()
-                .filter(|r| view_listed(&policies, wh, &r.namespace, &r.name))
-                .map(|r| TableIdentifier {
-                    namespace: r.namespace.into_parts(),
-                    name: r.name,
-                })
-                .collect(),
-            next_page_token: next,
-        })
     }
 
     pub async fn create_view(
