@@ -151,6 +151,7 @@ struct TrackedIo {
     activity: Arc<Activity>,
 }
 
+#[cfg(target_os = "linux")]
 /// One `sendfile` call sends at most this much (Linux's own cap is just under 2 GiB).
 const MAX_SENDFILE: usize = 1 << 30;
 
@@ -160,13 +161,7 @@ impl TrackedIo {
             ready!(self.inner.poll_write_ready(cx))?;
             let mut offset = s.offset;
             let sent = self.inner.try_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(
-                    &self.inner,
-                    &*s.file,
-                    Some(&mut offset),
-                    s.len.min(MAX_SENDFILE),
-                )
-                .map_err(io::Error::from)
+                send_file(&self.inner, s, &mut offset)
             });
             match sent {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -182,6 +177,18 @@ impl TrackedIo {
             self.activity.on_write();
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn send_file(sock: &TcpStream, s: &FileSlice, offset: &mut u64) -> io::Result<usize> {
+    rustix::fs::sendfile(sock, &*s.file, Some(offset), s.len.min(MAX_SENDFILE))
+        .map_err(io::Error::from)
+}
+
+/// `sluice_storage::sendable` makes no regions on other systems.
+#[cfg(not(target_os = "linux"))]
+fn send_file(_: &TcpStream, _: &FileSlice, _: &mut u64) -> io::Result<usize> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 impl AsyncRead for TrackedIo {

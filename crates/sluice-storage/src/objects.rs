@@ -840,7 +840,10 @@ fn file_chunks(
     type Make = fn(&std::sync::Arc<std::fs::File>, u64, usize) -> std::io::Result<Bytes>;
     let (max, make): (u64, Make) = match delivery {
         Delivery::Read => (FILE_CHUNK, |f, at, len| read_exact_at(f, at, len)),
-        Delivery::Send => (FILE_REGION, crate::sendable::region),
+        // A file that cannot be mapped (or a system without sendfile) is read instead.
+        Delivery::Send => (FILE_REGION, |f, at, len| {
+            crate::sendable::region(f, at, len).or_else(|_| read_exact_at(f, at, len))
+        }),
     };
     let file = std::sync::Arc::new(file);
     futures::stream::try_unfold(range.start, move |at| {

@@ -67,6 +67,11 @@ impl Drop for Mapped {
 /// file. Run it on the blocking pool: it also asks the kernel to read the range ahead, so
 /// that `sendfile` on the runtime's threads finds the pages cached.
 pub(crate) fn region(file: &Arc<File>, offset: u64, len: usize) -> io::Result<Bytes> {
+    if !cfg!(target_os = "linux") {
+        // The listener sends regions with Linux's sendfile(2) only.
+        return Err(io::ErrorKind::Unsupported.into());
+    }
+    #[cfg(target_os = "linux")]
     if let Some(n) = std::num::NonZeroU64::new(len as u64) {
         // Advice only: a failure changes nothing about what is sent.
         let _ = rustix::fs::fadvise(&**file, offset, Some(n), rustix::fs::Advice::WillNeed);
