@@ -636,6 +636,23 @@ async fn unscoped_signer_follows_warehouse_changes() {
     assert_error(st, &v, 403, "ForbiddenException");
     let (st, v) = s.post("/v1/aws/s3/sign", objects[1].1.clone()).await;
     assert_eq!(st, StatusCode::OK, "{v}");
+    // Which table holds an object is remembered, but not past a change: after a rename the
+    // object is still signed for, after a drop it is refused at once.
+    let p = s.prefix_of("sign2").await;
+    let (st, v) = s
+        .post(
+            &format!("/v1/{p}/tables/rename"),
+            json!({"source": {"namespace": ["db"], "name": "t"},
+                   "destination": {"namespace": ["db"], "name": "u"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let (st, v) = s.post("/v1/aws/s3/sign", objects[1].1.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, _) = s.delete(&format!("/v1/{p}/namespaces/db/tables/u")).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, v) = s.post("/v1/aws/s3/sign", objects[1].1.clone()).await;
+    assert_error(st, &v, 403, "ForbiddenException");
     s.stop().await;
 }
 

@@ -566,11 +566,9 @@ impl Services {
                     };
                     if let Ok(target) = profile.resolve_sign_target(&req) {
                         if let Some(first) = target.locations.first() {
-                            if let Some(t) = self.store().table_containing_location(first).await? {
-                                if t.warehouse_id == w.id {
-                                    found = Some((w.clone(), Some(t)));
-                                    break;
-                                }
+                            if let Some(t) = self.table_holding(w.id, first).await? {
+                                found = Some((w.clone(), Some(TableRecord::clone(&t))));
+                                break;
                             }
                         }
                     }

@@ -11,6 +11,7 @@ use sluice_auth::policy::{resource, Action};
 use sluice_core::{AccessKeyId, Principal, Secret};
 use sluice_storage::{ObjectInfo, Storage};
 use sluice_store::{TableRecord, WarehouseRecord};
+use uuid::Uuid;
 
 use crate::gateway_creds::GatewayCaller;
 use crate::visible::{object_readable, warehouse_listed};
@@ -119,25 +120,34 @@ impl Services {
         })
     }
 
-    /// The live table of `wh` whose location contains `key`, if any. Engines read a table's
-    /// files with many ranged GETs, so the answer for the key's directory is kept until any
-    /// table changes (`TableCache::located`).
+    /// The live table of `wh` whose location contains `key`, if any.
     async fn table_of_key(
         &self,
         bucket: &GatewayWarehouse,
         key: &str,
     ) -> Result<Option<Arc<TableRecord>>> {
-        let wh = bucket.warehouse.id;
-        let dir = key.rsplit_once('/').map(|(d, _)| d);
+        let location = format!("{}/{key}", bucket.storage.base_location());
+        self.table_holding(bucket.warehouse.id, &location).await
+    }
+
+    /// The live table of warehouse `wh` whose location contains `location`, if any. Engines
+    /// touch a table's files with many requests (ranged GETs through the gateway, signed
+    /// requests), so the answer for the location's directory is kept until any table changes
+    /// (`TableCache::located`). The record comes without its metadata.
+    pub(crate) async fn table_holding(
+        &self,
+        wh: Uuid,
+        location: &str,
+    ) -> Result<Option<Arc<TableRecord>>> {
+        let dir = location.rsplit_once('/').map(|(d, _)| d);
         let cache = self.table_cache();
         if let Some(t) = dir.and_then(|d| cache.located(wh, d)) {
             return Ok(Some(t));
         }
         let ticket = cache.ticket();
-        let location = format!("{}/{key}", bucket.storage.base_location());
         let Some(mut t) = self
             .store()
-            .table_containing_location(&location)
+            .table_containing_location(location)
             .await?
             .filter(|t| t.warehouse_id == wh)
         else {
@@ -145,8 +155,8 @@ impl Services {
         };
         t.metadata_json = String::new();
         let t = Arc::new(t);
-        // A key strictly below the table's location has its directory inside it too (a key
-        // equal to the location does not).
+        // A location strictly below the table's has its directory inside it too (the table's
+        // own location does not).
         let below = location
             .strip_prefix(t.location.trim_end_matches('/'))
             .is_some_and(|rest| rest.starts_with('/'));
