@@ -2,15 +2,12 @@
 //! listener wiring, the key lookup through the service layer, and authorization by the same
 //! policies as the catalog. Real S3 clients are in `tests/gateway` (pytest).
 
-use std::time::SystemTime;
-
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use reqwest::Client;
 use serde_json::{json, Value};
 use sluice_core::Secret;
 use sluice_server::{Server, ServerConfig};
 
-use crate::server::{KEY_ID, SECRET};
+use crate::server::{signed_s3, KEY_ID, SECRET};
 
 struct Gw {
     api: String,
@@ -63,36 +60,7 @@ impl Gw {
         path: &str,
         body: &[u8],
     ) -> (u16, String) {
-        let uri = format!("{}{path}", self.s3);
-        let identity =
-            aws_credential_types::Credentials::new(key, secret, None, None, "test").into();
-        let mut settings = SigningSettings::default();
-        settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region("us-east-1")
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .unwrap()
-            .into();
-        let signable = SignableRequest::new(
-            method,
-            uri.as_str(),
-            std::iter::empty(),
-            SignableBody::Bytes(body),
-        )
-        .unwrap();
-        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-        let mut req = Client::new()
-            .request(method.parse().unwrap(), &uri)
-            .body(body.to_vec());
-        for (k, v) in instructions.headers() {
-            req = req.header(k, v);
-        }
-        let resp = req.send().await.unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
+        signed_s3(&self.s3, (key, secret, None), method, path, body).await
     }
 
     async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {

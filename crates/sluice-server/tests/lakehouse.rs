@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sluice_core::Secret;
 use sluice_server::{Server, ServerConfig};
 
-use crate::server::{KEY_ID, SECRET};
+use crate::server::{signed_s3, KEY_ID, SECRET};
 
 struct Lake {
     api: String,
@@ -142,47 +142,12 @@ impl Lake {
     /// (and signs) `X-Amz-Security-Token`.
     async fn s3(
         &self,
-        (key, secret, token): (&str, &str, Option<&str>),
+        creds: (&str, &str, Option<&str>),
         method: &str,
         path: &str,
         body: &[u8],
     ) -> (u16, String) {
-        let uri = format!("{}{path}", self.s3);
-        let identity = aws_credential_types::Credentials::new(
-            key,
-            secret,
-            token.map(str::to_string),
-            None,
-            "test",
-        )
-        .into();
-        let mut settings = SigningSettings::default();
-        settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region("us-east-1")
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .unwrap()
-            .into();
-        let signable = SignableRequest::new(
-            method,
-            uri.as_str(),
-            std::iter::empty(),
-            SignableBody::Bytes(body),
-        )
-        .unwrap();
-        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-        let mut req = Client::new()
-            .request(method.parse().unwrap(), &uri)
-            .body(body.to_vec());
-        for (k, v) in instructions.headers() {
-            req = req.header(k, v);
-        }
-        let resp = req.send().await.unwrap();
-        (resp.status().as_u16(), resp.text().await.unwrap())
+        signed_s3(&self.s3, creds, method, path, body).await
     }
 
     async fn temp_s3(&self, t: &Temp, method: &str, path: &str, body: &[u8]) -> (u16, String) {

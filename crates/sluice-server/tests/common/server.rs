@@ -162,3 +162,51 @@ impl TestServer {
         }
     }
 }
+
+/// A SigV4-signed request (signed payload) to an S3 endpoint at `base`; with a session token
+/// (temporary credentials) the signer adds and signs `X-Amz-Security-Token`.
+pub async fn signed_s3(
+    base: &str,
+    (key, secret, token): (&str, &str, Option<&str>),
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String) {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let uri = format!("{base}{path}");
+    let identity = aws_credential_types::Credentials::new(
+        key,
+        secret,
+        token.map(str::to_string),
+        None,
+        "test",
+    )
+    .into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        uri.as_str(),
+        std::iter::empty(),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut req = Client::new()
+        .request(method.parse().unwrap(), &uri)
+        .body(body.to_vec());
+    for (k, v) in instructions.headers() {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
