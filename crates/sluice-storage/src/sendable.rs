@@ -65,7 +65,11 @@ impl Drop for Mapped {
 
 /// `len` (> 0) bytes of `file` at `offset` as a body chunk the listener can send from the
 /// file. Run it on the blocking pool: it also asks the kernel to read the range ahead, so
-/// that `sendfile` on the runtime's threads finds the pages cached.
+/// that `sendfile` on the runtime's threads finds the pages cached. (A page still on disk
+/// when it is sent makes that thread wait for the disk, as in any server that uses
+/// sendfile from its event loop; the read-ahead of the whole region, started before its
+/// first byte is sent, shortens such waits. Waiting for it here would mean mapping every
+/// page into the process.)
 pub(crate) fn region(file: &Arc<File>, offset: u64, len: usize) -> io::Result<Bytes> {
     if !cfg!(target_os = "linux") {
         // The listener sends regions with Linux's sendfile(2) only.
