@@ -126,6 +126,7 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_region_holds_the_files_bytes_and_its_slices_are_found_until_dropped() {
         let mut f = tempfile::tempfile().unwrap();
