@@ -716,23 +716,17 @@ impl Services {
         let profile = self.profile_of(wh)?;
         // A gateway-served warehouse is signed for as the gateway (an S3 endpoint whose
         // bucket is the warehouse), with a temporary gateway key for the table.
-        let gateway = if profile.gateway_served() {
-            Some(self.gateway_sign_profile(wh, &req.uri)?)
+        let signer = if profile.gateway_served() {
+            Signer::Gateway(self.gateway_sign_profile(wh, &req.uri)?)
         } else {
-            None
+            Signer::Storage(self.storage_for(wh)?)
         };
-        let checked = gateway
-            .as_ref()
-            .map(|g| g.check_sign_request(&req))
-            .transpose()?;
-        let resolved;
-        let target = match &checked {
-            Some(c) => c.target(),
-            None => {
-                resolved = profile.resolve_sign_target(&req)?;
-                &resolved
-            }
+        // Checked once, against the profile whose credentials will sign.
+        let checked = match &signer {
+            Signer::Gateway(g) => g.check_sign_request(&req)?,
+            Signer::Storage(s) => s.check_sign_request(&req)?,
         };
+        let target = checked.target();
         // Strictly below the table's directory: a list prefix equal to the bare location
         // would also return a sibling table's keys (`t1` → `t10`).
         let base = location.trim_end_matches('/');
@@ -767,37 +761,44 @@ impl Services {
                 self.authorize(caller, write_action, res).await?;
             }
         }
-        if let Some(checked) = &checked {
-            let table = GatewayTable {
-                id: table_id,
-                namespace: ns,
-                name,
-                location,
-                staged,
-            };
-            // The key signs this one request: a read is signed with a read-only key; a write
-            // or delete was authorized above. (It also spares a second policy evaluation.)
-            let level = match target.operation {
-                S3Operation::Read => AccessLevel::Read,
-                S3Operation::Write | S3Operation::Delete => AccessLevel::ReadWrite,
-            };
-            let creds = self
-                .vend_gateway_at(caller, wh, table, &req.uri, level)
-                .await?;
-            let get = |k: &str| {
-                creds.config.get(k).map(String::as_str).ok_or_else(|| {
-                    ServiceError::Internal(format!("temporary gateway credentials lack {k}"))
-                })
-            };
-            let key = GatewaySigningKey {
-                access_key_id: get("s3.access-key-id")?,
-                secret_access_key: get("s3.secret-access-key")?,
-                session_token: get("s3.session-token")?,
-            };
-            return Ok(sign_gateway_request(key, checked)?);
+        if let Signer::Storage(storage) = &signer {
+            return Ok(storage.sign_checked(&checked).await?);
         }
-        Ok(self.storage_for(wh)?.sign(&req).await?)
+        let table = GatewayTable {
+            id: table_id,
+            namespace: ns,
+            name,
+            location,
+            staged,
+        };
+        // The key signs this one request: a read is signed with a read-only key; a write
+        // or delete was authorized above. (It also spares a second policy evaluation.)
+        let level = match target.operation {
+            S3Operation::Read => AccessLevel::Read,
+            S3Operation::Write | S3Operation::Delete => AccessLevel::ReadWrite,
+        };
+        let creds = self
+            .vend_gateway_at(caller, wh, table, &req.uri, level)
+            .await?;
+        let get = |k: &str| {
+            creds.config.get(k).map(String::as_str).ok_or_else(|| {
+                ServiceError::Internal(format!("temporary gateway credentials lack {k}"))
+            })
+        };
+        let key = GatewaySigningKey {
+            access_key_id: get("s3.access-key-id")?,
+            secret_access_key: get("s3.secret-access-key")?,
+            session_token: get("s3.session-token")?,
+        };
+        Ok(sign_gateway_request(key, &checked)?)
     }
+}
+
+/// Whose credentials sign a request, and so which profile it is checked against: the S3
+/// gateway's (a temporary gateway key) or the warehouse storage's own.
+enum Signer {
+    Gateway(S3Profile),
+    Storage(Storage),
 }
 
 /// What temporary gateway credentials are minted for: a table (staged or committed).

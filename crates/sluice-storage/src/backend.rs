@@ -16,7 +16,7 @@ use object_store::ObjectStore;
 
 use crate::delegation::{AccessLevel, TableCredentials};
 use crate::error::{error_chain, Result, StorageError};
-use crate::s3::{S3Backend, SignRequest, SignedRequest};
+use crate::s3::S3Backend;
 
 /// A location mapped into the backend's store.
 pub(crate) struct Resolved {
@@ -101,18 +101,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
         level: AccessLevel,
         session_name: &str,
     ) -> Result<TableCredentials>;
-
-    /// Signs a client's request with the warehouse's identity, for stores with a
-    /// remote-signing protocol.
-    async fn sign(&self, _req: &SignRequest) -> Result<SignedRequest> {
-        Err(StorageError::Invalid(format!(
-            "remote signing is only available for s3 storage, not '{}'",
-            self.storage_type()
-        )))
-    }
-
-    /// `file`, `s3`, `gcs` or `adls`, for messages.
-    fn storage_type(&self) -> &'static str;
 
     /// The S3 backend, for S3-only operations ([`crate::Storage::vend_credentials`]).
     fn as_s3(&self) -> Option<&S3Backend> {

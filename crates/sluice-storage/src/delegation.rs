@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Result, StorageError};
 use crate::profile::StorageProfile;
-use crate::s3::{SignRequest, SignedRequest, TargetObject, VendedCredentials};
+use crate::s3::{CheckedRequest, SignRequest, SignedRequest, TargetObject, VendedCredentials};
 use crate::storage::Storage;
 
 /// What a caller may do with a table's files: read-write with the catalog's write right on
@@ -148,9 +148,36 @@ impl Storage {
     /// Signs a client's request with the warehouse's identity; `Invalid` for storage
     /// without remote signing. For S3 see the rules of `S3Backend::sign_request`: a request
     /// outside the bucket is never signed, whether the caller may touch the target is the
-    /// caller's decision.
+    /// caller's decision. ([`Storage::check_sign_request`] then [`Storage::sign_checked`]
+    /// for a caller that authorizes the target in between.)
     pub async fn sign(&self, req: &SignRequest) -> Result<SignedRequest> {
-        self.backend().sign(req).await
+        self.sign_checked(&self.check_sign_request(req)?).await
+    }
+
+    /// The objects a remote-signing request touches, checked against this storage's own
+    /// profile (the request is refused as [`StorageProfile::resolve_sign_target`] refuses),
+    /// kept for [`Storage::sign_checked`] so the request is analysed once.
+    pub fn check_sign_request<'a>(&'a self, req: &'a SignRequest) -> Result<CheckedRequest<'a>> {
+        match self.backend().as_s3() {
+            Some(s3) => s3.profile.check_sign_request(req),
+            None => Err(self.no_remote_signing()),
+        }
+    }
+
+    /// Signs a request [`Storage::check_sign_request`] checked; one checked by another
+    /// storage is checked again against this one first.
+    pub async fn sign_checked(&self, checked: &CheckedRequest<'_>) -> Result<SignedRequest> {
+        match self.backend().as_s3() {
+            Some(s3) => s3.sign_request(checked).await,
+            None => Err(self.no_remote_signing()),
+        }
+    }
+
+    fn no_remote_signing(&self) -> StorageError {
+        StorageError::Invalid(format!(
+            "remote signing is only available for s3 storage, not '{}'",
+            self.profile().storage_type()
+        ))
     }
 
     /// S3's temporary credentials themselves (see [`Storage::vend`] for client

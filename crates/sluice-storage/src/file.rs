@@ -111,10 +111,6 @@ impl Backend for FileBackend {
             StorageProfile::FILE_VENDING_UNAVAILABLE
         )))
     }
-
-    fn storage_type(&self) -> &'static str {
-        "file"
-    }
 }
 
 /// Files (and symlinks) below `dir`, without following symlinks. A missing `dir`, or one

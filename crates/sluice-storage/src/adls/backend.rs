@@ -64,8 +64,4 @@ impl Backend for AdlsBackend {
         let canonical = self.access.profile.normalize_location(table_location)?;
         self.access.vend(&canonical, level).await
     }
-
-    fn storage_type(&self) -> &'static str {
-        "adls"
-    }
 }

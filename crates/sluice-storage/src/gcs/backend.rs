@@ -67,8 +67,4 @@ impl Backend for GcsBackend {
     ) -> Result<TableCredentials> {
         crate::gcs::vend::vend(&self.profile, &self.access, table_location, level).await
     }
-
-    fn storage_type(&self) -> &'static str {
-        "gcs"
-    }
 }

@@ -14,7 +14,6 @@ use crate::delegation::{AccessLevel, TableCredentials};
 use crate::error::{error_chain, Result, StorageError};
 use crate::profile::S3Profile;
 use crate::s3::access::{CredentialSource, ObjectStoreCredentials, S3Access};
-use crate::s3::{SignRequest, SignedRequest};
 use crate::settings::StorageSettings;
 
 pub(crate) struct S3Backend {
@@ -78,14 +77,6 @@ impl Backend for S3Backend {
             config: crate::s3::vended_config(&self.profile, &creds),
             expiration: creds.expiration,
         })
-    }
-
-    async fn sign(&self, req: &SignRequest) -> Result<SignedRequest> {
-        self.sign_request(req).await
-    }
-
-    fn storage_type(&self) -> &'static str {
-        "s3"
     }
 
     fn as_s3(&self) -> Option<&S3Backend> {

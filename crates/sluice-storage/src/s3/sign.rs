@@ -556,11 +556,22 @@ impl S3Backend {
     /// `authorization`, `x-amz-date`, `x-amz-content-sha256` and, with a session credential,
     /// `x-amz-security-token`.
     ///
+    /// A request checked against another profile (even an equal one: another warehouse's
+    /// backend) is checked again against this one, so these credentials sign only inside
+    /// their own bucket.
+    ///
     /// Async because the storage's identity may have to be fetched or refreshed first
     /// (`aws-system-identity`); with stored keys it never waits.
-    pub(crate) async fn sign_request(&self, req: &SignRequest) -> Result<SignedRequest> {
+    pub(crate) async fn sign_request(&self, checked: &CheckedRequest<'_>) -> Result<SignedRequest> {
+        let own;
+        let checked = if std::ptr::eq(checked.profile, &self.profile) {
+            checked
+        } else {
+            own = self.profile.check_sign_request(checked.req)?;
+            &own
+        };
         let identity = self.access.credentials().await?;
-        sign_with(identity, &self.profile.check_sign_request(req)?)
+        sign_with(identity, checked)
     }
 }
 
@@ -1059,6 +1070,33 @@ mod tests {
             .insert("x-amz-content-sha256".into(), vec![sha256_hex(b"other")]);
         assert!(
             matches!(st.sign(&r).await, Err(StorageError::Invalid(m)) if m.contains("does not match"))
+        );
+    }
+
+    /// A request checked by one storage and handed to another is checked again by the one
+    /// whose credentials sign: they never sign outside their own bucket.
+    #[tokio::test]
+    async fn a_request_checked_elsewhere_is_checked_again() {
+        let mine = storage(compat("http://127.0.0.1:9000", PathStyle));
+        let mut other_profile = compat("http://127.0.0.1:9000", PathStyle);
+        other_profile.bucket = "other".into();
+        let other = storage(other_profile);
+        let r = req("GET", "http://127.0.0.1:9000/other/wh/t/data.parquet");
+        let checked = other.check_sign_request(&r).unwrap();
+        assert_eq!(checked.target().locations, ["s3://other/wh/t/data.parquet"]);
+        assert!(matches!(
+            mine.sign_checked(&checked).await,
+            Err(StorageError::NotInWarehouse(_))
+        ));
+        // An equal profile is still another storage's: checked again, and signed.
+        let twin = storage(compat("http://127.0.0.1:9000", PathStyle));
+        let r = req("GET", "http://127.0.0.1:9000/bkt/wh/t/data.parquet");
+        let s = mine
+            .sign_checked(&twin.check_sign_request(&r).unwrap())
+            .await
+            .unwrap();
+        assert!(
+            s.headers["authorization"][0].starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
         );
     }
 
