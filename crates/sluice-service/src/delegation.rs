@@ -713,18 +713,18 @@ impl Services {
             write_action,
             staged,
         } = scope;
-        let profile = self.profile_of(wh)?;
+        let storage = self.storage_for(wh)?;
+        let profile = storage.profile();
         // A gateway-served warehouse is signed for as the gateway (an S3 endpoint whose
         // bucket is the warehouse), with a temporary gateway key for the table.
-        let signer = if profile.gateway_served() {
-            Signer::Gateway(self.gateway_sign_profile(wh, &req.uri)?)
-        } else {
-            Signer::Storage(self.storage_for(wh)?)
-        };
+        let gateway = profile
+            .gateway_served()
+            .then(|| self.gateway_sign_profile(wh, &req.uri))
+            .transpose()?;
         // Checked once, against the profile whose credentials will sign.
-        let checked = match &signer {
-            Signer::Gateway(g) => g.check_sign_request(&req)?,
-            Signer::Storage(s) => s.check_sign_request(&req)?,
+        let checked = match &gateway {
+            Some(g) => g.check_sign_request(&req)?,
+            None => storage.check_sign_request(&req)?,
         };
         let target = checked.target();
         // Strictly below the table's directory: a list prefix equal to the bare location
@@ -761,7 +761,7 @@ impl Services {
                 self.authorize(caller, write_action, res).await?;
             }
         }
-        if let Signer::Storage(storage) = &signer {
+        if gateway.is_none() {
             return Ok(storage.sign_checked(&checked).await?);
         }
         let table = GatewayTable {
@@ -792,13 +792,6 @@ impl Services {
         };
         Ok(sign_gateway_request(key, &checked)?)
     }
-}
-
-/// Whose credentials sign a request, and so which profile it is checked against: the S3
-/// gateway's (a temporary gateway key) or the warehouse storage's own.
-enum Signer {
-    Gateway(S3Profile),
-    Storage(Storage),
 }
 
 /// What temporary gateway credentials are minted for: a table (staged or committed).
