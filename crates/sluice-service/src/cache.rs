@@ -1,17 +1,24 @@
 //! The one shape of this crate's keyed caches (effective policies, vended credentials, LDAP
-//! Basic logins): a bounded moka map whose entries are refreshed by one caller per key at a
-//! time. Each user says only what "still fresh" means for its values; failures are never
+//! Basic logins, principals): a bounded map whose entries are refreshed by one caller per key
+//! at a time. Each user says only what "still fresh" means for its values; failures are never
 //! cached, so the next caller tries again. Single cached values (the storage crate's cloud
 //! tokens) use `sluice_storage`'s `Refreshing`, the same contract for one slot.
 
-use moka::future::Cache;
-use moka::ops::compute::Op;
 use std::future::Future;
 use std::hash::Hash;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+/// A `quick_cache` map: its hits are a shard read lock and a clone, which matters on the
+/// paths every request takes (principals, policies, signing keys).
 pub(crate) struct KeyedCache<K, V> {
-    entries: Cache<K, V>,
+    entries: quick_cache::sync::Cache<K, Written<V>>,
+    ttl: Option<Duration>,
+}
+
+#[derive(Clone)]
+struct Written<V> {
+    value: V,
+    at: Instant,
 }
 
 impl<K, V> KeyedCache<K, V>
@@ -19,16 +26,17 @@ where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// At most `capacity` entries (least useful evicted first), each dropped `ttl` after it
-    /// was written when a TTL is given.
+    /// At most `capacity` entries (the least useful evicted first), each dropped `ttl` after
+    /// it was written when a TTL is given.
     pub(crate) fn new(capacity: u64, ttl: Option<Duration>) -> Self {
-        let mut b = Cache::builder()
-            .max_capacity(capacity)
-            .support_invalidation_closures();
-        if let Some(ttl) = ttl {
-            b = b.time_to_live(ttl);
+        KeyedCache {
+            entries: quick_cache::sync::Cache::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
+            ttl,
         }
-        KeyedCache { entries: b.build() }
+    }
+
+    fn live(&self, w: &Written<V>, fresh: &impl Fn(&V) -> bool) -> bool {
+        self.ttl.is_none_or(|ttl| w.at.elapsed() < ttl) && fresh(&w.value)
     }
 
     /// The cached value for `key` if `fresh` accepts it, otherwise `refresh`'s (cached when
@@ -45,41 +53,36 @@ where
         Fut: Future<Output = Result<V, E>>,
         E: Send + Sync + 'static,
     {
-        // Hits take moka's read path; its compute path (a per-key lock and a write-log
-        // entry) cost more than the rest of a cached request together.
-        if let Some(v) = self.entries.get(&key).await.filter(|v| fresh(v)) {
-            return Ok(v);
-        }
-        let mut out: Option<V> = None;
-        let slot = &mut out;
-        self.entries
-            .entry(key)
-            .and_try_compute_with(|current| {
-                let kept = current.map(|e| e.into_value()).filter(|v| fresh(v));
-                async move {
-                    if let Some(v) = kept {
-                        *slot = Some(v);
-                        return Ok(Op::Nop);
-                    }
-                    let v = refresh().await?;
-                    *slot = Some(v.clone());
-                    Ok(Op::Put(v))
+        loop {
+            match self.entries.get_value_or_guard_async(&key).await {
+                Ok(w) if self.live(&w, &fresh) => return Ok(w.value),
+                // Stale: drop it (unless someone already replaced it) and queue again, so
+                // that one caller refreshes while the others wait for its value.
+                Ok(_) => {
+                    self.entries.remove_if(&key, |w| !self.live(w, &fresh));
                 }
-            })
-            .await?;
-        // moka runs the compute closure exactly once per call, and both of its paths fill
-        // the slot before returning Ok.
-        Ok(out.expect("the compute closure always runs"))
+                Err(guard) => {
+                    // A failed refresh drops the guard: the next waiter refreshes itself.
+                    let value = refresh().await?;
+                    // Fails only when the slot was cleared meanwhile: the value is still this
+                    // caller's answer, it just is not kept.
+                    let _ = guard.insert(Written {
+                        value: value.clone(),
+                        at: Instant::now(),
+                    });
+                    return Ok(value);
+                }
+            }
+        }
     }
 
     pub(crate) fn clear(&self) {
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 
     /// Drops the entries whose key matches (e.g. everything of one warehouse).
     pub(crate) fn forget_if(&self, pred: impl Fn(&K) -> bool + Send + Sync + 'static) {
-        // Only fails when closures were not enabled at build time, which `new` always does.
-        let _ = self.entries.invalidate_entries_if(move |k, _| pred(k));
+        self.entries.retain(|k, _| !pred(k));
     }
 }
 
@@ -150,5 +153,46 @@ mod tests {
                 .await,
             Ok(11)
         );
+    }
+
+    #[tokio::test]
+    async fn a_stale_value_is_refreshed_once_for_all_waiting_callers() {
+        let cache = Arc::new(KeyedCache::<u32, u32>::new(100, None));
+        let _ = cache
+            .get_or_refresh(1, |_| true, || async { Ok::<_, ()>(7) })
+            .await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, calls) = (cache.clone(), calls.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get_or_refresh(
+                            1,
+                            |v| *v != 7,
+                            || async {
+                                calls.fetch_add(1, Ordering::SeqCst);
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                Ok::<_, ()>(8)
+                            },
+                        )
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Ok(8));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn entries_expire_after_the_ttl() {
+        let cache = KeyedCache::<u32, u32>::new(100, Some(Duration::from_millis(50)));
+        let get = |v: u32| cache.get_or_refresh(1, |_| true, move || async move { Ok::<_, ()>(v) });
+        assert_eq!(get(1).await, Ok(1));
+        assert_eq!(get(2).await, Ok(1), "still within the TTL");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(get(3).await, Ok(3), "expired, refreshed");
     }
 }
