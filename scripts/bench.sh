@@ -16,7 +16,9 @@
 # a body of the same size (`sluice-bench baseline`), in the same run:
 #   - wrk (WRK_ARGS, default `-t2 -c16 -d10s`, the same for every run) on GET /health,
 #     authenticated GET /v1/config, load-table of a warm table and the table-scoped sign
-#     endpoint, each against its baseline, BENCH_ROUNDS (default 2) alternating rounds;
+#     endpoint, each against its baseline, BENCH_ROUNDS (default 2) alternating rounds; and
+#     the sign floor (`sluice-bench sign-floor`: the same sign request answered with nothing
+#     but JSON in, one aws-sigv4 signature, JSON out) against the sign baseline;
 #   - the Polaris-style workloads (`sluice-bench polaris`, POLARIS_ARGS) on SQLite and on a
 #     throwaway PostgreSQL 15 cluster (skipped when initdb/pg_ctl are missing);
 #   - idle RSS after start and cold start to the first 200 (`sluice-bench coldstart`,
@@ -127,16 +129,17 @@ run_wrk() {
   echo "  $(basename "$1" .json): $(grep 'Requests/sec' "$1.txt" | tr -s ' ')"
 }
 
-# compare CASE SLUICE_URL BASELINE_URL BASELINE_PID METHOD TOKEN BODY_FILE: alternating rounds.
+# compare CASE SLUICE_URL BASELINE_URL BASELINE_PID METHOD TOKEN BODY_FILE [SERVER_PID]:
+# alternating rounds; SERVER_PID is the process behind SLUICE_URL (default: Sluice's).
 compare() {
-  local case=$1 r
+  local case=$1 r server=${8:-$lite_PID}
   mkdir -p "$RES/wrk/$case"
   for r in $(seq 1 "$ROUNDS"); do
     if (( r % 2 == 1 )); then
       run_wrk "$RES/wrk/$case/baseline.$r.json" "$4" "$3" "$5" "$6" "$7"
-      run_wrk "$RES/wrk/$case/sluice.$r.json" "$lite_PID" "$2" "$5" "$6" "$7"
+      run_wrk "$RES/wrk/$case/sluice.$r.json" "$server" "$2" "$5" "$6" "$7"
     else
-      run_wrk "$RES/wrk/$case/sluice.$r.json" "$lite_PID" "$2" "$5" "$6" "$7"
+      run_wrk "$RES/wrk/$case/sluice.$r.json" "$server" "$2" "$5" "$6" "$7"
       run_wrk "$RES/wrk/$case/baseline.$r.json" "$4" "$3" "$5" "$6" "$7"
     fi
   done
@@ -194,12 +197,20 @@ http_part() {
   start_baseline config "$config_b"
   start_baseline load "$load_b"
   start_baseline sign "$sign_b"
+  # The least work any remote signer does for the same request (JSON in, one aws-sigv4
+  # signature, JSON out): how much of the sign gap is SigV4 and JSON themselves.
+  "$BENCH" sign-floor --listen 127.0.0.1:0 >"$WORK/sign-floor.addr" &
+  local floor_pid=$! i
+  PIDS+=("$floor_pid")
+  for i in $(seq 1 200); do [[ -s "$WORK/sign-floor.addr" ]] && break; sleep 0.05; done
+  local floor_url="http://$(head -1 "$WORK/sign-floor.addr")"
 
   echo "== wrk $WRK_ARGS --latency, $ROUNDS alternating rounds per comparison"
   compare health "$lite_URL/health" "$BASE_health/health" "$BASEPID_health" GET "" ""
   compare config "$lite_URL$(jq -r .config_path "$RES/setup.json")" "$BASE_config/v1/config" "$BASEPID_config" GET "$token" ""
   compare load "$lite_URL$(jq -r .load_path "$RES/setup.json")" "$BASE_load/load" "$BASEPID_load" GET "$token" ""
   compare sign "$lite_URL$(jq -r .sign_path "$RES/setup.json")" "$BASE_sign/sign" "$BASEPID_sign" POST "$token" "$WORK/sign-body.json"
+  compare sign_floor "$floor_url$(jq -r .sign_path "$RES/setup.json")" "$BASE_sign/sign" "$BASEPID_sign" POST "$token" "$WORK/sign-body.json" "$floor_pid"
   local loaded_rss
   loaded_rss=$(rss_mb "$lite_PID")
 

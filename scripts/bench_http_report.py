@@ -86,7 +86,18 @@ def render(data):
             f"≥ {goal}× {yes(ok)} | {ms(s['p50_us'])} / {ms(s['p99_us'])} | {ms(b['p50_us'])} / {ms(b['p99_us'])} | "
             f"{b['cpu_us_per_req']:.1f} µs, {s['cpu_us_per_req']:.1f} µs ({b['cpu_us_per_req'] / max(s['cpu_us_per_req'], 1e-9):.2f}×) |")
         goals.append((label.split(" (")[0].split(",")[0], f"≥ {goal}× the empty handler", f"{c['ratio']:.2f}×", ok))
-    errs = sum(c["errors"] for c in http.values() if c)
+    floor, sign = data.get("sign_floor"), http.get("sign")
+    if floor and sign:
+        f_cpu, s_cpu = floor["sluice"]["cpu_us_per_req"], sign["sluice"]["cpu_us_per_req"]
+        out += ["", f"**Sign floor** (`sluice-bench sign-floor`): the same sign request answered with nothing but "
+                "what any remote signer must do — parse the JSON, sign with `aws-sigv4` (the settings Sluice uses, "
+                "a session token as long as Sluice's), write the JSON — and none of Sluice's checks "
+                "(authentication, authorization, table and warehouse lookup, the location check, the temporary key): "
+                f"{floor['sluice']['rps']:,.0f} req/s, **{floor['ratio']:.2f}×** the empty handler, "
+                f"{f_cpu:.1f} µs of server CPU per request. Sluice's sign is {sign['sluice']['rps'] / floor['sluice']['rps']:.2f}× "
+                f"the floor's requests/s; its checks cost {s_cpu - f_cpu:.1f} µs per request on top of the floor's "
+                f"{f_cpu:.1f} µs. The 0.5× goal is {0.5 / floor['ratio']:.2f}× of this floor."]
+    errs = sum(c["errors"] for c in list(http.values()) + [floor] if c)
     out.append("")
     out.append("Server CPU per request: the user + system CPU time the server process used during the wrk run "
                "(`/proc/<pid>/stat`) divided by the requests it answered; unlike requests/s it leaves out wrk's "
@@ -178,6 +189,7 @@ def main():
         "meta": load(os.path.join(res, "meta.json")),
         "setup": {k: v for k, v in load(os.path.join(res, "setup.json")).items() if k != "token"},
         "http": {case: wrk_case(res, case) for case, _, _ in CASES},
+        "sign_floor": wrk_case(res, "sign_floor"),
         "polaris": {b: load(os.path.join(res, f"polaris-{b}.json")) for b in ("sqlite", "postgres")
                     if os.path.exists(os.path.join(res, f"polaris-{b}.json"))},
         "coldstart": load(os.path.join(res, "coldstart.json")),

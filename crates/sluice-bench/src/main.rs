@@ -15,6 +15,7 @@ mod baseline;
 mod coldstart;
 mod polaris;
 mod setup;
+mod signfloor;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +63,11 @@ enum Command {
         #[arg(long)]
         body_bytes: usize,
     },
+    /// The floor of a remote-signing request: JSON in, one aws-sigv4 signature, JSON out.
+    SignFloor {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
     /// Prepares a warm table and a remote-signing request for wrk; prints JSON.
     Setup {
         #[command(flatten)]
@@ -90,6 +96,7 @@ fn main() {
                         Command::Baseline { listen, body_bytes } => {
                             baseline::serve(listen, body_bytes).await
                         }
+                        Command::SignFloor { listen } => signfloor::serve(listen).await,
                         Command::Setup {
                             target,
                             sign_body_file,
