@@ -3,6 +3,8 @@
 //!
 //! - `baseline`: the floor to compare against, an axum server whose one route answers any
 //!   method on any path with a body of a given size;
+//! - `sign-floor`: the least work of any remote signer (JSON in, one `aws-sigv4` signature,
+//!   JSON out), the floor under the sign endpoint;
 //! - `setup`: prepares a running Sluice for `wrk` (token, a warm table with a few commits, a
 //!   remote-signing request body) and prints what the script needs as JSON;
 //! - `polaris`: catalog workloads modelled on Apache Polaris' benchmark suite (create a tree
