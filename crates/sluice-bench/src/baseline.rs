@@ -24,6 +24,12 @@ pub async fn serve(listen: SocketAddr, body_bytes: usize) -> Result<(), String> 
         let body = body.clone();
         async move { ([(CONTENT_TYPE, "application/json")], body) }
     });
+    serve_app(listen, app).await
+}
+
+/// Serves `app` on `listen`, printing the bound address as the first line of stdout (what
+/// `scripts/bench.sh` waits for).
+pub async fn serve_app(listen: SocketAddr, app: Router) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("binding {listen}: {e}"))?;

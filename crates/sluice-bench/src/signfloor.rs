@@ -15,7 +15,6 @@ use axum::Json;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
@@ -94,15 +93,7 @@ pub async fn serve(listen: SocketAddr) -> Result<(), String> {
             .map(Json)
             .map_err(|e| (StatusCode::BAD_REQUEST, e))
     });
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("binding {listen}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let mut out = std::io::stdout();
-    writeln!(out, "{addr}")
-        .and_then(|_| out.flush())
-        .map_err(|e| e.to_string())?;
-    axum::serve(listener, app).await.map_err(|e| e.to_string())
+    crate::baseline::serve_app(listen, app).await
 }
 
 #[cfg(test)]

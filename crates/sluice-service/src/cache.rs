@@ -92,13 +92,13 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    #[tokio::test]
-    async fn single_flight_per_key_fresh_test_and_no_cached_errors() {
-        let cache = Arc::new(KeyedCache::<u32, u32>::new(100, None));
-        let e = cache
-            .get_or_refresh(1, |_| true, || async { Err::<u32, _>("down") })
-            .await;
-        assert_eq!(e, Err("down"));
+    /// Eight callers at once for key 1, each taking `stale` (if any) as not fresh and
+    /// refreshing slowly to `new`; each must get `new`. Returns how many refreshes ran.
+    async fn eight_callers(
+        cache: &Arc<KeyedCache<u32, u32>>,
+        stale: Option<u32>,
+        new: u32,
+    ) -> usize {
         let calls = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..8)
             .map(|_| {
@@ -107,11 +107,11 @@ mod tests {
                     cache
                         .get_or_refresh(
                             1,
-                            |_| true,
+                            |v| Some(*v) != stale,
                             || async {
                                 calls.fetch_add(1, Ordering::SeqCst);
                                 tokio::time::sleep(Duration::from_millis(20)).await;
-                                Ok::<_, ()>(7)
+                                Ok::<_, ()>(new)
                             },
                         )
                         .await
@@ -119,10 +119,20 @@ mod tests {
             })
             .collect();
         for t in tasks {
-            assert_eq!(t.await.unwrap(), Ok(7));
+            assert_eq!(t.await.unwrap(), Ok(new));
         }
+        calls.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn single_flight_per_key_fresh_test_and_no_cached_errors() {
+        let cache = Arc::new(KeyedCache::<u32, u32>::new(100, None));
+        let e = cache
+            .get_or_refresh(1, |_| true, || async { Err::<u32, _>("down") })
+            .await;
+        assert_eq!(e, Err("down"));
         assert_eq!(
-            calls.load(Ordering::SeqCst),
+            eight_callers(&cache, None, 7).await,
             1,
             "one refresh for eight callers"
         );
@@ -161,29 +171,7 @@ mod tests {
         let _ = cache
             .get_or_refresh(1, |_| true, || async { Ok::<_, ()>(7) })
             .await;
-        let calls = Arc::new(AtomicUsize::new(0));
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let (cache, calls) = (cache.clone(), calls.clone());
-                tokio::spawn(async move {
-                    cache
-                        .get_or_refresh(
-                            1,
-                            |v| *v != 7,
-                            || async {
-                                calls.fetch_add(1, Ordering::SeqCst);
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                                Ok::<_, ()>(8)
-                            },
-                        )
-                        .await
-                })
-            })
-            .collect();
-        for t in tasks {
-            assert_eq!(t.await.unwrap(), Ok(8));
-        }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(eight_callers(&cache, Some(7), 8).await, 1);
     }
 
     #[tokio::test]
