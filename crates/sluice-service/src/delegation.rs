@@ -557,13 +557,9 @@ impl Services {
                 // Resolve the table from the first location the request touches; the table
                 // must belong to the warehouse whose profile understood the URI (two
                 // warehouses may share a bucket under different prefixes).
+                let list = self.warehouse_profiles().await?;
                 let mut found = None;
-                for (w, profile) in self.warehouse_profiles().await?.iter() {
-                    let Some(profile) = profile else {
-                        return Err(Self::decode_profile(w).err().unwrap_or_else(|| {
-                            ServiceError::Internal(format!("storage profile of {}", w.name))
-                        }));
-                    };
+                for (w, profile) in list.addressed_by(&req.uri) {
                     if let Ok(target) = profile.resolve_sign_target(&req) {
                         if let Some(first) = target.locations.first() {
                             if let Some(t) = self.table_holding(w.id, first).await? {
@@ -573,11 +569,18 @@ impl Services {
                         }
                     }
                 }
-                let (w, t) = found.ok_or_else(|| {
-                    ServiceError::Forbidden(
+                let Some((w, t)) = found else {
+                    // A warehouse whose profile does not decode might have been the one: say
+                    // so rather than that nobody manages the table.
+                    if let Some(w) = list.undecodable().next() {
+                        return Err(Self::decode_profile(w).err().unwrap_or_else(|| {
+                            ServiceError::Internal(format!("storage profile of {}", w.name))
+                        }));
+                    }
+                    return Err(ServiceError::Forbidden(
                         "the request does not target a table this server manages".into(),
-                    )
-                })?;
+                    ));
+                };
                 if w.status != sluice_store::WarehouseStatus::Active {
                     return Err(ServiceError::Forbidden(format!(
                         "warehouse '{}' is inactive",

@@ -104,9 +104,8 @@ impl Services {
         let wh = self
             .warehouse_profiles()
             .await?
-            .iter()
-            .find(|(w, _)| w.name == name)
-            .map(|(w, _)| w.clone())
+            .by_name(name)
+            .cloned()
             .filter(|w| w.status == sluice_store::WarehouseStatus::Active)
             .filter(|w| caller.scope().is_none_or(|s| s.warehouse() == w.id))
             .ok_or_else(|| {

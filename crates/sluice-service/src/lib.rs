@@ -89,8 +89,77 @@ impl ServiceConfig {
     }
 }
 
-/// Warehouses with their decoded storage profiles.
-pub(crate) type WarehouseList = Vec<(WarehouseRecord, Option<StorageProfile>)>;
+/// Warehouses with their decoded storage profiles (`None` where the stored profile does not
+/// decode), in the store's order, with the lookups the per-request paths make: by id or name
+/// (every catalog request) and by S3 bucket (the unscoped signer, which would otherwise
+/// analyse the request against every warehouse).
+#[derive(Default)]
+pub(crate) struct WarehouseList {
+    entries: Vec<(WarehouseRecord, Option<StorageProfile>)>,
+    by_id: HashMap<Uuid, usize>,
+    by_name: HashMap<String, usize>,
+    by_bucket: HashMap<String, Vec<usize>>,
+}
+
+impl WarehouseList {
+    fn new(entries: Vec<(WarehouseRecord, Option<StorageProfile>)>) -> Self {
+        let mut list = WarehouseList {
+            entries,
+            ..Default::default()
+        };
+        for (i, (w, profile)) in list.entries.iter().enumerate() {
+            list.by_id.entry(w.id).or_insert(i);
+            list.by_name.entry(w.name.clone()).or_insert(i);
+            if let Some(StorageProfile::S3(s3)) = profile {
+                list.by_bucket.entry(s3.bucket.clone()).or_default().push(i);
+            }
+        }
+        list
+    }
+
+    pub(crate) fn by_id(&self, id: Uuid) -> Option<&WarehouseRecord> {
+        self.by_id.get(&id).map(|&i| &self.entries[i].0)
+    }
+
+    pub(crate) fn by_name(&self, name: &str) -> Option<&WarehouseRecord> {
+        self.by_name.get(name).map(|&i| &self.entries[i].0)
+    }
+
+    /// The S3 warehouses whose bucket the request URI could address, in the store's order
+    /// (see `sluice_storage::s3::bucket_candidates`); no other warehouse can accept it.
+    pub(crate) fn addressed_by(&self, uri: &str) -> Vec<(&WarehouseRecord, &StorageProfile)> {
+        let mut idx: Vec<usize> = sluice_storage::s3::bucket_candidates(uri)
+            .iter()
+            .filter_map(|b| self.by_bucket.get(b))
+            .flatten()
+            .copied()
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter()
+            .filter_map(|i| {
+                let (w, p) = &self.entries[i];
+                p.as_ref().map(|p| (w, p))
+            })
+            .collect()
+    }
+
+    /// The warehouses whose stored profile does not decode.
+    pub(crate) fn undecodable(&self) -> impl Iterator<Item = &WarehouseRecord> {
+        self.entries
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .map(|(w, _)| w)
+    }
+}
+
+impl std::ops::Deref for WarehouseList {
+    type Target = [(WarehouseRecord, Option<StorageProfile>)];
+
+    fn deref(&self) -> &Self::Target {
+        &self.entries
+    }
+}
 
 #[derive(Default)]
 struct WarehouseProfiles {
@@ -293,9 +362,8 @@ impl Services {
         let cached = {
             let slot = self.profiles_slot();
             slot.list.as_ref().and_then(|list| {
-                list.iter()
-                    .find(|(r, _)| r.id == w.id && r.updated_at == w.updated_at)
-                    .and_then(|(_, p)| p.clone())
+                let (r, p) = &list.entries[*list.by_id.get(&w.id)?];
+                (r.updated_at == w.updated_at).then(|| p.clone()).flatten()
             })
         };
         match cached {
@@ -372,7 +440,7 @@ impl Services {
             }
             slot.generation
         };
-        let list: Arc<WarehouseList> = Arc::new(
+        let list: Arc<WarehouseList> = Arc::new(WarehouseList::new(
             self.store()
                 .list_warehouses()
                 .await?
@@ -382,7 +450,7 @@ impl Services {
                     (w, profile)
                 })
                 .collect(),
-        );
+        ));
         let mut slot = self.profiles_slot();
         // A warehouse changed while the list was read: use it once, do not keep it.
         if slot.generation == generation && !self.inner.feed_down.load(Ordering::Acquire) {

@@ -720,9 +720,9 @@ impl Services {
         let list = self.warehouse_profiles().await?;
         let rec = Uuid::parse_str(prefix)
             .ok()
-            .and_then(|id| list.iter().find(|(w, _)| w.id == id))
-            .or_else(|| list.iter().find(|(w, _)| w.name == prefix))
-            .map(|(w, _)| w.clone());
+            .and_then(|id| list.by_id(id))
+            .or_else(|| list.by_name(prefix))
+            .cloned();
         Self::active_warehouse(prefix, rec)
     }
 

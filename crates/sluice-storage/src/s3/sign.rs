@@ -181,6 +181,29 @@ fn split_uri(uri: &str) -> Result<RawUri<'_>> {
     })
 }
 
+/// Every bucket name a request URI could address under any S3 profile: each prefix of the
+/// host that ends at a label boundary (virtual-host style, whatever the endpoint) and each
+/// percent-decoded path segment (path style, below any endpoint base path). A profile whose
+/// bucket is not among them cannot accept the URI, so the unscoped signer only analyses the
+/// request against warehouses whose bucket is. Empty for a URI no profile accepts.
+pub fn bucket_candidates(uri: &str) -> Vec<String> {
+    let Ok(raw) = split_uri(uri) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = raw
+        .host
+        .match_indices('.')
+        .map(|(i, _)| raw.host[..i].to_string())
+        .collect();
+    out.extend(
+        raw.path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| decode(s, "bucket").ok()),
+    );
+    out
+}
+
 /// Host names under which AWS serves S3 for `region`, without the bucket.
 fn is_aws_s3_host(host: &str, region: &str) -> bool {
     let Some(label) = host
@@ -1100,6 +1123,35 @@ mod tests {
         );
     }
 
+    #[test]
+    fn bucket_candidates_cover_both_url_styles() {
+        let c = bucket_candidates("https://my.bkt.s3.eu-west-1.amazonaws.com/wh/t/f?x=1");
+        assert!(c.contains(&"my.bkt".to_string()) && c.contains(&"wh".to_string()));
+        let c = bucket_candidates("http://gw.example.com/s3/b%6Bt/wh/a%20b");
+        assert!(c.contains(&"bkt".to_string()) && c.contains(&"a b".to_string()));
+        assert!(bucket_candidates("not a uri").is_empty());
+        for (uri, bucket) in [
+            (
+                "https://bkt.s3.eu-central-1.amazonaws.com/wh/t/f",
+                aws("bkt", Auto),
+            ),
+            (
+                "https://s3.eu-central-1.amazonaws.com/bkt/wh/t/f",
+                aws("bkt", PathStyle),
+            ),
+            (
+                "https://gw.example.com/s3/bkt/wh/t/f",
+                compat("https://gw.example.com/s3/", Auto),
+            ),
+        ] {
+            assert!(
+                bucket.resolve_sign_target(&req("GET", uri)).is_ok(),
+                "{uri}"
+            );
+            assert!(bucket_candidates(uri).contains(&bucket.bucket), "{uri}");
+        }
+    }
+
     #[tokio::test]
     async fn file_storage_cannot_sign() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1316,6 +1368,22 @@ mod tests {
                         let names: Vec<String> = url::form_urlencoded::parse(query.as_bytes()).map(|(k, _)| k.into_owned()).collect();
                         let unique: std::collections::HashSet<&String> = names.iter().collect();
                         prop_assert_eq!(unique.len(), names.len(), "repeated parameter accepted: {}", uri);
+                    }
+                }
+            }
+
+            /// Whatever a profile accepts, its bucket is one the URI could address: the
+            /// unscoped signer's bucket index never hides the warehouse that matches.
+            #[test]
+            fn an_accepted_uri_names_the_profile_bucket_among_its_candidates(
+                method in method(),
+                uri in uri(),
+            ) {
+                let r = req(&method, &uri);
+                let candidates = bucket_candidates(&uri);
+                for p in profiles() {
+                    if p.resolve_sign_target(&r).is_ok() {
+                        prop_assert!(candidates.contains(&p.bucket), "{uri}: {candidates:?}");
                     }
                 }
             }
