@@ -204,6 +204,32 @@ pub fn bucket_candidates(uri: &str) -> Vec<String> {
     out
 }
 
+/// (host, port, base path) of a custom endpoint URL, parsed with `url` (which normalizes the
+/// host as clients do). The last endpoint is remembered per thread: a signer analyses every
+/// request against the same few endpoints, and parsing one was a tenth of the analysis.
+fn endpoint_parts(ep: &str) -> Result<std::sync::Arc<(String, u16, String)>> {
+    type Parts = std::sync::Arc<(String, u16, String)>;
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(String, Parts)>> = const { std::cell::RefCell::new(None) };
+    }
+    if let Some(parts) = LAST.with_borrow(|last| {
+        last.as_ref()
+            .filter(|(e, _)| e == ep)
+            .map(|(_, p)| p.clone())
+    }) {
+        return Ok(parts);
+    }
+    let url = url::Url::parse(ep)
+        .map_err(|e| invalid(format!("endpoint '{ep}' is not a valid URL: {e}")))?;
+    let parts: Parts = std::sync::Arc::new((
+        url.host_str().unwrap_or_default().to_ascii_lowercase(),
+        url.port_or_known_default().unwrap_or(0),
+        url.path().trim_matches('/').to_string(),
+    ));
+    LAST.set(Some((ep.to_string(), parts.clone())));
+    Ok(parts)
+}
+
 /// Host names under which AWS serves S3 for `region`, without the bucket.
 fn is_aws_s3_host(host: &str, region: &str) -> bool {
     let Some(label) = host
@@ -330,22 +356,13 @@ impl S3Profile {
             ))
         };
         // (host, port, base path) of the custom endpoint, if any.
-        let endpoint = match self.endpoint_trimmed() {
-            Some(ep) => {
-                let url = url::Url::parse(ep)
-                    .map_err(|e| invalid(format!("endpoint '{ep}' is not a valid URL: {e}")))?;
-                let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-                let port = url.port_or_known_default().unwrap_or(0);
-                let base = url.path().trim_matches('/').to_string();
-                Some((host, port, base))
-            }
-            None => None,
-        };
+        let endpoint = self.endpoint_trimmed().map(endpoint_parts).transpose()?;
+        let endpoint = endpoint.as_deref();
         let aws_hosts = self.flavor == S3Flavor::Aws || endpoint.is_none();
         let default_port = uri.port == 80 || uri.port == 443;
         // Some(base path) when `host` is a service host for this profile.
         let service = |host: &str| -> Option<String> {
-            if let Some((h, p, base)) = &endpoint {
+            if let Some((h, p, base)) = endpoint {
                 if h == host && *p == uri.port {
                     return Some(base.clone());
                 }
@@ -1121,6 +1138,21 @@ mod tests {
         assert!(
             s.headers["authorization"][0].starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
         );
+    }
+
+    #[test]
+    fn remembered_endpoints_are_only_reused_for_the_same_endpoint() {
+        for _ in 0..2 {
+            for (ep, want) in [
+                ("http://127.0.0.1:9000", ("127.0.0.1", 9000, "")),
+                ("https://GW.example.com/s3/", ("gw.example.com", 443, "s3")),
+                ("http://127.0.0.1:9001", ("127.0.0.1", 9001, "")),
+            ] {
+                let p = endpoint_parts(ep).unwrap();
+                assert_eq!((p.0.as_str(), p.1, p.2.as_str()), want, "{ep}");
+            }
+        }
+        assert!(endpoint_parts("not a url").is_err());
     }
 
     #[test]
