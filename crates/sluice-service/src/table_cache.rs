@@ -141,9 +141,14 @@ impl TableCache {
             return None;
         }
         let entries = self.entries.as_ref()?;
-        let keys = self.index().keys.get(&id)?.clone();
+        // Looked up under the index lock (a map read per key, no await), rather than copying
+        // the keys out on every signed request.
+        let index = self.index();
         // A name may hold another table by now (dropped, then created again).
-        keys.iter()
+        index
+            .keys
+            .get(&id)?
+            .iter()
             .filter_map(|k| entries.get(k))
             .find(|t| t.record.id == id)
     }

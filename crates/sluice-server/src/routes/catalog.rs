@@ -375,12 +375,33 @@ async fn load_credentials(
 /// Signed headers are only good for this caller and a few minutes: clients may reuse them
 /// privately but no shared cache may.
 fn signed_response(signed: sluice_storage::s3::SignedRequest) -> Response {
-    let mut resp = Json(signed).into_response();
-    resp.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("private, max-age=60"),
-    );
-    resp
+    // Serialized into a buffer of about the answer's size: axum's `Json` starts at 128 bytes
+    // and grows four times for a signed request with a session token.
+    let size = signed.uri.len()
+        + signed
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.iter().map(|v| v.len() + 4).sum::<usize>() + 8)
+            .sum::<usize>()
+        + 32;
+    let mut body = Vec::with_capacity(size);
+    if let Err(e) = serde_json::to_writer(&mut body, &signed) {
+        return ApiError::from(sluice_service::ServiceError::internal(e)).into_response();
+    }
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            ),
+            (
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("private, max-age=60"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn sign_scoped(
