@@ -114,7 +114,7 @@ impl Services {
         self.require_warehouse_visible(caller, &wh, name).await?;
         let storage = self.storage_for(&wh)?;
         Ok(GatewayWarehouse {
-            warehouse: wh,
+            warehouse: WarehouseRecord::clone(&wh),
             storage,
         })
     }

@@ -95,14 +95,16 @@ impl ServiceConfig {
 /// analyse the request against every warehouse).
 #[derive(Default)]
 pub(crate) struct WarehouseList {
-    entries: Vec<(WarehouseRecord, Option<StorageProfile>)>,
+    /// Shared with the requests that resolve a warehouse from the list (no copy of the
+    /// row, whose stored profile is a JSON tree, per request).
+    entries: Vec<(Arc<WarehouseRecord>, Option<StorageProfile>)>,
     by_id: HashMap<Uuid, usize>,
     by_name: HashMap<String, usize>,
     by_bucket: HashMap<String, Vec<usize>>,
 }
 
 impl WarehouseList {
-    fn new(entries: Vec<(WarehouseRecord, Option<StorageProfile>)>) -> Self {
+    fn new(entries: Vec<(Arc<WarehouseRecord>, Option<StorageProfile>)>) -> Self {
         let mut list = WarehouseList {
             entries,
             ..Default::default()
@@ -117,17 +119,17 @@ impl WarehouseList {
         list
     }
 
-    pub(crate) fn by_id(&self, id: Uuid) -> Option<&WarehouseRecord> {
+    pub(crate) fn by_id(&self, id: Uuid) -> Option<&Arc<WarehouseRecord>> {
         self.by_id.get(&id).map(|&i| &self.entries[i].0)
     }
 
-    pub(crate) fn by_name(&self, name: &str) -> Option<&WarehouseRecord> {
+    pub(crate) fn by_name(&self, name: &str) -> Option<&Arc<WarehouseRecord>> {
         self.by_name.get(name).map(|&i| &self.entries[i].0)
     }
 
     /// The S3 warehouses whose bucket the request URI could address, in the store's order
     /// (see `sluice_storage::s3::bucket_candidates`); no other warehouse can accept it.
-    pub(crate) fn addressed_by(&self, uri: &str) -> Vec<(&WarehouseRecord, &StorageProfile)> {
+    pub(crate) fn addressed_by(&self, uri: &str) -> Vec<(&Arc<WarehouseRecord>, &StorageProfile)> {
         let mut idx: Vec<usize> = sluice_storage::s3::bucket_candidates(uri)
             .iter()
             .filter_map(|b| self.by_bucket.get(b))
@@ -149,12 +151,12 @@ impl WarehouseList {
         self.entries
             .iter()
             .filter(|(_, p)| p.is_none())
-            .map(|(w, _)| w)
+            .map(|(w, _)| &**w)
     }
 }
 
 impl std::ops::Deref for WarehouseList {
-    type Target = [(WarehouseRecord, Option<StorageProfile>)];
+    type Target = [(Arc<WarehouseRecord>, Option<StorageProfile>)];
 
     fn deref(&self) -> &Self::Target {
         &self.entries
@@ -447,7 +449,7 @@ impl Services {
                 .into_iter()
                 .map(|w| {
                     let profile = Self::decode_profile(&w).ok();
-                    (w, profile)
+                    (Arc::new(w), profile)
                 })
                 .collect(),
         ));

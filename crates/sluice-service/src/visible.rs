@@ -46,7 +46,7 @@ impl VisibleNamespace {
 /// A table (by name) of an active warehouse that the caller may read (`catalog:ReadTable`).
 #[derive(Debug, Clone)]
 pub(crate) struct VisibleTable {
-    warehouse: WarehouseRecord,
+    warehouse: std::sync::Arc<WarehouseRecord>,
     namespace: NamespaceName,
     name: String,
     resource: String,
@@ -284,10 +284,11 @@ impl Services {
     pub(crate) async fn visible_table(
         &self,
         caller: &Principal,
-        warehouse: WarehouseRecord,
+        warehouse: impl Into<std::sync::Arc<WarehouseRecord>>,
         namespace: NamespaceName,
         name: &str,
     ) -> Result<VisibleTable> {
+        let warehouse = warehouse.into();
         let resource = resource::table(&warehouse.name, namespace.parts(), name);
         if !self
             .is_allowed(caller, Action::ReadTable, &resource)

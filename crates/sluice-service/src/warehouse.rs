@@ -716,7 +716,10 @@ impl Services {
     /// unscoped signer searches), for reads that must not pay a database round trip
     /// (load-table). The list goes with every warehouse change here and, through the feed,
     /// on other replicas.
-    pub(crate) async fn resolve_warehouse_cached(&self, prefix: &str) -> Result<WarehouseRecord> {
+    pub(crate) async fn resolve_warehouse_cached(
+        &self,
+        prefix: &str,
+    ) -> Result<std::sync::Arc<WarehouseRecord>> {
         let list = self.warehouse_profiles().await?;
         let rec = Uuid::parse_str(prefix)
             .ok()
@@ -726,14 +729,18 @@ impl Services {
         Self::active_warehouse(prefix, rec)
     }
 
-    fn active_warehouse(prefix: &str, rec: Option<WarehouseRecord>) -> Result<WarehouseRecord> {
+    fn active_warehouse<W: std::borrow::Borrow<WarehouseRecord>>(
+        prefix: &str,
+        rec: Option<W>,
+    ) -> Result<W> {
         let rec = rec.ok_or_else(|| {
             ServiceError::NoSuchWarehouse(format!("warehouse '{prefix}' does not exist"))
         })?;
-        if rec.status != WarehouseStatus::Active {
+        let w = rec.borrow();
+        if w.status != WarehouseStatus::Active {
             return Err(ServiceError::NoSuchWarehouse(format!(
                 "warehouse '{}' is inactive",
-                rec.name
+                w.name
             )));
         }
         Ok(rec)
