@@ -155,14 +155,6 @@ impl WarehouseList {
     }
 }
 
-impl std::ops::Deref for WarehouseList {
-    type Target = [(Arc<WarehouseRecord>, Option<StorageProfile>)];
-
-    fn deref(&self) -> &Self::Target {
-        &self.entries
-    }
-}
-
 #[derive(Default)]
 struct WarehouseProfiles {
     /// Bumped by every warehouse change, so a list read across one is not kept.

@@ -114,10 +114,7 @@ impl StorageProfile {
     pub fn resolve_sign_target(&self, req: &SignRequest) -> Result<TargetObject> {
         match self {
             StorageProfile::S3(s) => s.resolve_sign_target(req),
-            other => Err(StorageError::Invalid(format!(
-                "remote signing is only available for s3 storage, not '{}'",
-                other.storage_type()
-            ))),
+            other => Err(no_remote_signing(other)),
         }
     }
 
@@ -160,7 +157,7 @@ impl Storage {
     pub fn check_sign_request<'a>(&'a self, req: &'a SignRequest) -> Result<CheckedRequest<'a>> {
         match self.backend().as_s3() {
             Some(s3) => s3.profile.check_sign_request(req),
-            None => Err(self.no_remote_signing()),
+            None => Err(no_remote_signing(self.profile())),
         }
     }
 
@@ -169,15 +166,8 @@ impl Storage {
     pub async fn sign_checked(&self, checked: &CheckedRequest<'_>) -> Result<SignedRequest> {
         match self.backend().as_s3() {
             Some(s3) => s3.sign_request(checked).await,
-            None => Err(self.no_remote_signing()),
+            None => Err(no_remote_signing(self.profile())),
         }
-    }
-
-    fn no_remote_signing(&self) -> StorageError {
-        StorageError::Invalid(format!(
-            "remote signing is only available for s3 storage, not '{}'",
-            self.profile().storage_type()
-        ))
     }
 
     /// S3's temporary credentials themselves (see [`Storage::vend`] for client
@@ -199,6 +189,14 @@ impl Storage {
             ))),
         }
     }
+}
+
+/// What a storage without a remote-signing protocol answers a sign request with.
+fn no_remote_signing(profile: &StorageProfile) -> StorageError {
+    StorageError::Invalid(format!(
+        "remote signing is only available for s3 storage, not '{}'",
+        profile.storage_type()
+    ))
 }
 
 #[cfg(test)]
