@@ -35,7 +35,8 @@ pub struct GatewayBucket {
 /// A bucket the caller may see, with its opened storage.
 #[derive(Clone)]
 pub struct GatewayWarehouse {
-    warehouse: WarehouseRecord,
+    /// Shared with the in-memory warehouse list: a gateway request does not copy the row.
+    warehouse: Arc<WarehouseRecord>,
     storage: Storage,
 }
 
@@ -114,7 +115,7 @@ impl Services {
         self.require_warehouse_visible(caller, &wh, name).await?;
         let storage = self.storage_for(&wh)?;
         Ok(GatewayWarehouse {
-            warehouse: WarehouseRecord::clone(&wh),
+            warehouse: wh,
             storage,
         })
     }
