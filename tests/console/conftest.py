@@ -138,8 +138,8 @@ def oidc(tmp_root: Path) -> Iterator[str]:
     def discovery() -> bool:
         return requests.get(issuer + "/.well-known/openid-configuration", timeout=2).ok
 
-    # A node start sometimes hangs before it listens (about once in 500 starts on a loaded
-    # machine; see crates/sluice-auth/tests/common/oidc_peer.rs): stop it and try again.
+    # A node start now and then deadlocks before it listens (twice in about 10,000 starts on a
+    # loaded machine; see crates/sluice-auth/tests/common/oidc_peer.rs): stop it and try again.
     for attempt in range(1, 4):
         p = Proc("oidc-provider", ["node", str(peer_dir / "server.mjs")], tmp_root / f"oidc-{attempt}.log", env=env, cwd=peer_dir)
         if attempt == 3 or p.becomes_ready(discovery) or p.proc.poll() is not None:

@@ -753,9 +753,9 @@ def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProv
     def discovery() -> bool:
         return requests.get(issuer + "/.well-known/openid-configuration", timeout=2).status_code == 200
 
-    # A node start sometimes hangs before it listens (about once in 500 starts on a loaded
-    # machine; see crates/sluice-auth/tests/common/oidc_peer.rs): a hung start is stopped and
-    # tried again on the same port; the last try reports through wait_until.
+    # A node start now and then deadlocks before it listens (twice in about 10,000 starts on a
+    # loaded machine; see crates/sluice-auth/tests/common/oidc_peer.rs): a hung start is
+    # stopped and tried again on the same port; the last try reports through wait_until.
     for attempt in range(1, 4):
         peer = start_peer("oidc-provider", ["node", str(peer_dir / "server.mjs")], root / f"oidc-{attempt}.log", env=env)
         if attempt == 3 or becomes_ready(peer, discovery, 30) or peer.proc.poll() is not None:

@@ -116,10 +116,11 @@ impl OidcPeer {
     }
 
     /// Starts node and waits until the provider answers discovery. A start that hangs is
-    /// killed and tried again on the same port: node sometimes prints oidc-provider's
-    /// import-time warning and then never listens (seen about once in 500 starts on a loaded
-    /// 2-core machine, in CI and locally), while an idle start takes 0.3 s and a loaded one
-    /// under 2 s. Waiting longer did not help; a fresh process does.
+    /// killed and tried again on the same port: now and then node prints oidc-provider's
+    /// import-time warning and then deadlocks before it listens (its main thread waits on a
+    /// mutex while every other thread idles; twice in about 10,000 starts on a loaded 2-core
+    /// machine here, once in CI), while an idle start takes 0.3 s and a loaded one under 2 s.
+    /// Waiting longer does not help; a fresh process does.
     async fn spawn(&mut self, jwks: Option<&Value>) {
         const ATTEMPTS: usize = 3;
         const READY_WITHIN: Duration = Duration::from_secs(30);
