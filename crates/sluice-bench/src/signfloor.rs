@@ -5,82 +5,45 @@
 //! those on top, so this server tells how much of the gap to the empty handler is SigV4 and
 //! JSON themselves.
 
-use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode,
-};
+use aws_sigv4::http_request::SignableBody;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::Json;
 use axum::Router;
-use serde::{Deserialize, Serialize};
+use sluice_storage::s3::{sigv4_headers, SignRequest, SignedRequest};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::SystemTime;
-
-#[derive(Deserialize)]
-struct SignRequest {
-    method: String,
-    uri: String,
-    region: String,
-    #[serde(default)]
-    headers: BTreeMap<String, Vec<String>>,
-}
-
-#[derive(Serialize)]
-struct Signed {
-    uri: String,
-    headers: BTreeMap<String, Vec<String>>,
-}
 
 /// A session token as long as the ones Sluice's temporary gateway keys carry.
 const TOKEN_BYTES: usize = 560;
 
-fn signed(req: SignRequest, token: &str) -> Result<Signed, String> {
+/// Signed by Sluice's own SigV4 step (`sigv4_headers`), so the floor signs exactly as the
+/// sign endpoint does, without the checks that precede it there.
+fn signed(req: SignRequest, token: &str) -> Result<SignedRequest, String> {
     let identity = aws_credential_types::Credentials::new(
         "ASIAFLOOR00000000000",
         "floorSecret0123456789abcdefghijklmnopqrs",
         Some(token.to_string()),
         None,
         "sign-floor",
-    )
-    .into();
-    let mut settings = SigningSettings::default();
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&req.region)
-        .name("s3")
-        .time(SystemTime::now())
-        .settings(settings)
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
+    );
     let headers: BTreeMap<String, String> = req
         .headers
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.join(",")))
         .collect();
-    let signable = SignableRequest::new(
+    let headers = sigv4_headers(
+        identity,
+        &req.region,
         &req.method,
-        req.uri.as_str(),
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &req.uri,
+        headers,
         SignableBody::UnsignedPayload,
     )
     .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(signable, &params)
-        .map_err(|e| e.to_string())?
-        .into_parts();
-    let mut out: BTreeMap<String, Vec<String>> =
-        headers.into_iter().map(|(k, v)| (k, vec![v])).collect();
-    for (name, value) in instructions.headers() {
-        out.insert(name.to_ascii_lowercase(), vec![value.to_string()]);
-    }
-    Ok(Signed {
+    Ok(SignedRequest {
         uri: req.uri,
-        headers: out,
+        headers,
     })
 }
 

@@ -11,8 +11,8 @@ pub(crate) mod vend;
 pub(crate) use backend::S3Backend;
 pub use r2::DEFAULT_CLOUDFLARE_API_BASE;
 pub use sign::{
-    bucket_candidates, sign_gateway_request, CheckedRequest, GatewaySigningKey, S3Operation,
-    SignRequest, SignedRequest, TargetObject,
+    bucket_candidates, sign_gateway_request, sigv4_headers, CheckedRequest, GatewaySigningKey,
+    S3Operation, SignRequest, SignedRequest, TargetObject,
 };
 pub use vend::{
     session_policy, vended_config, AccessLevel, VendedCredentials, PLACEHOLDER_ROLE_ARN,

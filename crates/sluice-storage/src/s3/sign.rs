@@ -716,44 +716,57 @@ fn sign_with(
             }
         };
 
-        // Session credentials add a signed `x-amz-security-token` header (the signer's
-        // default session-token mode), which the client then sends along.
-        let identity = identity.into();
-        let mut settings = SigningSettings::default();
-        // S3 signs the path as sent (no double encoding, no dot-segment normalization).
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&profile.region)
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| StorageError::Io(format!("cannot build signing parameters: {e}")))?
-            .into();
-        let signable = SignableRequest::new(
-            &method,
-            req.uri.as_str(),
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            body,
-        )
-        .map_err(|e| invalid(format!("cannot sign '{}': {e}", req.uri)))?;
-        let (instructions, _signature) = sigv4_sign(signable, &params)
-            .map_err(|e| invalid(format!("cannot sign '{}': {e}", req.uri)))?
-            .into_parts();
-
-        let mut out: BTreeMap<String, Vec<String>> =
-            headers.into_iter().map(|(k, v)| (k, vec![v])).collect();
-        for (name, value) in instructions.headers() {
-            out.insert(name.to_ascii_lowercase(), vec![value.to_string()]);
-        }
         Ok(SignedRequest {
             uri: req.uri.clone(),
-            headers: out,
+            headers: sigv4_headers(identity, &profile.region, &method, &req.uri, headers, body)?,
         })
     }
+}
+
+/// SigV4 for S3 as Sluice signs every remote-signing request: the path as sent (no double
+/// encoding, no dot-segment normalization), `x-amz-content-sha256` signed, and with a
+/// session credential a signed `x-amz-security-token` (the signer's default session-token
+/// mode), which the client then sends along. Returns `headers` (lower-case names, one value
+/// each) with the signature's headers added. Public for the sign-floor benchmark, which must
+/// sign exactly as Sluice does and nothing more.
+pub fn sigv4_headers(
+    identity: aws_credential_types::Credentials,
+    region: &str,
+    method: &str,
+    uri: &str,
+    headers: BTreeMap<String, String>,
+    body: SignableBody<'_>,
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let identity = identity.into();
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("s3")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .map_err(|e| StorageError::Io(format!("cannot build signing parameters: {e}")))?
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        uri,
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        body,
+    )
+    .map_err(|e| invalid(format!("cannot sign '{uri}': {e}")))?;
+    let (instructions, _signature) = sigv4_sign(signable, &params)
+        .map_err(|e| invalid(format!("cannot sign '{uri}': {e}")))?
+        .into_parts();
+    let mut out: BTreeMap<String, Vec<String>> =
+        headers.into_iter().map(|(k, v)| (k, vec![v])).collect();
+    for (name, value) in instructions.headers() {
+        out.insert(name.to_ascii_lowercase(), vec![value.to_string()]);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
