@@ -200,8 +200,8 @@ bind_password = "svcpass"
 user_base_dn = "ou=people,dc=example,dc=org"
 user_filter = "(objectClass=inetOrgPerson)"
 default_user_group = "Viewers"
-connection_timeout_seconds = 2
-request_timeout_seconds = 2
+connection_timeout_seconds = 10
+request_timeout_seconds = 10
 
 [oidc]
 url = "{oidc}"

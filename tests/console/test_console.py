@@ -58,6 +58,18 @@ def wait(driver: WebDriver, cond, timeout: float = 15):
     return WebDriverWait(driver, timeout).until(settled)
 
 
+def submit(driver: WebDriver, control) -> None:
+    """Clicks a control that posts a form (or follows a link) and returns once the browser has
+    left the page. A click can return before the browser starts the navigation; a wait for the
+    next page's content could then already hold on the old page (the same heading, a field
+    that both pages have), and the test would read the old page or check the server before
+    the post reached it."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    control.click()
+    wait(driver, EC.staleness_of(page))
+    wait(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def css(driver: WebDriver, selector: str):
     return driver.find_element(By.CSS_SELECTOR, selector)
 
@@ -68,7 +80,7 @@ def key_login(driver: WebDriver, server: Server, key_id: str = ADMIN_KEY_ID, sec
     wait(driver, EC.presence_of_element_located((By.ID, "access_key_id")))
     css(driver, "#access_key_id").send_keys(key_id)
     css(driver, "#secret_access_key").send_keys(secret)
-    css(driver, "#login-key").click()
+    submit(driver, css(driver, "#login-key"))
     wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, "form.logout")))
 
 
@@ -224,7 +236,7 @@ def test_key_login_pages_render_without_scrolling(server: Server, browser: WebDr
     assert "allow" in css(browser, "#decision").text
     assert_no_browser_errors(browser)
     # Logout ends the session.
-    css(browser, "form.logout button").click()
+    submit(browser, css(browser, "form.logout button"))
     wait(browser, EC.presence_of_element_located((By.ID, "access_key_id")))
     browser.get(server.base + "/ui/me")
     assert "/ui/login" in browser.current_url
@@ -255,7 +267,7 @@ def test_missing_or_wrong_csrf_is_refused(server: Server, browser: WebDriver) ->
     # In the browser: a form whose token was removed is refused too.
     browser.execute_script("document.querySelector('main form input[name=csrf]').remove()")
     css(browser, "#f-name").send_keys("nocsrf")
-    css(browser, "#create-warehouse").click()
+    submit(browser, css(browser, "#create-warehouse"))
     wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "p.error"), "CSRF"))
     names = [w["name"] for w in server.api("GET", "/management/v1/warehouse").json()["warehouses"]]
     assert "nocsrf" not in names
@@ -298,13 +310,13 @@ def test_ldap_login_creates_a_key_that_works_on_the_api(server: Server, browser:
     browser.get(server.base + "/ui/login")
     css(browser, "#username").send_keys("alice")
     css(browser, "#password").send_keys("alicepass")
-    css(browser, "#login-ldap").click()
+    submit(browser, css(browser, "#login-ldap"))
     wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "form.logout")))
     assert "alice" in css(browser, ".who").text
     assert "Administration" not in css(browser, "header nav").text
     browser.get(server.base + "/ui/me")
     assert "Viewers" in css(browser, "main").text
-    css(browser, "#create-key").click()
+    submit(browser, css(browser, "#create-key"))
     key_id = wait(browser, EC.presence_of_element_located((By.ID, "new-key-id"))).text
     secret = css(browser, "#new-key-secret").text
     shoot(browser, "my-credentials-new-key")
@@ -321,7 +333,7 @@ def test_ldap_login_creates_a_key_that_works_on_the_api(server: Server, browser:
     # Reloading never shows the secret again; deleting the key revokes it.
     browser.get(server.base + "/ui/me")
     assert secret not in browser.page_source
-    css(browser, f"button[aria-label='Delete key {key_id}']").click()
+    submit(browser, css(browser, f"button[aria-label='Delete key {key_id}']"))
     wait(browser, EC.presence_of_element_located((By.ID, "create-key")))
     assert key_id not in css(browser, "main").text
     assert requests.get(server.base + "/management/v1/whoami", auth=(key_id, secret), timeout=10).status_code == 401
@@ -331,7 +343,7 @@ def test_ldap_login_creates_a_key_that_works_on_the_api(server: Server, browser:
 def test_sso_through_the_oidc_provider_returns_to_the_page(server: Server, browser: WebDriver) -> None:
     browser.get(server.base + "/ui/me")
     assert "/ui/login" in browser.current_url
-    css(browser, "#sso").click()
+    submit(browser, css(browser, "#sso"))
     # The provider's own pages (devInteractions): any login, then consent.
     for _ in range(4):
         wait(browser, lambda d: "/interaction/" in d.current_url or "/ui/" in d.current_url)
@@ -341,8 +353,7 @@ def test_sso_through_the_oidc_provider_returns_to_the_page(server: Server, brows
         if fields:
             fields[0].send_keys("carol")
             css(browser, "input[name=password]").send_keys("anything")
-        css(browser, "button[type=submit]").click()
-        wait(browser, lambda d: d.execute_script("return document.readyState") == "complete")
+        submit(browser, css(browser, "button[type=submit]"))
     wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "form.logout")))
     assert browser.current_url.endswith("/ui/me"), browser.current_url
     assert "carol" in css(browser, ".who").text
@@ -395,7 +406,7 @@ def test_create_s3_warehouse_on_s3s_fs_from_the_form(server: Server, s3: S3, bro
     key_login(browser, server, start="/ui/warehouses/new")
     # A wrong secret: the storage probe fails and says so on the form.
     fill_s3_form(browser, "lake-bad", s3, "not-the-secret-000000")
-    css(browser, "#create-warehouse").click()
+    submit(browser, css(browser, "#create-warehouse"))
     # s3s-fs refuses the probe's signed write (403): the error sits next to the secret.
     err = wait(browser, EC.presence_of_element_located((By.ID, "f-s3-cred-aws-secret-access-key-err")))
     assert "403" in err.text, err.text
@@ -405,7 +416,7 @@ def test_create_s3_warehouse_on_s3s_fs_from_the_form(server: Server, s3: S3, bro
     assert css(browser, "#f-s3-cred-aws-secret-access-key").get_attribute("value") == ""
     browser.get(server.base + "/ui/warehouses/new")
     fill_s3_form(browser, "lake", s3, S3_SECRET_KEY)
-    css(browser, "#create-warehouse").click()
+    submit(browser, css(browser, "#create-warehouse"))
     wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Warehouse lake"))
     assert f"s3://{s3.bucket}" in css(browser, "main").text
     whs = {w["name"]: w for w in server.api("GET", "/management/v1/warehouse").json()["warehouses"]}
@@ -424,7 +435,7 @@ def test_drop_and_undrop_a_table(server: Server, browser: WebDriver) -> None:
     from selenium.webdriver.support.ui import Select
 
     Select(css(browser, "#f-delete-kind")).select_by_value("soft")
-    css(browser, "#save-delete-profile").click()
+    submit(browser, css(browser, "#save-delete-profile"))
     wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Warehouse default"))
     wh = next(w for w in server.api("GET", "/management/v1/warehouse").json()["warehouses"] if w["id"] == wid)
     assert wh["delete-profile"]["type"] == "soft", wh
@@ -435,7 +446,7 @@ def test_drop_and_undrop_a_table(server: Server, browser: WebDriver) -> None:
     assert not drop.is_enabled()
     css(browser, "#f-confirm").send_keys("s")
     assert drop.is_enabled()
-    drop.click()
+    submit(browser, drop)
     wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Namespace ops"))
     assert "events" not in css(browser, "main").text
     assert server.api("GET", f"/v1/{wid}/namespaces/ops/tables/events").status_code == 404
@@ -443,7 +454,7 @@ def test_drop_and_undrop_a_table(server: Server, browser: WebDriver) -> None:
     assert "ops.events" in css(browser, "main").text
     shoot(browser, "deleted-tables-with-entry")
     row = browser.find_element(By.XPATH, "//tr[td[contains(., 'ops.events')]]")
-    row.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    submit(browser, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Namespace ops"))
     assert "events" in css(browser, "main").text
     assert server.api("GET", f"/v1/{wid}/namespaces/ops/tables/events").ok
@@ -456,7 +467,7 @@ def test_policy_with_a_syntax_error_shows_where(server: Server, browser: WebDriv
     editor = css(browser, "#f-statements")
     editor.clear()
     editor.send_keys('[{"effect": "allow", "action": ["catalog:ReadTable"], "resource": "*"')
-    css(browser, "#save-policy").click()
+    submit(browser, css(browser, "#save-policy"))
     err = wait(browser, EC.presence_of_element_located((By.ID, "f-statements-err")))
     assert re.search(r"line \d+ column \d+", err.text), err.text
     shoot(browser, "policy-syntax-error")
@@ -464,9 +475,7 @@ def test_policy_with_a_syntax_error_shows_where(server: Server, browser: WebDriv
     editor = css(browser, "#f-statements")
     editor.clear()
     editor.send_keys('[{"effect": "allow", "action": ["catalog:Nope"], "resource": "*"}]')
-    css(browser, "#save-policy").click()
-    # The first error stays on screen until the answer's page replaces it.
-    wait(browser, EC.staleness_of(err))
+    submit(browser, css(browser, "#save-policy"))
     err = wait(browser, EC.presence_of_element_located((By.ID, "f-statements-err")))
     assert "catalog:Nope" in err.text
     assert server.api("GET", "/management/v1/policies/broken").status_code == 404
@@ -474,7 +483,7 @@ def test_policy_with_a_syntax_error_shows_where(server: Server, browser: WebDriv
     editor = css(browser, "#f-statements")
     editor.clear()
     editor.send_keys('[{"effect": "allow", "action": ["catalog:ReadTable"], "resource": "*"}]')
-    css(browser, "#save-policy").click()
+    submit(browser, css(browser, "#save-policy"))
     wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Policy broken"))
     assert server.api("GET", "/management/v1/policies/broken").ok
     assert_no_browser_errors(browser, expected_statuses=(400,))
@@ -566,10 +575,10 @@ def test_administration_users_groups_and_check_access(server: Server, browser: W
     key_login(browser, server, start="/ui/admin/users")
     css(browser, "#f-name").send_keys(name)
     css(browser, "#f-email").send_keys(f"{name}@example.org")
-    css(browser, "main form button[type=submit]").click()
+    submit(browser, css(browser, "main form button[type=submit]"))
     wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), f"User {name}"))
     # An access key for the user: the secret is shown once.
-    browser.find_element(By.XPATH, "//button[starts-with(., 'Create access key for')]").click()
+    submit(browser, browser.find_element(By.XPATH, "//button[starts-with(., 'Create access key for')]"))
     secret = wait(browser, EC.presence_of_element_located((By.ID, "new-key-secret"))).text
     key_id = css(browser, "#new-key-id").text
     assert requests.get(server.base + "/management/v1/whoami", auth=(key_id, secret), timeout=10).json()["name"] == name
@@ -579,7 +588,7 @@ def test_administration_users_groups_and_check_access(server: Server, browser: W
     email = css(browser, "#f-email")
     email.clear()
     email.send_keys(f"{name}@corp.example")
-    browser.find_element(By.XPATH, "//button[.='Save']").click()
+    submit(browser, browser.find_element(By.XPATH, "//button[.='Save']"))
     wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), f"User {name}"))
     assert server.api("GET", f"/management/v1/users/{name}").json()["email"] == f"{name}@corp.example"
     # Check access: nothing allows it yet; after joining Developers, a table read is allowed.
@@ -589,7 +598,7 @@ def test_administration_users_groups_and_check_access(server: Server, browser: W
     assert "deny" in css(browser, "#decision").text
     browser.get(server.base + "/ui/admin/groups/Developers")
     css(browser, "#f-user").send_keys(name)
-    browser.find_element(By.XPATH, "//button[.='Add member']").click()
+    submit(browser, browser.find_element(By.XPATH, "//button[.='Add member']"))
     wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "main"), name))
     browser.get(server.base + check)
     decision = css(browser, "#decision").text
@@ -597,7 +606,7 @@ def test_administration_users_groups_and_check_access(server: Server, browser: W
     # Delete the user after typing the name; the key stops working.
     browser.get(server.base + f"/ui/admin/users/{name}")
     css(browser, "#f-confirm").send_keys(name)
-    browser.find_element(By.XPATH, "//button[.='Delete user']").click()
+    submit(browser, browser.find_element(By.XPATH, "//button[.='Delete user']"))
     wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Users"))
     assert server.api("GET", f"/management/v1/users/{name}").status_code == 404
     assert requests.get(server.base + "/management/v1/whoami", auth=(key_id, secret), timeout=10).status_code == 401
