@@ -6,6 +6,7 @@
 //! neither list nor address `.sluice-uploads/` (the service layer refuses it).
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
@@ -32,6 +33,21 @@ fn staging(upload_id: &str) -> S3Result<String> {
         return Err(no_such_upload());
     }
     Ok(format!("{UPLOADS_PREFIX}{upload_id}"))
+}
+
+/// When an upload began. Its id is a UUIDv7, which carries that time to the millisecond; the
+/// staging object's write time is not enough to order a key's uploads (file systems keep it
+/// in coarse ticks, S3 in whole seconds). Ids made before that (v4) fall back to it.
+fn initiated(upload_id: &str, written: DateTime<Utc>) -> DateTime<Utc> {
+    uuid::Uuid::try_parse(upload_id)
+        .ok()
+        .filter(|u| u.get_version_num() == 7)
+        .and_then(|u| u.get_timestamp())
+        .and_then(|t| {
+            let (secs, nanos) = t.to_unix();
+            DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+        })
+        .unwrap_or(written)
 }
 
 fn no_such_upload() -> s3s::S3Error {
@@ -110,7 +126,8 @@ impl Gateway {
             .gateway_authorize(caller, &b, &input.key, ObjectAccess::Write)
             .await
             .map_err(to_s3_error)?;
-        let upload_id = uuid::Uuid::new_v4().simple().to_string();
+        // Time-ordered (see `initiated`): a key's uploads list in the order they began.
+        let upload_id = uuid::Uuid::now_v7().simple().to_string();
         let staging = format!(
             "{}/{UPLOADS_PREFIX}{upload_id}",
             b.storage().base_location()
@@ -492,9 +509,10 @@ impl Gateway {
             {
                 continue;
             }
-            uploads.push((key, o.last_modified, id.to_string()));
+            uploads.push((key, initiated(id, o.last_modified), id.to_string()));
         }
-        // S3's order: by key, then by initiation time.
+        // S3's order: by key, then by initiation time (a tie within one millisecond is
+        // broken by the id, which `now_v7` orders by creation).
         uploads.sort();
         let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
         let start = match (&input.key_marker, &input.upload_id_marker) {
@@ -506,7 +524,7 @@ impl Gateway {
             },
             (Some(k), None) => uploads.partition_point(|u| &u.0 <= k),
         };
-        let mut page: Vec<(String, chrono::DateTime<chrono::Utc>, String)> =
+        let mut page: Vec<(String, DateTime<Utc>, String)> =
             uploads.into_iter().skip(start).collect();
         let truncated = page.len() > max;
         page.truncate(max);
@@ -535,5 +553,36 @@ impl Gateway {
             uploads: Some(page),
             ..Default::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ids_order_uploads_by_when_they_began() {
+        let written = DateTime::<Utc>::from_timestamp(1_000_000_000, 0).unwrap();
+        let before = Utc::now();
+        // Many within one millisecond: the order of creation must survive a sort.
+        let ids: Vec<String> = (0..1000)
+            .map(|_| uuid::Uuid::now_v7().simple().to_string())
+            .collect();
+        let after = Utc::now();
+        let mut listed: Vec<(DateTime<Utc>, String)> = ids
+            .iter()
+            .rev()
+            .map(|id| (initiated(id, written), id.clone()))
+            .collect();
+        listed.sort();
+        assert!(listed.iter().map(|(_, id)| id).eq(ids.iter()));
+        let ms = chrono::Duration::milliseconds(1);
+        assert!(listed
+            .iter()
+            .all(|(t, _)| *t >= before - ms && *t <= after + ms));
+        // An id from before (v4) or one that is no UUID: the stored write time.
+        let v4 = uuid::Uuid::new_v4().simple().to_string();
+        assert_eq!(initiated(&v4, written), written);
+        assert_eq!(initiated("not-a-uuid", written), written);
     }
 }
