@@ -160,11 +160,9 @@ async fn empty_password_and_bad_usernames_never_contact_the_server() {
     assert_invalid(a.authenticate("ali\u{85}ce", "alicepass").await);
     assert_invalid(a.authenticate(&"a".repeat(257), "alicepass").await);
     assert_invalid(a.authenticate("alice", &"p".repeat(4097)).await);
-    assert!(
-        t0.elapsed() < Duration::from_millis(100),
-        "{:?}",
-        t0.elapsed()
-    );
+    // Well under the 2 s timeouts a contacted server would cost (the listener's count below
+    // is what proves there was no contact).
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(count.load(Ordering::SeqCst), 0, "no connection may be made");
 
@@ -173,7 +171,7 @@ async fn empty_password_and_bad_usernames_never_contact_the_server() {
     let a = auth(config(&format!("ldap://127.0.0.1:{closed}")));
     let t0 = Instant::now();
     assert_invalid(a.authenticate("alice", "").await);
-    assert!(t0.elapsed() < Duration::from_millis(50));
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     assert_unavailable(a.authenticate("alice", "x").await); // sanity: the port IS closed
 }
 
@@ -400,8 +398,9 @@ async fn server_down_is_unavailable_fast() {
     let a = auth(config(&format!("ldap://127.0.0.1:{port}")));
     let t0 = Instant::now();
     let detail = assert_unavailable(a.authenticate("alice", "alicepass").await);
+    // A refused connection, not the 2 s connection timeout.
     assert!(
-        t0.elapsed() < Duration::from_millis(500),
+        t0.elapsed() < Duration::from_millis(1500),
         "{:?}",
         t0.elapsed()
     );
@@ -445,7 +444,11 @@ async fn pool_recovers_after_slapd_restart() {
     s.stop();
     let t0 = Instant::now();
     assert_unavailable(a.authenticate("alice", "alicepass").await);
-    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t0.elapsed()
+    );
     s.restart();
     assert_eq!(a.authenticate("alice", "alicepass").await.unwrap(), alice());
     assert_invalid(a.authenticate("alice", "wrong").await);

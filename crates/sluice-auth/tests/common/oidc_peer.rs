@@ -433,6 +433,48 @@ pub struct TestKey {
     pub private_jwk: Value,
 }
 
+/// Runs the key generation script and returns what it printed. A fresh node that generates
+/// an RSA key before it has done anything else is exactly the start that now and then
+/// deadlocks (see `OidcPeer::spawn`), so a run that has not finished within 30 s is killed
+/// and run again, up to three times. The output (a few KB) fits the pipe, so it is read
+/// after the exit.
+fn node_keygen(script: &str, kind: &str) -> Vec<u8> {
+    use std::io::Read;
+    for attempt in 1..=3 {
+        let mut child = Command::new("node")
+            .args(["-e", script, kind])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run node");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            match child.try_wait().expect("wait for node") {
+                Some(status) => break Some(status),
+                None if Instant::now() >= deadline => break None,
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let Some(status) = status else {
+            eprintln!("node keygen ({kind}) hung on try {attempt}; starting it again");
+            let _ = child.kill();
+            let _ = child.wait();
+            continue;
+        };
+        let (mut out, mut err) = (Vec::new(), String::new());
+        child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(status.success(), "node keygen: {err}");
+        return out;
+    }
+    panic!("node keygen ({kind}) hung three times (30 s each)");
+}
+
 /// `kind`: "rsa", "ec" (P-256) or "ed25519".
 pub fn node_key(kind: &str, kid: &str) -> TestKey {
     let script = r#"
@@ -447,16 +489,7 @@ process.stdout.write(JSON.stringify({
   private_jwk: privateKey.export({ format: 'jwk' }),
 }));
 "#;
-    let out = Command::new("node")
-        .args(["-e", script, kind])
-        .output()
-        .expect("run node");
-    assert!(
-        out.status.success(),
-        "node keygen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: Value = serde_json::from_slice(&node_keygen(script, kind)).unwrap();
     let alg = match kind {
         "rsa" => "RS256",
         "ec" => "ES256",
