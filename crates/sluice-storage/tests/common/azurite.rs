@@ -47,24 +47,20 @@ pub fn binary() -> PathBuf {
 #[path = "peer_process.rs"]
 #[allow(clippy::duplicate_mod)]
 mod peer_process;
-use peer_process::free_port;
 
 impl Azurite {
     /// Starts Azurite and creates the given containers.
     pub async fn start(containers: &[&str]) -> Azurite {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let child = peer_process::spawn_listening(
-            "azurite",
-            Command::new(binary())
-                .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-                .arg("--location")
-                .arg(tmp.path())
-                .args(["--disableTelemetry", "--skipApiVersionCheck", "--silent"]),
-            tmp.path(),
-            port,
-            Duration::from_secs(20),
-        );
+        let (child, port) =
+            peer_process::spawn_listening("azurite", tmp.path(), Duration::from_secs(20), |port| {
+                let mut cmd = Command::new(binary());
+                cmd.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+                    .arg("--location")
+                    .arg(tmp.path())
+                    .args(["--disableTelemetry", "--skipApiVersionCheck", "--silent"]);
+                cmd
+            });
         let az = Azurite {
             child,
             port,

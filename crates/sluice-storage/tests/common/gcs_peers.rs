@@ -49,7 +49,6 @@ pub fn fake_gcs_binary() -> PathBuf {
 #[path = "peer_process.rs"]
 #[allow(clippy::duplicate_mod)]
 mod peer_process;
-use peer_process::free_port;
 
 /// A running fake-gcs-server; killed on drop.
 pub struct FakeGcs {
@@ -69,32 +68,24 @@ impl FakeGcs {
             // With the filesystem backend a bucket is a directory under the root.
             std::fs::create_dir_all(root.join(b)).expect("create bucket dir");
         }
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        let child = peer_process::spawn_listening(
+        let (child, port) = peer_process::spawn_listening(
             "fake-gcs-server",
-            Command::new(fake_gcs_binary())
-                .args([
-                    "-scheme",
-                    "http",
-                    "-host",
-                    "127.0.0.1",
-                    "-port",
-                    &port.to_string(),
-                ])
-                .args(["-backend", "filesystem", "-filesystem-root"])
-                .arg(&root)
-                .args([
-                    "-external-url",
-                    &url,
-                    "-public-host",
-                    &format!("127.0.0.1:{port}"),
-                ])
-                .args(["-log-level", "error"]),
             tmp.path(),
-            port,
             Duration::from_secs(10),
+            |port| {
+                let url = format!("http://127.0.0.1:{port}");
+                let mut cmd = Command::new(fake_gcs_binary());
+                cmd.args(["-scheme", "http", "-host", "127.0.0.1"])
+                    .args(["-port", &port.to_string()])
+                    .args(["-backend", "filesystem", "-filesystem-root"])
+                    .arg(&root)
+                    .args(["-external-url", &url])
+                    .args(["-public-host", &format!("127.0.0.1:{port}")])
+                    .args(["-log-level", "error"]);
+                cmd
+            },
         );
+        let url = format!("http://127.0.0.1:{port}");
         FakeGcs {
             child,
             endpoint: url,

@@ -59,17 +59,14 @@ impl S3sFs {
         for b in buckets {
             std::fs::create_dir_all(data_dir.join(b)).expect("create bucket dir");
         }
-        let port = free_port();
-        let child = peer_process::spawn_listening(
-            "s3s-fs",
-            Command::new(binary())
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-                .arg(&data_dir),
-            tmp.path(),
-            port,
-            Duration::from_secs(10),
-        );
+        let (child, port) =
+            peer_process::spawn_listening("s3s-fs", tmp.path(), Duration::from_secs(10), |port| {
+                let mut cmd = Command::new(binary());
+                cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+                    .arg(&data_dir);
+                cmd
+            });
         S3sFs {
             child,
             port,
