@@ -3817,6 +3817,14 @@ async fn wait_until_store_blocks(admin: &mut sqlx::PgConnection) {
     }
 }
 
+/// PostgreSQL checks for a deadlock once per lock wait, `deadlock_timeout` after the wait
+/// began, so the store's one check must come after the other session has closed the cycle,
+/// however long a loaded machine takes to see the store blocked and send the other
+/// session's statement. With the default (1 s), a late other session meant the store's
+/// check found no cycle and the other session was aborted instead. Each deadlock test
+/// waits this long.
+const STORE_DEADLOCK_TIMEOUT: &str = "10s";
+
 /// Forces a deadlock between a two-table commit and another session, arranged so that
 /// PostgreSQL picks the commit as the victim (its `deadlock_timeout` fires first), and
 /// returns what the commit returned.
@@ -3825,7 +3833,16 @@ async fn commit_into_deadlock(
     retry_attempts: u32,
 ) -> (Result<(), StoreError>, PostgresStore, [TableRecord; 2]) {
     use sqlx::Connection;
-    let store = postgres_store_with(url, retry_attempts).await;
+    let store_url = format!("{url}?options[deadlock_timeout]={STORE_DEADLOCK_TIMEOUT}");
+    let store = postgres_store_with(&store_url, retry_attempts).await;
+    let timeout: String = sqlx::query_scalar("SHOW deadlock_timeout")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        timeout, STORE_DEADLOCK_TIMEOUT,
+        "the store's sessions took the setting"
+    );
     let w = new_warehouse(&store, &format!("wh{retry_attempts}")).await;
     let n = new_namespace(&store, w.id, "db").await;
     let mut t = [
@@ -3837,9 +3854,9 @@ async fn commit_into_deadlock(
 
     let mut other = sqlx::PgConnection::connect(url).await.unwrap();
     let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
-    // The other session waits long before checking for deadlocks; the store's sessions use
-    // the default (1 s), so the store's transaction is the one PostgreSQL aborts.
-    sqlx::query("SET deadlock_timeout = '20s'")
+    // The other session checks for a deadlock long after the store's sessions do, so the
+    // store's transaction is the one PostgreSQL aborts.
+    sqlx::query("SET deadlock_timeout = '10min'")
         .execute(&mut other)
         .await
         .unwrap();

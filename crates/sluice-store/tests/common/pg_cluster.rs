@@ -30,20 +30,28 @@ fn is_root() -> bool {
 }
 
 /// Runs `cmd` through the shell, as the `postgres` OS user when we are root (the server
-/// refuses to run as root).
-fn run(cmd: &str, as_postgres: bool) {
+/// refuses to run as root); on failure, returns what it printed.
+fn try_run(cmd: &str, as_postgres: bool) -> Result<(), String> {
     let out = if as_postgres {
         Command::new("su").args(["postgres", "-c", cmd]).output()
     } else {
         Command::new("sh").args(["-c", cmd]).output()
     }
     .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
         "{cmd:?} failed: {}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
+    ))
+}
+
+fn run(cmd: &str, as_postgres: bool) {
+    if let Err(e) = try_run(cmd, as_postgres) {
+        panic!("{e}");
+    }
 }
 
 fn free_port() -> u16 {
@@ -81,17 +89,44 @@ fn start() -> Cluster {
         &format!("initdb -D {d}/data -U postgres --auth=trust --no-sync -E UTF8 >/dev/null"),
         as_postgres,
     );
-    let port = free_port();
-    run(
-        &format!(
-            "pg_ctl -D {d}/data -l {d}/server.log -w -t 60 -o \"-c listen_addresses=127.0.0.1 \
-             -p {port} -k {d} -c max_connections=300 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off\" start >/dev/null"
-        ),
-        as_postgres,
+    // The port is free when picked but not reserved: another process (a parallel test
+    // binary's cluster, say) can take it before the server binds it, so a failed start is
+    // tried again on a new port.
+    const START_ATTEMPTS: usize = 3;
+    let mut failures = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        let port = free_port();
+        let started = try_run(
+            &format!(
+                "pg_ctl -D {d}/data -l {d}/server.log -w -t 60 -o \"-c listen_addresses=127.0.0.1 \
+                 -p {port} -k {d} -c max_connections=300 -c fsync=off \
+                 -c synchronous_commit=off -c full_page_writes=off\" start >/dev/null"
+            ),
+            as_postgres,
+        );
+        match started {
+            Ok(()) => {
+                spawn_reaper(&dir, as_postgres);
+                return Cluster { port, dir };
+            }
+            Err(e) => {
+                // A start that timed out may leave a server behind, holding the data
+                // directory against the next attempt.
+                let _ = try_run(
+                    &format!("pg_ctl -D {d}/data -m immediate -w stop >/dev/null 2>&1"),
+                    as_postgres,
+                );
+                failures.push(format!("port {port}: {e}"));
+            }
+        }
+    }
+    let log = std::fs::read_to_string(dir.join("server.log"))
+        .unwrap_or_else(|e| format!("(no server log: {e})"));
+    panic!(
+        "PostgreSQL did not start in {START_ATTEMPTS} attempts:\n{}\n\
+         server log ({d}/server.log):\n{log}",
+        failures.join("\n")
     );
-    spawn_reaper(&dir, as_postgres);
-    Cluster { port, dir }
 }
 
 /// Statics are never dropped, so a detached watchdog stops the cluster (`pg_ctl stop -m
