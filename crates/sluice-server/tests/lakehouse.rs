@@ -405,7 +405,9 @@ async fn temporary_credentials_reach_only_their_table_and_level() {
 
 #[tokio::test]
 async fn revoked_issuers_and_expired_tokens_are_refused() {
-    let (lake, a, _) = lake_with_tables(2).await;
+    // The gateway checks expiry before the issuer, so credentials that ran out during a slow
+    // revocation step would be refused as ExpiredToken; an hour keeps the two apart.
+    let (lake, a, _) = lake_with_tables(3600).await;
     let (dk, ds) = lake.user("dev", &["Developers"]).await;
     let dev = Temp::from_config(&lake.load((&dk, &ds), "a").await["config"]);
     let file = path_of(&a, "data/dev.parquet");
@@ -445,11 +447,35 @@ async fn revoked_issuers_and_expired_tokens_are_refused() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("InvalidAccessKeyId"), "{body}");
 
-    // Two-second credentials expire.
-    let admin = Temp::from_config(&lake.load((KEY_ID, SECRET), "a").await["config"]);
-    let (status, body) = lake.temp_s3(&admin, "GET", &file, b"").await;
+    lake.stop().await;
+
+    // Short-lived credentials expire. Five seconds leave room for the one request that shows
+    // they worked, on a loaded machine, and are still quick to wait out.
+    let (lake, a, _) = lake_with_tables(5).await;
+    let file = path_of(&a, "data/admin.parquet");
+    let (status, body) = lake
+        .s3((KEY_ID, SECRET, None), "PUT", &file, b"admin")
+        .await;
     assert_eq!(status, 200, "{body}");
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let config = lake.load((KEY_ID, SECRET), "a").await["config"].clone();
+    let admin = Temp::from_config(&config);
+    let expires_ms: i64 = config["s3.session-token-expires-at-ms"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (status, body) = lake.temp_s3(&admin, "GET", &file, b"").await;
+    assert_eq!((status, body.as_str()), (200, "admin"));
+    // Waits for the expiry the server announced, on the clock the gateway checks it against
+    // (this machine's, read after ours), rather than for a duration guessed from the TTL.
+    loop {
+        let now = chrono::Utc::now().timestamp_millis();
+        if now > expires_ms {
+            break;
+        }
+        let wait = u64::try_from(expires_ms - now).unwrap() + 1;
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+    }
     let (status, body) = lake.temp_s3(&admin, "GET", &file, b"").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("ExpiredToken"), "{body}");
