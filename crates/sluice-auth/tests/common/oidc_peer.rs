@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -86,20 +86,25 @@ pub struct OidcPeer {
 
 impl OidcPeer {
     pub async fn start() -> Self {
-        Self::start_on(free_port(), None).await
+        Self::start_with(None, None).await
     }
 
     /// `jwks`: a private JWKS (`{"keys":[...]}`) handed to server.mjs via `JWKS_FILE`;
     /// without it the provider makes a fresh RS256 key (kid `test-rs256`) on every start.
     pub async fn start_on(port: u16, jwks: Option<&Value>) -> Self {
+        Self::start_with(Some(port), jwks).await
+    }
+
+    /// Without a port, one is picked, and picked again when another process took it first.
+    async fn start_with(port: Option<u16>, jwks: Option<&Value>) -> Self {
         let mut peer = OidcPeer {
-            port,
+            port: port.unwrap_or_else(free_port),
             dir: peer_dir(),
             tmp: tempfile::tempdir().unwrap(),
             child: None,
             starts: 0,
         };
-        peer.spawn(jwks).await;
+        peer.spawn(jwks, port.is_none()).await;
         peer
     }
 
@@ -121,28 +126,48 @@ impl OidcPeer {
     /// mutex while every other thread idles; twice in about 10,000 starts on a loaded 2-core
     /// machine here, once in CI), while an idle start takes 0.3 s and a loaded one under 2 s.
     /// Waiting longer does not help; a fresh process does.
-    async fn spawn(&mut self, jwks: Option<&Value>) {
+    ///
+    /// `may_move`: the port was picked here (not given, not a restart), so a start that
+    /// finds it taken by another process moves to a new one.
+    async fn spawn(&mut self, jwks: Option<&Value>, may_move: bool) {
         const ATTEMPTS: usize = 3;
         const READY_WITHIN: Duration = Duration::from_secs(30);
-        let mut hung = Vec::new();
+        let mut failed = Vec::new();
         for _ in 0..ATTEMPTS {
             self.launch(jwks);
-            if self.wait_ready(READY_WITHIN).await {
-                return;
+            match self.wait_ready(READY_WITHIN).await {
+                Ok(true) => return,
+                Ok(false) => {
+                    failed.push(format!(
+                        "attempt {} on port {}, hung ({}):\n{}",
+                        self.starts,
+                        self.port,
+                        self.process_state(),
+                        self.log()
+                    ));
+                    self.kill();
+                }
+                Err(status) if may_move && self.log().contains("EADDRINUSE") => {
+                    failed.push(format!(
+                        "attempt {} on port {}, port taken ({status}):\n{}",
+                        self.starts,
+                        self.port,
+                        self.log()
+                    ));
+                    self.child = None;
+                    self.port = free_port();
+                }
+                // A broken install or a port that was given: a retry would not help.
+                Err(status) => panic!(
+                    "oidc-provider exited ({status}) before it was ready:\n{}",
+                    self.log()
+                ),
             }
-            hung.push(format!(
-                "attempt {} ({}):\n{}",
-                self.starts,
-                self.process_state(),
-                self.log()
-            ));
-            self.kill();
         }
         panic!(
-            "oidc-provider not ready on {} after {ATTEMPTS} starts of {} s each:\n{}",
-            self.issuer(),
+            "oidc-provider not ready after {ATTEMPTS} starts (each given {} s):\n{}",
             READY_WITHIN.as_secs(),
-            hung.join("\n")
+            failed.join("\n")
         );
     }
 
@@ -168,9 +193,10 @@ impl OidcPeer {
         self.child = Some(child);
     }
 
-    /// True once discovery answers 200; false when `within` passes first. Panics when node
-    /// exits (a port taken, a broken install): a retry would not help.
-    async fn wait_ready(&mut self, within: Duration) -> bool {
+    /// True once discovery answers 200, false when `within` passes first; the exit status
+    /// when node exits. That is checked after an answer too: on a port taken by another
+    /// provider, that one answers.
+    async fn wait_ready(&mut self, within: Duration) -> Result<bool, ExitStatus> {
         let url = format!("{}/.well-known/openid-configuration", self.issuer());
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
@@ -178,19 +204,16 @@ impl OidcPeer {
             .unwrap();
         let deadline = Instant::now() + within;
         loop {
-            if let Ok(r) = client.get(&url).send().await {
-                if r.status().is_success() {
-                    return true;
-                }
-            }
+            let answered =
+                matches!(client.get(&url).send().await, Ok(r) if r.status().is_success());
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "oidc-provider exited ({status}) before it was ready:\n{}",
-                    self.log()
-                );
+                return Err(status);
+            }
+            if answered {
+                return Ok(true);
             }
             if Instant::now() > deadline {
-                return false;
+                return Ok(false);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -228,7 +251,7 @@ impl OidcPeer {
     /// JWKS is given; no state survives).
     pub async fn restart(&mut self, jwks: Option<&Value>) {
         self.kill();
-        self.spawn(jwks).await;
+        self.spawn(jwks, false).await;
     }
 
     pub async fn client_credentials_token(&self) -> String {
