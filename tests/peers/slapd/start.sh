@@ -65,8 +65,10 @@ CONF
 
 slaptest -Q -u -f "$datadir/slapd.conf"
 
+# Bounded: a server that accepts and never answers must not hold the caller forever.
 ready() {
-  ldapsearch -x -H "$uri" -D "$admin_dn" -w "$admin_pw" -s base -b "" namingContexts >/dev/null 2>&1
+  timeout 10 ldapsearch -o nettimeout=2 -x -H "$uri" -D "$admin_dn" -w "$admin_pw" \
+    -s base -b "" namingContexts >/dev/null 2>&1
 }
 
 # `-d` keeps slapd in the foreground, so $! is slapd itself and the pid file is exact.
@@ -75,7 +77,10 @@ pid=$!
 echo "$pid" >"$datadir/slapd.pid"
 
 for _ in $(seq 1 200); do
-  ready && break
+  # Alive after the answer too: when the port was taken, another slapd answered.
+  if ready && kill -0 "$pid" 2>/dev/null; then
+    break
+  fi
   if ! kill -0 "$pid" 2>/dev/null; then
     echo "slapd exited while starting; its log:" >&2
     cat "$datadir/slapd.log" >&2
@@ -83,10 +88,14 @@ for _ in $(seq 1 200); do
   fi
   sleep 0.05
 done
-ready || { echo "slapd did not answer on $uri within 10 s" >&2; cat "$datadir/slapd.log" >&2; exit 1; }
+ready && kill -0 "$pid" 2>/dev/null || {
+  echo "slapd did not answer on $uri within 10 s" >&2
+  cat "$datadir/slapd.log" >&2
+  exit 1
+}
 
 # -c: a restart on an existing data directory finds the entries already there.
-if ! ldapadd -c -x -H "$uri" -D "$admin_dn" -w "$admin_pw" -f "$seed" >"$datadir/seed.out" 2>&1; then
+if ! timeout 60 ldapadd -o nettimeout=10 -c -x -H "$uri" -D "$admin_dn" -w "$admin_pw" -f "$seed" >"$datadir/seed.out" 2>&1; then
   grep -q "Already exists" "$datadir/seed.out" || { cat "$datadir/seed.out" >&2; exit 1; }
 fi
 echo "slapd $pid ready on $uri"

@@ -211,6 +211,8 @@ impl Slapd {
         loop {
             let ok = Command::new("ldapsearch")
                 .env("LDAPTLS_CACERT", &ca)
+                // Bounded, so a server that accepts and stays silent cannot hold the test.
+                .args(["-o", "nettimeout=2"])
                 .args([
                     "-x",
                     "-ZZ",
@@ -227,15 +229,16 @@ impl Slapd {
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
-            if ok {
-                return Ok(());
-            }
+            // Checked after an answer too: on a taken port, another slapd answers.
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(st)) = child.try_wait() {
                     let log = std::fs::read_to_string(self.dir.path().join("slapd-tls.log"))
                         .unwrap_or_default();
                     return Err(format!("slapd exited ({st}):\n{log}"));
                 }
+            }
+            if ok {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.dir.path().join("slapd-tls.log"))
