@@ -115,12 +115,19 @@ def tmp_root() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def slapd(tmp_root: Path) -> Iterator[str]:
-    port = free_port()
     data = tmp_root / "slapd"
     script = REPO_ROOT / "tests" / "peers" / "slapd"
-    out = subprocess.run(["bash", str(script / "start.sh"), str(data), str(port)], capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.exit(f"slapd did not start: {out.stdout}\n{out.stderr}", 1)
+    # The port picked can be taken before slapd binds it (start.sh then fails): a new one.
+    failures = []
+    for _ in range(3):
+        port = free_port()
+        out = subprocess.run(["bash", str(script / "start.sh"), str(data), str(port)], capture_output=True, text=True)
+        if out.returncode == 0:
+            break
+        failures.append(f"port {port}: {out.stdout}\n{out.stderr}")
+        subprocess.run(["bash", str(script / "stop.sh"), str(data)], capture_output=True)
+    else:
+        pytest.exit("slapd did not start:\n" + "\n".join(failures), 1)
     yield f"ldap://127.0.0.1:{port}/"
     subprocess.run(["bash", str(script / "stop.sh"), str(data)], capture_output=True)
 
