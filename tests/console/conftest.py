@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -193,6 +194,37 @@ class Server:
         return requests.request(method, self.base + path, auth=auth, timeout=30, **kw)
 
 
+_SLUICE_LISTENING = re.compile(r"Sluice listening on (http://127\.0\.0\.1:\d+)")
+
+
+def start_sluice(args: list[str], log: Path, env: dict[str, str]) -> tuple[Proc, str]:
+    """`sluice serve --listen 127.0.0.1:0 <args>`, waited for until /health answers; returns
+    the process and its base URL.
+
+    The port comes from sluice's own startup log: a port picked here and passed in could be
+    taken by another process (the Rust tests start many servers at once) before sluice binds
+    it, and /health could then answer from that other server."""
+    binary = os.environ.get("SLUICE_BIN") or str(REPO_ROOT / "target" / "debug" / "sluice")
+    # Proc appends to the log: a line from an earlier start there must not count.
+    offset = log.stat().st_size if log.exists() else 0
+    p = Proc("sluice", [binary, "serve", "--listen", "127.0.0.1:0", *args], log, env=env)
+    base: list[str] = []
+
+    def announced() -> bool:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            m = _SLUICE_LISTENING.search(f.read().decode(errors="replace"))
+        if m:
+            base.append(m.group(1))
+        return m is not None
+
+    p.wait_ready(announced)
+    # Still running after the answer: an answer that raced our exit came from whoever took the
+    # port over.
+    p.wait_ready(lambda: requests.get(base[0] + "/health", timeout=2).ok and p.proc.poll() is None)
+    return p, base[0]
+
+
 @pytest.fixture(scope="session")
 def server(tmp_root: Path, slapd: str, oidc: str, s3: S3) -> Iterator[Server]:
     data = tmp_root / "sluice"
@@ -220,7 +252,6 @@ default_initial_groups = ["Viewers"]
 scopes = ["openid", "profile", "email", "groups"]
 """
     )
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "AWS_"))}
     env.update({
         "SLUICE_CONFIG": str(config),
@@ -228,12 +259,7 @@ scopes = ["openid", "profile", "email", "groups"]
         "SLUICE_BOOTSTRAP_SECRET_ACCESS_KEY": ADMIN_SECRET,
         "SLUICE_AUTH_FAILURES_PER_MINUTE": "10000",
     })
-    binary = os.environ.get("SLUICE_BIN") or str(REPO_ROOT / "target" / "debug" / "sluice")
-    p = Proc("sluice", [binary, "serve", "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0",
-                        "--data-dir", str(data)],
-             tmp_root / "sluice.log", env=env)
-    base = f"http://127.0.0.1:{port}"
-    p.wait_ready(lambda: requests.get(base + "/health", timeout=2).ok)
+    p, base = start_sluice(["--s3-listen", "127.0.0.1:0", "--data-dir", str(data)], tmp_root / "sluice.log", env)
     yield Server(base, p.log, data)
     p.stop()
 

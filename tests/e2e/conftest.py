@@ -24,6 +24,7 @@ import os as _os
 _os.environ.setdefault("PYICEBERG_MAX_WORKERS", "1")
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -490,12 +491,51 @@ def _sluice_bin() -> str:
     return path
 
 
+_SLUICE_LISTENING = re.compile(r"Sluice listening on http://127\.0\.0\.1:(\d+)")
+
+
+def start_sluice(name: str, args: list[str], log_path: Path, env: dict[str, str]) -> tuple[Peer, str, int]:
+    """`sluice serve --listen 127.0.0.1:0 <args>`, waited for until /health answers; returns
+    the peer, its base URL and its port.
+
+    The port comes from sluice's own startup log: a port picked here and passed in could be
+    taken by another process (the Rust tests start many servers at once) before sluice binds
+    it, and /health could then answer from that other server."""
+    # start_peer appends to the log: a line from an earlier start there must not count.
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    peer = start_peer(name, [_sluice_bin(), "serve", "--listen", "127.0.0.1:0", *args], log_path, env=env)
+    port: list[int] = []
+
+    def announced() -> bool:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            m = _SLUICE_LISTENING.search(f.read().decode(errors="replace"))
+        if m:
+            port.append(int(m.group(1)))
+        return m is not None
+
+    try:
+        wait_until(peer, announced, HEALTH_TIMEOUT_S, "its 'Sluice listening on' log line")
+        base = f"http://127.0.0.1:{port[0]}"
+        # Still running after the answer: an answer that raced our exit came from whoever took
+        # the port over.
+        wait_until(
+            peer,
+            lambda: requests.get(base + "/health", timeout=2).status_code == 200 and peer.proc.poll() is None,
+            HEALTH_TIMEOUT_S,
+            "GET /health == 200",
+        )
+    except BaseException:
+        peer.stop()
+        raise
+    return peer, base, port[0]
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("sluice")
     data_dir = root / "data"
     data_dir.mkdir()
-    port = free_port()
     # The server reads its configuration from SLUICE_* variables, so pass none of the ambient
     # ones (e.g. SLUICE_BIN, set for this harness) - only what this fixture decides.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
@@ -512,22 +552,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for k in list(env):
         if k.startswith("AWS_"):
             del env[k]
-    peer = start_peer(
-        "sluice",
-        [_sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
-        root / "sluice.log",
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
     if os.environ.get("E2E_KEEP_TMP"):
-        print(f"sluice data dir: {data_dir}, log: {peer.log_path}")
+        print(f"sluice data dir: {data_dir}, log: {root / 'sluice.log'}")
+    peer, base, port = start_sluice(
+        "sluice",
+        ["--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+        root / "sluice.log",
+        env,
+    )
     try:
-        wait_until(
-            peer,
-            lambda: requests.get(base + "/health", timeout=2).status_code == 200,
-            HEALTH_TIMEOUT_S,
-            "GET /health == 200",
-        )
         yield Server(base, port, data_dir, ADMIN_KEY_ID, ADMIN_SECRET, peer)
     finally:
         peer.stop()
@@ -784,7 +817,6 @@ def oidc_server(tmp_path_factory: pytest.TempPathFactory, oidc_provider: OidcPro
         f"allowed_audiences = [{json.dumps(OIDC_API_AUDIENCE)}]\n"
         'default_initial_groups = ["Developers"]\n'
     )
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_") and not k.startswith("AWS_")}
     env.update(
         {
@@ -794,26 +826,13 @@ def oidc_server(tmp_path_factory: pytest.TempPathFactory, oidc_provider: OidcPro
             "SLUICE_AUTH_FAILURES_PER_MINUTE": "10000",
         }
     )
-    peer = start_peer(
+    peer, base, port = start_sluice(
         "sluice-oidc",
-        [
-            _sluice_bin(),
-            "serve",
-            "--config", str(config),
-            "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0",
-            "--data-dir", str(data_dir),
-        ],
+        ["--config", str(config), "--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
         root / "sluice.log",
-        env=env,
+        env,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(
-            peer,
-            lambda: requests.get(base + "/health", timeout=2).status_code == 200,
-            HEALTH_TIMEOUT_S,
-            "GET /health == 200",
-        )
         yield Server(base, port, data_dir, ADMIN_KEY_ID, ADMIN_SECRET, peer)
     finally:
         peer.stop()

@@ -34,14 +34,13 @@ from pyiceberg.catalog import load_catalog
 from conftest import (
     ADMIN_KEY_ID,
     ADMIN_SECRET,
-    HEALTH_TIMEOUT_S,
     REPO_ROOT,
     Server,
     _PEER_FIXTURES,
-    _sluice_bin,
     create_warehouse,
     free_port,
     start_peer,
+    start_sluice,
     unique,
     wait_until,
     _can_connect,
@@ -239,7 +238,6 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory, fake_gcs: FakeGcs, goog
     root = tmp_path_factory.mktemp("sluice-gcs")
     data_dir = root / "data"
     data_dir.mkdir()
-    port = free_port()
     env = {
         k: v
         for k, v in os.environ.items()
@@ -254,20 +252,10 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory, fake_gcs: FakeGcs, goog
             "SLUICE_GCS_STS_ENDPOINT": google.sts_endpoint,
         }
     )
-    peer = start_peer(
-        "sluice-gcs",
-        [_sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
-        root / "sluice.log",
-        env=env,
+    peer, base, port = start_sluice(
+        "sluice-gcs", ["--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)], root / "sluice.log", env
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(
-            peer,
-            lambda: requests.get(base + "/health", timeout=2).status_code == 200,
-            HEALTH_TIMEOUT_S,
-            "GET /health == 200",
-        )
         yield Server(base, port, data_dir, ADMIN_KEY_ID, ADMIN_SECRET, peer)
     finally:
         peer.stop()

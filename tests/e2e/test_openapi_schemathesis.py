@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 
 import conftest
 from conftest import ADMIN_KEY_ID, ADMIN_SECRET
@@ -44,7 +43,6 @@ def fresh_server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("sluice-schemathesis")
     data_dir = root / "data"
     data_dir.mkdir()
-    port = conftest.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_") and not k.startswith("AWS_")}
     env.update(
         {
@@ -54,20 +52,13 @@ def fresh_server(tmp_path_factory: pytest.TempPathFactory):
             "SLUICE_AUTH_FAILURES_PER_MINUTE": "10000",
         }
     )
-    peer = conftest.start_peer(
+    peer, base, _port = conftest.start_sluice(
         "sluice-schemathesis",
-        [conftest._sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+        ["--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
         root / "sluice.log",
-        env=env,
+        env,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        conftest.wait_until(
-            peer,
-            lambda: requests.get(base + "/health", timeout=2).status_code == 200,
-            conftest.HEALTH_TIMEOUT_S,
-            "GET /health == 200",
-        )
         yield base, peer
     finally:
         peer.stop()

@@ -33,7 +33,7 @@ from pyiceberg.catalog import load_catalog
 from pyiceberg.exceptions import CommitFailedException
 
 import conftest
-from conftest import ADMIN_KEY_ID, ADMIN_SECRET, HEALTH_TIMEOUT_S, Peer, free_port, start_peer, unique, wait_until
+from conftest import ADMIN_KEY_ID, ADMIN_SECRET, Peer, free_port, unique
 from util import NO_RETRY, SCHEMA, read_all, rows
 
 REPLICAS = 3
@@ -161,22 +161,11 @@ def replicas(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> It
         # One after the other: the first migrates and bootstraps, the others find it done.
         for i in range(REPLICAS):
             name = f"sluice-replica-{i}"
-            port = free_port()
-            peer = start_peer(
-                name,
-                [conftest._sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
-                root / f"{name}.log",
-                env=env,
-            )
             conftest._PEER_FIXTURES[name] = "replicas"
-            replica = Replica(name, f"http://127.0.0.1:{port}", peer)
-            started.append(replica)
-            wait_until(
-                peer,
-                lambda base=replica.base_url: requests.get(base + "/health", timeout=2).status_code == 200,
-                HEALTH_TIMEOUT_S,
-                "GET /health == 200",
+            peer, base, _port = conftest.start_sluice(
+                name, ["--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)], root / f"{name}.log", env
             )
+            started.append(Replica(name, base, peer))
         yield started
     finally:
         for r in started:

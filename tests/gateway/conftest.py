@@ -85,11 +85,20 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
+def _announced(log: Path, what: str) -> str | None:
+    """The URL of `what` ("Sluice", "Sluice S3 gateway") from sluice's startup log."""
+    m = re.search(rf"{what} listening on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
+    return m.group(1) if m else None
+
+
 def start_server(root: Path, extra_env: dict[str, str] | None = None) -> tuple[Server, subprocess.Popen]:
-    """A `sluice serve` with its data under `root`, the gateway on an ephemeral port."""
+    """A `sluice serve` with its data under `root`, the API and the gateway on ephemeral ports.
+
+    Both ports are sluice's own picks, read from its startup log: a port picked here and passed
+    in could be taken by another process (the Rust tests start many servers at once) before
+    sluice binds it, and /health could then answer from that other server."""
     data_dir = root / "data"
     log = root / "sluice.log"
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     env.update(
         SLUICE_BOOTSTRAP_ACCESS_KEY_ID=ADMIN_KEY,
@@ -106,24 +115,23 @@ def start_server(root: Path, extra_env: dict[str, str] | None = None) -> tuple[S
     )
     env.update(extra_env or {})
     proc = _start(
-        [_sluice_bin(), "serve", "--listen", f"127.0.0.1:{port}", "--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+        [_sluice_bin(), "serve", "--listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
         log,
         env,
     )
     try:
         deadline = time.monotonic() + 60
-        s3 = None
-        while s3 is None:
+        api = s3 = None
+        while api is None or s3 is None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.exit(f"sluice did not start:\n{log.read_text(errors='replace')}", returncode=1)
-            m = re.search(r"S3 gateway listening on (http://127\.0\.0\.1:\d+)", log.read_text(errors="replace"))
-            if m:
-                s3 = m.group(1)
+            api, s3 = _announced(log, "Sluice"), _announced(log, "Sluice S3 gateway")
             time.sleep(0.1)
-        api = f"http://127.0.0.1:{port}"
         while True:
             try:
-                if requests.get(api + "/health", timeout=2).status_code == 200:
+                # Still running after the answer: an answer that raced our exit came from
+                # whoever took the port over.
+                if requests.get(api + "/health", timeout=2).status_code == 200 and proc.poll() is None:
                     break
             except requests.RequestException:
                 pass
