@@ -203,7 +203,8 @@ def start_sluice(args: list[str], log: Path, env: dict[str, str]) -> tuple[Proc,
 
     The port comes from sluice's own startup log: a port picked here and passed in could be
     taken by another process (the Rust tests start many servers at once) before sluice binds
-    it, and /health could then answer from that other server."""
+    it, and /health could then answer from that other server. The port in the log is one
+    this sluice holds."""
     binary = os.environ.get("SLUICE_BIN") or str(REPO_ROOT / "target" / "debug" / "sluice")
     # Proc appends to the log: a line from an earlier start there must not count.
     offset = log.stat().st_size if log.exists() else 0
@@ -219,9 +220,7 @@ def start_sluice(args: list[str], log: Path, env: dict[str, str]) -> tuple[Proc,
         return m is not None
 
     p.wait_ready(announced)
-    # Still running after the answer: an answer that raced our exit came from whoever took the
-    # port over.
-    p.wait_ready(lambda: requests.get(base[0] + "/health", timeout=2).ok and p.proc.poll() is None)
+    p.wait_ready(lambda: requests.get(base[0] + "/health", timeout=2).ok)
     return p, base[0]
 
 

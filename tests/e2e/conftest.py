@@ -157,21 +157,12 @@ def becomes_ready(peer: Peer, ready: Callable[[], bool], timeout: float) -> bool
 def wait_until(peer: Peer, ready: Callable[[], bool], timeout: float, what: str) -> None:
     """Wait for a peer to become ready. If it never does, stop the whole session: every test
     needs the peers, so one clear message beats a hundred identical setup errors."""
-    deadline = time.monotonic() + timeout
-    problem = None
-    while problem is None:
-        if peer.proc.poll() is not None:
-            problem = f"{peer.name} exited with code {peer.proc.returncode} before {what}"
-            break
-        try:
-            if ready():
-                return
-        except (requests.RequestException, OSError):
-            pass
-        if time.monotonic() >= deadline:
-            problem = f"{peer.name}: timed out after {timeout:.0f}s waiting for {what}"
-            break
-        time.sleep(0.1)
+    if becomes_ready(peer, ready, timeout):
+        return
+    if peer.proc.poll() is not None:
+        problem = f"{peer.name} exited with code {peer.proc.returncode} before {what}"
+    else:
+        problem = f"{peer.name}: timed out after {timeout:.0f}s waiting for {what}"
     peer.stop()
     pytest.exit(
         f"{problem}.\n--- {peer.name} log ({peer.log_path}) ---\n{peer.tail(head=60)}\n--- end of log ---",
@@ -500,7 +491,8 @@ def start_sluice(name: str, args: list[str], log_path: Path, env: dict[str, str]
 
     The port comes from sluice's own startup log: a port picked here and passed in could be
     taken by another process (the Rust tests start many servers at once) before sluice binds
-    it, and /health could then answer from that other server."""
+    it, and /health could then answer from that other server. The port in the log is one
+    this sluice holds."""
     # start_peer appends to the log: a line from an earlier start there must not count.
     offset = log_path.stat().st_size if log_path.exists() else 0
     peer = start_peer(name, [_sluice_bin(), "serve", "--listen", "127.0.0.1:0", *args], log_path, env=env)
@@ -517,14 +509,7 @@ def start_sluice(name: str, args: list[str], log_path: Path, env: dict[str, str]
     try:
         wait_until(peer, announced, HEALTH_TIMEOUT_S, "its 'Sluice listening on' log line")
         base = f"http://127.0.0.1:{port[0]}"
-        # Still running after the answer: an answer that raced our exit came from whoever took
-        # the port over.
-        wait_until(
-            peer,
-            lambda: requests.get(base + "/health", timeout=2).status_code == 200 and peer.proc.poll() is None,
-            HEALTH_TIMEOUT_S,
-            "GET /health == 200",
-        )
+        wait_until(peer, lambda: requests.get(base + "/health", timeout=2).status_code == 200, HEALTH_TIMEOUT_S, "GET /health == 200")
     except BaseException:
         peer.stop()
         raise

@@ -129,9 +129,7 @@ def start_server(root: Path, extra_env: dict[str, str] | None = None) -> tuple[S
             time.sleep(0.1)
         while True:
             try:
-                # Still running after the answer: an answer that raced our exit came from
-                # whoever took the port over.
-                if requests.get(api + "/health", timeout=2).status_code == 200 and proc.poll() is None:
+                if requests.get(api + "/health", timeout=2).status_code == 200:
                     break
             except requests.RequestException:
                 pass
