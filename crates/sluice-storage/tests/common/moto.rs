@@ -10,12 +10,15 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::{Child, Command};
+use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 
-use super::s3s_fs::free_port;
+// Included here too, so this helper stays includable alone (see peer_process.rs).
+#[path = "peer_process.rs"]
+#[allow(clippy::duplicate_mod)]
+mod peer_process;
 
 /// moto's default account; every ARN it issues lives there.
 pub const ACCOUNT: &str = "123456789012";
@@ -75,51 +78,24 @@ fn http_raw(addr: SocketAddr, request: &str) -> std::io::Result<(u16, String)> {
 
 impl Moto {
     /// Starts moto_server on a free port and waits until its API answers. Python imports for
-    /// seconds before it binds, so the port can be taken meanwhile (moto then exits): that
-    /// start is tried again on a new port, up to three times, as is one that never answers.
+    /// seconds before it binds, so the port can be taken meanwhile (moto then exits); that
+    /// start is tried again on a new port (see `spawn_ready`).
     pub fn start() -> Moto {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let log = tmp.path().join("moto.log");
-        let mut failures = Vec::new();
-        let (child, port) = 'tries: {
-            for attempt in 1..=3 {
-                let port = free_port();
-                let mut child = Command::new(binary())
-                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                    .stdin(Stdio::null())
-                    .stdout(std::fs::File::create(&log).map_or(Stdio::null(), Stdio::from))
-                    .stderr(
-                        std::fs::File::options()
-                            .append(true)
-                            .open(&log)
-                            .map_or(Stdio::null(), Stdio::from),
-                    )
-                    .spawn()
-                    .expect("spawn moto_server");
-                let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                let deadline = Instant::now() + Duration::from_secs(30);
-                let failure = loop {
-                    let get = format!("GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-                    let answered = matches!(http_raw(addr, &get), Ok((200, _)));
-                    if let Ok(Some(status)) = child.try_wait() {
-                        break format!("exited during startup: {status}");
-                    }
-                    if answered {
-                        break 'tries (child, port);
-                    }
-                    if Instant::now() > deadline {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break format!("did not answer on {addr} within 30s");
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                };
-                let out = std::fs::read_to_string(&log).unwrap_or_default();
-                eprintln!("moto_server: try {attempt} {failure}; starting it again on a new port");
-                failures.push(format!("try {attempt}: {failure}\n{out}"));
-            }
-            panic!("moto_server did not start:\n{}", failures.join("\n"));
-        };
+        let (child, port) = peer_process::spawn_ready(
+            "moto_server",
+            tmp.path(),
+            Duration::from_secs(30),
+            |port| {
+                let mut cmd = Command::new(binary());
+                cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+                cmd
+            },
+            |addr| {
+                let get = format!("GET /moto-api/ HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+                matches!(http_raw(addr, &get), Ok((200, _)))
+            },
+        );
         Moto {
             child,
             port,

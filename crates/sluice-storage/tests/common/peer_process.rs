@@ -19,17 +19,31 @@ pub fn free_port() -> u16 {
 
 /// Starts the peer that `command(port)` describes on a free loopback port (stdin and stdout
 /// closed, stderr to `<log_dir>/stderr.log`) and waits until it listens there; returns it
-/// with its port.
-///
-/// A start that fails is tried again on a new port, up to three times: the port picked can be
-/// taken by another process before the peer binds it (the peer then exits), and a node peer
-/// now and then hangs before it listens (it is killed after `timeout`). When every try
-/// failed, the panic shows each one's stderr.
+/// with its port. See [`spawn_ready`] for the retries.
 pub fn spawn_listening(
     name: &str,
     log_dir: &Path,
     timeout: Duration,
     command: impl Fn(u16) -> Command,
+) -> (Child, u16) {
+    spawn_ready(name, log_dir, timeout, command, |addr| {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    })
+}
+
+/// Like [`spawn_listening`], with the peer ready once `ready(addr)` holds (e.g. its API
+/// answers, not just its socket).
+///
+/// A start that fails is tried again on a new port, up to three times: the port picked can be
+/// taken by another process before the peer binds it (the peer then exits), and a node peer
+/// now and then hangs before it listens (it is killed after `timeout`). When every try
+/// failed, the panic shows each one's stderr.
+pub fn spawn_ready(
+    name: &str,
+    log_dir: &Path,
+    timeout: Duration,
+    command: impl Fn(u16) -> Command,
+    ready: impl Fn(SocketAddr) -> bool,
 ) -> (Child, u16) {
     let log = log_dir.join("stderr.log");
     let mut failures = Vec::new();
@@ -44,18 +58,18 @@ pub fn spawn_listening(
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + timeout;
         let failure = loop {
-            let listening = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok();
-            // Checked after the connection too: what answered may be whoever took the port.
+            let answered = ready(addr);
+            // Checked after an answer too: what answered may be whoever took the port.
             if let Ok(Some(status)) = child.try_wait() {
                 break format!("exited during startup: {status}");
             }
-            if listening {
+            if answered {
                 return (child, port);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                break format!("did not listen on {addr} within {}s", timeout.as_secs());
+                break format!("not ready on {addr} within {}s", timeout.as_secs());
             }
             std::thread::sleep(Duration::from_millis(20));
         };
